@@ -1,0 +1,335 @@
+/* rtp-application.c: options, configuration, start-up, signals, orderly shutdown */
+#define G_LOG_DOMAIN "RtpApplication"
+
+#include "rtp-application.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-password.h"
+#include "rtp-services.h"
+
+#include <glib-unix.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <string.h>
+
+struct _RtpApplication {
+  GApplication parent_instance;
+
+  RtpServices services;     /* (owned) members */
+  int exit_status;
+  gboolean held;
+  gboolean stopping;
+  guint sigint_id;
+  guint sigterm_id;
+  guint drain_id;
+  gint64 stop_deadline_us;
+};
+
+G_DEFINE_TYPE (RtpApplication, rtp_application, G_TYPE_APPLICATION)
+
+static const GOptionEntry options[] = {
+  { "config", 'c', 0, G_OPTION_ARG_FILENAME, NULL, "Read settings from FILE (KEY=value lines, like .env)", "FILE" },
+  { "port", 'p', 0, G_OPTION_ARG_STRING, NULL, "Listen on PORT (0 picks a free port)", "PORT" },
+  { "host", 0, 0, G_OPTION_ARG_STRING, NULL, "Listen on address HOST", "HOST" },
+  { "database", 'd', 0, G_OPTION_ARG_STRING, NULL, "Database URI (sqlite:///path or postgresql://…)", "URI" },
+  { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Keep the database and keys in DIR", "DIR" },
+  { "verbose", 'v', 0, G_OPTION_ARG_NONE, NULL, "Log debug messages", NULL },
+  { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
+  { NULL },
+};
+
+static void
+fail (RtpApplication *self, int status, const char *format, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+fail (RtpApplication *self, int status, const char *format, ...)
+{
+  va_list args;
+  g_autofree char *message = NULL;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_printerr ("realtimeplot-server: %s\n", message);
+  self->exit_status = status;
+}
+
+static gint
+rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
+{
+  RtpApplication *self = RTP_APPLICATION (app);
+  g_autoptr (RtpConfig) config = rtp_config_new ();
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) env = g_get_environ ();
+  const char *config_file = NULL;
+  const char *value = NULL;
+
+  if (g_variant_dict_contains (dict, "version"))
+    {
+      g_print ("realtimeplot-server %s\n", RTP_VERSION);
+      return 0;
+    }
+  if (g_variant_dict_contains (dict, "verbose"))
+    g_log_set_debug_enabled (TRUE);
+
+  /* defaults → file → environment → command line */
+  if (g_variant_dict_lookup (dict, "config", "^&ay", &config_file))
+    {
+      if (!rtp_config_load_file (config, config_file, TRUE, &error))
+        goto bad;
+    }
+  else if (!rtp_config_load_file (config, ".env", FALSE, &error))
+    goto bad;
+  rtp_config_load_environment (config, (const char *const *) env);
+  if (g_variant_dict_lookup (dict, "port", "&s", &value))
+    rtp_config_set_override (config, "FLASK_RUN_PORT", value);
+  if (g_variant_dict_lookup (dict, "host", "&s", &value))
+    rtp_config_set_override (config, "FLASK_RUN_HOST", value);
+  if (g_variant_dict_lookup (dict, "database", "&s", &value))
+    rtp_config_set_override (config, "SQLALCHEMY_DATABASE_URI", value);
+  if (g_variant_dict_lookup (dict, "state-dir", "^&ay", &value))
+    rtp_config_set_state_dir (config, value);
+  if (!rtp_config_validate (config, &error))
+    goto bad;
+
+  self->services.config = g_steal_pointer (&config);
+  return -1;
+
+bad:
+  fail (self, 2, "%s", error->message);
+  return 2;
+}
+
+/* The signing key: SECRET_KEY, or 32 random bytes kept 0600 in the state directory. */
+static GBytes *
+load_signing_key (RtpApplication *self, GError **error)
+{
+  RtpConfig *config = self->services.config;
+  g_autofree char *path = NULL;
+  g_autofree char *contents = NULL;
+  gsize len = 0;
+
+  if (rtp_config_is_set (config, "SECRET_KEY"))
+    {
+      const char *key = rtp_config_get_string (config, "SECRET_KEY");
+      return g_bytes_new (key, strlen (key));
+    }
+  path = g_build_filename (rtp_config_get_state_dir (config), "secret_key", NULL);
+  if (g_file_get_contents (path, &contents, &len, NULL) && len >= 32)
+    {
+      g_strstrip (contents);
+      return g_bytes_new (contents, strlen (contents));
+    }
+  {
+    guint8 raw[32];
+    g_autofree char *hex = NULL;
+    int fd;
+
+    rtp_random_bytes (raw, sizeof raw);
+    hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
+    fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write (fd, hex, strlen (hex)) != (ssize_t) strlen (hex) || fsync (fd) != 0)
+      {
+        g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot write the signing key %s: %s", path,
+                     g_strerror (errno));
+        if (fd >= 0)
+          close (fd);
+        return NULL;
+      }
+    close (fd);
+    g_message ("generated a new signing key in %s", path);
+    return g_bytes_new (hex, strlen (hex));
+  }
+}
+
+static gboolean
+finish_stop (gpointer user_data)
+{
+  RtpApplication *self = user_data;
+
+  if (self->services.http != NULL && rtp_http_server_get_in_flight (self->services.http) > 0 &&
+      g_get_monotonic_time () < self->stop_deadline_us)
+    return G_SOURCE_CONTINUE;
+  if (self->services.http != NULL && rtp_http_server_get_in_flight (self->services.http) > 0)
+    g_warning ("stopping with %u requests still in flight", rtp_http_server_get_in_flight (self->services.http));
+  self->drain_id = 0;
+  if (self->held)
+    {
+      self->held = FALSE;
+      g_application_release (G_APPLICATION (self));
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_signal (gpointer user_data)
+{
+  RtpApplication *self = user_data;
+
+  if (self->stopping)
+    return G_SOURCE_CONTINUE;
+  self->stopping = TRUE;
+  g_message ("stopping: finishing requests in flight");
+  if (self->services.http != NULL)
+    rtp_http_server_stop_accepting (self->services.http);
+  self->stop_deadline_us =
+      g_get_monotonic_time () + (gint64) (rtp_config_get_double (self->services.config, "RTP_SHUTDOWN_TIMEOUT") * G_USEC_PER_SEC);
+  /* let answers already queued be written before the loop ends */
+  self->drain_id = g_timeout_add (20, finish_stop, self);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+start (RtpApplication *self, GError **error)
+{
+  RtpServices *s = &self->services;
+  RtpConfig *config = s->config;
+  g_autofree char *uri = rtp_config_dup_database_uri (config);
+  g_autoptr (GBytes) key = NULL;
+  g_autofree char *generated = NULL;
+  g_autofree char *url = NULL;
+  const char *state_dir = rtp_config_get_state_dir (config);
+  RtpUserManagerSettings user_settings = { 0 };
+  RtpHttpSettings http_settings = { 0 };
+
+  if (g_mkdir_with_parents (state_dir, 0700) != 0)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot create the state directory %s: %s", state_dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  key = load_signing_key (self, error);
+  if (key == NULL)
+    return FALSE;
+
+  s->db = rtp_database_open (uri, error);
+  if (s->db == NULL || !rtp_database_migrate (s->db, error))
+    return FALSE;
+  g_message ("database: %s", rtp_database_get_kind (s->db) == RTP_DATABASE_SQLITE ? rtp_database_get_sqlite_path (s->db)
+                                                                                 : "PostgreSQL");
+
+  user_settings.legacy_salt = rtp_config_get_string (config, "PASSWORD_SALT");
+  user_settings.token_validity_s = rtp_config_get_int (config, "ACCESS_TOKEN_VALIDITY_TIME") * 60;
+  user_settings.max_failures = (guint) rtp_config_get_int (config, "RTP_LOGIN_MAX_FAILURES");
+  user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
+  s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
+  if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"),
+                                      rtp_config_get_string (config, "DEFAULT_ADMIN_PASSWORD"), &generated, error))
+    return FALSE;
+  if (generated != NULL)
+    {
+      g_print ("Created the administrator '%s' with the one-time password: %s\n"
+               "Log in and change it; it is not shown again.\n",
+               rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"), generated);
+      fflush (stdout);
+    }
+
+  http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
+  http_settings.max_import_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_IMPORT_BYTES");
+  http_settings.cors_origin = rtp_config_get_string (config, "RTP_CORS_ORIGIN");
+  s->http = rtp_http_server_new (s->users, &http_settings);
+  rtp_routes_auth_register (s->http, s);
+
+  if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
+                               (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
+    {
+      g_prefix_error (error, "cannot listen on %s:%" G_GINT64_FORMAT ": ", rtp_config_get_string (config, "FLASK_RUN_HOST"),
+                      rtp_config_get_int (config, "FLASK_RUN_PORT"));
+      return FALSE;
+    }
+  url = rtp_http_server_dup_url (s->http);
+  g_print ("Listening on %s\n", url);
+  fflush (stdout);
+  return TRUE;
+}
+
+static void
+rtp_application_startup (GApplication *app)
+{
+  RtpApplication *self = RTP_APPLICATION (app);
+  g_autoptr (GError) error = NULL;
+
+  G_APPLICATION_CLASS (rtp_application_parent_class)->startup (app);
+  rtp_i18n_init ();
+  if (self->services.config == NULL)
+    return;
+  if (!start (self, &error))
+    {
+      fail (self, 1, "%s", error->message);
+      return;
+    }
+  self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
+  self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
+  g_application_hold (app);
+  self->held = TRUE;
+}
+
+static void
+rtp_application_activate (GApplication *app)
+{
+  /* everything happens in startup; activate has nothing to show */
+}
+
+static void
+rtp_application_shutdown (GApplication *app)
+{
+  RtpApplication *self = RTP_APPLICATION (app);
+  RtpServices *s = &self->services;
+
+  g_clear_handle_id (&self->sigint_id, g_source_remove);
+  g_clear_handle_id (&self->sigterm_id, g_source_remove);
+  g_clear_handle_id (&self->drain_id, g_source_remove);
+  if (s->http != NULL)
+    rtp_http_server_disconnect (s->http);
+  g_clear_object (&s->http);
+  g_clear_object (&s->users);
+  if (s->db != NULL)
+    rtp_database_close (s->db);
+  g_clear_object (&s->db);
+  if (self->exit_status == 0 && s->config != NULL)
+    g_message ("stopped");
+  G_APPLICATION_CLASS (rtp_application_parent_class)->shutdown (app);
+}
+
+static void
+rtp_application_finalize (GObject *object)
+{
+  RtpApplication *self = RTP_APPLICATION (object);
+
+  g_clear_object (&self->services.config);
+  G_OBJECT_CLASS (rtp_application_parent_class)->finalize (object);
+}
+
+static void
+rtp_application_class_init (RtpApplicationClass *klass)
+{
+  GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+
+  G_OBJECT_CLASS (klass)->finalize = rtp_application_finalize;
+  app_class->handle_local_options = rtp_application_handle_local_options;
+  app_class->startup = rtp_application_startup;
+  app_class->activate = rtp_application_activate;
+  app_class->shutdown = rtp_application_shutdown;
+}
+
+static void
+rtp_application_init (RtpApplication *self)
+{
+  g_application_add_main_option_entries (G_APPLICATION (self), options);
+}
+
+RtpApplication *
+rtp_application_new (void)
+{
+  return g_object_new (RTP_TYPE_APPLICATION, "application-id", "org.realtimeplot.Server", "flags",
+                       G_APPLICATION_NON_UNIQUE, NULL);
+}
+
+int
+rtp_application_get_exit_status (RtpApplication *self)
+{
+  return self->exit_status;
+}

@@ -1,0 +1,870 @@
+/* rtp-database.c: one libgda connection, used from the main thread only
+ *
+ * SQL is written with `:name` placeholders; they are rewritten once per statement into
+ * libgda's typed form (`##name::string::null`) from the types the caller passes, and
+ * the parsed statement is cached. No SQL is ever built from user input. */
+#define G_LOG_DOMAIN "RtpDatabase"
+
+#include "rtp-database.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
+#include <string.h>
+
+#define MIGRATIONS_PATH "/org/realtimeplot/Server/migrations"
+
+typedef struct {
+  GdaStatement *stmt; /* (owned) */
+  GdaSet *params;     /* (owned) (nullable) */
+} CachedStatement;
+
+struct _RtpDatabase {
+  GObject parent_instance;
+
+  GdaConnection *cnc;   /* (owned) */
+  RtpDatabaseKind kind;
+  char *sqlite_path;    /* (owned) (nullable) */
+  GHashTable *cache;    /* (owned) rewritten SQL → CachedStatement */
+  gboolean in_transaction;
+};
+
+G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
+
+static void
+cached_statement_free (gpointer data)
+{
+  CachedStatement *c = data;
+  g_clear_object (&c->stmt);
+  g_clear_object (&c->params);
+  g_free (c);
+}
+
+static void
+rtp_database_finalize (GObject *object)
+{
+  RtpDatabase *self = RTP_DATABASE (object);
+
+  rtp_database_close (self);
+  g_hash_table_unref (self->cache);
+  g_free (self->sqlite_path);
+  G_OBJECT_CLASS (rtp_database_parent_class)->finalize (object);
+}
+
+static void
+rtp_database_class_init (RtpDatabaseClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = rtp_database_finalize;
+}
+
+static void
+rtp_database_init (RtpDatabase *self)
+{
+  self->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, cached_statement_free);
+}
+
+void
+rtp_database_close (RtpDatabase *self)
+{
+  g_hash_table_remove_all (self->cache);
+  if (self->cnc != NULL)
+    {
+      if (self->in_transaction)
+        rtp_database_rollback (self);
+      gda_connection_close (self->cnc);
+      g_clear_object (&self->cnc);
+    }
+}
+
+/* The one place where a libgda error is classified. libgda gives no usable SQLSTATE
+ * on either provider, so the message text is all there is. */
+static void
+classify_error (RtpDatabase *self, GError *gda_error, GError **error)
+{
+  const char *m = gda_error != NULL && gda_error->message != NULL ? gda_error->message : "";
+
+  if (strstr (m, "UNIQUE constraint failed") != NULL || strstr (m, "duplicate key value") != NULL ||
+      strstr (m, "PRIMARY KEY must be unique") != NULL || strstr (m, "is not unique") != NULL)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_EXISTS, m);
+      return;
+    }
+  if (strstr (m, "FOREIGN KEY constraint failed") != NULL || strstr (m, "violates foreign key constraint") != NULL)
+    {
+      /* a row that refers to one removed meanwhile: a race the caller reports */
+      g_debug ("foreign key violation: %s", m);
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_CONFLICT, m);
+      return;
+    }
+  if (strstr (m, "readonly database") != NULL || strstr (m, "database or disk is full") != NULL ||
+      strstr (m, "disk I/O error") != NULL || strstr (m, "No space left") != NULL ||
+      strstr (m, "read-only transaction") != NULL || strstr (m, "could not extend file") != NULL)
+    {
+      g_warning ("database cannot store changes: %s", m);
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_READONLY,
+                           _("The database cannot store changes at the moment."));
+      return;
+    }
+  if (self->cnc == NULL || !gda_connection_is_opened (self->cnc) || strstr (m, "database is locked") != NULL ||
+      strstr (m, "server closed the connection") != NULL || strstr (m, "no connection to the server") != NULL ||
+      strstr (m, "terminating connection") != NULL || strstr (m, "could not connect") != NULL ||
+      strstr (m, "Connection refused") != NULL || strstr (m, "connection is closed") != NULL ||
+      strstr (m, "the database system is") != NULL)
+    {
+      g_warning ("database not available: %s", m);
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      return;
+    }
+  g_warning ("database error: %s", m);
+  g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "database error: %s", m);
+}
+
+static char *
+rfc1738 (const char *s)
+{
+  return gda_rfc1738_encode (s);
+}
+
+/**
+ * rtp_database_parse_uri:
+ *
+ * Turns `sqlite:///path` (relative to the working directory, `sqlite:////abs` absolute, as
+ * SQLAlchemy reads it) or `postgresql://user:pw@host:port/db` into libgda's provider name,
+ * connection string and authentication string.
+ */
+gboolean
+rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider, char **cnc_string,
+                        char **auth_string, char **sqlite_path, GError **error)
+{
+  if (g_str_has_prefix (uri, "sqlite:///"))
+    {
+      const char *rest = uri + strlen ("sqlite:///");
+      g_autofree char *path = NULL;
+      g_autofree char *dir = NULL;
+      g_autofree char *base = NULL;
+      g_autofree char *dir_enc = NULL;
+      g_autofree char *name_enc = NULL;
+
+      if (rest[0] == '\0')
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "SQLALCHEMY_DATABASE_URI: '%s' names no file", uri);
+          return FALSE;
+        }
+      path = g_canonicalize_filename (rest, NULL);
+      dir = g_path_get_dirname (path);
+      base = g_path_get_basename (path);
+      /* libgda's SQLite provider looks for DB_NAME + ".db" first, then DB_NAME itself */
+      if (g_str_has_suffix (base, ".db"))
+        base[strlen (base) - 3] = '\0';
+      dir_enc = rfc1738 (dir);
+      name_enc = rfc1738 (base);
+      *kind = RTP_DATABASE_SQLITE;
+      *provider = g_strdup ("SQLite");
+      *cnc_string = g_strdup_printf ("DB_DIR=%s;DB_NAME=%s", dir_enc, name_enc);
+      *auth_string = NULL;
+      *sqlite_path = g_steal_pointer (&path);
+      return TRUE;
+    }
+  else
+    {
+      g_autoptr (GUri) parsed = NULL;
+      g_autoptr (GString) cnc = g_string_new (NULL);
+      g_autoptr (GString) auth = g_string_new (NULL);
+      const char *host;
+      const char *path;
+      const char *userinfo;
+      const char *query;
+      g_autoptr (GError) local_error = NULL;
+
+      if (!g_str_has_prefix (uri, "postgresql://") && !g_str_has_prefix (uri, "postgresql+psycopg2://") &&
+          !g_str_has_prefix (uri, "postgres://"))
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "SQLALCHEMY_DATABASE_URI: unsupported database '%s'", uri);
+          return FALSE;
+        }
+      parsed = g_uri_parse (uri, G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED, &local_error);
+      if (parsed == NULL)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "SQLALCHEMY_DATABASE_URI: %s", local_error->message);
+          return FALSE;
+        }
+      host = g_uri_get_host (parsed);
+      path = g_uri_get_path (parsed);
+      userinfo = g_uri_get_user (parsed);
+      query = g_uri_get_query (parsed);
+      if (path == NULL || path[0] != '/' || path[1] == '\0')
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "SQLALCHEMY_DATABASE_URI: no database name in the URI");
+          return FALSE;
+        }
+      {
+        g_autofree char *db = g_uri_unescape_string (path + 1, NULL);
+        g_autofree char *db_enc = rfc1738 (db != NULL ? db : path + 1);
+        g_string_append_printf (cnc, "DB_NAME=%s", db_enc);
+      }
+      if (host != NULL && host[0] != '\0')
+        {
+          g_autofree char *h = g_uri_unescape_string (host, NULL);
+          g_autofree char *h_enc = rfc1738 (h);
+          g_string_append_printf (cnc, ";HOST=%s", h_enc);
+        }
+      if (g_uri_get_port (parsed) > 0)
+        g_string_append_printf (cnc, ";PORT=%d", g_uri_get_port (parsed));
+      if (query != NULL)
+        {
+          /* ?host=/run/postgresql selects a unix socket directory, as libpq does */
+          g_autoptr (GHashTable) q = g_uri_parse_params (query, -1, "&", G_URI_PARAMS_NONE, NULL);
+          const char *qhost = q != NULL ? g_hash_table_lookup (q, "host") : NULL;
+          if (qhost != NULL)
+            {
+              g_autofree char *h_enc = rfc1738 (qhost);
+              g_string_append_printf (cnc, ";HOST=%s", h_enc);
+            }
+        }
+      if (userinfo != NULL)
+        {
+          g_autofree char *u = g_uri_unescape_string (userinfo, NULL);
+          g_autofree char *u_enc = rfc1738 (u);
+          g_string_append_printf (auth, "USERNAME=%s", u_enc);
+        }
+      if (g_uri_get_password (parsed) != NULL)
+        {
+          g_autofree char *p = g_uri_unescape_string (g_uri_get_password (parsed), NULL);
+          g_autofree char *p_enc = rfc1738 (p);
+          g_string_append_printf (auth, "%sPASSWORD=%s", auth->len > 0 ? ";" : "", p_enc);
+        }
+      *kind = RTP_DATABASE_POSTGRESQL;
+      *provider = g_strdup ("PostgreSQL");
+      *cnc_string = g_string_free (g_steal_pointer (&cnc), FALSE);
+      *auth_string = auth->len > 0 ? g_string_free (g_steal_pointer (&auth), FALSE) : NULL;
+      *sqlite_path = NULL;
+      return TRUE;
+    }
+}
+
+static gboolean
+pragma (RtpDatabase *self, const char *sql, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autoptr (GdaDataModel) model = gda_connection_execute_select_command (self->cnc, sql, &local_error);
+
+  if (model == NULL)
+    {
+      classify_error (self, local_error, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+RtpDatabase *
+rtp_database_open (const char *uri, GError **error)
+{
+  g_autoptr (RtpDatabase) self = g_object_new (RTP_TYPE_DATABASE, NULL);
+  g_autofree char *provider = NULL;
+  g_autofree char *cnc_string = NULL;
+  g_autofree char *auth_string = NULL;
+  g_autoptr (GError) local_error = NULL;
+
+  if (!rtp_database_parse_uri (uri, &self->kind, &provider, &cnc_string, &auth_string, &self->sqlite_path, error))
+    return NULL;
+
+  if (self->kind == RTP_DATABASE_SQLITE)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->sqlite_path);
+      if (g_mkdir_with_parents (dir, 0700) != 0)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, "Cannot create the directory %s: %s", dir,
+                       g_strerror (errno));
+          return NULL;
+        }
+      /* libgda would create DB_NAME.db for a missing file; an empty file is an empty database */
+      if (!g_file_test (self->sqlite_path, G_FILE_TEST_EXISTS))
+        {
+          int fd = g_open (self->sqlite_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+          if (fd < 0)
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, "Cannot create the database %s: %s",
+                           self->sqlite_path, g_strerror (errno));
+              return NULL;
+            }
+          close (fd);
+        }
+    }
+
+  self->cnc = gda_connection_open_from_string (provider, cnc_string, auth_string, GDA_CONNECTION_OPTIONS_NONE,
+                                               &local_error);
+  if (self->cnc == NULL)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, "Cannot open the database: %s",
+                   local_error != NULL ? local_error->message : "unknown error");
+      return NULL;
+    }
+
+  if (self->kind == RTP_DATABASE_SQLITE)
+    {
+      if (!pragma (self, "PRAGMA journal_mode=WAL", error) || !pragma (self, "PRAGMA foreign_keys=ON", error) ||
+          !pragma (self, "PRAGMA busy_timeout=5000", error) || !pragma (self, "PRAGMA synchronous=FULL", error))
+        return NULL;
+    }
+  return g_steal_pointer (&self);
+}
+
+RtpDatabaseKind
+rtp_database_get_kind (RtpDatabase *self)
+{
+  return self->kind;
+}
+
+const char *
+rtp_database_get_kind_name (RtpDatabase *self)
+{
+  return self->kind == RTP_DATABASE_SQLITE ? "sqlite" : "postgresql";
+}
+
+const char *
+rtp_database_get_sqlite_path (RtpDatabase *self)
+{
+  return self->sqlite_path;
+}
+
+/* ---- statements ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  RtpDbType type;
+  const char *s;
+  gint64 i;
+  gboolean is_null;
+} Param;
+
+static const char *
+type_name (RtpDbType type)
+{
+  switch (type)
+    {
+    case RTP_DB_STR:
+      return "string";
+    case RTP_DB_INT:
+    case RTP_DB_INT_NULL:
+    case RTP_DB_BOOL:
+      return "gint64";
+    case RTP_DB_END:
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static const Param *
+find_param (GArray *params, const char *name, gsize len)
+{
+  for (guint i = 0; i < params->len; i++)
+    {
+      const Param *p = &g_array_index (params, Param, i);
+      if (strlen (p->name) == len && strncmp (p->name, name, len) == 0)
+        return p;
+    }
+  return NULL;
+}
+
+/* Rewrites `:name` into `##name::type::null`; leaves `::casts` and quoted text alone. */
+static char *
+rewrite_sql (const char *sql, GArray *params, GError **error)
+{
+  g_autoptr (GString) out = g_string_sized_new (strlen (sql) + 32);
+  gboolean in_quote = FALSE;
+
+  for (const char *p = sql; *p != '\0'; p++)
+    {
+      if (*p == '\'')
+        in_quote = !in_quote;
+      if (!in_quote && *p == ':' && p[1] == ':')
+        {
+          g_string_append (out, "::");
+          p++;
+          continue;
+        }
+      if (!in_quote && *p == ':' && (g_ascii_isalpha (p[1]) || p[1] == '_'))
+        {
+          const char *start = p + 1;
+          const char *end = start;
+          const Param *param;
+          while (g_ascii_isalnum (*end) || *end == '_')
+            end++;
+          param = find_param (params, start, end - start);
+          if (param == NULL)
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "SQL parameter :%.*s has no value", (int) (end - start),
+                           start);
+              return NULL;
+            }
+          g_string_append_printf (out, "##%s::%s::null", param->name, type_name (param->type));
+          p = end - 1;
+          continue;
+        }
+      g_string_append_c (out, *p);
+    }
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+static GArray *
+collect_params (va_list args)
+{
+  GArray *params = g_array_new (FALSE, TRUE, sizeof (Param));
+  const char *name;
+
+  while ((name = va_arg (args, const char *)) != NULL)
+    {
+      Param p = { .name = name };
+      p.type = va_arg (args, RtpDbType);
+      switch (p.type)
+        {
+        case RTP_DB_STR:
+          p.s = va_arg (args, const char *);
+          p.is_null = p.s == NULL;
+          break;
+        case RTP_DB_INT:
+          p.i = va_arg (args, gint64);
+          break;
+        case RTP_DB_INT_NULL:
+          {
+            const gint64 *v = va_arg (args, const gint64 *);
+            p.is_null = v == NULL;
+            p.i = v != NULL ? *v : 0;
+            break;
+          }
+        case RTP_DB_BOOL:
+          p.i = va_arg (args, gboolean) ? 1 : 0;
+          break;
+        case RTP_DB_END:
+        default:
+          g_assert_not_reached ();
+        }
+      g_array_append_val (params, p);
+    }
+  return params;
+}
+
+static CachedStatement *
+prepare (RtpDatabase *self, const char *sql, GArray *params, GError **error)
+{
+  g_autofree char *rewritten = NULL;
+  CachedStatement *cached;
+  g_autoptr (GError) local_error = NULL;
+
+  if (self->cnc == NULL)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      return NULL;
+    }
+  rewritten = rewrite_sql (sql, params, error);
+  if (rewritten == NULL)
+    return NULL;
+  cached = g_hash_table_lookup (self->cache, rewritten);
+  if (cached == NULL)
+    {
+      GdaSet *set = NULL;
+      GdaStatement *stmt = gda_connection_parse_sql_string (self->cnc, rewritten, &set, &local_error);
+      if (stmt == NULL)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot parse SQL '%s': %s", sql,
+                       local_error != NULL ? local_error->message : "?");
+          return NULL;
+        }
+      cached = g_new0 (CachedStatement, 1);
+      cached->stmt = stmt;
+      cached->params = set;
+      g_hash_table_insert (self->cache, g_steal_pointer (&rewritten), cached);
+    }
+
+  for (guint i = 0; i < params->len; i++)
+    {
+      const Param *p = &g_array_index (params, Param, i);
+      GdaHolder *holder = cached->params != NULL ? gda_set_get_holder (cached->params, p->name) : NULL;
+      GValue value = G_VALUE_INIT;
+      gboolean ok;
+
+      if (holder == NULL)
+        continue; /* passed but unused in this statement */
+      if (p->is_null)
+        {
+          ok = gda_holder_set_value (holder, NULL, &local_error);
+        }
+      else if (p->type == RTP_DB_STR)
+        {
+          g_value_init (&value, G_TYPE_STRING);
+          g_value_set_string (&value, p->s);
+          ok = gda_holder_set_value (holder, &value, &local_error);
+          g_value_unset (&value);
+        }
+      else
+        {
+          g_value_init (&value, G_TYPE_INT64);
+          g_value_set_int64 (&value, p->i);
+          ok = gda_holder_set_value (holder, &value, &local_error);
+          g_value_unset (&value);
+        }
+      if (!ok)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot bind :%s: %s", p->name,
+                       local_error != NULL ? local_error->message : "?");
+          return NULL;
+        }
+    }
+  return cached;
+}
+
+GdaDataModel *
+rtp_database_select_valist (RtpDatabase *self, GError **error, const char *sql, va_list args)
+{
+  g_autoptr (GArray) params = collect_params (args);
+  CachedStatement *cached = prepare (self, sql, params, error);
+  g_autoptr (GError) local_error = NULL;
+  GdaDataModel *model;
+
+  if (cached == NULL)
+    return NULL;
+  model = gda_connection_statement_execute_select (self->cnc, cached->stmt, cached->params, &local_error);
+  if (model == NULL)
+    classify_error (self, local_error, error);
+  return model;
+}
+
+GdaDataModel *
+rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...)
+{
+  va_list args;
+  GdaDataModel *model;
+
+  va_start (args, sql);
+  model = rtp_database_select_valist (self, error, sql, args);
+  va_end (args);
+  return model;
+}
+
+gint
+rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args)
+{
+  g_autoptr (GArray) params = collect_params (args);
+  CachedStatement *cached = prepare (self, sql, params, error);
+  g_autoptr (GError) local_error = NULL;
+  gint rows;
+
+  if (cached == NULL)
+    return -1;
+  rows = gda_connection_statement_execute_non_select (self->cnc, cached->stmt, cached->params, NULL, &local_error);
+  if (rows < 0 && local_error != NULL)
+    {
+      classify_error (self, local_error, error);
+      return -1;
+    }
+  return MAX (rows, 0);
+}
+
+/**
+ * rtp_database_exec:
+ *
+ * Returns: the number of rows changed, or -1 with @error set.
+ */
+gint
+rtp_database_exec (RtpDatabase *self, GError **error, const char *sql, ...)
+{
+  va_list args;
+  gint rows;
+
+  va_start (args, sql);
+  rows = rtp_database_exec_valist (self, error, sql, args);
+  va_end (args);
+  return rows;
+}
+
+gboolean
+rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
+{
+  g_auto (GStrv) lines = g_strsplit (script, "\n", -1);
+  g_autoptr (GString) code = g_string_new (NULL);
+  g_auto (GStrv) parts = NULL;
+
+  /* comment lines go first, so that a ';' inside a comment does not split a statement */
+  for (guint j = 0; lines[j] != NULL; j++)
+    {
+      const char *l = lines[j];
+      while (g_ascii_isspace (*l))
+        l++;
+      if (g_str_has_prefix (l, "--"))
+        continue;
+      g_string_append (code, lines[j]);
+      g_string_append_c (code, '\n');
+    }
+  parts = g_strsplit (code->str, ";", -1);
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      g_autoptr (GError) local_error = NULL;
+      char *stmt = g_strstrip (parts[i]);
+
+      if (stmt[0] == '\0')
+        continue;
+      if (gda_connection_execute_non_select_command (self->cnc, stmt, &local_error) < 0 && local_error != NULL)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "%s (in: %s)", local_error->message, stmt);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* ---- transactions ---------------------------------------------------------------- */
+
+gboolean
+rtp_database_begin (RtpDatabase *self, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  g_return_val_if_fail (!self->in_transaction, FALSE);
+  if (self->cnc == NULL || !gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
+                                                              &local_error))
+    {
+      classify_error (self, local_error, error);
+      return FALSE;
+    }
+  self->in_transaction = TRUE;
+  return TRUE;
+}
+
+gboolean
+rtp_database_commit (RtpDatabase *self, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  g_return_val_if_fail (self->in_transaction, FALSE);
+  if (!gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+    {
+      classify_error (self, local_error, error);
+      rtp_database_rollback (self);
+      return FALSE;
+    }
+  self->in_transaction = FALSE;
+  return TRUE;
+}
+
+void
+rtp_database_rollback (RtpDatabase *self)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (!self->in_transaction)
+    return;
+  self->in_transaction = FALSE;
+  if (self->cnc != NULL && !gda_connection_rollback_transaction (self->cnc, NULL, &local_error))
+    g_warning ("rollback failed: %s", local_error != NULL ? local_error->message : "?");
+}
+
+gboolean
+rtp_database_in_transaction (RtpDatabase *self)
+{
+  return self->in_transaction;
+}
+
+gboolean
+rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (!gda_connection_add_savepoint (self->cnc, name, &local_error))
+    {
+      classify_error (self, local_error, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+rtp_database_rollback_to (RtpDatabase *self, const char *name)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (!gda_connection_rollback_savepoint (self->cnc, name, &local_error))
+    g_warning ("rollback to savepoint failed: %s", local_error != NULL ? local_error->message : "?");
+}
+
+gboolean
+rtp_database_release (RtpDatabase *self, const char *name, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  if (!gda_connection_delete_savepoint (self->cnc, name, &local_error))
+    {
+      classify_error (self, local_error, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- migrations ---------------------------------------------------------------- */
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(const char *const *) a, *(const char *const *) b);
+}
+
+GResource *rtp_get_resource (void);
+void rtp_register_resource (void);
+
+static GPtrArray *
+list_migrations (void)
+{
+  static gsize registered = 0;
+  g_auto (GStrv) names = NULL;
+  GPtrArray *out;
+
+  if (g_once_init_enter (&registered))
+    {
+      rtp_register_resource ();
+      g_once_init_leave (&registered, 1);
+    }
+  names = g_resources_enumerate_children (MIGRATIONS_PATH, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+  out = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; names != NULL && names[i] != NULL; i++)
+    if (g_str_has_suffix (names[i], ".sql"))
+      g_ptr_array_add (out, g_strdup (names[i]));
+  g_ptr_array_sort (out, compare_names);
+  return out;
+}
+
+gint64
+rtp_database_get_latest_schema_version (void)
+{
+  g_autoptr (GPtrArray) names = list_migrations ();
+  if (names->len == 0)
+    return 0;
+  return g_ascii_strtoll (g_ptr_array_index (names, names->len - 1), NULL, 10);
+}
+
+gint64
+rtp_database_get_schema_version (RtpDatabase *self, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (self, error, "SELECT MAX(version) FROM schema_version", NULL);
+  if (model == NULL)
+    return -1;
+  return rtp_db_int0 (model, 0, 0);
+}
+
+/**
+ * rtp_database_migrate:
+ *
+ * Applies every embedded migration newer than the database's schema_version, each in
+ * its own transaction together with its version row.
+ */
+gboolean
+rtp_database_migrate (RtpDatabase *self, GError **error)
+{
+  return rtp_database_migrate_to (self, G_MAXINT64, error);
+}
+
+gboolean
+rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error)
+{
+  g_autoptr (GPtrArray) names = list_migrations ();
+  gint64 current;
+
+  if (!rtp_database_exec_script (self, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", error))
+    return FALSE;
+  current = rtp_database_get_schema_version (self, error);
+  if (current < 0)
+    return FALSE;
+
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *name = g_ptr_array_index (names, i);
+      gint64 version = g_ascii_strtoll (name, NULL, 10);
+      g_autofree char *path = NULL;
+      g_autoptr (GBytes) bytes = NULL;
+      g_autofree char *script = NULL;
+
+      if (version <= current || version > target)
+        continue;
+      path = g_build_path ("/", MIGRATIONS_PATH, name, NULL);
+      bytes = g_resources_lookup_data (path, G_RESOURCE_LOOKUP_FLAGS_NONE, error);
+      if (bytes == NULL)
+        return FALSE;
+      script = g_strndup (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+      if (!rtp_database_begin (self, error))
+        return FALSE;
+      if (!rtp_database_exec_script (self, script, error) ||
+          rtp_database_exec (self, error, "INSERT INTO schema_version (version) VALUES (:v)", "v", RTP_DB_INT, version,
+                             NULL) < 0 ||
+          !rtp_database_commit (self, error))
+        {
+          rtp_database_rollback (self);
+          g_prefix_error (error, "migration %s: ", name);
+          return FALSE;
+        }
+      g_info ("database migrated to schema version %" G_GINT64_FORMAT " (%s)", version, name);
+    }
+  return TRUE;
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+guint
+rtp_db_rows (GdaDataModel *model)
+{
+  gint n = gda_data_model_get_n_rows (model);
+  return n > 0 ? (guint) n : 0;
+}
+
+const char *
+rtp_db_str (GdaDataModel *model, guint row, guint col)
+{
+  const GValue *v = gda_data_model_get_value_at (model, col, row, NULL);
+
+  if (v == NULL || gda_value_is_null (v))
+    return NULL;
+  if (G_VALUE_HOLDS_STRING (v))
+    return g_value_get_string (v);
+  g_critical ("column %u is not text but %s", col, G_VALUE_TYPE_NAME (v));
+  return NULL;
+}
+
+gboolean
+rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out)
+{
+  const GValue *v = gda_data_model_get_value_at (model, col, row, NULL);
+
+  if (v == NULL || gda_value_is_null (v))
+    return FALSE;
+  if (G_VALUE_HOLDS_INT64 (v))
+    *out = g_value_get_int64 (v);
+  else if (G_VALUE_HOLDS_INT (v))
+    *out = g_value_get_int (v);
+  else if (G_VALUE_HOLDS_UINT (v))
+    *out = g_value_get_uint (v);
+  else if (G_VALUE_HOLDS_LONG (v))
+    *out = g_value_get_long (v);
+  else if (G_VALUE_HOLDS_BOOLEAN (v))
+    *out = g_value_get_boolean (v);
+  else if (G_VALUE_HOLDS_DOUBLE (v))
+    *out = (gint64) g_value_get_double (v);
+  else if (G_VALUE_HOLDS_STRING (v))
+    *out = g_ascii_strtoll (g_value_get_string (v), NULL, 10);
+  else if (G_VALUE_TYPE (v) == GDA_TYPE_SHORT)
+    *out = gda_value_get_short (v);
+  else
+    {
+      g_critical ("column %u is not a number but %s", col, G_VALUE_TYPE_NAME (v));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gint64
+rtp_db_int0 (GdaDataModel *model, guint row, guint col)
+{
+  gint64 v = 0;
+  rtp_db_int (model, row, col, &v);
+  return v;
+}

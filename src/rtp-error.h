@@ -1,0 +1,30 @@
+/* rtp-error.h: the project's error domain and its one mapping to HTTP status codes */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define RTP_ERROR (rtp_error_quark ())
+
+typedef enum {
+  RTP_ERROR_FAILED,        /* 500: a bug or an unexpected failure */
+  RTP_ERROR_INVALID,       /* 400: bad input */
+  RTP_ERROR_UNAUTHORIZED,  /* 401: no credentials */
+  RTP_ERROR_FORBIDDEN,     /* 403: credentials refused, or not allowed */
+  RTP_ERROR_NOT_FOUND,     /* 404 */
+  RTP_ERROR_NOT_ACCEPTABLE,/* 406 */
+  RTP_ERROR_EXISTS,        /* 409: already present */
+  RTP_ERROR_CONFLICT,      /* 409: refused because of the current state */
+  RTP_ERROR_TOO_LARGE,     /* 413 */
+  RTP_ERROR_TOO_MANY,      /* 429 */
+  RTP_ERROR_UPSTREAM,      /* 502: archiver, broker, mail server failed */
+  RTP_ERROR_UNAVAILABLE,   /* 503: database not available */
+  RTP_ERROR_READONLY,      /* 503: database cannot store changes */
+} RtpError;
+
+GQuark rtp_error_quark (void);
+
+guint rtp_error_to_http_status (const GError *error);
+
+G_END_DECLS

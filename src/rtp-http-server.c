@@ -1,0 +1,775 @@
+/* rtp-http-server.c: routing, checks in API.md's order, CORS, body limits, envelopes
+ *
+ * The server runs with raw-paths so that each path segment is percent-decoded on its
+ * own ("%2F" stays inside its segment; "..", "%00" and bad UTF-8 never reach a handler).
+ * Checks run in the contract's order: route (404/405) → token (401/403) → role (403) →
+ * body (400/413) → the handler (exists 404, assignment 403, the rest). */
+#define G_LOG_DOMAIN "RtpHttpServer"
+
+#include "rtp-http-server.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+
+#include <string.h>
+
+typedef struct {
+  char *method;
+  GStrv segments;      /* pattern; "*" matches one segment */
+  guint32 specificity; /* literal segments, leftmost weighs most */
+  RtpRouteFlags flags;
+  RtpRouteFunc func;
+  gpointer user_data;
+} Route;
+
+struct _RtpHttpServer {
+  GObject parent_instance;
+
+  SoupServer *soup;        /* (owned) */
+  RtpUserManager *users;   /* (owned) */
+  GPtrArray *routes;       /* (owned) Route */
+  gsize max_body_bytes;
+  gsize max_import_bytes;
+  char *cors_origin;       /* (owned) (nullable) */
+  guint in_flight;
+  guint64 served;
+  gboolean accepting;
+};
+
+struct _RtpRequest {
+  gatomicrefcount ref_count;
+  RtpHttpServer *server;   /* (owned) */
+  SoupServerMessage *msg;  /* (owned) */
+  GStrv params;            /* (owned) */
+  RtpUser *caller;         /* (owned) (nullable) */
+  JsonObject *body;        /* (owned) (nullable) */
+  GBytes *raw_body;        /* (owned) (nullable) */
+  GHashTable *query;       /* (owned) (nullable) */
+  char *language;          /* (owned) */
+  locale_t saved_locale;
+  gboolean responded;
+  gboolean paused;
+  gboolean finished;
+  gint64 start_us;
+};
+
+G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
+
+static void
+route_free (Route *route)
+{
+  g_free (route->method);
+  g_strfreev (route->segments);
+  g_free (route);
+}
+
+static void
+rtp_http_server_dispose (GObject *object)
+{
+  RtpHttpServer *self = RTP_HTTP_SERVER (object);
+
+  if (self->soup != NULL)
+    soup_server_disconnect (self->soup);
+  g_clear_object (&self->soup);
+  g_clear_object (&self->users);
+  G_OBJECT_CLASS (rtp_http_server_parent_class)->dispose (object);
+}
+
+static void
+rtp_http_server_finalize (GObject *object)
+{
+  RtpHttpServer *self = RTP_HTTP_SERVER (object);
+
+  g_ptr_array_unref (self->routes);
+  g_free (self->cors_origin);
+  G_OBJECT_CLASS (rtp_http_server_parent_class)->finalize (object);
+}
+
+static void
+rtp_http_server_class_init (RtpHttpServerClass *klass)
+{
+  G_OBJECT_CLASS (klass)->dispose = rtp_http_server_dispose;
+  G_OBJECT_CLASS (klass)->finalize = rtp_http_server_finalize;
+}
+
+static void
+rtp_http_server_init (RtpHttpServer *self)
+{
+  self->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) route_free);
+  self->accepting = TRUE;
+}
+
+/* ---- path handling ---------------------------------------------------------------- */
+
+GStrv
+rtp_http_split_path (const char *raw_path)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+  const char *p = raw_path;
+
+  if (p == NULL || p[0] != '/')
+    return NULL;
+  while (*p == '/')
+    {
+      const char *start = p + 1;
+      const char *end = strchr (start, '/');
+      g_autofree char *segment = NULL;
+
+      if (end == NULL)
+        end = start + strlen (start);
+      if (end == start)
+        {
+          /* an empty segment: allowed only as the trailing slash */
+          if (*end == '\0')
+            break;
+          return NULL;
+        }
+      segment = g_uri_unescape_segment (start, end, NULL);
+      if (segment == NULL || !g_utf8_validate (segment, -1, NULL) || g_str_equal (segment, ".") ||
+          g_str_equal (segment, ".."))
+        return NULL;
+      g_strv_builder_add (builder, segment);
+      p = end;
+    }
+  return g_strv_builder_end (builder);
+}
+
+void
+rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern, RtpRouteFlags flags,
+                           RtpRouteFunc func, gpointer user_data)
+{
+  Route *route = g_new0 (Route, 1);
+
+  route->method = g_strdup (method);
+  route->segments = rtp_http_split_path (pattern);
+  g_assert (route->segments != NULL);
+  for (guint i = 0; route->segments[i] != NULL; i++)
+    if (!g_str_equal (route->segments[i], "*"))
+      route->specificity |= 1u << (31 - MIN (i, 31));
+  route->flags = flags;
+  route->func = func;
+  route->user_data = user_data;
+  g_ptr_array_add (self->routes, route);
+}
+
+static gboolean
+route_matches (const Route *route, const char *const *segments)
+{
+  guint i;
+
+  for (i = 0; route->segments[i] != NULL && segments[i] != NULL; i++)
+    if (!g_str_equal (route->segments[i], "*") && !g_str_equal (route->segments[i], segments[i]))
+      return FALSE;
+  return route->segments[i] == NULL && segments[i] == NULL;
+}
+
+/* Finds the most specific routes for @segments; returns the one for @method (or NULL)
+ * and, in @allowed, the methods those routes accept. */
+static Route *
+find_route (RtpHttpServer *self, const char *const *segments, const char *method, GString *allowed)
+{
+  guint32 best = 0;
+  gboolean any = FALSE;
+  Route *found = NULL;
+
+  for (guint i = 0; i < self->routes->len; i++)
+    {
+      Route *r = g_ptr_array_index (self->routes, i);
+      if (route_matches (r, segments) && (!any || r->specificity > best))
+        {
+          best = r->specificity;
+          any = TRUE;
+        }
+    }
+  if (!any)
+    return NULL;
+  for (guint i = 0; i < self->routes->len; i++)
+    {
+      Route *r = g_ptr_array_index (self->routes, i);
+      if (r->specificity != best || !route_matches (r, segments))
+        continue;
+      if (strstr (allowed->str, r->method) == NULL)
+        g_string_append_printf (allowed, "%s%s", allowed->len > 0 ? ", " : "", r->method);
+      if (g_str_equal (r->method, method))
+        found = r;
+    }
+  g_string_append (allowed, allowed->len > 0 ? ", OPTIONS" : "OPTIONS");
+  return found;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+RtpRequest *
+rtp_request_ref (RtpRequest *request)
+{
+  g_atomic_ref_count_inc (&request->ref_count);
+  return request;
+}
+
+void
+rtp_request_unref (RtpRequest *request)
+{
+  if (!g_atomic_ref_count_dec (&request->ref_count))
+    return;
+  g_object_unref (request->server);
+  g_object_unref (request->msg);
+  g_strfreev (request->params);
+  rtp_user_free (request->caller);
+  g_clear_pointer (&request->body, json_object_unref);
+  g_clear_pointer (&request->raw_body, g_bytes_unref);
+  g_clear_pointer (&request->query, g_hash_table_unref);
+  g_free (request->language);
+  g_free (request);
+}
+
+SoupServerMessage *
+rtp_request_get_message (RtpRequest *request)
+{
+  return request->msg;
+}
+
+const char *
+rtp_request_get_param (RtpRequest *request, guint index)
+{
+  g_return_val_if_fail (index < g_strv_length (request->params), NULL);
+  return request->params[index];
+}
+
+const RtpUser *
+rtp_request_get_caller (RtpRequest *request)
+{
+  return request->caller;
+}
+
+JsonObject *
+rtp_request_get_body (RtpRequest *request)
+{
+  return request->body;
+}
+
+GBytes *
+rtp_request_get_raw_body (RtpRequest *request)
+{
+  return request->raw_body;
+}
+
+const char *
+rtp_request_get_query (RtpRequest *request, const char *name)
+{
+  return request->query != NULL ? g_hash_table_lookup (request->query, name) : NULL;
+}
+
+const char *
+rtp_request_get_client (RtpRequest *request)
+{
+  return soup_server_message_get_remote_host (request->msg);
+}
+
+const char *
+rtp_request_get_language (RtpRequest *request)
+{
+  return request->language;
+}
+
+void
+rtp_request_enter (RtpRequest *request)
+{
+  locale_t loc = rtp_i18n_get_locale (request->language);
+  request->saved_locale = uselocale (loc != (locale_t) 0 ? loc : LC_GLOBAL_LOCALE);
+}
+
+void
+rtp_request_leave (RtpRequest *request)
+{
+  uselocale (request->saved_locale != (locale_t) 0 ? request->saved_locale : LC_GLOBAL_LOCALE);
+}
+
+/**
+ * rtp_request_get_basic_auth:
+ *
+ * Returns: %TRUE when the request carries `Authorization: Basic` with a `login:password` pair
+ *   (the login may be empty)
+ */
+gboolean
+rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password)
+{
+  const char *header = soup_message_headers_get_one (soup_server_message_get_request_headers (request->msg),
+                                                     "Authorization");
+  g_autofree guchar *decoded = NULL;
+  gsize len = 0;
+  g_autofree char *text = NULL;
+  char *colon;
+
+  *login = NULL;
+  *password = NULL;
+  if (header == NULL || g_ascii_strncasecmp (header, "Basic ", 6) != 0)
+    return FALSE;
+  decoded = g_base64_decode (header + 6, &len);
+  if (decoded == NULL || len == 0)
+    return FALSE;
+  text = g_strndup ((const char *) decoded, len);
+  if (strlen (text) != len || !g_utf8_validate (text, -1, NULL))
+    return FALSE;
+  colon = strchr (text, ':');
+  if (colon == NULL)
+    return FALSE;
+  *colon = '\0';
+  *login = g_strdup (text);
+  *password = g_strdup (colon + 1);
+  return TRUE;
+}
+
+void
+rtp_request_pause (RtpRequest *request)
+{
+  if (request->responded || request->paused)
+    return;
+  request->paused = TRUE;
+  soup_server_message_pause (request->msg);
+}
+
+void
+rtp_request_add_header (RtpRequest *request, const char *name, const char *value)
+{
+  soup_message_headers_replace (soup_server_message_get_response_headers (request->msg), name, value);
+}
+
+void
+rtp_request_respond_bytes (RtpRequest *request, guint status, const char *content_type, GBytes *body)
+{
+  gsize len = 0;
+  const char *data = body != NULL ? g_bytes_get_data (body, &len) : NULL;
+
+  if (request->responded)
+    {
+      g_critical ("a request was answered twice");
+      return;
+    }
+  request->responded = TRUE;
+  if (request->finished)
+    return; /* the client went away while we worked */
+  soup_server_message_set_status (request->msg, status, NULL);
+  soup_server_message_set_response (request->msg, content_type, SOUP_MEMORY_COPY, data, len);
+  if (request->paused)
+    {
+      request->paused = FALSE;
+      soup_server_message_unpause (request->msg);
+    }
+}
+
+void
+rtp_request_respond_json (RtpRequest *request, guint status, JsonNode *node)
+{
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (GBytes) bytes = NULL;
+  gsize len = 0;
+  char *text;
+
+  json_generator_set_root (gen, node);
+  text = json_generator_to_data (gen, &len);
+  bytes = g_bytes_new_take (text, len);
+  rtp_request_respond_bytes (request, status, "application/json; charset=utf-8", bytes);
+  json_node_unref (node);
+}
+
+void
+rtp_request_respond_object (RtpRequest *request, guint status, JsonObject *object)
+{
+  JsonNode *node = json_node_init_object (json_node_alloc (), object);
+  json_object_unref (object);
+  rtp_request_respond_json (request, status, node);
+}
+
+void
+rtp_request_respond_error_message (RtpRequest *request, guint status, const char *message)
+{
+  JsonObject *object = json_object_new ();
+  JsonArray *errors = json_array_new ();
+
+  json_array_add_string_element (errors, message);
+  json_object_set_array_member (object, "errors", errors);
+  rtp_request_respond_object (request, status, object);
+}
+
+void
+rtp_request_respond_error (RtpRequest *request, const GError *error)
+{
+  guint status = rtp_error_to_http_status (error);
+
+  if (status == 500)
+    {
+      g_warning ("%s %s failed: %s", soup_server_message_get_method (request->msg),
+                 g_uri_get_path (soup_server_message_get_uri (request->msg)), error != NULL ? error->message : "?");
+      rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
+      return;
+    }
+  if (status == 429 && error->message != NULL)
+    {
+      /* the message carries the seconds; Retry-After repeats them for clients */
+      const char *in = strstr (error->message, " in ");
+      if (in != NULL)
+        {
+          g_autofree char *secs = g_strdup_printf ("%" G_GUINT64_FORMAT, g_ascii_strtoull (in + 4, NULL, 10));
+          rtp_request_add_header (request, "Retry-After", secs);
+        }
+    }
+  rtp_request_respond_error_message (request, status, error->message);
+}
+
+void
+rtp_request_respond_messages (RtpRequest *request, const char *message)
+{
+  JsonObject *object = json_object_new ();
+  JsonArray *messages = json_array_new ();
+
+  json_array_add_string_element (messages, message);
+  json_object_set_array_member (object, "messages", messages);
+  rtp_request_respond_object (request, 200, object);
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static void
+add_cors_headers (RtpHttpServer *self, SoupServerMessage *msg)
+{
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  const char *origin = soup_message_headers_get_one (req, "Origin");
+
+  if (self->cors_origin != NULL)
+    soup_message_headers_replace (resp, "Access-Control-Allow-Origin", self->cors_origin);
+  else
+    {
+      soup_message_headers_replace (resp, "Access-Control-Allow-Origin", origin != NULL ? origin : "*");
+      soup_message_headers_append (resp, "Vary", "Origin");
+    }
+  soup_message_headers_replace (resp, "Access-Control-Expose-Headers", "Content-Disposition");
+}
+
+static void
+request_finished (SoupServerMessage *msg, gpointer user_data)
+{
+  RtpRequest *request = user_data;
+
+  if (!request->finished)
+    {
+      request->finished = TRUE;
+      request->server->in_flight--;
+      g_debug ("%s %s → %u (%.1f ms)", soup_server_message_get_method (msg),
+               g_uri_get_path (soup_server_message_get_uri (msg)), soup_server_message_get_status (msg),
+               (g_get_monotonic_time () - request->start_us) / 1000.0);
+    }
+}
+
+static gboolean
+parse_body (RtpRequest *request, RtpRouteFlags flags, GError **error)
+{
+  SoupMessageBody *body = soup_server_message_get_request_body (request->msg);
+  g_autoptr (GBytes) bytes = soup_message_body_flatten (body);
+  gsize len = g_bytes_get_size (bytes);
+  g_autoptr (JsonParser) parser = NULL;
+  JsonNode *root;
+  gboolean empty;
+
+  if (flags & RTP_ROUTE_RAW)
+    {
+      request->raw_body = g_steal_pointer (&bytes);
+      return TRUE;
+    }
+  if (!(flags & (RTP_ROUTE_JSON | RTP_ROUTE_JSON_OPTIONAL)))
+    return TRUE;
+
+  empty = len == 0;
+  if (!empty)
+    {
+      /* whitespace only counts as no body */
+      const char *d = g_bytes_get_data (bytes, NULL);
+      empty = TRUE;
+      for (gsize i = 0; i < len && empty; i++)
+        empty = g_ascii_isspace (d[i]);
+    }
+  if (empty && (flags & RTP_ROUTE_JSON_OPTIONAL))
+    return TRUE;
+  if (!empty)
+    {
+      parser = json_parser_new_immutable ();
+      if (json_parser_load_from_data (parser, g_bytes_get_data (bytes, NULL), (gssize) len, NULL))
+        {
+          root = json_parser_get_root (parser);
+          if (root != NULL && JSON_NODE_HOLDS_OBJECT (root))
+            {
+              request->body = json_object_ref (json_node_get_object (root));
+              return TRUE;
+            }
+        }
+    }
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
+  return FALSE;
+}
+
+static void
+answer_preflight (SoupServerMessage *msg, const char *allowed)
+{
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  const char *want = soup_message_headers_get_one (req, "Access-Control-Request-Headers");
+
+  soup_message_headers_replace (resp, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+  soup_message_headers_replace (resp, "Access-Control-Allow-Headers",
+                                want != NULL ? want : "x-access-tokens, content-type, authorization");
+  soup_message_headers_replace (resp, "Access-Control-Max-Age", "600");
+  soup_message_headers_replace (resp, "Allow", allowed);
+  soup_server_message_set_status (msg, 204, NULL);
+}
+
+static void
+server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
+{
+  RtpHttpServer *self = user_data;
+  const char *method = soup_server_message_get_method (msg);
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  g_autoptr (RtpRequest) request = NULL;
+  g_autoptr (GString) allowed = g_string_new (NULL);
+  g_auto (GStrv) segments = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *token;
+  Route *route;
+
+  add_cors_headers (self, msg);
+  if (soup_server_message_get_status (msg) == 413)
+    return; /* answered while the body was read */
+
+  request = g_new0 (RtpRequest, 1);
+  g_atomic_ref_count_init (&request->ref_count);
+  request->server = g_object_ref (self);
+  request->msg = g_object_ref (msg);
+  request->start_us = g_get_monotonic_time ();
+  request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
+  self->in_flight++;
+  self->served++;
+  g_signal_connect_data (msg, "finished", G_CALLBACK (request_finished), rtp_request_ref (request),
+                         (GClosureNotify) (void (*) (void)) rtp_request_unref, 0);
+  g_signal_connect (msg, "disconnected", G_CALLBACK (request_finished), request);
+
+  rtp_request_enter (request);
+
+  if (!self->accepting)
+    {
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
+      rtp_request_respond_error_message (request, 503, _("The server is shutting down."));
+      goto out;
+    }
+
+  segments = rtp_http_split_path (path);
+  route = segments != NULL ? find_route (self, (const char *const *) segments, method, allowed) : NULL;
+  if (segments == NULL || (route == NULL && allowed->len == 0))
+    {
+      rtp_request_respond_error_message (request, 404, _("The requested URL was not found on the server."));
+      goto out;
+    }
+  if (g_str_equal (method, "OPTIONS"))
+    {
+      request->responded = TRUE;
+      answer_preflight (msg, allowed->str);
+      goto out;
+    }
+  if (route == NULL)
+    {
+      rtp_request_add_header (request, "Allow", allowed->str);
+      rtp_request_respond_error_message (request, 405, _("The method is not allowed for the requested URL."));
+      goto out;
+    }
+
+  /* path parameters, in order */
+  {
+    g_autoptr (GStrvBuilder) params = g_strv_builder_new ();
+    for (guint i = 0; route->segments[i] != NULL; i++)
+      if (g_str_equal (route->segments[i], "*"))
+        g_strv_builder_add (params, segments[i]);
+    request->params = g_strv_builder_end (params);
+  }
+  if (query != NULL)
+    request->query = g_hash_table_ref (query);
+
+  if (route->flags & RTP_ROUTE_AUTH)
+    {
+      token = soup_message_headers_get_one (headers, "x-access-tokens");
+      if (token == NULL || token[0] == '\0')
+        {
+          rtp_request_respond_error_message (request, 401, _("Access to this resource requires a valid access-token."));
+          goto out;
+        }
+      request->caller = rtp_user_manager_verify_token (self->users, token, &error);
+      if (request->caller == NULL)
+        {
+          rtp_request_respond_error (request, error);
+          goto out;
+        }
+      g_free (request->language);
+      request->language = g_strdup (request->caller->preferred_language);
+      rtp_request_leave (request);
+      rtp_request_enter (request);
+      if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (request->caller))
+        {
+          rtp_request_respond_error_message (request, 403, _("Only administrators are allowed to access this endpoint."));
+          goto out;
+        }
+    }
+  if (!parse_body (request, route->flags, &error))
+    {
+      rtp_request_respond_error (request, error);
+      goto out;
+    }
+
+  route->func (request, route->user_data);
+  if (!request->responded && !request->paused)
+    {
+      g_critical ("handler for %s %s neither answered nor paused", method, path);
+      rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
+    }
+
+out:
+  rtp_request_leave (request);
+}
+
+/* ---- body limits ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpHttpServer *server;
+  gsize limit;
+  gsize received;
+} BodyLimit;
+
+static void
+refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
+{
+  static const char body[] = "{\"errors\": [\"The request body is too large.\"]}";
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+
+  add_cors_headers (self, msg);
+  soup_message_headers_replace (resp, "Connection", "close");
+  soup_server_message_set_status (msg, 413, NULL);
+  soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_STATIC, body,
+                                    sizeof body - 1);
+}
+
+static void
+got_headers (SoupServerMessage *msg, gpointer user_data)
+{
+  BodyLimit *limit = user_data;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  const char *path = g_uri_get_path (soup_server_message_get_uri (msg));
+  goffset length = soup_message_headers_get_content_length (headers);
+
+  limit->limit = (path != NULL && g_str_has_prefix (path, "/file/import")) ? limit->server->max_import_bytes
+                                                                             : limit->server->max_body_bytes;
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length > (goffset) limit->limit)
+    refuse_too_large (limit->server, msg);
+}
+
+static void
+got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
+{
+  BodyLimit *limit = user_data;
+
+  limit->received += g_bytes_get_size (chunk);
+  if (limit->received > limit->limit && soup_server_message_get_status (msg) != 413)
+    {
+      /* a chunked body that grew past the limit: answer and stop reading */
+      refuse_too_large (limit->server, msg);
+      GSocket *socket = soup_server_message_get_socket (msg);
+      if (socket != NULL)
+        g_socket_shutdown (socket, TRUE, FALSE, NULL);
+    }
+}
+
+static void
+request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
+{
+  BodyLimit *limit = g_new0 (BodyLimit, 1);
+
+  limit->server = user_data;
+  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), limit);
+  g_signal_connect_data (msg, "got-chunk", G_CALLBACK (got_chunk), limit, (GClosureNotify) (void (*) (void)) g_free, 0);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+RtpHttpServer *
+rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
+{
+  RtpHttpServer *self = g_object_new (RTP_TYPE_HTTP_SERVER, NULL);
+
+  self->users = g_object_ref (users);
+  self->max_body_bytes = settings->max_body_bytes;
+  self->max_import_bytes = settings->max_import_bytes;
+  self->cors_origin = g_strdup (settings->cors_origin);
+  self->soup = soup_server_new ("raw-paths", TRUE, "server-header", NULL, NULL);
+  soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
+  g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
+  return self;
+}
+
+gboolean
+rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error)
+{
+  g_autoptr (GInetAddress) address = NULL;
+  g_autoptr (GSocketAddress) socket_address = NULL;
+
+  if (g_strcmp0 (host, "localhost") == 0)
+    host = "127.0.0.1";
+  address = g_inet_address_new_from_string (host);
+  if (address == NULL)
+    {
+      g_autoptr (GResolver) resolver = g_resolver_get_default ();
+      GList *list = g_resolver_lookup_by_name (resolver, host, NULL, error);
+      if (list == NULL)
+        return FALSE;
+      address = g_object_ref (list->data);
+      g_resolver_free_addresses (list);
+    }
+  socket_address = g_inet_socket_address_new (address, (guint16) port);
+  return soup_server_listen (self->soup, socket_address, 0, error);
+}
+
+char *
+rtp_http_server_dup_url (RtpHttpServer *self)
+{
+  GSList *uris = soup_server_get_uris (self->soup);
+  char *url = NULL;
+
+  if (uris != NULL)
+    url = g_uri_to_string (uris->data);
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  return url;
+}
+
+guint
+rtp_http_server_get_in_flight (RtpHttpServer *self)
+{
+  return self->in_flight;
+}
+
+guint64
+rtp_http_server_get_requests_served (RtpHttpServer *self)
+{
+  return self->served;
+}
+
+/* New requests are answered 503 with Connection: close; those in flight finish. */
+void
+rtp_http_server_stop_accepting (RtpHttpServer *self)
+{
+  self->accepting = FALSE;
+}
+
+void
+rtp_http_server_disconnect (RtpHttpServer *self)
+{
+  soup_server_disconnect (self->soup);
+}
+
+SoupServer *
+rtp_http_server_get_soup_server (RtpHttpServer *self)
+{
+  return self->soup;
+}

@@ -1,0 +1,76 @@
+/* rtp-http-server.h: SoupServer with routing, authentication, CORS and JSON envelopes */
+#pragma once
+
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+#include "rtp-user-manager.h"
+
+G_BEGIN_DECLS
+
+#define RTP_TYPE_HTTP_SERVER (rtp_http_server_get_type ())
+G_DECLARE_FINAL_TYPE (RtpHttpServer, rtp_http_server, RTP, HTTP_SERVER, GObject)
+
+typedef struct _RtpRequest RtpRequest;
+typedef void (*RtpRouteFunc) (RtpRequest *request, gpointer user_data);
+
+typedef enum {
+  RTP_ROUTE_PUBLIC = 0,
+  RTP_ROUTE_AUTH = 1 << 0,          /* needs a valid x-access-tokens */
+  RTP_ROUTE_ADMIN = 1 << 1 | 1,     /* needs an admin's token */
+  RTP_ROUTE_JSON = 1 << 2,          /* body must be a JSON object */
+  RTP_ROUTE_JSON_OPTIONAL = 1 << 3, /* body may be absent; when present, a JSON object */
+  RTP_ROUTE_RAW = 1 << 4,           /* body handed over as bytes */
+  RTP_ROUTE_LARGE_BODY = 1 << 5,    /* RTP_MAX_IMPORT_BYTES instead of RTP_MAX_BODY_BYTES */
+} RtpRouteFlags;
+
+typedef struct {
+  gsize max_body_bytes;
+  gsize max_import_bytes;
+  const char *cors_origin; /* NULL: echo the request's Origin, or "*" */
+} RtpHttpSettings;
+
+RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);
+void           rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern,
+                                          RtpRouteFlags flags, RtpRouteFunc func, gpointer user_data);
+gboolean       rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error);
+char          *rtp_http_server_dup_url (RtpHttpServer *self);
+guint          rtp_http_server_get_in_flight (RtpHttpServer *self);
+guint64        rtp_http_server_get_requests_served (RtpHttpServer *self);
+void           rtp_http_server_stop_accepting (RtpHttpServer *self);
+void           rtp_http_server_disconnect (RtpHttpServer *self);
+SoupServer    *rtp_http_server_get_soup_server (RtpHttpServer *self);
+
+/* Splits and percent-decodes a raw path; NULL when a segment is invalid ('..', '%00', bad UTF-8). */
+GStrv          rtp_http_split_path (const char *raw_path);
+
+/* Requests */
+RtpRequest        *rtp_request_ref (RtpRequest *request);
+void               rtp_request_unref (RtpRequest *request);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpRequest, rtp_request_unref)
+
+SoupServerMessage *rtp_request_get_message (RtpRequest *request);
+const char        *rtp_request_get_param (RtpRequest *request, guint index);
+const RtpUser     *rtp_request_get_caller (RtpRequest *request);
+JsonObject        *rtp_request_get_body (RtpRequest *request);
+GBytes            *rtp_request_get_raw_body (RtpRequest *request);
+const char        *rtp_request_get_query (RtpRequest *request, const char *name);
+const char        *rtp_request_get_client (RtpRequest *request);
+const char        *rtp_request_get_language (RtpRequest *request);
+gboolean           rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
+
+/* A handler that cannot answer at once pauses; any respond call resumes. */
+void               rtp_request_pause (RtpRequest *request);
+/* Makes the request's language current on this thread; pair with rtp_request_leave. */
+void               rtp_request_enter (RtpRequest *request);
+void               rtp_request_leave (RtpRequest *request);
+
+void rtp_request_respond_json (RtpRequest *request, guint status, JsonNode *node);
+void rtp_request_respond_object (RtpRequest *request, guint status, JsonObject *object);
+void rtp_request_respond_error (RtpRequest *request, const GError *error);
+void rtp_request_respond_error_message (RtpRequest *request, guint status, const char *message);
+void rtp_request_respond_messages (RtpRequest *request, const char *message);
+void rtp_request_respond_bytes (RtpRequest *request, guint status, const char *content_type, GBytes *body);
+void rtp_request_add_header (RtpRequest *request, const char *name, const char *value);
+
+G_END_DECLS

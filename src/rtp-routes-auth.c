@@ -1,0 +1,283 @@
+/* rtp-routes-auth.c: /auth — login, users (API.md "Users and authentication") */
+#define G_LOG_DOMAIN "RtpRoutesAuth"
+
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-services.h"
+
+#include <string.h>
+
+char *
+rtp_url_for (const char *prefix, const char *id)
+{
+  g_autofree char *escaped = g_uri_escape_string (id, G_URI_RESERVED_CHARS_ALLOWED_IN_PATH_ELEMENT, FALSE);
+  return g_strconcat (prefix, escaped, NULL);
+}
+
+JsonObject *
+rtp_user_to_json (RtpServices *services, const RtpUser *user)
+{
+  JsonObject *o = json_object_new ();
+  JsonArray *experiments = json_array_new ();
+
+  json_object_set_string_member (o, "user_id", user->user_id);
+  json_object_set_string_member (o, "login_name", user->login_name);
+  json_object_set_string_member (o, "first_name", user->first_name);
+  json_object_set_string_member (o, "last_name", user->last_name);
+  if (user->email != NULL)
+    json_object_set_string_member (o, "email", user->email);
+  else
+    json_object_set_null_member (o, "email");
+  json_object_set_string_member (o, "user_type", user->user_type);
+  json_object_set_string_member (o, "preferred_language", user->preferred_language);
+  json_object_set_array_member (o, "experiment_urls", experiments);
+  {
+    g_autofree char *url = rtp_url_for ("/auth/users/", user->user_id);
+    json_object_set_string_member (o, "url", url);
+  }
+  return o;
+}
+
+static JsonObject *
+wrap_user (RtpServices *services, const RtpUser *user)
+{
+  JsonObject *o = json_object_new ();
+  json_object_set_object_member (o, "user", rtp_user_to_json (services, user));
+  return o;
+}
+
+/* ---- POST /auth/get_access_token ---------------------------------------------------- */
+
+static void
+login_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (RtpRequest) request = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  g_autofree char *token = NULL;
+
+  rtp_request_enter (request);
+  token = rtp_user_manager_login_finish (RTP_USER_MANAGER (source), result, &user, &error);
+  if (token == NULL)
+    rtp_request_respond_error (request, error);
+  else
+    {
+      JsonObject *o = json_object_new ();
+      g_autofree char *url = rtp_url_for ("/auth/users/", user->user_id);
+      json_object_set_string_member (o, "access_token", token);
+      json_object_set_string_member (o, "user_url", url);
+      rtp_request_respond_object (request, 200, o);
+    }
+  rtp_request_leave (request);
+}
+
+static void
+get_access_token (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autofree char *login = NULL;
+  g_autofree char *password = NULL;
+  guint wait;
+
+  if (!rtp_request_get_basic_auth (request, &login, &password) || login[0] == '\0' || password[0] == '\0')
+    {
+      rtp_request_respond_error_message (request, 401,
+                                         _("Access requires authorization via login_name and password (Basic Auth)."));
+      return;
+    }
+  wait = rtp_user_manager_get_lockout (services->users, login, rtp_request_get_client (request));
+  if (wait > 0)
+    {
+      g_autoptr (GError) error = g_error_new (RTP_ERROR, RTP_ERROR_TOO_MANY,
+                                              _("Too many failed logins for %s. Try again in %u seconds."), login, wait);
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  rtp_request_pause (request);
+  rtp_user_manager_login_async (services->users, login, password, rtp_request_get_client (request), NULL, login_done,
+                                rtp_request_ref (request));
+}
+
+/* ---- /auth/users ---------------------------------------------------------------- */
+
+static void
+list_users (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) users = rtp_user_manager_list (services->users, &error);
+  JsonObject *o;
+  JsonArray *array;
+
+  if (users == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  array = json_array_sized_new (users->len);
+  for (guint i = 0; i < users->len; i++)
+    json_array_add_object_element (array, rtp_user_to_json (services, g_ptr_array_index (users, i)));
+  o = json_object_new ();
+  json_object_set_array_member (o, "users", array);
+  rtp_request_respond_object (request, 200, o);
+}
+
+typedef struct {
+  RtpRequest *request;
+  RtpServices *services;
+} Pending;
+
+static Pending *
+pending_new (RtpRequest *request, RtpServices *services)
+{
+  Pending *p = g_new0 (Pending, 1);
+  p->request = rtp_request_ref (request);
+  p->services = services;
+  rtp_request_pause (request);
+  return p;
+}
+
+static void
+pending_free (Pending *p)
+{
+  rtp_request_unref (p->request);
+  g_free (p);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Pending, pending_free)
+
+static void
+create_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Pending) p = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *password = NULL;
+  g_autoptr (RtpUser) user = NULL;
+
+  rtp_request_enter (p->request);
+  user = rtp_user_manager_create_finish (RTP_USER_MANAGER (source), result, &password, &error);
+  if (user == NULL)
+    rtp_request_respond_error (p->request, error);
+  else
+    {
+      JsonObject *o = wrap_user (p->services, user);
+      json_object_set_string_member (json_object_get_object_member (o, "user"), "temporary_password", password);
+      rtp_request_respond_object (p->request, 200, o);
+    }
+  rtp_request_leave (p->request);
+}
+
+static void
+create_user (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  rtp_user_manager_create_async (services->users, rtp_request_get_body (request), NULL, create_done,
+                                 pending_new (request, services));
+}
+
+/* Resolves "current" and applies "admins or that user"; answers and returns NULL when refused. */
+static const char *
+target_user_id (RtpRequest *request)
+{
+  const RtpUser *caller = rtp_request_get_caller (request);
+  const char *id = rtp_request_get_param (request, 0);
+  g_autofree char *message = NULL;
+
+  if (g_str_equal (id, "current"))
+    return caller->user_id;
+  if (rtp_user_is_admin (caller) || g_str_equal (id, caller->user_id))
+    return id;
+  message = g_strdup_printf (_("Only administrators or the user with user_id %s can access this endpoint."), id);
+  rtp_request_respond_error_message (request, 403, message);
+  return NULL;
+}
+
+static void
+get_user (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *id = target_user_id (request);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+
+  if (id == NULL)
+    return;
+  user = rtp_user_manager_get (services->users, id, &error);
+  if (user == NULL)
+    rtp_request_respond_error (request, error);
+  else
+    rtp_request_respond_object (request, 200, wrap_user (services, user));
+}
+
+static void
+update_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Pending) p = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) errors = NULL;
+  g_autoptr (RtpUser) user = NULL;
+
+  rtp_request_enter (p->request);
+  user = rtp_user_manager_update_finish (RTP_USER_MANAGER (source), result, &errors, &error);
+  if (user == NULL)
+    rtp_request_respond_error (p->request, error);
+  else
+    {
+      JsonObject *o = wrap_user (p->services, user);
+      if (errors->len > 0)
+        {
+          JsonArray *array = json_array_new ();
+          for (guint i = 0; i < errors->len; i++)
+            json_array_add_string_element (array, g_ptr_array_index (errors, i));
+          json_object_set_array_member (o, "errors", array);
+        }
+      rtp_request_respond_object (p->request, 200, o);
+    }
+  rtp_request_leave (p->request);
+}
+
+static void
+update_user (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *id = target_user_id (request);
+  g_autofree char *login = NULL;
+  g_autofree char *password = NULL;
+
+  if (id == NULL)
+    return;
+  rtp_request_get_basic_auth (request, &login, &password);
+  rtp_user_manager_update_async (services->users, rtp_request_get_caller (request), id, rtp_request_get_body (request),
+                                 login, password, NULL, update_done, pending_new (request, services));
+}
+
+static void
+delete_user (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *id = target_user_id (request);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  g_autofree char *message = NULL;
+
+  if (id == NULL)
+    return;
+  user = rtp_user_manager_delete (services->users, id, &error);
+  if (user == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  message = g_strdup_printf (_("The %s (%s) was successfully deleted from the database."), _("user"), user->login_name);
+  rtp_request_respond_messages (request, message);
+}
+
+void
+rtp_routes_auth_register (RtpHttpServer *http, RtpServices *services)
+{
+  rtp_http_server_add_route (http, "POST", "/auth/get_access_token", RTP_ROUTE_PUBLIC, get_access_token, services);
+  rtp_http_server_add_route (http, "GET", "/auth/users", RTP_ROUTE_ADMIN, list_users, services);
+  rtp_http_server_add_route (http, "POST", "/auth/users", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, create_user, services);
+  rtp_http_server_add_route (http, "GET", "/auth/users/*", RTP_ROUTE_AUTH, get_user, services);
+  rtp_http_server_add_route (http, "PUT", "/auth/users/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON, update_user, services);
+  rtp_http_server_add_route (http, "DELETE", "/auth/users/*", RTP_ROUTE_ADMIN, delete_user, services);
+}

@@ -1,0 +1,1204 @@
+/* rtp-user-manager.c: users, password checks, access tokens
+ *
+ * All database work happens on the main thread; password hashing and verification run
+ * in GTask worker threads (a hash costs tens of milliseconds on purpose), so a burst of
+ * logins never stalls other requests. */
+#define G_LOG_DOMAIN "RtpUserManager"
+
+#include "rtp-user-manager.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-jwt.h"
+#include "rtp-password.h"
+
+#include <string.h>
+
+#define USER_COLUMNS \
+  "user_id, login_name, first_name, last_name, email, user_type, preferred_language, password_version"
+
+struct _RtpUserManager {
+  GObject parent_instance;
+
+  RtpDatabase *db;           /* (owned) */
+  GBytes *key;               /* (owned) signing key */
+  char *legacy_salt;         /* (owned) (nullable) */
+  gint64 token_validity_s;
+  guint max_failures;
+  guint lockout_s;
+  GHashTable *failures;      /* (owned) "login\nclient" → Failures */
+  char *dummy_hash;          /* (owned) verified against for unknown logins, against timing probes */
+};
+
+typedef struct {
+  GQueue times;        /* monotonic seconds of recent failures */
+  gint64 locked_until; /* monotonic seconds, 0 when not locked */
+} Failures;
+
+G_DEFINE_TYPE (RtpUserManager, rtp_user_manager, G_TYPE_OBJECT)
+
+/* ---- RtpUser ---------------------------------------------------------------- */
+
+void
+rtp_user_free (RtpUser *user)
+{
+  if (user == NULL)
+    return;
+  g_free (user->user_id);
+  g_free (user->login_name);
+  g_free (user->first_name);
+  g_free (user->last_name);
+  g_free (user->email);
+  g_free (user->user_type);
+  g_free (user->preferred_language);
+  g_free (user);
+}
+
+RtpUser *
+rtp_user_copy (const RtpUser *user)
+{
+  RtpUser *copy = g_new0 (RtpUser, 1);
+
+  copy->user_id = g_strdup (user->user_id);
+  copy->login_name = g_strdup (user->login_name);
+  copy->first_name = g_strdup (user->first_name);
+  copy->last_name = g_strdup (user->last_name);
+  copy->email = g_strdup (user->email);
+  copy->user_type = g_strdup (user->user_type);
+  copy->preferred_language = g_strdup (user->preferred_language);
+  copy->password_version = user->password_version;
+  return copy;
+}
+
+gboolean
+rtp_user_is_admin (const RtpUser *user)
+{
+  return user != NULL && g_strcmp0 (user->user_type, "Admin") == 0;
+}
+
+static RtpUser *
+user_from_row (GdaDataModel *model, guint row)
+{
+  RtpUser *user = g_new0 (RtpUser, 1);
+
+  user->user_id = g_strdup (rtp_db_str (model, row, 0));
+  user->login_name = g_strdup (rtp_db_str (model, row, 1));
+  user->first_name = g_strdup (rtp_db_str (model, row, 2));
+  user->last_name = g_strdup (rtp_db_str (model, row, 3));
+  user->email = g_strdup (rtp_db_str (model, row, 4));
+  user->user_type = g_strdup (rtp_db_str (model, row, 5));
+  user->preferred_language = g_strdup (rtp_db_str (model, row, 6));
+  user->password_version = rtp_db_int0 (model, row, 7);
+  return user;
+}
+
+/* ---- object ---------------------------------------------------------------- */
+
+static void
+failures_free (gpointer data)
+{
+  Failures *f = data;
+  g_queue_clear (&f->times);
+  g_free (f);
+}
+
+static void
+rtp_user_manager_finalize (GObject *object)
+{
+  RtpUserManager *self = RTP_USER_MANAGER (object);
+
+  g_clear_object (&self->db);
+  g_clear_pointer (&self->key, g_bytes_unref);
+  g_free (self->legacy_salt);
+  g_hash_table_unref (self->failures);
+  g_free (self->dummy_hash);
+  G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
+}
+
+static void
+rtp_user_manager_class_init (RtpUserManagerClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = rtp_user_manager_finalize;
+}
+
+static void
+rtp_user_manager_init (RtpUserManager *self)
+{
+  self->failures = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, failures_free);
+}
+
+RtpUserManager *
+rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len, const RtpUserManagerSettings *settings)
+{
+  RtpUserManager *self = g_object_new (RTP_TYPE_USER_MANAGER, NULL);
+
+  self->db = g_object_ref (db);
+  self->key = g_bytes_new (signing_key, key_len);
+  self->legacy_salt = g_strdup (settings->legacy_salt);
+  self->token_validity_s = settings->token_validity_s > 0 ? settings->token_validity_s : 7200;
+  self->max_failures = settings->max_failures > 0 ? settings->max_failures : 10;
+  self->lockout_s = settings->lockout_s > 0 ? settings->lockout_s : 60;
+  return self;
+}
+
+/* ---- validation ---------------------------------------------------------------- */
+
+gboolean
+rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error)
+{
+  if (!g_utf8_validate (value, -1, NULL))
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is not valid UTF-8."), field);
+      return FALSE;
+    }
+  if (g_utf8_strlen (value, -1) > max_chars)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is longer than %u characters."), field,
+                   max_chars);
+      return FALSE;
+    }
+  for (const char *p = value; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+      if (g_unichar_iscntrl (c))
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value must not contain control characters."),
+                       field);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+valid_email (const char *email)
+{
+  return g_regex_match_simple ("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email, 0, 0);
+}
+
+static gboolean
+valid_user_type (const char *type)
+{
+  return g_strcmp0 (type, "Admin") == 0 || g_strcmp0 (type, "User") == 0;
+}
+
+/* A JSON member that must be a string (or, when @nullable, null). */
+static gboolean
+member_is_string (JsonObject *object, const char *name, gboolean nullable)
+{
+  JsonNode *node = json_object_get_member (object, name);
+
+  if (node == NULL)
+    return TRUE;
+  if (JSON_NODE_HOLDS_NULL (node))
+    return nullable;
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+static const char *
+member_string (JsonObject *object, const char *name)
+{
+  JsonNode *node = json_object_get_member (object, name);
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return NULL;
+  return json_node_get_string (node);
+}
+
+static gboolean
+type_error (GError **error)
+{
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                       _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+  return FALSE;
+}
+
+/* ---- queries ---------------------------------------------------------------- */
+
+RtpUser *
+rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
+                                                        "SELECT " USER_COLUMNS " FROM users WHERE user_id = :id",
+                                                        "id", RTP_DB_STR, user_id, NULL);
+  if (model == NULL)
+    return NULL;
+  if (rtp_db_rows (model) == 0)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"),
+                   user_id);
+      return NULL;
+    }
+  return user_from_row (model, 0);
+}
+
+static RtpUser *
+get_by_login (RtpUserManager *self, const char *login, char **password_hash, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (
+      self->db, error, "SELECT " USER_COLUMNS ", password_hash FROM users WHERE login_name = :login", "login",
+      RTP_DB_STR, login, NULL);
+  if (model == NULL)
+    return NULL;
+  if (rtp_db_rows (model) == 0)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"),
+                   login);
+      return NULL;
+    }
+  if (password_hash != NULL)
+    *password_hash = g_strdup (rtp_db_str (model, 0, 8));
+  return user_from_row (model, 0);
+}
+
+GPtrArray *
+rtp_user_manager_list (RtpUserManager *self, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
+                                                        "SELECT " USER_COLUMNS " FROM users ORDER BY login_name", NULL);
+  GPtrArray *users;
+
+  if (model == NULL)
+    return NULL;
+  users = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_user_free);
+  for (guint i = 0; i < rtp_db_rows (model); i++)
+    g_ptr_array_add (users, user_from_row (model, i));
+  return users;
+}
+
+gint64
+rtp_user_manager_count (RtpUserManager *self, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM users", NULL);
+  return model != NULL ? rtp_db_int0 (model, 0, 0) : -1;
+}
+
+static gint64
+count_admins (RtpUserManager *self, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
+                                                        "SELECT COUNT(*) FROM users WHERE user_type = 'Admin'", NULL);
+  return model != NULL ? rtp_db_int0 (model, 0, 0) : -1;
+}
+
+/**
+ * rtp_user_manager_ensure_admin:
+ * @generated_password: (out): set to a new password when none was configured and the admin was created
+ *
+ * Creates the bootstrap admin (user_id "0") when the database has no admin at all.
+ */
+gboolean
+rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
+                               char **generated_password, GError **error)
+{
+  gint64 admins = count_admins (self, error);
+  g_autofree char *generated = NULL;
+  g_autofree char *hash = NULL;
+
+  *generated_password = NULL;
+  if (admins < 0)
+    return FALSE;
+  if (admins > 0)
+    return TRUE;
+  if (password == NULL || password[0] == '\0')
+    password = generated = rtp_password_generate (16);
+  hash = rtp_password_hash (password, error);
+  if (hash == NULL)
+    return FALSE;
+  if (rtp_database_exec (self->db, error,
+                         "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+                         "user_type, preferred_language, password_version) "
+                         "VALUES ('0', :login, 'Admin', 'Admin', NULL, :hash, 'Admin', 'en', 0)",
+                         "login", RTP_DB_STR, login, "hash", RTP_DB_STR, hash, NULL) < 0)
+    {
+      g_prefix_error (error, "cannot create the admin user %s: ", login);
+      return FALSE;
+    }
+  g_message ("created the administrator '%s' (user_id 0)", login);
+  *generated_password = g_steal_pointer (&generated);
+  return TRUE;
+}
+
+/* ---- password work in a thread ---------------------------------------------------- */
+
+typedef struct {
+  char *verify_hash;     /* (nullable) stored hash to check against */
+  char *verify_password;
+  char *legacy_salt;
+  char *new_password;    /* (nullable) to hash */
+  gboolean verified;
+  gboolean needs_upgrade;
+  char *new_hash;        /* result */
+} PasswordJob;
+
+static void
+password_job_free (PasswordJob *job)
+{
+  g_free (job->verify_hash);
+  if (job->verify_password != NULL)
+    explicit_bzero (job->verify_password, strlen (job->verify_password));
+  g_free (job->verify_password);
+  g_free (job->legacy_salt);
+  if (job->new_password != NULL)
+    explicit_bzero (job->new_password, strlen (job->new_password));
+  g_free (job->new_password);
+  g_free (job->new_hash);
+  g_free (job);
+}
+
+static void
+password_job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  PasswordJob *job = task_data;
+  GError *error = NULL;
+
+  if (job->verify_hash != NULL)
+    {
+      job->verified = rtp_password_verify (job->verify_hash, job->verify_password, job->legacy_salt,
+                                           &job->needs_upgrade);
+      if (job->verified && job->needs_upgrade && job->new_password == NULL)
+        {
+          job->new_hash = rtp_password_hash (job->verify_password, &error);
+          if (job->new_hash == NULL)
+            {
+              g_task_return_error (task, error);
+              return;
+            }
+        }
+    }
+  if (job->new_password != NULL && (job->verify_hash == NULL || job->verified))
+    {
+      job->new_hash = rtp_password_hash (job->new_password, &error);
+      if (job->new_hash == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+/* Runs @job in a worker; @task's callback gets it back through g_task_get_task_data. */
+static void
+run_password_job (GTask *task, PasswordJob *job)
+{
+  g_task_set_task_data (task, job, (GDestroyNotify) password_job_free);
+  g_task_run_in_thread (task, password_job_thread);
+}
+
+/* ---- logins ---------------------------------------------------------------- */
+
+static char *
+failure_key (const char *login, const char *client)
+{
+  return g_strconcat (login, "\n", client != NULL ? client : "", NULL);
+}
+
+static gint64
+now_s (void)
+{
+  return g_get_monotonic_time () / G_USEC_PER_SEC;
+}
+
+/**
+ * rtp_user_manager_get_lockout:
+ *
+ * Returns: the seconds until @login may try again from @client, or 0
+ */
+guint
+rtp_user_manager_get_lockout (RtpUserManager *self, const char *login, const char *client)
+{
+  g_autofree char *key = failure_key (login, client);
+  Failures *f = g_hash_table_lookup (self->failures, key);
+  gint64 now = now_s ();
+
+  if (f == NULL || f->locked_until <= now)
+    return 0;
+  return (guint) (f->locked_until - now);
+}
+
+static void
+record_failure (RtpUserManager *self, const char *login, const char *client)
+{
+  g_autofree char *key = failure_key (login, client);
+  Failures *f = g_hash_table_lookup (self->failures, key);
+  gint64 now = now_s ();
+
+  /* keep the table bounded: forget pairs with nothing recent */
+  if (f == NULL && g_hash_table_size (self->failures) > 10000)
+    {
+      GHashTableIter iter;
+      gpointer value;
+      g_hash_table_iter_init (&iter, self->failures);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          Failures *old = value;
+          gint64 *last = g_queue_peek_tail (&old->times);
+          if (old->locked_until <= now && (last == NULL || GPOINTER_TO_SIZE (last) + 60 < (gsize) now))
+            g_hash_table_iter_remove (&iter);
+        }
+    }
+  if (f == NULL)
+    {
+      f = g_new0 (Failures, 1);
+      g_hash_table_insert (self->failures, g_steal_pointer (&key), f);
+    }
+  g_queue_push_tail (&f->times, GSIZE_TO_POINTER ((gsize) now));
+  while (!g_queue_is_empty (&f->times) && (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 <= now)
+    g_queue_pop_head (&f->times);
+  if (g_queue_get_length (&f->times) >= self->max_failures)
+    {
+      f->locked_until = now + self->lockout_s;
+      g_queue_clear (&f->times);
+      g_message ("login '%s' from %s locked for %u s after %u failures", login, client, self->lockout_s,
+                 self->max_failures);
+    }
+}
+
+typedef struct {
+  char *login;
+  char *client;
+  RtpUser *user; /* (nullable) */
+} LoginData;
+
+static void
+login_data_free (LoginData *d)
+{
+  g_free (d->login);
+  g_free (d->client);
+  rtp_user_free (d->user);
+  g_free (d);
+}
+
+static void
+login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) outer = user_data;
+  RtpUserManager *self = g_task_get_source_object (outer);
+  LoginData *d = g_task_get_task_data (outer);
+  PasswordJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr (GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  if (d->user == NULL || !job->verified)
+    {
+      record_failure (self, d->login, d->client);
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
+                               _("The login_name and password combination is not present in the database."));
+      return;
+    }
+  {
+    g_autofree char *key = failure_key (d->login, d->client);
+    g_hash_table_remove (self->failures, key);
+  }
+  if (job->needs_upgrade && job->new_hash != NULL)
+    {
+      g_autoptr (GError) upgrade_error = NULL;
+      /* the password is unchanged, so password_version (and every token) stays valid */
+      if (rtp_database_exec (self->db, &upgrade_error, "UPDATE users SET password_hash = :h WHERE user_id = :id", "h",
+                             RTP_DB_STR, job->new_hash, "id", RTP_DB_STR, d->user->user_id, NULL) < 0)
+        g_warning ("could not upgrade the password hash of %s: %s", d->login, upgrade_error->message);
+      else
+        g_message ("upgraded the password hash of '%s' from the original service's MD5 to argon2id", d->login);
+    }
+  g_task_return_pointer (outer, rtp_user_manager_issue_token (self, d->user), g_free);
+}
+
+void
+rtp_user_manager_login_async (RtpUserManager *self, const char *login, const char *password, const char *client,
+                              GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr (GTask) inner = NULL;
+  LoginData *d = g_new0 (LoginData, 1);
+  PasswordJob *job = g_new0 (PasswordJob, 1);
+  g_autofree char *stored = NULL;
+  g_autoptr (GError) error = NULL;
+
+  g_task_set_source_tag (outer, rtp_user_manager_login_async);
+  d->login = g_strdup (login);
+  d->client = g_strdup (client);
+  g_task_set_task_data (outer, d, (GDestroyNotify) login_data_free);
+
+  d->user = get_by_login (self, login, &stored, &error);
+  if (d->user == NULL && !g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+    {
+      password_job_free (job);
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  if (self->dummy_hash == NULL)
+    self->dummy_hash = rtp_password_hash ("no such user", NULL);
+  /* an unknown login costs the same time as a wrong password */
+  job->verify_hash = g_strdup (d->user != NULL ? stored : self->dummy_hash);
+  job->verify_password = g_strdup (password);
+  job->legacy_salt = g_strdup (self->legacy_salt);
+  inner = g_task_new (self, cancellable, login_hashed, g_steal_pointer (&outer));
+  run_password_job (inner, job);
+}
+
+/**
+ * rtp_user_manager_login_finish:
+ *
+ * Returns: (transfer full): an access token
+ */
+char *
+rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUser **user, GError **error)
+{
+  char *token = g_task_propagate_pointer (G_TASK (result), error);
+  LoginData *d = g_task_get_task_data (G_TASK (result));
+
+  if (token != NULL && user != NULL)
+    *user = rtp_user_copy (d->user);
+  return token;
+}
+
+/* ---- tokens ---------------------------------------------------------------- */
+
+char *
+rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user)
+{
+  g_autoptr (JsonObject) claims = json_object_new ();
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  gsize key_len;
+  const guint8 *key = g_bytes_get_data (self->key, &key_len);
+
+  json_object_set_string_member (claims, "user_id", user->user_id);
+  json_object_set_int_member (claims, "iat", now);
+  json_object_set_int_member (claims, "exp", now + self->token_validity_s);
+  json_object_set_int_member (claims, "pwv", user->password_version);
+  return rtp_jwt_encode (claims, key, key_len);
+}
+
+/**
+ * rtp_user_manager_verify_token:
+ *
+ * Returns: (transfer full): the token's user, or %NULL with RTP_ERROR_FORBIDDEN (bad,
+ *   expired, deleted user, changed password) or a database error
+ */
+RtpUser *
+rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error)
+{
+  gsize key_len;
+  const guint8 *key = g_bytes_get_data (self->key, &key_len);
+  g_autoptr (JsonObject) claims = NULL;
+  g_autoptr (GError) local_error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  JsonNode *id;
+  JsonNode *pwv;
+
+  claims = rtp_jwt_decode (token, key, key_len, g_get_real_time () / G_USEC_PER_SEC, &local_error);
+  if (claims == NULL)
+    goto refused;
+  id = json_object_get_member (claims, "user_id");
+  pwv = json_object_get_member (claims, "pwv");
+  if (id == NULL || !JSON_NODE_HOLDS_VALUE (id) || json_node_get_value_type (id) != G_TYPE_STRING || pwv == NULL ||
+      !JSON_NODE_HOLDS_VALUE (pwv) || json_node_get_value_type (pwv) != G_TYPE_INT64)
+    goto refused;
+  user = rtp_user_manager_get (self, json_node_get_string (id), &local_error);
+  if (user == NULL)
+    {
+      if (!g_error_matches (local_error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return NULL;
+        }
+      goto refused;
+    }
+  if (user->password_version != json_node_get_int (pwv))
+    goto refused;
+  return g_steal_pointer (&user);
+
+refused:
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                       _("The access-token sent is invalid or no longer accepted."));
+  return NULL;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+typedef struct {
+  char *login_name, *first_name, *last_name, *user_type, *email, *preferred_language;
+  char *temporary_password;
+} CreateData;
+
+static void
+create_data_free (CreateData *d)
+{
+  g_free (d->login_name);
+  g_free (d->first_name);
+  g_free (d->last_name);
+  g_free (d->user_type);
+  g_free (d->email);
+  g_free (d->preferred_language);
+  g_free (d->temporary_password);
+  g_free (d);
+}
+
+static gboolean
+login_taken (RtpUserManager *self, const char *login, const char *except_id, gboolean *taken, GError **error)
+{
+  g_autoptr (GdaDataModel) model = rtp_database_select (
+      self->db, error, "SELECT COUNT(*) FROM users WHERE login_name = :login AND user_id <> :id", "login", RTP_DB_STR,
+      login, "id", RTP_DB_STR, except_id != NULL ? except_id : "", NULL);
+  if (model == NULL)
+    return FALSE;
+  *taken = rtp_db_int0 (model, 0, 0) > 0;
+  return TRUE;
+}
+
+static void
+create_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) outer = user_data;
+  RtpUserManager *self = g_task_get_source_object (outer);
+  CreateData *d = g_task_get_task_data (outer);
+  PasswordJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr (GError) error = NULL;
+  g_autofree char *user_id = g_uuid_string_random ();
+  gboolean taken = FALSE;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  /* checked again: another request may have taken the login while we hashed */
+  if (!login_taken (self, d->login_name, NULL, &taken, &error))
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  if (taken ||
+      rtp_database_exec (self->db, &error,
+                         "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+                         "user_type, preferred_language, password_version) "
+                         "VALUES (:id, :login, :first, :last, :email, :hash, :type, :lang, 0)",
+                         "id", RTP_DB_STR, user_id, "login", RTP_DB_STR, d->login_name, "first", RTP_DB_STR,
+                         d->first_name, "last", RTP_DB_STR, d->last_name, "email", RTP_DB_STR, d->email, "hash",
+                         RTP_DB_STR, job->new_hash, "type", RTP_DB_STR, d->user_type, "lang", RTP_DB_STR,
+                         d->preferred_language, NULL) < 0)
+    {
+      if (taken || g_error_matches (error, RTP_ERROR, RTP_ERROR_EXISTS))
+        {
+          g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
+                                   _("user"), d->login_name);
+          return;
+        }
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  g_message ("created user '%s' (%s, %s)", d->login_name, user_id, d->user_type);
+  g_task_return_pointer (outer, rtp_user_manager_get (self, user_id, NULL), (GDestroyNotify) rtp_user_free);
+}
+
+void
+rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
+  static const char *const required[] = { "login_name", "first_name", "last_name", "user_type", NULL };
+  static const char *const text_fields[] = { "login_name", "first_name", "last_name", NULL };
+  CreateData *d;
+  PasswordJob *job;
+  GError *error = NULL;
+  gboolean taken = FALSE;
+  GTask *inner;
+
+  g_task_set_source_tag (outer, rtp_user_manager_create_async);
+  for (guint i = 0; required[i] != NULL; i++)
+    if (!json_object_has_member (fields, required[i]))
+      {
+        g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
+                                 _("The user creation request did not contain all of the information required."));
+        return;
+      }
+  for (guint i = 0; required[i] != NULL; i++)
+    if (!member_is_string (fields, required[i], FALSE))
+      {
+        type_error (&error);
+        g_task_return_error (outer, error);
+        return;
+      }
+  if (!member_is_string (fields, "email", TRUE) || !member_is_string (fields, "preferred_language", TRUE))
+    {
+      type_error (&error);
+      g_task_return_error (outer, error);
+      return;
+    }
+  if (!valid_user_type (member_string (fields, "user_type")))
+    {
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID,
+                               _("user_type: The user_type (%s) is not valid and was therefore not accepted."),
+                               member_string (fields, "user_type"));
+      return;
+    }
+  for (guint i = 0; text_fields[i] != NULL; i++)
+    if (!rtp_validate_text (text_fields[i], member_string (fields, text_fields[i]), 100, &error))
+      {
+        g_task_return_error (outer, error);
+        return;
+      }
+  if (member_string (fields, "login_name")[0] == '\0')
+    {
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
+                               _("login_name: The login_name must not be empty."));
+      return;
+    }
+  if (member_string (fields, "email") != NULL && member_string (fields, "email")[0] != '\0' &&
+      (!rtp_validate_text ("email", member_string (fields, "email"), 100, &error) ||
+       !valid_email (member_string (fields, "email"))))
+    {
+      if (error == NULL)
+        g_set_error (&error, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"),
+                     member_string (fields, "email"));
+      g_task_return_error (outer, error);
+      return;
+    }
+  if (member_string (fields, "preferred_language") != NULL &&
+      !rtp_validate_text ("preferred_language", member_string (fields, "preferred_language"), 10, &error))
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
+  if (!login_taken (self, member_string (fields, "login_name"), NULL, &taken, &error))
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
+  if (taken)
+    {
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
+                               _("user"), member_string (fields, "login_name"));
+      return;
+    }
+
+  d = g_new0 (CreateData, 1);
+  d->login_name = g_strdup (member_string (fields, "login_name"));
+  d->first_name = g_strdup (member_string (fields, "first_name"));
+  d->last_name = g_strdup (member_string (fields, "last_name"));
+  d->user_type = g_strdup (member_string (fields, "user_type"));
+  d->email = member_string (fields, "email") != NULL && member_string (fields, "email")[0] != '\0'
+                 ? g_strdup (member_string (fields, "email"))
+                 : NULL;
+  d->preferred_language = g_strdup (member_string (fields, "preferred_language") != NULL &&
+                                            member_string (fields, "preferred_language")[0] != '\0'
+                                        ? member_string (fields, "preferred_language")
+                                        : "en");
+  d->temporary_password = rtp_password_generate (16);
+  g_task_set_task_data (outer, d, (GDestroyNotify) create_data_free);
+
+  job = g_new0 (PasswordJob, 1);
+  job->new_password = g_strdup (d->temporary_password);
+  inner = g_task_new (self, cancellable, create_hashed, g_steal_pointer (&outer));
+  run_password_job (inner, job);
+  g_object_unref (inner);
+}
+
+RtpUser *
+rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password, GError **error)
+{
+  RtpUser *user = g_task_propagate_pointer (G_TASK (result), error);
+  CreateData *d = g_task_get_task_data (G_TASK (result));
+
+  if (user != NULL && temporary_password != NULL)
+    *temporary_password = g_strdup (d->temporary_password);
+  return user;
+}
+
+/* ---- update ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpUser *caller;
+  char *user_id;
+  JsonObject *changes;
+  GPtrArray *errors;      /* (element-type utf8) per-field messages */
+  gboolean change_password;
+} UpdateData;
+
+static void
+update_data_free (UpdateData *d)
+{
+  rtp_user_free (d->caller);
+  g_free (d->user_id);
+  json_object_unref (d->changes);
+  g_ptr_array_unref (d->errors);
+  g_free (d);
+}
+
+static void
+add_error (GPtrArray *errors, GError *error)
+{
+  g_ptr_array_add (errors, g_strdup (error->message));
+}
+
+/* Applies every valid change of @d in one transaction; collects the invalid ones. */
+static RtpUser *
+apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError **error)
+{
+  g_autoptr (RtpUser) target = NULL;
+  JsonObject *c = d->changes;
+  gboolean caller_is_admin = rtp_user_is_admin (d->caller);
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  target = rtp_user_manager_get (self, d->user_id, error);
+  if (target == NULL)
+    goto fail;
+
+#define SET_TEXT(column, value)                                                                                  \
+  if (rtp_database_exec (self->db, error, "UPDATE users SET " column " = :v WHERE user_id = :id", "v", RTP_DB_STR, \
+                         value, "id", RTP_DB_STR, d->user_id, NULL) < 0)                                           \
+    goto fail;
+
+  if (json_object_has_member (c, "login_name"))
+    {
+      const char *v = member_string (c, "login_name");
+      g_autoptr (GError) e = NULL;
+      gboolean taken = FALSE;
+
+      if (g_strcmp0 (v, target->login_name) == 0)
+        ; /* Deviation (API.md): one's own unchanged login_name is not an error */
+      else if (!rtp_validate_text ("login_name", v, 100, &e))
+        add_error (d->errors, e);
+      else if (v[0] == '\0')
+        g_ptr_array_add (d->errors, g_strdup (_("login_name: The login_name must not be empty.")));
+      else if (!login_taken (self, v, d->user_id, &taken, error))
+        goto fail;
+      else if (taken)
+        g_ptr_array_add (d->errors, g_strdup_printf (_("login_name: The login_name (%s) is already in use."), v));
+      else
+        {
+          SET_TEXT ("login_name", v);
+        }
+    }
+  if (json_object_has_member (c, "first_name"))
+    {
+      g_autoptr (GError) e = NULL;
+      if (!rtp_validate_text ("first_name", member_string (c, "first_name"), 100, &e))
+        add_error (d->errors, e);
+      else
+        {
+          SET_TEXT ("first_name", member_string (c, "first_name"));
+        }
+    }
+  if (json_object_has_member (c, "last_name"))
+    {
+      g_autoptr (GError) e = NULL;
+      if (!rtp_validate_text ("last_name", member_string (c, "last_name"), 100, &e))
+        add_error (d->errors, e);
+      else
+        {
+          SET_TEXT ("last_name", member_string (c, "last_name"));
+        }
+    }
+  if (json_object_has_member (c, "email"))
+    {
+      const char *v = member_string (c, "email");
+      g_autoptr (GError) e = NULL;
+      if (v == NULL || v[0] == '\0')
+        {
+          SET_TEXT ("email", NULL);
+        }
+      else if (!rtp_validate_text ("email", v, 100, &e))
+        add_error (d->errors, e);
+      else if (!valid_email (v))
+        g_ptr_array_add (d->errors, g_strdup_printf (_("email: %s is not a valid email address"), v));
+      else
+        {
+          SET_TEXT ("email", v);
+        }
+    }
+  if (json_object_has_member (c, "preferred_language"))
+    {
+      const char *v = member_string (c, "preferred_language");
+      g_autoptr (GError) e = NULL;
+      if (v == NULL || v[0] == '\0')
+        v = "en";
+      if (!rtp_validate_text ("preferred_language", v, 10, &e))
+        add_error (d->errors, e);
+      else
+        {
+          SET_TEXT ("preferred_language", v);
+        }
+    }
+  if (json_object_has_member (c, "user_type"))
+    {
+      const char *v = member_string (c, "user_type");
+      if (g_strcmp0 (v, target->user_type) == 0)
+        ; /* unchanged */
+      else if (!caller_is_admin)
+        g_ptr_array_add (d->errors, g_strdup (_("user_type: Only administrators can change the user_type.")));
+      else if (!valid_user_type (v))
+        g_ptr_array_add (d->errors, g_strdup_printf (_("user_type: The user_type (%s) is not valid and was therefore not accepted."), v));
+      else
+        {
+          gint64 admins = count_admins (self, error);
+          if (admins < 0)
+            goto fail;
+          if (rtp_user_is_admin (target) && admins <= 1)
+            g_ptr_array_add (d->errors,
+                             g_strdup_printf (_("user_type: The user_type cannot be changed from 'admin' to 'user' because the user '%s' is the last registered admin in the database."),
+                                              target->login_name));
+          else
+            {
+              SET_TEXT ("user_type", v);
+            }
+        }
+    }
+  if (new_hash != NULL)
+    {
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE users SET password_hash = :h, password_version = password_version + 1 "
+                             "WHERE user_id = :id",
+                             "h", RTP_DB_STR, new_hash, "id", RTP_DB_STR, d->user_id, NULL) < 0)
+        goto fail;
+      g_message ("password of '%s' changed", target->login_name);
+    }
+#undef SET_TEXT
+
+  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  return rtp_user_manager_get (self, d->user_id, error);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+static void
+update_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) outer = user_data;
+  RtpUserManager *self = g_task_get_source_object (outer);
+  UpdateData *d = g_task_get_task_data (outer);
+  PasswordJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr (GError) error = NULL;
+  RtpUser *user;
+  const char *new_hash = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  if (job->verify_hash != NULL && !job->verified)
+    g_ptr_array_add (d->errors,
+                     g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
+                                      d->caller->login_name));
+  else
+    new_hash = job->new_hash;
+
+  user = apply_update (self, d, new_hash, &error);
+  if (user == NULL)
+    g_task_return_error (outer, g_steal_pointer (&error));
+  else
+    g_task_return_pointer (outer, user, (GDestroyNotify) rtp_user_free);
+}
+
+/**
+ * rtp_user_manager_update_async:
+ * @caller: the user making the change (rights are checked against it)
+ * @basic_login: (nullable): Basic auth login sent with the request (a non-admin's password change)
+ *
+ * A partial update: every valid key is applied, every invalid one explained in
+ * @field_errors of the finish call. Unknown keys are ignored. A value of the wrong JSON
+ * type fails the whole request with RTP_ERROR_INVALID and changes nothing.
+ */
+void
+rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id, JsonObject *changes,
+                               const char *basic_login, const char *basic_password, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
+  static const char *const strings[] = { "login_name", "first_name", "last_name", "user_type", "password", NULL };
+  UpdateData *d;
+  PasswordJob *job = NULL;
+  GError *error = NULL;
+  g_autoptr (RtpUser) target = NULL;
+
+  g_task_set_source_tag (outer, rtp_user_manager_update_async);
+  for (guint i = 0; strings[i] != NULL; i++)
+    if (!member_is_string (changes, strings[i], FALSE))
+      {
+        type_error (&error);
+        g_task_return_error (outer, error);
+        return;
+      }
+  if (!member_is_string (changes, "email", TRUE) || !member_is_string (changes, "preferred_language", TRUE))
+    {
+      type_error (&error);
+      g_task_return_error (outer, error);
+      return;
+    }
+  target = rtp_user_manager_get (self, user_id, &error);
+  if (target == NULL)
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
+
+  d = g_new0 (UpdateData, 1);
+  d->caller = rtp_user_copy (caller);
+  d->user_id = g_strdup (user_id);
+  d->changes = json_object_ref (changes);
+  d->errors = g_ptr_array_new_with_free_func (g_free);
+  g_task_set_task_data (outer, d, (GDestroyNotify) update_data_free);
+
+  if (json_object_has_member (changes, "password"))
+    {
+      const char *password = member_string (changes, "password");
+      if (!rtp_user_is_admin (caller) && basic_password == NULL)
+        g_ptr_array_add (d->errors, g_strdup (_("Basic Auth is required for non-admins.")));
+      else if (!rtp_user_is_admin (caller) && basic_login != NULL && basic_login[0] != '\0' &&
+               g_strcmp0 (basic_login, caller->login_name) != 0)
+        g_ptr_array_add (d->errors,
+                         g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
+                                          caller->login_name));
+      else if (password[0] == '\0')
+        g_ptr_array_add (d->errors, g_strdup (_("password: The password must not be empty.")));
+      else
+        {
+          job = g_new0 (PasswordJob, 1);
+          job->new_password = g_strdup (password);
+          if (!rtp_user_is_admin (caller))
+            {
+              g_autofree char *stored = NULL;
+              g_autoptr (RtpUser) me = get_by_login (self, caller->login_name, &stored, &error);
+              if (me == NULL)
+                {
+                  password_job_free (job);
+                  g_task_return_error (outer, error);
+                  return;
+                }
+              job->verify_hash = g_steal_pointer (&stored);
+              job->verify_password = g_strdup (basic_password);
+              job->legacy_salt = g_strdup (self->legacy_salt);
+            }
+        }
+    }
+
+  if (job != NULL)
+    {
+      GTask *inner = g_task_new (self, cancellable, update_hashed, g_steal_pointer (&outer));
+      run_password_job (inner, job);
+      g_object_unref (inner);
+      return;
+    }
+  {
+    RtpUser *user = apply_update (self, d, NULL, &error);
+    if (user == NULL)
+      g_task_return_error (outer, error);
+    else
+      g_task_return_pointer (outer, user, (GDestroyNotify) rtp_user_free);
+  }
+}
+
+RtpUser *
+rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors, GError **error)
+{
+  RtpUser *user = g_task_propagate_pointer (G_TASK (result), error);
+  UpdateData *d = g_task_get_task_data (G_TASK (result));
+
+  if (user != NULL && field_errors != NULL)
+    *field_errors = g_ptr_array_ref (d->errors);
+  return user;
+}
+
+/* ---- reset password ---------------------------------------------------------------- */
+
+static void
+reset_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) outer = user_data;
+  RtpUserManager *self = g_task_get_source_object (outer);
+  const char *user_id = g_task_get_task_data (outer);
+  PasswordJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr (GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error) ||
+      rtp_database_exec (self->db, &error,
+                         "UPDATE users SET password_hash = :h, password_version = password_version + 1 WHERE user_id = :id",
+                         "h", RTP_DB_STR, job->new_hash, "id", RTP_DB_STR, user_id, NULL) < 0)
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  g_task_return_pointer (outer, g_strdup (job->new_password), g_free);
+}
+
+void
+rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, GCancellable *cancellable,
+                                       GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
+  GError *error = NULL;
+  g_autoptr (RtpUser) user = get_by_login (self, login, NULL, &error);
+  PasswordJob *job;
+  GTask *inner;
+
+  if (user == NULL)
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
+  g_task_set_task_data (outer, g_strdup (user->user_id), g_free);
+  job = g_new0 (PasswordJob, 1);
+  job->new_password = rtp_password_generate (16);
+  inner = g_task_new (self, cancellable, reset_hashed, g_steal_pointer (&outer));
+  run_password_job (inner, job);
+  g_object_unref (inner);
+}
+
+char *
+rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- delete ---------------------------------------------------------------- */
+
+/**
+ * rtp_user_manager_delete:
+ *
+ * Deletes the user (and, through foreign keys, what hangs on it) in one transaction.
+ * The only admin cannot be deleted.
+ *
+ * Returns: (transfer full): the deleted user
+ */
+RtpUser *
+rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error)
+{
+  g_autoptr (RtpUser) user = NULL;
+  gint64 admins;
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  user = rtp_user_manager_get (self, user_id, error);
+  if (user == NULL)
+    goto fail;
+  if (rtp_user_is_admin (user))
+    {
+      admins = count_admins (self, error);
+      if (admins < 0)
+        goto fail;
+      if (admins <= 1)
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_CONFLICT,
+                       _("The user (%s) is the only registered admin and therefore cannot be deleted."),
+                       user->login_name);
+          goto fail;
+        }
+    }
+  if (rtp_database_exec (self->db, error, "DELETE FROM users WHERE user_id = :id", "id", RTP_DB_STR, user_id, NULL) < 0 ||
+      !rtp_database_commit (self->db, error))
+    goto fail;
+  g_message ("deleted user '%s' (%s)", user->login_name, user->user_id);
+  return g_steal_pointer (&user);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}

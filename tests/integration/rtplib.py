@@ -1,0 +1,219 @@
+"""Helpers for integration tests: start the real server binary, talk HTTP over loopback.
+
+Every server listens on 127.0.0.1 with a port it picks itself (--port 0) and is stopped
+by the test (SIGTERM, then its exit status and stderr are checked for sanitizer reports).
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+SERVER = os.environ.get("RTP_SERVER", os.path.join(os.path.dirname(__file__), "../../build/src/realtimeplot-server"))
+START_TIMEOUT = 60  # sanitizer builds start slowly
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:300]!r}>"
+
+
+class Server:
+    """One server process with its own state directory, HOME and XDG dirs."""
+
+    def __init__(self, workdir=None, env=None, args=None, config=None):
+        self.own_dir = workdir is None
+        self.dir = workdir or tempfile.mkdtemp(prefix="rtp-it-")
+        self.state = os.path.join(self.dir, "state")
+        self.extra_env = env or {}
+        self.args = args or []
+        self.config = config
+        self.proc = None
+        self.url = None
+        self.port = None
+        self.admin_password = None
+        self.stdout_lines = []
+        self.stderr_path = os.path.join(self.dir, "server.stderr")
+
+    def environment(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("G_DEBUG")}
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
+        env.update({
+            "HOME": home,
+            "XDG_DATA_HOME": os.path.join(home, "data"),
+            "XDG_CONFIG_HOME": os.path.join(home, "config"),
+            "XDG_STATE_HOME": os.path.join(home, "state"),
+            "XDG_CACHE_HOME": os.path.join(home, "cache"),
+            "DEFAULT_ADMIN_PASSWORD": "",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self, expect_ok=True):
+        cmd = [SERVER, "--port", "0", "--state-dir", self.state, "--verbose"] + self.args
+        if self.config:
+            cmd += ["--config", self.config]
+        self.stderr_file = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.environment(), stdout=subprocess.PIPE,
+                                     stderr=self.stderr_file, text=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.stdout_lines.append(line)
+            m = re.search(r"one-time password: (\S+)", line)
+            if m:
+                self.admin_password = m.group(1)
+            m = re.match(r"Listening on (http://127\.0\.0\.1:(\d+)/)", line)
+            if m:
+                self.url = m.group(1)
+                self.port = int(m.group(2))
+                # keep draining stdout so the server never blocks on a full pipe
+                threading.Thread(target=self._drain, daemon=True).start()
+                return self
+        if expect_ok:
+            self.proc.wait(timeout=30)
+            raise AssertionError(f"server did not start (exit {self.proc.returncode}): {self.stderr()}")
+        return self
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.stdout_lines.append(line)
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, expect_status=0):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        status = self.proc.wait(timeout=60)
+        self.stderr_file.close()
+        self.proc = None
+        err = self.stderr()
+        if "AddressSanitizer" in err or "runtime error:" in err or "LeakSanitizer" in err:
+            raise AssertionError("sanitizer report from the server:\n" + err[-6000:])
+        if expect_status is not None and status != expect_status:
+            raise AssertionError(f"server exited with {status}, expected {expect_status}:\n{err[-4000:]}")
+        return status
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- HTTP ----
+
+    def request(self, method, path, token=None, json_body=None, body=None, headers=None, basic=None,
+                source="127.0.0.1", timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
+        h = dict(headers or {})
+        if token is not None:
+            h["x-access-tokens"] = token
+        if basic is not None:
+            h["Authorization"] = "Basic " + base64.b64encode(
+                (basic if isinstance(basic, str) else f"{basic[0]}:{basic[1]}").encode()).decode()
+        if json_body is not None:
+            body = json.dumps(json_body)
+            h.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+        finally:
+            conn.close()
+
+    def login(self, login="admin", password=None, source="127.0.0.1"):
+        r = self.request("POST", "/auth/get_access_token", basic=(login, password or self.admin_password),
+                         source=source)
+        assert r.status == 200, r
+        return r.json["access_token"]
+
+    def db_path(self):
+        return os.path.join(self.state, "realtimeplot.db")
+
+    def db(self, sql, params=()):
+        con = sqlite3.connect(self.db_path(), timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+
+class ServerTestCase(unittest.TestCase):
+    """A test case with one running server (self.s) and an admin token (self.admin)."""
+
+    server_env = None
+    server_args = None
+
+    def setUp(self):
+        self.s = Server(env=self.server_env, args=self.server_args)
+        self.addCleanup(self.s.cleanup)
+        self.s.start()
+        self.admin = self.s.login()
+
+    def tearDown(self):
+        self.s.stop()
+
+    def assertError(self, r, status, message):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.json, {"errors": [message]}, r)
+
+    def create_user(self, login, user_type="User", **extra):
+        body = {"login_name": login, "first_name": login.title(), "last_name": "Tester", "user_type": user_type}
+        body.update(extra)
+        r = self.s.request("POST", "/auth/users", token=self.admin, json_body=body)
+        self.assertEqual(r.status, 200, r)
+        user = r.json["user"]
+        token = self.s.login(login, user["temporary_password"])
+        return user, token
+
+
+def main():
+    result = unittest.main(verbosity=2, exit=False).result
+    run = result.testsRun
+    failed = len(result.failures) + len(result.errors)
+    print(f"{run - failed - len(result.skipped)} passed, {failed} failed, {len(result.skipped)} skipped")
+    sys.exit(0 if result.wasSuccessful() and run > 0 else 1)

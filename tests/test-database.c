@@ -1,0 +1,192 @@
+/* test-database.c: RtpDatabase on a real SQLite file: URIs, statements, transactions, migrations */
+#include "rtp-database.h"
+#include "rtp-error.h"
+#include "rtp-test-util.h"
+
+typedef struct {
+  char *dir;
+  char *uri;
+  RtpDatabase *db;
+} Fixture;
+
+static void
+setup (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  f->dir = rtp_test_make_dir ();
+  f->uri = g_strdup_printf ("sqlite:///%s/test.db", f->dir);
+  f->db = rtp_database_open (f->uri, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (f->db);
+}
+
+static void
+teardown (Fixture *f, gconstpointer data)
+{
+  g_clear_object (&f->db);
+  rtp_test_remove_dir (f->dir);
+  g_free (f->dir);
+  g_free (f->uri);
+}
+
+static void
+test_parse_uri (void)
+{
+  RtpDatabaseKind kind;
+  g_autofree char *provider = NULL, *cnc = NULL, *auth = NULL, *path = NULL;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (rtp_database_parse_uri ("postgresql+psycopg2://rtp:p%40ss;x@db.example:5433/lab", &kind, &provider,
+                                         &cnc, &auth, &path, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (kind, ==, RTP_DATABASE_POSTGRESQL);
+  g_assert_cmpstr (provider, ==, "PostgreSQL");
+  g_assert_cmpstr (cnc, ==, "DB_NAME=lab;HOST=db.example;PORT=5433");
+  g_assert_cmpstr (auth, ==, "USERNAME=rtp;PASSWORD=p%40ss%3bx");
+  g_assert_null (path);
+  g_clear_pointer (&provider, g_free);
+  g_clear_pointer (&cnc, g_free);
+  g_clear_pointer (&auth, g_free);
+
+  g_assert_true (rtp_database_parse_uri ("sqlite:////var/lib/rtp/app.db", &kind, &provider, &cnc, &auth, &path, &error));
+  g_assert_cmpint (kind, ==, RTP_DATABASE_SQLITE);
+  g_assert_cmpstr (cnc, ==, "DB_DIR=%2fvar%2flib%2frtp;DB_NAME=app");
+  g_assert_cmpstr (path, ==, "/var/lib/rtp/app.db");
+  g_clear_pointer (&provider, g_free);
+  g_clear_pointer (&cnc, g_free);
+  g_clear_pointer (&path, g_free);
+
+  g_assert_false (rtp_database_parse_uri ("sqlite:///", &kind, &provider, &cnc, &auth, &path, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (rtp_database_parse_uri ("postgresql://host", &kind, &provider, &cnc, &auth, &path, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
+}
+
+static void
+test_statements (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) model = NULL;
+  gint64 five = 5;
+  gint64 v = -1;
+
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE t (name TEXT PRIMARY KEY, n INTEGER,\n  -- a whole-line comment; with a semicolon\n flag INTEGER)", &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name, n, flag) VALUES (:name, :n, :flag)", "name",
+                                      RTP_DB_STR, "it's; DROP TABLE t; --", "n", RTP_DB_INT_NULL, &five, "flag",
+                                      RTP_DB_BOOL, TRUE, NULL), ==, 1);
+  g_assert_no_error (error);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name, n, flag) VALUES (:name, :n, :flag)", "name",
+                                      RTP_DB_STR, "zero", "n", RTP_DB_INT_NULL, NULL, "flag", RTP_DB_BOOL, FALSE, NULL), ==, 1);
+
+  /* a duplicate primary key is classified once, as EXISTS */
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name) VALUES (:name)", "name", RTP_DB_STR, "zero",
+                                      NULL), ==, -1);
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_EXISTS);
+  g_clear_error (&error);
+
+  model = rtp_database_select (f->db, &error, "SELECT name, n, flag FROM t WHERE name <> :x ORDER BY name", "x",
+                               RTP_DB_STR, "", NULL);
+  g_assert_no_error (error);
+  g_assert_cmpuint (rtp_db_rows (model), ==, 2);
+  g_assert_cmpstr (rtp_db_str (model, 0, 0), ==, "it's; DROP TABLE t; --");
+  g_assert_true (rtp_db_int (model, 0, 1, &v));
+  g_assert_cmpint (v, ==, 5);
+  g_assert_cmpint (rtp_db_int0 (model, 0, 2), ==, 1);
+  g_assert_false (rtp_db_int (model, 1, 1, &v)); /* NULL */
+}
+
+static void
+test_transactions (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) model = NULL;
+
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE t (name TEXT PRIMARY KEY)", &error));
+  g_assert_true (rtp_database_begin (f->db, &error));
+  rtp_database_exec (f->db, &error, "INSERT INTO t VALUES (:n)", "n", RTP_DB_STR, "rolled back", NULL);
+  rtp_database_rollback (f->db);
+
+  g_assert_true (rtp_database_begin (f->db, &error));
+  rtp_database_exec (f->db, &error, "INSERT INTO t VALUES (:n)", "n", RTP_DB_STR, "kept", NULL);
+  g_assert_true (rtp_database_savepoint (f->db, "line2", &error));
+  rtp_database_exec (f->db, &error, "INSERT INTO t VALUES (:n)", "n", RTP_DB_STR, "savepoint undone", NULL);
+  rtp_database_rollback_to (f->db, "line2");
+  g_assert_true (rtp_database_commit (f->db, &error));
+  g_assert_no_error (error);
+
+  model = rtp_database_select (f->db, &error, "SELECT name FROM t", NULL);
+  g_assert_cmpuint (rtp_db_rows (model), ==, 1);
+  g_assert_cmpstr (rtp_db_str (model, 0, 0), ==, "kept");
+}
+
+static void
+test_migrations (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) model = NULL;
+  gint64 latest = rtp_database_get_latest_schema_version ();
+
+  g_assert_cmpint (latest, >=, 1);
+  /* an old file: only the first migration, with a user in it */
+  g_assert_true (rtp_database_migrate_to (f->db, 1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (rtp_database_get_schema_version (f->db, &error), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error,
+                                      "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
+                                      "VALUES ('7', 'old', 'O', 'L', 'x')", NULL), ==, 1);
+  g_clear_object (&f->db);
+
+  /* reopened and migrated forward: the data is still there, the version is the newest */
+  f->db = rtp_database_open (f->uri, &error);
+  g_assert_true (rtp_database_migrate (f->db, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (rtp_database_get_schema_version (f->db, &error), ==, latest);
+  model = rtp_database_select (f->db, &error, "SELECT login_name, user_type, preferred_language FROM users", NULL);
+  g_assert_cmpuint (rtp_db_rows (model), ==, 1);
+  g_assert_cmpstr (rtp_db_str (model, 0, 0), ==, "old");
+  g_assert_cmpstr (rtp_db_str (model, 0, 1), ==, "User");
+
+  /* a second run changes nothing */
+  g_assert_true (rtp_database_migrate (f->db, &error));
+  g_clear_object (&model);
+  model = rtp_database_select (f->db, &error, "SELECT COUNT(*) FROM schema_version", NULL);
+  g_assert_cmpint (rtp_db_int0 (model, 0, 0), ==, latest);
+}
+
+static void
+test_wal_and_foreign_keys (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE p (id TEXT PRIMARY KEY);"
+                                                  "CREATE TABLE c (pid TEXT REFERENCES p(id) ON DELETE CASCADE)", &error));
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO c VALUES ('missing')", NULL), ==, -1);
+  g_assert_nonnull (error); /* foreign keys are enforced */
+  g_clear_error (&error);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO p VALUES ('a')", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO c VALUES ('a')", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "DELETE FROM p", NULL), ==, 1);
+  {
+    g_autoptr (GdaDataModel) model = rtp_database_select (f->db, &error, "SELECT COUNT(*) FROM c", NULL);
+    g_assert_cmpint (rtp_db_int0 (model, 0, 0), ==, 0);
+  }
+  {
+    g_autofree char *wal = g_strdup_printf ("%s/test.db-wal", f->dir);
+    g_assert_true (g_file_test (wal, G_FILE_TEST_EXISTS));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/database/parse-uri", test_parse_uri);
+  g_test_add ("/database/statements", Fixture, NULL, setup, test_statements, teardown);
+  g_test_add ("/database/transactions", Fixture, NULL, setup, test_transactions, teardown);
+  g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
+  g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);
+  return g_test_run ();
+}
