@@ -24,7 +24,7 @@ run meson test -C build --setup valgrind --suite unit --print-errorlogs --logbas
 python3 - <<'PY'
 import json, glob
 passed = failed = skipped = 0
-for path in ["build/meson-logs/testlog.json", "build-asan/meson-logs/sanitizers.json", "build/meson-logs/valgrind.json"]:
+for path in ["build/meson-logs/testlog.json", "build-asan/meson-logs/sanitizers.json", "build/meson-logs/valgrind-valgrind.json"]:
     try:
         lines = open(path).read().splitlines()
     except OSError:
@@ -41,5 +41,8 @@ for path in ["build/meson-logs/testlog.json", "build-asan/meson-logs/sanitizers.
             failed += 1
             print(f"FAILED: {t['name']} ({path})")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
+raise SystemExit(1 if failed else 0)
 PY
+summary=$?
+[ $summary -eq 0 ] || status=1
 exit $status
