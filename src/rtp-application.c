@@ -227,11 +227,15 @@ start (RtpApplication *self, GError **error)
       fflush (stdout);
     }
 
+  s->experiments = rtp_experiment_store_new (s->db);
+
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
   http_settings.max_import_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_IMPORT_BYTES");
   http_settings.cors_origin = rtp_config_get_string (config, "RTP_CORS_ORIGIN");
   s->http = rtp_http_server_new (s->users, &http_settings);
   rtp_routes_auth_register (s->http, s);
+  rtp_routes_experiments_register (s->http, s);
+  rtp_routes_file_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -285,6 +289,7 @@ rtp_application_shutdown (GApplication *app)
   if (s->http != NULL)
     rtp_http_server_disconnect (s->http);
   g_clear_object (&s->http);
+  g_clear_object (&s->experiments);
   g_clear_object (&s->users);
   if (s->db != NULL)
     rtp_database_close (s->db);

@@ -19,6 +19,7 @@ rtp_user_to_json (RtpServices *services, const RtpUser *user)
 {
   JsonObject *o = json_object_new ();
   JsonArray *experiments = json_array_new ();
+  g_autoptr (GPtrArray) ids = NULL;
 
   json_object_set_string_member (o, "user_id", user->user_id);
   json_object_set_string_member (o, "login_name", user->login_name);
@@ -30,6 +31,13 @@ rtp_user_to_json (RtpServices *services, const RtpUser *user)
     json_object_set_null_member (o, "email");
   json_object_set_string_member (o, "user_type", user->user_type);
   json_object_set_string_member (o, "preferred_language", user->preferred_language);
+  ids = services->experiments != NULL ? rtp_experiment_store_user_experiments (services->experiments, user->user_id, NULL)
+                                      : NULL;
+  for (guint i = 0; ids != NULL && i < ids->len; i++)
+    {
+      g_autofree char *url = rtp_url_for ("/experiments/", g_ptr_array_index (ids, i));
+      json_array_add_string_element (experiments, url);
+    }
   json_object_set_array_member (o, "experiment_urls", experiments);
   {
     g_autofree char *url = rtp_url_for ("/auth/users/", user->user_id);

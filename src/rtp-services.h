@@ -3,6 +3,7 @@
 
 #include "rtp-config.h"
 #include "rtp-database.h"
+#include "rtp-experiment-store.h"
 #include "rtp-http-server.h"
 #include "rtp-user-manager.h"
 
@@ -12,14 +13,24 @@ typedef struct {
   RtpConfig *config;
   RtpDatabase *db;
   RtpUserManager *users;
+  RtpExperimentStore *experiments;
   RtpHttpServer *http;
 } RtpServices;
 
 /* Route registration, one per rtp-routes-<area>.c */
 void rtp_routes_auth_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_experiments_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_file_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char       *rtp_url_for (const char *prefix, const char *id);
 JsonObject *rtp_user_to_json (RtpServices *services, const RtpUser *user);
+JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
+JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
+
+/* Access to an experiment: admins, and users assigned to it. Answers 403 with @message
+ * (or a database error) and returns FALSE when refused. */
+gboolean    rtp_routes_check_assigned (RtpServices *services, RtpRequest *request, const char *short_id,
+                                       gboolean admins_too, const char *message);
 
 G_END_DECLS

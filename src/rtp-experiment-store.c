@@ -1,0 +1,1042 @@
+/* rtp-experiment-store.c: experiments, PVs and assignments
+ *
+ * An experiment exists only through its PVs: creating a PV creates its experiment (the
+ * text before the first ':'), and removing an experiment's last PV — by deleting it or by
+ * renaming it to another prefix — removes the experiment, in the same transaction. */
+#define G_LOG_DOMAIN "RtpExperimentStore"
+
+#include "rtp-experiment-store.h"
+#include "rtp-config-file.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-user-manager.h"
+
+#include <string.h>
+
+#define PV_COLUMNS \
+  "pv_string, human_readable_name, experiment_short_id, available_for_mqtt_publish, default_threshold_min, " \
+  "default_threshold_max"
+
+struct _RtpExperimentStore {
+  GObject parent_instance;
+  RtpDatabase *db; /* (owned) */
+};
+
+G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
+
+void
+rtp_experiment_free (RtpExperiment *e)
+{
+  if (e == NULL)
+    return;
+  g_free (e->short_id);
+  g_free (e->human_readable_name);
+  g_ptr_array_unref (e->pv_strings);
+  g_ptr_array_unref (e->user_ids);
+  g_free (e);
+}
+
+void
+rtp_process_variable_free (RtpProcessVariable *pv)
+{
+  if (pv == NULL)
+    return;
+  g_free (pv->pv_string);
+  g_free (pv->human_readable_name);
+  g_free (pv->experiment_short_id);
+  g_free (pv);
+}
+
+void
+rtp_import_result_free (RtpImportResult *result)
+{
+  if (result == NULL)
+    return;
+  g_ptr_array_unref (result->errors);
+  g_free (result);
+}
+
+static void
+rtp_experiment_store_finalize (GObject *object)
+{
+  g_clear_object (&RTP_EXPERIMENT_STORE (object)->db);
+  G_OBJECT_CLASS (rtp_experiment_store_parent_class)->finalize (object);
+}
+
+static void
+rtp_experiment_store_class_init (RtpExperimentStoreClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = rtp_experiment_store_finalize;
+}
+
+static void
+rtp_experiment_store_init (RtpExperimentStore *self)
+{
+}
+
+RtpExperimentStore *
+rtp_experiment_store_new (RtpDatabase *db)
+{
+  RtpExperimentStore *self = g_object_new (RTP_TYPE_EXPERIMENT_STORE, NULL);
+  self->db = g_object_ref (db);
+  return self;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static gboolean
+not_found (GError **error, const char *type, const char *id)
+{
+  g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), type, id);
+  return FALSE;
+}
+
+static gboolean
+type_error (GError **error)
+{
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                       _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+  return FALSE;
+}
+
+char *
+rtp_pv_short_id (const char *pv_string, GError **error)
+{
+  const char *colon = pv_string != NULL ? strchr (pv_string, ':') : NULL;
+
+  if (colon == NULL || colon == pv_string)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _("pv_string: The pv_string (%s) must start with the experiment's short_id followed by ':'."),
+                   pv_string != NULL ? pv_string : "");
+      return NULL;
+    }
+  return g_strndup (pv_string, (gsize) (colon - pv_string));
+}
+
+static gboolean
+validate_pv_string (const char *pv_string, GError **error)
+{
+  g_autofree char *short_id = NULL;
+
+  if (!rtp_validate_text ("pv_string", pv_string, 100, error))
+    return FALSE;
+  short_id = rtp_pv_short_id (pv_string, error);
+  return short_id != NULL;
+}
+
+static RtpProcessVariable *
+pv_from_row (GdaDataModel *model, guint row)
+{
+  RtpProcessVariable *pv = g_new0 (RtpProcessVariable, 1);
+
+  pv->pv_string = g_strdup (rtp_db_str (model, row, 0));
+  pv->human_readable_name = g_strdup (rtp_db_str (model, row, 1));
+  pv->experiment_short_id = g_strdup (rtp_db_str (model, row, 2));
+  pv->available_for_mqtt_publish = rtp_db_int0 (model, row, 3) != 0;
+  pv->has_threshold_min = rtp_db_int (model, row, 4, &pv->threshold_min);
+  pv->has_threshold_max = rtp_db_int (model, row, 5, &pv->threshold_max);
+  return pv;
+}
+
+static GPtrArray *
+strings_from_column (GdaDataModel *model, guint col)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < rtp_db_rows (model); i++)
+    g_ptr_array_add (out, g_strdup (rtp_db_str (model, i, col)));
+  return out;
+}
+
+static gboolean
+row_exists (RtpExperimentStore *self, const char *sql, const char *a, const char *b, gboolean *exists, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, sql, "a", RTP_DB_STR, a, "b", RTP_DB_STR, b, NULL);
+  if (m == NULL)
+    return FALSE;
+  *exists = rtp_db_int0 (m, 0, 0) > 0;
+  return TRUE;
+}
+
+/* libgda's parser cannot render INSERT … SELECT … WHERE NOT EXISTS: look first, then insert
+ * (inside the caller's transaction; a concurrent insert ends as EXISTS, reported by the caller). */
+static gboolean
+ensure_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
+{
+  gboolean exists = FALSE;
+
+  if (!row_exists (self, "SELECT COUNT(*) FROM experiments WHERE short_id = :a", short_id, NULL, &exists, error))
+    return FALSE;
+  if (exists)
+    return TRUE;
+  return rtp_database_exec (self->db, error, "INSERT INTO experiments (short_id, human_readable_name) VALUES (:id, NULL)",
+                            "id", RTP_DB_STR, short_id, NULL) >= 0;
+}
+
+/* Removes @short_id when no PV is left in it; @removed tells whether it was. */
+static gboolean
+remove_if_empty (RtpExperimentStore *self, const char *short_id, gboolean *removed, GError **error)
+{
+  gboolean has_pvs = TRUE;
+
+  *removed = FALSE;
+  if (!row_exists (self, "SELECT COUNT(*) FROM process_variables WHERE experiment_short_id = :a", short_id, NULL,
+                   &has_pvs, error))
+    return FALSE;
+  if (has_pvs)
+    return TRUE;
+  if (rtp_database_exec (self->db, error, "DELETE FROM experiments WHERE short_id = :id", "id", RTP_DB_STR, short_id,
+                         NULL) < 0)
+    return FALSE;
+  *removed = TRUE;
+  g_message ("experiment '%s' removed with its last process variable", short_id);
+  return TRUE;
+}
+
+/* ---- experiments ---------------------------------------------------------------- */
+
+static GPtrArray *
+load_experiments (RtpExperimentStore *self, const char *only, GError **error)
+{
+  g_autoptr (GdaDataModel) exps = NULL;
+  g_autoptr (GdaDataModel) pvs = NULL;
+  g_autoptr (GdaDataModel) users = NULL;
+  g_autoptr (GHashTable) by_id = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_experiment_free);
+
+  exps = rtp_database_select (self->db, error,
+                              "SELECT short_id, human_readable_name FROM experiments "
+                              "WHERE (:only IS NULL OR short_id = :only) ORDER BY short_id",
+                              "only", RTP_DB_STR, only, NULL);
+  if (exps == NULL)
+    return NULL;
+  pvs = rtp_database_select (self->db, error,
+                             "SELECT experiment_short_id, pv_string FROM process_variables "
+                             "WHERE (:only IS NULL OR experiment_short_id = :only) ORDER BY pv_string",
+                             "only", RTP_DB_STR, only, NULL);
+  if (pvs == NULL)
+    return NULL;
+  users = rtp_database_select (self->db, error,
+                               "SELECT short_id, user_id FROM user_experiments "
+                               "WHERE (:only IS NULL OR short_id = :only) ORDER BY user_id",
+                               "only", RTP_DB_STR, only, NULL);
+  if (users == NULL)
+    return NULL;
+
+  for (guint i = 0; i < rtp_db_rows (exps); i++)
+    {
+      RtpExperiment *e = g_new0 (RtpExperiment, 1);
+      e->short_id = g_strdup (rtp_db_str (exps, i, 0));
+      e->human_readable_name = g_strdup (rtp_db_str (exps, i, 1));
+      e->pv_strings = g_ptr_array_new_with_free_func (g_free);
+      e->user_ids = g_ptr_array_new_with_free_func (g_free);
+      g_hash_table_insert (by_id, e->short_id, e);
+      g_ptr_array_add (out, e);
+    }
+  for (guint i = 0; i < rtp_db_rows (pvs); i++)
+    {
+      RtpExperiment *e = g_hash_table_lookup (by_id, rtp_db_str (pvs, i, 0));
+      if (e != NULL)
+        g_ptr_array_add (e->pv_strings, g_strdup (rtp_db_str (pvs, i, 1)));
+    }
+  for (guint i = 0; i < rtp_db_rows (users); i++)
+    {
+      RtpExperiment *e = g_hash_table_lookup (by_id, rtp_db_str (users, i, 0));
+      if (e != NULL)
+        g_ptr_array_add (e->user_ids, g_strdup (rtp_db_str (users, i, 1)));
+    }
+  return g_steal_pointer (&out);
+}
+
+GPtrArray *
+rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error)
+{
+  return load_experiments (self, NULL, error);
+}
+
+RtpExperiment *
+rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
+{
+  g_autoptr (GPtrArray) list = load_experiments (self, short_id, error);
+
+  if (list == NULL)
+    return NULL;
+  if (list->len == 0)
+    return not_found (error, _("experiment"), short_id), NULL;
+  return g_ptr_array_steal_index (list, 0);
+}
+
+static gboolean
+user_exists (RtpExperimentStore *self, const char *user_id, gboolean *exists, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM users WHERE user_id = :id",
+                                                    "id", RTP_DB_STR, user_id, NULL);
+  if (m == NULL)
+    return FALSE;
+  *exists = rtp_db_int0 (m, 0, 0) > 0;
+  return TRUE;
+}
+
+gboolean
+rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id, GError **error)
+{
+  gboolean assigned = FALSE;
+
+  if (!rtp_experiment_store_is_assigned (self, user_id, short_id, &assigned, error))
+    return FALSE;
+  if (assigned)
+    return TRUE;
+  return rtp_database_exec (self->db, error, "INSERT INTO user_experiments (user_id, short_id) VALUES (:u, :e)", "u",
+                            RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) >= 0;
+}
+
+static gboolean
+is_string_array (JsonNode *node)
+{
+  JsonArray *array;
+
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+    return FALSE;
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *e = json_array_get_element (array, i);
+      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * rtp_experiment_store_update_experiment:
+ * @field_errors: (element-type utf8): receives one message per refused key
+ *
+ * Applies every valid key of @changes in one transaction.
+ */
+RtpExperiment *
+rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id, JsonObject *changes,
+                                        GPtrArray *field_errors, GError **error)
+{
+  JsonNode *name = json_object_get_member (changes, "human_readable_name");
+  JsonNode *add = json_object_get_member (changes, "users_to_add");
+  JsonNode *remove = json_object_get_member (changes, "users_to_remove");
+  g_autoptr (RtpExperiment) existing = NULL;
+
+  if ((name != NULL && !JSON_NODE_HOLDS_NULL (name) &&
+       (!JSON_NODE_HOLDS_VALUE (name) || json_node_get_value_type (name) != G_TYPE_STRING)) ||
+      (add != NULL && !is_string_array (add)) || (remove != NULL && !is_string_array (remove)))
+    return type_error (error), NULL;
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  existing = rtp_experiment_store_get_experiment (self, short_id, error);
+  if (existing == NULL)
+    goto fail;
+
+  if (json_object_has_member (changes, "short_id") &&
+      !(JSON_NODE_HOLDS_VALUE (json_object_get_member (changes, "short_id")) &&
+        json_node_get_value_type (json_object_get_member (changes, "short_id")) == G_TYPE_STRING &&
+        g_strcmp0 (json_object_get_string_member (changes, "short_id"), short_id) == 0))
+    g_ptr_array_add (field_errors, g_strdup (_("short_id: The short_id cannot be changed at the moment. Edit the individual process variables to create a new experiment with a new short_id!")));
+
+  if (name != NULL)
+    {
+      const char *value = JSON_NODE_HOLDS_NULL (name) ? NULL : json_node_get_string (name);
+      g_autoptr (GError) e = NULL;
+      if (value != NULL && !rtp_validate_text ("human_readable_name", value, 100, &e))
+        g_ptr_array_add (field_errors, g_strdup (e->message));
+      else if (rtp_database_exec (self->db, error, "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id",
+                                  "n", RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
+        goto fail;
+    }
+  if (add != NULL)
+    {
+      JsonArray *array = json_node_get_array (add);
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        {
+          const char *user_id = json_array_get_string_element (array, i);
+          gboolean exists = FALSE;
+          if (!user_exists (self, user_id, &exists, error))
+            goto fail;
+          if (!exists)
+            g_ptr_array_add (field_errors,
+                             g_strdup_printf (_("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."), user_id));
+          else if (!rtp_experiment_store_assign (self, short_id, user_id, error))
+            goto fail;
+        }
+    }
+  if (remove != NULL)
+    {
+      JsonArray *array = json_node_get_array (remove);
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        {
+          const char *user_id = json_array_get_string_element (array, i);
+          gboolean exists = FALSE;
+          if (!user_exists (self, user_id, &exists, error))
+            goto fail;
+          if (!exists)
+            g_ptr_array_add (field_errors,
+                             g_strdup_printf (_("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."), user_id));
+          else if (rtp_database_exec (self->db, error, "DELETE FROM user_experiments WHERE user_id = :u AND short_id = :e",
+                                      "u", RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
+            goto fail;
+        }
+    }
+  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  return rtp_experiment_store_get_experiment (self, short_id, error);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+/**
+ * rtp_experiment_store_delete_experiment:
+ *
+ * Deletes the experiment with all its PVs (and what refers to them) and assignments.
+ *
+ * Returns: (transfer full) (element-type utf8): the deleted pv_strings
+ */
+GPtrArray *
+rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
+{
+  g_autoptr (RtpExperiment) existing = NULL;
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  existing = rtp_experiment_store_get_experiment (self, short_id, error);
+  if (existing == NULL)
+    goto fail;
+  if (rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE experiment_short_id = :id", "id",
+                         RTP_DB_STR, short_id, NULL) < 0 ||
+      rtp_database_exec (self->db, error, "DELETE FROM experiments WHERE short_id = :id", "id", RTP_DB_STR, short_id,
+                         NULL) < 0 ||
+      !rtp_database_commit (self->db, error))
+    goto fail;
+  g_message ("experiment '%s' deleted with %u process variables", short_id, existing->pv_strings->len);
+  return g_ptr_array_ref (existing->pv_strings);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+/* ---- assignments ---------------------------------------------------------------- */
+
+gboolean
+rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id, const char *short_id,
+                                  gboolean *assigned, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (
+      self->db, error, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :u AND short_id = :e", "u", RTP_DB_STR,
+      user_id, "e", RTP_DB_STR, short_id, NULL);
+  if (m == NULL)
+    return FALSE;
+  *assigned = rtp_db_int0 (m, 0, 0) > 0;
+  return TRUE;
+}
+
+GPtrArray *
+rtp_experiment_store_user_experiments (RtpExperimentStore *self, const char *user_id, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (
+      self->db, error, "SELECT short_id FROM user_experiments WHERE user_id = :u ORDER BY short_id", "u", RTP_DB_STR,
+      user_id, NULL);
+  return m != NULL ? strings_from_column (m, 0) : NULL;
+}
+
+gboolean
+rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs, GError **error)
+{
+  g_autoptr (GdaDataModel) e = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM experiments", NULL);
+  g_autoptr (GdaDataModel) p = e != NULL ? rtp_database_select (self->db, error, "SELECT COUNT(*) FROM process_variables", NULL)
+                                         : NULL;
+  if (p == NULL)
+    return FALSE;
+  *experiments = (guint) rtp_db_int0 (e, 0, 0);
+  *pvs = (guint) rtp_db_int0 (p, 0, 0);
+  return TRUE;
+}
+
+/* ---- process variables ---------------------------------------------------------------- */
+
+GPtrArray *
+rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (
+      self->db, error,
+      "SELECT " PV_COLUMNS " FROM process_variables WHERE (:e IS NULL OR experiment_short_id = :e) ORDER BY pv_string",
+      "e", RTP_DB_STR, short_id, NULL);
+  GPtrArray *out;
+
+  if (m == NULL)
+    return NULL;
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_process_variable_free);
+  for (guint i = 0; i < rtp_db_rows (m); i++)
+    g_ptr_array_add (out, pv_from_row (m, i));
+  return out;
+}
+
+RtpProcessVariable *
+rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (
+      self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
+      pv_string, NULL);
+  if (m == NULL)
+    return NULL;
+  if (rtp_db_rows (m) == 0)
+    return not_found (error, _("process variable"), pv_string), NULL;
+  return pv_from_row (m, 0);
+}
+
+/* The settable fields of a PV; what is not "set" stays as it is (or default on creation). */
+typedef struct {
+  gboolean set_name;
+  const char *name;  /* (nullable) */
+  gboolean set_publish;
+  gboolean publish;
+  gboolean set_min;
+  const gint64 *min; /* (nullable) */
+  gint64 min_value;
+  gboolean set_max;
+  const gint64 *max;
+  gint64 max_value;
+} PvFields;
+
+static gboolean
+pv_exists (RtpExperimentStore *self, const char *pv_string, gboolean *exists, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error,
+                                                    "SELECT COUNT(*) FROM process_variables WHERE pv_string = :pv",
+                                                    "pv", RTP_DB_STR, pv_string, NULL);
+  if (m == NULL)
+    return FALSE;
+  *exists = rtp_db_int0 (m, 0, 0) > 0;
+  return TRUE;
+}
+
+/* Inserts a new PV (and its experiment). Runs inside the caller's transaction. */
+static gboolean
+insert_pv (RtpExperimentStore *self, const char *pv_string, const PvFields *f, GError **error)
+{
+  g_autofree char *short_id = rtp_pv_short_id (pv_string, error);
+
+  if (short_id == NULL || !ensure_experiment (self, short_id, error))
+    return FALSE;
+  return rtp_database_exec (self->db, error,
+                            "INSERT INTO process_variables (" PV_COLUMNS ") VALUES (:pv, :name, :e, :pub, :min, :max)",
+                            "pv", RTP_DB_STR, pv_string, "name", RTP_DB_STR, f->set_name ? f->name : NULL, "e",
+                            RTP_DB_STR, short_id, "pub", RTP_DB_BOOL, f->set_publish ? f->publish : FALSE, "min",
+                            RTP_DB_INT_NULL, f->set_min ? f->min : NULL, "max", RTP_DB_INT_NULL,
+                            f->set_max ? f->max : NULL, NULL) >= 0;
+}
+
+/* Updates the set fields of an existing PV. Runs inside the caller's transaction. */
+static gboolean
+update_pv_fields (RtpExperimentStore *self, const char *pv_string, const PvFields *f, GError **error)
+{
+  if (f->set_name && rtp_database_exec (self->db, error,
+                                        "UPDATE process_variables SET human_readable_name = :v WHERE pv_string = :pv",
+                                        "v", RTP_DB_STR, f->name, "pv", RTP_DB_STR, pv_string, NULL) < 0)
+    return FALSE;
+  if (f->set_publish &&
+      rtp_database_exec (self->db, error,
+                         "UPDATE process_variables SET available_for_mqtt_publish = :v WHERE pv_string = :pv", "v",
+                         RTP_DB_BOOL, f->publish, "pv", RTP_DB_STR, pv_string, NULL) < 0)
+    return FALSE;
+  if (f->set_min && rtp_database_exec (self->db, error,
+                                       "UPDATE process_variables SET default_threshold_min = :v WHERE pv_string = :pv",
+                                       "v", RTP_DB_INT_NULL, f->min, "pv", RTP_DB_STR, pv_string, NULL) < 0)
+    return FALSE;
+  if (f->set_max && rtp_database_exec (self->db, error,
+                                       "UPDATE process_variables SET default_threshold_max = :v WHERE pv_string = :pv",
+                                       "v", RTP_DB_INT_NULL, f->max, "pv", RTP_DB_STR, pv_string, NULL) < 0)
+    return FALSE;
+  return TRUE;
+}
+
+static gboolean
+json_is_int (JsonNode *node)
+{
+  return node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64;
+}
+
+static gboolean
+json_is_bool (JsonNode *node)
+{
+  return node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN;
+}
+
+static gboolean
+json_is_string_or_null (JsonNode *node)
+{
+  return node == NULL || JSON_NODE_HOLDS_NULL (node) ||
+         (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING);
+}
+
+/* Reads a threshold: an integer or null. */
+static gboolean
+read_threshold (JsonNode *node, const gint64 **target, gint64 *storage)
+{
+  if (JSON_NODE_HOLDS_NULL (node))
+    {
+      *target = NULL;
+      return TRUE;
+    }
+  if (!json_is_int (node))
+    return FALSE;
+  *storage = json_node_get_int (node);
+  *target = storage;
+  return TRUE;
+}
+
+RtpProcessVariable *
+rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GError **error)
+{
+  JsonNode *pv_node = json_object_get_member (fields, "pv_string");
+  JsonNode *name = json_object_get_member (fields, "human_readable_name");
+  JsonNode *publish = json_object_get_member (fields, "available_for_mqtt_publish");
+  JsonNode *min = json_object_get_member (fields, "default_threshold_min");
+  JsonNode *max = json_object_get_member (fields, "default_threshold_max");
+  PvFields f = { 0 };
+  const char *pv_string;
+  gboolean exists = FALSE;
+
+  if (pv_node == NULL || JSON_NODE_HOLDS_NULL (pv_node))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _("No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (pv_node) || json_node_get_value_type (pv_node) != G_TYPE_STRING ||
+      !json_is_string_or_null (name) || (publish != NULL && !json_is_bool (publish)) ||
+      (min != NULL && !read_threshold (min, &f.min, &f.min_value)) ||
+      (max != NULL && !read_threshold (max, &f.max, &f.max_value)))
+    return type_error (error), NULL;
+  pv_string = json_node_get_string (pv_node);
+  if (!validate_pv_string (pv_string, error))
+    return NULL;
+  f.set_name = name != NULL;
+  f.name = name != NULL && !JSON_NODE_HOLDS_NULL (name) ? json_node_get_string (name) : NULL;
+  if (f.name != NULL && !rtp_validate_text ("human_readable_name", f.name, 100, error))
+    return NULL;
+  f.set_publish = publish != NULL;
+  f.publish = publish != NULL && json_node_get_boolean (publish);
+  f.set_min = min != NULL;
+  f.set_max = max != NULL;
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  if (!pv_exists (self, pv_string, &exists, error))
+    goto fail;
+  if (exists)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
+                   _("process variable"), pv_string);
+      goto fail;
+    }
+  if (!insert_pv (self, pv_string, &f, error))
+    {
+      if (g_error_matches (*error, RTP_ERROR, RTP_ERROR_EXISTS))
+        {
+          g_clear_error (error);
+          g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
+                       _("process variable"), pv_string);
+        }
+      goto fail;
+    }
+  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  g_message ("process variable '%s' created", pv_string);
+  return rtp_experiment_store_get_pv (self, pv_string, error);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+/* Renames @from to @to, moving it to @to's experiment; runs inside the caller's transaction. */
+static gboolean
+rename_pv (RtpExperimentStore *self, const char *from, const char *to, GError **error)
+{
+  g_autofree char *old_short = rtp_pv_short_id (from, NULL);
+  g_autofree char *new_short = rtp_pv_short_id (to, error);
+  gboolean exists = FALSE;
+  gboolean removed = FALSE;
+
+  if (new_short == NULL)
+    return FALSE;
+  if (!pv_exists (self, to, &exists, error))
+    return FALSE;
+  if (exists)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
+                   _("process variable"), to);
+      return FALSE;
+    }
+  if (!ensure_experiment (self, new_short, error) ||
+      rtp_database_exec (self->db, error,
+                         "UPDATE process_variables SET pv_string = :to, experiment_short_id = :e WHERE pv_string = :from",
+                         "to", RTP_DB_STR, to, "e", RTP_DB_STR, new_short, "from", RTP_DB_STR, from, NULL) < 0)
+    return FALSE;
+  if (old_short != NULL && !remove_if_empty (self, old_short, &removed, error))
+    return FALSE;
+  g_message ("process variable '%s' renamed to '%s'", from, to);
+  return TRUE;
+}
+
+/**
+ * rtp_experiment_store_update_pv:
+ * @field_errors: (element-type utf8): receives one message per refused key
+ *
+ * Applies every valid key; a rename (`pv_string`) onto an existing PV fails the whole
+ * request with RTP_ERROR_EXISTS, a rename without a short_id with RTP_ERROR_INVALID.
+ */
+RtpProcessVariable *
+rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string, JsonObject *changes,
+                                GPtrArray *field_errors, GError **error)
+{
+  JsonNode *rename_node = json_object_get_member (changes, "pv_string");
+  JsonNode *name = json_object_get_member (changes, "human_readable_name");
+  JsonNode *publish = json_object_get_member (changes, "available_for_mqtt_publish");
+  JsonNode *min = json_object_get_member (changes, "default_threshold_min");
+  JsonNode *max = json_object_get_member (changes, "default_threshold_max");
+  g_autoptr (RtpProcessVariable) existing = NULL;
+  const char *new_name = NULL;
+  PvFields f = { 0 };
+
+  if (rename_node != NULL && (!JSON_NODE_HOLDS_VALUE (rename_node) || json_node_get_value_type (rename_node) != G_TYPE_STRING))
+    return type_error (error), NULL;
+  if (!json_is_string_or_null (name))
+    return type_error (error), NULL;
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  existing = rtp_experiment_store_get_pv (self, pv_string, error);
+  if (existing == NULL)
+    goto fail;
+
+  if (name != NULL)
+    {
+      g_autoptr (GError) e = NULL;
+      const char *v = JSON_NODE_HOLDS_NULL (name) ? NULL : json_node_get_string (name);
+      if (v != NULL && !rtp_validate_text ("human_readable_name", v, 100, &e))
+        g_ptr_array_add (field_errors, g_strdup (e->message));
+      else
+        {
+          f.set_name = TRUE;
+          f.name = v;
+        }
+    }
+  if (publish != NULL)
+    {
+      if (!json_is_bool (publish))
+        g_ptr_array_add (field_errors, g_strdup (_("available_for_mqtt_publish: Value must be either true or false.")));
+      else
+        {
+          f.set_publish = TRUE;
+          f.publish = json_node_get_boolean (publish);
+        }
+    }
+  if (min != NULL)
+    {
+      if (!read_threshold (min, &f.min, &f.min_value))
+        g_ptr_array_add (field_errors, g_strdup (_("default_threshold_min: Value must be Integer.")));
+      else
+        f.set_min = TRUE;
+    }
+  if (max != NULL)
+    {
+      if (!read_threshold (max, &f.max, &f.max_value))
+        g_ptr_array_add (field_errors, g_strdup (_("default_threshold_max: Value must be Integer.")));
+      else
+        f.set_max = TRUE;
+    }
+  if (json_object_has_member (changes, "experiment_short_id"))
+    {
+      JsonNode *e = json_object_get_member (changes, "experiment_short_id");
+      gboolean same = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING &&
+                      g_strcmp0 (json_node_get_string (e), existing->experiment_short_id) == 0;
+      if (!same)
+        g_ptr_array_add (field_errors, g_strdup (_("experiment_short_id: The experiment_short_id cannot be changed manually as it is generated from the pv_string. Change the characters in the pv_string before the first colon to change the short_id and thus assign the pv_string to a new experiment.")));
+    }
+
+  if (!update_pv_fields (self, pv_string, &f, error))
+    goto fail;
+  new_name = pv_string;
+  if (rename_node != NULL && !g_str_equal (json_node_get_string (rename_node), pv_string))
+    {
+      new_name = json_node_get_string (rename_node);
+      if (!validate_pv_string (new_name, error) || !rename_pv (self, pv_string, new_name, error))
+        goto fail;
+    }
+  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  return rtp_experiment_store_get_pv (self, new_name, error);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+/**
+ * rtp_experiment_store_delete_pv:
+ * @deleted_experiment: (out) (nullable): the experiment removed with its last PV, or NULL
+ *
+ * Returns: (transfer full): the deleted PV
+ */
+RtpProcessVariable *
+rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string, char **deleted_experiment,
+                                GError **error)
+{
+  g_autoptr (RtpProcessVariable) existing = NULL;
+  gboolean removed = FALSE;
+
+  *deleted_experiment = NULL;
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  existing = rtp_experiment_store_get_pv (self, pv_string, error);
+  if (existing == NULL)
+    goto fail;
+  if (rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
+                         pv_string, NULL) < 0 ||
+      !remove_if_empty (self, existing->experiment_short_id, &removed, error) || !rtp_database_commit (self->db, error))
+    goto fail;
+  g_message ("process variable '%s' deleted", pv_string);
+  if (removed)
+    *deleted_experiment = g_strdup (existing->experiment_short_id);
+  return g_steal_pointer (&existing);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}
+
+/* ---- export / import ---------------------------------------------------------------- */
+
+char *
+rtp_experiment_store_export (RtpExperimentStore *self, GError **error)
+{
+  g_autoptr (GPtrArray) experiments = rtp_experiment_store_list_experiments (self, error);
+  g_autoptr (GPtrArray) pvs = NULL;
+  g_autoptr (GHashTable) by_experiment = NULL;
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *stamp = g_date_time_format_iso8601 (now);
+
+  if (experiments == NULL)
+    return NULL;
+  pvs = rtp_experiment_store_list_pvs (self, NULL, error);
+  if (pvs == NULL)
+    return NULL;
+  by_experiment = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < pvs->len; i++)
+    {
+      RtpProcessVariable *pv = g_ptr_array_index (pvs, i);
+      GPtrArray *list = g_hash_table_lookup (by_experiment, pv->experiment_short_id);
+      if (list == NULL)
+        {
+          list = g_ptr_array_new ();
+          g_hash_table_insert (by_experiment, pv->experiment_short_id, list);
+        }
+      g_ptr_array_add (list, pv);
+    }
+
+  g_string_append_printf (out, "# Realtimeplot Server configuration export (experiments and process variables)\n"
+                               "# created %s by realtimeplot-server %s\n"
+                               "# Import it with POST /file/import. A ';' inside a value is written as &SMKL&.\n\n",
+                          stamp, RTP_VERSION);
+  for (guint i = 0; i < experiments->len; i++)
+    {
+      RtpExperiment *e = g_ptr_array_index (experiments, i);
+      GPtrArray *list = g_hash_table_lookup (by_experiment, e->short_id);
+
+      g_string_append (out, "[EXPERIMENT]");
+      rtp_config_file_append_attribute (out, "short_id", e->short_id);
+      rtp_config_file_append_attribute (out, "human_readable_name", e->human_readable_name);
+      g_string_append_c (out, '\n');
+      for (guint j = 0; list != NULL && j < list->len; j++)
+        {
+          RtpProcessVariable *pv = g_ptr_array_index (list, j);
+          g_autofree char *min = pv->has_threshold_min ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_min) : NULL;
+          g_autofree char *max = pv->has_threshold_max ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_max) : NULL;
+
+          g_string_append (out, "    [PROCESS_VARIABLE]");
+          rtp_config_file_append_attribute (out, "pv_string", pv->pv_string);
+          rtp_config_file_append_attribute (out, "human_readable_name", pv->human_readable_name);
+          rtp_config_file_append_attribute (out, "experiment_short_id", pv->experiment_short_id);
+          rtp_config_file_append_attribute (out, "available_for_mqtt_publish",
+                                            pv->available_for_mqtt_publish ? "True" : "False");
+          rtp_config_file_append_attribute (out, "default_threshold_min", min);
+          rtp_config_file_append_attribute (out, "default_threshold_max", max);
+          g_string_append_c (out, '\n');
+        }
+      g_string_append_c (out, '\n');
+    }
+  {
+    GHashTableIter iter;
+    gpointer value;
+    g_hash_table_iter_init (&iter, by_experiment);
+    while (g_hash_table_iter_next (&iter, NULL, &value))
+      g_ptr_array_unref (value);
+  }
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+/* Reads a PV line's attributes into @f; FALSE when a value is invalid. */
+static gboolean
+fields_from_line (RtpConfigLine *line, PvFields *f)
+{
+  GHashTable *a = line->attributes;
+  const char *v;
+
+  if (g_hash_table_contains (a, "human_readable_name"))
+    {
+      f->set_name = TRUE;
+      f->name = g_hash_table_lookup (a, "human_readable_name");
+      if (f->name != NULL && !rtp_validate_text ("human_readable_name", f->name, 100, NULL))
+        return FALSE;
+    }
+  if (g_hash_table_contains (a, "available_for_mqtt_publish"))
+    {
+      v = g_hash_table_lookup (a, "available_for_mqtt_publish");
+      f->set_publish = TRUE;
+      if (v == NULL)
+        f->publish = FALSE;
+      else if (!rtp_config_file_parse_bool (v, &f->publish))
+        return FALSE;
+    }
+  if (g_hash_table_contains (a, "default_threshold_min"))
+    {
+      v = g_hash_table_lookup (a, "default_threshold_min");
+      f->set_min = TRUE;
+      if (v != NULL)
+        {
+          if (!rtp_config_file_parse_int (v, &f->min_value))
+            return FALSE;
+          f->min = &f->min_value;
+        }
+    }
+  if (g_hash_table_contains (a, "default_threshold_max"))
+    {
+      v = g_hash_table_lookup (a, "default_threshold_max");
+      f->set_max = TRUE;
+      if (v != NULL)
+        {
+          if (!rtp_config_file_parse_int (v, &f->max_value))
+            return FALSE;
+          f->max = &f->max_value;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+import_pv_line (RtpExperimentStore *self, RtpConfigLine *line, gboolean set_experiment_name,
+                const char *experiment_name, GError **error)
+{
+  const char *pv_string = g_hash_table_lookup (line->attributes, "pv_string");
+  PvFields f = { 0 };
+  gboolean exists = FALSE;
+  g_autofree char *short_id = NULL;
+
+  if (line->malformed || pv_string == NULL || !validate_pv_string (pv_string, NULL) || !fields_from_line (line, &f))
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "invalid line");
+      return FALSE;
+    }
+  if (!pv_exists (self, pv_string, &exists, error))
+    return FALSE;
+  if (exists ? !update_pv_fields (self, pv_string, &f, error) : !insert_pv (self, pv_string, &f, error))
+    return FALSE;
+  if (set_experiment_name)
+    {
+      short_id = rtp_pv_short_id (pv_string, NULL);
+      if (experiment_name != NULL && !rtp_validate_text ("human_readable_name", experiment_name, 100, error))
+        return FALSE;
+      if (rtp_database_exec (self->db, error, "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id",
+                             "n", RTP_DB_STR, experiment_name, "id", RTP_DB_STR, short_id, NULL) < 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * rtp_experiment_store_import:
+ *
+ * Imports a .rtpdb file in one transaction, with a savepoint per line so that a bad line
+ * is rolled back alone and reported. A crash part-way leaves the database as it was.
+ */
+RtpImportResult *
+rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length, GError **error)
+{
+  g_autoptr (GPtrArray) lines = NULL;
+  g_autoptr (RtpImportResult) result = g_new0 (RtpImportResult, 1);
+  gboolean have_experiment_name = FALSE;
+  const char *experiment_name = NULL;
+  gboolean blank = TRUE;
+
+  result->errors = g_ptr_array_new_with_free_func (g_free);
+  for (gsize i = 0; i < length && blank; i++)
+    blank = g_ascii_isspace (text[i]);
+  if (blank)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("No data found. Nothing could be imported."));
+      return NULL;
+    }
+  if (!g_utf8_validate (text, (gssize) length, NULL))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("The file is not valid UTF-8 text."));
+      return NULL;
+    }
+  lines = rtp_config_file_parse (text, length);
+
+  if (!rtp_database_begin (self->db, error))
+    return NULL;
+  for (guint i = 0; i < lines->len; i++)
+    {
+      RtpConfigLine *line = g_ptr_array_index (lines, i);
+      g_autoptr (GError) line_error = NULL;
+
+      if (line->kind == RTP_CONFIG_LINE_EXPERIMENT)
+        {
+          result->experiments_in_file++;
+          have_experiment_name = g_hash_table_contains (line->attributes, "human_readable_name");
+          experiment_name = g_hash_table_lookup (line->attributes, "human_readable_name");
+          continue;
+        }
+      result->process_variables_in_file++;
+      if (!rtp_database_savepoint (self->db, "import_line", error))
+        goto fail;
+      if (!import_pv_line (self, line, have_experiment_name, experiment_name, &line_error))
+        {
+          if (line_error != NULL && (g_error_matches (line_error, RTP_ERROR, RTP_ERROR_UNAVAILABLE) ||
+                                     g_error_matches (line_error, RTP_ERROR, RTP_ERROR_READONLY)))
+            {
+              /* the database, not the line, is at fault: give up on the whole import */
+              g_propagate_error (error, g_steal_pointer (&line_error));
+              goto fail;
+            }
+          rtp_database_rollback_to (self->db, "import_line");
+          g_ptr_array_add (result->errors,
+                           g_strdup_printf (_("line-%u: An error occurred while creating the process variable. Check if the pv_string and the other attributes are set correctly, and start the import again. Valid process variables are not affected."),
+                                            line->line_number));
+        }
+      if (!rtp_database_release (self->db, "import_line", error))
+        goto fail;
+    }
+  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  if (!rtp_experiment_store_count (self, &result->experiments_in_database, &result->process_variables_in_database,
+                                   error))
+    return NULL;
+  g_message ("import: %u experiment and %u process variable lines, %u errors", result->experiments_in_file,
+             result->process_variables_in_file, result->errors->len);
+  return g_steal_pointer (&result);
+
+fail:
+  rtp_database_rollback (self->db);
+  return NULL;
+}

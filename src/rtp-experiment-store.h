@@ -1,0 +1,82 @@
+/* rtp-experiment-store.h: experiments, process variables, user assignments, import/export */
+#pragma once
+
+#include <glib-object.h>
+#include <json-glib/json-glib.h>
+
+#include "rtp-database.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  char *short_id;
+  char *human_readable_name;  /* (nullable) */
+  GPtrArray *pv_strings;      /* (element-type utf8) sorted */
+  GPtrArray *user_ids;        /* (element-type utf8) sorted */
+} RtpExperiment;
+
+typedef struct {
+  char *pv_string;
+  char *human_readable_name;  /* (nullable) */
+  char *experiment_short_id;
+  gboolean available_for_mqtt_publish;
+  gboolean has_threshold_min;
+  gint64 threshold_min;
+  gboolean has_threshold_max;
+  gint64 threshold_max;
+} RtpProcessVariable;
+
+void rtp_experiment_free (RtpExperiment *experiment);
+void rtp_process_variable_free (RtpProcessVariable *pv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpExperiment, rtp_experiment_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpProcessVariable, rtp_process_variable_free)
+
+typedef struct {
+  guint experiments_in_file;
+  guint process_variables_in_file;
+  guint experiments_in_database;
+  guint process_variables_in_database;
+  GPtrArray *errors;          /* (element-type utf8) one per failed line */
+} RtpImportResult;
+
+void rtp_import_result_free (RtpImportResult *result);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpImportResult, rtp_import_result_free)
+
+#define RTP_TYPE_EXPERIMENT_STORE (rtp_experiment_store_get_type ())
+G_DECLARE_FINAL_TYPE (RtpExperimentStore, rtp_experiment_store, RTP, EXPERIMENT_STORE, GObject)
+
+RtpExperimentStore *rtp_experiment_store_new (RtpDatabase *db);
+
+/* The experiment's short_id of a pv_string, or NULL (with @error) when it has none. */
+char               *rtp_pv_short_id (const char *pv_string, GError **error);
+
+GPtrArray          *rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error);
+RtpExperiment      *rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
+RtpExperiment      *rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
+                                                            JsonObject *changes, GPtrArray *field_errors,
+                                                            GError **error);
+GPtrArray          *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id,
+                                                            GError **error);
+
+GPtrArray          *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
+RtpProcessVariable *rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error);
+RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GError **error);
+RtpProcessVariable *rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
+                                                    JsonObject *changes, GPtrArray *field_errors, GError **error);
+RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
+                                                    char **deleted_experiment, GError **error);
+
+gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id,
+                                                      const char *short_id, gboolean *assigned, GError **error);
+GPtrArray          *rtp_experiment_store_user_experiments (RtpExperimentStore *self, const char *user_id,
+                                                           GError **error);
+gboolean            rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
+                                                 GError **error);
+gboolean            rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs,
+                                                GError **error);
+
+char               *rtp_experiment_store_export (RtpExperimentStore *self, GError **error);
+RtpImportResult    *rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length,
+                                                 GError **error);
+
+G_END_DECLS

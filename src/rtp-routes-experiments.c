@@ -1,0 +1,343 @@
+/* rtp-routes-experiments.c: /experiments and /experiments/pvs (API.md "Experiments and process variables") */
+#define G_LOG_DOMAIN "RtpRoutesExperiments"
+
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-services.h"
+
+static void
+add_url_array (JsonObject *o, const char *member, const char *prefix, GPtrArray *ids)
+{
+  JsonArray *array = json_array_sized_new (ids->len);
+
+  for (guint i = 0; i < ids->len; i++)
+    {
+      g_autofree char *url = rtp_url_for (prefix, g_ptr_array_index (ids, i));
+      json_array_add_string_element (array, url);
+    }
+  json_object_set_array_member (o, member, array);
+}
+
+static void
+set_nullable_string (JsonObject *o, const char *member, const char *value)
+{
+  if (value != NULL)
+    json_object_set_string_member (o, member, value);
+  else
+    json_object_set_null_member (o, member);
+}
+
+JsonObject *
+rtp_experiment_to_json (const RtpExperiment *e, gboolean with_users)
+{
+  JsonObject *o = json_object_new ();
+
+  json_object_set_string_member (o, "short_id", e->short_id);
+  set_nullable_string (o, "human_readable_name", e->human_readable_name);
+  add_url_array (o, "process_variable_urls", "/experiments/pvs/", e->pv_strings);
+  if (with_users)
+    add_url_array (o, "user_urls", "/auth/users/", e->user_ids);
+  return o;
+}
+
+JsonObject *
+rtp_process_variable_to_json (const RtpProcessVariable *pv)
+{
+  JsonObject *o = json_object_new ();
+
+  json_object_set_string_member (o, "pv_string", pv->pv_string);
+  set_nullable_string (o, "human_readable_name", pv->human_readable_name);
+  json_object_set_string_member (o, "experiment_short_id", pv->experiment_short_id);
+  json_object_set_boolean_member (o, "available_for_mqtt_publish", pv->available_for_mqtt_publish);
+  if (pv->has_threshold_min)
+    json_object_set_int_member (o, "default_threshold_min", pv->threshold_min);
+  else
+    json_object_set_null_member (o, "default_threshold_min");
+  if (pv->has_threshold_max)
+    json_object_set_int_member (o, "default_threshold_max", pv->threshold_max);
+  else
+    json_object_set_null_member (o, "default_threshold_max");
+  return o;
+}
+
+gboolean
+rtp_routes_check_assigned (RtpServices *services, RtpRequest *request, const char *short_id, gboolean admins_too,
+                           const char *message)
+{
+  const RtpUser *caller = rtp_request_get_caller (request);
+  g_autoptr (GError) error = NULL;
+  gboolean assigned = FALSE;
+
+  if (admins_too && rtp_user_is_admin (caller))
+    return TRUE;
+  if (!rtp_experiment_store_is_assigned (services->experiments, caller->user_id, short_id, &assigned, &error))
+    {
+      rtp_request_respond_error (request, error);
+      return FALSE;
+    }
+  if (!assigned)
+    rtp_request_respond_error_message (request, 403, message);
+  return assigned;
+}
+
+static JsonArray *
+strings_to_json (GPtrArray *strings)
+{
+  JsonArray *array = json_array_new ();
+  for (guint i = 0; i < strings->len; i++)
+    json_array_add_string_element (array, g_ptr_array_index (strings, i));
+  return array;
+}
+
+/* ---- experiments ---------------------------------------------------------------- */
+
+static void
+list_experiments (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_experiment_store_list_experiments (services->experiments, &error);
+  JsonArray *array;
+  JsonObject *o;
+
+  if (list == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  array = json_array_sized_new (list->len);
+  for (guint i = 0; i < list->len; i++)
+    json_array_add_object_element (array, rtp_experiment_to_json (g_ptr_array_index (list, i), TRUE));
+  o = json_object_new ();
+  json_object_set_array_member (o, "experiments", array);
+  rtp_request_respond_object (request, 200, o);
+}
+
+static void
+respond_experiment (RtpRequest *request, const RtpExperiment *e, GPtrArray *errors)
+{
+  JsonObject *o = json_object_new ();
+
+  json_object_set_object_member (o, "experiment",
+                                 rtp_experiment_to_json (e, rtp_user_is_admin (rtp_request_get_caller (request))));
+  if (errors != NULL)
+    json_object_set_array_member (o, "errors", strings_to_json (errors));
+  rtp_request_respond_object (request, 200, o);
+}
+
+static void
+get_experiment (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *short_id = rtp_request_get_param (request, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpExperiment) e = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
+
+  if (e == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (!rtp_routes_check_assigned (services, request, short_id, TRUE,
+                                  _("Only users that are assigned to the experiment and admins can access it.")))
+    return;
+  respond_experiment (request, e, NULL);
+}
+
+static void
+update_experiment (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (RtpExperiment) e = rtp_experiment_store_update_experiment (
+      services->experiments, rtp_request_get_param (request, 0), rtp_request_get_body (request), errors, &error);
+
+  if (e == NULL)
+    rtp_request_respond_error (request, error);
+  else
+    respond_experiment (request, e, errors);
+}
+
+static char *
+deleted_message (const char *type, const char *id)
+{
+  return g_strdup_printf (_("The %s (%s) was successfully deleted from the database."), type, id);
+}
+
+static void
+delete_experiment (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *short_id = rtp_request_get_param (request, 0);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) pvs = rtp_experiment_store_delete_experiment (services->experiments, short_id, &error);
+  JsonObject *o;
+  JsonArray *messages;
+
+  if (pvs == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  messages = json_array_new ();
+  for (guint i = 0; i < pvs->len; i++)
+    {
+      g_autofree char *m = deleted_message (_("process variable"), g_ptr_array_index (pvs, i));
+      json_array_add_string_element (messages, m);
+    }
+  {
+    g_autofree char *m = deleted_message (_("experiment"), short_id);
+    json_array_add_string_element (messages, m);
+  }
+  o = json_object_new ();
+  json_object_set_array_member (o, "messages", messages);
+  json_object_set_array_member (o, "deleted_process_variables", strings_to_json (pvs));
+  json_object_set_string_member (o, "deleted_experiment", short_id);
+  rtp_request_respond_object (request, 200, o);
+}
+
+/* ---- process variables ---------------------------------------------------------------- */
+
+static void
+respond_pv (RtpRequest *request, const RtpProcessVariable *pv, GPtrArray *errors)
+{
+  JsonObject *o = json_object_new ();
+
+  json_object_set_object_member (o, "process_variable", rtp_process_variable_to_json (pv));
+  if (errors != NULL)
+    json_object_set_array_member (o, "errors", strings_to_json (errors));
+  rtp_request_respond_object (request, 200, o);
+}
+
+static void
+list_pvs (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_experiment_store_list_pvs (services->experiments, NULL, &error);
+  JsonArray *array;
+  JsonObject *o;
+
+  if (list == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  array = json_array_sized_new (list->len);
+  for (guint i = 0; i < list->len; i++)
+    json_array_add_object_element (array, rtp_process_variable_to_json (g_ptr_array_index (list, i)));
+  o = json_object_new ();
+  json_object_set_array_member (o, "process_variables", array);
+  rtp_request_respond_object (request, 200, o);
+}
+
+static void
+create_pv (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  JsonObject *body = rtp_request_get_body (request);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpProcessVariable) pv = NULL;
+  JsonNode *given = json_object_get_member (body, "pv_string");
+
+  if (given == NULL || JSON_NODE_HOLDS_NULL (given))
+    {
+      /* API.md: this one error is an object naming the field */
+      JsonObject *o = json_object_new ();
+      JsonArray *errors = json_array_new ();
+      JsonObject *field = json_object_new ();
+      json_object_set_string_member (field, "pv_string",
+                                     _("No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
+      json_array_add_object_element (errors, field);
+      json_object_set_array_member (o, "errors", errors);
+      rtp_request_respond_object (request, 400, o);
+      return;
+    }
+  pv = rtp_experiment_store_create_pv (services->experiments, body, &error);
+  if (pv == NULL)
+    rtp_request_respond_error (request, error);
+  else
+    respond_pv (request, pv, NULL);
+}
+
+static void
+get_pv (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_get_pv (services->experiments,
+                                                                   rtp_request_get_param (request, 0), &error);
+
+  if (pv == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (!rtp_routes_check_assigned (services, request, pv->experiment_short_id, TRUE,
+                                  _("Only users that are assigned to the experiment and admins can access it.")))
+    return;
+  respond_pv (request, pv, NULL);
+}
+
+static void
+update_pv (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_update_pv (
+      services->experiments, rtp_request_get_param (request, 0), rtp_request_get_body (request), errors, &error);
+
+  if (pv == NULL)
+    rtp_request_respond_error (request, error);
+  else
+    respond_pv (request, pv, errors);
+}
+
+static void
+delete_pv (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *deleted_experiment = NULL;
+  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_delete_pv (
+      services->experiments, rtp_request_get_param (request, 0), &deleted_experiment, &error);
+  JsonObject *o;
+  JsonArray *messages;
+
+  if (pv == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  messages = json_array_new ();
+  {
+    g_autofree char *m = deleted_message (_("process variable"), pv->pv_string);
+    json_array_add_string_element (messages, m);
+  }
+  if (deleted_experiment != NULL)
+    {
+      g_autofree char *m = deleted_message (_("experiment"), deleted_experiment);
+      json_array_add_string_element (messages, m);
+    }
+  o = json_object_new ();
+  json_object_set_array_member (o, "messages", messages);
+  json_object_set_string_member (o, "deleted_process_variable", pv->pv_string);
+  set_nullable_string (o, "deleted_experiment", deleted_experiment);
+  rtp_request_respond_object (request, 200, o);
+}
+
+void
+rtp_routes_experiments_register (RtpHttpServer *http, RtpServices *services)
+{
+  rtp_http_server_add_route (http, "GET", "/experiments", RTP_ROUTE_ADMIN, list_experiments, services);
+  rtp_http_server_add_route (http, "GET", "/experiments/*", RTP_ROUTE_AUTH, get_experiment, services);
+  rtp_http_server_add_route (http, "PUT", "/experiments/*", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, update_experiment, services);
+  rtp_http_server_add_route (http, "DELETE", "/experiments/*", RTP_ROUTE_ADMIN, delete_experiment, services);
+  rtp_http_server_add_route (http, "GET", "/experiments/pvs", RTP_ROUTE_ADMIN, list_pvs, services);
+  rtp_http_server_add_route (http, "POST", "/experiments/pvs", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, create_pv, services);
+  rtp_http_server_add_route (http, "GET", "/experiments/pvs/*", RTP_ROUTE_AUTH, get_pv, services);
+  rtp_http_server_add_route (http, "PUT", "/experiments/pvs/*", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, update_pv, services);
+  rtp_http_server_add_route (http, "DELETE", "/experiments/pvs/*", RTP_ROUTE_ADMIN, delete_pv, services);
+}
