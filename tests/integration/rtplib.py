@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 SERVER = os.environ.get("RTP_SERVER", os.path.join(os.path.dirname(__file__), "../../build/src/realtimeplot-server"))
 START_TIMEOUT = 60  # sanitizer builds start slowly
@@ -127,6 +128,7 @@ class Server:
             self.proc.send_signal(sig)
         status = self.proc.wait(timeout=60)
         self.stderr_file.close()
+        self.proc.stdout.close()
         self.proc = None
         err = self.stderr()
         if "AddressSanitizer" in err or "runtime error:" in err or "LeakSanitizer" in err:
@@ -158,6 +160,8 @@ class Server:
             h.setdefault("Content-Type", "application/json")
         if isinstance(body, str):
             body = body.encode()
+        # non-ASCII characters are percent-encoded as a browser does; existing escapes stay
+        path = urllib.parse.quote(path, safe="/:%?=&;@!$'()*+,")
         try:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
