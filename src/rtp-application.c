@@ -283,8 +283,6 @@ rtp_application_shutdown (GApplication *app)
   RtpApplication *self = RTP_APPLICATION (app);
   RtpServices *s = &self->services;
 
-  g_clear_handle_id (&self->sigint_id, g_source_remove);
-  g_clear_handle_id (&self->sigterm_id, g_source_remove);
   g_clear_handle_id (&self->drain_id, g_source_remove);
   if (s->http != NULL)
     rtp_http_server_disconnect (s->http);
@@ -296,6 +294,9 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->db);
   if (self->exit_status == 0 && s->config != NULL)
     g_message ("stopped");
+  /* only now: a second SIGTERM while the database closes must not kill the process */
+  g_clear_handle_id (&self->sigint_id, g_source_remove);
+  g_clear_handle_id (&self->sigterm_id, g_source_remove);
   G_APPLICATION_CLASS (rtp_application_parent_class)->shutdown (app);
 }
 

@@ -114,6 +114,11 @@ class Server:
         for line in self.proc.stdout:
             self.stdout_lines.append(line)
 
+    def send_signal(self, sig=signal.SIGTERM):
+        """Sends @sig once; a later stop() waits for the exit instead of signalling again."""
+        self.signalled = True
+        self.proc.send_signal(sig)
+
     def stderr(self):
         try:
             with open(self.stderr_path, "r", errors="replace") as f:
@@ -124,8 +129,9 @@ class Server:
     def stop(self, sig=signal.SIGTERM, expect_status=0):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not getattr(self, "signalled", False):
             self.proc.send_signal(sig)
+        self.signalled = False
         status = self.proc.wait(timeout=60)
         self.stderr_file.close()
         self.proc.stdout.close()

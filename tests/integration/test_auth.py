@@ -265,7 +265,7 @@ class Lifecycle(unittest.TestCase):
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(create, i) for i in range(8)]
             time.sleep(0.05)
-            s.proc.send_signal(signal.SIGTERM)
+            s.send_signal(signal.SIGTERM)
             results = []
             for f in futures:
                 try:
