@@ -228,6 +228,24 @@ start (RtpApplication *self, GError **error)
     }
 
   s->experiments = rtp_experiment_store_new (s->db);
+  {
+    RtpMqttSettings mqtt_settings = {
+      .server_url = rtp_config_get_string (config, "MQTT_SERVER_URL"),
+      .username = rtp_config_get_string (config, "RTP_MQTT_USER"),
+      .password = rtp_config_get_string (config, "RTP_MQTT_PASSWORD"),
+      .timeout_s = rtp_config_get_double (config, "RTP_MQTT_TIMEOUT"),
+    };
+    RtpMonitorSettings monitor_settings = {
+      .channel_prefix = rtp_config_get_string (config, "MQTT_CHANNEL_PREFIX"),
+      .email_channel = rtp_config_get_string (config, "EMAIL_MQTT_CHANNEL"),
+      .threshold_unit = rtp_config_get_string (config, "THRESHOLD_UNIT"),
+    };
+    s->mqtt = rtp_mqtt_publisher_new (&mqtt_settings);
+    if (!rtp_mqtt_publisher_is_configured (s->mqtt))
+      g_message ("MQTT_SERVER_URL is not set: /publish and /email answer 502");
+    s->monitor = rtp_threshold_monitor_new (s->db, s->users, s->experiments, s->mqtt, &monitor_settings);
+    s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, monitor_settings.channel_prefix);
+  }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
   http_settings.max_import_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_IMPORT_BYTES");
@@ -236,6 +254,8 @@ start (RtpApplication *self, GError **error)
   rtp_routes_auth_register (s->http, s);
   rtp_routes_experiments_register (s->http, s);
   rtp_routes_file_register (s->http, s);
+  rtp_routes_publish_register (s->http, s);
+  rtp_routes_email_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -244,6 +264,8 @@ start (RtpApplication *self, GError **error)
                       rtp_config_get_int (config, "FLASK_RUN_PORT"));
       return FALSE;
     }
+  /* the broker may be down: everything else is served meanwhile */
+  rtp_mqtt_publisher_start (s->mqtt);
   url = rtp_http_server_dup_url (s->http);
   g_print ("Listening on %s\n", url);
   fflush (stdout);
@@ -287,6 +309,11 @@ rtp_application_shutdown (GApplication *app)
   if (s->http != NULL)
     rtp_http_server_disconnect (s->http);
   g_clear_object (&s->http);
+  if (s->mqtt != NULL)
+    rtp_mqtt_publisher_stop (s->mqtt);
+  g_clear_object (&s->setpoints);
+  g_clear_object (&s->monitor);
+  g_clear_object (&s->mqtt);
   g_clear_object (&s->experiments);
   g_clear_object (&s->users);
   if (s->db != NULL)

@@ -843,6 +843,14 @@ rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error)
       if (bytes == NULL)
         return FALSE;
       script = g_strndup (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+      {
+        /* libgda's SQLite provider reads BIGINT (and INTEGER) columns as 32-bit int and
+         * fails on larger values; a declared INT64 is read as gint64. PostgreSQL wants BIGINT. */
+        g_autoptr (GString) s = g_string_new (script);
+        g_clear_pointer (&script, g_free);
+        g_string_replace (s, "@BIGINT@", self->kind == RTP_DATABASE_SQLITE ? "INT64" : "BIGINT", 0);
+        script = g_string_free (g_steal_pointer (&s), FALSE);
+      }
       if (!rtp_database_begin (self, error))
         return FALSE;
       if (!rtp_database_exec_script (self, script, error) ||
@@ -868,10 +876,22 @@ rtp_db_rows (GdaDataModel *model)
   return n > 0 ? (guint) n : 0;
 }
 
+/* A value libgda cannot read is a bug of ours (a column type it maps wrongly): say so. */
+static const GValue *
+value_at (GdaDataModel *model, guint row, guint col)
+{
+  g_autoptr (GError) error = NULL;
+  const GValue *v = gda_data_model_get_value_at (model, col, row, &error);
+
+  if (v == NULL)
+    g_critical ("cannot read row %u column %u: %s", row, col, error != NULL ? error->message : "?");
+  return v;
+}
+
 const char *
 rtp_db_str (GdaDataModel *model, guint row, guint col)
 {
-  const GValue *v = gda_data_model_get_value_at (model, col, row, NULL);
+  const GValue *v = value_at (model, row, col);
 
   if (v == NULL || gda_value_is_null (v))
     return NULL;
@@ -884,7 +904,7 @@ rtp_db_str (GdaDataModel *model, guint row, guint col)
 gboolean
 rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out)
 {
-  const GValue *v = gda_data_model_get_value_at (model, col, row, NULL);
+  const GValue *v = value_at (model, row, col);
 
   if (v == NULL || gda_value_is_null (v))
     return FALSE;

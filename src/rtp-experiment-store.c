@@ -24,6 +24,27 @@ struct _RtpExperimentStore {
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
 
+enum { SIGNAL_PV_DELETING, SIGNAL_PV_RENAMING, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+/* Emits a hook inside the current transaction; FALSE (with @error) when a handler refused. */
+static gboolean
+emit_hook (RtpExperimentStore *self, guint signal_id, const char *a, const char *b, GError **error)
+{
+  GError *hook_error = NULL;
+
+  if (b != NULL)
+    g_signal_emit (self, signals[signal_id], 0, a, b, &hook_error);
+  else
+    g_signal_emit (self, signals[signal_id], 0, a, &hook_error);
+  if (hook_error != NULL)
+    {
+      g_propagate_error (error, hook_error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 void
 rtp_experiment_free (RtpExperiment *e)
 {
@@ -67,6 +88,25 @@ static void
 rtp_experiment_store_class_init (RtpExperimentStoreClass *klass)
 {
   G_OBJECT_CLASS (klass)->finalize = rtp_experiment_store_finalize;
+  /**
+   * RtpExperimentStore::pv-deleting:
+   * @pv_string: the PV about to be deleted (alone or with its experiment)
+   * @error: (type gpointer): a `GError **` a handler sets to refuse (the change is rolled back)
+   *
+   * Emitted inside the deleting transaction.
+   */
+  signals[SIGNAL_PV_DELETING] = g_signal_new ("pv-deleting", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                              NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_POINTER);
+  /**
+   * RtpExperimentStore::pv-renaming:
+   * @from: the old pv_string
+   * @to: the new pv_string
+   * @error: (type gpointer): a `GError **`
+   *
+   * Emitted inside the renaming transaction, before the rename.
+   */
+  signals[SIGNAL_PV_RENAMING] = g_signal_new ("pv-renaming", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                              NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_POINTER);
 }
 
 static void
@@ -408,6 +448,9 @@ rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *sh
   existing = rtp_experiment_store_get_experiment (self, short_id, error);
   if (existing == NULL)
     goto fail;
+  for (guint i = 0; i < existing->pv_strings->len; i++)
+    if (!emit_hook (self, SIGNAL_PV_DELETING, g_ptr_array_index (existing->pv_strings, i), NULL, error))
+      goto fail;
   if (rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE experiment_short_id = :id", "id",
                          RTP_DB_STR, short_id, NULL) < 0 ||
       rtp_database_exec (self->db, error, "DELETE FROM experiments WHERE short_id = :id", "id", RTP_DB_STR, short_id,
@@ -676,6 +719,8 @@ rename_pv (RtpExperimentStore *self, const char *from, const char *to, GError **
                    _("process variable"), to);
       return FALSE;
     }
+  if (!emit_hook (self, SIGNAL_PV_RENAMING, from, to, error))
+    return FALSE;
   if (!ensure_experiment (self, new_short, error) ||
       rtp_database_exec (self->db, error,
                          "UPDATE process_variables SET pv_string = :to, experiment_short_id = :e WHERE pv_string = :from",
@@ -800,7 +845,8 @@ rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
   existing = rtp_experiment_store_get_pv (self, pv_string, error);
   if (existing == NULL)
     goto fail;
-  if (rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
+  if (!emit_hook (self, SIGNAL_PV_DELETING, pv_string, NULL, error) ||
+      rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
                          pv_string, NULL) < 0 ||
       !remove_if_empty (self, existing->experiment_short_id, &removed, error) || !rtp_database_commit (self->db, error))
     goto fail;

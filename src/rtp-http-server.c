@@ -234,6 +234,12 @@ rtp_request_get_param (RtpRequest *request, guint index)
   return request->params[index];
 }
 
+guint
+rtp_request_get_n_params (RtpRequest *request)
+{
+  return g_strv_length (request->params);
+}
+
 const RtpUser *
 rtp_request_get_caller (RtpRequest *request)
 {

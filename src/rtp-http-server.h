@@ -51,6 +51,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpRequest, rtp_request_unref)
 
 SoupServerMessage *rtp_request_get_message (RtpRequest *request);
 const char        *rtp_request_get_param (RtpRequest *request, guint index);
+guint              rtp_request_get_n_params (RtpRequest *request);
 const RtpUser     *rtp_request_get_caller (RtpRequest *request);
 JsonObject        *rtp_request_get_body (RtpRequest *request);
 GBytes            *rtp_request_get_raw_body (RtpRequest *request);

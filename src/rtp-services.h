@@ -4,6 +4,9 @@
 #include "rtp-config.h"
 #include "rtp-database.h"
 #include "rtp-experiment-store.h"
+#include "rtp-mqtt-publisher.h"
+#include "rtp-setpoints.h"
+#include "rtp-threshold-monitor.h"
 #include "rtp-http-server.h"
 #include "rtp-user-manager.h"
 
@@ -14,6 +17,9 @@ typedef struct {
   RtpDatabase *db;
   RtpUserManager *users;
   RtpExperimentStore *experiments;
+  RtpMqttPublisher *mqtt;
+  RtpThresholdMonitor *monitor;
+  RtpSetpoints *setpoints;
   RtpHttpServer *http;
 } RtpServices;
 
@@ -21,6 +27,8 @@ typedef struct {
 void rtp_routes_auth_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_experiments_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_file_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_publish_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_email_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char       *rtp_url_for (const char *prefix, const char *id);

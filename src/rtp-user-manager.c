@@ -36,6 +36,9 @@ typedef struct {
 
 G_DEFINE_TYPE (RtpUserManager, rtp_user_manager, G_TYPE_OBJECT)
 
+enum { SIGNAL_USER_DELETING, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
 /* ---- RtpUser ---------------------------------------------------------------- */
 
 void
@@ -118,6 +121,16 @@ static void
 rtp_user_manager_class_init (RtpUserManagerClass *klass)
 {
   G_OBJECT_CLASS (klass)->finalize = rtp_user_manager_finalize;
+  /**
+   * RtpUserManager::user-deleting:
+   * @user_id: the user about to be deleted
+   * @error: (type gpointer): a `GError **` a handler sets to refuse (the delete is rolled back)
+   *
+   * Emitted inside the deleting transaction, so that what hangs on the user can be
+   * handled atomically with it.
+   */
+  signals[SIGNAL_USER_DELETING] = g_signal_new ("user-deleting", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                                NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_POINTER);
 }
 
 static void
@@ -1192,6 +1205,15 @@ rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **err
           goto fail;
         }
     }
+  {
+    GError *hook_error = NULL;
+    g_signal_emit (self, signals[SIGNAL_USER_DELETING], 0, user_id, &hook_error);
+    if (hook_error != NULL)
+      {
+        g_propagate_error (error, hook_error);
+        goto fail;
+      }
+  }
   if (rtp_database_exec (self->db, error, "DELETE FROM users WHERE user_id = :id", "id", RTP_DB_STR, user_id, NULL) < 0 ||
       !rtp_database_commit (self->db, error))
     goto fail;

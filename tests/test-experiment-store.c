@@ -259,6 +259,12 @@ test_export_import_roundtrip (Fixture *f, gconstpointer data)
     {
       g_autoptr (RtpProcessVariable) pv = create_pv (f, pvs[i], &error);
       g_assert_no_error (error);
+      if (i == 2)
+        {
+          /* beyond 32 bits, and beyond a double's exact range */
+          g_assert_true (pv->has_threshold_max);
+          g_assert_cmpint (pv->threshold_max, ==, G_GINT64_CONSTANT (9007199254740993));
+        }
     }
   {
     g_autoptr (JsonNode) node = json_from_string ("{\"human_readable_name\":\"Lab = one; two\"}", NULL);

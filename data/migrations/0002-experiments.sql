@@ -1,6 +1,6 @@
 -- Experiments, their process variables, and which users are assigned to which experiment.
 -- An experiment exists only while it has PVs: the store removes it with its last PV.
--- Booleans are INTEGER 0/1 and thresholds BIGINT so that SQLite and PostgreSQL agree.
+-- Booleans are INTEGER 0/1; @BIGINT@ is a 64-bit integer in either dialect (see rtp-database.c).
 CREATE TABLE experiments (
   short_id TEXT PRIMARY KEY,
   human_readable_name TEXT
@@ -11,8 +11,8 @@ CREATE TABLE process_variables (
   human_readable_name TEXT,
   experiment_short_id TEXT NOT NULL REFERENCES experiments (short_id) ON DELETE CASCADE ON UPDATE CASCADE,
   available_for_mqtt_publish INTEGER NOT NULL DEFAULT 0,
-  default_threshold_min BIGINT,
-  default_threshold_max BIGINT
+  default_threshold_min @BIGINT@,
+  default_threshold_max @BIGINT@
 );
 
 CREATE INDEX process_variables_experiment ON process_variables (experiment_short_id);

@@ -1,0 +1,216 @@
+/* rtp-setpoints.c: new set-points go out over MQTT; every attempt is audited
+ *
+ * One service for HTTP (PUT /publish) and D-Bus (PublishValue), so the rules exist once. */
+#define G_LOG_DOMAIN "RtpSetpoints"
+
+#include "rtp-setpoints.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+
+#include <string.h>
+
+struct _RtpSetpoints {
+  GObject parent_instance;
+  RtpDatabase *db;                 /* (owned) */
+  RtpExperimentStore *experiments; /* (owned) */
+  RtpMqttPublisher *mqtt;          /* (owned) */
+  char *prefix;                    /* (owned) */
+};
+
+G_DEFINE_TYPE (RtpSetpoints, rtp_setpoints, G_TYPE_OBJECT)
+
+static void
+rtp_setpoints_finalize (GObject *object)
+{
+  RtpSetpoints *self = RTP_SETPOINTS (object);
+  g_clear_object (&self->db);
+  g_clear_object (&self->experiments);
+  g_clear_object (&self->mqtt);
+  g_free (self->prefix);
+  G_OBJECT_CLASS (rtp_setpoints_parent_class)->finalize (object);
+}
+
+static void
+rtp_setpoints_class_init (RtpSetpointsClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = rtp_setpoints_finalize;
+}
+
+static void
+rtp_setpoints_init (RtpSetpoints *self)
+{
+}
+
+RtpSetpoints *
+rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt, const char *channel_prefix)
+{
+  RtpSetpoints *self = g_object_new (RTP_TYPE_SETPOINTS, NULL);
+  self->db = g_object_ref (db);
+  self->experiments = g_object_ref (experiments);
+  self->mqtt = g_object_ref (mqtt);
+  self->prefix = g_strdup (channel_prefix);
+  return self;
+}
+
+char *
+rtp_setpoints_value_text (JsonNode *value)
+{
+  if (value == NULL || !JSON_NODE_HOLDS_VALUE (value))
+    return NULL;
+  switch (json_node_get_value_type (value))
+    {
+    case G_TYPE_STRING:
+      return g_strdup (json_node_get_string (value));
+    case G_TYPE_BOOLEAN:
+      return g_strdup (json_node_get_boolean (value) ? "true" : "false");
+    case G_TYPE_INT64:
+      return g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (value));
+    case G_TYPE_DOUBLE:
+      {
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+        /* the shortest text that reads back as the same number */
+        return g_strdup (g_ascii_dtostr (buf, sizeof buf, json_node_get_double (value)));
+      }
+    default:
+      return NULL;
+    }
+}
+
+char *
+rtp_setpoints_topic (RtpSetpoints *self, const char *pv_string)
+{
+  g_autofree char *path = g_strdelimit (g_strdup (pv_string), ":", '/');
+  return g_strconcat (self->prefix, "/", path, NULL);
+}
+
+static void
+audit (RtpSetpoints *self, const char *actor, const char *pv, const char *value, const char *outcome)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *id = g_uuid_string_random ();
+
+  if (rtp_database_exec (self->db, &error,
+                         "INSERT INTO publish_log (id, created_us, user_id, pv_string, value, outcome) "
+                         "VALUES (:id, :t, :u, :pv, :v, :o)",
+                         "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "u", RTP_DB_STR, actor, "pv",
+                         RTP_DB_STR, pv, "v", RTP_DB_STR, value, "o", RTP_DB_STR, outcome, NULL) < 0)
+    g_warning ("cannot write the audit log entry for %s=%s by %s: %s", pv, value, actor, error->message);
+}
+
+typedef struct {
+  char *actor;
+  char *pv;
+  char *value;
+} SetData;
+
+static void
+set_data_free (SetData *d)
+{
+  g_free (d->actor);
+  g_free (d->pv);
+  g_free (d->value);
+  g_free (d);
+}
+
+static void
+published (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  RtpSetpoints *self = g_task_get_source_object (task);
+  SetData *d = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!rtp_mqtt_publisher_publish_finish (RTP_MQTT_PUBLISHER (source), result, &error))
+    {
+      audit (self, d->actor, d->pv, d->value, "failed: broker unreachable or no acknowledgement");
+      g_task_return_error (task, error);
+      return;
+    }
+  audit (self, d->actor, d->pv, d->value, "acknowledged");
+  g_message ("%s set %s to %s", d->actor, d->pv, d->value);
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *actor, gboolean as_admin,
+                         const char *pv_string, const char *value_text, GCancellable *cancellable,
+                         GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr (RtpProcessVariable) pv = NULL;
+  g_autofree char *topic = NULL;
+  GError *error = NULL;
+  SetData *d;
+
+  g_task_set_source_tag (task, rtp_setpoints_set_async);
+  pv = rtp_experiment_store_get_pv (self->experiments, pv_string, &error);
+  if (pv == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (!as_admin)
+    {
+      gboolean assigned = FALSE;
+      if (!rtp_experiment_store_is_assigned (self->experiments, caller->user_id, pv->experiment_short_id, &assigned,
+                                             &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      if (!assigned)
+        {
+          g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
+                                   _("Process variable data can only be overwritten by users assigned to the associated experiment."));
+          return;
+        }
+    }
+  if (!pv->available_for_mqtt_publish)
+    {
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_NOT_ACCEPTABLE, "%s",
+                               _("The requested process variable does not accept user-set values."));
+      return;
+    }
+  d = g_new0 (SetData, 1);
+  d->actor = g_strdup (actor);
+  d->pv = g_strdup (pv_string);
+  d->value = g_strdup (value_text);
+  g_task_set_task_data (task, d, (GDestroyNotify) set_data_free);
+  topic = rtp_setpoints_topic (self, pv_string);
+  rtp_mqtt_publisher_publish_async (self->mqtt, topic, value_text, strlen (value_text), 1, cancellable, published,
+                                    g_object_ref (task));
+}
+
+gboolean
+rtp_setpoints_set_finish (RtpSetpoints *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+JsonArray *
+rtp_setpoints_log (RtpSetpoints *self, const char *pv_string, guint limit, GError **error)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (
+      self->db, error,
+      "SELECT created_us, user_id, pv_string, value, outcome FROM publish_log "
+      "WHERE (:pv IS NULL OR pv_string = :pv) ORDER BY created_us DESC, id LIMIT :n",
+      "pv", RTP_DB_STR, pv_string, "n", RTP_DB_INT, (gint64) limit, NULL);
+  JsonArray *out;
+
+  if (m == NULL)
+    return NULL;
+  out = json_array_new ();
+  for (guint i = 0; i < rtp_db_rows (m); i++)
+    {
+      JsonObject *o = json_object_new ();
+      g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (rtp_db_int0 (m, i, 0) / G_USEC_PER_SEC);
+      g_autofree char *iso = g_date_time_format_iso8601 (t);
+      json_object_set_string_member (o, "time", iso);
+      json_object_set_string_member (o, "user_id", rtp_db_str (m, i, 1));
+      json_object_set_string_member (o, "pv_string", rtp_db_str (m, i, 2));
+      json_object_set_string_member (o, "value", rtp_db_str (m, i, 3));
+      json_object_set_string_member (o, "outcome", rtp_db_str (m, i, 4));
+      json_array_add_object_element (out, o);
+    }
+  return out;
+}

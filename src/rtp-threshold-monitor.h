@@ -1,0 +1,62 @@
+/* rtp-threshold-monitor.h: threshold subscriptions, their MQTT announcements, the outbox */
+#pragma once
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+
+#include "rtp-database.h"
+#include "rtp-experiment-store.h"
+#include "rtp-mqtt-publisher.h"
+#include "rtp-user-manager.h"
+
+G_BEGIN_DECLS
+
+#define RTP_MISSING_FIELDS_ERROR (rtp_missing_fields_error_quark ())
+GQuark rtp_missing_fields_error_quark (void);
+
+typedef struct {
+  char *user_id;
+  char *pv_string;
+  char *email;
+  gint64 threshold_min;
+  gint64 threshold_max;
+} RtpSubscription;
+
+void rtp_subscription_free (RtpSubscription *sub);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpSubscription, rtp_subscription_free)
+
+#define RTP_TYPE_THRESHOLD_MONITOR (rtp_threshold_monitor_get_type ())
+G_DECLARE_FINAL_TYPE (RtpThresholdMonitor, rtp_threshold_monitor, RTP, THRESHOLD_MONITOR, GObject)
+
+typedef struct {
+  const char *channel_prefix;  /* MQTT_CHANNEL_PREFIX */
+  const char *email_channel;   /* EMAIL_MQTT_CHANNEL */
+  const char *threshold_unit;  /* THRESHOLD_UNIT */
+} RtpMonitorSettings;
+
+RtpThresholdMonitor *rtp_threshold_monitor_new (RtpDatabase *db, RtpUserManager *users, RtpExperimentStore *experiments,
+                                                RtpMqttPublisher *mqtt, const RtpMonitorSettings *settings);
+
+/* The announcement topic: "/<prefix>/<channel>". */
+const char *rtp_threshold_monitor_get_topic (RtpThresholdMonitor *self);
+
+/* Subscribing: checks (PV 404, assignment 403, fields 400 — missing ones as RTP_MISSING_FIELDS_ERROR
+ * with one line per field —, duplicate 409), announces, and stores only after the broker's ack. */
+void             rtp_threshold_monitor_subscribe_async (RtpThresholdMonitor *self, const RtpUser *caller,
+                                                        const char *pv_string, JsonObject *body,
+                                                        GCancellable *cancellable, GAsyncReadyCallback callback,
+                                                        gpointer user_data);
+RtpSubscription *rtp_threshold_monitor_subscribe_finish (RtpThresholdMonitor *self, GAsyncResult *result,
+                                                         GError **error);
+void             rtp_threshold_monitor_unsubscribe_async (RtpThresholdMonitor *self, const RtpUser *caller,
+                                                          const char *pv_string, GCancellable *cancellable,
+                                                          GAsyncReadyCallback callback, gpointer user_data);
+gboolean         rtp_threshold_monitor_unsubscribe_finish (RtpThresholdMonitor *self, GAsyncResult *result,
+                                                           GError **error);
+GPtrArray       *rtp_threshold_monitor_list (RtpThresholdMonitor *self, const char *user_id, const char *pv_string,
+                                             GError **error);
+guint            rtp_threshold_monitor_outbox_length (RtpThresholdMonitor *self);
+/* Sends what waits in the outbox (also done on reconnect and by a timer). */
+void             rtp_threshold_monitor_flush_outbox (RtpThresholdMonitor *self);
+
+G_END_DECLS
