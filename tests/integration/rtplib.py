@@ -227,3 +227,94 @@ def main():
     failed = len(result.failures) + len(result.errors)
     print(f"{run - failed - len(result.skipped)} passed, {failed} failed, {len(result.skipped)} skipped")
     sys.exit(0 if result.wasSuccessful() and run > 0 else 1)
+
+
+class Mosquitto:
+    """A real mosquitto broker on 127.0.0.1 and a free port, with persistence in its own directory."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rtp-mqtt-")
+        self.port = None
+        self.proc = None
+
+    def start(self):
+        for _ in range(20):
+            port = self.port or free_port()
+            conf = os.path.join(self.dir, "mosquitto.conf")
+            with open(conf, "w") as f:
+                f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                        f"persistence_location {self.dir}/\nautosave_interval 1\n")
+            log = open(os.path.join(self.dir, "mosquitto.log"), "ab")
+            self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=log)
+            log.close()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        self.port = port
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+            if self.port is not None:
+                time.sleep(0.5)  # the old port is still in TIME_WAIT: try it again
+        raise AssertionError("mosquitto did not start")
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.resume()
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Subscriber:
+    """A paho client subscribed to '#' with QoS 1 and a persistent session, collecting messages."""
+
+    def __init__(self, port, client_id=None):
+        import paho.mqtt.client as mqtt
+        import queue
+        self.messages = queue.Queue()
+        self.client = mqtt.Client(client_id=client_id or f"rtp-test-{os.getpid()}-{time.monotonic_ns()}",
+                                  clean_session=False)
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload.decode(), m.qos))
+        self.subscribed = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc: c.subscribe("#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, q: self.subscribed.set()
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "subscriber did not subscribe"
+
+    def get(self, timeout=15):
+        import queue
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no MQTT message arrived")
+
+    def expect_nothing(self, seconds=0.5):
+        import queue
+        try:
+            m = self.messages.get(timeout=seconds)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected MQTT message {m}")
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
