@@ -228,6 +228,10 @@ start (RtpApplication *self, GError **error)
     }
 
   s->experiments = rtp_experiment_store_new (s->db);
+  s->archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
+                                         rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
+  if (!rtp_archiver_client_is_configured (s->archiver))
+    g_message ("ARCHIVER_URL is not set: /data answers 502");
   {
     RtpMqttSettings mqtt_settings = {
       .server_url = rtp_config_get_string (config, "MQTT_SERVER_URL"),
@@ -256,6 +260,7 @@ start (RtpApplication *self, GError **error)
   rtp_routes_file_register (s->http, s);
   rtp_routes_publish_register (s->http, s);
   rtp_routes_email_register (s->http, s);
+  rtp_routes_data_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -312,6 +317,7 @@ rtp_application_shutdown (GApplication *app)
   if (s->mqtt != NULL)
     rtp_mqtt_publisher_stop (s->mqtt);
   g_clear_object (&s->setpoints);
+  g_clear_object (&s->archiver);
   g_clear_object (&s->monitor);
   g_clear_object (&s->mqtt);
   g_clear_object (&s->experiments);

@@ -50,6 +50,12 @@ struct _RtpRequest {
   gboolean paused;
   gboolean finished;
   gint64 start_us;
+  GCancellable *cancellable;  /* (owned) */
+  gboolean streaming;
+  gsize queued;
+  RtpDrainFunc drained;
+  gpointer drained_data;
+  gulong wrote_id;
 };
 
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
@@ -218,6 +224,7 @@ rtp_request_unref (RtpRequest *request)
   g_clear_pointer (&request->raw_body, g_bytes_unref);
   g_clear_pointer (&request->query, g_hash_table_unref);
   g_free (request->language);
+  g_object_unref (request->cancellable);
   g_free (request);
 }
 
@@ -432,6 +439,99 @@ rtp_request_respond_messages (RtpRequest *request, const char *message)
   rtp_request_respond_object (request, 200, object);
 }
 
+GCancellable *
+rtp_request_get_cancellable (RtpRequest *request)
+{
+  return request->cancellable;
+}
+
+static void
+wrote_body_data (SoupServerMessage *msg, guint chunk_size, gpointer user_data)
+{
+  RtpRequest *request = user_data;
+
+  request->queued -= MIN (request->queued, chunk_size);
+  if (request->drained != NULL)
+    request->drained (request->queued, request->drained_data);
+}
+
+void
+rtp_request_stream_begin (RtpRequest *request, guint status, const char *content_type, RtpDrainFunc drained,
+                          gpointer user_data)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (request->msg);
+
+  g_return_if_fail (!request->responded);
+  request->responded = TRUE;
+  request->streaming = TRUE;
+  request->drained = drained;
+  request->drained_data = user_data;
+  if (request->finished)
+    return;
+  soup_server_message_set_status (request->msg, status, NULL);
+  soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
+  soup_message_headers_replace (headers, "Content-Type", content_type);
+  request->wrote_id = g_signal_connect (request->msg, "wrote-body-data", G_CALLBACK (wrote_body_data), request);
+}
+
+void
+rtp_request_stream_write (RtpRequest *request, GString *text)
+{
+  gsize len = text->len;
+
+  g_return_if_fail (request->streaming);
+  if (request->finished || len == 0)
+    {
+      g_string_truncate (text, 0);
+      return;
+    }
+  soup_message_body_append (soup_server_message_get_response_body (request->msg), SOUP_MEMORY_COPY, text->str, len);
+  g_string_truncate (text, 0);
+  request->queued += len;
+  /* libsoup pauses a chunked answer by itself when it runs out of chunks */
+  request->paused = FALSE;
+  soup_server_message_unpause (request->msg);
+}
+
+gsize
+rtp_request_stream_queued (RtpRequest *request)
+{
+  return request->queued;
+}
+
+static void
+stream_stop (RtpRequest *request)
+{
+  if (request->wrote_id != 0)
+    g_clear_signal_handler (&request->wrote_id, request->msg);
+  request->drained = NULL;
+}
+
+void
+rtp_request_stream_end (RtpRequest *request)
+{
+  g_return_if_fail (request->streaming);
+  stream_stop (request);
+  if (request->finished)
+    return;
+  soup_message_body_complete (soup_server_message_get_response_body (request->msg));
+  soup_server_message_unpause (request->msg);
+}
+
+void
+rtp_request_stream_abort (RtpRequest *request)
+{
+  GSocket *socket;
+
+  stream_stop (request);
+  if (request->finished)
+    return;
+  socket = soup_server_message_get_socket (request->msg);
+  if (socket != NULL)
+    g_socket_shutdown (socket, TRUE, TRUE, NULL);
+  soup_server_message_unpause (request->msg);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static void
@@ -459,6 +559,7 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
   if (!request->finished)
     {
       request->finished = TRUE;
+      g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;
       g_debug ("%s %s → %u (%.1f ms)", soup_server_message_get_method (msg),
                g_uri_get_path (soup_server_message_get_uri (msg)), soup_server_message_get_status (msg),
@@ -549,6 +650,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
+  request->cancellable = g_cancellable_new ();
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;

@@ -74,4 +74,18 @@ void rtp_request_respond_messages (RtpRequest *request, const char *message);
 void rtp_request_respond_bytes (RtpRequest *request, guint status, const char *content_type, GBytes *body);
 void rtp_request_add_header (RtpRequest *request, const char *name, const char *value);
 
+/* Cancelled when the client goes away, so that work for it can stop. */
+GCancellable *rtp_request_get_cancellable (RtpRequest *request);
+
+/* Streaming (chunked) answers. @drained is called as bytes reach the network, with the
+ * number of bytes still queued, so that a producer can pause and resume. */
+typedef void (*RtpDrainFunc) (gsize queued, gpointer user_data);
+void  rtp_request_stream_begin (RtpRequest *request, guint status, const char *content_type, RtpDrainFunc drained,
+                                gpointer user_data);
+void  rtp_request_stream_write (RtpRequest *request, GString *text);
+gsize rtp_request_stream_queued (RtpRequest *request);
+void  rtp_request_stream_end (RtpRequest *request);
+/* Ends a stream that cannot be completed: the connection is closed, the client sees a truncated answer. */
+void  rtp_request_stream_abort (RtpRequest *request);
+
 G_END_DECLS

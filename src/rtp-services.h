@@ -1,6 +1,7 @@
 /* rtp-services.h: the services RtpApplication owns, handed to route and D-Bus adapters */
 #pragma once
 
+#include "rtp-archiver-client.h"
 #include "rtp-config.h"
 #include "rtp-database.h"
 #include "rtp-experiment-store.h"
@@ -20,6 +21,7 @@ typedef struct {
   RtpMqttPublisher *mqtt;
   RtpThresholdMonitor *monitor;
   RtpSetpoints *setpoints;
+  RtpArchiverClient *archiver;
   RtpHttpServer *http;
 } RtpServices;
 
@@ -29,6 +31,7 @@ void rtp_routes_experiments_register (RtpHttpServer *http, RtpServices *services
 void rtp_routes_file_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_publish_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_email_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char       *rtp_url_for (const char *prefix, const char *id);

@@ -1,0 +1,467 @@
+/* rtp-archiver-parser.c: a streaming reader for [{"meta": {…}, "data": [{"secs", "nanos", "val", …}, …]}, …]
+ *
+ * json-glib 1.6 only builds whole trees, and a million points are ~80 MB of JSON. This reader
+ * keeps only the unfinished tail of the input: each sample object is handed to the callback
+ * as soon as its closing brace has arrived. Values are passed on as the JSON text the
+ * appliance wrote (numbers keep their digits); bare NaN/Infinity tokens, which the appliance
+ * may write but JSON does not allow, become null. */
+#define G_LOG_DOMAIN "RtpArchiverParser"
+
+#include "rtp-archiver-parser.h"
+#include "rtp-error.h"
+
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+  S_START,       /* before the outer '[' */
+  S_PV_ITEM,     /* inside the outer array: '{', ',' or ']' */
+  S_PV_KEY,      /* inside a PV object: a key, ',' or '}' */
+  S_DATA_START,  /* after "data": — expecting '[' */
+  S_DATA_ITEM,   /* inside "data": a sample '{', ',' or ']' */
+  S_END,         /* after the outer ']' */
+} State;
+
+struct _RtpArchiverParser {
+  GString *buf;
+  gsize pos;
+  State state;
+  gboolean bins;
+  RtpSampleFunc func;
+  gpointer user_data;
+  guint64 count;
+  guint64 binned;
+  GString *scratch;
+};
+
+#define MAX_PENDING (16 * 1024 * 1024) /* one value may not exceed this */
+
+RtpArchiverParser *
+rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, gpointer user_data)
+{
+  RtpArchiverParser *p = g_new0 (RtpArchiverParser, 1);
+  p->buf = g_string_sized_new (65536);
+  p->scratch = g_string_new (NULL);
+  p->bins = bins;
+  p->func = func;
+  p->user_data = user_data;
+  return p;
+}
+
+void
+rtp_archiver_parser_free (RtpArchiverParser *p)
+{
+  if (p == NULL)
+    return;
+  g_string_free (p->buf, TRUE);
+  g_string_free (p->scratch, TRUE);
+  g_free (p);
+}
+
+guint64
+rtp_archiver_parser_get_count (RtpArchiverParser *p)
+{
+  return p->count;
+}
+
+guint64
+rtp_archiver_parser_get_binned (RtpArchiverParser *p)
+{
+  return p->binned;
+}
+
+static gboolean
+bad (GError **error, const char *why)
+{
+  g_set_error (error, RTP_ERROR, RTP_ERROR_UPSTREAM, "malformed archiver answer: %s", why);
+  return FALSE;
+}
+
+static gsize
+skip_ws (const char *s, gsize i, gsize n)
+{
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+    i++;
+  return i;
+}
+
+/* End (exclusive) of the JSON string starting at s[i] == '"', or 0 when incomplete. */
+static gsize
+string_end (const char *s, gsize i, gsize n)
+{
+  for (i = i + 1; i < n; i++)
+    {
+      if (s[i] == '\\')
+        i++;
+      else if (s[i] == '"')
+        return i + 1;
+    }
+  return 0;
+}
+
+/* End (exclusive) of the JSON value starting at s[i], 0 when incomplete, (gsize) -1 when invalid. */
+static gsize
+value_end (const char *s, gsize i, gsize n)
+{
+  if (i >= n)
+    return 0;
+  if (s[i] == '"')
+    return string_end (s, i, n);
+  if (s[i] == '{' || s[i] == '[')
+    {
+      int depth = 0;
+      for (; i < n; i++)
+        {
+          char c = s[i];
+          if (c == '"')
+            {
+              gsize e = string_end (s, i, n);
+              if (e == 0)
+                return 0;
+              i = e - 1;
+            }
+          else if (c == '{' || c == '[')
+            depth++;
+          else if (c == '}' || c == ']')
+            {
+              if (--depth == 0)
+                return i + 1;
+              if (depth < 0)
+                return (gsize) -1;
+            }
+        }
+      return 0;
+    }
+  /* a scalar token ends at a delimiter; at the end of the buffer it may go on */
+  for (gsize j = i; j < n; j++)
+    if (s[j] == ',' || s[j] == '}' || s[j] == ']' || s[j] == ' ' || s[j] == '\n' || s[j] == '\r' || s[j] == '\t')
+      return j > i ? j : (gsize) -1;
+  return 0;
+}
+
+static gboolean
+is_number (const char *s, gsize len)
+{
+  char tmp[64];
+  char *end = NULL;
+
+  if (len == 0 || len >= sizeof tmp)
+    return FALSE;
+  if (!(g_ascii_isdigit (s[0]) || s[0] == '-'))
+    return FALSE;
+  memcpy (tmp, s, len);
+  tmp[len] = '\0';
+  errno = 0;
+  g_ascii_strtod (tmp, &end);
+  return *end == '\0';
+}
+
+static gboolean
+parse_int (const char *s, gsize len, gint64 *out)
+{
+  char tmp[32];
+  char *end = NULL;
+
+  if (len == 0 || len >= sizeof tmp)
+    return FALSE;
+  memcpy (tmp, s, len);
+  tmp[len] = '\0';
+  errno = 0;
+  *out = g_ascii_strtoll (tmp, &end, 10);
+  return *end == '\0' && errno == 0;
+}
+
+/* Checks a non-number value and returns its JSON text (possibly rewritten into scratch). */
+static gboolean
+normalize_value (RtpArchiverParser *p, const char **v, gsize *len)
+{
+  const char *s = *v;
+  gsize n = *len;
+
+  if (is_number (s, n))
+    return TRUE;
+  if ((n == 4 && memcmp (s, "true", 4) == 0) || (n == 5 && memcmp (s, "false", 5) == 0) ||
+      (n == 4 && memcmp (s, "null", 4) == 0))
+    return TRUE;
+  if ((n == 3 && memcmp (s, "NaN", 3) == 0) || (n == 8 && memcmp (s, "Infinity", 8) == 0) ||
+      (n == 9 && memcmp (s, "-Infinity", 9) == 0))
+    {
+      *v = "null";
+      *len = 4;
+      return TRUE;
+    }
+  if (s[0] == '"' || s[0] == '[' || s[0] == '{')
+    {
+      /* strings and waveforms: re-serialised from a real parse, so that nothing invalid passes */
+      g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+      g_autoptr (JsonGenerator) gen = NULL;
+      g_autofree char *text = NULL;
+      if (!json_parser_load_from_data (parser, s, (gssize) n, NULL))
+        return FALSE;
+      gen = json_generator_new ();
+      json_generator_set_root (gen, json_parser_get_root (parser));
+      text = json_generator_to_data (gen, NULL);
+      g_string_assign (p->scratch, text);
+      *v = p->scratch->str;
+      *len = p->scratch->len;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* Splits a flat array of numbers "[a, b, c, d, e]" into spans; FALSE unless exactly 5 numbers. */
+static gboolean
+split_bins (const char *s, gsize n, const char *part[5], gsize part_len[5])
+{
+  gsize i = 1;
+  int k = 0;
+
+  if (n < 2 || s[0] != '[' || s[n - 1] != ']')
+    return FALSE;
+  while (k < 5)
+    {
+      gsize start = skip_ws (s, i, n - 1);
+      gsize end = start;
+      while (end < n - 1 && s[end] != ',' && s[end] != ' ')
+        end++;
+      if (!is_number (s + start, end - start))
+        return FALSE;
+      part[k] = s + start;
+      part_len[k] = end - start;
+      k++;
+      i = skip_ws (s, end, n - 1);
+      if (k < 5)
+        {
+          if (i >= n - 1 || s[i] != ',')
+            return FALSE;
+          i++;
+        }
+    }
+  return skip_ws (s, i, n - 1) == n - 1;
+}
+
+static gboolean
+handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
+{
+  RtpSample sample = { 0 };
+  gboolean have_secs = FALSE;
+  gsize i = 1;
+  const char *val = "null";
+  gsize val_len = 4;
+
+  while (TRUE)
+    {
+      gsize key_end, v_start, v_end;
+      const char *key;
+      gsize key_len;
+
+      i = skip_ws (s, i, n);
+      if (i < n && s[i] == '}')
+        break;
+      if (i < n && s[i] == ',')
+        {
+          i++;
+          continue;
+        }
+      if (i >= n || s[i] != '"')
+        return bad (error, "a sample is not an object of keys");
+      key_end = string_end (s, i, n);
+      if (key_end == 0)
+        return bad (error, "unterminated key");
+      key = s + i + 1;
+      key_len = key_end - i - 2;
+      i = skip_ws (s, key_end, n);
+      if (i >= n || s[i] != ':')
+        return bad (error, "missing ':'");
+      v_start = skip_ws (s, i + 1, n);
+      v_end = value_end (s, v_start, n);
+      if (v_end == 0 || v_end == (gsize) -1)
+        return bad (error, "bad value");
+      if (key_len == 4 && memcmp (key, "secs", 4) == 0)
+        {
+          if (!parse_int (s + v_start, v_end - v_start, &sample.secs) || sample.secs < -62135596800 ||
+              sample.secs > 253402300799)
+            return bad (error, "secs is not a time");
+          have_secs = TRUE;
+        }
+      else if (key_len == 5 && memcmp (key, "nanos", 5) == 0)
+        {
+          gint64 nanos;
+          if (!parse_int (s + v_start, v_end - v_start, &nanos) || nanos < 0 || nanos > 999999999)
+            return bad (error, "nanos out of range");
+          sample.nanos = (gint32) nanos;
+        }
+      else if (key_len == 3 && memcmp (key, "val", 3) == 0)
+        {
+          val = s + v_start;
+          val_len = v_end - v_start;
+        }
+      i = v_end;
+    }
+  if (!have_secs)
+    return bad (error, "a sample has no secs");
+
+  if (p->bins && val[0] == '[')
+    {
+      const char *part[5];
+      gsize part_len[5];
+      if (split_bins (val, val_len, part, part_len))
+        {
+          sample.binned = TRUE;
+          sample.value = part[0];
+          sample.value_len = part_len[0];
+          sample.min = part[2];
+          sample.min_len = part_len[2];
+          sample.max = part[3];
+          sample.max_len = part_len[3];
+          sample.count = part[4];
+          sample.count_len = part_len[4];
+          p->binned++;
+        }
+    }
+  if (!sample.binned)
+    {
+      if (!normalize_value (p, &val, &val_len))
+        return bad (error, "a value is not JSON");
+      sample.value = val;
+      sample.value_len = val_len;
+    }
+  p->count++;
+  if (!p->func (&sample, p->user_data))
+    return bad (error, "stopped by the reader");
+  return TRUE;
+}
+
+/* Runs the state machine over what is buffered; stops where input runs out. */
+static gboolean
+run (RtpArchiverParser *p, GError **error)
+{
+  const char *s = p->buf->str;
+  gsize n = p->buf->len;
+  gsize i = p->pos;
+
+  while (TRUE)
+    {
+      i = skip_ws (s, i, n);
+      if (i >= n)
+        break;
+      switch (p->state)
+        {
+        case S_START:
+          if (s[i] != '[')
+            return bad (error, "the answer is not a JSON array");
+          p->state = S_PV_ITEM;
+          i++;
+          break;
+        case S_PV_ITEM:
+          if (s[i] == ']')
+            p->state = S_END;
+          else if (s[i] == '{')
+            p->state = S_PV_KEY;
+          else if (s[i] != ',')
+            return bad (error, "unexpected text in the outer array");
+          i++;
+          break;
+        case S_PV_KEY:
+          if (s[i] == '}')
+            {
+              p->state = S_PV_ITEM;
+              i++;
+            }
+          else if (s[i] == ',')
+            i++;
+          else if (s[i] == '"')
+            {
+              gsize key_end = string_end (s, i, n);
+              gsize colon, v_start, v_end;
+              gboolean is_data;
+              if (key_end == 0)
+                goto need_more;
+              is_data = key_end - i == 6 && memcmp (s + i, "\"data\"", 6) == 0;
+              colon = skip_ws (s, key_end, n);
+              if (colon >= n)
+                goto need_more;
+              if (s[colon] != ':')
+                return bad (error, "missing ':' after a key");
+              v_start = skip_ws (s, colon + 1, n);
+              if (v_start >= n)
+                goto need_more;
+              if (is_data)
+                {
+                  p->state = S_DATA_START;
+                  i = v_start;
+                  break;
+                }
+              v_end = value_end (s, v_start, n);
+              if (v_end == (gsize) -1)
+                return bad (error, "bad value");
+              if (v_end == 0)
+                goto need_more;
+              i = v_end; /* meta and anything else: skipped */
+            }
+          else
+            return bad (error, "unexpected text in a PV object");
+          break;
+        case S_DATA_START:
+          if (s[i] != '[')
+            return bad (error, "data is not an array");
+          p->state = S_DATA_ITEM;
+          i++;
+          break;
+        case S_DATA_ITEM:
+          if (s[i] == ']')
+            {
+              p->state = S_PV_KEY;
+              i++;
+            }
+          else if (s[i] == ',')
+            i++;
+          else if (s[i] == '{')
+            {
+              gsize end = value_end (s, i, n);
+              if (end == (gsize) -1)
+                return bad (error, "bad sample");
+              if (end == 0)
+                goto need_more;
+              if (!handle_sample (p, s + i, end - i, error))
+                return FALSE;
+              i = end;
+            }
+          else
+            return bad (error, "a sample is not an object");
+          break;
+        case S_END:
+          return bad (error, "text after the end of the answer");
+        }
+    }
+need_more:
+  if (n - i > MAX_PENDING)
+    return bad (error, "a value is too large");
+  /* keep only the unfinished tail */
+  g_string_erase (p->buf, 0, (gssize) i);
+  p->pos = 0;
+  return TRUE;
+}
+
+gboolean
+rtp_archiver_parser_feed (RtpArchiverParser *p, const char *data, gsize len, GError **error)
+{
+  g_string_append_len (p->buf, data, (gssize) len);
+  return run (p, error);
+}
+
+gboolean
+rtp_archiver_parser_finish (RtpArchiverParser *p, GError **error)
+{
+  if (!run (p, error))
+    return FALSE;
+  for (gsize i = 0; i < p->buf->len; i++)
+    if (!g_ascii_isspace (p->buf->str[i]))
+      return bad (error, "the answer ended early");
+  if (p->state != S_END)
+    return bad (error, "the answer ended early");
+  return TRUE;
+}

@@ -1,0 +1,35 @@
+/* rtp-archiver-parser.h: incremental parser of the EPICS Archiver Appliance's getData.json answer */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  gint64 secs;
+  gint32 nanos;
+  const char *value;    /* JSON text of the value: a number as written, a string, an array, or null */
+  gsize value_len;
+  gboolean binned;      /* an optimized_N bin: value is the mean, min/max/count are set */
+  const char *min, *max, *count; /* JSON number texts, for bins */
+  gsize min_len, max_len, count_len;
+} RtpSample;
+
+/* Return FALSE to stop parsing with an error. */
+typedef gboolean (*RtpSampleFunc) (const RtpSample *sample, gpointer user_data);
+
+typedef struct _RtpArchiverParser RtpArchiverParser;
+
+/* @bins: read 5-element number arrays [mean, std, min, max, count] as bins (optimized_N answers) */
+RtpArchiverParser *rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, gpointer user_data);
+void               rtp_archiver_parser_free (RtpArchiverParser *parser);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpArchiverParser, rtp_archiver_parser_free)
+
+/* Feeds bytes as they arrive; FALSE (RTP_ERROR_UPSTREAM) when the answer is malformed. */
+gboolean           rtp_archiver_parser_feed (RtpArchiverParser *parser, const char *data, gsize len, GError **error);
+/* FALSE when the answer ended before its JSON did. */
+gboolean           rtp_archiver_parser_finish (RtpArchiverParser *parser, GError **error);
+guint64            rtp_archiver_parser_get_count (RtpArchiverParser *parser);
+guint64            rtp_archiver_parser_get_binned (RtpArchiverParser *parser);
+
+G_END_DECLS

@@ -1,0 +1,529 @@
+/* rtp-routes-data.c: POST /data/<short_id>[/<pv>] and validate_pv_string (API.md "Archived data")
+ *
+ * With max_points > 0 (the default) every PV is asked for as optimized_N(pv), all at once;
+ * the appliance answers raw samples when the window holds at most N, else about N bins.
+ * Those answers are small and the reply is assembled when all have arrived. With
+ * max_points 0 the raw data is streamed: PV after PV, each sample written to a chunked
+ * reply as it arrives, and the archiver transfer is paused while more than HIGH_WATER
+ * bytes wait to be sent — memory stays flat however long the window. */
+#define G_LOG_DOMAIN "RtpRoutesData"
+
+#include "rtp-archiver-client.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-services.h"
+#include "rtp-time.h"
+
+#include <string.h>
+
+#define FLUSH_AT (64 * 1024)
+#define HIGH_WATER (4 * 1024 * 1024)
+#define LOW_WATER (1 * 1024 * 1024)
+
+static void
+append_json_string (GString *out, const char *s)
+{
+  g_string_append_c (out, '"');
+  for (const char *p = s; *p != '\0'; p++)
+    {
+      guchar c = (guchar) *p;
+      if (c == '"' || c == '\\')
+        {
+          g_string_append_c (out, '\\');
+          g_string_append_c (out, (char) c);
+        }
+      else if (c < 0x20)
+        g_string_append_printf (out, "\\u%04x", c);
+      else
+        g_string_append_c (out, (char) c);
+    }
+  g_string_append_c (out, '"');
+}
+
+typedef struct _Job Job;
+
+typedef struct {
+  Job *job;
+  guint index;
+  GString *out;      /* buffered mode: this PV's points, without brackets */
+  guint64 points;
+  guint64 binned;
+} PvFetch;
+
+struct _Job {
+  RtpServices *services;
+  RtpRequest *request;       /* (owned) */
+  GTimeZone *tz;             /* (owned) */
+  RtpExperiment *experiment; /* (owned) */
+  GPtrArray *pvs;            /* (owned) pv strings to return */
+  gint64 from_us, to_us;
+  gint64 max_points;
+  GPtrArray *warnings;       /* (owned) */
+  PvFetch *fetches;          /* (owned) one per PV */
+  guint pending;
+  GError *error;             /* (owned) first failure */
+  /* streaming */
+  GString *out;              /* (owned) not yet handed to libsoup */
+  gboolean started;
+  guint current;
+  RtpArchiverTransfer *transfer;
+};
+
+static void
+job_free (Job *job)
+{
+  for (guint i = 0; i < job->pvs->len; i++)
+    if (job->fetches[i].out != NULL)
+      g_string_free (job->fetches[i].out, TRUE);
+  g_free (job->fetches);
+  rtp_request_unref (job->request);
+  g_time_zone_unref (job->tz);
+  rtp_experiment_free (job->experiment);
+  g_ptr_array_unref (job->pvs);
+  g_ptr_array_unref (job->warnings);
+  g_clear_error (&job->error);
+  if (job->out != NULL)
+    g_string_free (job->out, TRUE);
+  g_free (job);
+}
+
+/* One point: {"time": "…", "data": v} or, for a bin, with min, max and count too. */
+static void
+append_sample (GString *out, GTimeZone *tz, const RtpSample *s, gboolean first)
+{
+  char time_buf[64];
+  gsize n = rtp_time_format (tz, s->secs, s->nanos, time_buf);
+
+  if (!first)
+    g_string_append_c (out, ',');
+  g_string_append (out, "{\"time\":\"");
+  g_string_append_len (out, time_buf, (gssize) n);
+  g_string_append (out, "\",\"data\":");
+  g_string_append_len (out, s->value, (gssize) s->value_len);
+  if (s->binned)
+    {
+      g_string_append (out, ",\"min\":");
+      g_string_append_len (out, s->min, (gssize) s->min_len);
+      g_string_append (out, ",\"max\":");
+      g_string_append_len (out, s->max, (gssize) s->max_len);
+      g_string_append (out, ",\"count\":");
+      g_string_append_len (out, s->count, (gssize) s->count_len);
+    }
+  g_string_append_c (out, '}');
+}
+
+static void
+append_prefix (Job *job, GString *out)
+{
+  g_autoptr (JsonNode) node = json_node_init_object (json_node_alloc (), rtp_experiment_to_json (job->experiment, FALSE));
+  g_autofree char *experiment = json_to_string (node, FALSE);
+
+  json_object_unref (json_node_get_object (node)); /* init_object took its own reference */
+  g_string_append (out, "{\"data\":{\"experiment\":");
+  g_string_append (out, experiment);
+  g_string_append (out, ",\"process_variables_data\":{");
+}
+
+static void
+append_suffix (Job *job, GString *out)
+{
+  g_string_append (out, "}},\"warnings\":[");
+  for (guint i = 0; i < job->warnings->len; i++)
+    {
+      if (i > 0)
+        g_string_append_c (out, ',');
+      append_json_string (out, g_ptr_array_index (job->warnings, i));
+    }
+  g_string_append (out, "]}");
+}
+
+static void
+note_reduced (Job *job, guint index)
+{
+  PvFetch *f = &job->fetches[index];
+  if (f->binned > 0)
+    g_ptr_array_add (job->warnings,
+                     g_strdup_printf (_("The data of %s was reduced to %" G_GUINT64_FORMAT " points."),
+                                      (const char *) g_ptr_array_index (job->pvs, index), f->points));
+}
+
+/* ---- buffered (max_points > 0) ---------------------------------------------------------------- */
+
+static gboolean
+buffer_sample (const RtpSample *sample, gpointer user_data)
+{
+  PvFetch *f = user_data;
+
+  append_sample (f->out, f->job->tz, sample, f->points == 0);
+  f->points++;
+  if (sample->binned)
+    f->binned++;
+  return TRUE;
+}
+
+static void
+finish_buffered (Job *job)
+{
+  g_autoptr (GString) body = NULL;
+  g_autoptr (GBytes) bytes = NULL;
+
+  rtp_request_enter (job->request);
+  if (job->error != NULL)
+    {
+      if (!g_error_matches (job->error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        rtp_request_respond_error (job->request, job->error);
+      goto out;
+    }
+  for (guint i = 0; i < job->pvs->len; i++)
+    note_reduced (job, i);
+  body = g_string_new (NULL);
+  append_prefix (job, body);
+  for (guint i = 0; i < job->pvs->len; i++)
+    {
+      if (i > 0)
+        g_string_append_c (body, ',');
+      append_json_string (body, g_ptr_array_index (job->pvs, i));
+      g_string_append (body, ":[");
+      g_string_append_len (body, job->fetches[i].out->str, (gssize) job->fetches[i].out->len);
+      g_string_append_c (body, ']');
+    }
+  append_suffix (job, body);
+  bytes = g_string_free_to_bytes (g_steal_pointer (&body));
+  rtp_request_respond_bytes (job->request, 200, "application/json; charset=utf-8", bytes);
+out:
+  rtp_request_leave (job->request);
+  job_free (job);
+}
+
+static void
+buffered_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  PvFetch *f = user_data;
+  Job *job = f->job;
+  GError *error = NULL;
+  gboolean found = FALSE;
+
+  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
+    {
+      if (job->error == NULL)
+        job->error = error;
+      else
+        g_error_free (error);
+    }
+  if (--job->pending == 0)
+    finish_buffered (job);
+}
+
+/* ---- streaming (max_points == 0) ---------------------------------------------------------------- */
+
+static void stream_next (Job *job);
+
+static void
+stream_drained (gsize queued, gpointer user_data)
+{
+  Job *job = user_data;
+
+  if (queued < LOW_WATER && job->transfer != NULL)
+    rtp_archiver_transfer_set_paused (job->transfer, FALSE);
+}
+
+static void
+stream_flush (Job *job)
+{
+  rtp_request_stream_write (job->request, job->out);
+  if (rtp_request_stream_queued (job->request) > HIGH_WATER && job->transfer != NULL)
+    rtp_archiver_transfer_set_paused (job->transfer, TRUE);
+}
+
+static void
+stream_start_reply (Job *job)
+{
+  if (job->started)
+    return;
+  job->started = TRUE;
+  rtp_request_stream_begin (job->request, 200, "application/json; charset=utf-8", stream_drained, job);
+  append_prefix (job, job->out);
+}
+
+static void
+stream_open_pv (Job *job)
+{
+  if (job->current > 0)
+    g_string_append_c (job->out, ',');
+  append_json_string (job->out, g_ptr_array_index (job->pvs, job->current));
+  g_string_append (job->out, ":[");
+}
+
+static gboolean
+stream_sample (const RtpSample *sample, gpointer user_data)
+{
+  PvFetch *f = user_data;
+  Job *job = f->job;
+
+  if (!job->started)
+    {
+      stream_start_reply (job);
+      stream_open_pv (job);
+    }
+  append_sample (job->out, job->tz, sample, f->points == 0);
+  f->points++;
+  if (sample->binned)
+    f->binned++;
+  if (job->out->len >= FLUSH_AT)
+    stream_flush (job);
+  return TRUE;
+}
+
+static void
+stream_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  PvFetch *f = user_data;
+  Job *job = f->job;
+  g_autoptr (GError) error = NULL;
+  gboolean found = FALSE;
+
+  job->transfer = NULL;
+  rtp_request_enter (job->request);
+  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        ; /* the client went away */
+      else if (!job->started)
+        rtp_request_respond_error (job->request, error);
+      else
+        {
+          g_warning ("the archiver failed while %s was streamed; the answer is cut off",
+                     (const char *) g_ptr_array_index (job->pvs, job->current));
+          rtp_request_stream_abort (job->request);
+        }
+      rtp_request_leave (job->request);
+      job_free (job);
+      return;
+    }
+  if (!job->started)
+    {
+      stream_start_reply (job);
+      stream_open_pv (job);
+    }
+  g_string_append_c (job->out, ']');
+  note_reduced (job, job->current);
+  job->current++;
+  if (job->current < job->pvs->len)
+    {
+      stream_open_pv (job);
+      stream_flush (job);
+      rtp_request_leave (job->request);
+      stream_next (job);
+      return;
+    }
+  append_suffix (job, job->out);
+  stream_flush (job);
+  rtp_request_stream_end (job->request);
+  rtp_request_leave (job->request);
+  job_free (job);
+}
+
+static void
+stream_next (Job *job)
+{
+  PvFetch *f = &job->fetches[job->current];
+
+  job->transfer = rtp_archiver_client_fetch_async (
+      job->services->archiver, g_ptr_array_index (job->pvs, job->current), job->from_us, job->to_us, FALSE, TRUE,
+      stream_sample, f, rtp_request_get_cancellable (job->request), stream_done, f);
+}
+
+/* ---- the request ---------------------------------------------------------------- */
+
+static gboolean
+read_time (RtpRequest *request, JsonObject *body, const char *name, GTimeZone *tz, gboolean *given, gint64 *out_us)
+{
+  JsonNode *node = body != NULL ? json_object_get_member (body, name) : NULL;
+  g_autofree char *message = NULL;
+
+  *given = FALSE;
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return TRUE;
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING &&
+      rtp_time_parse (json_node_get_string (node), tz, out_us))
+    {
+      *given = TRUE;
+      return TRUE;
+    }
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name,
+                               json_node_get_string (node));
+  else
+    {
+      g_autofree char *text = json_to_string (node, FALSE);
+      message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
+    }
+  rtp_request_respond_error_message (request, 400, message);
+  return FALSE;
+}
+
+static void
+get_data (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *short_id = rtp_request_get_param (request, 0);
+  const char *only_pv = rtp_request_get_n_params (request) > 1 ? rtp_request_get_param (request, 1) : NULL;
+  JsonObject *body = rtp_request_get_body (request);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpExperiment) experiment = NULL;
+  g_autoptr (GTimeZone) tz = NULL;
+  gint64 since = 0, until = 0;
+  gboolean have_since, have_until;
+  gint64 max_points = rtp_config_get_int (services->config, "RTP_MAX_POINTS");
+  JsonNode *mp = body != NULL ? json_object_get_member (body, "max_points") : NULL;
+  Job *job;
+
+  experiment = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
+  if (experiment == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (only_pv != NULL && !g_ptr_array_find_with_equal_func (experiment->pv_strings, only_pv, g_str_equal, NULL))
+    {
+      g_autofree char *message = g_strdup_printf (_("The %s (%s) is not present in the database."),
+                                                  _("process variable"), only_pv);
+      rtp_request_respond_error_message (request, 404, message);
+      return;
+    }
+  /* Deviation (API.md): admins may read every experiment */
+  if (!rtp_routes_check_assigned (services, request, short_id, TRUE,
+                                  _("Only users that are assigned to the experiment and admins can access it.")))
+    return;
+
+  tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")
+           ? g_time_zone_new_identifier (rtp_config_get_string (services->config, "ARCHIVER_TIMEZONE"))
+           : g_time_zone_new_local ();
+  if (!read_time (request, body, "since", tz, &have_since, &since) ||
+      !read_time (request, body, "until", tz, &have_until, &until))
+    return;
+  if (mp != NULL && !JSON_NODE_HOLDS_NULL (mp))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (mp) || json_node_get_value_type (mp) != G_TYPE_INT64 || json_node_get_int (mp) < 0)
+        {
+          rtp_request_respond_error_message (request, 400, _("max_points: Value must be a non-negative integer."));
+          return;
+        }
+      max_points = json_node_get_int (mp);
+    }
+  if (!have_until)
+    until = g_get_real_time ();
+  job = g_new0 (Job, 1);
+  job->warnings = g_ptr_array_new_with_free_func (g_free);
+  if (!have_since)
+    {
+      gint64 hours = rtp_config_get_int (services->config, "DEFAULT_ARCHIVER_TIME_PERIOD");
+      since = until - hours * 3600 * G_USEC_PER_SEC;
+      g_ptr_array_add (job->warnings,
+                       g_strdup_printf (_("Time frame not specified. The data is in a server-defined time frame of %" G_GINT64_FORMAT " hours up to the current time."),
+                                        hours));
+    }
+  if (since > until)
+    {
+      g_ptr_array_unref (job->warnings);
+      g_free (job);
+      rtp_request_respond_error_message (request, 400, _("The time frame is empty: since is after until."));
+      return;
+    }
+
+  job->services = services;
+  job->request = rtp_request_ref (request);
+  job->tz = g_steal_pointer (&tz);
+  job->experiment = g_steal_pointer (&experiment);
+  job->from_us = since;
+  job->to_us = until;
+  job->max_points = max_points;
+  job->pvs = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < job->experiment->pv_strings->len; i++)
+    {
+      const char *pv = g_ptr_array_index (job->experiment->pv_strings, i);
+      if (only_pv == NULL || g_str_equal (pv, only_pv))
+        g_ptr_array_add (job->pvs, g_strdup (pv));
+    }
+  job->fetches = g_new0 (PvFetch, MAX (job->pvs->len, 1));
+  for (guint i = 0; i < job->pvs->len; i++)
+    {
+      job->fetches[i].job = job;
+      job->fetches[i].index = i;
+    }
+
+  if (!rtp_archiver_client_is_configured (services->archiver))
+    {
+      g_autoptr (GError) e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                                          _("Could not get process variable data from archiver."));
+      rtp_request_respond_error (request, e);
+      job_free (job);
+      return;
+    }
+  rtp_request_pause (request);
+  if (job->pvs->len == 0)
+    {
+      /* an experiment always has PVs; answer the empty shape all the same */
+      finish_buffered (job);
+      return;
+    }
+  if (max_points == 0)
+    {
+      job->out = g_string_sized_new (FLUSH_AT * 2);
+      stream_next (job);
+      return;
+    }
+  job->pending = job->pvs->len;
+  for (guint i = 0; i < job->pvs->len; i++)
+    {
+      g_autofree char *expr = g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", max_points,
+                                               (const char *) g_ptr_array_index (job->pvs, i));
+      job->fetches[i].out = g_string_new (NULL);
+      rtp_archiver_client_fetch_async (services->archiver, expr, since, until, TRUE, FALSE, buffer_sample,
+                                       &job->fetches[i], rtp_request_get_cancellable (request), buffered_done,
+                                       &job->fetches[i]);
+    }
+}
+
+/* ---- validate ---------------------------------------------------------------- */
+
+static void
+exists_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (RtpRequest) request = user_data;
+  g_autoptr (GError) error = NULL;
+  gboolean exists = FALSE;
+
+  rtp_request_enter (request);
+  if (!rtp_archiver_client_exists_finish (RTP_ARCHIVER_CLIENT (source), result, &exists, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        rtp_request_respond_error (request, error);
+    }
+  else
+    {
+      JsonObject *o = json_object_new ();
+      json_object_set_boolean_member (o, "pv_string_exists", exists);
+      rtp_request_respond_object (request, 200, o);
+    }
+  rtp_request_leave (request);
+}
+
+static void
+validate_pv (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+
+  rtp_request_pause (request);
+  rtp_archiver_client_exists_async (services->archiver, rtp_request_get_param (request, 0),
+                                    rtp_request_get_cancellable (request), exists_done, rtp_request_ref (request));
+}
+
+void
+rtp_routes_data_register (RtpHttpServer *http, RtpServices *services)
+{
+  rtp_http_server_add_route (http, "POST", "/data/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL, get_data, services);
+  rtp_http_server_add_route (http, "POST", "/data/*/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL, get_data, services);
+  rtp_http_server_add_route (http, "GET", "/data/validate_pv_string/*", RTP_ROUTE_ADMIN, validate_pv, services);
+  rtp_http_server_add_route (http, "GET", "/validate_pv_string/*", RTP_ROUTE_ADMIN, validate_pv, services);
+}

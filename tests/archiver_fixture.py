@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""A stand-in for the EPICS Archiver Appliance's retrieval API, for tests and benchmarks.
+
+It serves, on 127.0.0.1 and a port of its own choosing (printed as "Listening on URL"):
+  GET /retrieval/data/getData.json?pv=PV&from=ISO&to=ISO   with PV, optimized_N(PV) or mean_S(PV)
+  GET /retrieval/bpl/getMetadata?pv=PV
+in the appliance's documented format: [{"meta": {"name": …}, "data": [{"secs", "nanos", "val",
+"severity", "status"}, …]}]. Like the appliance it adds the last sample before `from`, answers
+an unknown PV with 404 "Unable to find typeinfo for pv …", answers optimized_N with raw samples
+when the window holds at most N and otherwise with about N bins whose val is
+[mean, std, min, max, count], and mean_S with one mean per S-second bin.
+
+Data is deterministic and set up by the test through control endpoints:
+  POST /control/pv    {"name", "start", "period", "count", "kind": "ramp"|"sine"|"string"|"waveform"|"nan"}
+                      or {"name", "samples": [[secs, nanos, val], …]}
+  POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown", "delay": s}
+  POST /control/release   lets held answers go
+  GET  /control/requests  the request paths seen so far
+"""
+import json
+import math
+import sys
+import threading
+import time
+import urllib.parse
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PVS = {}
+MODE = {"mode": "normal", "delay": 0}
+RELEASE = threading.Event()
+REQUESTS = []
+LOCK = threading.Lock()
+CHUNK = 20000
+
+
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Param:
+    """A PV whose i-th sample is at start + i*period."""
+
+    def __init__(self, spec):
+        self.start = float(spec.get("start", 0))
+        self.period = float(spec.get("period", 1))
+        self.count = int(spec.get("count", 0))
+        self.kind = spec.get("kind", "ramp")
+
+    def value(self, i):
+        if self.kind == "sine":
+            return math.sin(i / 10.0)
+        if self.kind == "string":
+            return f"state {i % 3}"
+        if self.kind == "waveform":
+            return [i, i + 1, i + 2]
+        if self.kind == "nan":
+            return float("nan") if i % 2 else float(i)
+        return float(i)
+
+    def time(self, i):
+        t = self.start + i * self.period
+        secs = math.floor(t)
+        return secs, int(round((t - secs) * 1e9))
+
+    def index_range(self, t0, t1):
+        """Indices in [t0, t1], plus the last one before t0."""
+        if self.count == 0:
+            return 0, -1
+        lo = max(0, math.ceil((t0 - self.start) / self.period - 1e-9))
+        hi = min(self.count - 1, math.floor((t1 - self.start) / self.period + 1e-9))
+        if lo > 0 and lo <= self.count:
+            lo -= 1
+        return lo, hi
+
+    def samples(self, t0, t1):
+        lo, hi = self.index_range(t0, t1)
+        for i in range(lo, hi + 1):
+            s, n = self.time(i)
+            yield s, n, self.value(i)
+
+    def window_count(self, t0, t1):
+        lo, hi = self.index_range(t0, t1)
+        return max(0, hi - lo + 1)
+
+
+class Explicit:
+    def __init__(self, spec):
+        self.list = sorted((int(s), int(n), v) for s, n, v in spec["samples"])
+
+    def samples(self, t0, t1):
+        before = None
+        for s, n, v in self.list:
+            t = s + n / 1e9
+            if t < t0:
+                before = (s, n, v)
+            elif t <= t1:
+                if before is not None:
+                    yield before
+                    before = None
+                yield s, n, v
+        if before is not None:
+            yield before
+
+    def window_count(self, t0, t1):
+        return sum(1 for _ in self.samples(t0, t1))
+
+
+def sample_json(s, n, v):
+    if isinstance(v, float) and math.isnan(v):
+        val = "NaN"  # what the appliance writes for NaN
+    else:
+        val = json.dumps(v)
+    return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": 0, "status": 0}}'
+
+
+def bins(source, t0, t1, nbins):
+    width = (t1 - t0) / nbins
+    buckets = [[] for _ in range(nbins)]
+    for s, n, v in source.samples(t0, t1):
+        t = s + n / 1e9
+        k = min(nbins - 1, max(0, int((t - t0) / width)))
+        buckets[k].append(float(v))
+    for k, b in enumerate(buckets):
+        if not b:
+            continue
+        mean = sum(b) / len(b)
+        std = math.sqrt(sum((x - mean) ** 2 for x in b) / len(b))
+        start = t0 + k * width
+        yield math.floor(start), 0, [mean, std, min(b), max(b), len(b)]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send(self, status, body, ctype="application/json"):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/control/pv":
+            with LOCK:
+                PVS[body["name"]] = Explicit(body) if "samples" in body else Param(body)
+        elif self.path == "/control/mode":
+            MODE.update(body)
+            RELEASE.clear()
+        elif self.path == "/control/release":
+            RELEASE.set()
+        else:
+            return self.send(404, "no such control")
+        self.send(200, "{}")
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        if url.path == "/control/requests":
+            with LOCK:
+                return self.send(200, json.dumps({"requests": REQUESTS}))
+        with LOCK:
+            REQUESTS.append(self.path)
+        mode = MODE["mode"]
+        if mode == "hold":
+            RELEASE.wait(60)
+        elif mode == "slow":
+            time.sleep(float(MODE.get("delay", 5)))
+        elif mode == "broken":
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.close()
+            return
+        elif mode == "garbage":
+            return self.send(200, '[{"meta": {"name": "x"}, "data": [{"secs": 1, "nanos": 0, "val": 1.0}, {"secs":')
+        expr = q.get("pv", [""])[0]
+        if url.path == "/retrieval/bpl/getMetadata":
+            if expr in PVS:
+                return self.send(200, json.dumps({"name": expr, "DBRType": "DBR_SCALAR_DOUBLE", "paused": "false"}))
+            return self.send(404, f"Unable to find typeinfo for pv {expr}", "text/plain")
+        if url.path != "/retrieval/data/getData.json":
+            return self.send(404, "not found", "text/plain")
+        op, arg, name = None, None, expr
+        if expr.endswith(")") and "(" in expr:
+            opname, name = expr[:-1].split("(", 1)
+            if opname.startswith("optimized_"):
+                op, arg = "optimized", int(opname[len("optimized_"):])
+            elif opname.startswith("mean_"):
+                op, arg = "mean", int(opname[len("mean_"):])
+        source = PVS.get(name)
+        if source is None:
+            if mode == "empty_unknown":
+                return self.send(200, "[]")
+            return self.send(404, f"Unable to find typeinfo for pv {name}", "text/plain")
+        t0 = parse_time(q["from"][0])
+        t1 = parse_time(q["to"][0])
+        if op == "optimized" and source.window_count(t0, t1) > arg:
+            samples = bins(source, t0, t1, arg)
+        elif op == "mean":
+            nb = max(1, math.ceil((t1 - t0) / arg))
+            samples = ((s, n, v[0]) for s, n, v in bins(source, t0, t0 + nb * arg, nb))
+        else:
+            samples = source.samples(t0, t1)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(f'[{{"meta": {{"name": {json.dumps(name)}, "PREC": "0"}}, "data": ['.encode())
+        first = True
+        buf = []
+        for s, n, v in samples:
+            buf.append(sample_json(s, n, v))
+            if len(buf) >= CHUNK:
+                self.wfile.write(((", " if not first else "") + ", ".join(buf)).encode())
+                first = False
+                buf = []
+        if buf:
+            self.wfile.write(((", " if not first else "") + ", ".join(buf)).encode())
+        self.wfile.write(b"] }]")
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print(f"Listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
