@@ -142,21 +142,40 @@ value_end (const char *s, gsize i, gsize n)
   return 0;
 }
 
+/* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static gboolean
 is_number (const char *s, gsize len)
 {
-  char tmp[64];
-  char *end = NULL;
+  gsize i = 0;
 
-  if (len == 0 || len >= sizeof tmp)
+  if (i < len && s[i] == '-')
+    i++;
+  if (i >= len || !g_ascii_isdigit (s[i]))
     return FALSE;
-  if (!(g_ascii_isdigit (s[0]) || s[0] == '-'))
-    return FALSE;
-  memcpy (tmp, s, len);
-  tmp[len] = '\0';
-  errno = 0;
-  g_ascii_strtod (tmp, &end);
-  return *end == '\0';
+  if (s[i] == '0')
+    i++;
+  else
+    while (i < len && g_ascii_isdigit (s[i]))
+      i++;
+  if (i < len && s[i] == '.')
+    {
+      i++;
+      if (i >= len || !g_ascii_isdigit (s[i]))
+        return FALSE;
+      while (i < len && g_ascii_isdigit (s[i]))
+        i++;
+    }
+  if (i < len && (s[i] == 'e' || s[i] == 'E'))
+    {
+      i++;
+      if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+      if (i >= len || !g_ascii_isdigit (s[i]))
+        return FALSE;
+      while (i < len && g_ascii_isdigit (s[i]))
+        i++;
+    }
+  return i == len;
 }
 
 static gboolean
@@ -252,6 +271,9 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
   const char *val = "null";
   gsize val_len = 4;
 
+  i = skip_ws (s, i, n);
+  if (i < n && s[i] == '}')
+    return bad (error, "an empty sample");
   while (TRUE)
     {
       gsize key_end, v_start, v_end;
@@ -259,13 +281,6 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
       gsize key_len;
 
       i = skip_ws (s, i, n);
-      if (i < n && s[i] == '}')
-        break;
-      if (i < n && s[i] == ',')
-        {
-          i++;
-          continue;
-        }
       if (i >= n || s[i] != '"')
         return bad (error, "a sample is not an object of keys");
       key_end = string_end (s, i, n);
@@ -299,7 +314,12 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
           val = s + v_start;
           val_len = v_end - v_start;
         }
-      i = v_end;
+      i = skip_ws (s, v_end, n);
+      if (i < n && s[i] == '}')
+        break;
+      if (i >= n || s[i] != ',')
+        return bad (error, "expected ',' or '}' in a sample");
+      i++;
     }
   if (!have_secs)
     return bad (error, "a sample has no secs");

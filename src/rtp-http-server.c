@@ -470,6 +470,8 @@ rtp_request_stream_begin (RtpRequest *request, guint status, const char *content
     return;
   soup_server_message_set_status (request->msg, status, NULL);
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
+  /* written chunks are dropped, not kept for the whole answer */
+  soup_message_body_set_accumulate (soup_server_message_get_response_body (request->msg), FALSE);
   soup_message_headers_replace (headers, "Content-Type", content_type);
   request->wrote_id = g_signal_connect (request->msg, "wrote-body-data", G_CALLBACK (wrote_body_data), request);
 }

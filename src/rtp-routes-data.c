@@ -227,22 +227,19 @@ stream_drained (gsize queued, gpointer user_data)
     rtp_archiver_transfer_set_paused (job->transfer, FALSE);
 }
 
+/* The reply starts only once FLUSH_AT bytes are ready (or all is done): an archiver that
+ * fails early still gets a clean 502, only a failure deep into a long stream cuts it off. */
 static void
 stream_flush (Job *job)
 {
+  if (!job->started)
+    {
+      job->started = TRUE;
+      rtp_request_stream_begin (job->request, 200, "application/json; charset=utf-8", stream_drained, job);
+    }
   rtp_request_stream_write (job->request, job->out);
   if (rtp_request_stream_queued (job->request) > HIGH_WATER && job->transfer != NULL)
     rtp_archiver_transfer_set_paused (job->transfer, TRUE);
-}
-
-static void
-stream_start_reply (Job *job)
-{
-  if (job->started)
-    return;
-  job->started = TRUE;
-  rtp_request_stream_begin (job->request, 200, "application/json; charset=utf-8", stream_drained, job);
-  append_prefix (job, job->out);
 }
 
 static void
@@ -260,11 +257,6 @@ stream_sample (const RtpSample *sample, gpointer user_data)
   PvFetch *f = user_data;
   Job *job = f->job;
 
-  if (!job->started)
-    {
-      stream_start_reply (job);
-      stream_open_pv (job);
-    }
   append_sample (job->out, job->tz, sample, f->points == 0);
   f->points++;
   if (sample->binned)
@@ -300,18 +292,12 @@ stream_done (GObject *source, GAsyncResult *result, gpointer user_data)
       job_free (job);
       return;
     }
-  if (!job->started)
-    {
-      stream_start_reply (job);
-      stream_open_pv (job);
-    }
   g_string_append_c (job->out, ']');
   note_reduced (job, job->current);
   job->current++;
   if (job->current < job->pvs->len)
     {
       stream_open_pv (job);
-      stream_flush (job);
       rtp_request_leave (job->request);
       stream_next (job);
       return;
@@ -470,6 +456,8 @@ get_data (RtpRequest *request, gpointer user_data)
   if (max_points == 0)
     {
       job->out = g_string_sized_new (FLUSH_AT * 2);
+      append_prefix (job, job->out);
+      stream_open_pv (job);
       stream_next (job);
       return;
     }

@@ -318,3 +318,50 @@ class Subscriber:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class ArchiverFixture:
+    """tests/archiver_fixture.py on 127.0.0.1 and a port of its own choosing."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "archiver_fixture.py")
+
+    def __init__(self):
+        self.proc = None
+        self.url = None
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, self.SCRIPT], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"Listening on (http://127\.0\.0\.1:\d+)", line)
+        assert m, f"fixture did not start: {line!r}"
+        self.url = m.group(1)
+        return self
+
+    def control(self, path, body):
+        import urllib.request
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read()
+
+    def pv(self, name, **spec):
+        spec["name"] = name
+        self.control("/control/pv", spec)
+
+    def mode(self, mode, **extra):
+        extra["mode"] = mode
+        self.control("/control/mode", extra)
+
+    def release(self):
+        self.control("/control/release", {})
+
+    def requests(self):
+        import urllib.request
+        with urllib.request.urlopen(self.url + "/control/requests", timeout=30) as r:
+            return json.loads(r.read())["requests"]
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc.stdout.close()
+            self.proc = None
