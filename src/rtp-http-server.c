@@ -752,14 +752,22 @@ typedef struct {
 static void
 refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
 {
-  static const char body[] = "{\"errors\": [\"The request body is too large.\"]}";
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
   SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (req, "Accept-Language"));
+  g_autoptr (JsonObject) o = json_object_new ();
+  g_autoptr (JsonNode) node = NULL;
+  JsonArray *errors = json_array_new ();
+  char *text;
 
+  json_array_add_string_element (errors, rtp_i18n_translate (language, N_("The request body is too large.")));
+  json_object_set_array_member (o, "errors", errors);
+  node = json_node_init_object (json_node_alloc (), o);
+  text = json_to_string (node, FALSE);
   add_cors_headers (self, msg);
   soup_message_headers_replace (resp, "Connection", "close");
   soup_server_message_set_status (msg, 413, NULL);
-  soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_STATIC, body,
-                                    sizeof body - 1);
+  soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
 }
 
 static void

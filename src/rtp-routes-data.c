@@ -143,8 +143,8 @@ note_reduced (Job *job, guint index)
   PvFetch *f = &job->fetches[index];
   if (f->binned > 0)
     g_ptr_array_add (job->warnings,
-                     g_strdup_printf (_("The data of %s was reduced to %" G_GUINT64_FORMAT " points."),
-                                      (const char *) g_ptr_array_index (job->pvs, index), f->points));
+                     g_strdup_printf (_("The data of %s was reduced to %llu points."),
+                                      (const char *) g_ptr_array_index (job->pvs, index), (unsigned long long) f->points));
 }
 
 /* ---- buffered (max_points > 0) ---------------------------------------------------------------- */
@@ -406,8 +406,8 @@ get_data (RtpRequest *request, gpointer user_data)
       gint64 hours = rtp_config_get_int (services->config, "DEFAULT_ARCHIVER_TIME_PERIOD");
       since = until - hours * 3600 * G_USEC_PER_SEC;
       g_ptr_array_add (job->warnings,
-                       g_strdup_printf (_("Time frame not specified. The data is in a server-defined time frame of %" G_GINT64_FORMAT " hours up to the current time."),
-                                        hours));
+                       g_strdup_printf (_("Time frame not specified. The data is in a server-defined time frame of %lld hours up to the current time."),
+                                        (long long) hours));
     }
   if (since > until)
     {
