@@ -2,6 +2,7 @@
 #define G_LOG_DOMAIN "RtpApplication"
 
 #include "rtp-application.h"
+#include "rtp-control.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-password.h"
@@ -19,6 +20,11 @@ struct _RtpApplication {
   GApplication parent_instance;
 
   RtpServices services;     /* (owned) members */
+  RtpControl *control;      /* (owned) (nullable) */
+  char *config_path;        /* (owned) (nullable) --config; NULL: .env if present */
+  GHashTable *overrides;    /* (owned) command-line settings, re-applied on reload */
+  char *state_dir;          /* (owned) (nullable) */
+  char *bus;                /* (owned) */
   int exit_status;
   gboolean held;
   gboolean stopping;
@@ -36,6 +42,7 @@ static const GOptionEntry options[] = {
   { "host", 0, 0, G_OPTION_ARG_STRING, NULL, "Listen on address HOST", "HOST" },
   { "database", 'd', 0, G_OPTION_ARG_STRING, NULL, "Database URI (sqlite:///path or postgresql://…)", "URI" },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Keep the database and keys in DIR", "DIR" },
+  { "bus", 0, 0, G_OPTION_ARG_STRING, NULL, "D-Bus for local control: session, system or none (default: session when there is one)", "BUS" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, NULL, "Log debug messages", NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
   { NULL },
@@ -57,13 +64,38 @@ fail (RtpApplication *self, int status, const char *format, ...)
   self->exit_status = status;
 }
 
+/* defaults → file → environment → command line; used at start and by ReloadConfig */
+static RtpConfig *
+load_config (RtpApplication *self, GError **error)
+{
+  g_autoptr (RtpConfig) config = rtp_config_new ();
+  g_auto (GStrv) env = g_get_environ ();
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (self->config_path != NULL)
+    {
+      if (!rtp_config_load_file (config, self->config_path, TRUE, error))
+        return NULL;
+    }
+  else if (!rtp_config_load_file (config, ".env", FALSE, error))
+    return NULL;
+  rtp_config_load_environment (config, (const char *const *) env);
+  g_hash_table_iter_init (&iter, self->overrides);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    rtp_config_set_override (config, key, value);
+  if (self->state_dir != NULL)
+    rtp_config_set_state_dir (config, self->state_dir);
+  if (!rtp_config_validate (config, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
 static gint
 rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
 {
   RtpApplication *self = RTP_APPLICATION (app);
-  g_autoptr (RtpConfig) config = rtp_config_new ();
   g_autoptr (GError) error = NULL;
-  g_auto (GStrv) env = g_get_environ ();
   const char *config_file = NULL;
   const char *value = NULL;
 
@@ -74,33 +106,66 @@ rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
     }
   if (g_variant_dict_contains (dict, "verbose"))
     g_log_set_debug_enabled (TRUE);
-
-  /* defaults → file → environment → command line */
   if (g_variant_dict_lookup (dict, "config", "^&ay", &config_file))
-    {
-      if (!rtp_config_load_file (config, config_file, TRUE, &error))
-        goto bad;
-    }
-  else if (!rtp_config_load_file (config, ".env", FALSE, &error))
-    goto bad;
-  rtp_config_load_environment (config, (const char *const *) env);
+    self->config_path = g_strdup (config_file);
   if (g_variant_dict_lookup (dict, "port", "&s", &value))
-    rtp_config_set_override (config, "FLASK_RUN_PORT", value);
+    g_hash_table_insert (self->overrides, g_strdup ("FLASK_RUN_PORT"), g_strdup (value));
   if (g_variant_dict_lookup (dict, "host", "&s", &value))
-    rtp_config_set_override (config, "FLASK_RUN_HOST", value);
+    g_hash_table_insert (self->overrides, g_strdup ("FLASK_RUN_HOST"), g_strdup (value));
   if (g_variant_dict_lookup (dict, "database", "&s", &value))
-    rtp_config_set_override (config, "SQLALCHEMY_DATABASE_URI", value);
+    g_hash_table_insert (self->overrides, g_strdup ("SQLALCHEMY_DATABASE_URI"), g_strdup (value));
   if (g_variant_dict_lookup (dict, "state-dir", "^&ay", &value))
-    rtp_config_set_state_dir (config, value);
-  if (!rtp_config_validate (config, &error))
-    goto bad;
+    self->state_dir = g_strdup (value);
+  if (g_variant_dict_lookup (dict, "bus", "&s", &value))
+    self->bus = g_strdup (value);
+  else
+    self->bus = g_strdup (g_getenv ("DBUS_SESSION_BUS_ADDRESS") != NULL ? "session" : "none");
+  if (!g_strv_contains ((const char *const[]){ "session", "system", "none", NULL }, self->bus))
+    {
+      fail (self, 2, "--bus: '%s' is not session, system or none", self->bus);
+      return 2;
+    }
 
-  self->services.config = g_steal_pointer (&config);
+  self->services.config = load_config (self, &error);
+  if (self->services.config == NULL)
+    {
+      fail (self, 2, "%s", error->message);
+      return 2;
+    }
   return -1;
+}
 
-bad:
-  fail (self, 2, "%s", error->message);
-  return 2;
+/* Keys read at each request take effect at once; the others are held by services built
+ * at start and need a restart. */
+static GStrv
+reload_config (gpointer user_data, GError **error)
+{
+  static const char *const live[] = { "DEFAULT_ARCHIVER_TIME_PERIOD", "RTP_MAX_POINTS", "ARCHIVER_TIMEZONE", NULL };
+  static const char *const all[] = {
+    "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "DEFAULT_ADMIN_NAME", "DEFAULT_ADMIN_PASSWORD", "PASSWORD_SALT",
+    "ACCESS_TOKEN_VALIDITY_TIME", "ARCHIVER_URL", "ARCHIVER_TIMEZONE", "DEFAULT_ARCHIVER_TIME_PERIOD",
+    "MQTT_SERVER_URL", "MQTT_CHANNEL_PREFIX", "EMAIL_MQTT_CHANNEL", "THRESHOLD_UNIT", "FLASK_RUN_HOST",
+    "FLASK_RUN_PORT", "RTP_CORS_ORIGIN", "RTP_MAX_BODY_BYTES", "RTP_MAX_IMPORT_BYTES", "RTP_ARCHIVER_TIMEOUT",
+    "RTP_MQTT_TIMEOUT", "RTP_MAX_POINTS", "RTP_MONITOR_INTERVAL", "RTP_ALERT_RENOTIFY_S", "RTP_ALERT_HYSTERESIS",
+    "RTP_SMTP_URL", "RTP_SMTP_FROM", "RTP_SMTP_USER", "RTP_SMTP_PASSWORD", "RTP_MQTT_USER", "RTP_MQTT_PASSWORD",
+    "RTP_MQTT_VALUE_TOPIC_PREFIX", "RTP_LOGIN_MAX_FAILURES", "RTP_LOGIN_LOCKOUT_S", "RTP_SHUTDOWN_TIMEOUT", NULL,
+  };
+  RtpApplication *self = user_data;
+  g_autoptr (RtpConfig) fresh = load_config (self, error);
+  g_autoptr (GStrvBuilder) restart = g_strv_builder_new ();
+
+  if (fresh == NULL)
+    {
+      g_prefix_error (error, "the configuration was not reloaded: ");
+      return NULL;
+    }
+  for (guint i = 0; all[i] != NULL; i++)
+    if (g_strcmp0 (rtp_config_get_string (fresh, all[i]), rtp_config_get_string (self->services.config, all[i])) != 0 &&
+        !g_strv_contains (live, all[i]))
+      g_strv_builder_add (restart, all[i]);
+  g_set_object (&self->services.config, fresh);
+  g_message ("configuration reloaded");
+  return g_strv_builder_end (restart);
 }
 
 /* The signing key: SECRET_KEY, or 32 random bytes kept 0600 in the state directory. */
@@ -272,6 +337,9 @@ start (RtpApplication *self, GError **error)
   /* the broker may be down: everything else is served meanwhile */
   rtp_mqtt_publisher_start (s->mqtt);
   url = rtp_http_server_dup_url (s->http);
+  self->control = rtp_control_new (s, url, reload_config, self);
+  if (!rtp_control_start (self->control, self->bus, error))
+    return FALSE;
   g_print ("Listening on %s\n", url);
   fflush (stdout);
   return TRUE;
@@ -311,6 +379,9 @@ rtp_application_shutdown (GApplication *app)
   RtpServices *s = &self->services;
 
   g_clear_handle_id (&self->drain_id, g_source_remove);
+  if (self->control != NULL)
+    rtp_control_stop (self->control);
+  g_clear_object (&self->control);
   if (s->http != NULL)
     rtp_http_server_disconnect (s->http);
   g_clear_object (&s->http);
@@ -339,6 +410,10 @@ rtp_application_finalize (GObject *object)
   RtpApplication *self = RTP_APPLICATION (object);
 
   g_clear_object (&self->services.config);
+  g_free (self->config_path);
+  g_hash_table_unref (self->overrides);
+  g_free (self->state_dir);
+  g_free (self->bus);
   G_OBJECT_CLASS (rtp_application_parent_class)->finalize (object);
 }
 
@@ -358,6 +433,7 @@ static void
 rtp_application_init (RtpApplication *self)
 {
   g_application_add_main_option_entries (G_APPLICATION (self), options);
+  self->overrides = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }
 
 RtpApplication *

@@ -19,6 +19,9 @@ struct _RtpSetpoints {
 
 G_DEFINE_TYPE (RtpSetpoints, rtp_setpoints, G_TYPE_OBJECT)
 
+enum { SIGNAL_VALUE_SET, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
 static void
 rtp_setpoints_finalize (GObject *object)
 {
@@ -34,6 +37,16 @@ static void
 rtp_setpoints_class_init (RtpSetpointsClass *klass)
 {
   G_OBJECT_CLASS (klass)->finalize = rtp_setpoints_finalize;
+  /**
+   * RtpSetpoints::value-set:
+   * @pv_string: the PV
+   * @value: the value's text
+   * @actor: who set it (a user_id or "dbus:uid=N")
+   *
+   * Emitted after the broker acknowledged a new value.
+   */
+  signals[SIGNAL_VALUE_SET] = g_signal_new ("value-set", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                                            NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING);
 }
 
 static void
@@ -128,6 +141,7 @@ published (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   audit (self, d->actor, d->pv, d->value, "acknowledged");
   g_message ("%s set %s to %s", d->actor, d->pv, d->value);
+  g_signal_emit (self, signals[SIGNAL_VALUE_SET], 0, d->pv, d->value, d->actor);
   g_task_return_boolean (task, TRUE);
 }
 

@@ -1,0 +1,696 @@
+/* rtp-control.c: org.realtimeplot.Server1 on D-Bus
+ *
+ * Each method is a thin adapter over the service calls the HTTP handlers use, so no rule
+ * exists twice; callers act as administrators — who may call is the bus policy's business
+ * (data/org.realtimeplot.Server1.conf lets root and the realtimeplot group on the system bus).
+ * The name is owned with g_bus_own_name(); a name already taken is a warning, not an exit. */
+#define G_LOG_DOMAIN "RtpControl"
+
+#include "rtp-control.h"
+#include "rtp-dbus-generated.h"
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+
+#include <string.h>
+
+#define BUS_NAME "org.realtimeplot.Server1"
+#define OBJECT_PATH "/org/realtimeplot/Server1"
+
+struct _RtpControl {
+  GObject parent_instance;
+
+  RtpServices *services;        /* (unowned) the application outlives us */
+  RtpDbusServer1 *skeleton;     /* (owned) */
+  char *listen_address;         /* (owned) */
+  RtpReloadFunc reload;
+  gpointer reload_data;
+  guint owner_id;
+  GDBusConnection *connection;  /* (owned) (nullable) */
+  gint64 started_us;
+  guint refresh_id;
+  gulong value_set_id;
+  gulong mqtt_id;
+};
+
+G_DEFINE_TYPE (RtpControl, rtp_control, G_TYPE_OBJECT)
+
+void
+rtp_control_register_errors (void)
+{
+  static const GDBusErrorEntry entries[] = {
+    { RTP_ERROR_FAILED, "org.realtimeplot.Server1.Error.Failed" },
+    { RTP_ERROR_INVALID, "org.realtimeplot.Server1.Error.Invalid" },
+    { RTP_ERROR_UNAUTHORIZED, "org.realtimeplot.Server1.Error.Unauthorized" },
+    { RTP_ERROR_FORBIDDEN, "org.realtimeplot.Server1.Error.Forbidden" },
+    { RTP_ERROR_NOT_FOUND, "org.realtimeplot.Server1.Error.NotFound" },
+    { RTP_ERROR_NOT_ACCEPTABLE, "org.realtimeplot.Server1.Error.NotAcceptable" },
+    { RTP_ERROR_EXISTS, "org.realtimeplot.Server1.Error.Exists" },
+    { RTP_ERROR_CONFLICT, "org.realtimeplot.Server1.Error.Conflict" },
+    { RTP_ERROR_TOO_LARGE, "org.realtimeplot.Server1.Error.TooLarge" },
+    { RTP_ERROR_TOO_MANY, "org.realtimeplot.Server1.Error.TooMany" },
+    { RTP_ERROR_UPSTREAM, "org.realtimeplot.Server1.Error.Upstream" },
+    { RTP_ERROR_UNAVAILABLE, "org.realtimeplot.Server1.Error.Unavailable" },
+    { RTP_ERROR_READONLY, "org.realtimeplot.Server1.Error.ReadOnly" },
+  };
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done))
+    {
+      for (gsize i = 0; i < G_N_ELEMENTS (entries); i++)
+        g_dbus_error_register_error (RTP_ERROR, entries[i].error_code, entries[i].dbus_error_name);
+      g_once_init_leave (&done, 1);
+    }
+}
+
+static void
+return_error (GDBusMethodInvocation *invocation, const GError *error)
+{
+  if (error->domain == RTP_MISSING_FIELDS_ERROR)
+    g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_INVALID, error->message);
+  else
+    g_dbus_method_invocation_return_gerror (invocation, error);
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static GVariant *
+user_to_variant (const RtpUser *u)
+{
+  GVariantDict d;
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "user_id", "s", u->user_id);
+  g_variant_dict_insert (&d, "login_name", "s", u->login_name);
+  g_variant_dict_insert (&d, "first_name", "s", u->first_name);
+  g_variant_dict_insert (&d, "last_name", "s", u->last_name);
+  g_variant_dict_insert (&d, "email", "s", u->email != NULL ? u->email : "");
+  g_variant_dict_insert (&d, "user_type", "s", u->user_type);
+  g_variant_dict_insert (&d, "preferred_language", "s", u->preferred_language);
+  return g_variant_dict_end (&d);
+}
+
+static GVariant *
+strings_variant (GPtrArray *strings)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("as"));
+  for (guint i = 0; i < strings->len; i++)
+    g_variant_builder_add (&b, "s", (const char *) g_ptr_array_index (strings, i));
+  return g_variant_builder_end (&b);
+}
+
+/* A D-Bus caller acts as this administrator in the services. */
+static RtpUser *
+dbus_admin (const char *actor)
+{
+  RtpUser *u = g_new0 (RtpUser, 1);
+  u->user_id = g_strdup (actor);
+  u->login_name = g_strdup (actor);
+  u->first_name = g_strdup ("D-Bus");
+  u->last_name = g_strdup ("caller");
+  u->user_type = g_strdup ("Admin");
+  u->preferred_language = g_strdup ("en");
+  return u;
+}
+
+typedef struct {
+  RtpControl *self;
+  GDBusMethodInvocation *invocation; /* (owned) */
+  char *a;
+  char *b;
+} Call;
+
+static Call *
+call_new (RtpControl *self, GDBusMethodInvocation *invocation, const char *a, const char *b)
+{
+  Call *c = g_new0 (Call, 1);
+  c->self = g_object_ref (self);
+  c->invocation = g_object_ref (invocation);
+  c->a = g_strdup (a);
+  c->b = g_strdup (b);
+  return c;
+}
+
+static void
+call_free (Call *c)
+{
+  g_object_unref (c->self);
+  g_object_unref (c->invocation);
+  g_free (c->a);
+  g_free (c->b);
+  g_free (c);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Call, call_free)
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static gboolean
+handle_get_status (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  RtpServices *s = self->services;
+  g_autoptr (GError) error = NULL;
+  guint experiments = 0, pvs = 0;
+  gint64 users = rtp_user_manager_count (s->users, &error);
+  GVariantDict d;
+
+  if (users < 0 || !rtp_experiment_store_count (s->experiments, &experiments, &pvs, &error))
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "version", "s", RTP_VERSION);
+  g_variant_dict_insert (&d, "uptime_s", "t", (guint64) ((g_get_monotonic_time () - self->started_us) / G_USEC_PER_SEC));
+  g_variant_dict_insert (&d, "listen_address", "s", self->listen_address);
+  g_variant_dict_insert (&d, "database_kind", "s", rtp_database_get_kind_name (s->db));
+  g_variant_dict_insert (&d, "users", "u", (guint32) users);
+  g_variant_dict_insert (&d, "experiments", "u", experiments);
+  g_variant_dict_insert (&d, "process_variables", "u", pvs);
+  g_variant_dict_insert (&d, "mqtt_connected", "b", rtp_mqtt_publisher_get_connected (s->mqtt));
+  g_variant_dict_insert (&d, "archiver_configured", "b", rtp_archiver_client_is_configured (s->archiver));
+  g_variant_dict_insert (&d, "requests_served", "t", rtp_http_server_get_requests_served (s->http));
+  g_variant_dict_insert (&d, "mqtt_outbox", "u", rtp_threshold_monitor_outbox_length (s->monitor));
+  rtp_dbus_server1_complete_get_status (skeleton, invocation, g_variant_dict_end (&d));
+  return TRUE;
+}
+
+static gboolean
+handle_list_users (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) users = rtp_user_manager_list (self->services->users, &error);
+  GVariantBuilder b;
+
+  if (users == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < users->len; i++)
+    g_variant_builder_add_value (&b, user_to_variant (g_ptr_array_index (users, i)));
+  rtp_dbus_server1_complete_list_users (skeleton, invocation, g_variant_builder_end (&b));
+  return TRUE;
+}
+
+static void
+create_user_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *password = NULL;
+  g_autoptr (RtpUser) user = rtp_user_manager_create_finish (RTP_USER_MANAGER (source), result, &password, &error);
+
+  if (user == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_create_user (c->self->skeleton, c->invocation, user->user_id, password);
+}
+
+static gboolean
+handle_create_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *login, const char *first,
+                    const char *last, const char *type, const char *email, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (JsonObject) fields = json_object_new ();
+
+  json_object_set_string_member (fields, "login_name", login);
+  json_object_set_string_member (fields, "first_name", first);
+  json_object_set_string_member (fields, "last_name", last);
+  json_object_set_string_member (fields, "user_type", type);
+  if (email[0] != '\0')
+    json_object_set_string_member (fields, "email", email);
+  rtp_user_manager_create_async (self->services->users, fields, NULL, create_user_done,
+                                 call_new (self, invocation, NULL, NULL));
+  return TRUE;
+}
+
+static void
+reset_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *password = rtp_user_manager_reset_password_finish (RTP_USER_MANAGER (source), result, &error);
+
+  if (password == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_reset_password (c->self->skeleton, c->invocation, password);
+}
+
+static gboolean
+handle_reset_password (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *login,
+                       gpointer user_data)
+{
+  RtpControl *self = user_data;
+  rtp_user_manager_reset_password_async (self->services->users, login, NULL, reset_done,
+                                         call_new (self, invocation, NULL, NULL));
+  return TRUE;
+}
+
+/* A user by id, else by login name. */
+static char *
+resolve_user (RtpControl *self, const char *user, GError **error)
+{
+  g_autoptr (RtpUser) by_id = rtp_user_manager_get (self->services->users, user, NULL);
+  g_autoptr (GPtrArray) all = NULL;
+
+  if (by_id != NULL)
+    return g_strdup (by_id->user_id);
+  all = rtp_user_manager_list (self->services->users, error);
+  if (all == NULL)
+    return NULL;
+  for (guint i = 0; i < all->len; i++)
+    {
+      RtpUser *u = g_ptr_array_index (all, i);
+      if (g_str_equal (u->login_name, user))
+        return g_strdup (u->user_id);
+    }
+  g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"), user);
+  return NULL;
+}
+
+static gboolean
+handle_delete_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *user, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *id = resolve_user (self, user, &error);
+  g_autoptr (RtpUser) deleted = id != NULL ? rtp_user_manager_delete (self->services->users, id, &error) : NULL;
+
+  if (deleted == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_delete_user (skeleton, invocation);
+  return TRUE;
+}
+
+static gboolean
+handle_list_experiments (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_experiment_store_list_experiments (self->services->experiments, &error);
+  GVariantBuilder b;
+
+  if (list == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    {
+      RtpExperiment *e = g_ptr_array_index (list, i);
+      GVariantDict d;
+      g_variant_dict_init (&d, NULL);
+      g_variant_dict_insert (&d, "short_id", "s", e->short_id);
+      g_variant_dict_insert (&d, "human_readable_name", "s", e->human_readable_name != NULL ? e->human_readable_name : "");
+      g_variant_dict_insert_value (&d, "process_variables", strings_variant (e->pv_strings));
+      g_variant_dict_insert_value (&d, "user_ids", strings_variant (e->user_ids));
+      g_variant_builder_add_value (&b, g_variant_dict_end (&d));
+    }
+  rtp_dbus_server1_complete_list_experiments (skeleton, invocation, g_variant_builder_end (&b));
+  return TRUE;
+}
+
+static gboolean
+handle_list_pvs (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_experiment_store_list_pvs (self->services->experiments, NULL, &error);
+  GVariantBuilder b;
+
+  if (list == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    {
+      RtpProcessVariable *pv = g_ptr_array_index (list, i);
+      GVariantDict d;
+      g_variant_dict_init (&d, NULL);
+      g_variant_dict_insert (&d, "pv_string", "s", pv->pv_string);
+      g_variant_dict_insert (&d, "human_readable_name", "s", pv->human_readable_name != NULL ? pv->human_readable_name : "");
+      g_variant_dict_insert (&d, "experiment_short_id", "s", pv->experiment_short_id);
+      g_variant_dict_insert (&d, "available_for_mqtt_publish", "b", pv->available_for_mqtt_publish);
+      if (pv->has_threshold_min)
+        g_variant_dict_insert (&d, "default_threshold_min", "x", pv->threshold_min);
+      if (pv->has_threshold_max)
+        g_variant_dict_insert (&d, "default_threshold_max", "x", pv->threshold_max);
+      g_variant_builder_add_value (&b, g_variant_dict_end (&d));
+    }
+  rtp_dbus_server1_complete_list_pvs (skeleton, invocation, g_variant_builder_end (&b));
+  return TRUE;
+}
+
+static gboolean
+handle_create_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string, GVariant *fields,
+                  gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (JsonObject) o = json_object_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpProcessVariable) pv = NULL;
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  json_object_set_string_member (o, "pv_string", pv_string);
+  g_variant_iter_init (&iter, fields);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      /* the same names and types as the JSON body of POST /experiments/pvs */
+      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        json_object_set_string_member (o, key, g_variant_get_string (value, NULL));
+      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN))
+        json_object_set_boolean_member (o, key, g_variant_get_boolean (value));
+      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
+        json_object_set_int_member (o, key, g_variant_get_int64 (value));
+      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT32))
+        json_object_set_int_member (o, key, g_variant_get_int32 (value));
+      else
+        json_object_set_null_member (o, key); /* a type the store will refuse */
+      g_variant_unref (value);
+    }
+  pv = rtp_experiment_store_create_pv (self->services->experiments, o, &error);
+  if (pv == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_create_pv (skeleton, invocation);
+  return TRUE;
+}
+
+static gboolean
+handle_delete_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *deleted_experiment = NULL;
+  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_delete_pv (self->services->experiments, pv_string,
+                                                                      &deleted_experiment, &error);
+  if (pv == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_delete_pv (skeleton, invocation);
+  return TRUE;
+}
+
+static gboolean
+handle_assign_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *short_id,
+                    const char *user_id, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (JsonObject) changes = json_object_new ();
+  JsonArray *add = json_array_new ();
+  g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpExperiment) e = NULL;
+
+  /* the same rule as PUT /experiments/<id> {"users_to_add": [...]} */
+  json_array_add_string_element (add, user_id);
+  json_object_set_array_member (changes, "users_to_add", add);
+  e = rtp_experiment_store_update_experiment (self->services->experiments, short_id, changes, errors, &error);
+  if (e == NULL)
+    return_error (invocation, error);
+  else if (errors->len > 0)
+    g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_NOT_FOUND,
+                                                   g_ptr_array_index (errors, 0));
+  else
+    rtp_dbus_server1_complete_assign_user (skeleton, invocation);
+  return TRUE;
+}
+
+static gboolean
+handle_export_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = rtp_experiment_store_export (self->services->experiments, &error);
+
+  if (text == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_export_config (skeleton, invocation, text);
+  return TRUE;
+}
+
+static gboolean
+handle_import_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *content,
+                      gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpImportResult) r = rtp_experiment_store_import (self->services->experiments, content, strlen (content),
+                                                               &error);
+  GVariantDict d;
+
+  if (r == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "experiments_in_file", "u", r->experiments_in_file);
+  g_variant_dict_insert (&d, "process_variables_in_file", "u", r->process_variables_in_file);
+  g_variant_dict_insert (&d, "experiments_in_database", "u", r->experiments_in_database);
+  g_variant_dict_insert (&d, "process_variables_in_database", "u", r->process_variables_in_database);
+  g_variant_dict_insert_value (&d, "errors", strings_variant (r->errors));
+  rtp_dbus_server1_complete_import_config (skeleton, invocation, g_variant_dict_end (&d));
+  return TRUE;
+}
+
+static void
+publish_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!rtp_setpoints_set_finish (RTP_SETPOINTS (source), result, &error))
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_publish_value (c->self->skeleton, c->invocation);
+}
+
+static void
+got_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
+  g_autofree char *actor = NULL;
+  g_autoptr (RtpUser) admin = NULL;
+  guint32 uid = 0;
+
+  if (reply == NULL)
+    {
+      g_dbus_method_invocation_return_gerror (c->invocation, error);
+      return;
+    }
+  g_variant_get (reply, "(u)", &uid);
+  actor = g_strdup_printf ("dbus:uid=%u", uid);
+  admin = dbus_admin (actor);
+  rtp_setpoints_set_async (c->self->services->setpoints, admin, actor, TRUE, c->a, c->b, NULL, publish_done,
+                           call_new (c->self, c->invocation, NULL, NULL));
+}
+
+static gboolean
+handle_publish_value (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv, const char *value,
+                      gpointer user_data)
+{
+  RtpControl *self = user_data;
+
+  /* the audit log names the calling Unix user, as the bus daemon vouches for it */
+  g_dbus_connection_call (g_dbus_method_invocation_get_connection (invocation), "org.freedesktop.DBus",
+                          "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetConnectionUnixUser",
+                          g_variant_new ("(s)", g_dbus_method_invocation_get_sender (invocation)),
+                          G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, got_caller_uid,
+                          call_new (self, invocation, pv, value));
+  return TRUE;
+}
+
+static gboolean
+handle_reload_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) restart = self->reload (self->reload_data, &error);
+
+  if (restart == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_reload_config (skeleton, invocation, (const char *const *) restart);
+  return TRUE;
+}
+
+/* ---- signals and properties ---------------------------------------------------------------- */
+
+static void
+on_value_set (RtpSetpoints *setpoints, const char *pv, const char *value, const char *actor, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  rtp_dbus_server1_emit_value_set (self->skeleton, pv, value, actor);
+}
+
+void
+rtp_control_emit_threshold_breached (RtpControl *self, const char *pv, double value, gint64 min, gint64 max)
+{
+  rtp_dbus_server1_emit_threshold_breached (self->skeleton, pv, value, min, max);
+}
+
+static void
+on_mqtt_connected (GObject *mqtt, GParamSpec *pspec, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  rtp_dbus_server1_set_mqtt_connected (self->skeleton, rtp_mqtt_publisher_get_connected (self->services->mqtt));
+}
+
+static gboolean
+refresh_properties (gpointer user_data)
+{
+  RtpControl *self = user_data;
+  guint64 served = rtp_http_server_get_requests_served (self->services->http);
+
+  /* PropertiesChanged only when the figure moved */
+  if (rtp_dbus_server1_get_requests_served (self->skeleton) != served)
+    rtp_dbus_server1_set_requests_served (self->skeleton, served);
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- bus ---------------------------------------------------------------- */
+
+static void
+on_bus_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+
+  g_set_object (&self->connection, connection);
+  if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->skeleton), connection, OBJECT_PATH, &error))
+    g_warning ("cannot export %s: %s", OBJECT_PATH, error->message);
+}
+
+static void
+on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  g_message ("owning the D-Bus name %s", name);
+}
+
+static void
+on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  if (connection == NULL)
+    g_warning ("no D-Bus connection: local control over D-Bus is off, HTTP goes on");
+  else
+    g_warning ("the D-Bus name %s is taken by another process; HTTP goes on, D-Bus control is with the other one",
+               name);
+}
+
+static void
+rtp_control_dispose (GObject *object)
+{
+  RtpControl *self = RTP_CONTROL (object);
+
+  rtp_control_stop (self);
+  g_clear_object (&self->skeleton);
+  G_OBJECT_CLASS (rtp_control_parent_class)->dispose (object);
+}
+
+static void
+rtp_control_finalize (GObject *object)
+{
+  RtpControl *self = RTP_CONTROL (object);
+  g_free (self->listen_address);
+  G_OBJECT_CLASS (rtp_control_parent_class)->finalize (object);
+}
+
+static void
+rtp_control_class_init (RtpControlClass *klass)
+{
+  G_OBJECT_CLASS (klass)->dispose = rtp_control_dispose;
+  G_OBJECT_CLASS (klass)->finalize = rtp_control_finalize;
+}
+
+static void
+rtp_control_init (RtpControl *self)
+{
+}
+
+RtpControl *
+rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFunc reload, gpointer reload_data)
+{
+  RtpControl *self = g_object_new (RTP_TYPE_CONTROL, NULL);
+
+  rtp_control_register_errors ();
+  self->services = services;
+  self->listen_address = g_strdup (listen_address);
+  self->reload = reload;
+  self->reload_data = reload_data;
+  self->started_us = g_get_monotonic_time ();
+  self->skeleton = rtp_dbus_server1_skeleton_new ();
+  rtp_dbus_server1_set_version (self->skeleton, RTP_VERSION);
+  rtp_dbus_server1_set_listen_address (self->skeleton, listen_address);
+  rtp_dbus_server1_set_database_kind (self->skeleton, rtp_database_get_kind_name (services->db));
+  rtp_dbus_server1_set_mqtt_connected (self->skeleton, rtp_mqtt_publisher_get_connected (services->mqtt));
+#define CONNECT(sig, fn) g_signal_connect (self->skeleton, "handle-" sig, G_CALLBACK (fn), self)
+  CONNECT ("get-status", handle_get_status);
+  CONNECT ("list-users", handle_list_users);
+  CONNECT ("create-user", handle_create_user);
+  CONNECT ("reset-password", handle_reset_password);
+  CONNECT ("delete-user", handle_delete_user);
+  CONNECT ("list-experiments", handle_list_experiments);
+  CONNECT ("list-pvs", handle_list_pvs);
+  CONNECT ("create-pv", handle_create_pv);
+  CONNECT ("delete-pv", handle_delete_pv);
+  CONNECT ("assign-user", handle_assign_user);
+  CONNECT ("export-config", handle_export_config);
+  CONNECT ("import-config", handle_import_config);
+  CONNECT ("publish-value", handle_publish_value);
+  CONNECT ("reload-config", handle_reload_config);
+#undef CONNECT
+  self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
+  self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);
+  return self;
+}
+
+gboolean
+rtp_control_start (RtpControl *self, const char *bus, GError **error)
+{
+  GBusType type;
+
+  if (g_strcmp0 (bus, "none") == 0)
+    return TRUE;
+  if (g_strcmp0 (bus, "system") == 0)
+    type = G_BUS_TYPE_SYSTEM;
+  else if (g_strcmp0 (bus, "session") == 0)
+    type = G_BUS_TYPE_SESSION;
+  else
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "--bus: “%s” is not session, system or none", bus);
+      return FALSE;
+    }
+  self->owner_id = g_bus_own_name (type, BUS_NAME, G_BUS_NAME_OWNER_FLAGS_NONE, on_bus_acquired, on_name_acquired,
+                                   on_name_lost, self, NULL);
+  self->refresh_id = g_timeout_add_seconds (1, refresh_properties, self);
+  return TRUE;
+}
+
+void
+rtp_control_stop (RtpControl *self)
+{
+  g_clear_handle_id (&self->owner_id, g_bus_unown_name);
+  g_clear_handle_id (&self->refresh_id, g_source_remove);
+  if (self->skeleton != NULL && self->connection != NULL)
+    g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->skeleton));
+  g_clear_object (&self->connection);
+  if (self->value_set_id != 0)
+    g_clear_signal_handler (&self->value_set_id, self->services->setpoints);
+  if (self->mqtt_id != 0)
+    g_clear_signal_handler (&self->mqtt_id, self->services->mqtt);
+}

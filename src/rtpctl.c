@@ -1,0 +1,355 @@
+/* rtpctl.c: command-line control of Realtimeplot Server over D-Bus (org.realtimeplot.Server1) */
+#include "rtp-control.h"
+#include "rtp-dbus-generated.h"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+  "Usage: rtpctl [--session|--system] [--json] COMMAND [ARGUMENTS]\n"
+  "\n"
+  "Commands:\n"
+  "  status                               version, uptime, address, database, counts, MQTT, requests\n"
+  "  user list                            all users\n"
+  "  user add LOGIN FIRST LAST [--admin] [--email EMAIL]\n"
+  "                                       create a user; prints its id and one-time password\n"
+  "  user reset-password LOGIN            set a new one-time password and print it\n"
+  "  user delete USER                     delete by user_id or login name\n"
+  "  pv list                              all process variables\n"
+  "  pv add PV [--name NAME] [--publish] [--min N] [--max N]\n"
+  "                                       create a process variable (and its experiment)\n"
+  "  pv delete PV                         delete a process variable\n"
+  "  experiment list                      experiments with their PVs and users\n"
+  "  experiment assign SHORT_ID USER_ID   assign a user to an experiment\n"
+  "  export                               print the configuration (.rtpdb) on standard output\n"
+  "  import FILE                          import a .rtpdb file ('-' for standard input)\n"
+  "  publish PV VALUE                     set a value over MQTT (audited as dbus:uid=<your uid>)\n"
+  "  reload                               re-read the configuration; lists keys that need a restart\n"
+  "\n"
+  "Options:\n"
+  "  --session        talk to the server on the session bus (default)\n"
+  "  --system         talk to the server on the system bus\n"
+  "  --json           machine-readable output\n"
+  "  -h, --help       this help\n"
+  "\n"
+  "Exit status: 0 on success, 1 when the server refused or failed, 2 on a usage error.\n";
+
+static gboolean json_output = FALSE;
+
+static int
+usage_error (const char *message)
+{
+  g_printerr ("rtpctl: %s\n\n%s", message, usage);
+  return 2;
+}
+
+static int
+failed (GError *error)
+{
+  g_dbus_error_strip_remote_error (error);
+  g_printerr ("rtpctl: %s\n", error->message);
+  g_error_free (error);
+  return 1;
+}
+
+static void
+print_json (GVariant *value)
+{
+  g_autoptr (JsonNode) node = json_gvariant_serialize (value);
+  g_autofree char *text = json_to_string (node, TRUE);
+  g_print ("%s\n", text);
+}
+
+static void
+print_dict (GVariant *dict)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  g_variant_iter_init (&iter, dict);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+    {
+      g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING)
+                                  ? g_variant_dup_string (value, NULL)
+                                  : g_variant_print (value, FALSE);
+      g_print ("%s: %s\n", key, text);
+      g_variant_unref (value);
+    }
+}
+
+static const char *
+lookup_s (GVariant *dict, const char *key)
+{
+  const char *v = "";
+  g_variant_lookup (dict, key, "&s", &v);
+  return v;
+}
+
+static int
+run (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  const char *cmd = argc > 0 ? argv[0] : NULL;
+  const char *sub = argc > 1 ? argv[1] : NULL;
+
+  if (cmd == NULL)
+    return usage_error ("no command");
+
+  if (g_str_equal (cmd, "status"))
+    {
+      g_autoptr (GVariant) status = NULL;
+      if (!rtp_dbus_server1_call_get_status_sync (proxy, &status, NULL, &error))
+        return failed (error);
+      json_output ? print_json (status) : print_dict (status);
+      return 0;
+    }
+  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "list") == 0)
+    {
+      g_autoptr (GVariant) users = NULL;
+      GVariantIter iter;
+      GVariant *u;
+      if (!rtp_dbus_server1_call_list_users_sync (proxy, &users, NULL, &error))
+        return failed (error);
+      if (json_output)
+        {
+          print_json (users);
+          return 0;
+        }
+      g_variant_iter_init (&iter, users);
+      while ((u = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_print ("%s\t%s\t%s %s\t%s\t%s\n", lookup_s (u, "user_id"), lookup_s (u, "login_name"),
+                   lookup_s (u, "first_name"), lookup_s (u, "last_name"), lookup_s (u, "user_type"), lookup_s (u, "email"));
+          g_variant_unref (u);
+        }
+      return 0;
+    }
+  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "add") == 0)
+    {
+      const char *type = "User", *email = "";
+      g_autofree char *id = NULL;
+      g_autofree char *password = NULL;
+      if (argc < 5)
+        return usage_error ("user add needs LOGIN FIRST LAST");
+      for (int i = 5; i < argc; i++)
+        {
+          if (g_str_equal (argv[i], "--admin"))
+            type = "Admin";
+          else if (g_str_equal (argv[i], "--email") && i + 1 < argc)
+            email = argv[++i];
+          else
+            return usage_error ("unknown option for user add");
+        }
+      if (!rtp_dbus_server1_call_create_user_sync (proxy, argv[2], argv[3], argv[4], type, email, &id, &password, NULL,
+                                                   &error))
+        return failed (error);
+      if (json_output)
+        g_print ("{\"user_id\": \"%s\", \"temporary_password\": \"%s\"}\n", id, password);
+      else
+        g_print ("user_id: %s\ntemporary_password: %s\n", id, password);
+      return 0;
+    }
+  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "reset-password") == 0)
+    {
+      g_autofree char *password = NULL;
+      if (argc != 3)
+        return usage_error ("user reset-password needs LOGIN");
+      if (!rtp_dbus_server1_call_reset_password_sync (proxy, argv[2], &password, NULL, &error))
+        return failed (error);
+      g_print (json_output ? "{\"temporary_password\": \"%s\"}\n" : "temporary_password: %s\n", password);
+      return 0;
+    }
+  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "delete") == 0)
+    {
+      if (argc != 3)
+        return usage_error ("user delete needs USER");
+      if (!rtp_dbus_server1_call_delete_user_sync (proxy, argv[2], NULL, &error))
+        return failed (error);
+      return 0;
+    }
+  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "list") == 0)
+    {
+      g_autoptr (GVariant) pvs = NULL;
+      GVariantIter iter;
+      GVariant *p;
+      if (!rtp_dbus_server1_call_list_pvs_sync (proxy, &pvs, NULL, &error))
+        return failed (error);
+      if (json_output)
+        {
+          print_json (pvs);
+          return 0;
+        }
+      g_variant_iter_init (&iter, pvs);
+      while ((p = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          gboolean publish = FALSE;
+          g_variant_lookup (p, "available_for_mqtt_publish", "b", &publish);
+          g_print ("%s\t%s\t%s\n", lookup_s (p, "pv_string"), lookup_s (p, "human_readable_name"),
+                   publish ? "publishable" : "-");
+          g_variant_unref (p);
+        }
+      return 0;
+    }
+  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "add") == 0)
+    {
+      GVariantDict fields;
+      if (argc < 3)
+        return usage_error ("pv add needs PV");
+      g_variant_dict_init (&fields, NULL);
+      for (int i = 3; i < argc; i++)
+        {
+          char *end = NULL;
+          if (g_str_equal (argv[i], "--publish"))
+            g_variant_dict_insert (&fields, "available_for_mqtt_publish", "b", TRUE);
+          else if (g_str_equal (argv[i], "--name") && i + 1 < argc)
+            g_variant_dict_insert (&fields, "human_readable_name", "s", argv[++i]);
+          else if ((g_str_equal (argv[i], "--min") || g_str_equal (argv[i], "--max")) && i + 1 < argc)
+            {
+              const char *key = g_str_equal (argv[i], "--min") ? "default_threshold_min" : "default_threshold_max";
+              gint64 v = g_ascii_strtoll (argv[++i], &end, 10);
+              if (*end != '\0' || argv[i][0] == '\0')
+                {
+                  g_variant_dict_clear (&fields);
+                  return usage_error ("--min and --max take whole numbers");
+                }
+              g_variant_dict_insert (&fields, key, "x", v);
+            }
+          else
+            {
+              g_variant_dict_clear (&fields);
+              return usage_error ("unknown option for pv add");
+            }
+        }
+      if (!rtp_dbus_server1_call_create_pv_sync (proxy, argv[2], g_variant_dict_end (&fields), NULL, &error))
+        return failed (error);
+      return 0;
+    }
+  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "delete") == 0)
+    {
+      if (argc != 3)
+        return usage_error ("pv delete needs PV");
+      if (!rtp_dbus_server1_call_delete_pv_sync (proxy, argv[2], NULL, &error))
+        return failed (error);
+      return 0;
+    }
+  if (g_str_equal (cmd, "experiment") && g_strcmp0 (sub, "list") == 0)
+    {
+      g_autoptr (GVariant) list = NULL;
+      GVariantIter iter;
+      GVariant *e;
+      if (!rtp_dbus_server1_call_list_experiments_sync (proxy, &list, NULL, &error))
+        return failed (error);
+      if (json_output)
+        {
+          print_json (list);
+          return 0;
+        }
+      g_variant_iter_init (&iter, list);
+      while ((e = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          g_autoptr (GVariant) pvs = g_variant_lookup_value (e, "process_variables", G_VARIANT_TYPE ("as"));
+          g_autoptr (GVariant) users = g_variant_lookup_value (e, "user_ids", G_VARIANT_TYPE ("as"));
+          g_print ("%s\t%s\t%" G_GSIZE_FORMAT " PVs\t%" G_GSIZE_FORMAT " users\n", lookup_s (e, "short_id"),
+                   lookup_s (e, "human_readable_name"), g_variant_n_children (pvs), g_variant_n_children (users));
+          g_variant_unref (e);
+        }
+      return 0;
+    }
+  if (g_str_equal (cmd, "experiment") && g_strcmp0 (sub, "assign") == 0)
+    {
+      if (argc != 4)
+        return usage_error ("experiment assign needs SHORT_ID USER_ID");
+      if (!rtp_dbus_server1_call_assign_user_sync (proxy, argv[2], argv[3], NULL, &error))
+        return failed (error);
+      return 0;
+    }
+  if (g_str_equal (cmd, "export"))
+    {
+      g_autofree char *text = NULL;
+      if (!rtp_dbus_server1_call_export_config_sync (proxy, &text, NULL, &error))
+        return failed (error);
+      fputs (text, stdout);
+      return 0;
+    }
+  if (g_str_equal (cmd, "import"))
+    {
+      g_autofree char *text = NULL;
+      g_autoptr (GVariant) result = NULL;
+      if (argc != 2)
+        return usage_error ("import needs FILE");
+      if (g_str_equal (argv[1], "-"))
+        {
+          g_autoptr (GString) all = g_string_new (NULL);
+          char buf[65536];
+          size_t n;
+          while ((n = fread (buf, 1, sizeof buf, stdin)) > 0)
+            g_string_append_len (all, buf, (gssize) n);
+          text = g_string_free (g_steal_pointer (&all), FALSE);
+        }
+      else if (!g_file_get_contents (argv[1], &text, NULL, &error))
+        return failed (error);
+      if (!g_utf8_validate (text, -1, NULL))
+        {
+          g_printerr ("rtpctl: %s is not UTF-8 text\n", argv[1]);
+          return 1;
+        }
+      if (!rtp_dbus_server1_call_import_config_sync (proxy, text, &result, NULL, &error))
+        return failed (error);
+      json_output ? print_json (result) : print_dict (result);
+      return 0;
+    }
+  if (g_str_equal (cmd, "publish"))
+    {
+      if (argc != 3)
+        return usage_error ("publish needs PV VALUE");
+      if (!rtp_dbus_server1_call_publish_value_sync (proxy, argv[1], argv[2], NULL, &error))
+        return failed (error);
+      return 0;
+    }
+  if (g_str_equal (cmd, "reload"))
+    {
+      g_auto (GStrv) restart = NULL;
+      if (!rtp_dbus_server1_call_reload_config_sync (proxy, &restart, NULL, &error))
+        return failed (error);
+      for (guint i = 0; restart[i] != NULL; i++)
+        g_print ("restart needed for %s\n", restart[i]);
+      return 0;
+    }
+  return usage_error ("unknown command");
+}
+
+int
+main (int argc, char **argv)
+{
+  GBusType bus = G_BUS_TYPE_SESSION;
+  g_autoptr (GPtrArray) rest = g_ptr_array_new ();
+  g_autoptr (RtpDbusServer1) proxy = NULL;
+  GError *error = NULL;
+
+  for (int i = 1; i < argc; i++)
+    {
+      if (g_str_equal (argv[i], "--system"))
+        bus = G_BUS_TYPE_SYSTEM;
+      else if (g_str_equal (argv[i], "--session"))
+        bus = G_BUS_TYPE_SESSION;
+      else if (g_str_equal (argv[i], "--json"))
+        json_output = TRUE;
+      else if (g_str_equal (argv[i], "--help") || g_str_equal (argv[i], "-h"))
+        {
+          g_print ("%s", usage);
+          return 0;
+        }
+      else
+        g_ptr_array_add (rest, argv[i]);
+    }
+  rtp_control_register_errors ();
+  proxy = rtp_dbus_server1_proxy_new_for_bus_sync (bus, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START_AT_CONSTRUCTION,
+                                                   "org.realtimeplot.Server1", "/org/realtimeplot/Server1", NULL, &error);
+  if (proxy == NULL)
+    return failed (error);
+  /* a generous timeout: imports of big files take a while */
+  g_dbus_proxy_set_default_timeout (G_DBUS_PROXY (proxy), 300000);
+  return run (proxy, (int) rest->len, (char **) rest->pdata);
+}
