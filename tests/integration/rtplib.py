@@ -365,3 +365,30 @@ class ArchiverFixture:
             self.proc.wait(timeout=30)
             self.proc.stdout.close()
             self.proc = None
+
+
+class PrivateBus:
+    """A dbus-daemon of our own (no service activation), for D-Bus tests."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rtp-bus-")
+        conf = os.path.join(self.dir, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:dir={self.dir}</listen>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
+</busconfig>""")
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.address = self.proc.stdout.readline().strip()
+        assert self.address, "dbus-daemon did not start"
+
+    def env(self):
+        return {"DBUS_SESSION_BUS_ADDRESS": self.address}
+
+    def cleanup(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

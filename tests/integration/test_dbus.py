@@ -1,0 +1,162 @@
+"""D-Bus interface org.realtimeplot.Server1 and rtpctl, on a private bus."""
+import json
+import os
+import subprocess
+import time
+
+from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, Subscriber, main, SERVER
+
+RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
+DEST = ["--session", "--dest", "org.realtimeplot.Server1", "--object-path", "/org/realtimeplot/Server1"]
+
+
+class DBus(ServerTestCase):
+    def setUp(self):
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.cleanup)
+        self.broker = Mosquitto().start()
+        self.addCleanup(self.broker.cleanup)
+        self.server_env = dict(self.bus.env(), MQTT_SERVER_URL=f"127.0.0.1:{self.broker.port}")
+        super().setUp()
+        self.env = dict(os.environ, **self.bus.env())
+        self.wait_for_name()
+
+    def wait_for_name(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "owning the D-Bus name" in self.s.stderr() and "connected to the MQTT broker" in self.s.stderr():
+                return
+            time.sleep(0.05)
+        raise AssertionError("the server did not take its D-Bus name: " + self.s.stderr()[-2000:])
+
+    def ctl(self, *args, input=None):
+        return subprocess.run([RTPCTL, *args], env=self.env, capture_output=True, text=True, input=input, timeout=60)
+
+    def gdbus(self, method, *args):
+        return subprocess.run(["gdbus", "call", *DEST, "--method", "org.realtimeplot.Server1." + method, *args],
+                              env=self.env, capture_output=True, text=True, timeout=60)
+
+    def test_status(self):
+        r = self.ctl("--json", "status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status = json.loads(r.stdout)
+        self.assertEqual(status["listen_address"], self.s.url)
+        self.assertEqual(status["database_kind"], "sqlite")
+        self.assertEqual(status["users"], 1)
+        self.assertTrue(status["mqtt_connected"])
+        self.assertGreaterEqual(status["requests_served"], 1)
+        r = subprocess.run(["gdbus", "introspect", *DEST, "--only-properties"], env=self.env, capture_output=True, text=True)
+        self.assertIn("readonly s Version = '0.1.0'", r.stdout)
+        self.assertIn("readonly b MqttConnected = true", r.stdout)
+
+    def test_users(self):
+        r = self.ctl("--json", "user", "add", "ada", "Ada", "Lovelace", "--email", "ada@lab.org")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        created = json.loads(r.stdout)
+        self.s.login("ada", created["temporary_password"])  # the same service as HTTP
+        self.assertEqual(self.s.db("SELECT email, user_type FROM users WHERE login_name = 'ada'"), [("ada@lab.org", "User")])
+        r = self.ctl("user", "add", "ada", "A", "B")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "rtpctl: A user (ada) is already present in the database.\n")
+        r = self.ctl("user", "reset-password", "ada")
+        new_password = r.stdout.split(": ")[1].strip()
+        self.s.login("ada", new_password)
+        self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("ada", created["temporary_password"])).status, 403)
+        users = json.loads(self.ctl("--json", "user", "list").stdout)
+        self.assertEqual(sorted(u["login_name"] for u in users), ["ada", "admin"])
+        self.assertEqual(self.ctl("user", "delete", "ada").returncode, 0)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM users WHERE login_name = 'ada'"), [(0,)])
+        r = self.ctl("user", "delete", "admin")
+        self.assertEqual(r.stderr, "rtpctl: The user (admin) is the only registered admin and therefore cannot be deleted.\n")
+
+    def test_error_names(self):
+        r = self.gdbus("DeletePv", "No:Such")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("org.realtimeplot.Server1.Error.NotFound", r.stderr)
+        self.gdbus("CreatePv", "A:B", "{}")
+        r = self.gdbus("CreatePv", "A:B", "{}")
+        self.assertIn("org.realtimeplot.Server1.Error.Exists", r.stderr)
+        r = self.gdbus("CreatePv", "NoColon", "{}")
+        self.assertIn("org.realtimeplot.Server1.Error.Invalid", r.stderr)
+
+    def test_pvs_experiments_export_import(self):
+        self.assertEqual(self.ctl("pv", "add", "Test:M1:Fan", "--name", "Fan; one", "--publish", "--min", "0", "--max", "10").returncode, 0)
+        pv = self.s.request("GET", "/experiments/pvs/Test:M1:Fan", token=self.admin).json["process_variable"]
+        self.assertEqual(pv, {"pv_string": "Test:M1:Fan", "human_readable_name": "Fan; one", "experiment_short_id": "Test",
+                              "available_for_mqtt_publish": True, "default_threshold_min": 0, "default_threshold_max": 10})
+        user, token = self.create_user("ulla")
+        self.assertEqual(self.ctl("experiment", "assign", "Test", user["user_id"]).returncode, 0)
+        self.assertEqual(self.s.request("GET", "/experiments/Test", token=token).status, 200)
+        r = self.ctl("experiment", "assign", "Test", "ghost")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("The user (ghost) does not exist", r.stderr)
+        exported = self.ctl("export").stdout
+        over_http = self.s.request("GET", "/file/export", token=self.admin).raw
+        strip = lambda text: [l for l in text.splitlines() if not l.startswith("# created")]
+        self.assertEqual(strip(exported), strip(over_http))  # one implementation behind both
+        self.assertIn("[PROCESS_VARIABLE];pv_string=Test:M1:Fan;human_readable_name=Fan&SMKL& one;", exported)
+        self.assertEqual(self.ctl("pv", "delete", "Test:M1:Fan").returncode, 0)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM experiments"), [(0,)])
+        r = self.ctl("--json", "import", "-", input=exported)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["process_variables_in_database"], 1)
+        self.assertEqual(self.s.request("GET", "/experiments/pvs/Test:M1:Fan", token=self.admin).json["process_variable"], pv)
+
+    def test_publish_is_audited_and_signalled(self):
+        sub = Subscriber(self.broker.port)
+        self.addCleanup(sub.close)
+        self.ctl("pv", "add", "Test:M1:Fan", "--publish")
+        monitor = subprocess.Popen(["gdbus", "monitor", "--session", "--dest", "org.realtimeplot.Server1"], env=self.env,
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            r = self.ctl("publish", "Test:M1:Fan", "42")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sub.get(), ("rtp/Test/M1/Fan", "42", 1))
+            deadline = time.monotonic() + 10
+            line = ""
+            while "ValueSet" not in line and time.monotonic() < deadline:
+                line = monitor.stdout.readline()
+            self.assertIn("org.realtimeplot.Server1.ValueSet ('Test:M1:Fan', '42', 'dbus:uid=%d')" % os.getuid(), line)
+        finally:
+            monitor.terminate()
+            monitor.wait()
+            monitor.stdout.close()
+        self.assertEqual(self.s.db("SELECT user_id, value, outcome FROM publish_log"), [(f"dbus:uid={os.getuid()}", "42", "acknowledged")])
+        r = self.ctl("publish", "Test:M1:Nope", "1")
+        self.assertEqual(r.stderr, "rtpctl: The process variable (Test:M1:Nope) is not present in the database.\n")
+
+    def test_reload_config(self):
+        with open(os.path.join(self.s.dir, ".env"), "w") as f:
+            f.write("DEFAULT_ARCHIVER_TIME_PERIOD=9\nTHRESHOLD_UNIT=bar\n")
+        r = self.ctl("reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "restart needed for THRESHOLD_UNIT\n")
+        with open(os.path.join(self.s.dir, ".env"), "w") as f:
+            f.write("ACCESS_TOKEN_VALIDITY_TIME=never\n")
+        r = self.ctl("reload")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ACCESS_TOKEN_VALIDITY_TIME", r.stderr)
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+
+    def test_second_server_keeps_serving_http(self):
+        other = Server(env=self.bus.env())
+        self.addCleanup(other.cleanup)
+        other.start()
+        deadline = time.monotonic() + 10
+        while "is taken by another process" not in other.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("is taken by another process", other.stderr())
+        self.assertEqual(other.request("GET", "/auth/users/current", token=other.login()).status, 200)
+        other.stop()
+
+    def test_usage(self):
+        r = self.ctl("--help")
+        for command in ["status", "user add", "user list", "reset-password", "user delete", "pv add", "pv list", "pv delete",
+                        "export", "import", "publish", "--json"]:
+            self.assertIn(command, r.stdout)
+        self.assertEqual(self.ctl("frobnicate").returncode, 2)
+
+
+if __name__ == "__main__":
+    main()
