@@ -6,6 +6,7 @@
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-password.h"
+#include "rtp-secrets.h"
 #include "rtp-services.h"
 
 #include <glib-unix.h>
@@ -21,6 +22,7 @@ struct _RtpApplication {
 
   RtpServices services;     /* (owned) members */
   RtpControl *control;      /* (owned) (nullable) */
+  RtpSecrets *secrets;      /* (owned) */
   char *config_path;        /* (owned) (nullable) --config; NULL: .env if present */
   GHashTable *overrides;    /* (owned) command-line settings, re-applied on reload */
   char *state_dir;          /* (owned) (nullable) */
@@ -177,6 +179,11 @@ load_signing_key (RtpApplication *self, GError **error)
   g_autofree char *contents = NULL;
   gsize len = 0;
 
+  {
+    g_autofree char *from_keyring = rtp_secrets_lookup (self->secrets, "SECRET_KEY");
+    if (from_keyring != NULL)
+      return g_bytes_new (from_keyring, strlen (from_keyring));
+  }
   if (rtp_config_is_set (config, "SECRET_KEY"))
     {
       const char *key = rtp_config_get_string (config, "SECRET_KEY");
@@ -260,6 +267,7 @@ start (RtpApplication *self, GError **error)
   RtpUserManagerSettings user_settings = { 0 };
   RtpHttpSettings http_settings = { 0 };
 
+  self->secrets = rtp_secrets_new ();
   if (g_mkdir_with_parents (state_dir, 0700) != 0)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot create the state directory %s: %s", state_dir,
@@ -281,9 +289,14 @@ start (RtpApplication *self, GError **error)
   user_settings.max_failures = (guint) rtp_config_get_int (config, "RTP_LOGIN_MAX_FAILURES");
   user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
   s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
-  if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"),
-                                      rtp_config_get_string (config, "DEFAULT_ADMIN_PASSWORD"), &generated, error))
-    return FALSE;
+  {
+    g_autofree char *admin_password = rtp_secrets_lookup (self->secrets, "DEFAULT_ADMIN_PASSWORD");
+    if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"),
+                                        admin_password != NULL ? admin_password
+                                                               : rtp_config_get_string (config, "DEFAULT_ADMIN_PASSWORD"),
+                                        &generated, error))
+      return FALSE;
+  }
   if (generated != NULL)
     {
       g_print ("Created the administrator '%s' with the one-time password: %s\n"
@@ -298,10 +311,11 @@ start (RtpApplication *self, GError **error)
   if (!rtp_archiver_client_is_configured (s->archiver))
     g_message ("ARCHIVER_URL is not set: /data answers 502");
   {
+    g_autofree char *mqtt_password = rtp_secrets_lookup (self->secrets, "RTP_MQTT_PASSWORD");
     RtpMqttSettings mqtt_settings = {
       .server_url = rtp_config_get_string (config, "MQTT_SERVER_URL"),
       .username = rtp_config_get_string (config, "RTP_MQTT_USER"),
-      .password = rtp_config_get_string (config, "RTP_MQTT_PASSWORD"),
+      .password = mqtt_password != NULL ? mqtt_password : rtp_config_get_string (config, "RTP_MQTT_PASSWORD"),
       .timeout_s = rtp_config_get_double (config, "RTP_MQTT_TIMEOUT"),
     };
     RtpMonitorSettings monitor_settings = {
@@ -410,6 +424,7 @@ rtp_application_finalize (GObject *object)
   RtpApplication *self = RTP_APPLICATION (object);
 
   g_clear_object (&self->services.config);
+  g_clear_object (&self->secrets);
   g_free (self->config_path);
   g_hash_table_unref (self->overrides);
   g_free (self->state_dir);

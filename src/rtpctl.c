@@ -1,6 +1,7 @@
 /* rtpctl.c: command-line control of Realtimeplot Server over D-Bus (org.realtimeplot.Server1) */
 #include "rtp-control.h"
 #include "rtp-dbus-generated.h"
+#include "rtp-secrets.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
@@ -26,6 +27,9 @@ static const char usage[] =
   "  import FILE                          import a .rtpdb file ('-' for standard input)\n"
   "  publish PV VALUE                     set a value over MQTT (audited as dbus:uid=<your uid>)\n"
   "  reload                               re-read the configuration; lists keys that need a restart\n"
+  "  secret set NAME                      store a secret read from standard input in the keyring\n"
+  "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
+  "                                       RTP_MQTT_PASSWORD); needs no running server\n"
   "\n"
   "Options:\n"
   "  --session        talk to the server on the session bus (default)\n"
@@ -343,6 +347,22 @@ main (int argc, char **argv)
         }
       else
         g_ptr_array_add (rest, argv[i]);
+    }
+  if (rest->len >= 1 && g_str_equal (g_ptr_array_index (rest, 0), "secret"))
+    {
+      char buf[4096];
+      size_t n;
+      if (rest->len != 3 || !g_str_equal (g_ptr_array_index (rest, 1), "set"))
+        return usage_error ("secret set needs NAME");
+      n = fread (buf, 1, sizeof buf - 1, stdin);
+      buf[n] = '\0';
+      if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+      if (n == 0)
+        return usage_error ("the secret is read from standard input, which was empty");
+      if (!rtp_secrets_store (g_ptr_array_index (rest, 2), buf, &error))
+        return failed (error);
+      return 0;
     }
   rtp_control_register_errors ();
   proxy = rtp_dbus_server1_proxy_new_for_bus_sync (bus, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START_AT_CONSTRUCTION,

@@ -1,0 +1,20 @@
+/* rtp-secrets.h: secrets in the Secret Service (libsecret), with a fallback for headless hosts */
+#pragma once
+
+#include <glib-object.h>
+
+G_BEGIN_DECLS
+
+#define RTP_TYPE_SECRETS (rtp_secrets_get_type ())
+G_DECLARE_FINAL_TYPE (RtpSecrets, rtp_secrets, RTP, SECRETS, GObject)
+
+/* The secrets that may live in the keyring, by their configuration key. */
+extern const char *const rtp_secret_names[];
+
+RtpSecrets *rtp_secrets_new (void);
+/* The secret @name from the Secret Service, or NULL (no service, locked, or not stored). */
+char       *rtp_secrets_lookup (RtpSecrets *self, const char *name);
+gboolean    rtp_secrets_store (const char *name, const char *value, GError **error);
+gboolean    rtp_secrets_is_available (RtpSecrets *self);
+
+G_END_DECLS
