@@ -124,10 +124,10 @@ class Users(ServerTestCase):
         self.create_user("erin")
         r = self.s.request("PUT", "/auth/users/current", token=carol_token, json_body={
             "first_name": "Caroline", "email": "broken", "login_name": "erin", "user_type": "Admin",
-            "preferred_language": "de", "user_id": "ignored", "url": "ignored", "experiment_urls": []})
+            "preferred_language": "nl", "user_id": "ignored", "url": "ignored", "experiment_urls": []})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["user"]["first_name"], "Caroline")
-        self.assertEqual(r.json["user"]["preferred_language"], "de")
+        self.assertEqual(r.json["user"]["preferred_language"], "nl")  # no catalogue: answers stay English
         self.assertEqual(r.json["user"]["email"], "c@lab.org")
         self.assertEqual(r.json["errors"], [
             "login_name: The login_name (erin) is already in use.",
