@@ -569,6 +569,12 @@ rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va
       classify_error (self, local_error, error);
       return -1;
     }
+  if (rows < -1)
+    {
+      /* libgda reports some failures only by the count */
+      g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "database error: statement failed (%d): %s", rows, sql);
+      return -1;
+    }
   return MAX (rows, 0);
 }
 

@@ -246,19 +246,19 @@ load_experiments (RtpExperimentStore *self, const char *only, GError **error)
 
   exps = rtp_database_select (self->db, error,
                               "SELECT short_id, human_readable_name FROM experiments "
-                              "WHERE (:only IS NULL OR short_id = :only) ORDER BY short_id",
+                              "WHERE COALESCE(:only, short_id) = short_id ORDER BY short_id",
                               "only", RTP_DB_STR, only, NULL);
   if (exps == NULL)
     return NULL;
   pvs = rtp_database_select (self->db, error,
                              "SELECT experiment_short_id, pv_string FROM process_variables "
-                             "WHERE (:only IS NULL OR experiment_short_id = :only) ORDER BY pv_string",
+                             "WHERE COALESCE(:only, experiment_short_id) = experiment_short_id ORDER BY pv_string",
                              "only", RTP_DB_STR, only, NULL);
   if (pvs == NULL)
     return NULL;
   users = rtp_database_select (self->db, error,
                                "SELECT short_id, user_id FROM user_experiments "
-                               "WHERE (:only IS NULL OR short_id = :only) ORDER BY user_id",
+                               "WHERE COALESCE(:only, short_id) = short_id ORDER BY user_id",
                                "only", RTP_DB_STR, only, NULL);
   if (users == NULL)
     return NULL;
@@ -509,7 +509,7 @@ rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, G
 {
   g_autoptr (GdaDataModel) m = rtp_database_select (
       self->db, error,
-      "SELECT " PV_COLUMNS " FROM process_variables WHERE (:e IS NULL OR experiment_short_id = :e) ORDER BY pv_string",
+      "SELECT " PV_COLUMNS " FROM process_variables WHERE COALESCE(:e, experiment_short_id) = experiment_short_id ORDER BY pv_string",
       "e", RTP_DB_STR, short_id, NULL);
   GPtrArray *out;
 

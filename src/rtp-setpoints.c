@@ -207,7 +207,7 @@ rtp_setpoints_log (RtpSetpoints *self, const char *pv_string, guint limit, GErro
   g_autoptr (GdaDataModel) m = rtp_database_select (
       self->db, error,
       "SELECT created_us, user_id, pv_string, value, outcome FROM publish_log "
-      "WHERE (:pv IS NULL OR pv_string = :pv) ORDER BY created_us DESC, id LIMIT :n",
+      "WHERE COALESCE(:pv, pv_string) = pv_string ORDER BY created_us DESC, id LIMIT :n",
       "pv", RTP_DB_STR, pv_string, "n", RTP_DB_INT, (gint64) limit, NULL);
   JsonArray *out;
 

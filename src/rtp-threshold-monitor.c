@@ -338,7 +338,7 @@ rtp_threshold_monitor_list (RtpThresholdMonitor *self, const char *user_id, cons
   g_autoptr (GdaDataModel) m = rtp_database_select (
       self->db, error,
       "SELECT user_id, pv_string, email, threshold_min, threshold_max FROM subscriptions "
-      "WHERE user_id = :u AND (:pv IS NULL OR pv_string = :pv) ORDER BY pv_string",
+      "WHERE user_id = :u AND COALESCE(:pv, pv_string) = pv_string ORDER BY pv_string",
       "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL);
   GPtrArray *out;
 

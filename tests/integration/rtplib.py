@@ -84,6 +84,17 @@ class Server:
 
     def start(self, expect_ok=True):
         cmd = [SERVER, "--port", "0", "--state-dir", self.state, "--verbose"] + self.args
+        if on_postgres() and not any(a.startswith("--database") for a in self.args) \
+                and "SQLALCHEMY_DATABASE_URI" not in self.extra_env:
+            marker = os.path.join(self.dir, "pg_database")
+            if getattr(self, "pg_database", None) is None and os.path.exists(marker):
+                with open(marker) as f:
+                    self.pg_database = f.read().strip()  # a restart on the same directory: the same database
+            if getattr(self, "pg_database", None) is None:
+                self.pg_database = shared_postgres().new_database()
+                with open(marker, "w") as f:
+                    f.write(self.pg_database)
+            cmd += ["--database", shared_postgres().uri(self.pg_database)]
         if self.config:
             cmd += ["--config", self.config]
         self.stderr_file = open(self.stderr_path, "ab")
@@ -185,6 +196,9 @@ class Server:
         return os.path.join(self.state, "realtimeplot.db")
 
     def db(self, sql, params=()):
+        if getattr(self, "pg_database", None) is not None:
+            rows = shared_postgres().sql(self.pg_database, sql.replace("?", "%s"), params if params else None)
+            return [tuple(r) for r in rows]
         con = sqlite3.connect(self.db_path(), timeout=10)
         try:
             return con.execute(sql, params).fetchall()
@@ -222,6 +236,9 @@ class ServerTestCase(unittest.TestCase):
 
 
 def main():
+    if os.environ.get("RTP_TEST_POSTGRES") == "1" and not Postgres.available():
+        print("SKIP: the PostgreSQL server binaries (Debian package postgresql) are not installed")
+        sys.exit(77)
     result = unittest.main(verbosity=2, exit=False).result
     run = result.testsRun
     failed = len(result.failures) + len(result.errors)
@@ -392,3 +409,93 @@ class PrivateBus:
         self.proc.wait(timeout=30)
         self.proc.stdout.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres:
+    """A real PostgreSQL cluster in a temporary directory on 127.0.0.1 and a free port.
+
+    As root it runs as the 'postgres' system user (PostgreSQL refuses to run as root)."""
+
+    BIN = "/usr/lib/postgresql/15/bin"
+
+    @classmethod
+    def available(cls):
+        return os.path.exists(os.path.join(cls.BIN, "initdb"))
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rtp-pg-")
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        self.port = None
+        self.counter = 0
+        self.as_root = os.getuid() == 0
+
+    def _run(self, *args, check=True):
+        cmd = list(args)
+        if self.as_root:
+            cmd = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups", "--"] + cmd
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+    def start(self):
+        if self.as_root:
+            subprocess.run(["chown", "postgres:postgres", self.dir], check=True)
+        if not os.path.exists(self.data):
+            self._run(os.path.join(self.BIN, "initdb"), "-D", self.data, "-U", "rtp", "--auth=trust", "-E", "UTF8",
+                      "--no-sync")
+        for _ in range(10):
+            self.port = self.port or free_port()
+            r = self._run(os.path.join(self.BIN, "pg_ctl"), "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w",
+                          "-o", f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+                          check=False)
+            if r.returncode == 0:
+                return self
+            self.port = None
+        raise AssertionError("PostgreSQL did not start: " + r.stdout + r.stderr)
+
+    def stop(self, mode="fast"):
+        self._run(os.path.join(self.BIN, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+    def new_database(self):
+        self.counter += 1
+        name = f"rtp_{os.getpid()}_{self.counter}"
+        self.sql("postgres", f"CREATE DATABASE {name}")
+        return name
+
+    def uri(self, name):
+        return f"postgresql://rtp@127.0.0.1:{self.port}/{name}"
+
+    def sql(self, database, statement, params=()):
+        import psycopg2
+        con = psycopg2.connect(host="127.0.0.1", port=self.port, user="rtp", dbname=database)
+        con.autocommit = True
+        try:
+            cur = con.cursor()
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+        finally:
+            con.close()
+
+    def cleanup(self):
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_POSTGRES = None
+
+
+def shared_postgres():
+    """One cluster for the whole test program when RTP_TEST_POSTGRES=1."""
+    global _POSTGRES
+    if _POSTGRES is None:
+        import atexit
+        _POSTGRES = Postgres().start()
+        atexit.register(_POSTGRES.cleanup)
+    return _POSTGRES
+
+
+def on_postgres():
+    return os.environ.get("RTP_TEST_POSTGRES") == "1"
+
+
+def sqlite_only(test):
+    return unittest.skipIf(on_postgres(), "SQLite-specific")(test)

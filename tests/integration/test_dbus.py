@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, Subscriber, main, SERVER
+from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, Subscriber, main, on_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 DEST = ["--session", "--dest", "org.realtimeplot.Server1", "--object-path", "/org/realtimeplot/Server1"]
@@ -41,7 +41,7 @@ class DBus(ServerTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         status = json.loads(r.stdout)
         self.assertEqual(status["listen_address"], self.s.url)
-        self.assertEqual(status["database_kind"], "sqlite")
+        self.assertEqual(status["database_kind"], "postgresql" if on_postgres() else "sqlite")
         self.assertEqual(status["users"], 1)
         self.assertTrue(status["mqtt_connected"])
         self.assertGreaterEqual(status["requests_served"], 1)
