@@ -3,6 +3,7 @@
 
 #include "rtp-application.h"
 #include "rtp-control.h"
+#include "rtp-migration.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-password.h"
@@ -22,11 +23,13 @@ struct _RtpApplication {
 
   RtpServices services;     /* (owned) members */
   RtpControl *control;      /* (owned) (nullable) */
+  gboolean migrate_only;
   RtpSecrets *secrets;      /* (owned) */
   char *config_path;        /* (owned) (nullable) --config; NULL: .env if present */
   GHashTable *overrides;    /* (owned) command-line settings, re-applied on reload */
   char *state_dir;          /* (owned) (nullable) */
   char *bus;                /* (owned) */
+  char *migrate_from;       /* (owned) (nullable) --migrate-from FILE */
   int exit_status;
   gboolean held;
   gboolean stopping;
@@ -45,6 +48,7 @@ static const GOptionEntry options[] = {
   { "database", 'd', 0, G_OPTION_ARG_STRING, NULL, "Database URI (sqlite:///path or postgresql://…)", "URI" },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Keep the database and keys in DIR", "DIR" },
   { "bus", 0, 0, G_OPTION_ARG_STRING, NULL, "D-Bus for local control: session, system or none (default: session when there is one)", "BUS" },
+  { "migrate-from", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Copy the data of FILE (the original service's SQLite database, or one of ours) into the configured database, print the counts and exit", "FILE" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, NULL, "Log debug messages", NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
   { NULL },
@@ -118,6 +122,8 @@ rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
     g_hash_table_insert (self->overrides, g_strdup ("SQLALCHEMY_DATABASE_URI"), g_strdup (value));
   if (g_variant_dict_lookup (dict, "state-dir", "^&ay", &value))
     self->state_dir = g_strdup (value);
+  if (g_variant_dict_lookup (dict, "migrate-from", "^&ay", &value))
+    self->migrate_from = g_strdup (value);
   if (g_variant_dict_lookup (dict, "bus", "&s", &value))
     self->bus = g_strdup (value);
   else
@@ -278,9 +284,36 @@ start (RtpApplication *self, GError **error)
   if (key == NULL)
     return FALSE;
 
+  /* a lab that swaps services keeps its .env and its data: the original's file is upgraded */
+  if (g_str_has_prefix (uri, "sqlite:") && !rtp_migration_upgrade_in_place (uri, error))
+    return FALSE;
   s->db = rtp_database_open (uri, error);
   if (s->db == NULL || !rtp_database_migrate (s->db, error))
     return FALSE;
+  if (self->migrate_from != NULL)
+    {
+      g_autofree char *from_uri = g_strconcat ("sqlite:///", self->migrate_from, NULL);
+      g_autoptr (RtpDatabase) from = NULL;
+      RtpMigrationCounts counts;
+
+      if (!g_file_test (self->migrate_from, G_FILE_TEST_IS_REGULAR))
+        {
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "--migrate-from: %s is not a file", self->migrate_from);
+          return FALSE;
+        }
+      gboolean legacy = FALSE;
+
+      from = rtp_database_open (from_uri, error);
+      if (from == NULL || !rtp_migration_is_legacy (from, &legacy, error) ||
+          !rtp_migration_copy (from, legacy, s->db, &counts, error))
+        return FALSE;
+      g_print ("Copied %u users, %u experiments, %u process variables, %u assignments, %u subscriptions from %s\n",
+               counts.users, counts.experiments, counts.process_variables, counts.assignments, counts.subscriptions,
+               self->migrate_from);
+      fflush (stdout);
+      self->migrate_only = TRUE;
+      return TRUE;
+    }
   g_message ("database: %s", rtp_database_get_kind (s->db) == RTP_DATABASE_SQLITE ? rtp_database_get_sqlite_path (s->db)
                                                                                  : "PostgreSQL");
 
@@ -374,6 +407,8 @@ rtp_application_startup (GApplication *app)
       fail (self, 1, "%s", error->message);
       return;
     }
+  if (self->migrate_only)
+    return; /* nothing held: the application ends after start-up */
   self->sigint_id = g_unix_signal_add (SIGINT, on_signal, self);
   self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
   g_application_hold (app);
@@ -429,6 +464,7 @@ rtp_application_finalize (GObject *object)
   g_hash_table_unref (self->overrides);
   g_free (self->state_dir);
   g_free (self->bus);
+  g_free (self->migrate_from);
   G_OBJECT_CLASS (rtp_application_parent_class)->finalize (object);
 }
 

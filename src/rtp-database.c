@@ -268,8 +268,23 @@ pragma (RtpDatabase *self, const char *sql, GError **error)
   return TRUE;
 }
 
+static RtpDatabase *open_full (const char *uri, gboolean read_only, GError **error);
+
 RtpDatabase *
 rtp_database_open (const char *uri, GError **error)
+{
+  return open_full (uri, FALSE, error);
+}
+
+/* A connection that changes nothing in the file (no WAL switch): for looking before acting. */
+RtpDatabase *
+rtp_database_open_read_only (const char *uri, GError **error)
+{
+  return open_full (uri, TRUE, error);
+}
+
+static RtpDatabase *
+open_full (const char *uri, gboolean read_only, GError **error)
 {
   g_autoptr (RtpDatabase) self = g_object_new (RTP_TYPE_DATABASE, NULL);
   g_autofree char *provider = NULL;
@@ -303,7 +318,8 @@ rtp_database_open (const char *uri, GError **error)
         }
     }
 
-  self->cnc = gda_connection_open_from_string (provider, cnc_string, auth_string, GDA_CONNECTION_OPTIONS_NONE,
+  self->cnc = gda_connection_open_from_string (provider, cnc_string, auth_string,
+                                               read_only ? GDA_CONNECTION_OPTIONS_READ_ONLY : GDA_CONNECTION_OPTIONS_NONE,
                                                &local_error);
   if (self->cnc == NULL)
     {
@@ -312,7 +328,7 @@ rtp_database_open (const char *uri, GError **error)
       return NULL;
     }
 
-  if (self->kind == RTP_DATABASE_SQLITE)
+  if (self->kind == RTP_DATABASE_SQLITE && !read_only)
     {
       if (!pragma (self, "PRAGMA journal_mode=WAL", error) || !pragma (self, "PRAGMA foreign_keys=ON", error) ||
           !pragma (self, "PRAGMA busy_timeout=5000", error) || !pragma (self, "PRAGMA synchronous=FULL", error))
