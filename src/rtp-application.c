@@ -176,7 +176,48 @@ reload_config (gpointer user_data, GError **error)
   return g_strv_builder_end (restart);
 }
 
-/* The signing key: SECRET_KEY, or 32 random bytes kept 0600 in the state directory. */
+/* Several instances on one PostgreSQL database must sign alike: the first to start stores a
+ * key in the settings table, the others read it (a race ends in one insert and one re-read). */
+static GBytes *
+shared_signing_key (RtpApplication *self, GError **error)
+{
+  RtpDatabase *db = self->services.db;
+
+  for (int attempt = 0; attempt < 2; attempt++)
+    {
+      g_autoptr (GdaDataModel) m = rtp_database_select (db, error, "SELECT value FROM settings WHERE name = 'signing_key'",
+                                                        NULL);
+      guint8 raw[32];
+      g_autofree char *hex = NULL;
+      g_autoptr (GError) insert_error = NULL;
+
+      if (m == NULL)
+        return NULL;
+      if (rtp_db_rows (m) > 0)
+        {
+          const char *key = rtp_db_str (m, 0, 0);
+          return g_bytes_new (key, strlen (key));
+        }
+      rtp_random_bytes (raw, sizeof raw);
+      hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
+      if (rtp_database_exec (db, &insert_error, "INSERT INTO settings (name, value) VALUES ('signing_key', :v)", "v",
+                             RTP_DB_STR, hex, NULL) >= 0)
+        {
+          g_message ("generated a new signing key, shared with every instance through the database");
+          return g_bytes_new (hex, strlen (hex));
+        }
+      if (!g_error_matches (insert_error, RTP_ERROR, RTP_ERROR_EXISTS))
+        {
+          g_propagate_error (error, g_steal_pointer (&insert_error));
+          return NULL;
+        }
+    }
+  g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot read the shared signing key");
+  return NULL;
+}
+
+/* The signing key: the keyring's SECRET_KEY, SECRET_KEY, or 32 random bytes kept 0600 in the
+ * state directory (SQLite) or in the database (PostgreSQL, shared by all instances). */
 static GBytes *
 load_signing_key (RtpApplication *self, GError **error)
 {
@@ -195,6 +236,8 @@ load_signing_key (RtpApplication *self, GError **error)
       const char *key = rtp_config_get_string (config, "SECRET_KEY");
       return g_bytes_new (key, strlen (key));
     }
+  if (rtp_database_get_kind (self->services.db) == RTP_DATABASE_POSTGRESQL)
+    return shared_signing_key (self, error);
   path = g_build_filename (rtp_config_get_state_dir (config), "secret_key", NULL);
   if (g_file_get_contents (path, &contents, &len, NULL) && len >= 32)
     {
@@ -280,10 +323,6 @@ start (RtpApplication *self, GError **error)
                    g_strerror (errno));
       return FALSE;
     }
-  key = load_signing_key (self, error);
-  if (key == NULL)
-    return FALSE;
-
   /* a lab that swaps services keeps its .env and its data: the original's file is upgraded */
   if (g_str_has_prefix (uri, "sqlite:") && !rtp_migration_upgrade_in_place (uri, error))
     return FALSE;
@@ -316,6 +355,9 @@ start (RtpApplication *self, GError **error)
     }
   g_message ("database: %s", rtp_database_get_kind (s->db) == RTP_DATABASE_SQLITE ? rtp_database_get_sqlite_path (s->db)
                                                                                  : "PostgreSQL");
+  key = load_signing_key (self, error);
+  if (key == NULL)
+    return FALSE;
 
   user_settings.legacy_salt = rtp_config_get_string (config, "PASSWORD_SALT");
   user_settings.token_validity_s = rtp_config_get_int (config, "ACCESS_TOKEN_VALIDITY_TIME") * 60;

@@ -7,6 +7,9 @@
 
 #include "rtp-database.h"
 
+#include <libgda/gda-connection-private.h>
+#include <libpq-fe.h>
+#include <poll.h>
 #include <sql-parser/gda-sql-parser.h>
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -34,6 +37,15 @@ struct _RtpDatabase {
   GdaSqlParser *delimit;/* (owned) a parser that only splits: its statements are passed through untracked */
   GHashTable *raw_cache;/* (owned) SQL → GdaStatement parsed by @delimit */
   gboolean in_transaction;
+  /* to reconnect after the server went away (PostgreSQL restarted) */
+  char *provider;       /* (owned) */
+  char *cnc_string;     /* (owned) */
+  char *auth_string;    /* (owned) (nullable) */
+  gboolean broken;
+  gint64 last_attempt_us;
+  gboolean leader;      /* holds the advisory lock on this connection */
+  PGconn *pconn;        /* (unowned) (nullable) libpq's connection under libgda's, for probing */
+  char *pg_dbname;      /* (owned) (nullable) */
 };
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
@@ -55,6 +67,10 @@ rtp_database_finalize (GObject *object)
   rtp_database_close (self);
   g_hash_table_unref (self->cache);
   g_clear_object (&self->delimit);
+  g_free (self->provider);
+  g_free (self->cnc_string);
+  g_free (self->auth_string);
+  g_free (self->pg_dbname);
   g_hash_table_unref (self->raw_cache);
   g_free (self->sqlite_path);
   G_OBJECT_CLASS (rtp_database_parent_class)->finalize (object);
@@ -78,6 +94,7 @@ rtp_database_init (RtpDatabase *self)
 void
 rtp_database_close (RtpDatabase *self)
 {
+  self->pconn = NULL;
   g_hash_table_remove_all (self->cache);
   if (self->cnc != NULL)
     {
@@ -117,6 +134,12 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
                            _("The database cannot store changes at the moment."));
       return;
     }
+  if (strstr (m, "server closed the connection") != NULL || strstr (m, "no connection to the server") != NULL ||
+      strstr (m, "terminating connection") != NULL || strstr (m, "could not connect") != NULL ||
+      strstr (m, "Connection refused") != NULL || strstr (m, "connection is closed") != NULL ||
+      strstr (m, "the database system is") != NULL || strstr (m, "could not send data") != NULL ||
+      strstr (m, "could not receive data") != NULL || strstr (m, "SSL SYSCALL") != NULL)
+    self->broken = TRUE; /* the next statement reconnects */
   if (self->cnc == NULL || !gda_connection_is_opened (self->cnc) || strstr (m, "database is locked") != NULL ||
       strstr (m, "server closed the connection") != NULL || strstr (m, "no connection to the server") != NULL ||
       strstr (m, "terminating connection") != NULL || strstr (m, "could not connect") != NULL ||
@@ -129,6 +152,55 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
     }
   g_warning ("database error: %s", m);
   g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "database error: %s", m);
+}
+
+/* libgda 5.2's PostgreSQL provider crashes (strtoul on a NULL SQLSTATE) when a statement
+ * meets a connection the server has just terminated. So before each statement the socket
+ * underneath is probed: data waiting there unasked is the server's goodbye (or EOF), and
+ * libpq then reports the connection bad; the connection is replaced instead of used.
+ * libgda keeps its PGconn in a private struct that starts {reuseable, cnc, pconn}; it is
+ * used only after that layout is confirmed, else probing stays off. */
+static void
+find_pconn (RtpDatabase *self)
+{
+  gpointer *data;
+  PGconn *pconn;
+
+  self->pconn = NULL;
+  if (self->kind != RTP_DATABASE_POSTGRESQL || self->cnc == NULL)
+    return;
+  data = gda_connection_internal_get_provider_data_error (self->cnc, NULL);
+  if (data == NULL || data[1] != (gpointer) self->cnc)
+    {
+      g_debug ("libgda's PostgreSQL connection data has an unknown layout: no connection probing");
+      return;
+    }
+  pconn = data[2];
+  if (pconn == NULL || PQstatus (pconn) != CONNECTION_OK || g_strcmp0 (PQdb (pconn), self->pg_dbname) != 0)
+    {
+      g_debug ("libgda's PostgreSQL connection does not look like ours: no connection probing");
+      return;
+    }
+  self->pconn = pconn;
+}
+
+static void
+probe_connection (RtpDatabase *self)
+{
+  struct pollfd pfd;
+
+  if (self->pconn == NULL || self->broken)
+    return;
+  pfd.fd = PQsocket (self->pconn);
+  pfd.events = POLLIN;
+  pfd.revents = 0;
+  if (pfd.fd < 0 || poll (&pfd, 1, 0) <= 0)
+    return;
+  /* we LISTEN to nothing: anything arriving on an idle connection is the server leaving
+   * ("terminating connection …" and EOF); PQconsumeInput() alone still calls that OK */
+  PQconsumeInput (self->pconn);
+  g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
+  self->broken = TRUE;
 }
 
 static char *
@@ -318,6 +390,9 @@ open_full (const char *uri, gboolean read_only, GError **error)
         }
     }
 
+  self->provider = g_strdup (provider);
+  self->cnc_string = g_strdup (cnc_string);
+  self->auth_string = g_strdup (auth_string);
   self->cnc = gda_connection_open_from_string (provider, cnc_string, auth_string,
                                                read_only ? GDA_CONNECTION_OPTIONS_READ_ONLY : GDA_CONNECTION_OPTIONS_NONE,
                                                &local_error);
@@ -326,6 +401,13 @@ open_full (const char *uri, gboolean read_only, GError **error)
       g_set_error (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, "Cannot open the database: %s",
                    local_error != NULL ? local_error->message : "unknown error");
       return NULL;
+    }
+  if (self->kind == RTP_DATABASE_POSTGRESQL)
+    {
+      g_autoptr (GUri) parsed = g_uri_parse (uri, G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED, NULL);
+      const char *path = parsed != NULL ? g_uri_get_path (parsed) : NULL;
+      self->pg_dbname = path != NULL && path[0] == '/' ? g_uri_unescape_string (path + 1, NULL) : NULL;
+      find_pconn (self);
     }
 
   if (self->kind == RTP_DATABASE_SQLITE && !read_only)
@@ -472,6 +554,48 @@ collect_params (va_list args)
   return params;
 }
 
+/* After the database server went away: a new connection, at most one attempt a second,
+ * so that a request finds the database again by itself once it is back. */
+static gboolean
+ensure_connection (RtpDatabase *self, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  probe_connection (self);
+  if (self->cnc != NULL && !self->broken)
+    return TRUE;
+  /* within a transaction the caller must roll back first: its earlier statements are lost */
+  if (self->in_transaction || self->provider == NULL || now - self->last_attempt_us < G_USEC_PER_SEC)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      return FALSE;
+    }
+  self->last_attempt_us = now;
+  if (self->cnc != NULL)
+    {
+      g_hash_table_remove_all (self->cache);
+      g_hash_table_remove_all (self->raw_cache);
+      self->pconn = NULL;
+      gda_connection_close (self->cnc);
+      g_clear_object (&self->cnc);
+    }
+  self->in_transaction = FALSE;
+  self->cnc = gda_connection_open_from_string (self->provider, self->cnc_string, self->auth_string,
+                                               GDA_CONNECTION_OPTIONS_NONE, &local_error);
+  if (self->cnc == NULL)
+    {
+      g_warning ("reconnecting to the database failed: %s", local_error != NULL ? local_error->message : "?");
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      return FALSE;
+    }
+  self->broken = FALSE;
+  self->leader = FALSE; /* a session lock goes with its connection */
+  find_pconn (self);
+  g_message ("reconnected to the database");
+  return TRUE;
+}
+
 static CachedStatement *
 prepare (RtpDatabase *self, const char *sql, GArray *params, GError **error)
 {
@@ -479,11 +603,8 @@ prepare (RtpDatabase *self, const char *sql, GArray *params, GError **error)
   CachedStatement *cached;
   g_autoptr (GError) local_error = NULL;
 
-  if (self->cnc == NULL)
-    {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
-      return NULL;
-    }
+  if (!ensure_connection (self, error))
+    return NULL;
   rewritten = rewrite_sql (sql, params, error);
   if (rewritten == NULL)
     return NULL;
@@ -686,7 +807,7 @@ rtp_database_rollback (RtpDatabase *self)
   if (!self->in_transaction)
     return;
   self->in_transaction = FALSE;
-  if (self->cnc != NULL && !run_sql (self, "ROLLBACK", &local_error))
+  if (self->cnc != NULL && !self->broken && !run_sql (self, "ROLLBACK", &local_error))
     g_warning ("rollback failed: %s", local_error->message);
 }
 
@@ -702,7 +823,12 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
   g_autoptr (GError) local_error = NULL;
   GdaStatement *stmt;
 
-  if (self->cnc == NULL)
+  probe_connection (self);
+  /* a broken connection is replaced when a transaction starts, never in the middle of one */
+  if ((self->broken || self->cnc == NULL) && g_str_equal (sql, "BEGIN") && !self->in_transaction &&
+      !ensure_connection (self, error))
+    return FALSE;
+  if (self->cnc == NULL || self->broken)
     {
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
       return FALSE;
@@ -766,6 +892,40 @@ rtp_database_release (RtpDatabase *self, const char *name, GError **error)
   g_return_val_if_fail (valid_savepoint_name (name), FALSE);
   sql = g_strdup_printf ("RELEASE SAVEPOINT %s", name);
   return run_sql (self, sql, error);
+}
+
+/* ---- several instances ---------------------------------------------------------------- */
+
+#define LEADER_LOCK_KEY G_GINT64_CONSTANT (0x5254505345525631) /* "RTPSERV1" */
+
+/**
+ * rtp_database_try_leadership:
+ *
+ * Whether this instance is the one that runs the jobs only one instance may run (the MQTT
+ * outbox, the threshold monitor). On PostgreSQL a session-level advisory lock decides: it is
+ * released when the holder's connection ends, so another instance takes over on its next try.
+ * On SQLite there is one instance.
+ */
+gboolean
+rtp_database_try_leadership (RtpDatabase *self)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) m = NULL;
+  gint64 got = 0;
+
+  if (self->kind == RTP_DATABASE_SQLITE)
+    return TRUE;
+  if (self->leader && !self->broken)
+    return TRUE;
+  if (self->in_transaction)
+    return FALSE;
+  m = rtp_database_select (self, &error, "SELECT pg_try_advisory_lock (:k)", "k", RTP_DB_INT, LEADER_LOCK_KEY, NULL);
+  if (m == NULL || !rtp_db_int (m, 0, 0, &got))
+    return FALSE;
+  if (got && !self->leader)
+    g_message ("this instance now runs the jobs of one instance only (MQTT outbox, monitor)");
+  self->leader = got != 0;
+  return self->leader;
 }
 
 /* ---- migrations ---------------------------------------------------------------- */

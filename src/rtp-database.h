@@ -61,6 +61,8 @@ gboolean       rtp_database_savepoint (RtpDatabase *self, const char *name, GErr
 void           rtp_database_rollback_to (RtpDatabase *self, const char *name);
 gboolean       rtp_database_release (RtpDatabase *self, const char *name, GError **error);
 
+gboolean       rtp_database_try_leadership (RtpDatabase *self);
+
 /* Result access. Strings are NULL for SQL NULL. */
 guint          rtp_db_rows (GdaDataModel *model);
 const char    *rtp_db_str (GdaDataModel *model, guint row, guint col);

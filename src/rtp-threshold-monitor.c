@@ -220,6 +220,9 @@ rtp_threshold_monitor_flush_outbox (RtpThresholdMonitor *self)
 {
   if (self->flushing || !rtp_mqtt_publisher_get_connected (self->mqtt))
     return;
+  /* of several instances on one database, one sends the outbox */
+  if (!rtp_database_try_leadership (self->db))
+    return;
   self->flushing = TRUE;
   flush_next (self);
 }

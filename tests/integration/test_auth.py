@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import time
 
-from rtplib import Server, ServerTestCase, main, SERVER
+from rtplib import Server, ServerTestCase, main, on_postgres, SERVER
 import unittest
 
 MISSING_TOKEN = "Access to this resource requires a valid access-token."
@@ -242,8 +242,11 @@ class Lifecycle(unittest.TestCase):
         r = s.request("POST", "/auth/users", token=token, json_body={"login_name": "kept", "first_name": "K", "last_name": "P", "user_type": "User"})
         self.assertEqual(r.status, 200)
         s.stop()
-        key_mode = os.stat(os.path.join(s.state, "secret_key")).st_mode & 0o777
-        self.assertEqual(key_mode, 0o600)
+        if on_postgres():
+            self.assertEqual(len(s.db("SELECT value FROM settings WHERE name = 'signing_key'")), 1)
+        else:
+            key_mode = os.stat(os.path.join(s.state, "secret_key")).st_mode & 0o777
+            self.assertEqual(key_mode, 0o600)
         s2 = Server(workdir=s.dir)
         s2.start()
         self.assertIsNone(s2.admin_password)  # printed once only

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from rtplib import PrivateBus, Server, main, SERVER
+from rtplib import PrivateBus, Server, main, on_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -67,6 +67,8 @@ class Keyring(unittest.TestCase):
         token = jwt("key-from-the-keyring-0123456789abcdef", {"user_id": "0", "iat": now, "exp": now + 60, "pwv": 0})
         self.assertEqual(s.request("GET", "/auth/users/current", token=token).status, 200)
         self.assertFalse(os.path.exists(os.path.join(s.state, "secret_key")))
+        if on_postgres():
+            self.assertEqual(s.db("SELECT COUNT(*) FROM settings"), [(0,)])
         self.assertIn("SECRET_KEY comes from the keyring", s.stderr())
         self.assertNotIn("key-from-the-keyring", s.stderr())  # never logged
         s.stop()
@@ -78,7 +80,10 @@ class NoSecretService(unittest.TestCase):
         self.addCleanup(s.cleanup)
         s.start()
         self.assertIn("no Secret Service reachable", s.stderr())
-        self.assertEqual(os.stat(os.path.join(s.state, "secret_key")).st_mode & 0o777, 0o600)
+        if on_postgres():
+            self.assertEqual(len(s.db("SELECT value FROM settings WHERE name = 'signing_key'")), 1)
+        else:
+            self.assertEqual(os.stat(os.path.join(s.state, "secret_key")).st_mode & 0o777, 0o600)
         s.login()
         s.stop()
 
