@@ -423,6 +423,25 @@ start (RtpApplication *self, GError **error)
                       rtp_config_get_int (config, "FLASK_RUN_PORT"));
       return FALSE;
     }
+  {
+    g_autofree char *smtp_password = rtp_secrets_lookup (self->secrets, "RTP_SMTP_PASSWORD");
+    RtpAlertSettings alerts = {
+      .archiver = s->archiver,
+      .value_topic_prefix = rtp_config_get_string (config, "RTP_MQTT_VALUE_TOPIC_PREFIX"),
+      .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
+      .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
+      .hysteresis = rtp_config_get_double (config, "RTP_ALERT_HYSTERESIS"),
+      .time_zone = rtp_config_get_string (config, "ARCHIVER_TIMEZONE"),
+      .mail = {
+        .url = rtp_config_get_string (config, "RTP_SMTP_URL"),
+        .from = rtp_config_get_string (config, "RTP_SMTP_FROM"),
+        .user = rtp_config_get_string (config, "RTP_SMTP_USER"),
+        .password = smtp_password != NULL ? smtp_password : rtp_config_get_string (config, "RTP_SMTP_PASSWORD"),
+        .timeout_s = rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"),
+      },
+    };
+    rtp_threshold_monitor_start_alerting (s->monitor, &alerts);
+  }
   /* the broker may be down: everything else is served meanwhile */
   rtp_mqtt_publisher_start (s->mqtt);
   url = rtp_http_server_dup_url (s->http);

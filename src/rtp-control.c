@@ -30,6 +30,7 @@ struct _RtpControl {
   guint refresh_id;
   gulong value_set_id;
   gulong mqtt_id;
+  gulong breached_id;
 };
 
 G_DEFINE_TYPE (RtpControl, rtp_control, G_TYPE_OBJECT)
@@ -545,6 +546,12 @@ rtp_control_emit_threshold_breached (RtpControl *self, const char *pv, double va
 }
 
 static void
+on_breached (RtpThresholdMonitor *monitor, const char *pv, double value, gint64 min, gint64 max, gpointer user_data)
+{
+  rtp_control_emit_threshold_breached (user_data, pv, value, min, max);
+}
+
+static void
 on_mqtt_connected (GObject *mqtt, GParamSpec *pspec, gpointer user_data)
 {
   RtpControl *self = user_data;
@@ -656,6 +663,7 @@ rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFun
 #undef CONNECT
   self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
   self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);
+  self->breached_id = g_signal_connect (services->monitor, "threshold-breached", G_CALLBACK (on_breached), self);
   return self;
 }
 
@@ -693,4 +701,6 @@ rtp_control_stop (RtpControl *self)
     g_clear_signal_handler (&self->value_set_id, self->services->setpoints);
   if (self->mqtt_id != 0)
     g_clear_signal_handler (&self->mqtt_id, self->services->mqtt);
+  if (self->breached_id != 0)
+    g_clear_signal_handler (&self->breached_id, self->services->monitor);
 }

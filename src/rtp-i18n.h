@@ -22,6 +22,6 @@ locale_t    rtp_i18n_get_locale (const char *language);
 /* The best supported language for an Accept-Language header; "en" when nothing fits. */
 const char *rtp_i18n_negotiate (const char *accept_language);
 /* Translates @msgid into @language without changing the calling thread's locale for long. */
-const char *rtp_i18n_translate (const char *language, const char *msgid);
+const char *rtp_i18n_translate (const char *language, const char *msgid) G_GNUC_FORMAT (2);
 
 G_END_DECLS

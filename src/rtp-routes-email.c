@@ -128,6 +128,27 @@ list_subscriptions (RtpRequest *request, gpointer user_data)
   rtp_request_respond_object (request, 200, o);
 }
 
+static void
+list_alerts (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const RtpUser *caller = rtp_request_get_caller (request);
+  g_autoptr (GError) error = NULL;
+  /* own alerts; admins see all */
+  JsonArray *alerts = rtp_threshold_monitor_list_alerts (services->monitor,
+                                                         rtp_user_is_admin (caller) ? NULL : caller->user_id, &error);
+  JsonObject *o;
+
+  if (alerts == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  o = json_object_new ();
+  json_object_set_array_member (o, "alerts", alerts);
+  rtp_request_respond_object (request, 200, o);
+}
+
 void
 rtp_routes_email_register (RtpHttpServer *http, RtpServices *services)
 {
@@ -137,4 +158,5 @@ rtp_routes_email_register (RtpHttpServer *http, RtpServices *services)
   rtp_http_server_add_route (http, "DELETE", "/email/unsubscribe/*", RTP_ROUTE_AUTH, unsubscribe, services);
   rtp_http_server_add_route (http, "GET", "/email/subscriptions", RTP_ROUTE_AUTH, list_subscriptions, services);
   rtp_http_server_add_route (http, "GET", "/email/subscriptions/*", RTP_ROUTE_AUTH, list_subscriptions, services);
+  rtp_http_server_add_route (http, "GET", "/email/alerts", RTP_ROUTE_AUTH, list_alerts, services);
 }

@@ -12,6 +12,7 @@
 #include "rtp-i18n.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK (rtp-missing-fields-error-quark, rtp_missing_fields_error)
@@ -31,8 +32,27 @@ struct _RtpThresholdMonitor {
   gboolean flushing;
   guint flush_idle_id;
   guint flush_timer_id;
-  gulong handlers[4];
+  gulong handlers[5];
+  /* alerting */
+  gboolean alerting;
+  RtpArchiverClient *archiver;     /* (owned) (nullable) */
+  char *value_prefix;              /* (owned) (nullable) */
+  RtpMailSettings mail;            /* strings (owned) */
+  gint64 renotify_us;
+  double hysteresis;
+  GTimeZone *tz;                   /* (owned) (nullable) */
+  GHashTable *last_seen;           /* (owned) pv → gint64 * sample time judged last */
+  guint poll_id;
+  guint mail_id;
+  guint mail_idle_id;
+  guint polls_outstanding;
+  gboolean mail_sending;
 };
+
+enum { SIGNAL_BREACHED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static gboolean send_mails_idle (gpointer user_data);
 
 G_DEFINE_TYPE (RtpThresholdMonitor, rtp_threshold_monitor, G_TYPE_OBJECT)
 
@@ -258,6 +278,10 @@ rtp_threshold_monitor_dispose (GObject *object)
 
   g_clear_handle_id (&self->flush_idle_id, g_source_remove);
   g_clear_handle_id (&self->flush_timer_id, g_source_remove);
+  g_clear_handle_id (&self->poll_id, g_source_remove);
+  g_clear_handle_id (&self->mail_id, g_source_remove);
+  g_clear_handle_id (&self->mail_idle_id, g_source_remove);
+  g_clear_object (&self->archiver);
   if (self->users != NULL)
     g_clear_signal_handler (&self->handlers[0], self->users);
   if (self->experiments != NULL)
@@ -266,7 +290,11 @@ rtp_threshold_monitor_dispose (GObject *object)
       g_clear_signal_handler (&self->handlers[2], self->experiments);
     }
   if (self->mqtt != NULL)
-    g_clear_signal_handler (&self->handlers[3], self->mqtt);
+    {
+      g_clear_signal_handler (&self->handlers[3], self->mqtt);
+      if (self->handlers[4] != 0)
+        g_clear_signal_handler (&self->handlers[4], self->mqtt);
+    }
   g_clear_object (&self->db);
   g_clear_object (&self->users);
   g_clear_object (&self->experiments);
@@ -280,6 +308,13 @@ rtp_threshold_monitor_finalize (GObject *object)
   RtpThresholdMonitor *self = RTP_THRESHOLD_MONITOR (object);
   g_free (self->topic);
   g_free (self->unit);
+  g_free (self->value_prefix);
+  g_free ((char *) self->mail.url);
+  g_free ((char *) self->mail.from);
+  g_free ((char *) self->mail.user);
+  g_free ((char *) self->mail.password);
+  g_clear_pointer (&self->tz, g_time_zone_unref);
+  g_hash_table_unref (self->last_seen);
   G_OBJECT_CLASS (rtp_threshold_monitor_parent_class)->finalize (object);
 }
 
@@ -288,11 +323,21 @@ rtp_threshold_monitor_class_init (RtpThresholdMonitorClass *klass)
 {
   G_OBJECT_CLASS (klass)->dispose = rtp_threshold_monitor_dispose;
   G_OBJECT_CLASS (klass)->finalize = rtp_threshold_monitor_finalize;
+  /**
+   * RtpThresholdMonitor::threshold-breached:
+   * @pv: the PV
+   * @value: the value that left the band
+   * @min: @max: the subscriber's band
+   */
+  signals[SIGNAL_BREACHED] = g_signal_new ("threshold-breached", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                           NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_DOUBLE, G_TYPE_INT64,
+                                           G_TYPE_INT64);
 }
 
 static void
 rtp_threshold_monitor_init (RtpThresholdMonitor *self)
 {
+  self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }
 
 RtpThresholdMonitor *
@@ -638,4 +683,430 @@ gboolean
 rtp_threshold_monitor_unsubscribe_finish (RtpThresholdMonitor *self, GAsyncResult *result, GError **error)
 {
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ---- alerting ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpThresholdMonitor *self;  /* (owned) */
+  char *pv;
+  gint64 secs;
+  gint32 nanos;
+  char *value;
+  gboolean have;
+} PollCtx;
+
+static void
+poll_ctx_free (PollCtx *c)
+{
+  g_object_unref (c->self);
+  g_free (c->pv);
+  g_free (c->value);
+  g_free (c);
+}
+
+static gboolean
+keep_latest (const RtpSample *s, gpointer user_data)
+{
+  PollCtx *c = user_data;
+
+  if (!c->have || s->secs > c->secs || (s->secs == c->secs && s->nanos > c->nanos))
+    {
+      c->have = TRUE;
+      c->secs = s->secs;
+      c->nanos = s->nanos;
+      g_free (c->value);
+      c->value = g_strndup (s->value, s->value_len);
+    }
+  return TRUE;
+}
+
+static void
+queue_mail (RtpThresholdMonitor *self, const char *episode, const char *to, const char *subject, const char *body,
+            GError **error)
+{
+  g_autofree char *id = g_uuid_string_random ();
+  gint64 now = g_get_real_time ();
+
+  rtp_database_exec (self->db, error,
+                     "INSERT INTO alert_mails (id, episode_id, created_us, recipient, subject, body, attempts, "
+                     "next_attempt_us) VALUES (:id, :ep, :now, :to, :subj, :body, 0, :now)",
+                     "id", RTP_DB_STR, id, "ep", RTP_DB_STR, episode, "now", RTP_DB_INT, now, "to", RTP_DB_STR, to,
+                     "subj", RTP_DB_STR, subject, "body", RTP_DB_STR, body, NULL);
+}
+
+static char *
+format_value (double value)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  return g_strdup (g_ascii_dtostr (buf, sizeof buf, value));
+}
+
+/* Subject and body in the subscriber's language (a catalogue exists for German). */
+static void
+compose (RtpThresholdMonitor *self, const char *lang, gboolean reminder, const char *first, const char *last,
+         const char *pv, const char *name, double value, gint64 min, gint64 max, char **subject, char **body)
+{
+  g_autofree char *v = format_value (value);
+  g_autoptr (GDateTime) now = g_date_time_new_now (self->tz);
+  g_autofree char *when = g_date_time_format (now, "%Y-%m-%d %H:%M:%S %Z");
+  const char *unit = self->unit;
+  g_autofree char *label = name != NULL && name[0] != '\0' ? g_strdup_printf ("%s (%s)", pv, name) : g_strdup (pv);
+
+  *subject = g_strdup_printf (rtp_i18n_translate (lang, reminder ? N_("Reminder: %s is still out of its band: %s %s")
+                                                                  : N_("Threshold breached: %s is %s %s")),
+                              pv, v, unit);
+  *body = g_strdup_printf (rtp_i18n_translate (lang, N_("Hello %s %s,\n\n"
+                                                        "the process variable %s has the value %s %s at %s.\n"
+                                                        "Your band is from %lld to %lld %s.\n\n"
+                                                        "-- \nRealtimeplot Server\n")),
+                           first, last, label, v, unit, when, (long long) min, (long long) max, unit);
+}
+
+void
+rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv, double value)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) subs = NULL;
+  gint64 now = g_get_real_time ();
+  gboolean queued = FALSE;
+
+  if (!self->alerting || !isfinite (value))
+    return;
+  subs = rtp_database_select (self->db, &error,
+                              "SELECT s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, "
+                              "u.preferred_language, p.human_readable_name FROM subscriptions s "
+                              "JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
+                              "WHERE s.pv_string = :pv",
+                              "pv", RTP_DB_STR, pv, NULL);
+  if (subs == NULL)
+    {
+      g_warning ("monitor: %s", error->message);
+      return;
+    }
+  for (guint i = 0; i < rtp_db_rows (subs); i++)
+    {
+      const char *user = rtp_db_str (subs, i, 0);
+      gint64 min = rtp_db_int0 (subs, i, 2), max = rtp_db_int0 (subs, i, 3);
+      gboolean out = value < (double) min || value > (double) max;
+      gboolean back = value >= (double) min + self->hysteresis && value <= (double) max - self->hysteresis;
+      g_autoptr (GdaDataModel) open = rtp_database_select (
+          self->db, &error,
+          "SELECT id, last_notified_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
+          "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, NULL);
+      g_autofree char *subject = NULL;
+      g_autofree char *body = NULL;
+      g_autofree char *v = format_value (value);
+
+      if (open == NULL)
+        break;
+      if (rtp_db_rows (open) == 0 && out)
+        {
+          g_autofree char *id = g_uuid_string_random ();
+          compose (self, rtp_db_str (subs, i, 6), FALSE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
+                   rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
+          if (!rtp_database_begin (self->db, &error))
+            break;
+          rtp_database_exec (self->db, &error,
+                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+                             "breach_value, threshold_min, threshold_max) VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max)",
+                             "id", RTP_DB_STR, id, "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now,
+                             "v", RTP_DB_STR, v, "min", RTP_DB_INT, min, "max", RTP_DB_INT, max, NULL);
+          if (error == NULL)
+            queue_mail (self, id, rtp_db_str (subs, i, 1), subject, body, &error);
+          if (error != NULL || !rtp_database_commit (self->db, &error))
+            {
+              rtp_database_rollback (self->db);
+              break;
+            }
+          g_message ("%s = %s left the band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] of %s: alert opened", pv, v,
+                     min, max, user);
+          g_signal_emit (self, signals[SIGNAL_BREACHED], 0, pv, value, min, max);
+          queued = TRUE;
+        }
+      else if (rtp_db_rows (open) > 0 && back)
+        {
+          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET closed_us = :now WHERE id = :id", "now",
+                             RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
+          g_message ("%s = %s is back in the band of %s: alert closed", pv, v, user);
+        }
+      else if (rtp_db_rows (open) > 0 && out && self->renotify_us > 0 &&
+               now - rtp_db_int0 (open, 0, 1) >= self->renotify_us)
+        {
+          compose (self, rtp_db_str (subs, i, 6), TRUE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
+                   rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
+          if (!rtp_database_begin (self->db, &error))
+            break;
+          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET last_notified_us = :now WHERE id = :id", "now",
+                             RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
+          if (error == NULL)
+            queue_mail (self, rtp_db_str (open, 0, 0), rtp_db_str (subs, i, 1), subject, body, &error);
+          if (error != NULL || !rtp_database_commit (self->db, &error))
+            {
+              rtp_database_rollback (self->db);
+              break;
+            }
+          queued = TRUE;
+        }
+    }
+  if (error != NULL)
+    g_warning ("monitor: %s", error->message);
+  if (queued && self->mail_idle_id == 0)
+    self->mail_idle_id = g_idle_add (send_mails_idle, self);
+}
+
+static void
+poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  PollCtx *c = user_data;
+  RtpThresholdMonitor *self = c->self;
+  g_autoptr (GError) error = NULL;
+  gboolean found = FALSE;
+
+  self->polls_outstanding--;
+  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
+    g_debug ("monitor: %s: %s", c->pv, error->message);
+  else if (c->have)
+    {
+      gint64 t = c->secs * G_USEC_PER_SEC + c->nanos / 1000;
+      gint64 *seen = g_hash_table_lookup (self->last_seen, c->pv);
+      char *end = NULL;
+      double value = g_ascii_strtod (c->value, &end);
+
+      /* each archived sample is judged once */
+      if ((seen == NULL || t > *seen) && end != c->value && *end == '\0')
+        {
+          g_hash_table_replace (self->last_seen, g_strdup (c->pv), g_memdup2 (&t, sizeof t));
+          rtp_threshold_monitor_handle_value (self, c->pv, value);
+        }
+    }
+  poll_ctx_free (c);
+}
+
+static gboolean
+poll_tick (gpointer user_data)
+{
+  RtpThresholdMonitor *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) pvs = NULL;
+  gint64 now = g_get_real_time ();
+
+  if (self->polls_outstanding > 0 || !rtp_database_try_leadership (self->db))
+    return G_SOURCE_CONTINUE;
+  pvs = rtp_database_select (self->db, &error, "SELECT DISTINCT pv_string FROM subscriptions ORDER BY pv_string", NULL);
+  if (pvs == NULL)
+    return G_SOURCE_CONTINUE;
+  /* one request per PV, all at once */
+  for (guint i = 0; i < rtp_db_rows (pvs); i++)
+    {
+      PollCtx *c = g_new0 (PollCtx, 1);
+      c->self = g_object_ref (self);
+      c->pv = g_strdup (rtp_db_str (pvs, i, 0));
+      self->polls_outstanding++;
+      rtp_archiver_client_fetch_async (self->archiver, c->pv, now - G_USEC_PER_SEC, now, FALSE, FALSE, keep_latest, c,
+                                       NULL, poll_done, c);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gpointer user_data)
+{
+  RtpThresholdMonitor *self = user_data;
+  gsize n = strlen (self->value_prefix);
+  g_autofree char *text = NULL;
+  g_autofree char *pv = NULL;
+  char *end = NULL;
+  double value;
+  gsize len = 0;
+  const char *data = g_bytes_get_data (payload, &len);
+
+  if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/' || !rtp_database_try_leadership (self->db))
+    return;
+  pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
+  text = g_strstrip (g_strndup (data, len));
+  value = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0')
+    {
+      g_debug ("monitor: %s: not a number", topic);
+      return;
+    }
+  rtp_threshold_monitor_handle_value (self, pv, value);
+}
+
+/* ---- mail queue ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpThresholdMonitor *self; /* (owned) */
+  char *id;
+  gint64 attempts;
+} MailJob;
+
+static void
+mail_sent (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MailJob *job = user_data;
+  RtpThresholdMonitor *self = job->self;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GError) db_error = NULL;
+  gint64 now = g_get_real_time ();
+
+  if (rtp_mailer_send_finish (result, &error))
+    rtp_database_exec (self->db, &db_error, "UPDATE alert_mails SET sent_us = :now, attempts = attempts + 1 WHERE id = :id",
+                       "now", RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
+  else
+    {
+      /* back-off: 1, 2, 4 … 60 s */
+      gint64 delay = MIN ((gint64) 1 << MIN (job->attempts, 6), 60) * G_USEC_PER_SEC;
+      g_warning ("%s; retrying in %" G_GINT64_FORMAT " s", error->message, delay / G_USEC_PER_SEC);
+      rtp_database_exec (self->db, &db_error,
+                         "UPDATE alert_mails SET attempts = attempts + 1, next_attempt_us = :next, last_error = :e "
+                         "WHERE id = :id",
+                         "next", RTP_DB_INT, now + delay, "e", RTP_DB_STR, error->message, "id", RTP_DB_STR, job->id,
+                         NULL);
+    }
+  if (db_error != NULL)
+    g_warning ("mail queue: %s", db_error->message);
+  self->mail_sending = FALSE;
+  if (error == NULL && self->mail_idle_id == 0)
+    self->mail_idle_id = g_idle_add (send_mails_idle, self); /* the next one at once */
+  g_free (job->id);
+  g_object_unref (job->self);
+  g_free (job);
+}
+
+/* One mail at a time, oldest due first. */
+static void
+send_next_mail (RtpThresholdMonitor *self)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) m = NULL;
+  MailJob *job;
+
+  if (self->mail_sending || self->mail.url == NULL || !rtp_database_try_leadership (self->db))
+    return;
+  m = rtp_database_select (self->db, &error,
+                           "SELECT id, recipient, subject, body, attempts FROM alert_mails "
+                           "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us LIMIT 1",
+                           "now", RTP_DB_INT, g_get_real_time (), NULL);
+  if (m == NULL || rtp_db_rows (m) == 0)
+    return;
+  job = g_new0 (MailJob, 1);
+  job->self = g_object_ref (self);
+  job->id = g_strdup (rtp_db_str (m, 0, 0));
+  job->attempts = rtp_db_int0 (m, 0, 4);
+  self->mail_sending = TRUE;
+  rtp_mailer_send_async (&self->mail, rtp_db_str (m, 0, 1), rtp_db_str (m, 0, 2), rtp_db_str (m, 0, 3), NULL, mail_sent,
+                         job);
+}
+
+static gboolean
+send_mails_idle (gpointer user_data)
+{
+  RtpThresholdMonitor *self = user_data;
+  self->mail_idle_id = 0;
+  send_next_mail (self);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+mail_tick (gpointer user_data)
+{
+  send_next_mail (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertSettings *s)
+{
+  if (s->mail.url == NULL || s->mail.url[0] == '\0' || s->mail.from == NULL)
+    {
+      g_message ("RTP_SMTP_URL or RTP_SMTP_FROM is not set: threshold alerting is off");
+      return;
+    }
+  self->alerting = TRUE;
+  self->mail.url = g_strdup (s->mail.url);
+  self->mail.from = g_strdup (s->mail.from);
+  self->mail.user = g_strdup (s->mail.user);
+  self->mail.password = g_strdup (s->mail.password);
+  self->mail.timeout_s = s->mail.timeout_s;
+  self->renotify_us = s->renotify_s * G_USEC_PER_SEC;
+  self->hysteresis = s->hysteresis;
+  g_clear_pointer (&self->tz, g_time_zone_unref);
+  self->tz = s->time_zone != NULL ? g_time_zone_new_identifier (s->time_zone) : g_time_zone_new_local ();
+  if (self->tz == NULL)
+    self->tz = g_time_zone_new_utc ();
+  if (s->archiver != NULL && rtp_archiver_client_is_configured (s->archiver))
+    {
+      self->archiver = g_object_ref (s->archiver);
+      self->poll_id = g_timeout_add ((guint) (s->interval_s * 1000), poll_tick, self);
+      g_message ("threshold alerting: polling the archiver every %.1f s", s->interval_s);
+    }
+  if (s->value_topic_prefix != NULL && s->value_topic_prefix[0] != '\0')
+    {
+      g_autofree char *filter = g_strconcat (s->value_topic_prefix, "/#", NULL);
+      self->value_prefix = g_strdup (s->value_topic_prefix);
+      rtp_mqtt_publisher_subscribe (self->mqtt, filter);
+      self->handlers[4] = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
+      g_message ("threshold alerting: reading values from MQTT topics %s", filter);
+    }
+  self->mail_id = g_timeout_add_seconds (1, mail_tick, self);
+}
+
+JsonArray *
+rtp_threshold_monitor_list_alerts (RtpThresholdMonitor *self, const char *user_id, GError **error)
+{
+  g_autoptr (GdaDataModel) eps = rtp_database_select (
+      self->db, error,
+      "SELECT id, user_id, pv_string, opened_us, closed_us, breach_value, threshold_min, threshold_max "
+      "FROM alert_episodes WHERE COALESCE(:u, user_id) = user_id ORDER BY opened_us DESC LIMIT 1000",
+      "u", RTP_DB_STR, user_id, NULL);
+  JsonArray *out;
+
+  if (eps == NULL)
+    return NULL;
+  out = json_array_new ();
+  for (guint i = 0; i < rtp_db_rows (eps); i++)
+    {
+      JsonObject *o = json_object_new ();
+      JsonArray *mails = json_array_new ();
+      gint64 closed = 0;
+      g_autoptr (GdaDataModel) m = rtp_database_select (
+          self->db, NULL,
+          "SELECT recipient, subject, sent_us, attempts, last_error FROM alert_mails WHERE episode_id = :e ORDER BY created_us",
+          "e", RTP_DB_STR, rtp_db_str (eps, i, 0), NULL);
+      g_autoptr (GDateTime) opened = g_date_time_new_from_unix_utc (rtp_db_int0 (eps, i, 3) / G_USEC_PER_SEC);
+      g_autofree char *opened_text = g_date_time_format_iso8601 (opened);
+
+      json_object_set_string_member (o, "id", rtp_db_str (eps, i, 0));
+      json_object_set_string_member (o, "user_id", rtp_db_str (eps, i, 1));
+      json_object_set_string_member (o, "pv_string", rtp_db_str (eps, i, 2));
+      json_object_set_string_member (o, "opened", opened_text);
+      if (rtp_db_int (eps, i, 4, &closed))
+        {
+          g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (closed / G_USEC_PER_SEC);
+          g_autofree char *text = g_date_time_format_iso8601 (t);
+          json_object_set_string_member (o, "closed", text);
+        }
+      else
+        json_object_set_null_member (o, "closed");
+      json_object_set_string_member (o, "breach_value", rtp_db_str (eps, i, 5));
+      json_object_set_int_member (o, "threshold_min", rtp_db_int0 (eps, i, 6));
+      json_object_set_int_member (o, "threshold_max", rtp_db_int0 (eps, i, 7));
+      for (guint j = 0; m != NULL && j < rtp_db_rows (m); j++)
+        {
+          JsonObject *mail = json_object_new ();
+          gint64 sent = 0;
+          json_object_set_string_member (mail, "recipient", rtp_db_str (m, j, 0));
+          json_object_set_string_member (mail, "subject", rtp_db_str (m, j, 1));
+          json_object_set_boolean_member (mail, "sent", rtp_db_int (m, j, 2, &sent));
+          json_object_set_int_member (mail, "attempts", rtp_db_int0 (m, j, 3));
+          if (rtp_db_str (m, j, 4) != NULL)
+            json_object_set_string_member (mail, "last_error", rtp_db_str (m, j, 4));
+          json_array_add_object_element (mails, mail);
+        }
+      json_object_set_array_member (o, "mails", mails);
+      json_array_add_object_element (out, o);
+    }
+  return out;
 }

@@ -4,7 +4,9 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "rtp-archiver-client.h"
 #include "rtp-database.h"
+#include "rtp-mailer.h"
 #include "rtp-experiment-store.h"
 #include "rtp-mqtt-publisher.h"
 #include "rtp-user-manager.h"
@@ -58,5 +60,24 @@ GPtrArray       *rtp_threshold_monitor_list (RtpThresholdMonitor *self, const ch
 guint            rtp_threshold_monitor_outbox_length (RtpThresholdMonitor *self);
 /* Sends what waits in the outbox (also done on reconnect and by a timer). */
 void             rtp_threshold_monitor_flush_outbox (RtpThresholdMonitor *self);
+
+typedef struct {
+  RtpArchiverClient *archiver;      /* (nullable) poll the latest samples */
+  const char *value_topic_prefix;   /* (nullable) or read values from MQTT topics */
+  double interval_s;
+  gint64 renotify_s;                /* 0: never remind */
+  double hysteresis;
+  const char *time_zone;            /* (nullable) for times in mails */
+  RtpMailSettings mail;             /* mail.url NULL: alerting off */
+} RtpAlertSettings;
+
+/* Starts watching every subscribed PV: a value outside [min, max] opens an alert episode
+ * and mails the subscriber once; it closes at min + h <= value <= max - h; reminders every
+ * renotify_s while open. Emits "threshold-breached" (pv, value, min, max) on each opening. */
+void             rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertSettings *settings);
+/* Feeds one value (from any source); exposed for the MQTT value topics and tests. */
+void             rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv_string, double value);
+/* Episodes with their mails, newest first; all of them when @user_id is NULL. */
+JsonArray       *rtp_threshold_monitor_list_alerts (RtpThresholdMonitor *self, const char *user_id, GError **error);
 
 G_END_DECLS

@@ -499,3 +499,46 @@ def on_postgres():
 
 def sqlite_only(test):
     return unittest.skipIf(on_postgres(), "SQLite-specific")(test)
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) storing mail in a Maildir."""
+
+    def __init__(self, port=None):
+        self.dir = tempfile.mkdtemp(prefix="rtp-smtp-")
+        self.port = port
+        self.proc = None
+
+    def start(self):
+        for _ in range(10):
+            port = self.port or free_port()
+            self.proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c",
+                                          "aiosmtpd.handlers.Mailbox", os.path.join(self.dir, "mail")],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        self.port = port
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise AssertionError("the SMTP receiver did not start")
+
+    def messages(self):
+        import mailbox
+        path = os.path.join(self.dir, "mail")
+        if not os.path.exists(path):
+            return []
+        return sorted(mailbox.Maildir(path, create=False), key=lambda m: m["Date"] or "")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,174 @@
+"""The in-process threshold monitor: values from the archiver (fixture) or MQTT topics, mail by
+real SMTP (aiosmtpd), episodes that survive restarts."""
+import email.header
+import json
+import time
+import unittest
+
+from rtplib import ArchiverFixture, Mosquitto, Server, ServerTestCase, SmtpReceiver, Subscriber, main, free_port
+
+PV = "Test:M1:Fan"
+
+
+def subject(msg):
+    return str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+
+
+class MonitorTestCase(ServerTestCase):
+    extra = {}
+    with_archiver = True
+
+    def setUp(self):
+        self.broker = Mosquitto().start()
+        self.addCleanup(self.broker.cleanup)
+        self.smtp = SmtpReceiver().start()
+        self.addCleanup(self.smtp.cleanup)
+        self.fx = ArchiverFixture().start()
+        self.addCleanup(self.fx.stop)
+        self.server_env = {"MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}", "RTP_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}",
+                           "RTP_SMTP_FROM": "alerts@lab.example.org", "RTP_MONITOR_INTERVAL": "0.2", "THRESHOLD_UNIT": "rpm",
+                           "ARCHIVER_TIMEZONE": "Europe/Berlin"}
+        if self.with_archiver:
+            self.server_env["ARCHIVER_URL"] = self.fx.url
+        self.server_env.update(self.extra)
+        super().setUp()
+        self.wait_log("connected to the MQTT broker")
+        self.samples = []
+        self.set_value(50, wait=False)  # nothing polls before the subscription exists
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+            "pv_string": PV, "human_readable_name": "Fan 1", "default_threshold_min": 0, "default_threshold_max": 100})
+        self.user, self.token = self.create_user("ulla", email="ulla@lab.example.org")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token)
+        self.assertEqual(r.status, 200, r)
+
+    def wait_log(self, text, seconds=30):
+        deadline = time.monotonic() + seconds
+        while text not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(text, self.s.stderr())
+
+    def set_value(self, value, wait=True):
+        """A new latest sample (never in the future, always later than the last one);
+        returns after the monitor has polled twice since."""
+        secs, nanos = int(time.time()), 0
+        if self.samples and self.samples[-1][0] >= secs:
+            secs, nanos = self.samples[-1][0], self.samples[-1][1] + 1000
+        self.samples.append([secs, nanos, value])
+        self.fx.pv(PV, samples=self.samples)
+        if wait:
+            self.wait_polls(2)
+
+    def wait_polls(self, n):
+        start = len(self.fx.requests())
+        deadline = time.monotonic() + 30
+        while len(self.fx.requests()) < start + n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def wait_mails(self, n, seconds=30):
+        deadline = time.monotonic() + seconds
+        while len(self.smtp.messages()) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.smtp.messages()
+
+
+class Episodes(MonitorTestCase):
+    def test_in_out_out_in_out_gives_two_mails(self):
+        for v in [150, 160, 60, 200]:
+            self.set_value(v)
+        mails = self.wait_mails(2)
+        self.wait_polls(5)
+        mails = self.smtp.messages()
+        self.assertEqual(len(mails), 2, [subject(m) for m in mails])
+        for m in mails:
+            self.assertEqual(m["To"], "<ulla@lab.example.org>")
+            self.assertEqual(m["From"], "<alerts@lab.example.org>")
+        self.assertEqual(sorted(subject(m) for m in mails),
+                         ["Threshold breached: Test:M1:Fan is 150 rpm", "Threshold breached: Test:M1:Fan is 200 rpm"])
+        body = mails[0].get_payload(decode=True).decode()
+        self.assertIn("Hello Ulla Tester,", body)
+        self.assertIn("Test:M1:Fan (Fan 1)", body)
+        self.assertIn("Your band is from 0 to 100 rpm.", body)
+        alerts = self.s.request("GET", "/email/alerts", token=self.token).json["alerts"]
+        self.assertEqual([(a["breach_value"], a["closed"] is None) for a in alerts], [("200", True), ("150", False)])
+        self.assertTrue(all(a["mails"][0]["sent"] for a in alerts))
+        _, other = self.create_user("otto")
+        self.assertEqual(self.s.request("GET", "/email/alerts", token=other).json, {"alerts": []})
+        self.assertEqual(len(self.s.request("GET", "/email/alerts", token=self.admin).json["alerts"]), 2)
+
+        # a restart in the middle of the open episode sends nothing again
+        self.s.stop()
+        self.s.start()
+        self.set_value(210)
+        self.wait_polls(5)
+        self.assertEqual(len(self.smtp.messages()), 2)
+
+    def test_german_subscriber(self):
+        self.s.request("PUT", "/auth/users/current", token=self.token, json_body={"preferred_language": "de"})
+        self.set_value(150)
+        mails = self.wait_mails(1)
+        self.assertEqual(subject(mails[0]), "Grenzwert überschritten: Test:M1:Fan ist 150 rpm")
+        self.assertIn("Ihr Bereich reicht von 0 bis 100 rpm.", mails[0].get_payload(decode=True).decode())
+
+
+class Reminders(MonitorTestCase):
+    extra = {"RTP_ALERT_RENOTIFY_S": "1", "RTP_ALERT_HYSTERESIS": "5"}
+
+    def test_reminder_and_hysteresis(self):
+        self.set_value(150)
+        self.wait_mails(1)
+        time.sleep(1.2)
+        self.set_value(151)  # still out, a second later: a reminder
+        mails = self.wait_mails(2)
+        self.assertEqual(sorted(subject(m) for m in mails)[0], "Reminder: Test:M1:Fan is still out of its band: 151 rpm")
+        self.set_value(98)   # inside, but within the hysteresis: the episode stays open
+        self.set_value(150)  # no new episode
+        alerts = self.s.request("GET", "/email/alerts", token=self.token).json["alerts"]
+        self.assertEqual(len(alerts), 1)
+        self.set_value(50)   # well inside: closed
+        alerts = self.s.request("GET", "/email/alerts", token=self.token).json["alerts"]
+        self.assertIsNotNone(alerts[0]["closed"])
+
+
+class SmtpOutage(MonitorTestCase):
+    def setUp(self):
+        self.down_port = free_port()
+        self.extra = {"RTP_SMTP_URL": f"smtp://127.0.0.1:{self.down_port}"}
+        super().setUp()
+
+    def test_mail_is_retried_until_delivered(self):
+        self.set_value(150)
+        deadline = time.monotonic() + 30
+        attempts = 0
+        while attempts < 2 and time.monotonic() < deadline:
+            alerts = self.s.request("GET", "/email/alerts", token=self.token).json["alerts"]
+            attempts = alerts[0]["mails"][0]["attempts"] if alerts else 0
+            time.sleep(0.2)
+        self.assertGreaterEqual(attempts, 2)
+        self.assertFalse(alerts[0]["mails"][0]["sent"])
+        late = SmtpReceiver(port=self.down_port).start()
+        self.addCleanup(late.cleanup)
+        deadline = time.monotonic() + 60
+        while not late.messages() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(len(late.messages()), 1)
+        self.assertEqual(subject(late.messages()[0]), "Threshold breached: Test:M1:Fan is 150 rpm")
+
+
+class MqttValues(MonitorTestCase):
+    with_archiver = False
+    extra = {"RTP_MQTT_VALUE_TOPIC_PREFIX": "lab/values"}
+
+    def test_values_from_topics(self):
+        import paho.mqtt.publish as publish
+        self.wait_log("reading values from MQTT topics lab/values/#")
+        time.sleep(0.5)
+        for value in ["50", "150", "155"]:
+            publish.single("lab/values/Test/M1/Fan", value, qos=1, hostname="127.0.0.1", port=self.broker.port)
+        mails = self.wait_mails(1)
+        time.sleep(1)
+        self.assertEqual([subject(m) for m in self.smtp.messages()], ["Threshold breached: Test:M1:Fan is 150 rpm"])
+
+
+if __name__ == "__main__":
+    main()
