@@ -415,6 +415,7 @@ start (RtpApplication *self, GError **error)
   rtp_routes_publish_register (s->http, s);
   rtp_routes_email_register (s->http, s);
   rtp_routes_data_register (s->http, s);
+  rtp_routes_live_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))

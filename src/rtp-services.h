@@ -32,6 +32,7 @@ void rtp_routes_file_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_publish_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_email_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char       *rtp_url_for (const char *prefix, const char *id);

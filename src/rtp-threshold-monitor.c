@@ -47,9 +47,12 @@ struct _RtpThresholdMonitor {
   guint mail_idle_id;
   guint polls_outstanding;
   gboolean mail_sending;
+  GHashTable *watched;             /* (owned) pv → viewer count */
+  GHashTable *latest;              /* (owned) pv → latest value's JSON text, for new viewers */
+  GHashTable *latest_time;         /* (owned) pv → gint64 * µs */
 };
 
-enum { SIGNAL_BREACHED, N_SIGNALS };
+enum { SIGNAL_BREACHED, SIGNAL_VALUE, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static gboolean send_mails_idle (gpointer user_data);
@@ -315,6 +318,9 @@ rtp_threshold_monitor_finalize (GObject *object)
   g_free ((char *) self->mail.password);
   g_clear_pointer (&self->tz, g_time_zone_unref);
   g_hash_table_unref (self->last_seen);
+  g_hash_table_unref (self->watched);
+  g_hash_table_unref (self->latest);
+  g_hash_table_unref (self->latest_time);
   G_OBJECT_CLASS (rtp_threshold_monitor_parent_class)->finalize (object);
 }
 
@@ -332,12 +338,59 @@ rtp_threshold_monitor_class_init (RtpThresholdMonitorClass *klass)
   signals[SIGNAL_BREACHED] = g_signal_new ("threshold-breached", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                            NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_DOUBLE, G_TYPE_INT64,
                                            G_TYPE_INT64);
+  /**
+   * RtpThresholdMonitor::value:
+   * @pv: the PV
+   * @time_us: the sample's time, µs since the epoch
+   * @value: the value as JSON text
+   */
+  signals[SIGNAL_VALUE] = g_signal_new ("value", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                        G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_STRING);
 }
 
 static void
 rtp_threshold_monitor_init (RtpThresholdMonitor *self)
 {
   self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->watched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->latest = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->latest_time = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
+static void
+emit_value (RtpThresholdMonitor *self, const char *pv, gint64 t, const char *value)
+{
+  g_hash_table_replace (self->latest, g_strdup (pv), g_strdup (value));
+  g_hash_table_replace (self->latest_time, g_strdup (pv), g_memdup2 (&t, sizeof t));
+  g_signal_emit (self, signals[SIGNAL_VALUE], 0, pv, t, value);
+}
+
+gboolean
+rtp_threshold_monitor_get_latest (RtpThresholdMonitor *self, const char *pv, gint64 *time_us, const char **value)
+{
+  gint64 *t = g_hash_table_lookup (self->latest_time, pv);
+  if (t == NULL)
+    return FALSE;
+  *time_us = *t;
+  *value = g_hash_table_lookup (self->latest, pv);
+  return TRUE;
+}
+
+void
+rtp_threshold_monitor_watch (RtpThresholdMonitor *self, const char *pv)
+{
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
+  g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n + 1));
+}
+
+void
+rtp_threshold_monitor_unwatch (RtpThresholdMonitor *self, const char *pv)
+{
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
+  if (n <= 1)
+    g_hash_table_remove (self->watched, pv);
+  else
+    g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n - 1));
 }
 
 RtpThresholdMonitor *
@@ -877,6 +930,7 @@ poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
       if ((seen == NULL || t > *seen) && end != c->value && *end == '\0')
         {
           g_hash_table_replace (self->last_seen, g_strdup (c->pv), g_memdup2 (&t, sizeof t));
+          emit_value (self, c->pv, t, c->value);
           rtp_threshold_monitor_handle_value (self, c->pv, value);
         }
     }
@@ -891,17 +945,29 @@ poll_tick (gpointer user_data)
   g_autoptr (GdaDataModel) pvs = NULL;
   gint64 now = g_get_real_time ();
 
-  if (self->polls_outstanding > 0 || !rtp_database_try_leadership (self->db))
+  g_autoptr (GHashTable) todo = g_hash_table_new (g_str_hash, g_str_equal);
+  GHashTableIter iter;
+  gpointer pv;
+
+  if (self->polls_outstanding > 0)
     return G_SOURCE_CONTINUE;
-  pvs = rtp_database_select (self->db, &error, "SELECT DISTINCT pv_string FROM subscriptions ORDER BY pv_string", NULL);
-  if (pvs == NULL)
-    return G_SOURCE_CONTINUE;
+  /* subscribed PVs on the one instance that alerts; PVs with live viewers on every instance */
+  if (self->alerting && rtp_database_try_leadership (self->db))
+    {
+      pvs = rtp_database_select (self->db, &error, "SELECT DISTINCT pv_string FROM subscriptions ORDER BY pv_string", NULL);
+      for (guint i = 0; pvs != NULL && i < rtp_db_rows (pvs); i++)
+        g_hash_table_add (todo, (gpointer) rtp_db_str (pvs, i, 0));
+    }
+  g_hash_table_iter_init (&iter, self->watched);
+  while (g_hash_table_iter_next (&iter, &pv, NULL))
+    g_hash_table_add (todo, pv);
   /* one request per PV, all at once */
-  for (guint i = 0; i < rtp_db_rows (pvs); i++)
+  g_hash_table_iter_init (&iter, todo);
+  while (g_hash_table_iter_next (&iter, &pv, NULL))
     {
       PollCtx *c = g_new0 (PollCtx, 1);
       c->self = g_object_ref (self);
-      c->pv = g_strdup (rtp_db_str (pvs, i, 0));
+      c->pv = g_strdup (pv);
       self->polls_outstanding++;
       rtp_archiver_client_fetch_async (self->archiver, c->pv, now - G_USEC_PER_SEC, now, FALSE, FALSE, keep_latest, c,
                                        NULL, poll_done, c);
@@ -921,7 +987,7 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
   gsize len = 0;
   const char *data = g_bytes_get_data (payload, &len);
 
-  if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/' || !rtp_database_try_leadership (self->db))
+  if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/')
     return;
   pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
   text = g_strstrip (g_strndup (data, len));
@@ -931,7 +997,12 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
       g_debug ("monitor: %s: not a number", topic);
       return;
     }
-  rtp_threshold_monitor_handle_value (self, pv, value);
+  {
+    g_autofree char *json = format_value (value);
+    emit_value (self, pv, g_get_real_time (), json);
+  }
+  if (rtp_database_try_leadership (self->db))
+    rtp_threshold_monitor_handle_value (self, pv, value);
 }
 
 /* ---- mail queue ---------------------------------------------------------------- */
@@ -1020,11 +1091,9 @@ void
 rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertSettings *s)
 {
   if (s->mail.url == NULL || s->mail.url[0] == '\0' || s->mail.from == NULL)
-    {
-      g_message ("RTP_SMTP_URL or RTP_SMTP_FROM is not set: threshold alerting is off");
-      return;
-    }
-  self->alerting = TRUE;
+    g_message ("RTP_SMTP_URL or RTP_SMTP_FROM is not set: threshold alerting is off (live values still flow)");
+  else
+    self->alerting = TRUE;
   self->mail.url = g_strdup (s->mail.url);
   self->mail.from = g_strdup (s->mail.from);
   self->mail.user = g_strdup (s->mail.user);
@@ -1050,7 +1119,8 @@ rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertS
       self->handlers[4] = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
       g_message ("threshold alerting: reading values from MQTT topics %s", filter);
     }
-  self->mail_id = g_timeout_add_seconds (1, mail_tick, self);
+  if (self->alerting)
+    self->mail_id = g_timeout_add_seconds (1, mail_tick, self);
 }
 
 JsonArray *

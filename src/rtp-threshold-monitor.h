@@ -77,6 +77,13 @@ typedef struct {
 void             rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertSettings *settings);
 /* Feeds one value (from any source); exposed for the MQTT value topics and tests. */
 void             rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv_string, double value);
+/* Live viewers: PVs watched (polled) while at least one viewer wants them. Every new value of a
+ * watched or subscribed PV is emitted as "value" (pv, time in µs, value's JSON text). */
+void             rtp_threshold_monitor_watch (RtpThresholdMonitor *self, const char *pv_string);
+void             rtp_threshold_monitor_unwatch (RtpThresholdMonitor *self, const char *pv_string);
+gboolean         rtp_threshold_monitor_get_latest (RtpThresholdMonitor *self, const char *pv_string, gint64 *time_us,
+                                                   const char **value);
+
 /* Episodes with their mails, newest first; all of them when @user_id is NULL. */
 JsonArray       *rtp_threshold_monitor_list_alerts (RtpThresholdMonitor *self, const char *user_id, GError **error);
 

@@ -9,7 +9,7 @@ PACKAGES=(
   libglib2.0-dev libsoup-3.0-dev libjson-glib-dev libgda-5.0-dev libgda-5.0-postgres
   libcurl4-gnutls-dev libpaho-mqtt-dev libsecret-1-dev libargon2-dev libpq-dev
   # tests
-  python3 python3-paho-mqtt python3-psycopg2 python3-aiosmtpd valgrind wrk mosquitto mosquitto-clients curl sqlite3 locales
+  python3 python3-paho-mqtt python3-psycopg2 python3-aiosmtpd python3-websocket valgrind wrk mosquitto mosquitto-clients curl sqlite3 locales
   dbus dbus-daemon gnome-keyring postgresql
 )
 

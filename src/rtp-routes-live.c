@@ -1,0 +1,289 @@
+/* rtp-routes-live.c: GET /live/<short_id> — new values of an experiment's PVs over a WebSocket
+ *
+ * Browsers cannot set headers on WebSockets: the token comes as the second offered
+ * subprotocol (["rtp.v1", "<token>"]; the server answers "rtp.v1") or as ?token= (never
+ * logged). It is checked, with the assignment, by an ordinary handler on the same path,
+ * which libsoup runs before the handshake. Values come from the threshold monitor (each
+ * viewer makes its experiment's PVs watched); a heartbeat every HEARTBEAT_S seconds; a
+ * client that does not read is dropped once MAX_UNSENT bytes wait in its socket. */
+#define G_LOG_DOMAIN "RtpRoutesLive"
+
+#include "rtp-error.h"
+#include "rtp-i18n.h"
+#include "rtp-services.h"
+#include "rtp-time.h"
+
+#include <linux/sockios.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define HEARTBEAT_S 15
+#define MAX_UNSENT (1024 * 1024)
+
+typedef struct {
+  char *short_id;
+  char *user_id;
+  char *language;
+} LiveAuth;
+
+static void
+live_auth_free (LiveAuth *a)
+{
+  g_free (a->short_id);
+  g_free (a->user_id);
+  g_free (a->language);
+  g_free (a);
+}
+
+static void
+refuse (SoupServerMessage *msg, guint status, const char *message)
+{
+  g_autoptr (JsonObject) o = json_object_new ();
+  g_autoptr (JsonNode) node = NULL;
+  JsonArray *errors = json_array_new ();
+  char *text;
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  const char *origin = soup_message_headers_get_one (req, "Origin");
+
+  json_array_add_string_element (errors, message);
+  json_object_set_array_member (o, "errors", errors);
+  node = json_node_init_object (json_node_alloc (), o);
+  text = json_to_string (node, FALSE);
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Access-Control-Allow-Origin",
+                                origin != NULL ? origin : "*");
+  soup_server_message_set_status (msg, status, NULL);
+  soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
+}
+
+/* The token: the offered subprotocol that is not ours, else ?token=. */
+static char *
+find_token (SoupServerMessage *msg, GHashTable *query)
+{
+  const char *offered = soup_message_headers_get_list (soup_server_message_get_request_headers (msg),
+                                                       "Sec-WebSocket-Protocol");
+  if (offered != NULL)
+    {
+      g_auto (GStrv) parts = g_strsplit (offered, ",", 8);
+      for (guint i = 0; parts[i] != NULL; i++)
+        {
+          const char *p = g_strstrip (parts[i]);
+          if (p[0] != '\0' && !g_str_equal (p, "rtp.v1"))
+            return g_strdup (p);
+        }
+    }
+  if (query != NULL && g_hash_table_lookup (query, "token") != NULL)
+    return g_strdup (g_hash_table_lookup (query, "token"));
+  return NULL;
+}
+
+static void
+live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  g_auto (GStrv) segments = rtp_http_split_path (path);
+  g_autofree char *token = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  g_autoptr (RtpExperiment) experiment = NULL;
+  const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
+                                                                         "Accept-Language"));
+  gboolean assigned = FALSE;
+  LiveAuth *auth;
+
+  if (segments == NULL || g_strv_length (segments) != 2)
+    {
+      refuse (msg, 404, rtp_i18n_translate (language, N_("The requested URL was not found on the server.")));
+      return;
+    }
+  if (!g_str_equal (soup_server_message_get_method (msg), "GET"))
+    {
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", "GET");
+      refuse (msg, 405, rtp_i18n_translate (language, N_("The method is not allowed for the requested URL.")));
+      return;
+    }
+  token = find_token (msg, query);
+  if (token == NULL)
+    {
+      refuse (msg, 401, rtp_i18n_translate (language, N_("Access to this resource requires a valid access-token.")));
+      return;
+    }
+  user = rtp_user_manager_verify_token (services->users, token, &error);
+  if (user == NULL)
+    {
+      refuse (msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
+      return;
+    }
+  language = user->preferred_language;
+  experiment = rtp_experiment_store_get_experiment (services->experiments, segments[1], &error);
+  if (experiment == NULL)
+    {
+      refuse (msg, rtp_error_to_http_status (error), error->message);
+      return;
+    }
+  if (!rtp_experiment_store_is_assigned (services->experiments, user->user_id, segments[1], &assigned, &error))
+    {
+      refuse (msg, rtp_error_to_http_status (error), error->message);
+      return;
+    }
+  if (!assigned)
+    {
+      refuse (msg, 403, rtp_i18n_translate (language, N_("Only users that are assigned to the experiment can access it.")));
+      return;
+    }
+  if (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Upgrade") == NULL)
+    {
+      refuse (msg, 400, rtp_i18n_translate (language, N_("This endpoint speaks WebSocket.")));
+      return;
+    }
+  auth = g_new0 (LiveAuth, 1);
+  auth->short_id = g_strdup (segments[1]);
+  auth->user_id = g_strdup (user->user_id);
+  auth->language = g_strdup (language);
+  g_object_set_data_full (G_OBJECT (msg), "rtp-live-auth", auth, (GDestroyNotify) live_auth_free);
+  /* no status: libsoup goes on with the handshake */
+}
+
+typedef struct {
+  RtpServices *services;
+  SoupWebsocketConnection *conn; /* (owned) */
+  GPtrArray *pvs;                /* (owned) */
+  GTimeZone *tz;                 /* (owned) */
+  gulong value_id;
+  gulong closed_id;
+  guint heartbeat_id;
+  char *user_id;
+} Viewer;
+
+static void
+viewer_free (Viewer *v)
+{
+  if (v->value_id != 0)
+    g_clear_signal_handler (&v->value_id, v->services->monitor);
+  g_clear_handle_id (&v->heartbeat_id, g_source_remove);
+  for (guint i = 0; i < v->pvs->len; i++)
+    rtp_threshold_monitor_unwatch (v->services->monitor, g_ptr_array_index (v->pvs, i));
+  g_ptr_array_unref (v->pvs);
+  g_time_zone_unref (v->tz);
+  g_free (v->user_id);
+  g_object_unref (v->conn);
+  g_free (v);
+}
+
+/* Bytes the kernel still holds for the client: a client that does not read makes it grow. */
+static gboolean
+too_slow (Viewer *v)
+{
+  GIOStream *io = soup_websocket_connection_get_io_stream (v->conn);
+  GSocket *socket = G_IS_SOCKET_CONNECTION (io) ? g_socket_connection_get_socket (G_SOCKET_CONNECTION (io)) : NULL;
+  int unsent = 0;
+
+  if (socket == NULL || ioctl (g_socket_get_fd (socket), SIOCOUTQ, &unsent) != 0)
+    return FALSE;
+  return unsent > MAX_UNSENT;
+}
+
+static void
+send_text (Viewer *v, const char *text)
+{
+  if (soup_websocket_connection_get_state (v->conn) != SOUP_WEBSOCKET_STATE_OPEN)
+    return;
+  if (too_slow (v))
+    {
+      g_message ("dropping a live viewer (%s) that does not read", v->user_id);
+      soup_websocket_connection_close (v->conn, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "too slow");
+      return;
+    }
+  soup_websocket_connection_send_text (v->conn, text);
+}
+
+static void
+on_value (RtpThresholdMonitor *monitor, const char *pv, gint64 time_us, const char *value, gpointer user_data)
+{
+  Viewer *v = user_data;
+  g_autoptr (JsonObject) o = NULL;
+  g_autoptr (JsonNode) node = NULL;
+  g_autoptr (JsonParser) parser = NULL;
+  g_autofree char *text = NULL;
+  char when[64];
+
+  if (!g_ptr_array_find_with_equal_func (v->pvs, pv, g_str_equal, NULL))
+    return;
+  rtp_time_format (v->tz, time_us / G_USEC_PER_SEC, (gint32) (time_us % G_USEC_PER_SEC) * 1000, when);
+  parser = json_parser_new ();
+  o = json_object_new ();
+  json_object_set_string_member (o, "pv", pv);
+  json_object_set_string_member (o, "time", when);
+  if (json_parser_load_from_data (parser, value, -1, NULL))
+    json_object_set_member (o, "data", json_node_copy (json_parser_get_root (parser)));
+  else
+    json_object_set_string_member (o, "data", value);
+  node = json_node_init_object (json_node_alloc (), o);
+  text = json_to_string (node, FALSE);
+  send_text (v, text);
+}
+
+static gboolean
+heartbeat (gpointer user_data)
+{
+  Viewer *v = user_data;
+  g_autofree char *text = g_strdup_printf ("{\"heartbeat\":%" G_GINT64_FORMAT "}", g_get_real_time () / G_USEC_PER_SEC);
+  send_text (v, text);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_closed (SoupWebsocketConnection *conn, gpointer user_data)
+{
+  Viewer *v = user_data;
+  g_clear_signal_handler (&v->closed_id, conn);
+  viewer_free (v);
+}
+
+static void
+live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, SoupWebsocketConnection *conn,
+                gpointer user_data)
+{
+  RtpServices *services = user_data;
+  LiveAuth *auth = g_object_get_data (G_OBJECT (msg), "rtp-live-auth");
+  g_autoptr (RtpExperiment) experiment = NULL;
+  Viewer *v;
+
+  if (auth == NULL)
+    {
+      soup_websocket_connection_close (conn, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, NULL);
+      return;
+    }
+  experiment = rtp_experiment_store_get_experiment (services->experiments, auth->short_id, NULL);
+  v = g_new0 (Viewer, 1);
+  v->services = services;
+  v->conn = g_object_ref (conn);
+  v->user_id = g_strdup (auth->user_id);
+  v->pvs = experiment != NULL ? g_ptr_array_ref (experiment->pv_strings) : g_ptr_array_new_with_free_func (g_free);
+  v->tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")
+              ? g_time_zone_new_identifier (rtp_config_get_string (services->config, "ARCHIVER_TIMEZONE"))
+              : g_time_zone_new_local ();
+  for (guint i = 0; i < v->pvs->len; i++)
+    rtp_threshold_monitor_watch (services->monitor, g_ptr_array_index (v->pvs, i));
+  v->value_id = g_signal_connect (services->monitor, "value", G_CALLBACK (on_value), v);
+  v->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_closed), v);
+  v->heartbeat_id = g_timeout_add_seconds (HEARTBEAT_S, heartbeat, v);
+  /* what is known already, at once */
+  for (guint i = 0; i < v->pvs->len; i++)
+    {
+      gint64 t;
+      const char *value;
+      if (rtp_threshold_monitor_get_latest (services->monitor, g_ptr_array_index (v->pvs, i), &t, &value))
+        on_value (services->monitor, g_ptr_array_index (v->pvs, i), t, value, v);
+    }
+  g_debug ("live viewer %s on %s (%u PVs)", v->user_id, auth->short_id, v->pvs->len);
+}
+
+void
+rtp_routes_live_register (RtpHttpServer *http, RtpServices *services)
+{
+  SoupServer *soup = rtp_http_server_get_soup_server (http);
+  static const char *protocols[] = { "rtp.v1", NULL };
+
+  soup_server_add_handler (soup, "/live", live_check, services, NULL);
+  soup_server_add_websocket_handler (soup, "/live", NULL, (char **) protocols, live_connected, services, NULL);
+}

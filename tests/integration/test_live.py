@@ -1,0 +1,59 @@
+"""GET /live/<short_id>: new values pushed over a WebSocket, with the token as a subprotocol."""
+import json
+import time
+
+import websocket
+
+from rtplib import ArchiverFixture, ServerTestCase, main
+
+PV = "Test:M1:Fan"
+
+
+class Live(ServerTestCase):
+    def setUp(self):
+        self.fx = ArchiverFixture().start()
+        self.addCleanup(self.fx.stop)
+        self.server_env = {"ARCHIVER_URL": self.fx.url, "RTP_MONITOR_INTERVAL": "0.2", "ARCHIVER_TIMEZONE": "UTC"}
+        super().setUp()
+        self.fx.pv(PV, samples=[[int(time.time()) - 5, 0, 1.5]])
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": PV})
+        self.user, self.token = self.create_user("lena")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
+        self.ws_url = self.s.url.replace("http://", "ws://") + "live/Test"
+
+    def test_values_arrive(self):
+        ws = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.getsubprotocol(), "rtp.v1")
+        first = json.loads(ws.recv())  # the latest archived value
+        self.assertEqual(first["pv"], PV)
+        self.assertEqual(first["data"], 1.5)
+        now = int(time.time())
+        self.fx.pv(PV, samples=[[now - 5, 0, 1.5], [now, 250000000, 42.0]])
+        second = json.loads(ws.recv())
+        self.assertEqual(second["data"], 42.0)
+        self.assertTrue(second["time"].endswith(".250000+00:00"), second["time"])
+        # the token may also come as ?token=
+        ws2 = websocket.create_connection(self.ws_url + "?token=" + self.token, timeout=30)
+        self.addCleanup(ws2.close)
+        self.assertEqual(json.loads(ws2.recv())["pv"], PV)
+
+    def refused(self, url, subprotocols=None):
+        with self.assertRaises(websocket.WebSocketBadStatusException) as cm:
+            websocket.create_connection(url, subprotocols=subprotocols, timeout=30)
+        return cm.exception.status_code
+
+    def test_refusals(self):
+        self.assertEqual(self.refused(self.ws_url), 401)
+        self.assertEqual(self.refused(self.ws_url, ["rtp.v1", "not-a-token"]), 403)
+        _, stranger = self.create_user("stan")
+        self.assertEqual(self.refused(self.ws_url, ["rtp.v1", stranger]), 403)
+        self.assertEqual(self.refused(self.ws_url.replace("/Test", "/Nope"), ["rtp.v1", self.token]), 404)
+        # a plain GET is told to speak WebSocket
+        r = self.s.request("GET", "/live/Test?token=" + self.token)
+        self.assertError(r, 400, "This endpoint speaks WebSocket.")
+        self.assertNotIn(self.token, self.s.stderr())  # never logged
+
+
+if __name__ == "__main__":
+    main()
