@@ -60,10 +60,12 @@ static const KeyInfo keys[] = {
   { "RTP_LOGIN_MAX_FAILURES", KIND_INT, "10", 1, 1000000 },
   { "RTP_LOGIN_LOCKOUT_S", KIND_INT, "60", 1, 86400 },
   { "RTP_SHUTDOWN_TIMEOUT", KIND_DOUBLE, "10", 0, 3600 },
+  { "RTP_CLIENT_TIMEOUT", KIND_DOUBLE, "15", 0, 3600 },
 };
 
 /* Doubles whose range must exclude 0 (timeouts): validated with min 0 exclusive. */
-static const char *const positive_doubles[] = { "RTP_ARCHIVER_TIMEOUT", "RTP_MQTT_TIMEOUT", "RTP_MONITOR_INTERVAL", NULL };
+static const char *const positive_doubles[] = { "RTP_ARCHIVER_TIMEOUT", "RTP_MQTT_TIMEOUT", "RTP_MONITOR_INTERVAL",
+                                                "RTP_CLIENT_TIMEOUT", NULL };
 
 struct _RtpConfig {
   GObject parent_instance;

@@ -30,6 +30,7 @@ struct _RtpHttpServer {
   gsize max_body_bytes;
   gsize max_import_bytes;
   char *cors_origin;       /* (owned) (nullable) */
+  guint client_timeout_ms;
   guint in_flight;
   guint64 served;
   gboolean accepting;
@@ -743,11 +744,45 @@ out:
 
 /* ---- body limits ---------------------------------------------------------------- */
 
+/* Per request being read: the body limit, and a timer against clients that trickle (libsoup
+ * 3.2 has no header or idle timeouts of its own: a slowloris would hold a connection forever). */
 typedef struct {
   RtpHttpServer *server;
+  SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
   gsize limit;
   gsize received;
-} BodyLimit;
+  guint timer_id;
+} Guard;
+
+static gboolean
+client_too_slow (gpointer user_data)
+{
+  Guard *g = user_data;
+  GSocket *socket = soup_server_message_get_socket (g->msg);
+
+  g->timer_id = 0;
+  g_debug ("closing a connection from %s: nothing complete arrived within the client timeout",
+           soup_server_message_get_remote_host (g->msg));
+  if (socket != NULL)
+    g_socket_shutdown (socket, TRUE, TRUE, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+guard_rearm (Guard *g)
+{
+  g_clear_handle_id (&g->timer_id, g_source_remove);
+  if (g->server->client_timeout_ms > 0)
+    g->timer_id = g_timeout_add (g->server->client_timeout_ms, client_too_slow, g);
+}
+
+static void
+guard_free (gpointer data)
+{
+  Guard *g = data;
+  g_clear_handle_id (&g->timer_id, g_source_remove);
+  g_free (g);
+}
 
 static void
 refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
@@ -773,22 +808,31 @@ refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
 static void
 got_headers (SoupServerMessage *msg, gpointer user_data)
 {
-  BodyLimit *limit = user_data;
+  Guard *limit = user_data;
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
   const char *path = g_uri_get_path (soup_server_message_get_uri (msg));
   goffset length = soup_message_headers_get_content_length (headers);
 
   limit->limit = (path != NULL && g_str_has_prefix (path, "/file/import")) ? limit->server->max_import_bytes
                                                                              : limit->server->max_body_bytes;
+  guard_rearm (limit); /* the body, if any, must keep coming */
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length > (goffset) limit->limit)
     refuse_too_large (limit->server, msg);
 }
 
 static void
+got_body (SoupServerMessage *msg, gpointer user_data)
+{
+  Guard *g = user_data;
+  g_clear_handle_id (&g->timer_id, g_source_remove); /* read completely: the handler's time now */
+}
+
+static void
 got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
 {
-  BodyLimit *limit = user_data;
+  Guard *limit = user_data;
 
+  guard_rearm (limit);
   limit->received += g_bytes_get_size (chunk);
   if (limit->received > limit->limit && soup_server_message_get_status (msg) != 413)
     {
@@ -803,11 +847,15 @@ got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
 static void
 request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
 {
-  BodyLimit *limit = g_new0 (BodyLimit, 1);
+  Guard *g = g_new0 (Guard, 1);
 
-  limit->server = user_data;
-  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), limit);
-  g_signal_connect_data (msg, "got-chunk", G_CALLBACK (got_chunk), limit, (GClosureNotify) (void (*) (void)) g_free, 0);
+  g->server = user_data;
+  g->msg = msg;
+  guard_rearm (g); /* the request line and headers must arrive in time */
+  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), g);
+  g_signal_connect (msg, "got-body", G_CALLBACK (got_body), g);
+  g_signal_connect (msg, "finished", G_CALLBACK (got_body), g);
+  g_signal_connect_data (msg, "got-chunk", G_CALLBACK (got_chunk), g, (GClosureNotify) (void (*) (void)) guard_free, 0);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -821,6 +869,7 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   self->max_body_bytes = settings->max_body_bytes;
   self->max_import_bytes = settings->max_import_bytes;
   self->cors_origin = g_strdup (settings->cors_origin);
+  self->client_timeout_ms = (guint) (settings->client_timeout_s * 1000);
   self->soup = soup_server_new ("raw-paths", TRUE, "server-header", NULL, NULL);
   soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);

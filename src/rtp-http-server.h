@@ -28,6 +28,7 @@ typedef struct {
   gsize max_body_bytes;
   gsize max_import_bytes;
   const char *cors_origin; /* NULL: echo the request's Origin, or "*" */
+  double client_timeout_s; /* headers within, and no body stall longer than, this */
 } RtpHttpSettings;
 
 RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);
