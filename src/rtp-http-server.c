@@ -559,6 +559,9 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
 {
   RtpRequest *request = user_data;
 
+  /* The request holds the message and these handlers hold the request: cut the cycle
+   * (the "finished" handler's reference goes with its disconnection). */
+  g_signal_handlers_disconnect_by_data (msg, request);
   if (!request->finished)
     {
       request->finished = TRUE;

@@ -389,12 +389,30 @@ password_job_thread (GTask *task, gpointer source, gpointer task_data, GCancella
   g_task_return_boolean (task, TRUE);
 }
 
-/* Runs @job in a worker; @task's callback gets it back through g_task_get_task_data. */
+static void
+pool_func (gpointer data, gpointer user_data)
+{
+  GTask *task = data;
+  password_job_thread (task, g_task_get_source_object (task), g_task_get_task_data (task), g_task_get_cancellable (task));
+  g_object_unref (task);
+}
+
+/* Runs @job in a worker; @task's callback gets it back through g_task_get_task_data.
+ * At most one hash per core at a time: each argon2id hash takes 19 MiB, and a burst of
+ * logins would otherwise run in as many threads as GLib's shared pool grows to. */
 static void
 run_password_job (GTask *task, PasswordJob *job)
 {
+  static GThreadPool *pool;
+  static gsize once = 0;
+
+  if (g_once_init_enter (&once))
+    {
+      pool = g_thread_pool_new (pool_func, NULL, (gint) MAX (1, g_get_num_processors ()), FALSE, NULL);
+      g_once_init_leave (&once, 1);
+    }
   g_task_set_task_data (task, job, (GDestroyNotify) password_job_free);
-  g_task_run_in_thread (task, password_job_thread);
+  g_thread_pool_push (pool, g_object_ref (task), NULL);
 }
 
 /* ---- logins ---------------------------------------------------------------- */

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The bench table of README "Performance": requests/s and p50/p99 latency at 1, 32 and 128
+connections (wrk, Debian package wrk) for the main endpoints and for a bare SoupServer answering
+constant JSON (bench/ceiling, built in this tree) as the stack's ceiling, with the ratio of each
+to the ceiling; idle and peak RSS (and RssAnon) and start-up time. Prints figures, asserts nothing.
+
+    python3 bench/http_bench.py [--build build] [--seconds 5]
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import rtplib  # noqa: E402
+
+
+def status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon"):
+                out[k] = int(v.split()[0]) / 1024
+    return out
+
+
+def wrk(url, conns, seconds, method="GET", body=None, headers=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(f'wrk.method = "{method}"\n')
+        if body is not None:
+            f.write(f"wrk.body = {json.dumps(body)}\n")
+        for k, v in (headers or {}).items():
+            f.write(f'wrk.headers["{k}"] = "{v}"\n')
+        script = f.name
+    try:
+        out = subprocess.run(["wrk", "-t", "2" if conns > 1 else "1", "-c", str(conns), "-d", f"{seconds}s", "--latency",
+                              "-s", script, url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    finally:
+        os.unlink(script)
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return float(rps.group(1)) if rps else 0.0, ms("50%"), ms("99%"), int(bad.group(1)) if bad else 0
+
+
+def main():
+    args = sys.argv[1:]
+    build = args[args.index("--build") + 1] if "--build" in args else os.path.join(HERE, "..", "build")
+    seconds = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 5
+    rtplib.SERVER = os.path.abspath(os.path.join(build, "src", "realtimeplot-server"))
+    ceiling = subprocess.Popen([os.path.join(build, "bench", "ceiling")], stdout=subprocess.PIPE, text=True)
+    ceiling_url = re.search(r"(http://\S+)", ceiling.stdout.readline()).group(1)
+
+    fx = rtplib.ArchiverFixture().start()
+    start = int(datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp())
+    lines = []
+    for e in range(50):
+        lines.append(f"[EXPERIMENT];short_id=E{e:02d};human_readable_name=Experiment {e}")
+        lines += [f"[PROCESS_VARIABLE];pv_string=E{e:02d}:M:PV{p:02d};human_readable_name=PV {p}" for p in range(20)]
+    for p in range(10):
+        fx.pv(f"Data:M:PV{p}", start=start, period=1, count=500, kind="sine")
+        lines.append(f"[PROCESS_VARIABLE];pv_string=Data:M:PV{p}")
+
+    s = rtplib.Server(env={"ARCHIVER_URL": fx.url, "ARCHIVER_TIMEZONE": "UTC", "DEFAULT_ADMIN_PASSWORD": "bench admin pw",
+                           "RTP_LOGIN_MAX_FAILURES": "1000000"})
+    try:
+        t0 = time.perf_counter()
+        s.start()
+        startup = time.perf_counter() - t0
+        token = s.login("admin", "bench admin pw")
+        r = s.request("POST", "/file/import", token=token, body="\n".join(lines).encode(), timeout=300)
+        assert r.json["number_of_process_variables_now_in_database"] == 1010, r.json
+        time.sleep(1)
+        idle = status(s.proc.pid)
+        auth = {"x-access-tokens": token}
+        basic = {"Authorization": "Basic YWRtaW46YmVuY2ggYWRtaW4gcHc="}  # admin:bench admin pw
+        rows = [
+            ("bare SoupServer, constant JSON (ceiling)", ceiling_url, "GET", None, {}),
+            ("GET /auth/users/current", s.url + "auth/users/current", "GET", None, auth),
+            ("GET /experiments (50 × 20 PVs)", s.url + "experiments", "GET", None, auth),
+            ("POST /data/<exp> (10 PVs × 500 points)", s.url + "data/Data", "POST",
+             '{"since": "2022-01-01 00:00:00", "until": "2022-01-01 00:08:19"}', dict(auth, **{"Content-Type": "application/json"})),
+            ("POST /auth/get_access_token (argon2id)", s.url + "auth/get_access_token", "POST", None, basic),
+        ]
+        results = {}
+        hwm = {}
+        for name, url, method, body, headers in rows:
+            for conns in (1, 32, 128):
+                results[(name, conns)] = wrk(url, conns, seconds, method, body, headers)
+            hwm[name] = status(s.proc.pid)["VmHWM"]
+        peak = status(s.proc.pid)
+        print(f"{'endpoint':45} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>9} {'non-2xx':>7}")
+        for name, *_ in rows:
+            for conns in (1, 32, 128):
+                rps, p50, p99, bad = results[(name, conns)]
+                ratio = rps / results[(rows[0][0], conns)][0] if results[(rows[0][0], conns)][0] else 0
+                print(f"{name:45} {conns:5d} {rps:10.0f} {p50:8.2f} {p99:8.2f} {ratio:9.2f} {bad:7d}")
+        print("server peak RSS after each endpoint's runs: " + ", ".join(f"{n.split(' (')[0]}: {v:.0f} MB" for n, v in hwm.items()))
+        print(f"start-up to 'Listening': {startup * 1000:.0f} ms (includes the first admin's argon2id hash)")
+        print(f"idle: RSS {idle['VmRSS']:.1f} MB, RssAnon {idle['RssAnon']:.1f} MB; peak RSS {peak['VmHWM']:.1f} MB")
+        s.stop()
+    finally:
+        s.cleanup()
+        fx.stop()
+        ceiling.terminate()
+        ceiling.wait()
+
+
+if __name__ == "__main__":
+    main()
