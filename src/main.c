@@ -1,7 +1,6 @@
 /* main.c: create the application, run it */
 #include "rtp-application.h"
 
-#include <malloc.h>
 
 int
 main (int argc, char **argv)
@@ -9,9 +8,6 @@ main (int argc, char **argv)
   g_autoptr (RtpApplication) app = NULL;
   int status;
 
-  /* large blocks (argon2id's 19 MiB, big answers) stay mmapped and go back to the system when
-   * freed; glibc would otherwise raise its threshold and keep them in its arenas */
-  mallopt (M_MMAP_THRESHOLD, 1024 * 1024);
   /* LANGUAGE would override the per-request locale of every answer; cleared before any thread exists */
   g_unsetenv ("LANGUAGE");
   app = rtp_application_new ();

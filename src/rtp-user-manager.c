@@ -408,7 +408,7 @@ run_password_job (GTask *task, PasswordJob *job)
 
   if (g_once_init_enter (&once))
     {
-      pool = g_thread_pool_new (pool_func, NULL, (gint) MAX (1, g_get_num_processors ()), FALSE, NULL);
+      pool = g_thread_pool_new (pool_func, NULL, (gint) MAX (1, g_get_num_processors ()), TRUE, NULL);
       g_once_init_leave (&once, 1);
     }
   g_task_set_task_data (task, job, (GDestroyNotify) password_job_free);
