@@ -11,6 +11,7 @@
 #include "rtp-services.h"
 
 #include <glib-unix.h>
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -36,6 +37,7 @@ struct _RtpApplication {
   guint sigint_id;
   guint sigterm_id;
   guint drain_id;
+  guint trim_id;
   gint64 stop_deadline_us;
 };
 
@@ -303,6 +305,14 @@ on_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* glibc keeps what big requests (an import, a long export) freed; hand it back now and then */
+static gboolean
+trim_memory (gpointer user_data)
+{
+  malloc_trim (0);
+  return G_SOURCE_CONTINUE;
+}
+
 static gboolean
 start (RtpApplication *self, GError **error)
 {
@@ -476,6 +486,7 @@ rtp_application_startup (GApplication *app)
   self->sigterm_id = g_unix_signal_add (SIGTERM, on_signal, self);
   g_application_hold (app);
   self->held = TRUE;
+  self->trim_id = g_timeout_add_seconds (30, trim_memory, self);
 }
 
 static void
@@ -491,6 +502,7 @@ rtp_application_shutdown (GApplication *app)
   RtpServices *s = &self->services;
 
   g_clear_handle_id (&self->drain_id, g_source_remove);
+  g_clear_handle_id (&self->trim_id, g_source_remove);
   if (self->control != NULL)
     rtp_control_stop (self->control);
   g_clear_object (&self->control);
