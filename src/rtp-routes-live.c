@@ -4,8 +4,9 @@
  * subprotocol (["rtp.v1", "<token>"]; the server answers "rtp.v1") or as ?token= (never
  * logged). It is checked, with the assignment, by an ordinary handler on the same path,
  * which libsoup runs before the handshake. Values come from the threshold monitor (each
- * viewer makes its experiment's PVs watched); a heartbeat every HEARTBEAT_S seconds; a
- * client that does not read is dropped once MAX_UNSENT bytes wait in its socket. */
+ * viewer makes its experiment's PVs watched); a heartbeat every HEARTBEAT_S seconds. libsoup
+ * queues without bound behind a full socket, so a client whose socket send buffer is found
+ * mostly full at MAX_FULL_SENDS sends in a row is dropped rather than buffered. */
 #define G_LOG_DOMAIN "RtpRoutesLive"
 
 #include "rtp-error.h"
@@ -16,9 +17,10 @@
 #include <linux/sockios.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #define HEARTBEAT_S 15
-#define MAX_UNSENT (1024 * 1024)
+#define MAX_FULL_SENDS 8
 
 typedef struct {
   char *short_id;
@@ -151,6 +153,7 @@ typedef struct {
   gulong value_id;
   gulong closed_id;
   guint heartbeat_id;
+  guint full_sends;
   char *user_id;
 } Viewer;
 
@@ -169,17 +172,19 @@ viewer_free (Viewer *v)
   g_free (v);
 }
 
-/* Bytes the kernel still holds for the client: a client that does not read makes it grow. */
+/* Whether the kernel's send buffer for the client is mostly full: it does not read. */
 static gboolean
-too_slow (Viewer *v)
+socket_full (Viewer *v)
 {
   GIOStream *io = soup_websocket_connection_get_io_stream (v->conn);
   GSocket *socket = G_IS_SOCKET_CONNECTION (io) ? g_socket_connection_get_socket (G_SOCKET_CONNECTION (io)) : NULL;
   int unsent = 0;
+  gint sndbuf = 0;
 
-  if (socket == NULL || ioctl (g_socket_get_fd (socket), SIOCOUTQ, &unsent) != 0)
+  if (socket == NULL || ioctl (g_socket_get_fd (socket), SIOCOUTQ, &unsent) != 0 ||
+      !g_socket_get_option (socket, SOL_SOCKET, SO_SNDBUF, &sndbuf, NULL) || sndbuf <= 0)
     return FALSE;
-  return unsent > MAX_UNSENT;
+  return unsent >= sndbuf / 4; /* the kernel reports twice the usable size */
 }
 
 static void
@@ -187,7 +192,8 @@ send_text (Viewer *v, const char *text)
 {
   if (soup_websocket_connection_get_state (v->conn) != SOUP_WEBSOCKET_STATE_OPEN)
     return;
-  if (too_slow (v))
+  v->full_sends = socket_full (v) ? v->full_sends + 1 : 0;
+  if (v->full_sends >= MAX_FULL_SENDS)
     {
       g_message ("dropping a live viewer (%s) that does not read", v->user_id);
       soup_websocket_connection_close (v->conn, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "too slow");

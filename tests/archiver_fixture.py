@@ -54,6 +54,8 @@ class Param:
             return f"state {i % 3}"
         if self.kind == "waveform":
             return [i, i + 1, i + 2]
+        if self.kind == "bigwave":
+            return list(range(i, i + 20000))
         if self.kind == "nan":
             return float("nan") if i % 2 else float(i)
         return float(i)
