@@ -336,7 +336,12 @@ start (RtpApplication *self, GError **error)
   /* a lab that swaps services keeps its .env and its data: the original's file is upgraded */
   if (g_str_has_prefix (uri, "sqlite:") && !rtp_migration_upgrade_in_place (uri, error))
     return FALSE;
-  s->db = rtp_database_open (uri, error);
+  {
+    /* a PostgreSQL URI without a password may have it in the keyring */
+    g_autofree char *db_password = g_str_has_prefix (uri, "sqlite:") ? NULL
+                                                                     : rtp_secrets_lookup (self->secrets, "RTP_DATABASE_PASSWORD");
+    s->db = rtp_database_open_with_password (uri, db_password, error);
+  }
   if (s->db == NULL || !rtp_database_migrate (s->db, error))
     return FALSE;
   if (self->migrate_from != NULL)

@@ -340,23 +340,30 @@ pragma (RtpDatabase *self, const char *sql, GError **error)
   return TRUE;
 }
 
-static RtpDatabase *open_full (const char *uri, gboolean read_only, GError **error);
+static RtpDatabase *open_full (const char *uri, gboolean read_only, const char *password, GError **error);
 
 RtpDatabase *
 rtp_database_open (const char *uri, GError **error)
 {
-  return open_full (uri, FALSE, error);
+  return open_full (uri, FALSE, NULL, error);
+}
+
+/* @password: for a PostgreSQL URI that names none (it may come from the keyring) */
+RtpDatabase *
+rtp_database_open_with_password (const char *uri, const char *password, GError **error)
+{
+  return open_full (uri, FALSE, password, error);
 }
 
 /* A connection that changes nothing in the file (no WAL switch): for looking before acting. */
 RtpDatabase *
 rtp_database_open_read_only (const char *uri, GError **error)
 {
-  return open_full (uri, TRUE, error);
+  return open_full (uri, TRUE, NULL, error);
 }
 
 static RtpDatabase *
-open_full (const char *uri, gboolean read_only, GError **error)
+open_full (const char *uri, gboolean read_only, const char *password, GError **error)
 {
   g_autoptr (RtpDatabase) self = g_object_new (RTP_TYPE_DATABASE, NULL);
   g_autofree char *provider = NULL;
@@ -390,6 +397,15 @@ open_full (const char *uri, gboolean read_only, GError **error)
         }
     }
 
+  if (self->kind == RTP_DATABASE_POSTGRESQL && password != NULL && password[0] != '\0' &&
+      (auth_string == NULL || strstr (auth_string, "PASSWORD=") == NULL))
+    {
+      g_autofree char *enc = rfc1738 (password);
+      char *with = g_strdup_printf ("%s%sPASSWORD=%s", auth_string != NULL ? auth_string : "",
+                                    auth_string != NULL ? ";" : "", enc);
+      g_free (auth_string);
+      auth_string = with;
+    }
   self->provider = g_strdup (provider);
   self->cnc_string = g_strdup (cnc_string);
   self->auth_string = g_strdup (auth_string);

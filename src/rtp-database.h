@@ -35,6 +35,7 @@ gboolean       rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, c
 
 RtpDatabase   *rtp_database_open (const char *uri, GError **error);
 RtpDatabase   *rtp_database_open_read_only (const char *uri, GError **error);
+RtpDatabase   *rtp_database_open_with_password (const char *uri, const char *password, GError **error);
 gboolean       rtp_database_migrate (RtpDatabase *self, GError **error);
 /* Applies migrations up to and including @target only (tests of old files). */
 gboolean       rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error);

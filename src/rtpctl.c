@@ -29,7 +29,7 @@ static const char usage[] =
   "  reload                               re-read the configuration; lists keys that need a restart\n"
   "  secret set NAME                      store a secret read from standard input in the keyring\n"
   "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
-  "                                       RTP_MQTT_PASSWORD); needs no running server\n"
+  "                                       RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD); needs no running server\n"
   "\n"
   "Options:\n"
   "  --session        talk to the server on the session bus (default)\n"

@@ -442,6 +442,12 @@ class Postgres:
         if not os.path.exists(self.data):
             self._run(os.path.join(self.BIN, "initdb"), "-D", self.data, "-U", "rtp", "--auth=trust", "-E", "UTF8",
                       "--no-sync")
+            # one role that needs its password (tests of passwords from the keyring); everyone else is trusted
+            hba = os.path.join(self.data, "pg_hba.conf")
+            with open(hba) as f:
+                rules = f.read()
+            with open(hba, "w") as f:
+                f.write("host all rtp_pw 127.0.0.1/32 scram-sha-256\nlocal all rtp_pw scram-sha-256\n" + rules)
         for _ in range(10):
             self.port = self.port or free_port()
             r = self._run(os.path.join(self.BIN, "pg_ctl"), "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w",

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from rtplib import PrivateBus, Server, main, on_postgres, SERVER
+from rtplib import PrivateBus, Server, main, on_postgres, shared_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -71,6 +71,30 @@ class Keyring(unittest.TestCase):
             self.assertEqual(s.db("SELECT COUNT(*) FROM settings"), [(0,)])
         self.assertIn("SECRET_KEY comes from the keyring", s.stderr())
         self.assertNotIn("key-from-the-keyring", s.stderr())  # never logged
+        s.stop()
+
+
+    @unittest.skipUnless(on_postgres(), "a PostgreSQL role with a password")
+    def test_database_password_from_the_keyring(self):
+        pg = shared_postgres()
+        if not pg.sql("postgres", "SELECT 1 FROM pg_roles WHERE rolname = 'rtp_pw'"):
+            pg.sql("postgres", "CREATE ROLE rtp_pw LOGIN PASSWORD 'db secret'")
+        name = pg.new_database()
+        pg.sql("postgres", f"ALTER DATABASE {name} OWNER TO rtp_pw")
+        uri = f"postgresql://rtp_pw@127.0.0.1:{pg.port}/{name}"
+        env = {"DBUS_SESSION_BUS_ADDRESS": self.bus.address}
+        without = Server(env=env, args=["--bus", "none", "--database", uri])
+        self.addCleanup(without.cleanup)
+        without.start(expect_ok=False)
+        self.assertEqual(without.proc.wait(timeout=60), 1)
+        self.assertIn("Cannot open the database", without.stderr())
+        self.assertEqual(self.ctl("secret", "set", "RTP_DATABASE_PASSWORD", input="db secret").returncode, 0)
+        s = Server(env=env, args=["--bus", "none", "--database", uri])
+        self.addCleanup(s.cleanup)
+        s.start()
+        s.login()
+        self.assertIn("RTP_DATABASE_PASSWORD comes from the keyring", s.stderr())
+        self.assertNotIn("db secret", s.stderr())
         s.stop()
 
 
