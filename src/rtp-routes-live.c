@@ -154,6 +154,7 @@ typedef struct {
   gulong closed_id;
   guint heartbeat_id;
   guint full_sends;
+  GSocket *socket;               /* (owned) (nullable) the client's connection */
   char *user_id;
 } Viewer;
 
@@ -168,6 +169,7 @@ viewer_free (Viewer *v)
   g_ptr_array_unref (v->pvs);
   g_time_zone_unref (v->tz);
   g_free (v->user_id);
+  g_clear_object (&v->socket);
   g_object_unref (v->conn);
   g_free (v);
 }
@@ -176,8 +178,7 @@ viewer_free (Viewer *v)
 static gboolean
 socket_full (Viewer *v)
 {
-  GIOStream *io = soup_websocket_connection_get_io_stream (v->conn);
-  GSocket *socket = G_IS_SOCKET_CONNECTION (io) ? g_socket_connection_get_socket (G_SOCKET_CONNECTION (io)) : NULL;
+  GSocket *socket = v->socket;
   int unsent = 0;
   gint sndbuf = 0;
 
@@ -263,6 +264,8 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   v = g_new0 (Viewer, 1);
   v->services = services;
   v->conn = g_object_ref (conn);
+  /* the connection's io stream is libsoup's own wrapper: the socket comes from the message */
+  v->socket = soup_server_message_get_socket (msg) != NULL ? g_object_ref (soup_server_message_get_socket (msg)) : NULL;
   v->user_id = g_strdup (auth->user_id);
   v->pvs = experiment != NULL ? g_ptr_array_ref (experiment->pv_strings) : g_ptr_array_new_with_free_func (g_free);
   v->tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")

@@ -926,12 +926,13 @@ poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
       char *end = NULL;
       double value = g_ascii_strtod (c->value, &end);
 
-      /* each archived sample is judged once */
-      if ((seen == NULL || t > *seen) && end != c->value && *end == '\0')
+      /* each archived sample is shown and judged once; only numbers are judged */
+      if (seen == NULL || t > *seen)
         {
           g_hash_table_replace (self->last_seen, g_strdup (c->pv), g_memdup2 (&t, sizeof t));
           emit_value (self, c->pv, t, c->value);
-          rtp_threshold_monitor_handle_value (self, c->pv, value);
+          if (end != c->value && *end == '\0')
+            rtp_threshold_monitor_handle_value (self, c->pv, value);
         }
     }
   poll_ctx_free (c);

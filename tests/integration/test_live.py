@@ -38,6 +38,27 @@ class Live(ServerTestCase):
         self.addCleanup(ws2.close)
         self.assertEqual(json.loads(ws2.recv())["pv"], PV)
 
+    def test_waveforms_flow_and_a_slow_consumer_is_dropped(self):
+        import socket
+        self.fx.pv("Test:M1:Wave", start=int(time.time()) - 1, period=0.05, count=100000, kind="bigwave")
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:M1:Wave"})
+        good = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(good.close)
+        # a client that never reads, with a small receive window
+        slow = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", self.token], timeout=30,
+                                           sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+        self.addCleanup(slow.close)
+        waves = 0
+        deadline = time.monotonic() + 60
+        while "dropping a live viewer" not in self.s.stderr() and time.monotonic() < deadline:
+            m = json.loads(good.recv())  # the reading client keeps up
+            if m.get("pv") == "Test:M1:Wave":
+                self.assertEqual(len(m["data"]), 20000)  # waveforms are passed on whole
+                waves += 1
+        self.assertIn("dropping a live viewer", self.s.stderr())
+        self.assertGreater(waves, 0)
+        self.assertTrue(json.loads(good.recv()))  # and is still served
+
     def refused(self, url, subprotocols=None):
         with self.assertRaises(websocket.WebSocketBadStatusException) as cm:
             websocket.create_connection(url, subprotocols=subprotocols, timeout=30)

@@ -5,7 +5,10 @@ import json
 import time
 import unittest
 
-from rtplib import ArchiverFixture, Mosquitto, Server, ServerTestCase, SmtpReceiver, Subscriber, main, free_port
+import os
+import subprocess
+
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, free_port
 
 PV = "Test:M1:Fan"
 
@@ -153,6 +156,32 @@ class SmtpOutage(MonitorTestCase):
             time.sleep(0.2)
         self.assertEqual(len(late.messages()), 1)
         self.assertEqual(subject(late.messages()[0]), "Threshold breached: Test:M1:Fan is 150 rpm")
+
+
+class DBusSignal(MonitorTestCase):
+    def setUp(self):
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.cleanup)
+        self.extra = {"DBUS_SESSION_BUS_ADDRESS": self.bus.address}
+        super().setUp()
+
+    def test_threshold_breached_is_signalled(self):
+        self.wait_log("owning the D-Bus name")
+        monitor = subprocess.Popen(["gdbus", "monitor", "--session", "--dest", "org.realtimeplot.Server1"],
+                                   env=dict(os.environ, DBUS_SESSION_BUS_ADDRESS=self.bus.address),
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            self.set_value(150)
+            deadline = time.monotonic() + 20
+            line = ""
+            while "ThresholdBreached" not in line and time.monotonic() < deadline:
+                line = monitor.stdout.readline()
+            self.assertIn("org.realtimeplot.Server1.ThresholdBreached ('Test:M1:Fan', 150.0, int64 0, int64 100)", line)
+        finally:
+            monitor.terminate()
+            monitor.wait()
+            monitor.stdout.close()
 
 
 class MqttValues(MonitorTestCase):
