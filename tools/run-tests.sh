@@ -22,7 +22,11 @@ run meson test -C build-asan --print-errorlogs --num-processes 2 --logbase sanit
 
 run meson test -C build --setup valgrind --suite unit --print-errorlogs --logbase valgrind
 
-python3 - <<'PY'
+# libFuzzer targets of the parsers: a short deterministic run (tools/fuzz.sh SECONDS for a long one)
+fuzz_status=0
+./tools/fuzz.sh || { fuzz_status=1; status=1; }
+
+FUZZ_STATUS=$fuzz_status python3 - <<'PY'
 import json, glob
 passed = failed = skipped = 0
 for path in ["build/meson-logs/testlog.json", "build-asan/meson-logs/sanitizers.json", "build/meson-logs/valgrind-valgrind.json"]:
@@ -41,6 +45,13 @@ for path in ["build/meson-logs/testlog.json", "build-asan/meson-logs/sanitizers.
         else:
             failed += 1
             print(f"FAILED: {t['name']} ({path})")
+import os
+if os.environ.get("FUZZ_STATUS") is not None:
+    if os.environ["FUZZ_STATUS"] == "0":
+        passed += 1
+    else:
+        failed += 1
+        print("FAILED: fuzz (tools/fuzz.sh)")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 raise SystemExit(1 if failed else 0)
 PY

@@ -10,7 +10,7 @@ PACKAGES=(
   libcurl4-gnutls-dev libpaho-mqtt-dev libsecret-1-dev libargon2-dev libpq-dev
   # tests
   python3 python3-paho-mqtt python3-psycopg2 python3-aiosmtpd python3-websocket valgrind wrk mosquitto mosquitto-clients curl sqlite3 locales
-  dbus dbus-daemon gnome-keyring postgresql
+  dbus dbus-daemon gnome-keyring postgresql clang-14 libclang-rt-14-dev
 )
 
 SUDO=""
