@@ -309,12 +309,7 @@ rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short
 static gboolean
 user_exists (RtpExperimentStore *self, const char *user_id, gboolean *exists, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM users WHERE user_id = :id",
-                                                    "id", RTP_DB_STR, user_id, NULL);
-  if (m == NULL)
-    return FALSE;
-  *exists = rtp_db_int0 (m, 0, 0) > 0;
-  return TRUE;
+  return row_exists (self, "SELECT COUNT(*) FROM users WHERE user_id = :a", user_id, NULL, exists, error);
 }
 
 gboolean
@@ -342,6 +337,33 @@ is_string_array (JsonNode *node)
     {
       JsonNode *e = json_array_get_element (array, i);
       if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* users_to_add / users_to_remove: each known user is (un)assigned, each unknown one explained. */
+static gboolean
+change_assignments (RtpExperimentStore *self, const char *short_id, JsonNode *list, gboolean adding,
+                    GPtrArray *field_errors, GError **error)
+{
+  JsonArray *array = list != NULL ? json_node_get_array (list) : NULL;
+
+  for (guint i = 0; array != NULL && i < json_array_get_length (array); i++)
+    {
+      const char *user_id = json_array_get_string_element (array, i);
+      gboolean exists = FALSE;
+
+      if (!user_exists (self, user_id, &exists, error))
+        return FALSE;
+      if (!exists)
+        g_ptr_array_add (field_errors,
+                         adding ? g_strdup_printf (_("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."), user_id)
+                                : g_strdup_printf (_("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."), user_id));
+      else if (adding ? !rtp_experiment_store_assign (self, short_id, user_id, error)
+                      : rtp_database_exec (self->db, error,
+                                           "DELETE FROM user_experiments WHERE user_id = :u AND short_id = :e", "u",
+                                           RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
         return FALSE;
     }
   return TRUE;
@@ -389,39 +411,9 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
                                   "n", RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
         goto fail;
     }
-  if (add != NULL)
-    {
-      JsonArray *array = json_node_get_array (add);
-      for (guint i = 0; i < json_array_get_length (array); i++)
-        {
-          const char *user_id = json_array_get_string_element (array, i);
-          gboolean exists = FALSE;
-          if (!user_exists (self, user_id, &exists, error))
-            goto fail;
-          if (!exists)
-            g_ptr_array_add (field_errors,
-                             g_strdup_printf (_("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."), user_id));
-          else if (!rtp_experiment_store_assign (self, short_id, user_id, error))
-            goto fail;
-        }
-    }
-  if (remove != NULL)
-    {
-      JsonArray *array = json_node_get_array (remove);
-      for (guint i = 0; i < json_array_get_length (array); i++)
-        {
-          const char *user_id = json_array_get_string_element (array, i);
-          gboolean exists = FALSE;
-          if (!user_exists (self, user_id, &exists, error))
-            goto fail;
-          if (!exists)
-            g_ptr_array_add (field_errors,
-                             g_strdup_printf (_("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."), user_id));
-          else if (rtp_database_exec (self->db, error, "DELETE FROM user_experiments WHERE user_id = :u AND short_id = :e",
-                                      "u", RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
-            goto fail;
-        }
-    }
+  if (!change_assignments (self, short_id, add, TRUE, field_errors, error) ||
+      !change_assignments (self, short_id, remove, FALSE, field_errors, error))
+    goto fail;
   if (!rtp_database_commit (self->db, error))
     return NULL;
   return rtp_experiment_store_get_experiment (self, short_id, error);
@@ -471,13 +463,8 @@ gboolean
 rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id, const char *short_id,
                                   gboolean *assigned, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :u AND short_id = :e", "u", RTP_DB_STR,
-      user_id, "e", RTP_DB_STR, short_id, NULL);
-  if (m == NULL)
-    return FALSE;
-  *assigned = rtp_db_int0 (m, 0, 0) > 0;
-  return TRUE;
+  return row_exists (self, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :a AND short_id = :b", user_id,
+                     short_id, assigned, error);
 }
 
 GPtrArray *
@@ -551,13 +538,8 @@ typedef struct {
 static gboolean
 pv_exists (RtpExperimentStore *self, const char *pv_string, gboolean *exists, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error,
-                                                    "SELECT COUNT(*) FROM process_variables WHERE pv_string = :pv",
-                                                    "pv", RTP_DB_STR, pv_string, NULL);
-  if (m == NULL)
-    return FALSE;
-  *exists = rtp_db_int0 (m, 0, 0) > 0;
-  return TRUE;
+  return row_exists (self, "SELECT COUNT(*) FROM process_variables WHERE pv_string = :a", pv_string, NULL, exists,
+                     error);
 }
 
 /* Inserts a new PV (and its experiment). Runs inside the caller's transaction. */
