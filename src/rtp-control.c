@@ -75,8 +75,9 @@ return_error (GDBusMethodInvocation *invocation, const GError *error)
 /* ---- helpers ---------------------------------------------------------------- */
 
 static GVariant *
-user_to_variant (const RtpUser *u)
+user_to_variant (gconstpointer item)
 {
+  const RtpUser *u = item;
   GVariantDict d;
 
   g_variant_dict_init (&d, NULL);
@@ -98,6 +99,18 @@ strings_variant (GPtrArray *strings)
   g_variant_builder_init (&b, G_VARIANT_TYPE ("as"));
   for (guint i = 0; i < strings->len; i++)
     g_variant_builder_add (&b, "s", (const char *) g_ptr_array_index (strings, i));
+  return g_variant_builder_end (&b);
+}
+
+/* One a{sv} per item, in list order: the shape of every List* method's reply. */
+static GVariant *
+list_variant (GPtrArray *list, GVariant *(*to_variant) (gconstpointer item))
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    g_variant_builder_add_value (&b, to_variant (g_ptr_array_index (list, i)));
   return g_variant_builder_end (&b);
 }
 
@@ -183,17 +196,11 @@ handle_list_users (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, 
   RtpControl *self = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) users = rtp_user_manager_list (self->services->users, &error);
-  GVariantBuilder b;
 
   if (users == NULL)
-    {
-      return_error (invocation, error);
-      return TRUE;
-    }
-  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
-  for (guint i = 0; i < users->len; i++)
-    g_variant_builder_add_value (&b, user_to_variant (g_ptr_array_index (users, i)));
-  rtp_dbus_server1_complete_list_users (skeleton, invocation, g_variant_builder_end (&b));
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_list_users (skeleton, invocation, list_variant (users, user_to_variant));
   return TRUE;
 }
 
@@ -289,33 +296,50 @@ handle_delete_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation,
   return TRUE;
 }
 
+static GVariant *
+experiment_to_variant (gconstpointer item)
+{
+  const RtpExperiment *e = item;
+  GVariantDict d;
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "short_id", "s", e->short_id);
+  g_variant_dict_insert (&d, "human_readable_name", "s", e->human_readable_name != NULL ? e->human_readable_name : "");
+  g_variant_dict_insert_value (&d, "process_variables", strings_variant (e->pv_strings));
+  g_variant_dict_insert_value (&d, "user_ids", strings_variant (e->user_ids));
+  return g_variant_dict_end (&d);
+}
+
 static gboolean
 handle_list_experiments (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gpointer user_data)
 {
   RtpControl *self = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) list = rtp_experiment_store_list_experiments (self->services->experiments, &error);
-  GVariantBuilder b;
 
   if (list == NULL)
-    {
-      return_error (invocation, error);
-      return TRUE;
-    }
-  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
-  for (guint i = 0; i < list->len; i++)
-    {
-      RtpExperiment *e = g_ptr_array_index (list, i);
-      GVariantDict d;
-      g_variant_dict_init (&d, NULL);
-      g_variant_dict_insert (&d, "short_id", "s", e->short_id);
-      g_variant_dict_insert (&d, "human_readable_name", "s", e->human_readable_name != NULL ? e->human_readable_name : "");
-      g_variant_dict_insert_value (&d, "process_variables", strings_variant (e->pv_strings));
-      g_variant_dict_insert_value (&d, "user_ids", strings_variant (e->user_ids));
-      g_variant_builder_add_value (&b, g_variant_dict_end (&d));
-    }
-  rtp_dbus_server1_complete_list_experiments (skeleton, invocation, g_variant_builder_end (&b));
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_list_experiments (skeleton, invocation, list_variant (list, experiment_to_variant));
   return TRUE;
+}
+
+static GVariant *
+pv_to_variant (gconstpointer item)
+{
+  const RtpProcessVariable *pv = item;
+  GVariantDict d;
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "pv_string", "s", pv->pv_string);
+  g_variant_dict_insert (&d, "human_readable_name", "s", pv->human_readable_name != NULL ? pv->human_readable_name : "");
+  g_variant_dict_insert (&d, "experiment_short_id", "s", pv->experiment_short_id);
+  g_variant_dict_insert (&d, "available_for_mqtt_publish", "b", pv->available_for_mqtt_publish);
+  if (pv->has_threshold_min)
+    g_variant_dict_insert (&d, "default_threshold_min", "x", pv->threshold_min);
+  if (pv->has_threshold_max)
+    g_variant_dict_insert (&d, "default_threshold_max", "x", pv->threshold_max);
+  return g_variant_dict_end (&d);
 }
 
 static gboolean
@@ -324,30 +348,11 @@ handle_list_pvs (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gp
   RtpControl *self = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) list = rtp_experiment_store_list_pvs (self->services->experiments, NULL, &error);
-  GVariantBuilder b;
 
   if (list == NULL)
-    {
-      return_error (invocation, error);
-      return TRUE;
-    }
-  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
-  for (guint i = 0; i < list->len; i++)
-    {
-      RtpProcessVariable *pv = g_ptr_array_index (list, i);
-      GVariantDict d;
-      g_variant_dict_init (&d, NULL);
-      g_variant_dict_insert (&d, "pv_string", "s", pv->pv_string);
-      g_variant_dict_insert (&d, "human_readable_name", "s", pv->human_readable_name != NULL ? pv->human_readable_name : "");
-      g_variant_dict_insert (&d, "experiment_short_id", "s", pv->experiment_short_id);
-      g_variant_dict_insert (&d, "available_for_mqtt_publish", "b", pv->available_for_mqtt_publish);
-      if (pv->has_threshold_min)
-        g_variant_dict_insert (&d, "default_threshold_min", "x", pv->threshold_min);
-      if (pv->has_threshold_max)
-        g_variant_dict_insert (&d, "default_threshold_max", "x", pv->threshold_max);
-      g_variant_builder_add_value (&b, g_variant_dict_end (&d));
-    }
-  rtp_dbus_server1_complete_list_pvs (skeleton, invocation, g_variant_builder_end (&b));
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_list_pvs (skeleton, invocation, list_variant (list, pv_to_variant));
   return TRUE;
 }
 

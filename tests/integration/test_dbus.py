@@ -87,6 +87,10 @@ class DBus(ServerTestCase):
         user, token = self.create_user("ulla")
         self.assertEqual(self.ctl("experiment", "assign", "Test", user["user_id"]).returncode, 0)
         self.assertEqual(self.s.request("GET", "/experiments/Test", token=token).status, 200)
+        self.assertEqual(json.loads(self.ctl("--json", "pv", "list").stdout), [pv])
+        self.assertEqual(json.loads(self.ctl("--json", "experiment", "list").stdout),
+                         [{"short_id": "Test", "human_readable_name": "", "process_variables": ["Test:M1:Fan"],
+                           "user_ids": [user["user_id"]]}])
         r = self.ctl("experiment", "assign", "Test", "ghost")
         self.assertEqual(r.returncode, 1)
         self.assertIn("The user (ghost) does not exist", r.stderr)
