@@ -706,6 +706,18 @@ rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...)
   return model;
 }
 
+gint64
+rtp_database_select_int (RtpDatabase *self, GError **error, const char *sql, ...)
+{
+  va_list args;
+  g_autoptr (GdaDataModel) model = NULL;
+
+  va_start (args, sql);
+  model = rtp_database_select_valist (self, error, sql, args);
+  va_end (args);
+  return model != NULL ? rtp_db_int0 (model, 0, 0) : -1;
+}
+
 gint
 rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args)
 {
@@ -989,10 +1001,7 @@ rtp_database_get_latest_schema_version (void)
 gint64
 rtp_database_get_schema_version (RtpDatabase *self, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self, error, "SELECT MAX(version) FROM schema_version", NULL);
-  if (model == NULL)
-    return -1;
-  return rtp_db_int0 (model, 0, 0);
+  return rtp_database_select_int (self, error, "SELECT MAX(version) FROM schema_version", NULL);
 }
 
 /**

@@ -49,6 +49,8 @@ void           rtp_database_close (RtpDatabase *self);
 /* Statements; the variadic list is terminated by NULL. */
 GdaDataModel  *rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
 gint           rtp_database_exec (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
+/* First column of the first row as an integer (0 for SQL NULL), -1 on error: COUNT(*), MAX(…). */
+gint64         rtp_database_select_int (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
 GdaDataModel  *rtp_database_select_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
 gint           rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
 /* Runs several `;`-separated statements without parameters (migrations). */

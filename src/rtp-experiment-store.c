@@ -191,10 +191,10 @@ strings_from_column (GdaDataModel *model, guint col)
 static gboolean
 row_exists (RtpExperimentStore *self, const char *sql, const char *a, const char *b, gboolean *exists, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, sql, "a", RTP_DB_STR, a, "b", RTP_DB_STR, b, NULL);
-  if (m == NULL)
+  gint64 n = rtp_database_select_int (self->db, error, sql, "a", RTP_DB_STR, a, "b", RTP_DB_STR, b, NULL);
+  if (n < 0)
     return FALSE;
-  *exists = rtp_db_int0 (m, 0, 0) > 0;
+  *exists = n > 0;
   return TRUE;
 }
 
@@ -479,13 +479,13 @@ rtp_experiment_store_user_experiments (RtpExperimentStore *self, const char *use
 gboolean
 rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs, GError **error)
 {
-  g_autoptr (GdaDataModel) e = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM experiments", NULL);
-  g_autoptr (GdaDataModel) p = e != NULL ? rtp_database_select (self->db, error, "SELECT COUNT(*) FROM process_variables", NULL)
-                                         : NULL;
-  if (p == NULL)
+  gint64 e = rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM experiments", NULL);
+  gint64 p = e >= 0 ? rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM process_variables", NULL) : -1;
+
+  if (p < 0)
     return FALSE;
-  *experiments = (guint) rtp_db_int0 (e, 0, 0);
-  *pvs = (guint) rtp_db_int0 (p, 0, 0);
+  *experiments = (guint) e;
+  *pvs = (guint) p;
   return TRUE;
 }
 

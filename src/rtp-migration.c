@@ -16,19 +16,15 @@
 static gboolean
 table_exists (RtpDatabase *db, const char *name, gboolean *exists, GError **error)
 {
-  g_autoptr (GdaDataModel) m = NULL;
+  const char *sql = rtp_database_get_kind (db) == RTP_DATABASE_SQLITE
+                        ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n"
+                        : "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                          "AND table_name = :n";
+  gint64 n = rtp_database_select_int (db, error, sql, "n", RTP_DB_STR, name, NULL);
 
-  if (rtp_database_get_kind (db) == RTP_DATABASE_SQLITE)
-    m = rtp_database_select (db, error, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n", "n",
-                             RTP_DB_STR, name, NULL);
-  else
-    m = rtp_database_select (db, error,
-                             "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
-                             "AND table_name = :n",
-                             "n", RTP_DB_STR, name, NULL);
-  if (m == NULL)
+  if (n < 0)
     return FALSE;
-  *exists = rtp_db_int0 (m, 0, 0) > 0;
+  *exists = n > 0;
   return TRUE;
 }
 

@@ -253,8 +253,8 @@ rtp_threshold_monitor_flush_outbox (RtpThresholdMonitor *self)
 guint
 rtp_threshold_monitor_outbox_length (RtpThresholdMonitor *self)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, NULL, "SELECT COUNT(*) FROM mqtt_outbox", NULL);
-  return m != NULL ? (guint) rtp_db_int0 (m, 0, 0) : 0;
+  gint64 n = rtp_database_select_int (self->db, NULL, "SELECT COUNT(*) FROM mqtt_outbox", NULL);
+  return n > 0 ? (guint) n : 0;
 }
 
 static gboolean

@@ -280,16 +280,13 @@ rtp_user_manager_list (RtpUserManager *self, GError **error)
 gint64
 rtp_user_manager_count (RtpUserManager *self, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, "SELECT COUNT(*) FROM users", NULL);
-  return model != NULL ? rtp_db_int0 (model, 0, 0) : -1;
+  return rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM users", NULL);
 }
 
 static gint64
 count_admins (RtpUserManager *self, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
-                                                        "SELECT COUNT(*) FROM users WHERE user_type = 'Admin'", NULL);
-  return model != NULL ? rtp_db_int0 (model, 0, 0) : -1;
+  return rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM users WHERE user_type = 'Admin'", NULL);
 }
 
 /**
@@ -671,12 +668,12 @@ create_data_free (CreateData *d)
 static gboolean
 login_taken (RtpUserManager *self, const char *login, const char *except_id, gboolean *taken, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (
-      self->db, error, "SELECT COUNT(*) FROM users WHERE login_name = :login AND user_id <> :id", "login", RTP_DB_STR,
-      login, "id", RTP_DB_STR, except_id != NULL ? except_id : "", NULL);
-  if (model == NULL)
+  gint64 n = rtp_database_select_int (self->db, error,
+                                      "SELECT COUNT(*) FROM users WHERE login_name = :login AND user_id <> :id", "login",
+                                      RTP_DB_STR, login, "id", RTP_DB_STR, except_id != NULL ? except_id : "", NULL);
+  if (n < 0)
     return FALSE;
-  *taken = rtp_db_int0 (model, 0, 0) > 0;
+  *taken = n > 0;
   return TRUE;
 }
 
