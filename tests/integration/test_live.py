@@ -15,7 +15,8 @@ class Live(ServerTestCase):
         self.addCleanup(self.fx.stop)
         self.server_env = {"ARCHIVER_URL": self.fx.url, "RTP_MONITOR_INTERVAL": "0.2", "ARCHIVER_TIMEZONE": "UTC"}
         super().setUp()
-        self.fx.pv(PV, samples=[[int(time.time()) - 5, 0, 1.5]])
+        self.first_sample = [int(time.time()) - 5, 0, 1.5]
+        self.fx.pv(PV, samples=[self.first_sample])
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": PV})
         self.user, self.token = self.create_user("lena")
         self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
@@ -29,7 +30,8 @@ class Live(ServerTestCase):
         self.assertEqual(first["pv"], PV)
         self.assertEqual(first["data"], 1.5)
         now = int(time.time())
-        self.fx.pv(PV, samples=[[now - 5, 0, 1.5], [now, 250000000, 42.0]])
+        # the archived sample stays as it was (a re-stamped copy would be a new value); one new sample follows
+        self.fx.pv(PV, samples=[self.first_sample, [now, 250000000, 42.0]])
         second = json.loads(ws.recv())
         self.assertEqual(second["data"], 42.0)
         self.assertTrue(second["time"].endswith(".250000+00:00"), second["time"])
