@@ -37,7 +37,7 @@ struct _RtpArchiverParser {
   GString *scratch;
 };
 
-#define MAX_PENDING (16 * 1024 * 1024) /* one value may not exceed this */
+#define MAX_PENDING ((gsize) 16 * 1024 * 1024) /* one value may not exceed this */
 
 RtpArchiverParser *
 rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, gpointer user_data)

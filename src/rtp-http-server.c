@@ -573,15 +573,43 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
     }
 }
 
+gboolean
+rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonObject **object, GError **error)
+{
+  g_autoptr (JsonParser) parser = NULL;
+  JsonNode *root;
+  gboolean empty = TRUE;
+
+  *object = NULL;
+  /* whitespace only counts as no body */
+  for (gsize i = 0; i < len && empty; i++)
+    empty = g_ascii_isspace (data[i]);
+  if (empty && optional)
+    return TRUE;
+  if (!empty)
+    {
+      parser = json_parser_new_immutable ();
+      if (json_parser_load_from_data (parser, data, (gssize) len, NULL))
+        {
+          root = json_parser_get_root (parser);
+          if (root != NULL && JSON_NODE_HOLDS_OBJECT (root))
+            {
+              *object = json_object_ref (json_node_get_object (root));
+              return TRUE;
+            }
+        }
+    }
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
+  return FALSE;
+}
+
 static gboolean
 parse_body (RtpRequest *request, RtpRouteFlags flags, GError **error)
 {
   SoupMessageBody *body = soup_server_message_get_request_body (request->msg);
   g_autoptr (GBytes) bytes = soup_message_body_flatten (body);
-  gsize len = g_bytes_get_size (bytes);
-  g_autoptr (JsonParser) parser = NULL;
-  JsonNode *root;
-  gboolean empty;
+  gsize len;
+  const char *data = g_bytes_get_data (bytes, &len);
 
   if (flags & RTP_ROUTE_RAW)
     {
@@ -590,33 +618,7 @@ parse_body (RtpRequest *request, RtpRouteFlags flags, GError **error)
     }
   if (!(flags & (RTP_ROUTE_JSON | RTP_ROUTE_JSON_OPTIONAL)))
     return TRUE;
-
-  empty = len == 0;
-  if (!empty)
-    {
-      /* whitespace only counts as no body */
-      const char *d = g_bytes_get_data (bytes, NULL);
-      empty = TRUE;
-      for (gsize i = 0; i < len && empty; i++)
-        empty = g_ascii_isspace (d[i]);
-    }
-  if (empty && (flags & RTP_ROUTE_JSON_OPTIONAL))
-    return TRUE;
-  if (!empty)
-    {
-      parser = json_parser_new_immutable ();
-      if (json_parser_load_from_data (parser, g_bytes_get_data (bytes, NULL), (gssize) len, NULL))
-        {
-          root = json_parser_get_root (parser);
-          if (root != NULL && JSON_NODE_HOLDS_OBJECT (root))
-            {
-              request->body = json_object_ref (json_node_get_object (root));
-              return TRUE;
-            }
-        }
-    }
-  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
-  return FALSE;
+  return rtp_http_parse_json_body (data, len, (flags & RTP_ROUTE_JSON_OPTIONAL) != 0, &request->body, error);
 }
 
 static void

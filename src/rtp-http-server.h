@@ -54,6 +54,10 @@ SoupServerMessage *rtp_request_get_message (RtpRequest *request);
 const char        *rtp_request_get_param (RtpRequest *request, guint index);
 guint              rtp_request_get_n_params (RtpRequest *request);
 const RtpUser     *rtp_request_get_caller (RtpRequest *request);
+/* A request body as the routes see it: a JSON object, or (when @optional) nothing for an empty or
+ * whitespace-only body (*object = NULL). Anything else → RTP_ERROR_INVALID with the API's message. */
+gboolean           rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonObject **object,
+                                             GError **error);
 JsonObject        *rtp_request_get_body (RtpRequest *request);
 GBytes            *rtp_request_get_raw_body (RtpRequest *request);
 const char        *rtp_request_get_query (RtpRequest *request, const char *name);

@@ -104,6 +104,7 @@ post (Shared *shared, EventKind kind, guint op, const char *text, GBytes *payloa
   ev->text = g_strdup (text);
   ev->payload = payload;
   g_main_context_invoke_full (shared->context, G_PRIORITY_DEFAULT, handle_event, ev, event_free);
+  /* cppcheck-suppress memleak ; ev belongs to the main context now, event_free releases it */
 }
 
 static void

@@ -16,9 +16,9 @@
 
 #include <string.h>
 
-#define FLUSH_AT (64 * 1024)
-#define HIGH_WATER (4 * 1024 * 1024)
-#define LOW_WATER (1 * 1024 * 1024)
+#define FLUSH_AT ((gsize) 64 * 1024)
+#define HIGH_WATER ((gsize) 4 * 1024 * 1024)
+#define LOW_WATER ((gsize) 1 * 1024 * 1024)
 
 static void
 append_json_string (GString *out, const char *s)

@@ -11,7 +11,7 @@
 
 #include <libsecret/secret.h>
 
-#define LOOKUP_LIMIT_US (1 * G_USEC_PER_SEC)
+#define LOOKUP_LIMIT_US ((gint64) 1 * G_USEC_PER_SEC)
 
 const char *const rtp_secret_names[] = { "SECRET_KEY", "DEFAULT_ADMIN_PASSWORD", "RTP_SMTP_PASSWORD", "RTP_MQTT_PASSWORD",
                                          "RTP_DATABASE_PASSWORD", NULL };
@@ -121,6 +121,7 @@ rtp_secrets_lookup (RtpSecrets *self, const char *name)
     }
   if (value != NULL)
     g_message ("%s comes from the keyring", name);
+  /* cppcheck-suppress memleak ; g_thread_join above released the thread */
   return value;
 }
 

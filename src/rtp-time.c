@@ -109,7 +109,7 @@ rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us)
     return FALSE;
   {
     gint64 whole = (gint64) s;
-    gint64 local = days_from_civil (y, (unsigned) mo, (unsigned) d) * 86400 + h * 3600 + mi * 60 + whole;
+    gint64 local = days_from_civil (y, (unsigned) mo, (unsigned) d) * 86400 + (gint64) h * 3600 + (gint64) mi * 60 + whole;
     gint64 frac_us = (gint64) ((s - (double) whole) * 1e6 + 0.5);
     gint64 utc;
 
@@ -131,7 +131,7 @@ rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us)
           }
         if (*m != '\0' || oh > 23 || om > 59)
           return FALSE;
-        utc = local - (rest[0] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+        utc = local - (rest[0] == '+' ? 1 : -1) * ((gint64) oh * 3600 + (gint64) om * 60);
       }
     else
       return FALSE;

@@ -71,6 +71,7 @@ test_create_and_cascades (Fixture *f, gconstpointer data)
   g_autofree char *deleted_experiment = NULL;
 
   g_assert_no_error (error);
+  g_assert_nonnull (b);
   g_assert_cmpstr (a->experiment_short_id, ==, "Exp");
   g_assert_true (a->has_threshold_min); /* 0 is a value */
   g_assert_cmpint (a->threshold_min, ==, 0);
@@ -104,6 +105,7 @@ test_rename_moves_experiment (Fixture *f, gconstpointer data)
   g_autoptr (RtpProcessVariable) other = create_pv (f, "{\"pv_string\":\"New:B\"}", &error);
   g_autoptr (RtpProcessVariable) renamed = NULL;
 
+  g_assert_true (a != NULL && other != NULL);
   renamed = update_pv (f, "Old:A", "{\"pv_string\":\"New:B\"}", errors, &error);
   g_assert_error (error, RTP_ERROR, RTP_ERROR_EXISTS); /* onto an existing PV */
   g_clear_error (&error);
@@ -132,6 +134,7 @@ test_delete_experiment (Fixture *f, gconstpointer data)
   g_autoptr (RtpProcessVariable) b = create_pv (f, "{\"pv_string\":\"E:2\"}", &error);
   g_autoptr (GPtrArray) deleted = NULL;
 
+  g_assert_true (a != NULL && b != NULL);
   rtp_experiment_store_assign (f->store, "E", "u1", &error);
   deleted = rtp_experiment_store_delete_experiment (f->store, "E", &error);
   g_assert_no_error (error);
@@ -150,6 +153,7 @@ test_deleting_user_removes_assignments (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpProcessVariable) a = create_pv (f, "{\"pv_string\":\"E:1\"}", &error);
 
+  g_assert_nonnull (a);
   rtp_experiment_store_assign (f->store, "E", "u1", &error);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "DELETE FROM users WHERE user_id = 'u1'", NULL), ==, 1);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM user_experiments"), ==, 0);
@@ -270,6 +274,7 @@ test_export_import_roundtrip (Fixture *f, gconstpointer data)
     g_autoptr (JsonNode) node = json_from_string ("{\"human_readable_name\":\"Lab = one; two\"}", NULL);
     g_autoptr (RtpExperiment) e = rtp_experiment_store_update_experiment (f->store, "Lab;1", json_node_get_object (node), errors, &error);
     g_assert_no_error (error);
+    g_assert_cmpstr (e->human_readable_name, ==, "Lab = one; two");
   }
   before = rtp_experiment_store_list_pvs (f->store, NULL, &error);
   exported = rtp_experiment_store_export (f->store, &error);

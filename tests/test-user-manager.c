@@ -209,7 +209,6 @@ test_validate_text (void)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *long_text = g_strnfill (101, 'x');
-  g_autofree char *umlauts = g_strnfill (0, 'x');
 
   g_assert_true (rtp_validate_text ("f", "Grüße, 你好 <b>&amp;</b>", 100, &error));
   g_assert_false (rtp_validate_text ("first_name", long_text, 100, &error));

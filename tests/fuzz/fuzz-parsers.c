@@ -1,15 +1,22 @@
 /* fuzz-parsers.c: libFuzzer targets for the server's parsers, one binary per target chosen at
  * build time with -DFUZZ_TARGET=n: 1 JWT, 2 .rtpdb import file, 3 archiver answer (fed in two
  * pieces), 4 path splitting, 5 time windows, 6 configuration file, 7 JSON request bodies through
- * the user/PV validation. Each must never crash, leak or hang, whatever the input. */
+ * the body parser of the routes and the PV/experiment validation of create and update. Each must
+ * never crash, leak or hang, whatever the input. */
 #include "rtp-archiver-parser.h"
 #include "rtp-config-file.h"
 #include "rtp-config.h"
+#include "rtp-database.h"
+#include "rtp-error.h"
+#include "rtp-experiment-store.h"
 #include "rtp-http-server.h"
 #include "rtp-jwt.h"
 #include "rtp-time.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "../rtp-test-util.h"
 
 static gboolean
 count_sample (const RtpSample *s, gpointer user_data)
@@ -19,6 +26,49 @@ count_sample (const RtpSample *s, gpointer user_data)
 }
 
 int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
+
+#if FUZZ_TARGET == 7
+/* One store on a migrated SQLite file (on tmpfs when there is one) for the whole run. */
+static RtpDatabase *db;
+static RtpExperimentStore *store;
+static char *dir;
+
+static void
+remove_store (void)
+{
+  g_clear_object (&store);
+  g_clear_object (&db);
+  rtp_test_remove_dir (dir);
+  g_free (dir);
+}
+
+static void
+open_store (void)
+{
+  g_autofree char *uri = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (g_file_test ("/dev/shm", G_FILE_TEST_IS_DIR))
+    g_setenv ("TMPDIR", "/dev/shm", TRUE);
+  dir = rtp_test_make_dir ();
+  uri = g_strdup_printf ("sqlite:///%s/fuzz.db", dir);
+  db = rtp_database_open (uri, &error);
+  g_assert_no_error (error);
+  g_assert_true (rtp_database_migrate (db, &error));
+  store = rtp_experiment_store_new (db);
+  atexit (remove_store);
+}
+
+/* A refusal is fine; an error that would become a 500 (or none at all) is a bug. */
+static void
+check_refusal (const GError *error)
+{
+  g_assert_nonnull (error);
+  g_assert_true (error->domain == RTP_ERROR);
+  g_assert_cmpint (error->code, !=, RTP_ERROR_FAILED);
+  g_assert_true (error->message != NULL && g_utf8_validate (error->message, -1, NULL));
+}
+#endif
 
 int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
@@ -73,6 +123,61 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     g_autoptr (RtpConfig) config = rtp_config_new ();
     if (rtp_config_load_data (config, text, "fuzz.env", NULL))
       rtp_config_validate (config, NULL);
+  }
+#elif FUZZ_TARGET == 7
+  {
+    /* the body as a route gets it, then through the PV and experiment validation of create and update */
+    g_autoptr (JsonObject) body = NULL;
+    g_autoptr (JsonObject) base = json_object_new ();
+    g_autoptr (GError) error = NULL;
+    g_autoptr (GPtrArray) field_errors = g_ptr_array_new_with_free_func (g_free);
+    RtpProcessVariable *pv;
+    RtpExperiment *e;
+
+    if (!rtp_http_parse_json_body ((const char *) data, size, size % 2 == 0, &body, &error))
+      {
+        g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
+        return 0;
+      }
+    if (body == NULL)
+      return 0;
+    if (store == NULL)
+      open_store ();
+    g_assert_cmpint (rtp_database_exec (db, NULL, "DELETE FROM process_variables", NULL), >=, 0);
+    g_assert_cmpint (rtp_database_exec (db, NULL, "DELETE FROM experiments", NULL), >=, 0);
+    json_object_set_string_member (base, "pv_string", "Fz:base");
+    pv = rtp_experiment_store_create_pv (store, base, &error);
+    g_assert_no_error (error);
+    rtp_process_variable_free (pv);
+
+    pv = rtp_experiment_store_create_pv (store, body, &error);
+    if (pv != NULL)
+      {
+        /* what was acknowledged can be read back */
+        RtpProcessVariable *again = rtp_experiment_store_get_pv (store, pv->pv_string, &error);
+        g_assert_no_error (error);
+        g_assert_cmpstr (again->pv_string, ==, pv->pv_string);
+        rtp_process_variable_free (again);
+        rtp_process_variable_free (pv);
+      }
+    else
+      check_refusal (error);
+    g_clear_error (&error);
+
+    pv = rtp_experiment_store_update_pv (store, "Fz:base", body, field_errors, &error);
+    if (pv != NULL)
+      rtp_process_variable_free (pv);
+    else
+      check_refusal (error);
+    g_clear_error (&error);
+
+    e = rtp_experiment_store_update_experiment (store, "Fz", body, field_errors, &error);
+    if (e != NULL)
+      rtp_experiment_free (e);
+    else if (!g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND)) /* the PV update may have moved it */
+      check_refusal (error);
+    for (guint i = 0; i < field_errors->len; i++)
+      g_assert_true (g_utf8_validate (g_ptr_array_index (field_errors, i), -1, NULL));
   }
 #endif
   return 0;
