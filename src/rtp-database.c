@@ -150,7 +150,10 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
       return;
     }
-  g_warning ("database error: %s", m);
+  if (strstr (m, "no transaction is active") != NULL)
+    g_debug ("database error: %s", m);
+  else
+    g_warning ("database error: %s", m);
   g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "database error: %s", m);
 }
 
@@ -431,6 +434,9 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
       if (!pragma (self, "PRAGMA journal_mode=WAL", error) || !pragma (self, "PRAGMA foreign_keys=ON", error) ||
           !pragma (self, "PRAGMA busy_timeout=5000", error) || !pragma (self, "PRAGMA synchronous=FULL", error))
         return NULL;
+      if (g_access (self->sqlite_path, W_OK) != 0)
+        g_warning ("the database file %s is not writable (%s): reads work, changes are answered 503",
+                   self->sqlite_path, g_strerror (errno));
     }
   return g_steal_pointer (&self);
 }
@@ -836,7 +842,13 @@ rtp_database_rollback (RtpDatabase *self)
     return;
   self->in_transaction = FALSE;
   if (self->cnc != NULL && !self->broken && !run_sql (self, "ROLLBACK", &local_error))
-    g_warning ("rollback failed: %s", local_error->message);
+    {
+      /* SQLite ends the transaction itself after an I/O error or a full disk: nothing is left to undo */
+      if (strstr (local_error->message, "no transaction is active") != NULL)
+        g_debug ("rollback: %s", local_error->message);
+      else
+        g_warning ("rollback failed: %s", local_error->message);
+    }
 }
 
 gboolean

@@ -53,8 +53,9 @@ class Response:
 class Server:
     """One server process with its own state directory, HOME and XDG dirs."""
 
-    def __init__(self, workdir=None, env=None, args=None, config=None):
+    def __init__(self, workdir=None, env=None, args=None, config=None, preexec=None):
         self.own_dir = workdir is None
+        self.preexec = preexec  # runs in the child before exec (dropping privileges, limits)
         self.dir = workdir or tempfile.mkdtemp(prefix="rtp-it-")
         self.state = os.path.join(self.dir, "state")
         self.extra_env = env or {}
@@ -99,7 +100,7 @@ class Server:
             cmd += ["--config", self.config]
         self.stderr_file = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.environment(), stdout=subprocess.PIPE,
-                                     stderr=self.stderr_file, text=True)
+                                     stderr=self.stderr_file, text=True, preexec_fn=self.preexec)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
