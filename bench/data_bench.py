@@ -40,7 +40,7 @@ def main():
     start = int(datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp())
     fx.pv("Bench:One:Million", start=start, period=1, count=1000000, kind="sine")
     fx.pv("Bench:One:Chart", start=start, period=1, count=500, kind="sine")
-    s = rtplib.Server(env={"ARCHIVER_URL": fx.url, "ARCHIVER_TIMEZONE": "UTC", "RTP_ARCHIVER_TIMEOUT": "30"})
+    s = rtplib.Server(env={"ARCHIVER_URL": fx.url, "ARCHIVER_TIMEZONE": "UTC", "RTP_ARCHIVER_TIMEOUT": "30"}, verbose=False)
     try:
         s.start()
         token = s.login()

@@ -73,7 +73,7 @@ def main():
         lines.append(f"[PROCESS_VARIABLE];pv_string=Data:M:PV{p}")
 
     s = rtplib.Server(env={"ARCHIVER_URL": fx.url, "ARCHIVER_TIMEZONE": "UTC", "DEFAULT_ADMIN_PASSWORD": "bench admin pw",
-                           "RTP_LOGIN_MAX_FAILURES": "1000000"})
+                           "RTP_LOGIN_MAX_FAILURES": "1000000"}, verbose=False)
     try:
         t0 = time.perf_counter()
         s.start()

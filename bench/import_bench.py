@@ -29,7 +29,7 @@ def main():
             lines.append(f"    [PROCESS_VARIABLE];pv_string=E{e}:Machine:PV{p};human_readable_name=PV {k};"
                          f"available_for_mqtt_publish={'True' if k % 2 else 'False'};default_threshold_min={k};default_threshold_max={k + 10}")
     body = ("\n".join(lines) + "\n").encode()
-    s = rtplib.Server()
+    s = rtplib.Server(verbose=False)
     try:
         s.start()
         token = s.login()

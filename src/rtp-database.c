@@ -498,17 +498,52 @@ find_param (GArray *params, const char *name, gsize len)
   return NULL;
 }
 
-/* Rewrites `:name` into `##name::type::null`; leaves `::casts` and quoted text alone. */
+/* A NULL value is written into the SQL instead of being bound: libgda rewrites every statement that
+ * has a NULL parameter on each execution and leaks the copy (about 1 KB a statement with Debian's
+ * 5.2.10). Its rewrite turns "x = NULL-parameter" into "x IS NULL" (and <>/!= into IS NOT NULL);
+ * so does this one, except in the SET list of an UPDATE, where "=" assigns. */
+static void
+append_null (GString *out, gboolean in_set)
+{
+  gsize end = out->len;
+
+  while (end > 0 && out->str[end - 1] == ' ')
+    end--;
+  if (!in_set && end >= 2 && (strncmp (out->str + end - 2, "<>", 2) == 0 || strncmp (out->str + end - 2, "!=", 2) == 0))
+    {
+      g_string_truncate (out, end - 2);
+      g_string_append (out, " IS NOT NULL");
+    }
+  else if (!in_set && end >= 1 && out->str[end - 1] == '=' && (end < 2 || strchr ("<>!", out->str[end - 2]) == NULL))
+    {
+      g_string_truncate (out, end - 1);
+      g_string_append (out, " IS NULL");
+    }
+  else
+    g_string_append (out, "NULL");
+}
+
+/* Rewrites `:name` into `##name::type::null` (or NULL, see append_null); leaves `::casts` and quoted
+ * text alone. */
 static char *
 rewrite_sql (const char *sql, GArray *params, GError **error)
 {
   g_autoptr (GString) out = g_string_sized_new (strlen (sql) + 32);
   gboolean in_quote = FALSE;
+  gboolean in_set = FALSE;
 
   for (const char *p = sql; *p != '\0'; p++)
     {
       if (*p == '\'')
         in_quote = !in_quote;
+      if (!in_quote && g_ascii_isalpha (*p) && (p == sql || !(g_ascii_isalnum (p[-1]) || p[-1] == '_')))
+        {
+          /* keywords that open and close the SET list of an UPDATE */
+          if (g_ascii_strncasecmp (p, "SET", 3) == 0 && !(g_ascii_isalnum (p[3]) || p[3] == '_'))
+            in_set = TRUE;
+          else if (g_ascii_strncasecmp (p, "WHERE", 5) == 0 && !(g_ascii_isalnum (p[5]) || p[5] == '_'))
+            in_set = FALSE;
+        }
       if (!in_quote && *p == ':' && p[1] == ':')
         {
           g_string_append (out, "::");
@@ -529,7 +564,10 @@ rewrite_sql (const char *sql, GArray *params, GError **error)
                            start);
               return NULL;
             }
-          g_string_append_printf (out, "##%s::%s::null", param->name, type_name (param->type));
+          if (param->is_null)
+            append_null (out, in_set);
+          else
+            g_string_append_printf (out, "##%s::%s::null", param->name, type_name (param->type));
           p = end - 1;
           continue;
         }

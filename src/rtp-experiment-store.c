@@ -235,55 +235,57 @@ remove_if_empty (RtpExperimentStore *self, const char *short_id, gboolean *remov
 
 /* ---- experiments ---------------------------------------------------------------- */
 
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* "a<US>c<US>b" → [a, b, c]; NULL (an aggregate over no rows) → [] */
+static GPtrArray *
+split_sorted (const char *joined)
+{
+  GPtrArray *list = g_ptr_array_new_with_free_func (g_free);
+
+  if (joined != NULL)
+    {
+      g_auto (GStrv) parts = g_strsplit (joined, "\x1f", -1);
+      for (guint i = 0; parts[i] != NULL; i++)
+        g_ptr_array_add (list, g_steal_pointer (&parts[i]));
+      g_ptr_array_sort (list, compare_strings);
+    }
+  return list;
+}
+
 static GPtrArray *
 load_experiments (RtpExperimentStore *self, const char *only, GError **error)
 {
-  g_autoptr (GdaDataModel) exps = NULL;
-  g_autoptr (GdaDataModel) pvs = NULL;
-  g_autoptr (GdaDataModel) users = NULL;
-  g_autoptr (GHashTable) by_id = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_experiment_free);
+  /* One row per experiment with its PVs and users aggregated: libgda materialises every row as
+   * objects, and 50 rows cost far less than 1 000 (GET /experiments ran at a third of the speed).
+   * Control characters cannot be part of a pv_string or user_id, so US (0x1f) separates them. */
+  gboolean pg = rtp_database_get_kind (self->db) == RTP_DATABASE_POSTGRESQL;
+  const char *pv_agg = pg ? "string_agg(pv_string, chr(31))" : "group_concat(pv_string, char(31))";
+  const char *user_agg = pg ? "string_agg(user_id, chr(31))" : "group_concat(user_id, char(31))";
+  g_autofree char *sql = g_strdup_printf (
+      "SELECT e.short_id, e.human_readable_name, "
+      "(SELECT %s FROM process_variables p WHERE p.experiment_short_id = e.short_id), "
+      "(SELECT %s FROM user_experiments u WHERE u.short_id = e.short_id) "
+      "FROM experiments e %s ORDER BY e.short_id",
+      pv_agg, user_agg, only != NULL ? "WHERE e.short_id = :only" : "");
+  g_autoptr (GdaDataModel) exps = rtp_database_select (self->db, error, sql, "only", RTP_DB_STR, only, NULL);
+  g_autoptr (GPtrArray) out = NULL;
 
-  exps = rtp_database_select (self->db, error,
-                              "SELECT short_id, human_readable_name FROM experiments "
-                              "WHERE COALESCE(:only, short_id) = short_id ORDER BY short_id",
-                              "only", RTP_DB_STR, only, NULL);
   if (exps == NULL)
     return NULL;
-  pvs = rtp_database_select (self->db, error,
-                             "SELECT experiment_short_id, pv_string FROM process_variables "
-                             "WHERE COALESCE(:only, experiment_short_id) = experiment_short_id ORDER BY pv_string",
-                             "only", RTP_DB_STR, only, NULL);
-  if (pvs == NULL)
-    return NULL;
-  users = rtp_database_select (self->db, error,
-                               "SELECT short_id, user_id FROM user_experiments "
-                               "WHERE COALESCE(:only, short_id) = short_id ORDER BY user_id",
-                               "only", RTP_DB_STR, only, NULL);
-  if (users == NULL)
-    return NULL;
-
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_experiment_free);
   for (guint i = 0; i < rtp_db_rows (exps); i++)
     {
       RtpExperiment *e = g_new0 (RtpExperiment, 1);
       e->short_id = g_strdup (rtp_db_str (exps, i, 0));
       e->human_readable_name = g_strdup (rtp_db_str (exps, i, 1));
-      e->pv_strings = g_ptr_array_new_with_free_func (g_free);
-      e->user_ids = g_ptr_array_new_with_free_func (g_free);
-      g_hash_table_insert (by_id, e->short_id, e);
+      e->pv_strings = split_sorted (rtp_db_str (exps, i, 2));
+      e->user_ids = split_sorted (rtp_db_str (exps, i, 3));
       g_ptr_array_add (out, e);
-    }
-  for (guint i = 0; i < rtp_db_rows (pvs); i++)
-    {
-      RtpExperiment *e = g_hash_table_lookup (by_id, rtp_db_str (pvs, i, 0));
-      if (e != NULL)
-        g_ptr_array_add (e->pv_strings, g_strdup (rtp_db_str (pvs, i, 1)));
-    }
-  for (guint i = 0; i < rtp_db_rows (users); i++)
-    {
-      RtpExperiment *e = g_hash_table_lookup (by_id, rtp_db_str (users, i, 0));
-      if (e != NULL)
-        g_ptr_array_add (e->user_ids, g_strdup (rtp_db_str (users, i, 1)));
     }
   return g_steal_pointer (&out);
 }

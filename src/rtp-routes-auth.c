@@ -209,7 +209,11 @@ get_user (RtpRequest *request, gpointer user_data)
 
   if (id == NULL)
     return;
-  user = rtp_user_manager_get (services->users, id, &error);
+  /* the caller was read from the database for this very request (token check): no second query */
+  if (g_str_equal (id, rtp_request_get_caller (request)->user_id))
+    user = rtp_user_copy (rtp_request_get_caller (request));
+  else
+    user = rtp_user_manager_get (services->users, id, &error);
   if (user == NULL)
     rtp_request_respond_error (request, error);
   else

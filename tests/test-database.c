@@ -98,6 +98,40 @@ test_statements (Fixture *f, gconstpointer data)
   g_assert_false (rtp_db_int (model, 1, 1, &v)); /* NULL */
 }
 
+/* NULL values are written into the SQL rather than bound (libgda leaks a statement copy per execution
+ * with a NULL parameter; bench/soak shows the growth): "= NULL" must still compare as IS NULL (and <>
+ * as IS NOT NULL), as libgda's own rewrite did, while in an UPDATE's SET list "=" assigns NULL. */
+static void
+test_null_values (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 one = 1;
+
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE u (id TEXT PRIMARY KEY, tag TEXT, n INTEGER)", &error));
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO u (id, tag, n) VALUES ('a', 'x', 1), ('b', NULL, 2)",
+                                      NULL), ==, 2);
+  for (int i = 0; i < 20; i++)
+    {
+      g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag = :t", "t", RTP_DB_STR,
+                                                NULL, NULL), ==, 1);
+      g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag <> :t", "t",
+                                                RTP_DB_STR, NULL, NULL), ==, 1);
+      g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag != :t AND n >= :n",
+                                                "t", RTP_DB_STR, NULL, "n", RTP_DB_INT, (gint64) 1, NULL), ==, 1);
+      g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE COALESCE(:t, tag) = tag",
+                                                "t", RTP_DB_STR, NULL, NULL), ==, 1);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE u SET tag = :t, n = :n WHERE id = :id", "t", RTP_DB_STR,
+                                      NULL, "n", RTP_DB_INT_NULL, NULL, "id", RTP_DB_STR, "a", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag IS NULL", NULL), ==, 2);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE n IS NULL", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE u SET n = :n WHERE id = :id", "n", RTP_DB_INT_NULL, &one,
+                                      "id", RTP_DB_STR, "a", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT n FROM u WHERE id = 'a'", NULL), ==, 1);
+  g_assert_no_error (error);
+}
+
 static void
 test_transactions (Fixture *f, gconstpointer data)
 {
@@ -185,6 +219,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/database/parse-uri", test_parse_uri);
   g_test_add ("/database/statements", Fixture, NULL, setup, test_statements, teardown);
+  g_test_add ("/database/null-values", Fixture, NULL, setup, test_null_values, teardown);
   g_test_add ("/database/transactions", Fixture, NULL, setup, test_transactions, teardown);
   g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
   g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);

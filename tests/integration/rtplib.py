@@ -53,9 +53,10 @@ class Response:
 class Server:
     """One server process with its own state directory, HOME and XDG dirs."""
 
-    def __init__(self, workdir=None, env=None, args=None, config=None, preexec=None):
+    def __init__(self, workdir=None, env=None, args=None, config=None, preexec=None, verbose=True):
         self.own_dir = workdir is None
         self.preexec = preexec  # runs in the child before exec (dropping privileges, limits)
+        self.verbose = verbose  # --verbose logs every request (tests want it; benchmarks do not)
         self.dir = workdir or tempfile.mkdtemp(prefix="rtp-it-")
         self.state = os.path.join(self.dir, "state")
         self.extra_env = env or {}
@@ -84,7 +85,7 @@ class Server:
         return env
 
     def start(self, expect_ok=True):
-        cmd = [SERVER, "--port", "0", "--state-dir", self.state, "--verbose"] + self.args
+        cmd = [SERVER, "--port", "0", "--state-dir", self.state] + (["--verbose"] if self.verbose else []) + self.args
         if on_postgres() and not any(a.startswith("--database") for a in self.args) \
                 and "SQLALCHEMY_DATABASE_URI" not in self.extra_env:
             marker = os.path.join(self.dir, "pg_database")
