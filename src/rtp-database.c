@@ -1189,3 +1189,34 @@ rtp_db_int0 (GdaDataModel *model, guint row, guint col)
   rtp_db_int (model, row, col, &v);
   return v;
 }
+
+const char *
+rtp_database_list_agg (RtpDatabase *self, const char *column)
+{
+  /* interned: the statement cache keeps the SQL built from it */
+  g_autofree char *sql = self->kind == RTP_DATABASE_POSTGRESQL ? g_strdup_printf ("string_agg(%s, chr(31))", column)
+                                                                : g_strdup_printf ("group_concat(%s, char(31))", column);
+  return g_intern_string (sql);
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+GPtrArray *
+rtp_db_str_list (GdaDataModel *model, guint row, guint col)
+{
+  const char *joined = rtp_db_str (model, row, col);
+  GPtrArray *list = g_ptr_array_new_with_free_func (g_free);
+
+  if (joined != NULL)
+    {
+      g_auto (GStrv) parts = g_strsplit (joined, "\x1f", -1);
+      for (guint i = 0; parts[i] != NULL; i++)
+        g_ptr_array_add (list, g_steal_pointer (&parts[i]));
+      g_ptr_array_sort (list, compare_strings);
+    }
+  return list;
+}

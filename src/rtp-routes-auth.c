@@ -31,8 +31,10 @@ rtp_user_to_json (RtpServices *services, const RtpUser *user)
     json_object_set_null_member (o, "email");
   json_object_set_string_member (o, "user_type", user->user_type);
   json_object_set_string_member (o, "preferred_language", user->preferred_language);
-  ids = services->experiments != NULL ? rtp_experiment_store_user_experiments (services->experiments, user->user_id, NULL)
-                                      : NULL;
+  if (user->experiment_ids != NULL)
+    ids = g_ptr_array_ref (user->experiment_ids);
+  else if (services->experiments != NULL)
+    ids = rtp_experiment_store_user_experiments (services->experiments, user->user_id, NULL);
   for (guint i = 0; ids != NULL && i < ids->len; i++)
     {
       g_autofree char *url = rtp_url_for ("/experiments/", g_ptr_array_index (ids, i));

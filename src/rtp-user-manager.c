@@ -53,7 +53,14 @@ rtp_user_free (RtpUser *user)
   g_free (user->email);
   g_free (user->user_type);
   g_free (user->preferred_language);
+  g_clear_pointer (&user->experiment_ids, g_ptr_array_unref);
   g_free (user);
+}
+
+static gpointer
+copy_string (gconstpointer string, gpointer unused)
+{
+  return g_strdup (string);
 }
 
 RtpUser *
@@ -69,6 +76,8 @@ rtp_user_copy (const RtpUser *user)
   copy->user_type = g_strdup (user->user_type);
   copy->preferred_language = g_strdup (user->preferred_language);
   copy->password_version = user->password_version;
+  if (user->experiment_ids != NULL)
+    copy->experiment_ids = g_ptr_array_copy (user->experiment_ids, copy_string, NULL);
   return copy;
 }
 
@@ -76,6 +85,16 @@ gboolean
 rtp_user_is_admin (const RtpUser *user)
 {
   return user != NULL && g_strcmp0 (user->user_type, "Admin") == 0;
+}
+
+/* The columns user_from_row() reads (the assignments aggregated, so that a user costs one statement),
+ * with password_hash after them when asked for, then @tail. */
+static char *
+select_users (RtpUserManager *self, gboolean with_hash, const char *tail)
+{
+  return g_strdup_printf ("SELECT " USER_COLUMNS ", (SELECT %s FROM user_experiments ue WHERE ue.user_id = users.user_id)"
+                          "%s FROM users %s",
+                          rtp_database_list_agg (self->db, "short_id"), with_hash ? ", password_hash" : "", tail);
 }
 
 static RtpUser *
@@ -91,6 +110,7 @@ user_from_row (GdaDataModel *model, guint row)
   user->user_type = g_strdup (rtp_db_str (model, row, 5));
   user->preferred_language = g_strdup (rtp_db_str (model, row, 6));
   user->password_version = rtp_db_int0 (model, row, 7);
+  user->experiment_ids = rtp_db_str_list (model, row, 8);
   return user;
 }
 
@@ -229,9 +249,8 @@ type_error (GError **error)
 RtpUser *
 rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
-                                                        "SELECT " USER_COLUMNS " FROM users WHERE user_id = :id",
-                                                        "id", RTP_DB_STR, user_id, NULL);
+  g_autofree char *sql = select_users (self, FALSE, "WHERE user_id = :id");
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, "id", RTP_DB_STR, user_id, NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
@@ -246,9 +265,8 @@ rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 static RtpUser *
 get_by_login (RtpUserManager *self, const char *login, char **password_hash, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (
-      self->db, error, "SELECT " USER_COLUMNS ", password_hash FROM users WHERE login_name = :login", "login",
-      RTP_DB_STR, login, NULL);
+  g_autofree char *sql = select_users (self, TRUE, "WHERE login_name = :login");
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, "login", RTP_DB_STR, login, NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
@@ -258,15 +276,15 @@ get_by_login (RtpUserManager *self, const char *login, char **password_hash, GEr
       return NULL;
     }
   if (password_hash != NULL)
-    *password_hash = g_strdup (rtp_db_str (model, 0, 8));
+    *password_hash = g_strdup (rtp_db_str (model, 0, 9));
   return user_from_row (model, 0);
 }
 
 GPtrArray *
 rtp_user_manager_list (RtpUserManager *self, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error,
-                                                        "SELECT " USER_COLUMNS " FROM users ORDER BY login_name", NULL);
+  g_autofree char *sql = select_users (self, FALSE, "ORDER BY login_name");
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, NULL);
   GPtrArray *users;
 
   if (model == NULL)

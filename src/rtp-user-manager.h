@@ -17,6 +17,7 @@ typedef struct {
   char *user_type;          /* "Admin" or "User" */
   char *preferred_language;
   gint64 password_version;
+  GPtrArray *experiment_ids; /* (nullable) short_ids the user is assigned to, sorted; NULL when not read */
 } RtpUser;
 
 void     rtp_user_free (RtpUser *user);
