@@ -154,6 +154,52 @@ class DBus(ServerTestCase):
         self.assertEqual(other.request("GET", "/auth/users/current", token=other.login()).status, 200)
         other.stop()
 
+    def test_plain_text_output(self):
+        r = self.ctl("--json", "user", "add", "ada", "Ada", "Lovelace", "--email", "ada@lab.org")
+        ada = json.loads(r.stdout)["user_id"]
+        self.assertEqual(self.ctl("pv", "add", "Lab:M1:Fan", "--name", "Fan one", "--publish").returncode, 0)
+        self.assertEqual(self.ctl("pv", "add", "Lab:M1:Temp").returncode, 0)
+        self.assertEqual(self.ctl("experiment", "assign", "Lab", ada).returncode, 0)
+
+        r = self.ctl("status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status = dict(line.split(": ", 1) for line in r.stdout.splitlines())
+        self.assertEqual(status["listen_address"], self.s.url)
+        self.assertEqual(status["database_kind"], "postgresql" if on_postgres() else "sqlite")
+        self.assertEqual(status["users"], "2")
+        r = self.ctl("user", "list")
+        self.assertIn(f"{ada}\tada\tAda Lovelace\tUser\tada@lab.org", r.stdout.splitlines())
+        self.assertIn("0\tadmin\t", r.stdout)
+        r = self.ctl("pv", "list")
+        self.assertEqual(r.stdout.splitlines(), ["Lab:M1:Fan\tFan one\tpublishable", "Lab:M1:Temp\t\t-"])
+        r = self.ctl("experiment", "list")
+        self.assertEqual(r.stdout.splitlines(), ["Lab\t\t2 PVs\t1 users"])
+        r = self.ctl("user", "reset-password", "ada")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.s.login("ada", r.stdout.strip().removeprefix("temporary_password: "))
+
+    def test_usage_errors_change_nothing(self):
+        before = self.s.db("SELECT COUNT(*) FROM process_variables")
+        for args, message in [(["pv", "add", "Lab:M1:Fan", "--min", "low"], "--min and --max take whole numbers"),
+                              (["pv", "add", "Lab:M1:Fan", "--colour", "red"], "unknown option for pv add"),
+                              (["pv", "delete"], "pv delete needs PV"),
+                              (["experiment", "assign", "Lab"], "experiment assign needs SHORT_ID USER_ID"),
+                              (["import"], "import needs FILE"),
+                              (["publish", "Lab:M1:Fan"], "publish needs PV VALUE"),
+                              ([], "no command")]:
+            with self.subTest(args=args):
+                r = self.ctl(*args)
+                self.assertEqual(r.returncode, 2)
+                self.assertTrue(r.stderr.startswith(f"rtpctl: {message}\n"), r.stderr)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), before)
+        # no server on the bus: a clear error, exit 1
+        self.s.stop()
+        r = self.ctl("status")
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith("rtpctl: "), r.stderr)
+        self.s.start()
+        self.admin = self.s.login()
+
     def test_usage(self):
         r = self.ctl("--help")
         for command in ["status", "user add", "user list", "reset-password", "user delete", "pv add", "pv list", "pv delete",
