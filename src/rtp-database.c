@@ -1190,13 +1190,11 @@ rtp_db_int0 (GdaDataModel *model, guint row, guint col)
   return v;
 }
 
-const char *
+char *
 rtp_database_list_agg (RtpDatabase *self, const char *column)
 {
-  /* interned: the statement cache keeps the SQL built from it */
-  g_autofree char *sql = self->kind == RTP_DATABASE_POSTGRESQL ? g_strdup_printf ("string_agg(%s, chr(31))", column)
-                                                                : g_strdup_printf ("group_concat(%s, char(31))", column);
-  return g_intern_string (sql);
+  return self->kind == RTP_DATABASE_POSTGRESQL ? g_strdup_printf ("string_agg(%s, chr(31))", column)
+                                               : g_strdup_printf ("group_concat(%s, char(31))", column);
 }
 
 static int

@@ -72,11 +72,12 @@ const char    *rtp_db_str (GdaDataModel *model, guint row, guint col);
 gboolean       rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out);
 gint64         rtp_db_int0 (GdaDataModel *model, guint row, guint col);
 
-/* Lists in one column: rtp_database_list_agg() is the SQL aggregate of @column for this dialect,
- * joining the values with 0x1f (identifiers cannot hold control characters); rtp_db_str_list() reads
+/* Lists in one column: rtp_database_list_agg() is the SQL aggregate of @column for this dialect
+ * (a new string; services build their SQL with it once, at construction), joining the values with
+ * 0x1f (identifiers cannot hold control characters); rtp_db_str_list() reads
  * such a column back as a sorted list of strings (empty for NULL, the aggregate over no rows). One row
  * per parent instead of one per child: libgda builds objects for every row it returns. */
-const char    *rtp_database_list_agg (RtpDatabase *self, const char *column);
+char          *rtp_database_list_agg (RtpDatabase *self, const char *column);
 GPtrArray     *rtp_db_str_list (GdaDataModel *model, guint row, guint col);
 
 G_END_DECLS

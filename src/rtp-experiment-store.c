@@ -17,9 +17,18 @@
   "pv_string, human_readable_name, experiment_short_id, available_for_mqtt_publish, default_threshold_min, " \
   "default_threshold_max"
 
+/* load_experiments(): one row per experiment with its PVs and users aggregated (two aggregates from
+ * rtp_database_list_agg, then an optional WHERE) */
+#define SELECT_EXPERIMENTS \
+  "SELECT e.short_id, e.human_readable_name, " \
+  "(SELECT %s FROM process_variables p WHERE p.experiment_short_id = e.short_id), " \
+  "(SELECT %s FROM user_experiments u WHERE u.short_id = e.short_id) FROM experiments e %s ORDER BY e.short_id"
+
 struct _RtpExperimentStore {
   GObject parent_instance;
-  RtpDatabase *db; /* (owned) */
+  RtpDatabase *db;        /* (owned) */
+  char *select_all;       /* (owned) load_experiments()'s SQL, built once for the dialect */
+  char *select_one;       /* (owned) the same for one short_id */
 };
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
@@ -80,7 +89,11 @@ rtp_import_result_free (RtpImportResult *result)
 static void
 rtp_experiment_store_finalize (GObject *object)
 {
-  g_clear_object (&RTP_EXPERIMENT_STORE (object)->db);
+  RtpExperimentStore *self = RTP_EXPERIMENT_STORE (object);
+
+  g_clear_object (&self->db);
+  g_free (self->select_all);
+  g_free (self->select_one);
   G_OBJECT_CLASS (rtp_experiment_store_parent_class)->finalize (object);
 }
 
@@ -118,7 +131,12 @@ RtpExperimentStore *
 rtp_experiment_store_new (RtpDatabase *db)
 {
   RtpExperimentStore *self = g_object_new (RTP_TYPE_EXPERIMENT_STORE, NULL);
+  g_autofree char *pvs = rtp_database_list_agg (db, "pv_string");
+  g_autofree char *users = rtp_database_list_agg (db, "user_id");
+
   self->db = g_object_ref (db);
+  self->select_all = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "");
+  self->select_one = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "WHERE e.short_id = :only");
   return self;
 }
 
@@ -179,15 +197,6 @@ pv_from_row (GdaDataModel *model, guint row)
   return pv;
 }
 
-static GPtrArray *
-strings_from_column (GdaDataModel *model, guint col)
-{
-  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < rtp_db_rows (model); i++)
-    g_ptr_array_add (out, g_strdup (rtp_db_str (model, i, col)));
-  return out;
-}
-
 static gboolean
 row_exists (RtpExperimentStore *self, const char *sql, const char *a, const char *b, gboolean *exists, GError **error)
 {
@@ -238,15 +247,8 @@ remove_if_empty (RtpExperimentStore *self, const char *short_id, gboolean *remov
 static GPtrArray *
 load_experiments (RtpExperimentStore *self, const char *only, GError **error)
 {
-  /* one row per experiment with its PVs and users aggregated (see rtp_database_list_agg) */
-  g_autofree char *sql = g_strdup_printf (
-      "SELECT e.short_id, e.human_readable_name, "
-      "(SELECT %s FROM process_variables p WHERE p.experiment_short_id = e.short_id), "
-      "(SELECT %s FROM user_experiments u WHERE u.short_id = e.short_id) "
-      "FROM experiments e %s ORDER BY e.short_id",
-      rtp_database_list_agg (self->db, "pv_string"), rtp_database_list_agg (self->db, "user_id"),
-      only != NULL ? "WHERE e.short_id = :only" : "");
-  g_autoptr (GdaDataModel) exps = rtp_database_select (self->db, error, sql, "only", RTP_DB_STR, only, NULL);
+  g_autoptr (GdaDataModel) exps = rtp_database_select (self->db, error, only != NULL ? self->select_one : self->select_all,
+                                                       "only", RTP_DB_STR, only, NULL);
   g_autoptr (GPtrArray) out = NULL;
 
   if (exps == NULL)
@@ -441,15 +443,6 @@ rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id,
 {
   return row_exists (self, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :a AND short_id = :b", user_id,
                      short_id, assigned, error);
-}
-
-GPtrArray *
-rtp_experiment_store_user_experiments (RtpExperimentStore *self, const char *user_id, GError **error)
-{
-  g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error, "SELECT short_id FROM user_experiments WHERE user_id = :u ORDER BY short_id", "u", RTP_DB_STR,
-      user_id, NULL);
-  return m != NULL ? strings_from_column (m, 0) : NULL;
 }
 
 gboolean

@@ -68,8 +68,6 @@ RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, co
 
 gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id,
                                                       const char *short_id, gboolean *assigned, GError **error);
-GPtrArray          *rtp_experiment_store_user_experiments (RtpExperimentStore *self, const char *user_id,
-                                                           GError **error);
 gboolean            rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
                                                  GError **error);
 gboolean            rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs,

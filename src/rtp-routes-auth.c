@@ -15,11 +15,11 @@ rtp_url_for (const char *prefix, const char *id)
 }
 
 JsonObject *
-rtp_user_to_json (RtpServices *services, const RtpUser *user)
+rtp_user_to_json (const RtpUser *user)
 {
   JsonObject *o = json_object_new ();
   JsonArray *experiments = json_array_new ();
-  g_autoptr (GPtrArray) ids = NULL;
+  GPtrArray *ids = user->experiment_ids;
 
   json_object_set_string_member (o, "user_id", user->user_id);
   json_object_set_string_member (o, "login_name", user->login_name);
@@ -31,10 +31,6 @@ rtp_user_to_json (RtpServices *services, const RtpUser *user)
     json_object_set_null_member (o, "email");
   json_object_set_string_member (o, "user_type", user->user_type);
   json_object_set_string_member (o, "preferred_language", user->preferred_language);
-  if (user->experiment_ids != NULL)
-    ids = g_ptr_array_ref (user->experiment_ids);
-  else if (services->experiments != NULL)
-    ids = rtp_experiment_store_user_experiments (services->experiments, user->user_id, NULL);
   for (guint i = 0; ids != NULL && i < ids->len; i++)
     {
       g_autofree char *url = rtp_url_for ("/experiments/", g_ptr_array_index (ids, i));
@@ -49,10 +45,10 @@ rtp_user_to_json (RtpServices *services, const RtpUser *user)
 }
 
 static JsonObject *
-wrap_user (RtpServices *services, const RtpUser *user)
+wrap_user (const RtpUser *user)
 {
   JsonObject *o = json_object_new ();
-  json_object_set_object_member (o, "user", rtp_user_to_json (services, user));
+  json_object_set_object_member (o, "user", rtp_user_to_json (user));
   return o;
 }
 
@@ -126,62 +122,40 @@ list_users (RtpRequest *request, gpointer user_data)
     }
   array = json_array_sized_new (users->len);
   for (guint i = 0; i < users->len; i++)
-    json_array_add_object_element (array, rtp_user_to_json (services, g_ptr_array_index (users, i)));
+    json_array_add_object_element (array, rtp_user_to_json (g_ptr_array_index (users, i)));
   o = json_object_new ();
   json_object_set_array_member (o, "users", array);
   rtp_request_respond_object (request, 200, o);
 }
 
-typedef struct {
-  RtpRequest *request;
-  RtpServices *services;
-} Pending;
-
-static Pending *
-pending_new (RtpRequest *request, RtpServices *services)
-{
-  Pending *p = g_new0 (Pending, 1);
-  p->request = rtp_request_ref (request);
-  p->services = services;
-  rtp_request_pause (request);
-  return p;
-}
-
-static void
-pending_free (Pending *p)
-{
-  rtp_request_unref (p->request);
-  g_free (p);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Pending, pending_free)
-
 static void
 create_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  g_autoptr (Pending) p = user_data;
+  g_autoptr (RtpRequest) request = user_data;
   g_autoptr (GError) error = NULL;
   g_autofree char *password = NULL;
   g_autoptr (RtpUser) user = NULL;
 
-  rtp_request_enter (p->request);
+  rtp_request_enter (request);
   user = rtp_user_manager_create_finish (RTP_USER_MANAGER (source), result, &password, &error);
   if (user == NULL)
-    rtp_request_respond_error (p->request, error);
+    rtp_request_respond_error (request, error);
   else
     {
-      JsonObject *o = wrap_user (p->services, user);
+      JsonObject *o = wrap_user (user);
       json_object_set_string_member (json_object_get_object_member (o, "user"), "temporary_password", password);
-      rtp_request_respond_object (p->request, 200, o);
+      rtp_request_respond_object (request, 200, o);
     }
-  rtp_request_leave (p->request);
+  rtp_request_leave (request);
 }
 
 static void
 create_user (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
+  rtp_request_pause (request);
   rtp_user_manager_create_async (services->users, rtp_request_get_body (request), NULL, create_done,
-                                 pending_new (request, services));
+                                 rtp_request_ref (request));
 }
 
 /* Resolves "current" and applies "admins or that user"; answers and returns NULL when refused. */
@@ -219,24 +193,24 @@ get_user (RtpRequest *request, gpointer user_data)
   if (user == NULL)
     rtp_request_respond_error (request, error);
   else
-    rtp_request_respond_object (request, 200, wrap_user (services, user));
+    rtp_request_respond_object (request, 200, wrap_user (user));
 }
 
 static void
 update_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  g_autoptr (Pending) p = user_data;
+  g_autoptr (RtpRequest) request = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) errors = NULL;
   g_autoptr (RtpUser) user = NULL;
 
-  rtp_request_enter (p->request);
+  rtp_request_enter (request);
   user = rtp_user_manager_update_finish (RTP_USER_MANAGER (source), result, &errors, &error);
   if (user == NULL)
-    rtp_request_respond_error (p->request, error);
+    rtp_request_respond_error (request, error);
   else
     {
-      JsonObject *o = wrap_user (p->services, user);
+      JsonObject *o = wrap_user (user);
       if (errors->len > 0)
         {
           JsonArray *array = json_array_new ();
@@ -244,9 +218,9 @@ update_done (GObject *source, GAsyncResult *result, gpointer user_data)
             json_array_add_string_element (array, g_ptr_array_index (errors, i));
           json_object_set_array_member (o, "errors", array);
         }
-      rtp_request_respond_object (p->request, 200, o);
+      rtp_request_respond_object (request, 200, o);
     }
-  rtp_request_leave (p->request);
+  rtp_request_leave (request);
 }
 
 static void
@@ -260,8 +234,9 @@ update_user (RtpRequest *request, gpointer user_data)
   if (id == NULL)
     return;
   rtp_request_get_basic_auth (request, &login, &password);
+  rtp_request_pause (request);
   rtp_user_manager_update_async (services->users, rtp_request_get_caller (request), id, rtp_request_get_body (request),
-                                 login, password, NULL, update_done, pending_new (request, services));
+                                 login, password, NULL, update_done, rtp_request_ref (request));
 }
 
 static void

@@ -36,7 +36,7 @@ void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char       *rtp_url_for (const char *prefix, const char *id);
-JsonObject *rtp_user_to_json (RtpServices *services, const RtpUser *user);
+JsonObject *rtp_user_to_json (const RtpUser *user);
 JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
 JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
 

@@ -27,6 +27,9 @@ struct _RtpUserManager {
   guint lockout_s;
   GHashTable *failures;      /* (owned) "login\nclient" → Failures */
   char *dummy_hash;          /* (owned) verified against for unknown logins, against timing probes */
+  char *select_by_id;        /* (owned) the SQL of user_from_row()'s columns, built once for the dialect */
+  char *select_by_login;     /* (owned) the same with password_hash */
+  char *select_all;          /* (owned) */
 };
 
 typedef struct {
@@ -87,14 +90,14 @@ rtp_user_is_admin (const RtpUser *user)
   return user != NULL && g_strcmp0 (user->user_type, "Admin") == 0;
 }
 
-/* The columns user_from_row() reads (the assignments aggregated, so that a user costs one statement),
- * with password_hash after them when asked for, then @tail. */
+/* The columns user_from_row() reads (the assignments aggregated with @agg, so that a user costs one
+ * statement), with password_hash after them when asked for, then @tail. */
 static char *
-select_users (RtpUserManager *self, gboolean with_hash, const char *tail)
+select_users (const char *agg, gboolean with_hash, const char *tail)
 {
   return g_strdup_printf ("SELECT " USER_COLUMNS ", (SELECT %s FROM user_experiments ue WHERE ue.user_id = users.user_id)"
                           "%s FROM users %s",
-                          rtp_database_list_agg (self->db, "short_id"), with_hash ? ", password_hash" : "", tail);
+                          agg, with_hash ? ", password_hash" : "", tail);
 }
 
 static RtpUser *
@@ -134,6 +137,9 @@ rtp_user_manager_finalize (GObject *object)
   g_free (self->legacy_salt);
   g_hash_table_unref (self->failures);
   g_free (self->dummy_hash);
+  g_free (self->select_by_id);
+  g_free (self->select_by_login);
+  g_free (self->select_all);
   G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
 }
 
@@ -163,8 +169,12 @@ RtpUserManager *
 rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len, const RtpUserManagerSettings *settings)
 {
   RtpUserManager *self = g_object_new (RTP_TYPE_USER_MANAGER, NULL);
+  g_autofree char *agg = rtp_database_list_agg (db, "short_id");
 
   self->db = g_object_ref (db);
+  self->select_by_id = select_users (agg, FALSE, "WHERE user_id = :id");
+  self->select_by_login = select_users (agg, TRUE, "WHERE login_name = :login");
+  self->select_all = select_users (agg, FALSE, "ORDER BY login_name");
   self->key = g_bytes_new (signing_key, key_len);
   self->legacy_salt = g_strdup (settings->legacy_salt);
   self->token_validity_s = settings->token_validity_s > 0 ? settings->token_validity_s : 7200;
@@ -249,8 +259,8 @@ type_error (GError **error)
 RtpUser *
 rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 {
-  g_autofree char *sql = select_users (self, FALSE, "WHERE user_id = :id");
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, "id", RTP_DB_STR, user_id, NULL);
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, self->select_by_id, "id", RTP_DB_STR, user_id,
+                                                        NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
@@ -265,8 +275,8 @@ rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 static RtpUser *
 get_by_login (RtpUserManager *self, const char *login, char **password_hash, GError **error)
 {
-  g_autofree char *sql = select_users (self, TRUE, "WHERE login_name = :login");
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, "login", RTP_DB_STR, login, NULL);
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, self->select_by_login, "login", RTP_DB_STR,
+                                                        login, NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
@@ -283,8 +293,7 @@ get_by_login (RtpUserManager *self, const char *login, char **password_hash, GEr
 GPtrArray *
 rtp_user_manager_list (RtpUserManager *self, GError **error)
 {
-  g_autofree char *sql = select_users (self, FALSE, "ORDER BY login_name");
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, sql, NULL);
+  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, self->select_all, NULL);
   GPtrArray *users;
 
   if (model == NULL)

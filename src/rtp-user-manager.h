@@ -17,7 +17,8 @@ typedef struct {
   char *user_type;          /* "Admin" or "User" */
   char *preferred_language;
   gint64 password_version;
-  GPtrArray *experiment_ids; /* (nullable) short_ids the user is assigned to, sorted; NULL when not read */
+  GPtrArray *experiment_ids; /* (nullable) short_ids the user is assigned to, sorted; NULL for a user not read
+                              * from the database (the D-Bus caller) */
 } RtpUser;
 
 void     rtp_user_free (RtpUser *user);
