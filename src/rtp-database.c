@@ -46,7 +46,16 @@ struct _RtpDatabase {
   gboolean leader;      /* holds the advisory lock on this connection */
   PGconn *pconn;        /* (unowned) (nullable) libpq's connection under libgda's, for probing */
   char *pg_dbname;      /* (owned) (nullable) */
+  /* rtp_database_get_change_stamp() */
+  guint64 stamp;        /* raised at every change this connection makes or learns of */
+  gboolean listening;   /* PostgreSQL: LISTEN rtp_changes is active on @pconn */
+  int shm_fd;           /* SQLite: the WAL index (-shm), read-only, or -1 */
+  gint64 shm_retry_us;  /* SQLite: when opening the WAL index may be tried again */
+  guint8 shm_header[48];/* SQLite: its header as last read */
 };
+
+#define CHANGES_CHANNEL "rtp_changes"
+
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 
@@ -89,12 +98,19 @@ rtp_database_init (RtpDatabase *self)
   self->delimit = gda_sql_parser_new ();
   g_object_set (self->delimit, "mode", GDA_SQL_PARSER_MODE_DELIMIT, NULL);
   self->raw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->stamp = 1;
+  self->shm_fd = -1;
 }
 
 void
 rtp_database_close (RtpDatabase *self)
 {
   self->pconn = NULL;
+  self->listening = FALSE;
+  self->stamp++;
+  if (self->shm_fd >= 0)
+    close (self->shm_fd);
+  self->shm_fd = -1;
   g_hash_table_remove_all (self->cache);
   if (self->cnc != NULL)
     {
@@ -191,19 +207,113 @@ static void
 probe_connection (RtpDatabase *self)
 {
   struct pollfd pfd;
+  gboolean readable;
+  gboolean notified = FALSE;
+  PGnotify *n;
 
   if (self->pconn == NULL || self->broken)
     return;
   pfd.fd = PQsocket (self->pconn);
   pfd.events = POLLIN;
   pfd.revents = 0;
-  if (pfd.fd < 0 || poll (&pfd, 1, 0) <= 0)
+  readable = pfd.fd >= 0 && poll (&pfd, 1, 0) > 0;
+  if (readable)
+    PQconsumeInput (self->pconn);
+  /* notifications that came with libgda's last answer wait in libpq's queue */
+  while ((n = PQnotifies (self->pconn)) != NULL)
+    {
+      notified = TRUE;
+      PQfreemem (n);
+    }
+  if (notified)
+    self->stamp++;
+  /* Besides notifications (LISTEN rtp_changes), anything arriving on an idle connection is
+   * the server leaving ("terminating connection …" and EOF); PQconsumeInput() alone still
+   * calls that OK. A goodbye that came together with a notification shows as EOF next time. */
+  if (readable && (!notified || PQstatus (self->pconn) != CONNECTION_OK))
+    {
+      g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
+      self->broken = TRUE;
+      self->listening = FALSE;
+      self->stamp++;
+    }
+}
+
+/* PostgreSQL: changes to the tables that say who may do what (users, assignments,
+ * experiments) are announced on CHANNEL by triggers (migration 0006), whoever makes them. */
+static void
+listen_for_changes (RtpDatabase *self)
+{
+  PGresult *r;
+
+  self->listening = FALSE;
+  self->stamp++;
+  if (self->pconn == NULL)
     return;
-  /* we LISTEN to nothing: anything arriving on an idle connection is the server leaving
-   * ("terminating connection …" and EOF); PQconsumeInput() alone still calls that OK */
-  PQconsumeInput (self->pconn);
-  g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
-  self->broken = TRUE;
+  r = PQexec (self->pconn, "LISTEN " CHANGES_CHANNEL);
+  self->listening = PQresultStatus (r) == PGRES_COMMAND_OK;
+  if (!self->listening)
+    g_warning ("LISTEN " CHANGES_CHANNEL " failed (%s): nothing read from the database is reused",
+               PQerrorMessage (self->pconn));
+  PQclear (r);
+}
+
+/* SQLite in WAL mode: every commit, by any connection of any process, rewrites the header of
+ * the WAL index (the "-shm" file; its change counter, frame count, salts and checksum; SQLite's
+ * file format, section "WAL-index format"), the same header SQLite's readers look at. One
+ * pread() of it tells whether anything changed. */
+static gboolean
+sqlite_changes_known (RtpDatabase *self)
+{
+  guint8 header[sizeof self->shm_header];
+
+  if (self->shm_fd < 0)
+    {
+      g_autofree char *path = NULL;
+      gint64 now = g_get_monotonic_time ();
+
+      if (self->cnc == NULL || now < self->shm_retry_us)
+        return FALSE;
+      path = g_strconcat (self->sqlite_path, "-shm", NULL);
+      self->shm_fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+      if (self->shm_fd < 0)
+        {
+          g_debug ("cannot open %s (%s): nothing read from the database is reused", path, g_strerror (errno));
+          self->shm_retry_us = now + G_USEC_PER_SEC;
+          return FALSE;
+        }
+      memset (self->shm_header, 0, sizeof self->shm_header);
+      self->stamp++;
+    }
+  if (pread (self->shm_fd, header, sizeof header, 0) != (ssize_t) sizeof header)
+    return FALSE;
+  if (memcmp (header, self->shm_header, sizeof header) != 0)
+    {
+      memcpy (self->shm_header, header, sizeof header);
+      self->stamp++;
+    }
+  return TRUE;
+}
+
+/**
+ * rtp_database_get_change_stamp:
+ *
+ * For reusing what was read before: a number that changes whenever the data may have
+ * changed since it was last returned, by this connection or by any other (another
+ * instance, another process). Reads made while it keeps the same value saw the same data.
+ *
+ * Returns: the stamp, or 0 when changes by others cannot be seen right now (no WAL index,
+ *   no notifications, connection lost): then nothing may be reused.
+ */
+guint64
+rtp_database_get_change_stamp (RtpDatabase *self)
+{
+  if (self->in_transaction)
+    return 0; /* what is read now may still be rolled back */
+  if (self->kind == RTP_DATABASE_SQLITE)
+    return sqlite_changes_known (self) ? self->stamp : 0;
+  probe_connection (self);
+  return self->listening && !self->broken ? self->stamp : 0;
 }
 
 static char *
@@ -427,6 +537,8 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
       const char *path = parsed != NULL ? g_uri_get_path (parsed) : NULL;
       self->pg_dbname = path != NULL && path[0] == '/' ? g_uri_unescape_string (path + 1, NULL) : NULL;
       find_pconn (self);
+      if (!read_only)
+        listen_for_changes (self);
     }
 
   if (self->kind == RTP_DATABASE_SQLITE && !read_only)
@@ -637,6 +749,8 @@ ensure_connection (RtpDatabase *self, GError **error)
       g_hash_table_remove_all (self->cache);
       g_hash_table_remove_all (self->raw_cache);
       self->pconn = NULL;
+      self->listening = FALSE;
+      self->stamp++;
       gda_connection_close (self->cnc);
       g_clear_object (&self->cnc);
     }
@@ -652,6 +766,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   self->broken = FALSE;
   self->leader = FALSE; /* a session lock goes with its connection */
   find_pconn (self);
+  listen_for_changes (self);
   g_message ("reconnected to the database");
   return TRUE;
 }
@@ -773,6 +888,7 @@ rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va
   if (cached == NULL)
     return -1;
   rows = gda_connection_statement_execute_non_select (self->cnc, cached->stmt, cached->params, NULL, &local_error);
+  self->stamp++;
   if (rows < 0 && local_error != NULL)
     {
       classify_error (self, local_error, error);
@@ -830,6 +946,7 @@ rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
 
       if (stmt[0] == '\0')
         continue;
+      self->stamp++;
       if (gda_connection_execute_non_select_command (self->cnc, stmt, &local_error) < 0 && local_error != NULL)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "%s (in: %s)", local_error->message, stmt);
@@ -922,6 +1039,7 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
         }
       g_hash_table_insert (self->raw_cache, g_strdup (sql), stmt);
     }
+  self->stamp++;
   if (gda_connection_statement_execute_non_select (self->cnc, stmt, NULL, NULL, &local_error) < 0 &&
       local_error != NULL)
     {
@@ -1066,6 +1184,33 @@ rtp_database_migrate (RtpDatabase *self, GError **error)
   return rtp_database_migrate_to (self, G_MAXINT64, error);
 }
 
+/* NNNN-name.sql runs on both dialects, statement by statement through libgda;
+ * NNNN-name.postgresql.sql only on PostgreSQL (on SQLite only its version is recorded),
+ * sent whole to the server so that it may define functions ($$ … $$ bodies hold ';'). */
+static gboolean
+exec_migration_script (RtpDatabase *self, const char *name, const char *script, GError **error)
+{
+  PGresult *r;
+  gboolean ok;
+
+  if (!g_str_has_suffix (name, ".postgresql.sql"))
+    return rtp_database_exec_script (self, script, error);
+  if (self->kind != RTP_DATABASE_POSTGRESQL)
+    return TRUE;
+  if (self->pconn == NULL)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "no access to libgda's PostgreSQL connection to run %s", name);
+      return FALSE;
+    }
+  self->stamp++;
+  r = PQexec (self->pconn, script);
+  ok = PQresultStatus (r) == PGRES_COMMAND_OK;
+  if (!ok)
+    g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "%s", PQerrorMessage (self->pconn));
+  PQclear (r);
+  return ok;
+}
+
 gboolean
 rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error)
 {
@@ -1103,7 +1248,7 @@ rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error)
       }
       if (!rtp_database_begin (self, error))
         return FALSE;
-      if (!rtp_database_exec_script (self, script, error) ||
+      if (!exec_migration_script (self, name, script, error) ||
           rtp_database_exec (self, error, "INSERT INTO schema_version (version) VALUES (:v)", "v", RTP_DB_INT, version,
                              NULL) < 0 ||
           !rtp_database_commit (self, error))

@@ -30,7 +30,29 @@ struct _RtpUserManager {
   char *select_by_id;        /* (owned) the SQL of user_from_row()'s columns, built once for the dialect */
   char *select_by_login;     /* (owned) the same with password_hash */
   char *select_all;          /* (owned) */
+  /* the token check's two memories, main thread only (see verify_token) */
+  GHashTable *verified;      /* (owned) token → VerifiedToken: tokens whose signature was checked */
+  GHashTable *users;         /* (owned) user_id → KeptUser, read while the change stamp was @users_stamp */
+  guint64 users_stamp;
 };
+
+typedef struct {
+  char *user_id;
+  gint64 pwv;
+  gint64 exp;
+} VerifiedToken;
+
+typedef struct {
+  RtpUser *user;  /* (owned) */
+  gint64 read_us; /* monotonic time of the read */
+} KeptUser;
+
+/* bounds of the memories: past them they start again empty */
+#define MAX_VERIFIED_TOKENS 4096
+#define MAX_KEPT_USERS 4096
+/* A kept user is read again after this long even when no change was heard of: it bounds what
+ * a connection that died without a word (a network cut, no FIN) could hide. */
+#define MAX_KEPT_USER_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 typedef struct {
   GQueue times;        /* monotonic seconds of recent failures */
@@ -128,6 +150,22 @@ failures_free (gpointer data)
 }
 
 static void
+verified_token_free (gpointer data)
+{
+  VerifiedToken *t = data;
+  g_free (t->user_id);
+  g_free (t);
+}
+
+static void
+kept_user_free (gpointer data)
+{
+  KeptUser *k = data;
+  rtp_user_free (k->user);
+  g_free (k);
+}
+
+static void
 rtp_user_manager_finalize (GObject *object)
 {
   RtpUserManager *self = RTP_USER_MANAGER (object);
@@ -140,6 +178,8 @@ rtp_user_manager_finalize (GObject *object)
   g_free (self->select_by_id);
   g_free (self->select_by_login);
   g_free (self->select_all);
+  g_hash_table_unref (self->verified);
+  g_hash_table_unref (self->users);
   G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
 }
 
@@ -163,6 +203,8 @@ static void
 rtp_user_manager_init (RtpUserManager *self)
 {
   self->failures = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, failures_free);
+  self->verified = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, verified_token_free);
+  self->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, kept_user_free);
 }
 
 RtpUserManager *
@@ -633,26 +675,92 @@ rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user)
  * Returns: (transfer full): the token's user, or %NULL with RTP_ERROR_FORBIDDEN (bad,
  *   expired, deleted user, changed password) or a database error
  */
-RtpUser *
-rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error)
+static const VerifiedToken *
+check_signature (RtpUserManager *self, const char *token, gint64 now)
 {
   gsize key_len;
   const guint8 *key = g_bytes_get_data (self->key, &key_len);
   g_autoptr (JsonObject) claims = NULL;
-  g_autoptr (GError) local_error = NULL;
-  g_autoptr (RtpUser) user = NULL;
   JsonNode *id;
   JsonNode *pwv;
+  JsonNode *exp;
+  VerifiedToken *t = g_hash_table_lookup (self->verified, token);
 
-  claims = rtp_jwt_decode (token, key, key_len, g_get_real_time () / G_USEC_PER_SEC, &local_error);
+  if (t != NULL)
+    return t->exp > now ? t : NULL;
+  claims = rtp_jwt_decode (token, key, key_len, now, NULL);
   if (claims == NULL)
-    goto refused;
+    return NULL;
   id = json_object_get_member (claims, "user_id");
   pwv = json_object_get_member (claims, "pwv");
   if (id == NULL || !JSON_NODE_HOLDS_VALUE (id) || json_node_get_value_type (id) != G_TYPE_STRING || pwv == NULL ||
       !JSON_NODE_HOLDS_VALUE (pwv) || json_node_get_value_type (pwv) != G_TYPE_INT64)
+    return NULL;
+  exp = json_object_get_member (claims, "exp"); /* rtp_jwt_decode() checked it is an integer or a double */
+  t = g_new0 (VerifiedToken, 1);
+  t->user_id = g_strdup (json_node_get_string (id));
+  t->pwv = json_node_get_int (pwv);
+  t->exp = json_node_get_value_type (exp) == G_TYPE_INT64 ? json_node_get_int (exp)
+                                                          : (gint64) json_node_get_double (exp);
+  if (g_hash_table_size (self->verified) >= MAX_VERIFIED_TOKENS)
+    g_hash_table_remove_all (self->verified);
+  g_hash_table_insert (self->verified, g_strdup (token), t);
+  return t;
+}
+
+/* The user as the database has it now: kept from an earlier read as long as the database's
+ * change stamp says nothing changed since (by this instance or any other), else read again. */
+static RtpUser *
+current_user (RtpUserManager *self, const char *user_id, GError **error)
+{
+  guint64 stamp = rtp_database_get_change_stamp (self->db);
+  gint64 now = g_get_monotonic_time ();
+  KeptUser *kept;
+  RtpUser *user;
+
+  if (stamp == 0 || stamp != self->users_stamp)
+    {
+      g_hash_table_remove_all (self->users);
+      self->users_stamp = stamp;
+    }
+  if (stamp != 0 && (kept = g_hash_table_lookup (self->users, user_id)) != NULL &&
+      now - kept->read_us < MAX_KEPT_USER_AGE_US)
+    return rtp_user_copy (kept->user);
+  user = rtp_user_manager_get (self, user_id, error);
+  /* kept only when nothing changed while it was read */
+  if (user != NULL && stamp != 0 && rtp_database_get_change_stamp (self->db) == stamp)
+    {
+      kept = g_new0 (KeptUser, 1);
+      kept->user = rtp_user_copy (user);
+      kept->read_us = now;
+      if (g_hash_table_size (self->users) >= MAX_KEPT_USERS)
+        g_hash_table_remove_all (self->users);
+      g_hash_table_replace (self->users, kept->user->user_id, kept);
+    }
+  return user;
+}
+
+/**
+ * rtp_user_manager_verify_token:
+ *
+ * A token's signature is checked once (then remembered with its claims until it expires);
+ * its user is read from the database, or kept from an earlier read while the database
+ * reports no change since — so a deleted user or a changed password ends the token with
+ * the change, also when another instance made it.
+ *
+ * Returns: (transfer full): the token's user, or %NULL with RTP_ERROR_FORBIDDEN (bad,
+ *   expired, deleted user, changed password) or a database error
+ */
+RtpUser *
+rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  const VerifiedToken *t = check_signature (self, token, g_get_real_time () / G_USEC_PER_SEC);
+
+  if (t == NULL)
     goto refused;
-  user = rtp_user_manager_get (self, json_node_get_string (id), &local_error);
+  user = current_user (self, t->user_id, &local_error);
   if (user == NULL)
     {
       if (!g_error_matches (local_error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
@@ -662,7 +770,7 @@ rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError *
         }
       goto refused;
     }
-  if (user->password_version != json_node_get_int (pwv))
+  if (user->password_version != t->pwv)
     goto refused;
   return g_steal_pointer (&user);
 

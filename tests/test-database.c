@@ -213,6 +213,46 @@ test_wal_and_foreign_keys (Fixture *f, gconstpointer data)
   }
 }
 
+/* Whatever changes the file, this connection or another one (another instance, another process),
+ * changes the stamp; reads alone do not; inside a transaction nothing read may be reused. */
+static void
+test_change_stamp (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpDatabase) other = rtp_database_open (f->uri, &error);
+  guint64 s1, s2, s3;
+
+  g_assert_no_error (error);
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE c (n INTEGER)", &error));
+  s1 = rtp_database_get_change_stamp (f->db);
+  g_assert_cmpuint (s1, !=, 0);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM c", NULL), ==, 0);
+  g_assert_cmpint (rtp_database_select_int (other, &error, "SELECT COUNT(*) FROM c", NULL), ==, 0);
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s1);
+
+  /* a commit by the other connection */
+  g_assert_cmpint (rtp_database_exec (other, &error, "INSERT INTO c (n) VALUES (1)", NULL), ==, 1);
+  s2 = rtp_database_get_change_stamp (f->db);
+  g_assert_cmpuint (s2, !=, 0);
+  g_assert_cmpuint (s2, !=, s1);
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s2);
+
+  /* its own write */
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE c SET n = 2", NULL), ==, 1);
+  s3 = rtp_database_get_change_stamp (f->db);
+  g_assert_cmpuint (s3, !=, 0);
+  g_assert_cmpuint (s3, !=, s2);
+
+  /* a transaction of the other connection counts when it commits, and only then */
+  g_assert_true (rtp_database_begin (other, &error));
+  g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, 0);
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE c SET n = 3", NULL), ==, 1);
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s3);
+  g_assert_true (rtp_database_commit (other, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s3);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -222,6 +262,7 @@ main (int argc, char **argv)
   g_test_add ("/database/null-values", Fixture, NULL, setup, test_null_values, teardown);
   g_test_add ("/database/transactions", Fixture, NULL, setup, test_transactions, teardown);
   g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
+  g_test_add ("/database/change-stamp", Fixture, NULL, setup, test_change_stamp, teardown);
   g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);
   return g_test_run ();
 }

@@ -1,6 +1,7 @@
 /* test-user-manager.c: RtpUserManager against a temporary SQLite file */
 #include "rtp-database.h"
 #include "rtp-error.h"
+#include "rtp-jwt.h"
 #include "rtp-password.h"
 #include "rtp-test-util.h"
 #include "rtp-user-manager.h"
@@ -204,6 +205,52 @@ test_create_update_delete (Fixture *f, gconstpointer data)
   g_assert_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND);
 }
 
+/* The token check keeps the user and the checked signature between calls; a change in the
+ * database by another connection counts at the next call, and a kept token still expires. */
+static void
+test_kept_between_checks (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *token = login (f, "admin", f->admin_password, "127.0.0.1", &error);
+  g_autofree char *uri = g_strdup_printf ("sqlite:///%s/users.db", f->dir);
+  g_autoptr (RtpDatabase) other = rtp_database_open (uri, &error);
+  g_autoptr (JsonObject) claims = json_object_new ();
+  g_autofree char *short_lived = NULL;
+  gint64 exp;
+
+  g_assert_no_error (error);
+  for (int i = 0; i < 3; i++)
+    {
+      g_autoptr (RtpUser) user = rtp_user_manager_verify_token (f->users, token, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (user->user_type, ==, "Admin");
+    }
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET first_name = 'Changed' WHERE user_id = '0'", NULL), ==, 1);
+  {
+    g_autoptr (RtpUser) user = rtp_user_manager_verify_token (f->users, token, &error);
+    g_assert_cmpstr (user->first_name, ==, "Changed");
+  }
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET password_version = password_version + 1", NULL), ==, 1);
+  g_assert_null (rtp_user_manager_verify_token (f->users, token, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_FORBIDDEN);
+  g_clear_error (&error);
+
+  /* a valid token that runs out between two checks */
+  exp = g_get_real_time () / G_USEC_PER_SEC + 1;
+  json_object_set_string_member (claims, "user_id", "0");
+  json_object_set_int_member (claims, "exp", exp);
+  json_object_set_int_member (claims, "pwv", 1);
+  short_lived = rtp_jwt_encode (claims, key, sizeof key - 1);
+  {
+    g_autoptr (RtpUser) user = rtp_user_manager_verify_token (f->users, short_lived, &error);
+    g_assert_no_error (error);
+  }
+  while (g_get_real_time () / G_USEC_PER_SEC < exp)
+    g_usleep (50000);
+  g_assert_null (rtp_user_manager_verify_token (f->users, short_lived, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_FORBIDDEN);
+}
+
 static void
 test_validate_text (void)
 {
@@ -233,6 +280,7 @@ main (int argc, char **argv)
   g_test_add ("/user-manager/lockout", Fixture, NULL, setup, test_wrong_password_and_lockout, teardown);
   g_test_add ("/user-manager/legacy-upgrade", Fixture, NULL, setup, test_legacy_upgrade, teardown);
   g_test_add ("/user-manager/create-update-delete", Fixture, NULL, setup, test_create_update_delete, teardown);
+  g_test_add ("/user-manager/kept-between-checks", Fixture, NULL, setup, test_kept_between_checks, teardown);
   g_test_add_func ("/user-manager/validate-text", test_validate_text);
   return g_test_run ();
 }

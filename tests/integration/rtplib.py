@@ -203,7 +203,9 @@ class Server:
             return [tuple(r) for r in rows]
         con = sqlite3.connect(self.db_path(), timeout=10)
         try:
-            return con.execute(sql, params).fetchall()
+            rows = con.execute(sql, params).fetchall()
+            con.commit()  # a write counts, as with PostgreSQL's autocommit
+            return rows
         finally:
             con.close()
 

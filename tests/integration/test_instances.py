@@ -1,4 +1,6 @@
-"""Several server instances on one PostgreSQL database (the postgres suite only)."""
+"""Several server instances on one database: on PostgreSQL (the postgres suite), and two
+servers on one SQLite file (what an instance keeps between requests must follow changes
+made by the other, or by any client of the file)."""
 import concurrent.futures
 import os
 import signal
@@ -7,9 +9,101 @@ import unittest
 
 from rtplib import Mosquitto, Server, main, on_postgres, shared_postgres
 
+KEY = "a shared signing key of more than 32 bytes for both"
+
+
+class ChangesSeenByEveryInstance:
+    """The token check keeps users between requests; a change made through one instance, or
+    straight in the database, must count on the other instance at its very next request."""
+
+    def pair(self):
+        raise NotImplementedError
+
+    def test_changes_through_one_instance_count_at_once_on_the_other(self):
+        a, b = self.pair()
+        admin = a.login("admin", a.admin_password)
+        r = a.request("POST", "/auth/users", token=admin, json_body={
+            "login_name": "moved", "first_name": "M", "last_name": "O", "user_type": "User"})
+        self.assertEqual(r.status, 200, r)
+        uid, pw = r.json["user"]["user_id"], r.json["user"]["temporary_password"]
+        self.assertEqual(a.request("POST", "/file/import", token=admin,
+                                   body=b"[PROCESS_VARIABLE];pv_string=Exp:M:PV").status, 200)
+        token = a.login("moved", pw)
+        for _ in range(3):  # read, then kept
+            r = b.request("GET", "/auth/users/current", token=token)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json["user"]["experiment_urls"], [])
+            self.assertEqual(r.json["user"]["user_type"], "User")
+
+        # assignment on a → b's next answer shows it
+        r = a.request("PUT", "/experiments/Exp", token=admin, json_body={"users_to_add": [uid]})
+        self.assertEqual(r.status, 200, r)
+        r = b.request("GET", "/auth/users/current", token=token)
+        self.assertEqual([u.rsplit("/", 2)[-2:] for u in r.json["user"]["experiment_urls"]], [["experiments", "Exp"]], r)
+        # deleting the experiment on a removes the assignment on b
+        self.assertEqual(a.request("DELETE", "/experiments/Exp", token=admin).status, 200)
+        self.assertEqual(b.request("GET", "/auth/users/current", token=token).json["user"]["experiment_urls"], [])
+        # promotion on a → admin-only endpoints open on b
+        self.assertEqual(b.request("GET", "/auth/users", token=token).status, 403)
+        self.assertEqual(a.request("PUT", f"/auth/users/{uid}", token=admin, json_body={"user_type": "Admin"}).status, 200)
+        self.assertEqual(b.request("GET", "/auth/users", token=token).status, 200)
+        self.assertEqual(a.request("PUT", f"/auth/users/{uid}", token=admin, json_body={"user_type": "User"}).status, 200)
+        self.assertEqual(b.request("GET", "/auth/users", token=token).status, 403)
+
+        # a new password set on a ends the old token on b
+        r = a.request("PUT", f"/auth/users/{uid}", token=admin, json_body={"password": "a new password"})
+        self.assertEqual(r.status, 200, r)
+        r = b.request("GET", "/auth/users/current", token=token)
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(r.json, {"errors": ["The access-token sent is invalid or no longer accepted."]})
+
+        # deleting on a ends the new token on b
+        token = b.login("moved", "a new password")
+        self.assertEqual(b.request("GET", "/auth/users/current", token=token).status, 200)
+        self.assertEqual(a.request("DELETE", f"/auth/users/{uid}", token=admin).status, 200)
+        r = b.request("GET", "/auth/users/current", token=token)
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(r.json, {"errors": ["The access-token sent is invalid or no longer accepted."]})
+        b.stop()
+        a.stop()
+
+    def test_a_change_made_straight_in_the_database_counts_at_once(self):
+        a, b = self.pair()
+        admin = a.login("admin", a.admin_password)
+        r = a.request("POST", "/auth/users", token=admin, json_body={
+            "login_name": "direct", "first_name": "D", "last_name": "I", "user_type": "User"})
+        uid, pw = r.json["user"]["user_id"], r.json["user"]["temporary_password"]
+        token = a.login("direct", pw)
+        for s in (a, b):
+            for _ in range(2):
+                self.assertEqual(s.request("GET", "/auth/users/current", token=token).status, 200)
+        a.db("UPDATE users SET password_version = password_version + 1 WHERE user_id = ?", (uid,))
+        self.assertEqual(a.db("SELECT password_version FROM users WHERE user_id = ?", (uid,)), [(1,)])
+        for s in (a, b):
+            r = s.request("GET", "/auth/users/current", token=token)
+            self.assertEqual(r.status, 403, r)
+        b.stop()
+        a.stop()
+
+
+
+@unittest.skipIf(on_postgres(), "two servers on one SQLite file")
+class SqliteInstances(ChangesSeenByEveryInstance, unittest.TestCase):
+    def pair(self):
+        a = Server(env={"SECRET_KEY": KEY})
+        self.addCleanup(a.cleanup)
+        a.start()
+        b = Server(env={"SECRET_KEY": KEY}, args=["--database", "sqlite:///" + a.db_path()])
+        self.addCleanup(b.cleanup)
+        b.start()
+        return a, b
+
 
 @unittest.skipUnless(on_postgres(), "several instances share a PostgreSQL database")
-class Instances(unittest.TestCase):
+class Instances(ChangesSeenByEveryInstance, unittest.TestCase):
+    def pair(self):
+        return self.a, self.second()
+
     def setUp(self):
         self.a = Server()
         self.addCleanup(self.a.cleanup)
@@ -83,11 +177,16 @@ class Instances(unittest.TestCase):
 
     def test_database_restart_is_answered_with_503_and_recovered(self):
         token = self.a.login()
+        for _ in range(2):  # the user is kept between requests now
+            self.assertEqual(self.a.request("GET", "/auth/users/current", token=token).status, 200)
         pg = shared_postgres()
         pg.stop()
         r = self.a.request("GET", "/experiments", token=token)
         self.assertEqual(r.status, 503, r)
         self.assertEqual(r.json, {"errors": ["The database is not available."]})
+        # nothing kept is trusted while changes cannot be heard of
+        r = self.a.request("GET", "/auth/users/current", token=token)
+        self.assertEqual(r.status, 503, r)
         pg.start()
         deadline = time.monotonic() + 30
         status = None
