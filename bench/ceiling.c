@@ -19,8 +19,16 @@ main (void)
   GSList *uris;
   g_autofree char *url = NULL;
 
+  g_autoptr (GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &error);
+  g_autoptr (GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+
   soup_server_add_handler (server, NULL, handler, NULL, NULL);
-  if (!soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error))
+  /* the same listen backlog as the server's (rtp-http-server.c), so that both see the same connects */
+  if (socket != NULL)
+    g_socket_set_listen_backlog (socket, 1024);
+  if (socket == NULL || !g_socket_bind (socket, address, TRUE, &error) || !g_socket_listen (socket, &error) ||
+      !soup_server_listen_socket (server, socket, 0, &error))
     {
       g_printerr ("%s\n", error->message);
       return 1;

@@ -4,8 +4,13 @@ connections (wrk, Debian package wrk) for the main endpoints and for a bare Soup
 constant JSON (bench/ceiling, built in this tree) as the stack's ceiling, with the ratio of each
 to the ceiling; idle and peak RSS (and RssAnon) and start-up time. Prints figures, asserts nothing.
 
-    python3 bench/http_bench.py [--build build] [--seconds 5]
+The machine is a VM whose speed drifts by ±20 % over minutes, so every run of an endpoint is paired
+with a run of the ceiling just before it, each pair is repeated (--rounds), and the table shows
+medians: req/s and latencies of the endpoint's runs, and the median of the paired ratios.
+
+    python3 bench/http_bench.py [--build build] [--seconds 3] [--rounds 3]
 """
+import statistics
 import json
 import os
 import re
@@ -57,7 +62,8 @@ def wrk(url, conns, seconds, method="GET", body=None, headers=None):
 def main():
     args = sys.argv[1:]
     build = args[args.index("--build") + 1] if "--build" in args else os.path.join(HERE, "..", "build")
-    seconds = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 5
+    seconds = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 3
+    rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
     rtplib.SERVER = os.path.abspath(os.path.join(build, "src", "realtimeplot-server"))
     ceiling = subprocess.Popen([os.path.join(build, "bench", "ceiling")], stdout=subprocess.PIPE, text=True)
     ceiling_url = re.search(r"(http://\S+)", ceiling.stdout.readline()).group(1)
@@ -93,18 +99,30 @@ def main():
              '{"since": "2022-01-01 00:00:00", "until": "2022-01-01 00:08:19"}', dict(auth, **{"Content-Type": "application/json"})),
             ("POST /auth/get_access_token (argon2id)", s.url + "auth/get_access_token", "POST", None, basic),
         ]
-        results = {}
+        runs = {}    # (name, conns) → [(rps, p50, p99, bad)]
+        ratios = {}  # (name, conns) → [rps / the paired ceiling run's rps]
         hwm = {}
-        for name, url, method, body, headers in rows:
+        ceiling_row = rows[0]
+        for name, url, method, body, headers in rows[1:]:
             for conns in (1, 32, 128):
-                results[(name, conns)] = wrk(url, conns, seconds, method, body, headers)
+                for _ in range(rounds):
+                    c = wrk(ceiling_row[1], conns, seconds)
+                    r = wrk(url, conns, seconds, method, body, headers)
+                    runs.setdefault((ceiling_row[0], conns), []).append(c)
+                    runs.setdefault((name, conns), []).append(r)
+                    ratios.setdefault((name, conns), []).append(r[0] / c[0] if c[0] else 0)
             hwm[name] = status(s.proc.pid)["VmHWM"]
         peak = status(s.proc.pid)
+        print(f"medians of {rounds} rounds of {seconds} s, each paired with a ceiling run")
         print(f"{'endpoint':45} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>9} {'non-2xx':>7}")
         for name, *_ in rows:
             for conns in (1, 32, 128):
-                rps, p50, p99, bad = results[(name, conns)]
-                ratio = rps / results[(rows[0][0], conns)][0] if results[(rows[0][0], conns)][0] else 0
+                rs = runs[(name, conns)]
+                rps = statistics.median(r[0] for r in rs)
+                p50 = statistics.median(r[1] for r in rs)
+                p99 = statistics.median(r[2] for r in rs)
+                bad = sum(r[3] for r in rs)
+                ratio = statistics.median(ratios[(name, conns)]) if name != ceiling_row[0] else 1.0
                 print(f"{name:45} {conns:5d} {rps:10.0f} {p50:8.2f} {p99:8.2f} {ratio:9.2f} {bad:7d}")
         print("server peak RSS after each endpoint's runs: " + ", ".join(f"{n.split(' (')[0]}: {v:.0f} MB" for n, v in hwm.items()))
         print(f"start-up to 'Listening': {startup * 1000:.0f} ms (includes the first admin's argon2id hash)")

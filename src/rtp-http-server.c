@@ -31,6 +31,8 @@ struct _RtpHttpServer {
   gsize max_import_bytes;
   char *cors_origin;       /* (owned) (nullable) */
   guint client_timeout_ms;
+  GQueue guards;           /* Guard.link of the requests being read, soonest deadline first */
+  guint sweep_id;          /* the timer that closes connections past their deadline, while @guards is not empty */
   guint in_flight;
   guint64 served;
   gboolean accepting;
@@ -51,7 +53,7 @@ struct _RtpRequest {
   gboolean paused;
   gboolean finished;
   gint64 start_us;
-  GCancellable *cancellable;  /* (owned) */
+  GCancellable *cancellable;  /* (owned) (nullable) made when a handler first asks for it */
   gboolean streaming;
   gsize queued;
   RtpDrainFunc drained;
@@ -77,6 +79,9 @@ rtp_http_server_dispose (GObject *object)
   if (self->soup != NULL)
     soup_server_disconnect (self->soup);
   g_clear_object (&self->soup);
+  g_clear_handle_id (&self->sweep_id, g_source_remove);
+  while (!g_queue_is_empty (&self->guards))
+    g_queue_pop_head_link (&self->guards); /* Guard.link is embedded: unlinked, not freed */
   g_clear_object (&self->users);
   G_OBJECT_CLASS (rtp_http_server_parent_class)->dispose (object);
 }
@@ -225,7 +230,7 @@ rtp_request_unref (RtpRequest *request)
   g_clear_pointer (&request->raw_body, g_bytes_unref);
   g_clear_pointer (&request->query, g_hash_table_unref);
   g_free (request->language);
-  g_object_unref (request->cancellable);
+  g_clear_object (&request->cancellable);
   g_free (request);
 }
 
@@ -443,6 +448,12 @@ rtp_request_respond_messages (RtpRequest *request, const char *message)
 GCancellable *
 rtp_request_get_cancellable (RtpRequest *request)
 {
+  if (request->cancellable == NULL)
+    {
+      request->cancellable = g_cancellable_new ();
+      if (request->finished)
+        g_cancellable_cancel (request->cancellable); /* the client is gone already */
+    }
   return request->cancellable;
 }
 
@@ -565,7 +576,8 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
   if (!request->finished)
     {
       request->finished = TRUE;
-      g_cancellable_cancel (request->cancellable);
+      if (request->cancellable != NULL)
+        g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;
       g_debug ("%s %s → %u (%.1f ms)", soup_server_message_get_method (msg),
                g_uri_get_path (soup_server_message_get_uri (msg)), soup_server_message_get_status (msg),
@@ -658,7 +670,6 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
-  request->cancellable = g_cancellable_new ();
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;
@@ -749,43 +760,82 @@ out:
 
 /* ---- body limits ---------------------------------------------------------------- */
 
-/* Per request being read: the body limit, and a timer against clients that trickle (libsoup
- * 3.2 has no header or idle timeouts of its own: a slowloris would hold a connection forever). */
+/* Per request being read: the body limit, and a deadline against clients that trickle (libsoup
+ * 3.2 has no header or idle timeouts of its own: a slowloris would hold a connection forever).
+ * Every deadline is "now + the client timeout", so the server's queue of guards stays in
+ * deadline order when a rearmed guard moves to its tail; one timer sweeps its head a few times
+ * per timeout, instead of a timer source added and removed twice per request. */
 typedef struct {
   RtpHttpServer *server;
   SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
   gsize limit;
   gsize received;
-  guint timer_id;
+  gint64 deadline_us;
+  GList link;             /* in server->guards while armed (link.data != NULL) */
 } Guard;
 
-static gboolean
-client_too_slow (gpointer user_data)
+static void
+client_too_slow (Guard *g)
 {
-  Guard *g = user_data;
   GSocket *socket = soup_server_message_get_socket (g->msg);
 
-  g->timer_id = 0;
   g_debug ("closing a connection from %s: nothing complete arrived within the client timeout",
            soup_server_message_get_remote_host (g->msg));
   if (socket != NULL)
     g_socket_shutdown (socket, TRUE, TRUE, NULL);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+sweep_guards (gpointer user_data)
+{
+  RtpHttpServer *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  GList *head;
+
+  while ((head = g_queue_peek_head_link (&self->guards)) != NULL && ((Guard *) head->data)->deadline_us <= now)
+    {
+      Guard *g = head->data;
+      g_queue_unlink (&self->guards, head);
+      head->data = NULL;
+      client_too_slow (g);
+    }
+  if (g_queue_is_empty (&self->guards))
+    {
+      self->sweep_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+guard_disarm (Guard *g)
+{
+  if (g->link.data == NULL)
+    return;
+  g_queue_unlink (&g->server->guards, &g->link);
+  g->link.data = NULL;
 }
 
 static void
 guard_rearm (Guard *g)
 {
-  g_clear_handle_id (&g->timer_id, g_source_remove);
-  if (g->server->client_timeout_ms > 0)
-    g->timer_id = g_timeout_add (g->server->client_timeout_ms, client_too_slow, g);
+  RtpHttpServer *self = g->server;
+
+  guard_disarm (g);
+  if (self->client_timeout_ms == 0 || self->soup == NULL)
+    return;
+  g->deadline_us = g_get_monotonic_time () + (gint64) self->client_timeout_ms * 1000;
+  g->link.data = g;
+  g_queue_push_tail_link (&self->guards, &g->link);
+  if (self->sweep_id == 0)
+    self->sweep_id = g_timeout_add (CLAMP (self->client_timeout_ms / 8, 10, 1000), sweep_guards, self);
 }
 
 static void
 guard_free (gpointer data)
 {
   Guard *g = data;
-  g_clear_handle_id (&g->timer_id, g_source_remove);
+  guard_disarm (g);
   g_free (g);
 }
 
@@ -810,6 +860,8 @@ refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
   soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
 }
 
+static void got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data);
+
 static void
 got_headers (SoupServerMessage *msg, gpointer user_data)
 {
@@ -823,13 +875,14 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
   guard_rearm (limit); /* the body, if any, must keep coming */
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length > (goffset) limit->limit)
     refuse_too_large (limit->server, msg);
+  else if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED || length > 0)
+    g_signal_connect (msg, "got-chunk", G_CALLBACK (got_chunk), limit); /* counted as it comes */
 }
 
 static void
 got_body (SoupServerMessage *msg, gpointer user_data)
 {
-  Guard *g = user_data;
-  g_clear_handle_id (&g->timer_id, g_source_remove); /* read completely: the handler's time now */
+  guard_disarm (user_data); /* read completely: the handler's time now */
 }
 
 static void
@@ -860,7 +913,7 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
   g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), g);
   g_signal_connect (msg, "got-body", G_CALLBACK (got_body), g);
   g_signal_connect (msg, "finished", G_CALLBACK (got_body), g);
-  g_signal_connect_data (msg, "got-chunk", G_CALLBACK (got_chunk), g, (GClosureNotify) (void (*) (void)) guard_free, 0);
+  g_object_set_data_full (G_OBJECT (msg), "rtp-guard", g, guard_free);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -881,11 +934,14 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   return self;
 }
 
+#define LISTEN_BACKLOG 1024
+
 gboolean
 rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error)
 {
   g_autoptr (GInetAddress) address = NULL;
   g_autoptr (GSocketAddress) socket_address = NULL;
+  g_autoptr (GSocket) socket = NULL;
 
   if (g_strcmp0 (host, "localhost") == 0)
     host = "127.0.0.1";
@@ -900,7 +956,16 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
       g_resolver_free_addresses (list);
     }
   socket_address = g_inet_socket_address_new (address, (guint16) port);
-  return soup_server_listen (self->soup, socket_address, 0, error);
+  /* soup_server_listen() would leave GSocket's listen backlog of 10: 128 clients connecting at
+   * once then see dropped SYNs and a one-second retransmission (p99 of 1.1 s in bench/) */
+  socket = g_socket_new (g_socket_address_get_family (socket_address), G_SOCKET_TYPE_STREAM,
+                         G_SOCKET_PROTOCOL_TCP, error);
+  if (socket == NULL)
+    return FALSE;
+  g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
+  if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error))
+    return FALSE;
+  return soup_server_listen_socket (self->soup, socket, 0, error);
 }
 
 char *
