@@ -56,7 +56,6 @@ struct _RtpDatabase {
 
 #define CHANGES_CHANNEL "rtp_changes"
 
-
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 
 static void
@@ -209,6 +208,7 @@ probe_connection (RtpDatabase *self)
   struct pollfd pfd;
   gboolean readable;
   gboolean notified = FALSE;
+  g_autofree char *error_before = NULL;
   PGnotify *n;
 
   if (self->pconn == NULL || self->broken)
@@ -218,7 +218,10 @@ probe_connection (RtpDatabase *self)
   pfd.revents = 0;
   readable = pfd.fd >= 0 && poll (&pfd, 1, 0) > 0;
   if (readable)
-    PQconsumeInput (self->pconn);
+    {
+      error_before = g_strdup (PQerrorMessage (self->pconn));
+      PQconsumeInput (self->pconn);
+    }
   /* notifications that came with libgda's last answer wait in libpq's queue */
   while ((n = PQnotifies (self->pconn)) != NULL)
     {
@@ -229,8 +232,9 @@ probe_connection (RtpDatabase *self)
     self->stamp++;
   /* Besides notifications (LISTEN rtp_changes), anything arriving on an idle connection is
    * the server leaving ("terminating connection …" and EOF); PQconsumeInput() alone still
-   * calls that OK. A goodbye that came together with a notification shows as EOF next time. */
-  if (readable && (!notified || PQstatus (self->pconn) != CONNECTION_OK))
+   * calls that OK. A goodbye read together with a notification leaves its error message. */
+  if (readable && (!notified || PQstatus (self->pconn) != CONNECTION_OK ||
+                   g_strcmp0 (error_before, PQerrorMessage (self->pconn)) != 0))
     {
       g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
       self->broken = TRUE;
