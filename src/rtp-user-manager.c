@@ -112,6 +112,26 @@ rtp_user_is_admin (const RtpUser *user)
   return user != NULL && g_strcmp0 (user->user_type, "Admin") == 0;
 }
 
+/**
+ * rtp_user_get_assigned:
+ * @assigned: (out): whether @short_id is among the user's experiments
+ *
+ * Answers from the assignments read together with the user (the token check's user is as
+ * current as a query made now would be).
+ *
+ * Returns: %FALSE when the user was read without its assignments: ask the database
+ */
+gboolean
+rtp_user_get_assigned (const RtpUser *user, const char *short_id, gboolean *assigned)
+{
+  if (user->experiment_ids == NULL)
+    return FALSE;
+  *assigned = FALSE;
+  for (guint i = 0; i < user->experiment_ids->len && !*assigned; i++)
+    *assigned = g_str_equal (g_ptr_array_index (user->experiment_ids, i), short_id);
+  return TRUE;
+}
+
 /* The columns user_from_row() reads (the assignments aggregated with @agg, so that a user costs one
  * statement), with password_hash after them when asked for, then @tail. */
 static char *

@@ -24,6 +24,7 @@ typedef struct {
 void     rtp_user_free (RtpUser *user);
 RtpUser *rtp_user_copy (const RtpUser *user);
 gboolean rtp_user_is_admin (const RtpUser *user);
+gboolean rtp_user_get_assigned (const RtpUser *user, const char *short_id, gboolean *assigned);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpUser, rtp_user_free)
 
 #define RTP_TYPE_USER_MANAGER (rtp_user_manager_get_type ())

@@ -30,6 +30,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def reserve_port(port=0):
+    """A socket bound to 127.0.0.1:port (0: any free one) that does not listen: connections are
+    refused, as with nothing there, but no other program can take the port (tests run in
+    parallel) until it is closed. SO_REUSEADDR lets a server that sets it too (mosquitto,
+    asyncio/aiosmtpd) bind the port while the reservation is still held."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -257,6 +268,7 @@ class Mosquitto:
         self.dir = tempfile.mkdtemp(prefix="rtp-mqtt-")
         self.port = None
         self.proc = None
+        self.reserved = None  # holds the port while the broker is stopped
 
     def start(self):
         for _ in range(20):
@@ -275,6 +287,9 @@ class Mosquitto:
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=1):
                         self.port = port
+                        if self.reserved is not None:
+                            self.reserved.close()
+                            self.reserved = None
                         return self
                 except OSError:
                     time.sleep(0.05)
@@ -289,6 +304,11 @@ class Mosquitto:
                 self.proc.terminate()
             self.proc.wait(timeout=30)
             self.proc = None
+            if self.port is not None and self.reserved is None:
+                try:
+                    self.reserved = reserve_port(self.port)  # a restart gets the same port
+                except OSError:
+                    pass
 
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
@@ -300,6 +320,9 @@ class Mosquitto:
         if self.proc is not None:
             self.resume()
         self.stop()
+        if self.reserved is not None:
+            self.reserved.close()
+            self.reserved = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -35,14 +35,27 @@ class ChangesSeenByEveryInstance:
             self.assertEqual(r.json["user"]["experiment_urls"], [])
             self.assertEqual(r.json["user"]["user_type"], "User")
 
-        # assignment on a → b's next answer shows it
+        r = b.request("GET", "/experiments/Exp", token=token)
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(r.json, {"errors": ["Only users that are assigned to the experiment and admins can access it."]})
+
+        # assignment on a → b's next answers show it and let the user in
         r = a.request("PUT", "/experiments/Exp", token=admin, json_body={"users_to_add": [uid]})
         self.assertEqual(r.status, 200, r)
         r = b.request("GET", "/auth/users/current", token=token)
         self.assertEqual([u.rsplit("/", 2)[-2:] for u in r.json["user"]["experiment_urls"]], [["experiments", "Exp"]], r)
+        self.assertEqual(b.request("GET", "/experiments/Exp", token=token).status, 200)
+        self.assertEqual(b.request("GET", "/experiments/pvs/Exp:M:PV", token=token).status, 200)
+        # removed on a → refused on b
+        r = a.request("PUT", "/experiments/Exp", token=admin, json_body={"users_to_remove": [uid]})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(b.request("GET", "/experiments/pvs/Exp:M:PV", token=token).status, 403)
+        self.assertEqual(a.request("PUT", "/experiments/Exp", token=admin, json_body={"users_to_add": [uid]}).status, 200)
+        self.assertEqual(b.request("GET", "/experiments/Exp", token=token).status, 200)
         # deleting the experiment on a removes the assignment on b
         self.assertEqual(a.request("DELETE", "/experiments/Exp", token=admin).status, 200)
         self.assertEqual(b.request("GET", "/auth/users/current", token=token).json["user"]["experiment_urls"], [])
+        self.assertEqual(b.request("GET", "/experiments/Exp", token=token).status, 404)
         # promotion on a → admin-only endpoints open on b
         self.assertEqual(b.request("GET", "/auth/users", token=token).status, 403)
         self.assertEqual(a.request("PUT", f"/auth/users/{uid}", token=admin, json_body={"user_type": "Admin"}).status, 200)

@@ -8,7 +8,7 @@ import unittest
 import os
 import subprocess
 
-from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, free_port
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, reserve_port
 
 PV = "Test:M1:Fan"
 
@@ -135,7 +135,9 @@ class Reminders(MonitorTestCase):
 
 class SmtpOutage(MonitorTestCase):
     def setUp(self):
-        self.down_port = free_port()
+        self.reserved = reserve_port()  # nothing answers there, and nobody else takes the port meanwhile
+        self.addCleanup(self.reserved.close)
+        self.down_port = self.reserved.getsockname()[1]
         self.extra = {"RTP_SMTP_URL": f"smtp://127.0.0.1:{self.down_port}"}
         super().setUp()
 
@@ -151,6 +153,7 @@ class SmtpOutage(MonitorTestCase):
         self.assertFalse(alerts[0]["mails"][0]["sent"])
         late = SmtpReceiver(port=self.down_port).start()
         self.addCleanup(late.cleanup)
+        self.reserved.close()
         deadline = time.monotonic() + 60
         while not late.messages() and time.monotonic() < deadline:
             time.sleep(0.2)
