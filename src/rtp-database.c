@@ -49,7 +49,8 @@ struct _RtpDatabase {
   /* rtp_database_get_change_stamp() */
   guint64 stamp;        /* raised at every change this connection makes or learns of */
   gboolean listening;   /* PostgreSQL: LISTEN rtp_changes is active on @pconn */
-  int shm_fd;           /* SQLite: the WAL index (-shm), read-only, or -1 */
+  char *shm_path;       /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
+  int shm_fd;           /* SQLite: @shm_path, read-only, or -1 */
   gint64 shm_retry_us;  /* SQLite: when opening the WAL index may be tried again */
   guint8 shm_header[48];/* SQLite: its header as last read */
 };
@@ -79,6 +80,7 @@ rtp_database_finalize (GObject *object)
   g_free (self->cnc_string);
   g_free (self->auth_string);
   g_free (self->pg_dbname);
+  g_free (self->shm_path);
   g_hash_table_unref (self->raw_cache);
   g_free (self->sqlite_path);
   G_OBJECT_CLASS (rtp_database_parent_class)->finalize (object);
@@ -273,16 +275,14 @@ sqlite_changes_known (RtpDatabase *self)
 
   if (self->shm_fd < 0)
     {
-      g_autofree char *path = NULL;
       gint64 now = g_get_monotonic_time ();
 
-      if (self->cnc == NULL || now < self->shm_retry_us)
+      if (self->cnc == NULL || self->shm_path == NULL || now < self->shm_retry_us)
         return FALSE;
-      path = g_strconcat (self->sqlite_path, "-shm", NULL);
-      self->shm_fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+      self->shm_fd = g_open (self->shm_path, O_RDONLY | O_CLOEXEC, 0);
       if (self->shm_fd < 0)
         {
-          g_debug ("cannot open %s (%s): nothing read from the database is reused", path, g_strerror (errno));
+          g_debug ("cannot open %s (%s): nothing read from the database is reused", self->shm_path, g_strerror (errno));
           self->shm_retry_us = now + G_USEC_PER_SEC;
           return FALSE;
         }
@@ -553,6 +553,16 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
       if (g_access (self->sqlite_path, W_OK) != 0)
         g_warning ("the database file %s is not writable (%s): reads work, changes are answered 503",
                    self->sqlite_path, g_strerror (errno));
+      /* the file SQLite really opened (libgda tries DB_NAME.db before DB_NAME), for its WAL index */
+      {
+        g_autoptr (GdaDataModel) list = gda_connection_execute_select_command (self->cnc, "PRAGMA database_list", NULL);
+        for (guint i = 0; list != NULL && i < rtp_db_rows (list) && self->shm_path == NULL; i++)
+          if (g_strcmp0 (rtp_db_str (list, i, 1), "main") == 0 && rtp_db_str (list, i, 2) != NULL &&
+              rtp_db_str (list, i, 2)[0] != '\0')
+            self->shm_path = g_strconcat (rtp_db_str (list, i, 2), "-shm", NULL);
+        if (self->shm_path == NULL)
+          g_warning ("cannot tell which file SQLite opened: every request reads its user again");
+      }
     }
   return g_steal_pointer (&self);
 }

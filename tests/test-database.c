@@ -253,6 +253,35 @@ test_change_stamp (Fixture *f, gconstpointer data)
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s3);
 }
 
+/* libgda opens DB_NAME.db when it exists, before DB_NAME: the WAL index watched must be that
+ * file's, whichever name the URI gave */
+static void
+test_change_stamp_of_the_file_opened (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = rtp_test_make_dir ();
+  g_autofree char *uri = g_strdup_printf ("sqlite:///%s/lab", dir);
+  g_autofree char *with_suffix = g_strdup_printf ("%s/lab.db", dir);
+  RtpDatabase *db;
+  RtpDatabase *other;
+  guint64 s1;
+
+  g_assert_true (g_file_set_contents (with_suffix, "", 0, &error));
+  db = rtp_database_open (uri, &error);
+  g_assert_no_error (error);
+  other = rtp_database_open (uri, &error);
+  g_assert_no_error (error);
+  g_assert_true (rtp_database_exec_script (other, "CREATE TABLE c (n INTEGER)", &error));
+  g_assert_true (g_file_test (with_suffix, G_FILE_TEST_EXISTS));
+  s1 = rtp_database_get_change_stamp (db);
+  g_assert_cmpuint (s1, !=, 0);
+  g_assert_cmpint (rtp_database_exec (other, &error, "INSERT INTO c (n) VALUES (1)", NULL), ==, 1);
+  g_assert_cmpuint (rtp_database_get_change_stamp (db), !=, s1);
+  g_object_unref (other);
+  g_object_unref (db);
+  rtp_test_remove_dir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -263,6 +292,7 @@ main (int argc, char **argv)
   g_test_add ("/database/transactions", Fixture, NULL, setup, test_transactions, teardown);
   g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
   g_test_add ("/database/change-stamp", Fixture, NULL, setup, test_change_stamp, teardown);
+  g_test_add_func ("/database/change-stamp-of-the-file-opened", test_change_stamp_of_the_file_opened);
   g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);
   return g_test_run ();
 }
