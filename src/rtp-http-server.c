@@ -81,7 +81,7 @@ rtp_http_server_dispose (GObject *object)
   g_clear_object (&self->soup);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
   while (!g_queue_is_empty (&self->guards))
-    g_queue_pop_head_link (&self->guards); /* Guard.link is embedded: unlinked, not freed */
+    g_queue_pop_head_link (&self->guards)->data = NULL; /* Guard.link is embedded: unlinked, marked disarmed */
   g_clear_object (&self->users);
   G_OBJECT_CLASS (rtp_http_server_parent_class)->dispose (object);
 }
