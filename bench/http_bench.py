@@ -94,6 +94,7 @@ def main():
         rows = [
             ("bare SoupServer, constant JSON (ceiling)", ceiling_url, "GET", None, {}),
             ("GET /auth/users/current", s.url + "auth/users/current", "GET", None, auth),
+            ("GET /experiments/pvs/<pv>", s.url + "experiments/pvs/E07:M:PV03", "GET", None, auth),
             ("GET /experiments (50 × 20 PVs)", s.url + "experiments", "GET", None, auth),
             ("POST /data/<exp> (10 PVs × 500 points)", s.url + "data/Data", "POST",
              '{"since": "2022-01-01 00:00:00", "until": "2022-01-01 00:08:19"}', dict(auth, **{"Content-Type": "application/json"})),

@@ -48,14 +48,12 @@ struct _RtpDatabase {
   char *pg_dbname;      /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
   guint64 stamp;        /* raised at every change this connection makes or learns of */
-  gboolean listening;   /* PostgreSQL: LISTEN rtp_changes is active on @pconn */
+  gint64 pg_count;      /* PostgreSQL: rtp_change_count.n as last read */
   char *shm_path;       /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
   int shm_fd;           /* SQLite: @shm_path, read-only, or -1 */
   gint64 shm_retry_us;  /* SQLite: when opening the WAL index may be tried again */
   guint8 shm_header[48];/* SQLite: its header as last read */
 };
-
-#define CHANGES_CHANNEL "rtp_changes"
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 
@@ -107,7 +105,6 @@ void
 rtp_database_close (RtpDatabase *self)
 {
   self->pconn = NULL;
-  self->listening = FALSE;
   self->stamp++;
   if (self->shm_fd >= 0)
     close (self->shm_fd);
@@ -208,60 +205,54 @@ static void
 probe_connection (RtpDatabase *self)
 {
   struct pollfd pfd;
-  gboolean readable;
-  gboolean notified = FALSE;
-  g_autofree char *error_before = NULL;
-  PGnotify *n;
 
   if (self->pconn == NULL || self->broken)
     return;
   pfd.fd = PQsocket (self->pconn);
   pfd.events = POLLIN;
   pfd.revents = 0;
-  readable = pfd.fd >= 0 && poll (&pfd, 1, 0) > 0;
-  if (readable)
-    {
-      error_before = g_strdup (PQerrorMessage (self->pconn));
-      PQconsumeInput (self->pconn);
-    }
-  /* notifications that came with libgda's last answer wait in libpq's queue */
-  while ((n = PQnotifies (self->pconn)) != NULL)
-    {
-      notified = TRUE;
-      PQfreemem (n);
-    }
-  if (notified)
-    self->stamp++;
-  /* Besides notifications (LISTEN rtp_changes), anything arriving on an idle connection is
-   * the server leaving ("terminating connection …" and EOF); PQconsumeInput() alone still
-   * calls that OK. A goodbye read together with a notification leaves its error message. */
-  if (readable && (!notified || PQstatus (self->pconn) != CONNECTION_OK ||
-                   g_strcmp0 (error_before, PQerrorMessage (self->pconn)) != 0))
-    {
-      g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
-      self->broken = TRUE;
-      self->listening = FALSE;
-      self->stamp++;
-    }
+  if (pfd.fd < 0 || poll (&pfd, 1, 0) <= 0)
+    return;
+  /* we LISTEN to nothing: anything arriving on an idle connection is the server leaving
+   * ("terminating connection …" and EOF); PQconsumeInput() alone still calls that OK */
+  PQconsumeInput (self->pconn);
+  g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
+  self->broken = TRUE;
+  self->stamp++;
 }
 
-/* PostgreSQL: changes to the tables that say who may do what (users, assignments,
- * experiments) are announced on CHANNEL by triggers (migration 0006), whoever makes them. */
-static void
-listen_for_changes (RtpDatabase *self)
+/* PostgreSQL: every committed change to the tables whose rows are kept (users, assignments,
+ * experiments, PVs) raises rtp_change_count.n (triggers of migration 0007), whoever makes it.
+ * One round trip on libgda's libpq connection, far cheaper than a libgda statement; a change
+ * committed before it is seen by it. */
+static gboolean
+pg_changes_known (RtpDatabase *self)
 {
   PGresult *r;
+  gboolean ok;
 
-  self->listening = FALSE;
-  self->stamp++;
-  if (self->pconn == NULL)
-    return;
-  r = PQexec (self->pconn, "LISTEN " CHANGES_CHANNEL);
-  self->listening = PQresultStatus (r) == PGRES_COMMAND_OK;
-  if (!self->listening)
-    g_warning ("LISTEN " CHANGES_CHANNEL " failed (%s): nothing read from the database is reused",
-               PQerrorMessage (self->pconn));
+  probe_connection (self);
+  if (self->pconn == NULL || self->broken)
+    return FALSE;
+  r = PQexec (self->pconn, "SELECT n FROM rtp_change_count");
+  ok = PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1;
+  if (ok)
+    {
+      gint64 n = g_ascii_strtoll (PQgetvalue (r, 0, 0), NULL, 10);
+      if (n != self->pg_count)
+        {
+          self->pg_count = n;
+          self->stamp++;
+        }
+    }
+  else if (PQstatus (self->pconn) != CONNECTION_OK)
+    {
+      g_warning ("the database connection failed (%s)", PQerrorMessage (self->pconn));
+      self->broken = TRUE;
+      self->stamp++;
+    }
   PQclear (r);
+  return ok;
 }
 
 /* SQLite in WAL mode: every commit, by any connection of any process, rewrites the header of
@@ -307,7 +298,7 @@ sqlite_changes_known (RtpDatabase *self)
  * instance, another process). Reads made while it keeps the same value saw the same data.
  *
  * Returns: the stamp, or 0 when changes by others cannot be seen right now (no WAL index,
- *   no notifications, connection lost): then nothing may be reused.
+ *   no change counter, connection lost): then nothing may be reused.
  */
 guint64
 rtp_database_get_change_stamp (RtpDatabase *self)
@@ -316,8 +307,7 @@ rtp_database_get_change_stamp (RtpDatabase *self)
     return 0; /* what is read now may still be rolled back */
   if (self->kind == RTP_DATABASE_SQLITE)
     return sqlite_changes_known (self) ? self->stamp : 0;
-  probe_connection (self);
-  return self->listening && !self->broken ? self->stamp : 0;
+  return pg_changes_known (self) ? self->stamp : 0;
 }
 
 static char *
@@ -541,8 +531,6 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
       const char *path = parsed != NULL ? g_uri_get_path (parsed) : NULL;
       self->pg_dbname = path != NULL && path[0] == '/' ? g_uri_unescape_string (path + 1, NULL) : NULL;
       find_pconn (self);
-      if (!read_only)
-        listen_for_changes (self);
     }
 
   if (self->kind == RTP_DATABASE_SQLITE && !read_only)
@@ -763,7 +751,6 @@ ensure_connection (RtpDatabase *self, GError **error)
       g_hash_table_remove_all (self->cache);
       g_hash_table_remove_all (self->raw_cache);
       self->pconn = NULL;
-      self->listening = FALSE;
       self->stamp++;
       gda_connection_close (self->cnc);
       g_clear_object (&self->cnc);
@@ -780,7 +767,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   self->broken = FALSE;
   self->leader = FALSE; /* a session lock goes with its connection */
   find_pconn (self);
-  listen_for_changes (self);
+  self->stamp++;
   g_message ("reconnected to the database");
   return TRUE;
 }

@@ -9,6 +9,7 @@
 #include "rtp-config-file.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-kept.h"
 #include "rtp-user-manager.h"
 
 #include <string.h>
@@ -29,6 +30,8 @@ struct _RtpExperimentStore {
   RtpDatabase *db;        /* (owned) */
   char *select_all;       /* (owned) load_experiments()'s SQL, built once for the dialect */
   char *select_one;       /* (owned) the same for one short_id */
+  RtpKept *experiments;   /* (owned) short_id → RtpExperiment, read before */
+  RtpKept *pvs;           /* (owned) pv_string → RtpProcessVariable, read before */
 };
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
@@ -66,6 +69,37 @@ rtp_experiment_free (RtpExperiment *e)
   g_free (e);
 }
 
+static gpointer
+copy_string (gconstpointer string, gpointer unused)
+{
+  return g_strdup (string);
+}
+
+RtpExperiment *
+rtp_experiment_copy (const RtpExperiment *e)
+{
+  RtpExperiment *copy = g_new0 (RtpExperiment, 1);
+
+  copy->short_id = g_strdup (e->short_id);
+  copy->human_readable_name = g_strdup (e->human_readable_name);
+  copy->pv_strings = g_ptr_array_copy (e->pv_strings, copy_string, NULL);
+  g_ptr_array_set_free_func (copy->pv_strings, g_free);
+  copy->user_ids = g_ptr_array_copy (e->user_ids, copy_string, NULL);
+  g_ptr_array_set_free_func (copy->user_ids, g_free);
+  return copy;
+}
+
+RtpProcessVariable *
+rtp_process_variable_copy (const RtpProcessVariable *pv)
+{
+  RtpProcessVariable *copy = g_memdup2 (pv, sizeof *pv);
+
+  copy->pv_string = g_strdup (pv->pv_string);
+  copy->human_readable_name = g_strdup (pv->human_readable_name);
+  copy->experiment_short_id = g_strdup (pv->experiment_short_id);
+  return copy;
+}
+
 void
 rtp_process_variable_free (RtpProcessVariable *pv)
 {
@@ -94,6 +128,8 @@ rtp_experiment_store_finalize (GObject *object)
   g_clear_object (&self->db);
   g_free (self->select_all);
   g_free (self->select_one);
+  rtp_kept_free (self->experiments);
+  rtp_kept_free (self->pvs);
   G_OBJECT_CLASS (rtp_experiment_store_parent_class)->finalize (object);
 }
 
@@ -137,6 +173,8 @@ rtp_experiment_store_new (RtpDatabase *db)
   self->db = g_object_ref (db);
   self->select_all = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "");
   self->select_one = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "WHERE e.short_id = :only");
+  self->experiments = rtp_kept_new (db, (GBoxedCopyFunc) rtp_experiment_copy, (GDestroyNotify) rtp_experiment_free);
+  self->pvs = rtp_kept_new (db, (GBoxedCopyFunc) rtp_process_variable_copy, (GDestroyNotify) rtp_process_variable_free);
   return self;
 }
 
@@ -275,13 +313,20 @@ rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error)
 RtpExperiment *
 rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
 {
-  g_autoptr (GPtrArray) list = load_experiments (self, short_id, error);
+  guint64 stamp;
+  RtpExperiment *experiment = rtp_kept_lookup (self->experiments, short_id, &stamp);
+  g_autoptr (GPtrArray) list = NULL;
 
+  if (experiment != NULL)
+    return experiment;
+  list = load_experiments (self, short_id, error);
   if (list == NULL)
     return NULL;
   if (list->len == 0)
     return not_found (error, _("experiment"), short_id), NULL;
-  return g_ptr_array_steal_index (list, 0);
+  experiment = g_ptr_array_steal_index (list, 0);
+  rtp_kept_store (self->experiments, stamp, short_id, experiment);
+  return experiment;
 }
 
 static gboolean
@@ -480,14 +525,21 @@ rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, G
 RtpProcessVariable *
 rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
-      pv_string, NULL);
+  guint64 stamp;
+  RtpProcessVariable *pv = rtp_kept_lookup (self->pvs, pv_string, &stamp);
+  g_autoptr (GdaDataModel) m = NULL;
+
+  if (pv != NULL)
+    return pv;
+  m = rtp_database_select (self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv",
+                           "pv", RTP_DB_STR, pv_string, NULL);
   if (m == NULL)
     return NULL;
   if (rtp_db_rows (m) == 0)
     return not_found (error, _("process variable"), pv_string), NULL;
-  return pv_from_row (m, 0);
+  pv = pv_from_row (m, 0);
+  rtp_kept_store (self->pvs, stamp, pv_string, pv);
+  return pv;
 }
 
 /* The settable fields of a PV; what is not "set" stays as it is (or default on creation). */

@@ -26,8 +26,10 @@ typedef struct {
   gint64 threshold_max;
 } RtpProcessVariable;
 
-void rtp_experiment_free (RtpExperiment *experiment);
-void rtp_process_variable_free (RtpProcessVariable *pv);
+RtpExperiment      *rtp_experiment_copy (const RtpExperiment *experiment);
+void                rtp_experiment_free (RtpExperiment *experiment);
+RtpProcessVariable *rtp_process_variable_copy (const RtpProcessVariable *pv);
+void                rtp_process_variable_free (RtpProcessVariable *pv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpExperiment, rtp_experiment_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpProcessVariable, rtp_process_variable_free)
 

@@ -6,6 +6,8 @@
 #define G_LOG_DOMAIN "RtpUserManager"
 
 #include "rtp-user-manager.h"
+
+#include "rtp-kept.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-jwt.h"
@@ -32,8 +34,7 @@ struct _RtpUserManager {
   char *select_all;          /* (owned) */
   /* the token check's two memories, main thread only (see verify_token) */
   GHashTable *verified;      /* (owned) token → VerifiedToken: tokens whose signature was checked */
-  GHashTable *users;         /* (owned) user_id → KeptUser, read while the change stamp was @users_stamp */
-  guint64 users_stamp;
+  RtpKept *users;            /* (owned) user_id → RtpUser */
 };
 
 typedef struct {
@@ -42,17 +43,8 @@ typedef struct {
   gint64 exp;
 } VerifiedToken;
 
-typedef struct {
-  RtpUser *user;  /* (owned) */
-  gint64 read_us; /* monotonic time of the read */
-} KeptUser;
-
-/* bounds of the memories: past them they start again empty */
+/* past this many tokens the memory starts again empty */
 #define MAX_VERIFIED_TOKENS 4096
-#define MAX_KEPT_USERS 4096
-/* A kept user is read again after this long even when no change was heard of: it bounds what
- * a connection that died without a word (a network cut, no FIN) could hide. */
-#define MAX_KEPT_USER_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 typedef struct {
   GQueue times;        /* monotonic seconds of recent failures */
@@ -178,14 +170,6 @@ verified_token_free (gpointer data)
 }
 
 static void
-kept_user_free (gpointer data)
-{
-  KeptUser *k = data;
-  rtp_user_free (k->user);
-  g_free (k);
-}
-
-static void
 rtp_user_manager_finalize (GObject *object)
 {
   RtpUserManager *self = RTP_USER_MANAGER (object);
@@ -199,7 +183,7 @@ rtp_user_manager_finalize (GObject *object)
   g_free (self->select_by_login);
   g_free (self->select_all);
   g_hash_table_unref (self->verified);
-  g_hash_table_unref (self->users);
+  rtp_kept_free (self->users);
   G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
 }
 
@@ -224,7 +208,6 @@ rtp_user_manager_init (RtpUserManager *self)
 {
   self->failures = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, failures_free);
   self->verified = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, verified_token_free);
-  self->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, kept_user_free);
 }
 
 RtpUserManager *
@@ -234,6 +217,7 @@ rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
   g_autofree char *agg = rtp_database_list_agg (db, "short_id");
 
   self->db = g_object_ref (db);
+  self->users = rtp_kept_new (db, (GBoxedCopyFunc) rtp_user_copy, (GDestroyNotify) rtp_user_free);
   self->select_by_id = select_users (agg, FALSE, "WHERE user_id = :id");
   self->select_by_login = select_users (agg, TRUE, "WHERE login_name = :login");
   self->select_all = select_users (agg, FALSE, "ORDER BY login_name");
@@ -689,12 +673,8 @@ rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user)
   return rtp_jwt_encode (claims, key, key_len);
 }
 
-/**
- * rtp_user_manager_verify_token:
- *
- * Returns: (transfer full): the token's user, or %NULL with RTP_ERROR_FORBIDDEN (bad,
- *   expired, deleted user, changed password) or a database error
- */
+/* The token's claims when its signature is right and it has not expired; a checked token is
+ * remembered with its claims (until it expires) so that its signature is checked once. */
 static const VerifiedToken *
 check_signature (RtpUserManager *self, const char *token, gint64 now)
 {
@@ -728,35 +708,19 @@ check_signature (RtpUserManager *self, const char *token, gint64 now)
   return t;
 }
 
-/* The user as the database has it now: kept from an earlier read as long as the database's
- * change stamp says nothing changed since (by this instance or any other), else read again. */
+/* The user as the database has it now: kept from an earlier read while nothing changed since
+ * (by this instance or any other, see RtpKept), else read again. */
 static RtpUser *
 current_user (RtpUserManager *self, const char *user_id, GError **error)
 {
-  guint64 stamp = rtp_database_get_change_stamp (self->db);
-  gint64 now = g_get_monotonic_time ();
-  KeptUser *kept;
-  RtpUser *user;
+  guint64 stamp;
+  RtpUser *user = rtp_kept_lookup (self->users, user_id, &stamp);
 
-  if (stamp == 0 || stamp != self->users_stamp)
-    {
-      g_hash_table_remove_all (self->users);
-      self->users_stamp = stamp;
-    }
-  if (stamp != 0 && (kept = g_hash_table_lookup (self->users, user_id)) != NULL &&
-      now - kept->read_us < MAX_KEPT_USER_AGE_US)
-    return rtp_user_copy (kept->user);
+  if (user != NULL)
+    return user;
   user = rtp_user_manager_get (self, user_id, error);
-  /* kept only when nothing changed while it was read */
-  if (user != NULL && stamp != 0 && rtp_database_get_change_stamp (self->db) == stamp)
-    {
-      kept = g_new0 (KeptUser, 1);
-      kept->user = rtp_user_copy (user);
-      kept->read_us = now;
-      if (g_hash_table_size (self->users) >= MAX_KEPT_USERS)
-        g_hash_table_remove_all (self->users);
-      g_hash_table_replace (self->users, kept->user->user_id, kept);
-    }
+  if (user != NULL)
+    rtp_kept_store (self->users, stamp, user_id, user);
   return user;
 }
 

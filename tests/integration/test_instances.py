@@ -80,6 +80,42 @@ class ChangesSeenByEveryInstance:
         b.stop()
         a.stop()
 
+    def test_process_variables_and_experiments_changed_elsewhere_are_read_again(self):
+        a, b = self.pair()
+        admin = a.login("admin", a.admin_password)
+        admin_b = b.login("admin", a.admin_password)
+        self.assertEqual(a.request("POST", "/file/import", token=admin,
+                                   body=b"[PROCESS_VARIABLE];pv_string=Kept:M:PV;human_readable_name=First").status, 200)
+
+        def pv_on_b(name):
+            return b.request("GET", f"/experiments/pvs/{name}", token=admin_b)
+
+        def pvs_of_experiment_on_b():
+            r = b.request("GET", "/experiments/Kept", token=admin_b)
+            self.assertEqual(r.status, 200, r)
+            return sorted(u.rsplit("/", 1)[-1] for u in r.json["experiment"]["process_variable_urls"])
+
+        for _ in range(2):  # read, then kept
+            self.assertEqual(pv_on_b("Kept:M:PV").json["process_variable"]["human_readable_name"], "First")
+            self.assertEqual(pvs_of_experiment_on_b(), ["Kept:M:PV"])
+        r = a.request("PUT", "/experiments/pvs/Kept:M:PV", token=admin, json_body={"human_readable_name": "Second"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(pv_on_b("Kept:M:PV").json["process_variable"]["human_readable_name"], "Second")
+        r = a.request("POST", "/experiments/pvs", token=admin, json_body={"pv_string": "Kept:M:Other"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(pvs_of_experiment_on_b(), ["Kept:M:Other", "Kept:M:PV"])
+        r = a.request("PUT", "/experiments/pvs/Kept:M:PV", token=admin, json_body={"pv_string": "Kept:M:Renamed"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(pv_on_b("Kept:M:PV").status, 404)
+        self.assertEqual(pv_on_b("Kept:M:Renamed").json["process_variable"]["human_readable_name"], "Second")
+        a.db("UPDATE process_variables SET human_readable_name = 'Straight' WHERE pv_string = 'Kept:M:Renamed'")
+        self.assertEqual(pv_on_b("Kept:M:Renamed").json["process_variable"]["human_readable_name"], "Straight")
+        self.assertEqual(a.request("DELETE", "/experiments/Kept", token=admin).status, 200)
+        self.assertEqual(pv_on_b("Kept:M:Renamed").status, 404)
+        self.assertEqual(b.request("GET", "/experiments/Kept", token=admin_b).status, 404)
+        b.stop()
+        a.stop()
+
     def test_a_change_made_straight_in_the_database_counts_at_once(self):
         a, b = self.pair()
         admin = a.login("admin", a.admin_password)

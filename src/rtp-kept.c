@@ -1,0 +1,105 @@
+/* rtp-kept.c: values read from the database, kept between requests while nothing changed
+ *
+ * A read costs a libgda statement (about a third of a small request); what was read is kept
+ * under the database's change stamp (rtp_database_get_change_stamp), which moves with every
+ * change by any connection — this instance, another instance, any other client — and is 0
+ * when such changes cannot be seen (then nothing is kept). Main thread only, as RtpDatabase. */
+#define G_LOG_DOMAIN "RtpKept"
+
+#include "rtp-kept.h"
+
+/* past this many values the table starts again empty */
+#define MAX_KEPT 4096
+/* A value is read again after this long even when no change was heard of: it bounds what a
+ * connection that died without a word (a network cut, no FIN) could hide. */
+#define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
+
+struct _RtpKept {
+  RtpDatabase *db;          /* (owned) */
+  GBoxedCopyFunc copy;
+  GDestroyNotify free_value;
+  GHashTable *values;       /* (owned) key → Value, read while the stamp was @stamp */
+  guint64 stamp;
+};
+
+typedef struct {
+  RtpKept *kept;            /* (unowned) for free_value */
+  gpointer value;           /* (owned) */
+  gint64 read_us;           /* monotonic time of the read */
+} Value;
+
+static void
+value_free (gpointer data)
+{
+  Value *v = data;
+  v->kept->free_value (v->value);
+  g_free (v);
+}
+
+RtpKept *
+rtp_kept_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value)
+{
+  RtpKept *kept = g_new0 (RtpKept, 1);
+
+  kept->db = g_object_ref (db);
+  kept->copy = copy;
+  kept->free_value = free_value;
+  kept->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, value_free);
+  return kept;
+}
+
+void
+rtp_kept_free (RtpKept *kept)
+{
+  if (kept == NULL)
+    return;
+  g_hash_table_unref (kept->values);
+  g_object_unref (kept->db);
+  g_free (kept);
+}
+
+/**
+ * rtp_kept_lookup:
+ * @stamp: (out): the change stamp now, for rtp_kept_store() after a read
+ *
+ * Returns: (transfer full) (nullable): a copy of the value kept for @key, or %NULL: read it
+ */
+gpointer
+rtp_kept_lookup (RtpKept *kept, const char *key, guint64 *stamp)
+{
+  Value *v;
+
+  *stamp = rtp_database_get_change_stamp (kept->db);
+  if (*stamp == 0 || *stamp != kept->stamp)
+    {
+      g_hash_table_remove_all (kept->values);
+      kept->stamp = *stamp;
+      return NULL;
+    }
+  v = g_hash_table_lookup (kept->values, key);
+  if (v == NULL || g_get_monotonic_time () - v->read_us >= MAX_AGE_US)
+    return NULL;
+  return kept->copy (v->value);
+}
+
+/**
+ * rtp_kept_store:
+ * @stamp: what rtp_kept_lookup() gave before the read
+ *
+ * Keeps a copy of @value, read after rtp_kept_lookup(), unless anything changed meanwhile.
+ */
+void
+rtp_kept_store (RtpKept *kept, guint64 stamp, const char *key, gconstpointer value)
+{
+  Value *v;
+
+  if (stamp == 0 || rtp_database_get_change_stamp (kept->db) != stamp || kept->stamp != stamp)
+    return;
+  if (g_hash_table_size (kept->values) >= MAX_KEPT)
+    g_hash_table_remove_all (kept->values);
+  v = g_new0 (Value, 1);
+  v->kept = kept;
+  v->value = kept->copy ((gpointer) value);
+  v->read_us = g_get_monotonic_time ();
+  g_hash_table_replace (kept->values, g_strdup (key), v);
+}
