@@ -1364,3 +1364,27 @@ rtp_db_str_list (GdaDataModel *model, guint row, guint col)
     }
   return list;
 }
+
+static gpointer
+copy_string (gconstpointer string, gpointer unused)
+{
+  return g_strdup (string);
+}
+
+/**
+ * rtp_str_list_copy:
+ *
+ * Returns: (transfer full) (nullable): a deep copy of a list of strings such as
+ *   rtp_db_str_list() makes, or %NULL for %NULL
+ */
+GPtrArray *
+rtp_str_list_copy (GPtrArray *list)
+{
+  GPtrArray *copy;
+
+  if (list == NULL)
+    return NULL;
+  copy = g_ptr_array_copy (list, copy_string, NULL);
+  g_ptr_array_set_free_func (copy, g_free);
+  return copy;
+}

@@ -80,5 +80,6 @@ gint64         rtp_db_int0 (GdaDataModel *model, guint row, guint col);
  * per parent instead of one per child: libgda builds objects for every row it returns. */
 char          *rtp_database_list_agg (RtpDatabase *self, const char *column);
 GPtrArray     *rtp_db_str_list (GdaDataModel *model, guint row, guint col);
+GPtrArray     *rtp_str_list_copy (GPtrArray *list);
 
 G_END_DECLS

@@ -69,12 +69,6 @@ rtp_experiment_free (RtpExperiment *e)
   g_free (e);
 }
 
-static gpointer
-copy_string (gconstpointer string, gpointer unused)
-{
-  return g_strdup (string);
-}
-
 RtpExperiment *
 rtp_experiment_copy (const RtpExperiment *e)
 {
@@ -82,10 +76,8 @@ rtp_experiment_copy (const RtpExperiment *e)
 
   copy->short_id = g_strdup (e->short_id);
   copy->human_readable_name = g_strdup (e->human_readable_name);
-  copy->pv_strings = g_ptr_array_copy (e->pv_strings, copy_string, NULL);
-  g_ptr_array_set_free_func (copy->pv_strings, g_free);
-  copy->user_ids = g_ptr_array_copy (e->user_ids, copy_string, NULL);
-  g_ptr_array_set_free_func (copy->user_ids, g_free);
+  copy->pv_strings = rtp_str_list_copy (e->pv_strings);
+  copy->user_ids = rtp_str_list_copy (e->user_ids);
   return copy;
 }
 

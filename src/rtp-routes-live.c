@@ -162,11 +162,16 @@ typedef struct {
 static void
 viewer_free (Viewer *v)
 {
-  if (v->value_id != 0)
-    g_clear_signal_handler (&v->value_id, v->services->monitor);
+  /* A connection may finish closing after the server stopped and the monitor is gone (libsoup
+   * waits up to 5 s for the close frame of a client that does not read): nothing to undo there. */
+  if (v->services->monitor != NULL)
+    {
+      if (v->value_id != 0)
+        g_clear_signal_handler (&v->value_id, v->services->monitor);
+      for (guint i = 0; i < v->pvs->len; i++)
+        rtp_threshold_monitor_unwatch (v->services->monitor, g_ptr_array_index (v->pvs, i));
+    }
   g_clear_handle_id (&v->heartbeat_id, g_source_remove);
-  for (guint i = 0; i < v->pvs->len; i++)
-    rtp_threshold_monitor_unwatch (v->services->monitor, g_ptr_array_index (v->pvs, i));
   g_ptr_array_unref (v->pvs);
   g_time_zone_unref (v->tz);
   g_free (v->user_id);

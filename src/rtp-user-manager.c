@@ -74,12 +74,6 @@ rtp_user_free (RtpUser *user)
   g_free (user);
 }
 
-static gpointer
-copy_string (gconstpointer string, gpointer unused)
-{
-  return g_strdup (string);
-}
-
 RtpUser *
 rtp_user_copy (const RtpUser *user)
 {
@@ -93,8 +87,7 @@ rtp_user_copy (const RtpUser *user)
   copy->user_type = g_strdup (user->user_type);
   copy->preferred_language = g_strdup (user->preferred_language);
   copy->password_version = user->password_version;
-  if (user->experiment_ids != NULL)
-    copy->experiment_ids = g_ptr_array_copy (user->experiment_ids, copy_string, NULL);
+  copy->experiment_ids = rtp_str_list_copy (user->experiment_ids);
   return copy;
 }
 
