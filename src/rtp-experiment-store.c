@@ -327,12 +327,20 @@ user_exists (RtpExperimentStore *self, const char *user_id, gboolean *exists, GE
   return row_exists (self, "SELECT COUNT(*) FROM users WHERE user_id = :a", user_id, NULL, exists, error);
 }
 
+static gboolean
+assignment_exists (RtpExperimentStore *self, const char *user_id, const char *short_id, gboolean *assigned,
+                   GError **error)
+{
+  return row_exists (self, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :a AND short_id = :b", user_id,
+                     short_id, assigned, error);
+}
+
 gboolean
 rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id, GError **error)
 {
   gboolean assigned = FALSE;
 
-  if (!rtp_experiment_store_is_assigned (self, user_id, short_id, &assigned, error))
+  if (!assignment_exists (self, user_id, short_id, &assigned, error))
     return FALSE;
   if (assigned)
     return TRUE;
@@ -474,12 +482,18 @@ fail:
 
 /* ---- assignments ---------------------------------------------------------------- */
 
+/**
+ * rtp_experiment_store_is_assigned:
+ *
+ * Whether @user is assigned to the experiment: from the assignments read with the user (the
+ * token check's user is as current as a query made now), else from the database.
+ */
 gboolean
-rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id, const char *short_id,
+rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user, const char *short_id,
                                   gboolean *assigned, GError **error)
 {
-  return row_exists (self, "SELECT COUNT(*) FROM user_experiments WHERE user_id = :a AND short_id = :b", user_id,
-                     short_id, assigned, error);
+  return rtp_user_get_assigned (user, short_id, assigned) ||
+         assignment_exists (self, user->user_id, short_id, assigned, error);
 }
 
 gboolean

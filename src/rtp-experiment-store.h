@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 
 #include "rtp-database.h"
+#include "rtp-user-manager.h"
 
 G_BEGIN_DECLS
 
@@ -68,7 +69,7 @@ RtpProcessVariable *rtp_experiment_store_update_pv (RtpExperimentStore *self, co
 RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
                                                     char **deleted_experiment, GError **error);
 
-gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const char *user_id,
+gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user,
                                                       const char *short_id, gboolean *assigned, GError **error);
 gboolean            rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
                                                  GError **error);

@@ -93,7 +93,7 @@ rtp_kept_store (RtpKept *kept, guint64 stamp, const char *key, gconstpointer val
 {
   Value *v;
 
-  if (stamp == 0 || rtp_database_get_change_stamp (kept->db) != stamp || kept->stamp != stamp)
+  if (stamp == 0 || rtp_database_get_change_stamp (kept->db) != stamp)
     return;
   if (g_hash_table_size (kept->values) >= MAX_KEPT)
     g_hash_table_remove_all (kept->values);

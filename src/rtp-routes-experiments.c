@@ -70,8 +70,7 @@ rtp_routes_check_assigned (RtpServices *services, RtpRequest *request, const cha
 
   if (admins_too && rtp_user_is_admin (caller))
     return TRUE;
-  if (!rtp_user_get_assigned (caller, short_id, &assigned) &&
-      !rtp_experiment_store_is_assigned (services->experiments, caller->user_id, short_id, &assigned, &error))
+  if (!rtp_experiment_store_is_assigned (services->experiments, caller, short_id, &assigned, &error))
     {
       rtp_request_respond_error (request, error);
       return FALSE;

@@ -122,8 +122,7 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
       refuse (msg, rtp_error_to_http_status (error), error->message);
       return;
     }
-  if (!rtp_user_get_assigned (user, segments[1], &assigned) &&
-      !rtp_experiment_store_is_assigned (services->experiments, user->user_id, segments[1], &assigned, &error))
+  if (!rtp_experiment_store_is_assigned (services->experiments, user, segments[1], &assigned, &error))
     {
       refuse (msg, rtp_error_to_http_status (error), error->message);
       return;

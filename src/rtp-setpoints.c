@@ -166,9 +166,7 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   if (!as_admin)
     {
       gboolean assigned = FALSE;
-      if (!rtp_user_get_assigned (caller, pv->experiment_short_id, &assigned) &&
-          !rtp_experiment_store_is_assigned (self->experiments, caller->user_id, pv->experiment_short_id, &assigned,
-                                             &error))
+      if (!rtp_experiment_store_is_assigned (self->experiments, caller, pv->experiment_short_id, &assigned, &error))
         {
           g_task_return_error (task, error);
           return;

@@ -515,8 +515,7 @@ check_access (RtpThresholdMonitor *self, const RtpUser *caller, const char *pv_s
 
   if (pv == NULL)
     return NULL;
-  if (!rtp_user_get_assigned (caller, pv->experiment_short_id, &assigned) &&
-      !rtp_experiment_store_is_assigned (self->experiments, caller->user_id, pv->experiment_short_id, &assigned, error))
+  if (!rtp_experiment_store_is_assigned (self->experiments, caller, pv->experiment_short_id, &assigned, error))
     return NULL;
   if (!assigned)
     {
