@@ -222,7 +222,7 @@ probe_connection (RtpDatabase *self)
 }
 
 /* PostgreSQL: every committed change to the tables whose rows are kept (users, assignments,
- * experiments, PVs) raises rtp_change_count.n (triggers of migration 0007), whoever makes it.
+ * experiments, PVs) raises rtp_change_count.n (triggers of migration 0006), whoever makes it.
  * One round trip on libgda's libpq connection, far cheaper than a libgda statement; a change
  * committed before it is seen by it. */
 static gboolean

@@ -1,8 +1,9 @@
--- Instances keep users, experiments and process variables they read (see 0006) and must know
--- of a change made elsewhere before their next answer. A notification (0006) can arrive a
--- little after the change's commit has been answered, so instead every committed change to
--- these tables raises a counter that an instance reads in one round trip before using what
--- it kept: MVCC makes a change committed before that read visible to it.
+-- Several instances share one PostgreSQL database, and each keeps users, experiments and process
+-- variables it read between requests; it must know of a change made elsewhere (by another
+-- instance or any other client) before its next answer. Every committed change to these tables
+-- raises a counter that an instance reads in one round trip before using what it kept: MVCC
+-- makes a change committed before that read visible to it. (LISTEN/NOTIFY is not enough: a
+-- notification can arrive after the change's commit has been answered.)
 --
 -- The counter is raised by deferred constraint triggers, at commit, once per transaction:
 -- a transaction takes the counter's row lock last, after all its other locks, so waiting
@@ -17,11 +18,6 @@ BEGIN
   RETURN NULL;
 END
 $$;
-
-DROP TRIGGER users_changed ON users;
-DROP TRIGGER user_experiments_changed ON user_experiments;
-DROP TRIGGER experiments_changed ON experiments;
-DROP FUNCTION rtp_notify_change ();
 
 CREATE CONSTRAINT TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE ON users
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION rtp_count_change ();
