@@ -9,9 +9,9 @@
 
 #include "rtp-archiver-parser.h"
 #include "rtp-error.h"
+#include "rtp-json.h"
 
 #include <errno.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,42 +193,47 @@ parse_int (const char *s, gsize len, gint64 *out)
   return *end == '\0' && errno == 0;
 }
 
-/* Checks a non-number value and returns its JSON text (possibly rewritten into scratch). */
-static gboolean
-normalize_value (RtpArchiverParser *p, const char **v, gsize *len)
+/* Checks a value and returns its JSON text (possibly rewritten into scratch): numbers that are not
+ * finite doubles become null (JSON has no inf), strings and waveforms are validated without
+ * recursion. Returns the problem; RTP_JSON_TOO_DEEP makes a bad sample, not a bad answer. */
+static RtpJsonProblem
+normalize_value (RtpArchiverParser *p, const char **v, gsize *len, guint *nonfinite)
 {
   const char *s = *v;
   gsize n = *len;
+  RtpJsonProblem problem;
 
   if (is_number (s, n))
-    return TRUE;
+    {
+      if (!rtp_json_number_is_finite (s, n))
+        {
+          *v = "null";
+          *len = 4;
+          (*nonfinite)++;
+        }
+      return RTP_JSON_OK;
+    }
   if ((n == 4 && memcmp (s, "true", 4) == 0) || (n == 5 && memcmp (s, "false", 5) == 0) ||
       (n == 4 && memcmp (s, "null", 4) == 0))
-    return TRUE;
+    return RTP_JSON_OK;
   if ((n == 3 && memcmp (s, "NaN", 3) == 0) || (n == 8 && memcmp (s, "Infinity", 8) == 0) ||
       (n == 9 && memcmp (s, "-Infinity", 9) == 0))
     {
       *v = "null";
       *len = 4;
-      return TRUE;
+      return RTP_JSON_OK;
     }
   if (s[0] == '"' || s[0] == '[' || s[0] == '{')
     {
-      /* strings and waveforms: re-serialised from a real parse, so that nothing invalid passes */
-      g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-      g_autoptr (JsonGenerator) gen = NULL;
-      g_autofree char *text = NULL;
-      if (!json_parser_load_from_data (parser, s, (gssize) n, NULL))
-        return FALSE;
-      gen = json_generator_new ();
-      json_generator_set_root (gen, json_parser_get_root (parser));
-      text = json_generator_to_data (gen, NULL);
-      g_string_assign (p->scratch, text);
+      g_string_truncate (p->scratch, 0);
+      problem = rtp_json_normalize (s, n, RTP_JSON_MAX_DEPTH, p->scratch, nonfinite);
+      if (problem != RTP_JSON_OK)
+        return problem;
       *v = p->scratch->str;
       *len = p->scratch->len;
-      return TRUE;
+      return RTP_JSON_OK;
     }
-  return FALSE;
+  return RTP_JSON_SYNTAX;
 }
 
 /* Splits a flat array of numbers "[a, b, c, d, e]" into spans; FALSE unless exactly 5 numbers. */
@@ -344,10 +349,30 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
     }
   if (!sample.binned)
     {
-      if (!normalize_value (p, &val, &val_len))
-        return bad (error, "a value is not JSON");
-      sample.value = val;
-      sample.value_len = val_len;
+      switch (normalize_value (p, &val, &val_len, &sample.nonfinite))
+        {
+        case RTP_JSON_OK:
+          sample.value = val;
+          sample.value_len = val_len;
+          break;
+        case RTP_JSON_TOO_DEEP:
+          sample.too_deep = TRUE; /* handed on so that the reader can say so; the answer goes on */
+          break;
+        default:
+          return bad (error, "a value is not JSON");
+        }
+    }
+  else if (!rtp_json_number_is_finite (sample.value, sample.value_len) ||
+           !rtp_json_number_is_finite (sample.min, sample.min_len) ||
+           !rtp_json_number_is_finite (sample.max, sample.max_len) ||
+           !rtp_json_number_is_finite (sample.count, sample.count_len))
+    {
+      /* a bin with a number that is not finite: its value is not known */
+      sample.binned = FALSE;
+      sample.value = "null";
+      sample.value_len = 4;
+      sample.nonfinite++;
+      p->binned--;
     }
   p->count++;
   if (!p->func (&sample, p->user_data))

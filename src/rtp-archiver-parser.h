@@ -13,6 +13,8 @@ typedef struct {
   gboolean binned;      /* an optimized_N bin: value is the mean, min/max/count are set */
   const char *min, *max, *count; /* JSON number texts, for bins */
   gsize min_len, max_len, count_len;
+  gboolean too_deep;    /* the value nests deeper than RTP_JSON_MAX_DEPTH: a bad sample, value is NULL — skip it */
+  guint nonfinite;      /* numbers of the value that were not finite doubles and became null */
 } RtpSample;
 
 /* Return FALSE to stop parsing with an error. */

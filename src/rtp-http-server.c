@@ -9,6 +9,7 @@
 #include "rtp-http-server.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-json.h"
 
 #include <string.h>
 
@@ -600,6 +601,29 @@ rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonOb
     return TRUE;
   if (!empty)
     {
+      g_autofree char *key = NULL;
+      g_autofree char *value = NULL;
+
+      /* before json-glib: it would overflow its stack on deep nesting, wrap huge integers and cut
+       * strings at an escaped NUL */
+      switch (rtp_json_check (data, len, RTP_JSON_MAX_DEPTH, &key, &value))
+        {
+        case RTP_JSON_OK:
+          break;
+        case RTP_JSON_NUMBER:
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The number %s is outside the range this server accepts."),
+                       key != NULL ? key : "value", value);
+          return FALSE;
+        case RTP_JSON_NUL:
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The text must not contain a NUL character."),
+                       key != NULL ? key : "value");
+          return FALSE;
+        case RTP_JSON_SYNTAX:
+        case RTP_JSON_TOO_DEEP:
+        default:
+          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
+          return FALSE;
+        }
       parser = json_parser_new_immutable ();
       if (json_parser_load_from_data (parser, data, (gssize) len, NULL))
         {

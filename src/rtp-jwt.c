@@ -5,6 +5,7 @@
 #define G_LOG_DOMAIN "RtpJwt"
 
 #include "rtp-jwt.h"
+#include "rtp-json.h"
 #include "rtp-error.h"
 #include "rtp-password.h"
 
@@ -104,6 +105,12 @@ decode_json_part (const char *part)
 
   if (raw == NULL || len == 0)
     return NULL;
+  {
+    g_autofree char *key = NULL;
+    g_autofree char *value = NULL;
+    if (rtp_json_check ((const char *) raw, len, RTP_JSON_MAX_DEPTH, &key, &value) != RTP_JSON_OK)
+      return NULL; /* never handed to json-glib: deep nesting would overflow its stack */
+  }
   parser = json_parser_new ();
   if (!json_parser_load_from_data (parser, (const char *) raw, (gssize) len, NULL))
     return NULL;

@@ -11,6 +11,7 @@
 #include "rtp-archiver-client.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-json.h"
 #include "rtp-services.h"
 #include "rtp-time.h"
 
@@ -48,6 +49,8 @@ typedef struct {
   GString *out;      /* buffered mode: this PV's points, without brackets */
   guint64 points;
   guint64 binned;
+  guint64 too_deep;  /* samples skipped: values nested deeper than RTP_JSON_MAX_DEPTH */
+  guint64 nonfinite; /* numbers written as null */
 } PvFetch;
 
 struct _Job {
@@ -141,10 +144,35 @@ static void
 note_reduced (Job *job, guint index)
 {
   PvFetch *f = &job->fetches[index];
+  const char *pv = g_ptr_array_index (job->pvs, index);
+
   if (f->binned > 0)
+    g_ptr_array_add (job->warnings, g_strdup_printf (_("The data of %s was reduced to %llu points."), pv,
+                                                     (unsigned long long) f->points));
+  if (f->too_deep > 0)
+    {
+      g_warning ("the archiver sent %llu values of %s nested deeper than %d levels; they were skipped",
+                 (unsigned long long) f->too_deep, pv, RTP_JSON_MAX_DEPTH);
+      g_ptr_array_add (job->warnings, g_strdup_printf (_("%llu values of %s were nested too deeply and were skipped."),
+                                                       (unsigned long long) f->too_deep, pv));
+    }
+  if (f->nonfinite > 0)
     g_ptr_array_add (job->warnings,
-                     g_strdup_printf (_("The data of %s was reduced to %llu points."),
-                                      (const char *) g_ptr_array_index (job->pvs, index), (unsigned long long) f->points));
+                     g_strdup_printf (_("%llu numbers of %s were not finite (infinite or not a number) and are given as null."),
+                                      (unsigned long long) f->nonfinite, pv));
+}
+
+/* FALSE when the sample is not to be written (counted for the warnings instead). */
+static gboolean
+count_sample (PvFetch *f, const RtpSample *sample)
+{
+  f->nonfinite += sample->nonfinite;
+  if (sample->too_deep)
+    {
+      f->too_deep++;
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* ---- buffered (max_points > 0) ---------------------------------------------------------------- */
@@ -154,6 +182,8 @@ buffer_sample (const RtpSample *sample, gpointer user_data)
 {
   PvFetch *f = user_data;
 
+  if (!count_sample (f, sample))
+    return TRUE;
   append_sample (f->out, f->job->tz, sample, f->points == 0);
   f->points++;
   if (sample->binned)
@@ -257,6 +287,8 @@ stream_sample (const RtpSample *sample, gpointer user_data)
   PvFetch *f = user_data;
   Job *job = f->job;
 
+  if (!count_sample (f, sample))
+    return TRUE;
   append_sample (job->out, job->tz, sample, f->points == 0);
   f->points++;
   if (sample->binned)

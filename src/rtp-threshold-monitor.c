@@ -10,6 +10,7 @@
 #include "rtp-threshold-monitor.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-json.h"
 
 #include <errno.h>
 #include <math.h>
@@ -42,6 +43,7 @@ struct _RtpThresholdMonitor {
   double hysteresis;
   GTimeZone *tz;                   /* (owned) (nullable) */
   GHashTable *last_seen;           /* (owned) pv → gint64 * sample time judged last */
+  GHashTable *warned_too_deep;     /* (owned) PVs whose too deeply nested values were logged once */
   guint poll_id;
   guint mail_id;
   guint mail_idle_id;
@@ -318,6 +320,7 @@ rtp_threshold_monitor_finalize (GObject *object)
   g_free ((char *) self->mail.password);
   g_clear_pointer (&self->tz, g_time_zone_unref);
   g_hash_table_unref (self->last_seen);
+  g_hash_table_unref (self->warned_too_deep);
   g_hash_table_unref (self->watched);
   g_hash_table_unref (self->latest);
   g_hash_table_unref (self->latest_time);
@@ -352,6 +355,7 @@ static void
 rtp_threshold_monitor_init (RtpThresholdMonitor *self)
 {
   self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->warned_too_deep = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->watched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->latest = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->latest_time = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -763,6 +767,14 @@ keep_latest (const RtpSample *s, gpointer user_data)
 {
   PollCtx *c = user_data;
 
+  if (s->too_deep)
+    {
+      /* a bad sample: said once per PV, the monitor goes on */
+      if (g_hash_table_add (c->self->warned_too_deep, g_strdup (c->pv)))
+        g_warning ("monitor: the archiver sent a value of %s nested deeper than %d levels; such samples are skipped",
+                   c->pv, RTP_JSON_MAX_DEPTH);
+      return TRUE;
+    }
   if (!c->have || s->secs > c->secs || (s->secs == c->secs && s->nanos > c->nanos))
     {
       c->have = TRUE;
@@ -993,9 +1005,9 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
   pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
   text = g_strstrip (g_strndup (data, len));
   value = g_ascii_strtod (text, &end);
-  if (end == text || *end != '\0')
+  if (end == text || *end != '\0' || !isfinite (value))
     {
-      g_debug ("monitor: %s: not a number", topic);
+      g_debug ("monitor: %s: not a finite number", topic);
       return;
     }
   {

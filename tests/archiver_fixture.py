@@ -12,7 +12,7 @@ when the window holds at most N and otherwise with about N bins whose val is
 
 Data is deterministic and set up by the test through control endpoints:
   POST /control/pv    {"name", "start", "period", "count", "kind": "ramp"|"sine"|"string"|"waveform"|"nan"}
-                      or {"name", "samples": [[secs, nanos, val], …]}
+                      or {"name", "samples": [[secs, nanos, val], …]} (val {"raw": TEXT} is written as TEXT)
   POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown", "delay": s}
   POST /control/release   lets held answers go
   GET  /control/requests  the request paths seen so far
@@ -111,6 +111,8 @@ class Explicit:
 def sample_json(s, n, v):
     if isinstance(v, float) and math.isnan(v):
         val = "NaN"  # what the appliance writes for NaN
+    elif isinstance(v, dict) and "raw" in v:
+        val = v["raw"]  # the test's own JSON text, as a hostile or broken appliance would write it
     else:
         val = json.dumps(v)
     return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": 0, "status": 0}}'

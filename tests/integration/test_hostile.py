@@ -1,0 +1,137 @@
+"""Hostile input (issue: nothing a client or an upstream sends may crash or starve the server).
+
+Each test here failed on the code before the fix it covers: the server died, held unbounded
+memory, or silently stored or sent a corrupted value."""
+import base64
+import json
+import socket
+import time
+
+from rtplib import ArchiverFixture, ServerTestCase, main, on_postgres
+
+NOT_JSON = "You must provide the data in the body as JSON."
+PV = "Test:M1:Fan"
+
+
+def nested(depth, key="first_name"):
+    return '{"%s": %s%s}' % (key, "[" * depth, "]" * depth)
+
+
+class Bodies(ServerTestCase):
+    def test_deep_nesting_is_refused_and_the_server_lives(self):
+        before = self.s.request("GET", "/auth/users/current", token=self.admin).json["user"]
+        # 100 000 levels crashed json-glib's recursive parser (stack overflow)
+        r = self.s.request("PUT", "/auth/users/current", token=self.admin, body=nested(100000))
+        self.assertError(r, 400, NOT_JSON)
+        # 64 levels are allowed (the object is one), 65 are not
+        self.assertEqual(self.s.request("PUT", "/auth/users/current", token=self.admin,
+                                        body=nested(63, "ignored")).status, 200)
+        self.assertError(self.s.request("PUT", "/auth/users/current", token=self.admin, body=nested(64, "ignored")),
+                         400, NOT_JSON)
+        # brackets inside strings do not count
+        r = self.s.request("PUT", "/auth/users/current", token=self.admin,
+                           json_body={"first_name": "[" * 90, "last_name": "{" * 90})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["user"]["first_name"], "[" * 90)
+        self.s.request("PUT", "/auth/users/current", token=self.admin,
+                       json_body={"first_name": before["first_name"], "last_name": before["last_name"]})
+        for path, method in [("/experiments/pvs", "POST"), ("/data/Test", "POST"), ("/email/subscribe/" + PV, "POST"),
+                             ("/publish/" + PV, "PUT"), ("/auth/users", "POST")]:
+            with self.subTest(path=path):
+                self.assertError(self.s.request(method, path, token=self.admin, body=nested(100000, "x")), 400, NOT_JSON)
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).json["user"], before)
+
+    def test_deep_nesting_in_a_token_is_a_refused_token(self):
+        header = base64.urlsafe_b64encode(b"[" * 30000).rstrip(b"=").decode()
+        r = self.s.request("GET", "/auth/users/current", token=header + ".e30.c2ln")
+        self.assertError(r, 403, "The access-token sent is invalid or no longer accepted.")
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+
+    def test_numbers_outside_int64_or_not_finite_are_refused(self):
+        cases = [("default_threshold_min", "99999999999999999999999"), ("default_threshold_max", "18446744073709551617"),
+                 ("default_threshold_min", "-9223372036854775809"), ("default_threshold_max", "1e309")]
+        for key, text in cases:
+            with self.subTest(key=key, text=text):
+                r = self.s.request("POST", "/experiments/pvs", token=self.admin,
+                                   body='{"pv_string": "Num:A", "%s": %s}' % (key, text))
+                self.assertError(r, 400, f"{key}: The number {text} is outside the range this server accepts.")
+        self.assertEqual(self.s.request("GET", "/experiments/pvs/Num:A", token=self.admin).status, 404)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), [(0,)])
+        # the edges of int64 are values
+        r = self.s.request("POST", "/experiments/pvs", token=self.admin,
+                           body='{"pv_string": "Num:A", "default_threshold_min": -9223372036854775808, '
+                                '"default_threshold_max": 9223372036854775807}')
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["process_variable"]["default_threshold_min"], -9223372036854775808)
+        self.assertEqual(r.json["process_variable"]["default_threshold_max"], 9223372036854775807)
+        # an update with a wrapped number changes nothing
+        r = self.s.request("PUT", "/experiments/pvs/Num:A", token=self.admin, body='{"default_threshold_min": 2e400}')
+        self.assertError(r, 400, "default_threshold_min: The number 2e400 is outside the range this server accepts.")
+        self.assertEqual(self.s.request("GET", "/experiments/pvs/Num:A", token=self.admin)
+                         .json["process_variable"]["default_threshold_min"], -9223372036854775808)
+        # a publish never goes out with a wrapped value: refused before anything else
+        r = self.s.request("PUT", "/publish/Num:A", token=self.admin, body='{"value": 99999999999999999999999}')
+        self.assertError(r, 400, "value: The number 99999999999999999999999 is outside the range this server accepts.")
+
+    def test_nul_in_text_is_refused(self):
+        r = self.s.request("POST", "/experiments/pvs", token=self.admin, body='{"pv_string": "Test:\\u0000x"}')
+        self.assertError(r, 400, "pv_string: The text must not contain a NUL character.")
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), [(0,)])
+        r = self.s.request("PUT", "/auth/users/current", token=self.admin, body='{"first_name": "Ad\\u0000min"}')
+        self.assertError(r, 400, "first_name: The text must not contain a NUL character.")
+        self.assertEqual(self.s.db("SELECT first_name FROM users WHERE user_id = '0'"), [("Admin",)])
+
+
+class ArchiverValues(ServerTestCase):
+    def setUp(self):
+        self.fx = ArchiverFixture().start()
+        self.addCleanup(self.fx.stop)
+        self.server_env = {"ARCHIVER_URL": self.fx.url, "ARCHIVER_TIMEZONE": "UTC", "RTP_MONITOR_INTERVAL": "0.2"}
+        super().setUp()
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": PV})
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": ["0"]})
+
+    def test_a_deep_value_is_a_skipped_sample_with_a_warning(self):
+        t0 = 1642250254
+        deep = {"raw": "[" * 200000 + "]" * 200000}
+        self.fx.pv(PV, samples=[[t0, 0, 1.5], [t0 + 1, 0, deep], [t0 + 2, 0, 2.5], [t0 + 3, 0, {"raw": "1e999"}],
+                                [t0 + 4, 0, {"raw": "[1, 1e999, \"x\"]"}]])
+        window = {"since": "2022-01-15T12:37:00Z", "until": "2022-01-15T12:38:00Z"}
+        for max_points in [None, 0]:
+            with self.subTest(max_points=max_points):
+                body = dict(window) if max_points is None else dict(window, max_points=max_points)
+                r = self.s.request("POST", "/data/Test", token=self.admin, json_body=body)
+                self.assertEqual(r.status, 200, r)
+                self.assertIsNotNone(r.json, r.raw[:200])  # valid JSON: no inf.0
+                self.assertEqual([p["data"] for p in r.json["data"]["process_variables_data"][PV]],
+                                 [1.5, 2.5, None, [1, None, "x"]])
+                self.assertEqual(r.json["warnings"], [
+                    f"1 values of {PV} were nested too deeply and were skipped.",
+                    f"2 numbers of {PV} were not finite (infinite or not a number) and are given as null."])
+        self.assertIn("nested deeper than 64 levels", self.s.stderr())
+
+    def test_the_monitor_survives_a_deep_value(self):
+        import websocket
+        now = int(time.time())
+        self.fx.pv(PV, samples=[[now - 2, 0, {"raw": "[" * 200000 + "]" * 200000}]])
+        ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
+                                         subprotocols=["rtp.v1", self.admin], timeout=30)
+        self.addCleanup(ws.close)
+        deadline = time.monotonic() + 30
+        while "nested deeper than 64 levels" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # several more polls of the same sample
+        self.assertEqual(self.s.stderr().count("nested deeper than 64 levels"), 1)  # once per PV
+        self.fx.pv(PV, samples=[[now - 2, 0, {"raw": "[" * 200000 + "]" * 200000}], [now, 0, {"raw": "1e999"}],
+                                [now + 1, 0, 7.5]])
+        values = []
+        while 7.5 not in values and time.monotonic() < deadline:
+            m = json.loads(ws.recv())  # every message is valid JSON
+            if m.get("pv") == PV:
+                values.append(m["data"])
+        self.assertIn(7.5, values)
+        self.assertNotIn(float("inf"), values)
+
+
+if __name__ == "__main__":
+    main()
