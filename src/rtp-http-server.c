@@ -672,6 +672,8 @@ answer_preflight (SoupServerMessage *msg, const char *allowed)
   soup_server_message_set_status (msg, 204, NULL);
 }
 
+static gboolean guard_answered (SoupServerMessage *msg);
+
 static void
 server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
 {
@@ -686,8 +688,8 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   Route *route;
 
   add_cors_headers (self, msg);
-  if (soup_server_message_get_status (msg) == 413)
-    return; /* answered while the body was read */
+  if (guard_answered (msg))
+    return; /* answered when the headers arrived; the body was discarded */
 
   request = g_new0 (RtpRequest, 1);
   g_atomic_ref_count_init (&request->ref_count);
@@ -794,6 +796,7 @@ typedef struct {
   SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
   gsize limit;
   gsize received;
+  gboolean answered;      /* refused before the body was read: the body is discarded, not kept */
   gint64 deadline_us;
   GList link;             /* in server->guards while armed (link.data != NULL) */
 } Guard;
@@ -863,9 +866,12 @@ guard_free (gpointer data)
   g_free (g);
 }
 
+/* Answers before the body is read: the body is drained without being kept (libsoup reads it
+ * all the same before it writes the answer), within the deadline the guard already has. */
 static void
-refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
+refuse_early (Guard *g, guint status, const char *message)
 {
+  SoupServerMessage *msg = g->msg;
   SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
   SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
   const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (req, "Accept-Language"));
@@ -874,14 +880,64 @@ refuse_too_large (RtpHttpServer *self, SoupServerMessage *msg)
   JsonArray *errors = json_array_new ();
   char *text;
 
-  json_array_add_string_element (errors, rtp_i18n_translate (language, N_("The request body is too large.")));
+  if (g->answered)
+    return;
+  g->answered = TRUE;
+  json_array_add_string_element (errors, rtp_i18n_translate (language, message));
   json_object_set_array_member (o, "errors", errors);
   node = json_node_init_object (json_node_alloc (), o);
   text = json_to_string (node, FALSE);
-  add_cors_headers (self, msg);
+  add_cors_headers (g->server, msg);
   soup_message_headers_replace (resp, "Connection", "close");
-  soup_server_message_set_status (msg, 413, NULL);
+  soup_server_message_set_status (msg, status, NULL);
   soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
+  soup_message_body_set_accumulate (soup_server_message_get_request_body (msg), FALSE);
+}
+
+static gboolean
+guard_answered (SoupServerMessage *msg)
+{
+  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+  return g != NULL && g->answered;
+}
+
+/* The body limit of a request, decided before its body is read. The large limit of an import
+ * route is only for an admin whose token was checked here: anyone else is answered at once
+ * (401/403, in the contract's order), so that nobody without a token can make the server
+ * read a large body. */
+static gsize
+body_limit (Guard *g)
+{
+  RtpHttpServer *self = g->server;
+  SoupServerMessage *msg = g->msg;
+  g_auto (GStrv) segments = rtp_http_split_path (g_uri_get_path (soup_server_message_get_uri (msg)));
+  g_autoptr (GString) allowed = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) caller = NULL;
+  const char *token;
+  Route *route;
+
+  route = segments != NULL ? find_route (self, (const char *const *) segments, soup_server_message_get_method (msg), allowed)
+                           : NULL;
+  if (route == NULL || !(route->flags & RTP_ROUTE_LARGE_BODY))
+    return self->max_body_bytes;
+  token = soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "x-access-tokens");
+  if (token == NULL || token[0] == '\0')
+    refuse_early (g, 401, N_("Access to this resource requires a valid access-token."));
+  else if ((caller = rtp_user_manager_verify_token (self->users, token, &error)) == NULL)
+    {
+      guint status = rtp_error_to_http_status (error);
+      if (status == 403)
+        refuse_early (g, 403, N_("The access-token sent is invalid or no longer accepted."));
+      else
+        refuse_early (g, status == 500 ? 503 : status, status == 503 ? N_("The database is not available.")
+                                                                     : N_("An internal error occurred. It was logged for the operators."));
+    }
+  else if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (caller))
+    refuse_early (g, 403, N_("Only administrators are allowed to access this endpoint."));
+  else
+    return self->max_import_bytes;
+  return self->max_body_bytes;
 }
 
 static void got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data);
@@ -891,14 +947,17 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
 {
   Guard *limit = user_data;
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
-  const char *path = g_uri_get_path (soup_server_message_get_uri (msg));
   goffset length = soup_message_headers_get_content_length (headers);
 
-  limit->limit = (path != NULL && g_str_has_prefix (path, "/file/import")) ? limit->server->max_import_bytes
-                                                                             : limit->server->max_body_bytes;
-  guard_rearm (limit); /* the body, if any, must keep coming */
+  guard_rearm (limit); /* the body, if any, must be complete within the client timeout */
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_NONE ||
+      (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length == 0))
+    return;
+  limit->limit = body_limit (limit);
+  if (limit->answered)
+    return;
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length > (goffset) limit->limit)
-    refuse_too_large (limit->server, msg);
+    refuse_early (limit, 413, N_("The request body is too large."));
   else if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED || length > 0)
     g_signal_connect (msg, "got-chunk", G_CALLBACK (got_chunk), limit); /* counted as it comes */
 }
@@ -914,15 +973,15 @@ got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
 {
   Guard *limit = user_data;
 
-  guard_rearm (limit);
+  /* not rearmed: the whole body must arrive within the client timeout of its start, so that
+   * a byte every few seconds does not hold a connection forever */
   limit->received += g_bytes_get_size (chunk);
-  if (limit->received > limit->limit && soup_server_message_get_status (msg) != 413)
+  if (limit->received > limit->limit && !limit->answered)
     {
-      /* a chunked body that grew past the limit: answer and stop reading */
-      refuse_too_large (limit->server, msg);
-      GSocket *socket = soup_server_message_get_socket (msg);
-      if (socket != NULL)
-        g_socket_shutdown (socket, TRUE, FALSE, NULL);
+      /* a chunked body that grew past the limit: 413 once the client has finished sending (or
+       * the connection is closed at the deadline); what was kept of it is dropped now */
+      refuse_early (limit, 413, N_("The request body is too large."));
+      soup_message_body_truncate (soup_server_message_get_request_body (msg));
     }
 }
 

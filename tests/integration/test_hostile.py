@@ -82,6 +82,112 @@ class Bodies(ServerTestCase):
         self.assertEqual(self.s.db("SELECT first_name FROM users WHERE user_id = '0'"), [("Admin",)])
 
 
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+class BodyLimits(ServerTestCase):
+    server_env = {"RTP_CLIENT_TIMEOUT": "5"}
+
+    def send_raw(self, head, body, chunk=1 << 20):
+        s = socket.create_connection(("127.0.0.1", self.s.port), timeout=60)
+        try:
+            s.sendall(head)
+            for i in range(0, len(body), chunk):
+                s.sendall(body[i:i + chunk])
+            data = b""
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    break
+                data += part
+            return data
+        except (ConnectionResetError, BrokenPipeError) as e:
+            return repr(e).encode()
+        finally:
+            s.close()
+
+    def test_anonymous_bodies_are_not_buffered(self):
+        import threading
+        body = b"x" * (60 << 20)
+        base = rss_mb(self.s.proc.pid)
+        answers = []
+
+        def post(path, token=None):
+            head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n" +
+                    (f"x-access-tokens: {token}\r\n" if token else "") + "\r\n").encode()
+            answers.append(self.send_raw(head, body))
+
+        _, user = self.create_user("ulla")
+        paths = [("/file/import", None)] * 6 + [("/file/import/anything", None)] * 5 + [("/file/import", user)] * 5
+        threads = [threading.Thread(target=post, args=p) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        grown = peak_rss_mb(self.s.proc.pid) - base
+        print(f"16 × 60 MB anonymous bodies: peak RSS {grown:.1f} MB above the start")
+        self.assertLess(grown, 100)
+        statuses = sorted(int(a.split(b" ")[1]) for a in answers if a.startswith(b"HTTP/1.1 "))
+        self.assertEqual(statuses, [401] * 6 + [403] * 5 + [413] * 5, answers)
+        self.assertTrue(any(b"Only administrators are allowed to access this endpoint." in a for a in answers))
+        # an admin still imports more than RTP_MAX_BODY_BYTES
+        lines = "".join(f"[PROCESS_VARIABLE];pv_string=Big:PV{i};human_readable_name={'n' * 200}\n" for i in range(6000))
+        self.assertGreater(len(lines), 1 << 20)
+        r = self.s.request("POST", "/file/import", token=self.admin, body=lines)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), [(0,)])  # names over 100 characters
+        lines = "".join(f"[PROCESS_VARIABLE];pv_string=Big:PV{i};human_readable_name={'n' * 99}{' ' * 120}\n"
+                        for i in range(6000))
+        r = self.s.request("POST", "/file/import", token=self.admin, body=lines)
+        self.assertEqual(r.json["number_of_process_variables_now_in_database"], 6000, r)
+
+    def test_a_body_must_finish_within_the_client_timeout(self):
+        s = socket.create_connection(("127.0.0.1", self.s.port), timeout=30)
+        self.addCleanup(s.close)
+        s.sendall(f"PUT /auth/users/current HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                  f"x-access-tokens: {self.admin}\r\n\r\n".encode())
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < 20:
+            try:
+                s.sendall(b" ")  # one byte every 0.5 s: each arrives well within the timeout
+            except OSError:
+                closed = True
+                break
+            s.settimeout(0.5)
+            try:
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                pass
+        self.assertTrue(closed, "a trickled body kept its connection")
+        self.assertLess(time.monotonic() - start, 15)
+
+    def test_an_oversized_chunked_body_gets_413(self):
+        head = (f"POST /auth/users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                f"x-access-tokens: {self.admin}\r\n\r\n").encode()
+        piece = b"x" * 65536
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(40)) + b"0\r\n\r\n"
+        answer = self.send_raw(head, chunks, chunk=65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer[:200])
+        self.assertIn(b'{"errors":["The request body is too large."]}', answer)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
+
+
 class ArchiverValues(ServerTestCase):
     def setUp(self):
         self.fx = ArchiverFixture().start()
