@@ -377,6 +377,7 @@ start (RtpApplication *self, GError **error)
   user_settings.legacy_salt = rtp_config_get_string (config, "PASSWORD_SALT");
   user_settings.token_validity_s = rtp_config_get_int (config, "ACCESS_TOKEN_VALIDITY_TIME") * 60;
   user_settings.max_failures = (guint) rtp_config_get_int (config, "RTP_LOGIN_MAX_FAILURES");
+  user_settings.max_pending = (guint) rtp_config_get_int (config, "RTP_MAX_PENDING_LOGINS");
   user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
   s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
   {

@@ -21,6 +21,7 @@ typedef enum {
   RTP_ERROR_UPSTREAM,      /* 502: archiver, broker, mail server failed */
   RTP_ERROR_UNAVAILABLE,   /* 503: database not available */
   RTP_ERROR_READONLY,      /* 503: database cannot store changes */
+  RTP_ERROR_BUSY,          /* 503: a bounded queue is full; try again shortly (Retry-After: 1) */
 } RtpError;
 
 GQuark rtp_error_quark (void);

@@ -422,6 +422,8 @@ rtp_request_respond_error (RtpRequest *request, const GError *error)
       rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
       return;
     }
+  if (g_error_matches (error, RTP_ERROR, RTP_ERROR_BUSY))
+    rtp_request_add_header (request, "Retry-After", "1");
   if (status == 429 && error->message != NULL)
     {
       /* the message carries the seconds; Retry-After repeats them for clients */

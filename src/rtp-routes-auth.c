@@ -83,20 +83,11 @@ get_access_token (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
   g_autofree char *login = NULL;
   g_autofree char *password = NULL;
-  guint wait;
 
   if (!rtp_request_get_basic_auth (request, &login, &password) || login[0] == '\0' || password[0] == '\0')
     {
       rtp_request_respond_error_message (request, 401,
                                          _("Access requires authorization via login_name and password (Basic Auth)."));
-      return;
-    }
-  wait = rtp_user_manager_get_lockout (services->users, login, rtp_request_get_client (request));
-  if (wait > 0)
-    {
-      g_autoptr (GError) error = g_error_new (RTP_ERROR, RTP_ERROR_TOO_MANY,
-                                              _("Too many failed logins for %s. Try again in %u seconds."), login, wait);
-      rtp_request_respond_error (request, error);
       return;
     }
   rtp_request_pause (request);
@@ -236,7 +227,7 @@ update_user (RtpRequest *request, gpointer user_data)
   rtp_request_get_basic_auth (request, &login, &password);
   rtp_request_pause (request);
   rtp_user_manager_update_async (services->users, rtp_request_get_caller (request), id, rtp_request_get_body (request),
-                                 login, password, NULL, update_done, rtp_request_ref (request));
+                                 login, password, rtp_request_get_client (request), NULL, update_done, rtp_request_ref (request));
 }
 
 static void

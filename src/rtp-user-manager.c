@@ -27,6 +27,8 @@ struct _RtpUserManager {
   gint64 token_validity_s;
   guint max_failures;
   guint lockout_s;
+  guint max_pending;         /* password checks of logins queued or running at most */
+  guint pending;
   GHashTable *failures;      /* (owned) "login\nclient" → Failures */
   char *dummy_hash;          /* (owned) verified against for unknown logins, against timing probes */
   char *select_by_id;        /* (owned) the SQL of user_from_row()'s columns, built once for the dialect */
@@ -49,6 +51,7 @@ typedef struct {
 typedef struct {
   GQueue times;        /* monotonic seconds of recent failures */
   gint64 locked_until; /* monotonic seconds, 0 when not locked */
+  guint in_progress;   /* attempts being hashed now: each counts as a failure until it is decided */
 } Failures;
 
 G_DEFINE_TYPE (RtpUserManager, rtp_user_manager, G_TYPE_OBJECT)
@@ -219,6 +222,7 @@ rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
   self->token_validity_s = settings->token_validity_s > 0 ? settings->token_validity_s : 7200;
   self->max_failures = settings->max_failures > 0 ? settings->max_failures : 10;
   self->lockout_s = settings->lockout_s > 0 ? settings->lockout_s : 60;
+  self->max_pending = settings->max_pending > 0 ? settings->max_pending : 64;
   return self;
 }
 
@@ -509,8 +513,10 @@ rtp_user_manager_get_lockout (RtpUserManager *self, const char *login, const cha
   return (guint) (f->locked_until - now);
 }
 
-static void
-record_failure (RtpUserManager *self, const char *login, const char *client)
+/* The entry of @login from @client, made when missing, with failures older than the window
+ * forgotten. */
+static Failures *
+failures_of (RtpUserManager *self, const char *login, const char *client)
 {
   g_autofree char *key = failure_key (login, client);
   Failures *f = g_hash_table_lookup (self->failures, key);
@@ -526,7 +532,8 @@ record_failure (RtpUserManager *self, const char *login, const char *client)
         {
           Failures *old = value;
           gint64 *last = g_queue_peek_tail (&old->times);
-          if (old->locked_until <= now && (last == NULL || GPOINTER_TO_SIZE (last) + 60 < (gsize) now))
+          if (old->in_progress == 0 && old->locked_until <= now &&
+              (last == NULL || GPOINTER_TO_SIZE (last) + 60 < (gsize) now))
             g_hash_table_iter_remove (&iter);
         }
     }
@@ -535,9 +542,18 @@ record_failure (RtpUserManager *self, const char *login, const char *client)
       f = g_new0 (Failures, 1);
       g_hash_table_insert (self->failures, g_steal_pointer (&key), f);
     }
-  g_queue_push_tail (&f->times, GSIZE_TO_POINTER ((gsize) now));
   while (!g_queue_is_empty (&f->times) && (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 <= now)
     g_queue_pop_head (&f->times);
+  return f;
+}
+
+static void
+record_failure (RtpUserManager *self, const char *login, const char *client)
+{
+  Failures *f = failures_of (self, login, client);
+  gint64 now = now_s ();
+
+  g_queue_push_tail (&f->times, GSIZE_TO_POINTER ((gsize) now));
   if (g_queue_get_length (&f->times) >= self->max_failures)
     {
       f->locked_until = now + self->lockout_s;
@@ -547,11 +563,65 @@ record_failure (RtpUserManager *self, const char *login, const char *client)
     }
 }
 
+/* Counts an attempt before its password is hashed: concurrent guesses take the slots of the
+ * window one by one, so at most max_failures attempts per login and client are ever hashed in
+ * it, however many arrive at once. Also bounds the hashing queue of the whole server. Every
+ * successful reservation is ended by finish_attempt(). */
+static gboolean
+reserve_attempt (RtpUserManager *self, const char *login, const char *client, GError **error)
+{
+  Failures *f;
+  gint64 now = now_s ();
+
+  if (self->pending >= self->max_pending)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_BUSY, _("Too many logins at the moment; try again shortly."));
+      return FALSE;
+    }
+  f = failures_of (self, login, client);
+  if (f->locked_until > now || g_queue_get_length (&f->times) + f->in_progress >= self->max_failures)
+    {
+      gint64 wait = f->locked_until > now ? f->locked_until - now
+                                           : g_queue_is_empty (&f->times)
+                                               ? 1
+                                               : (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 - now;
+      g_set_error (error, RTP_ERROR, RTP_ERROR_TOO_MANY, _("Too many failed logins for %s. Try again in %u seconds."),
+                   login, (guint) MAX (wait, 1));
+      return FALSE;
+    }
+  f->in_progress++;
+  self->pending++;
+  return TRUE;
+}
+
+static void
+finish_attempt (RtpUserManager *self, const char *login, const char *client, gboolean failed)
+{
+  Failures *f = failures_of (self, login, client);
+
+  f->in_progress--;
+  self->pending--;
+  if (failed)
+    record_failure (self, login, client);
+  else
+    g_queue_clear (&f->times); /* failures counted for other clients stay */
+}
+
 typedef struct {
   char *login;
   char *client;
   RtpUser *user; /* (nullable) */
 } LoginData;
+
+/* Empty once the white space around it is trimmed: such a password is refused, as by the original. */
+static gboolean
+password_is_blank (const char *password)
+{
+  for (const char *p = password; *p != '\0'; p = g_utf8_next_char (p))
+    if (!g_unichar_isspace (g_utf8_get_char (p)))
+      return FALSE;
+  return TRUE;
+}
 
 static void
 login_data_free (LoginData *d)
@@ -571,6 +641,7 @@ login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
   PasswordJob *job = g_task_get_task_data (G_TASK (result));
   g_autoptr (GError) error = NULL;
 
+  finish_attempt (self, d->login, d->client, error != NULL || d->user == NULL || !job->verified);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       g_task_return_error (outer, g_steal_pointer (&error));
@@ -578,15 +649,10 @@ login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (d->user == NULL || !job->verified)
     {
-      record_failure (self, d->login, d->client);
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
                                _("The login_name and password combination is not present in the database."));
       return;
     }
-  {
-    g_autofree char *key = failure_key (d->login, d->client);
-    g_hash_table_remove (self->failures, key);
-  }
   if (job->needs_upgrade && job->new_hash != NULL)
     {
       g_autoptr (GError) upgrade_error = NULL;
@@ -616,9 +682,16 @@ rtp_user_manager_login_async (RtpUserManager *self, const char *login, const cha
   d->client = g_strdup (client);
   g_task_set_task_data (outer, d, (GDestroyNotify) login_data_free);
 
+  if (!reserve_attempt (self, login, client, &error))
+    {
+      password_job_free (job);
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
   d->user = get_by_login (self, login, &stored, &error);
   if (d->user == NULL && !g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
     {
+      finish_attempt (self, login, client, FALSE);
       password_job_free (job);
       g_task_return_error (outer, g_steal_pointer (&error));
       return;
@@ -956,6 +1029,8 @@ typedef struct {
   JsonObject *changes;
   GPtrArray *errors;      /* (element-type utf8) per-field messages */
   gboolean change_password;
+  char *client;           /* (nullable) where the request came from: the current password's check is a login attempt */
+  gboolean reserved;      /* an attempt of the caller's login from @client was reserved */
 } UpdateData;
 
 static void
@@ -963,6 +1038,7 @@ update_data_free (UpdateData *d)
 {
   rtp_user_free (d->caller);
   g_free (d->user_id);
+  g_free (d->client);
   json_object_unref (d->changes);
   g_ptr_array_unref (d->errors);
   g_free (d);
@@ -1119,6 +1195,8 @@ update_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
   RtpUser *user;
   const char *new_hash = NULL;
 
+  if (d->reserved)
+    finish_attempt (self, d->caller->login_name, d->client, job->verify_hash != NULL && !job->verified);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       g_task_return_error (outer, g_steal_pointer (&error));
@@ -1149,8 +1227,8 @@ update_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
  */
 void
 rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id, JsonObject *changes,
-                               const char *basic_login, const char *basic_password, GCancellable *cancellable,
-                               GAsyncReadyCallback callback, gpointer user_data)
+                               const char *basic_login, const char *basic_password, const char *client,
+                               GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
   static const char *const strings[] = { "login_name", "first_name", "last_name", "user_type", "password", NULL };
@@ -1185,6 +1263,7 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
   d->user_id = g_strdup (user_id);
   d->changes = json_object_ref (changes);
   d->errors = g_ptr_array_new_with_free_func (g_free);
+  d->client = g_strdup (client);
   g_task_set_task_data (outer, d, (GDestroyNotify) update_data_free);
 
   if (json_object_has_member (changes, "password"))
@@ -1197,7 +1276,7 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
         g_ptr_array_add (d->errors,
                          g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
                                           caller->login_name));
-      else if (password[0] == '\0')
+      else if (password_is_blank (password))
         g_ptr_array_add (d->errors, g_strdup (_("password: The password must not be empty.")));
       else
         {
@@ -1206,9 +1285,20 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
           if (!rtp_user_is_admin (caller))
             {
               g_autofree char *stored = NULL;
-              g_autoptr (RtpUser) me = get_by_login (self, caller->login_name, &stored, &error);
+              g_autoptr (RtpUser) me = NULL;
+              /* the same counter and lockout as logins: a stolen token must not be a free guessing oracle */
+              if (!reserve_attempt (self, caller->login_name, client, &error))
+                {
+                  password_job_free (job);
+                  g_task_return_error (outer, error);
+                  return;
+                }
+              d->reserved = TRUE;
+              me = get_by_login (self, caller->login_name, &stored, &error);
               if (me == NULL)
                 {
+                  d->reserved = FALSE;
+                  finish_attempt (self, caller->login_name, client, FALSE);
                   password_job_free (job);
                   g_task_return_error (outer, error);
                   return;

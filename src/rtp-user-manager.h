@@ -35,6 +35,7 @@ typedef struct {
   gint64 token_validity_s;
   guint max_failures;          /* failed logins per login name and client before 429 */
   guint lockout_s;
+  guint max_pending;           /* logins and password checks waiting for a hash, at most (then 503) */
 } RtpUserManagerSettings;
 
 RtpUserManager *rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
@@ -66,7 +67,7 @@ RtpUser   *rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *r
 
 void       rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id,
                                           JsonObject *changes, const char *basic_login, const char *basic_password,
-                                          GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+                                          const char *client, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
 RtpUser   *rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
                                            GError **error);
 

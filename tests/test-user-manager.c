@@ -68,7 +68,7 @@ update (Fixture *f, const RtpUser *caller, const char *id, const char *json, con
 {
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (JsonNode) node = json_from_string (json, NULL);
-  rtp_user_manager_update_async (f->users, caller, id, json_node_get_object (node), NULL, basic_password, NULL,
+  rtp_user_manager_update_async (f->users, caller, id, json_node_get_object (node), NULL, basic_password, "127.0.0.1", NULL,
                                  rtp_test_async_ready, &result);
   return rtp_user_manager_update_finish (f->users, rtp_test_wait (&result), errors, error);
 }

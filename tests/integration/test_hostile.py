@@ -188,6 +188,72 @@ class BodyLimits(ServerTestCase):
         self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
 
 
+def parallel(n, fn, workers=50):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, range(n)))
+
+
+class Logins(ServerTestCase):
+    server_env = {"RTP_LOGIN_MAX_FAILURES": "5", "RTP_LOGIN_LOCKOUT_S": "600", "RTP_MAX_PENDING_LOGINS": "64"}
+    WRONG = "The login_name and password combination is not present in the database."
+
+    def test_parallel_guesses_are_counted_before_hashing(self):
+        user, _ = self.create_user("gina")
+        r = self.s.request("PUT", f"/auth/users/{user['user_id']}", token=self.admin, json_body={"password": "right one"})
+        self.assertEqual(r.status, 200, r)
+        answers = parallel(200, lambda i: self.s.request("POST", "/auth/get_access_token", basic=("gina", f"guess{i}")))
+        statuses = [a.status for a in answers]
+        self.assertLessEqual(statuses.count(403), 5, statuses)
+        self.assertEqual(statuses.count(403) + statuses.count(429), 200, statuses)
+        too_many = [a for a in answers if a.status == 429][0]
+        self.assertRegex(too_many.json["errors"][0], r"^Too many failed logins for gina\. Try again in \d+ seconds\.$")
+        self.assertIsNotNone(too_many.header("Retry-After"))
+        # the right password from the same address is locked out too; another address is not
+        self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("gina", "right one")).status, 429)
+        self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("gina", "right one"),
+                                        source="127.0.0.2").status, 200)
+
+    def test_the_current_password_check_is_a_counted_attempt(self):
+        user, token = self.create_user("hugo")
+        self.s.request("PUT", f"/auth/users/{user['user_id']}", token=self.admin, json_body={"password": "hugo's own"})
+        token = self.s.login("hugo", "hugo's own")
+        answers = parallel(100, lambda i: self.s.request("PUT", "/auth/users/current", token=token,
+                                                         json_body={"password": "taken over"},
+                                                         basic=("hugo", f"guess{i}")))
+        statuses = [a.status for a in answers]
+        self.assertEqual(statuses.count(200) + statuses.count(429), 100, statuses)
+        self.assertLessEqual(statuses.count(200), 5, statuses)  # hashed, refused with the password error
+        # the right current password is refused now as well: nothing changed
+        r = self.s.request("PUT", "/auth/users/current", token=token, json_body={"password": "taken over"},
+                           basic=("hugo", "hugo's own"))
+        self.assertEqual(r.status, 429, r)
+        self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("hugo", "hugo's own"),
+                                        source="127.0.0.2").status, 200)
+
+    def test_white_space_is_no_password(self):
+        for blank in ["   ", "\t", "\u3000 "]:
+            r = self.s.request("PUT", "/auth/users/current", token=self.admin, json_body={"password": blank})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json["errors"], ["password: The password must not be empty."])
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)  # token still valid
+
+
+class LoginQueue(ServerTestCase):
+    server_env = {"RTP_MAX_PENDING_LOGINS": "2"}
+
+    def test_the_hashing_queue_is_bounded(self):
+        answers = parallel(60, lambda i: self.s.request("POST", "/auth/get_access_token", basic=(f"nobody{i}", "pw")),
+                           workers=60)
+        busy = [a for a in answers if a.status == 503]
+        self.assertGreater(len(busy), 0, [a.status for a in answers])
+        self.assertEqual(len(busy) + sum(a.status == 403 for a in answers), 60)
+        self.assertEqual(busy[0].json, {"errors": ["Too many logins at the moment; try again shortly."]})
+        self.assertEqual(busy[0].header("Retry-After"), "1")
+        self.assertEqual(self.s.request("POST", "/auth/get_access_token",
+                                        basic=("admin", self.s.admin_password)).status, 200)
+
+
 class ArchiverValues(ServerTestCase):
     def setUp(self):
         self.fx = ArchiverFixture().start()
