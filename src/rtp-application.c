@@ -397,6 +397,7 @@ start (RtpApplication *self, GError **error)
     }
 
   s->experiments = rtp_experiment_store_new (s->db);
+  rtp_experiment_store_warn_unusual_names (s->experiments);
   s->archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
                                          rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
   if (!rtp_archiver_client_is_configured (s->archiver))

@@ -202,6 +202,41 @@ rtp_pv_short_id (const char *pv_string, GError **error)
   return g_strndup (pv_string, (gsize) (colon - pv_string));
 }
 
+/**
+ * rtp_pv_name_is_epics:
+ *
+ * Returns: whether @name is an EPICS record name (letters, digits and `_ - + : [ ] < > ;`),
+ *   optionally followed by `.FIELD` (letters, digits, `_`)
+ */
+gboolean
+rtp_pv_name_is_epics (const char *name)
+{
+  const char *p = name;
+
+  for (; *p != '\0' && *p != '.'; p++)
+    if (!g_ascii_isalnum (*p) && strchr ("_-+:[]<>;", *p) == NULL)
+      return FALSE;
+  if (p == name)
+    return FALSE;
+  if (*p == '.')
+    {
+      if (p[1] == '\0')
+        return FALSE;
+      for (p++; *p != '\0'; p++)
+        if (!g_ascii_isalnum (*p) && *p != '_')
+          return FALSE;
+    }
+  return TRUE;
+}
+
+/* No MQTT topic may be built from a name holding a wildcard (`+`, `#`) or a level separator:
+ * the broker drops a connection that publishes to one, and `A/B:x` would be PV `A:B:x`'s topic. */
+gboolean
+rtp_pv_name_is_mqtt_safe (const char *name)
+{
+  return strpbrk (name, "+#/") == NULL;
+}
+
 static gboolean
 validate_pv_string (const char *pv_string, GError **error)
 {
@@ -210,7 +245,24 @@ validate_pv_string (const char *pv_string, GError **error)
   if (!rtp_validate_text ("pv_string", pv_string, 100, error))
     return FALSE;
   short_id = rtp_pv_short_id (pv_string, error);
-  return short_id != NULL;
+  if (short_id == NULL)
+    return FALSE;
+  if (!rtp_pv_name_is_epics (pv_string))
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _("pv_string: The pv_string (%s) contains characters that EPICS PV names do not allow."), pv_string);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+publish_refused (const char *pv_string, GError **error)
+{
+  g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+               _("available_for_mqtt_publish: The process variable (%s) cannot be published: its name holds '+', a wildcard in MQTT topics."),
+               pv_string);
+  return FALSE;
 }
 
 static RtpProcessVariable *
@@ -670,6 +722,8 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GE
   pv_string = json_node_get_string (pv_node);
   if (!validate_pv_string (pv_string, error))
     return NULL;
+  if (publish != NULL && json_node_get_boolean (publish) && !rtp_pv_name_is_mqtt_safe (pv_string))
+    return publish_refused (pv_string, error), NULL;
   f.set_name = name != NULL;
   f.name = name != NULL && !JSON_NODE_HOLDS_NULL (name) ? json_node_get_string (name) : NULL;
   if (f.name != NULL && !rtp_validate_text ("human_readable_name", f.name, 100, error))
@@ -786,8 +840,15 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
     }
   if (publish != NULL)
     {
+      g_autoptr (GError) e = NULL;
+      const char *target = rename_node != NULL ? json_node_get_string (rename_node) : pv_string;
       if (!json_is_bool (publish))
         g_ptr_array_add (field_errors, g_strdup (_("available_for_mqtt_publish: Value must be either true or false.")));
+      else if (json_node_get_boolean (publish) && !rtp_pv_name_is_mqtt_safe (target))
+        {
+          publish_refused (target, &e);
+          g_ptr_array_add (field_errors, g_strdup (e->message));
+        }
       else
         {
           f.set_publish = TRUE;
@@ -822,8 +883,16 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
   new_name = pv_string;
   if (rename_node != NULL && !g_str_equal (json_node_get_string (rename_node), pv_string))
     {
+      gboolean publishable = f.set_publish ? f.publish : existing->available_for_mqtt_publish;
       new_name = json_node_get_string (rename_node);
-      if (!validate_pv_string (new_name, error) || !rename_pv (self, pv_string, new_name, error))
+      if (!validate_pv_string (new_name, error))
+        goto fail;
+      if (publishable && !rtp_pv_name_is_mqtt_safe (new_name))
+        {
+          publish_refused (new_name, error);
+          goto fail;
+        }
+      if (!rename_pv (self, pv_string, new_name, error))
         goto fail;
     }
   if (!rtp_database_commit (self->db, error))
@@ -867,6 +936,21 @@ rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
 fail:
   rtp_database_rollback (self->db);
   return NULL;
+}
+
+void
+rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, &error, "SELECT pv_string FROM process_variables", NULL);
+
+  for (guint i = 0; m != NULL && i < rtp_db_rows (m); i++)
+    {
+      const char *pv = rtp_db_str (m, i, 0);
+      if (!rtp_pv_name_is_epics (pv) || !rtp_pv_name_is_mqtt_safe (pv))
+        g_warning ("the process variable '%s' has a name that EPICS or MQTT does not allow; it can be charted but "
+                   "never published, and new PVs cannot be named like it", pv);
+    }
 }
 
 /* ---- export / import ---------------------------------------------------------------- */
@@ -997,7 +1081,8 @@ import_pv_line (RtpExperimentStore *self, RtpConfigLine *line, gboolean set_expe
   gboolean exists = FALSE;
   g_autofree char *short_id = NULL;
 
-  if (line->malformed || pv_string == NULL || !validate_pv_string (pv_string, NULL) || !fields_from_line (line, &f))
+  if (line->malformed || pv_string == NULL || !validate_pv_string (pv_string, NULL) || !fields_from_line (line, &f) ||
+      (f.set_publish && f.publish && !rtp_pv_name_is_mqtt_safe (pv_string)))
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "invalid line");
       return FALSE;

@@ -89,10 +89,15 @@ rtp_setpoints_value_text (JsonNode *value)
     }
 }
 
+/* NULL when no topic may be built from @pv_string (an MQTT wildcard or level separator). */
 char *
 rtp_setpoints_topic (RtpSetpoints *self, const char *pv_string)
 {
-  g_autofree char *path = g_strdelimit (g_strdup (pv_string), ":", '/');
+  g_autofree char *path = NULL;
+
+  if (!rtp_pv_name_is_mqtt_safe (pv_string))
+    return NULL;
+  path = g_strdelimit (g_strdup (pv_string), ":", '/');
   return g_strconcat (self->prefix, "/", path, NULL);
 }
 
@@ -184,12 +189,19 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
                                _("The requested process variable does not accept user-set values."));
       return;
     }
+  topic = rtp_setpoints_topic (self, pv_string);
+  if (topic == NULL)
+    {
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_CONFLICT,
+                               _("The process variable (%s) cannot be published: MQTT topics cannot carry the '+', '#' or '/' of its name."),
+                               pv_string);
+      return;
+    }
   d = g_new0 (SetData, 1);
   d->actor = g_strdup (actor);
   d->pv = g_strdup (pv_string);
   d->value = g_strdup (value_text);
   g_task_set_task_data (task, d, (GDestroyNotify) set_data_free);
-  topic = rtp_setpoints_topic (self, pv_string);
   rtp_mqtt_publisher_publish_async (self->mqtt, topic, value_text, strlen (value_text), 1, cancellable, published,
                                     g_object_ref (task));
 }

@@ -188,6 +188,77 @@ class BodyLimits(ServerTestCase):
         self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
 
 
+class PvNames(ServerTestCase):
+    EPICS = "pv_string: The pv_string ({}) contains characters that EPICS PV names do not allow."
+
+    def test_names_follow_epics(self):
+        for bad in ["Test:a#b", "Test:A/B", "Test:a b", "Test:Zürich", "Test:x.", "Test:x.VAL.X", "Test:x\u200b",
+                    "Test:x=1", "Test:\tx"]:
+            with self.subTest(bad=bad):
+                r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": bad})
+                self.assertError(r, 400, self.EPICS.format(bad) if "\t" not in bad else
+                                 "pv_string: The value must not contain control characters.")
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), [(0,)])
+        for good in ["Test:M1:Fan_2", "Test:a-b+c[1]<2>;3", "Test:Fan.VAL", "Test:Fan.DESC"]:
+            self.assertEqual(self.s.request("POST", "/experiments/pvs", token=self.admin,
+                                            json_body={"pv_string": good}).status, 200, good)
+        # a rename is held to the same rule, an import line too
+        r = self.s.request("PUT", "/experiments/pvs/Test:Fan.VAL", token=self.admin, json_body={"pv_string": "Test:A/B:x"})
+        self.assertError(r, 400, self.EPICS.format("Test:A/B:x"))
+        r = self.s.request("POST", "/file/import", token=self.admin,
+                           body="[PROCESS_VARIABLE];pv_string=Imp:a#b\n[PROCESS_VARIABLE];pv_string=Imp:ok\n"
+                                "[PROCESS_VARIABLE];pv_string=Imp:c+d;available_for_mqtt_publish=True\n")
+        self.assertEqual(len(r.json["errors"]), 2, r)
+        self.assertEqual(self.s.db("SELECT pv_string FROM process_variables WHERE pv_string LIKE 'Imp:%'"), [("Imp:ok",)])
+
+    def test_a_plus_may_be_charted_but_never_published(self):
+        r = self.s.request("POST", "/experiments/pvs", token=self.admin,
+                           json_body={"pv_string": "Test:+", "available_for_mqtt_publish": True})
+        self.assertError(r, 400, "available_for_mqtt_publish: The process variable (Test:+) cannot be published: "
+                                 "its name holds '+', a wildcard in MQTT topics.")
+        self.assertEqual(self.s.request("POST", "/experiments/pvs", token=self.admin,
+                                        json_body={"pv_string": "Test:+"}).status, 200)
+        r = self.s.request("PUT", "/experiments/pvs/Test:+", token=self.admin, json_body={"available_for_mqtt_publish": True})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["errors"], ["available_for_mqtt_publish: The process variable (Test:+) cannot be "
+                                            "published: its name holds '+', a wildcard in MQTT topics."])
+        self.assertFalse(r.json["process_variable"]["available_for_mqtt_publish"])
+        # a publishable PV cannot be renamed to such a name
+        self.s.request("POST", "/experiments/pvs", token=self.admin,
+                       json_body={"pv_string": "Test:pub", "available_for_mqtt_publish": True})
+        r = self.s.request("PUT", "/experiments/pvs/Test:pub", token=self.admin, json_body={"pv_string": "Test:pub+"})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(self.s.request("GET", "/experiments/pvs/Test:pub", token=self.admin).status, 200)
+
+    def test_rows_with_unsafe_names_are_warned_of_and_never_published(self):
+        from rtplib import Mosquitto, Subscriber
+        broker = Mosquitto().start()
+        self.addCleanup(broker.cleanup)
+        self.s.stop()
+        self.s.extra_env = {"MQTT_SERVER_URL": f"127.0.0.1:{broker.port}"}
+        self.s.db("INSERT INTO experiments (short_id) VALUES ('Old')")
+        for pv in ["Old:A/B", "Old:c+d", "Old:e#"]:
+            self.s.db("INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
+                      "VALUES (?, 'Old', ?)", (pv, True))
+        self.s.start()
+        for pv in ["Old:A/B", "Old:c+d", "Old:e#"]:
+            self.assertIn(f"the process variable '{pv}' has a name that EPICS or MQTT does not allow", self.s.stderr())
+        self.s.request("PUT", "/experiments/Old", token=self.admin, json_body={"users_to_add": ["0"]})
+        sub = Subscriber(broker.port)
+        self.addCleanup(sub.close)
+        for pv in ["Old:A/B", "Old:c+d", "Old:e#"]:
+            r = self.s.request("PUT", "/publish/" + pv.replace("/", "%2F").replace("#", "%23"), token=self.admin,
+                               json_body={"value": 1})
+            self.assertError(r, 409, f"The process variable ({pv}) cannot be published: MQTT topics cannot carry the "
+                                     "'+', '#' or '/' of its name.")
+        sub.expect_nothing(1)
+        # the server's one connection is still there for everyone else
+        self.s.request("POST", "/experiments/pvs", token=self.admin,
+                       json_body={"pv_string": "Old:ok", "available_for_mqtt_publish": True})
+        self.assertEqual(self.s.request("PUT", "/publish/Old:ok", token=self.admin, json_body={"value": 2}).status, 200)
+        self.assertEqual(sub.get()[:2], ("rtp/Old/ok", "2"))
+
+
 def parallel(n, fn, workers=50):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(workers) as pool:
