@@ -400,6 +400,10 @@ start (RtpApplication *self, GError **error)
   rtp_experiment_store_warn_unusual_names (s->experiments);
   s->archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
                                          rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
+  s->monitor_archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
+                                                 rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
+  rtp_archiver_client_set_max_bytes (s->archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
+  rtp_archiver_client_set_max_bytes (s->monitor_archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
   if (!rtp_archiver_client_is_configured (s->archiver))
     g_message ("ARCHIVER_URL is not set: /data answers 502");
   {
@@ -445,7 +449,7 @@ start (RtpApplication *self, GError **error)
   {
     g_autofree char *smtp_password = rtp_secrets_lookup (self->secrets, "RTP_SMTP_PASSWORD");
     RtpAlertSettings alerts = {
-      .archiver = s->archiver,
+      .archiver = s->monitor_archiver,
       .value_topic_prefix = rtp_config_get_string (config, "RTP_MQTT_VALUE_TOPIC_PREFIX"),
       .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
       .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
@@ -520,6 +524,7 @@ rtp_application_shutdown (GApplication *app)
     rtp_mqtt_publisher_stop (s->mqtt);
   g_clear_object (&s->setpoints);
   g_clear_object (&s->archiver);
+  g_clear_object (&s->monitor_archiver);
   g_clear_object (&s->monitor);
   g_clear_object (&s->mqtt);
   g_clear_object (&s->experiments);

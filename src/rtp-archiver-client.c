@@ -24,6 +24,7 @@ struct _RtpArchiverClient {
 
   char *base_url;       /* (owned) (nullable) without trailing '/' */
   double timeout_s;
+  guint64 max_bytes;    /* decoded bytes one answer may have (a gzip answer counts decoded) */
   CURLM *multi;
   guint timer_id;
   GHashTable *sources;  /* fd → GSource id */
@@ -43,6 +44,11 @@ struct _RtpArchiverTransfer {
   gpointer sample_data;
   GError *parse_error;       /* (owned) (nullable) */
   GString *error_body;       /* (owned) start of a non-200 answer, for the log */
+  char *pv;                  /* (owned) (nullable) the PV asked for, for messages */
+  guint64 received;          /* decoded bytes so far */
+  gboolean too_large;
+  gboolean answered;         /* the answer's headers arrived */
+  guint deadline_id;         /* no answer within the timeout: also for transfers queued for a free connection */
   gboolean want_pause;
   gboolean is_paused;
   gulong cancel_id;
@@ -63,8 +69,10 @@ transfer_free (RtpArchiverTransfer *t)
     }
   if (t->cancel_id != 0)
     g_cancellable_disconnect (g_task_get_cancellable (t->task), t->cancel_id);
+  g_clear_handle_id (&t->deadline_id, g_source_remove);
   g_clear_object (&t->task);
   g_free (t->url);
+  g_free (t->pv);
   g_clear_pointer (&t->parser, rtp_archiver_parser_free);
   g_clear_error (&t->parse_error);
   g_string_free (t->error_body, TRUE);
@@ -169,6 +177,12 @@ write_cb (char *data, size_t size, size_t nmemb, void *userp)
       t->is_paused = TRUE;
       return CURL_WRITEFUNC_PAUSE;
     }
+  t->received += len;
+  if (t->received > t->client->max_bytes)
+    {
+      t->too_large = TRUE;
+      return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
   if (response_code (t) != 200 || t->kind == KIND_METADATA)
     {
       if (t->error_body->len < MAX_ERROR_BODY)
@@ -189,6 +203,14 @@ complete (RtpArchiverTransfer *t, CURLcode result)
   g_hash_table_steal (t->client->transfers, t);
   if (g_task_return_error_if_cancelled (task))
     goto out;
+  if (t->too_large)
+    {
+      g_warning ("%s: the answer is larger than RTP_ARCHIVER_MAX_BYTES (%" G_GUINT64_FORMAT " bytes)", t->url,
+                 t->client->max_bytes);
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, _("The archiver's answer for %s is too large."),
+                               t->pv != NULL ? t->pv : t->url);
+      goto out;
+    }
   if (t->parse_error != NULL)
     {
       g_warning ("%s: %s", t->url, t->parse_error->message);
@@ -265,6 +287,34 @@ on_cancelled (GCancellable *cancellable, gpointer user_data)
   g_object_unref (task);
 }
 
+static size_t
+header_cb (char *data, size_t size, size_t nmemb, void *userp)
+{
+  RtpArchiverTransfer *t = userp;
+  t->answered = TRUE;
+  return size * nmemb;
+}
+
+/* curl's own timeouts do not reach a transfer that waits for one of the MAX_CONNECTIONS, and a
+ * streaming transfer has only a stall limit: an answer must at least begin within the timeout. */
+static gboolean
+deadline_passed (gpointer user_data)
+{
+  RtpArchiverTransfer *t = user_data;
+  GTask *task;
+
+  t->deadline_id = 0;
+  if (t->answered)
+    return G_SOURCE_REMOVE;
+  g_warning ("archiver request %s: no answer within %.0f s (all %d connections busy, or the archiver is slow)", t->url,
+             t->client->timeout_s, MAX_CONNECTIONS);
+  task = g_object_ref (t->task);
+  g_hash_table_remove (t->client->transfers, t);
+  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _("Could not get process variable data from archiver."));
+  g_object_unref (task);
+  return G_SOURCE_REMOVE;
+}
+
 static RtpArchiverTransfer *
 start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, GTask *task)
 {
@@ -281,6 +331,8 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
   curl_easy_setopt (t->easy, CURLOPT_PRIVATE, t);
   curl_easy_setopt (t->easy, CURLOPT_WRITEFUNCTION, write_cb);
   curl_easy_setopt (t->easy, CURLOPT_WRITEDATA, t);
+  curl_easy_setopt (t->easy, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt (t->easy, CURLOPT_HEADERDATA, t);
   curl_easy_setopt (t->easy, CURLOPT_ERRORBUFFER, t->error_buf);
   curl_easy_setopt (t->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (t->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
@@ -298,6 +350,7 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
   g_hash_table_add (self->transfers, t);
   if (g_task_get_cancellable (task) != NULL)
     t->cancel_id = g_cancellable_connect (g_task_get_cancellable (task), G_CALLBACK (on_cancelled), t, NULL);
+  t->deadline_id = g_timeout_add ((guint) MAX (1, timeout_ms), deadline_passed, t);
   curl_multi_add_handle (self->multi, t->easy);
   g_idle_add_full (G_PRIORITY_DEFAULT, kick, g_object_ref (self), g_object_unref);
   return t;
@@ -377,6 +430,7 @@ rtp_archiver_client_new (const char *base_url, double timeout_s)
         self->base_url[strlen (self->base_url) - 1] = '\0';
     }
   self->timeout_s = timeout_s > 0 ? timeout_s : 10;
+  self->max_bytes = G_MAXUINT64;
   self->multi = curl_multi_init ();
   curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
@@ -384,6 +438,12 @@ rtp_archiver_client_new (const char *base_url, double timeout_s)
   curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
   curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) MAX_CONNECTIONS);
   return self;
+}
+
+void
+rtp_archiver_client_set_max_bytes (RtpArchiverClient *self, guint64 max_bytes)
+{
+  self->max_bytes = max_bytes;
 }
 
 gboolean
@@ -399,6 +459,18 @@ not_configured (GTask *task)
     return FALSE;
   g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _("Could not get process variable data from archiver."));
   return TRUE;
+}
+
+/* The PV of an expression such as optimized_500(X:Y). */
+static char *
+operand (const char *expr)
+{
+  const char *open = strchr (expr, '(');
+  gsize len = strlen (expr);
+
+  if (open != NULL && len > 0 && expr[len - 1] == ')')
+    return g_strndup (open + 1, (gsize) (expr + len - 1 - open - 1));
+  return g_strdup (expr);
 }
 
 RtpArchiverTransfer *
@@ -426,6 +498,7 @@ rtp_archiver_client_fetch_async (RtpArchiverClient *self, const char *pv_expr, g
   to_enc = g_uri_escape_string (to, NULL, FALSE);
   url = g_strdup_printf ("%s/retrieval/data/getData.json?pv=%s&from=%s&to=%s", self->base_url, pv_enc, from_enc, to_enc);
   t = start (self, KIND_DATA, url, streaming, task);
+  t->pv = operand (pv_expr);
   t->parser = rtp_archiver_parser_new (bins, on_sample, sample_data);
   return t;
 }

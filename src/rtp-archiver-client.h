@@ -14,6 +14,8 @@ typedef struct _RtpArchiverTransfer RtpArchiverTransfer;
 
 RtpArchiverClient *rtp_archiver_client_new (const char *base_url, double timeout_s);
 gboolean           rtp_archiver_client_is_configured (RtpArchiverClient *self);
+/* Decoded bytes one answer may have; past it the fetch fails with RTP_ERROR_UPSTREAM. */
+void               rtp_archiver_client_set_max_bytes (RtpArchiverClient *self, guint64 max_bytes);
 
 /**
  * rtp_archiver_client_fetch_async:

@@ -60,6 +60,8 @@ struct _RtpRequest {
   RtpDrainFunc drained;
   gpointer drained_data;
   gulong wrote_id;
+  gint64 progress_us;      /* when the client last took streamed bytes (or the stream began) */
+  guint stall_id;          /* checks that a streamed answer's client keeps reading */
 };
 
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
@@ -466,8 +468,28 @@ wrote_body_data (SoupServerMessage *msg, guint chunk_size, gpointer user_data)
   RtpRequest *request = user_data;
 
   request->queued -= MIN (request->queued, chunk_size);
+  request->progress_us = g_get_monotonic_time ();
   if (request->drained != NULL)
     request->drained (request->queued, request->drained_data);
+}
+
+static void stream_stop (RtpRequest *request);
+
+/* A client that takes no bytes of a streamed answer for the client timeout is dropped: it would
+ * hold the archiver transfer (and one of its connections) paused for ever. */
+static gboolean
+stream_stalled (gpointer user_data)
+{
+  RtpRequest *request = user_data;
+  gint64 timeout_us = (gint64) request->server->client_timeout_ms * 1000;
+
+  if (request->queued == 0 || g_get_monotonic_time () - request->progress_us < timeout_us)
+    return G_SOURCE_CONTINUE;
+  g_message ("dropping %s: it took nothing of its streamed answer for %.0f s", soup_server_message_get_remote_host (request->msg),
+             request->server->client_timeout_ms / 1000.0);
+  request->stall_id = 0;
+  rtp_request_stream_abort (request);
+  return G_SOURCE_REMOVE;
 }
 
 void
@@ -489,6 +511,10 @@ rtp_request_stream_begin (RtpRequest *request, guint status, const char *content
   soup_message_body_set_accumulate (soup_server_message_get_response_body (request->msg), FALSE);
   soup_message_headers_replace (headers, "Content-Type", content_type);
   request->wrote_id = g_signal_connect (request->msg, "wrote-body-data", G_CALLBACK (wrote_body_data), request);
+  request->progress_us = g_get_monotonic_time ();
+  if (request->server->client_timeout_ms > 0)
+    request->stall_id = g_timeout_add_full (G_PRIORITY_DEFAULT, MAX (request->server->client_timeout_ms / 4, 10),
+                                            stream_stalled, rtp_request_ref (request), (GDestroyNotify) rtp_request_unref);
 }
 
 void
@@ -519,6 +545,7 @@ rtp_request_stream_queued (RtpRequest *request)
 static void
 stream_stop (RtpRequest *request)
 {
+  g_clear_handle_id (&request->stall_id, g_source_remove);
   if (request->wrote_id != 0)
     g_clear_signal_handler (&request->wrote_id, request->msg);
   request->drained = NULL;
@@ -579,6 +606,7 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
   if (!request->finished)
     {
       request->finished = TRUE;
+      g_clear_handle_id (&request->stall_id, g_source_remove);
       if (request->cancellable != NULL)
         g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;

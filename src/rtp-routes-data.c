@@ -46,7 +46,10 @@ typedef struct _Job Job;
 typedef struct {
   Job *job;
   guint index;
-  GString *out;      /* buffered mode: this PV's points, without brackets */
+  GString *waiting;  /* this PV's points while an earlier PV is still being written (without brackets) */
+  RtpArchiverTransfer *transfer;
+  gboolean done;
+  gboolean budget_paused; /* paused because the PVs waiting their turn hold WAITING_BUDGET bytes */
   guint64 points;
   guint64 binned;
   guint64 too_deep;  /* samples skipped: values nested deeper than RTP_JSON_MAX_DEPTH */
@@ -56,6 +59,8 @@ typedef struct {
 struct _Job {
   RtpServices *services;
   RtpRequest *request;       /* (owned) */
+  GCancellable *cancellable; /* (owned) cancels every transfer: the client went away, or one PV failed */
+  gulong request_cancel_id;
   GTimeZone *tz;             /* (owned) */
   RtpExperiment *experiment; /* (owned) */
   GPtrArray *pvs;            /* (owned) pv strings to return */
@@ -63,28 +68,29 @@ struct _Job {
   gint64 max_points;
   GPtrArray *warnings;       /* (owned) */
   PvFetch *fetches;          /* (owned) one per PV */
-  guint pending;
-  GError *error;             /* (owned) first failure */
-  /* streaming */
+  guint outstanding;         /* transfers not yet completed */
+  guint current;             /* the PV whose points are being written */
+  gsize waiting_bytes;       /* held in the fetches' waiting buffers */
   GString *out;              /* (owned) not yet handed to libsoup */
-  gboolean started;
-  guint current;
-  RtpArchiverTransfer *transfer;
+  gboolean started;          /* the 200 and the first bytes went out */
+  gboolean finished;         /* answered (or failed): the job only waits for its transfers now */
 };
 
 static void
 job_free (Job *job)
 {
   for (guint i = 0; i < job->pvs->len; i++)
-    if (job->fetches[i].out != NULL)
-      g_string_free (job->fetches[i].out, TRUE);
+    if (job->fetches[i].waiting != NULL)
+      g_string_free (job->fetches[i].waiting, TRUE);
   g_free (job->fetches);
+  if (job->request_cancel_id != 0)
+    g_cancellable_disconnect (rtp_request_get_cancellable (job->request), job->request_cancel_id);
+  g_object_unref (job->cancellable);
   rtp_request_unref (job->request);
   g_time_zone_unref (job->tz);
   rtp_experiment_free (job->experiment);
   g_ptr_array_unref (job->pvs);
   g_ptr_array_unref (job->warnings);
-  g_clear_error (&job->error);
   if (job->out != NULL)
     g_string_free (job->out, TRUE);
   g_free (job);
@@ -162,193 +168,187 @@ note_reduced (Job *job, guint index)
                                       (unsigned long long) f->nonfinite, pv));
 }
 
-/* FALSE when the sample is not to be written (counted for the warnings instead). */
-static gboolean
-count_sample (PvFetch *f, const RtpSample *sample)
-{
-  f->nonfinite += sample->nonfinite;
-  if (sample->too_deep)
-    {
-      f->too_deep++;
-      return FALSE;
-    }
-  return TRUE;
-}
+/* ---- the answer: every PV fetched at once, written PV after PV ----------------------------------
+ *
+ * The PV being written streams into the answer (its transfer paused while more than HIGH_WATER
+ * bytes wait for the client); the PVs after it collect their points meanwhile, up to
+ * WAITING_BUDGET bytes together, past which their transfers pause until their turn. So the
+ * fetches run in parallel and one request holds a bounded amount, whatever max_points and the
+ * window. The reply starts only once FLUSH_AT bytes are ready: an answer that fits is sent with
+ * a Content-Length, and an archiver that fails early still gets a clean 502 — only a failure deep
+ * into a long stream cuts the answer off. */
 
-/* ---- buffered (max_points > 0) ---------------------------------------------------------------- */
-
-static gboolean
-buffer_sample (const RtpSample *sample, gpointer user_data)
-{
-  PvFetch *f = user_data;
-
-  if (!count_sample (f, sample))
-    return TRUE;
-  append_sample (f->out, f->job->tz, sample, f->points == 0);
-  f->points++;
-  if (sample->binned)
-    f->binned++;
-  return TRUE;
-}
-
-static void
-finish_buffered (Job *job)
-{
-  g_autoptr (GString) body = NULL;
-  g_autoptr (GBytes) bytes = NULL;
-
-  rtp_request_enter (job->request);
-  if (job->error != NULL)
-    {
-      if (!g_error_matches (job->error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        rtp_request_respond_error (job->request, job->error);
-      goto out;
-    }
-  for (guint i = 0; i < job->pvs->len; i++)
-    note_reduced (job, i);
-  body = g_string_new (NULL);
-  append_prefix (job, body);
-  for (guint i = 0; i < job->pvs->len; i++)
-    {
-      if (i > 0)
-        g_string_append_c (body, ',');
-      append_json_string (body, g_ptr_array_index (job->pvs, i));
-      g_string_append (body, ":[");
-      g_string_append_len (body, job->fetches[i].out->str, (gssize) job->fetches[i].out->len);
-      g_string_append_c (body, ']');
-    }
-  append_suffix (job, body);
-  bytes = g_string_free_to_bytes (g_steal_pointer (&body));
-  rtp_request_respond_bytes (job->request, 200, "application/json; charset=utf-8", bytes);
-out:
-  rtp_request_leave (job->request);
-  job_free (job);
-}
-
-static void
-buffered_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  PvFetch *f = user_data;
-  Job *job = f->job;
-  GError *error = NULL;
-  gboolean found = FALSE;
-
-  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
-    {
-      if (job->error == NULL)
-        job->error = error;
-      else
-        g_error_free (error);
-    }
-  if (--job->pending == 0)
-    finish_buffered (job);
-}
-
-/* ---- streaming (max_points == 0) ---------------------------------------------------------------- */
-
-static void stream_next (Job *job);
+#define WAITING_BUDGET ((gsize) 16 * 1024 * 1024)
 
 static void
 stream_drained (gsize queued, gpointer user_data)
 {
   Job *job = user_data;
+  PvFetch *f = job->current < job->pvs->len ? &job->fetches[job->current] : NULL;
 
-  if (queued < LOW_WATER && job->transfer != NULL)
-    rtp_archiver_transfer_set_paused (job->transfer, FALSE);
+  if (queued < LOW_WATER && f != NULL && f->transfer != NULL && !f->budget_paused)
+    rtp_archiver_transfer_set_paused (f->transfer, FALSE);
 }
 
-/* The reply starts only once FLUSH_AT bytes are ready (or all is done): an archiver that
- * fails early still gets a clean 502, only a failure deep into a long stream cuts it off. */
 static void
 stream_flush (Job *job)
 {
+  PvFetch *f = job->current < job->pvs->len ? &job->fetches[job->current] : NULL;
+
   if (!job->started)
     {
       job->started = TRUE;
       rtp_request_stream_begin (job->request, 200, "application/json; charset=utf-8", stream_drained, job);
     }
   rtp_request_stream_write (job->request, job->out);
-  if (rtp_request_stream_queued (job->request) > HIGH_WATER && job->transfer != NULL)
-    rtp_archiver_transfer_set_paused (job->transfer, TRUE);
+  if (rtp_request_stream_queued (job->request) > HIGH_WATER && f != NULL && f->transfer != NULL)
+    rtp_archiver_transfer_set_paused (f->transfer, TRUE);
 }
 
 static void
-stream_open_pv (Job *job)
+open_pv (Job *job, guint index)
 {
-  if (job->current > 0)
+  if (index > 0)
     g_string_append_c (job->out, ',');
-  append_json_string (job->out, g_ptr_array_index (job->pvs, job->current));
+  append_json_string (job->out, g_ptr_array_index (job->pvs, index));
   g_string_append (job->out, ":[");
 }
 
 static gboolean
-stream_sample (const RtpSample *sample, gpointer user_data)
+on_sample (const RtpSample *sample, gpointer user_data)
 {
   PvFetch *f = user_data;
   Job *job = f->job;
+  GString *out;
+  gsize before;
 
-  if (!count_sample (f, sample))
+  f->nonfinite += sample->nonfinite;
+  if (sample->too_deep)
+    {
+      f->too_deep++;
+      return TRUE;
+    }
+  if (job->finished)
     return TRUE;
-  append_sample (job->out, job->tz, sample, f->points == 0);
+  out = f->index == job->current ? job->out : f->waiting;
+  before = out->len;
+  append_sample (out, job->tz, sample, f->points == 0);
   f->points++;
   if (sample->binned)
     f->binned++;
-  if (job->out->len >= FLUSH_AT)
-    stream_flush (job);
+  if (f->index == job->current)
+    {
+      if (job->out->len >= FLUSH_AT)
+        stream_flush (job);
+    }
+  else if ((job->waiting_bytes += out->len - before) > WAITING_BUDGET && !f->budget_paused)
+    {
+      f->budget_paused = TRUE;
+      rtp_archiver_transfer_set_paused (f->transfer, TRUE);
+    }
   return TRUE;
 }
 
 static void
-stream_done (GObject *source, GAsyncResult *result, gpointer user_data)
+fail (Job *job, const GError *error)
+{
+  job->finished = TRUE;
+  g_cancellable_cancel (job->cancellable);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return; /* the client went away */
+  if (!job->started)
+    rtp_request_respond_error (job->request, error);
+  else
+    {
+      g_warning ("the archiver failed while %s was streamed; the answer is cut off",
+                 (const char *) g_ptr_array_index (job->pvs, job->current));
+      rtp_request_stream_abort (job->request);
+    }
+}
+
+/* Closes the PVs that are complete, in order, and hands the next one the pen. */
+static void
+advance (Job *job)
+{
+  while (job->current < job->pvs->len && job->fetches[job->current].done)
+    {
+      g_string_append_c (job->out, ']');
+      note_reduced (job, job->current);
+      job->current++;
+      if (job->current == job->pvs->len)
+        break;
+      {
+        PvFetch *next = &job->fetches[job->current];
+        open_pv (job, job->current);
+        g_string_append_len (job->out, next->waiting->str, (gssize) next->waiting->len);
+        job->waiting_bytes -= MIN (job->waiting_bytes, next->waiting->len);
+        g_string_free (next->waiting, TRUE);
+        next->waiting = NULL;
+        if (next->budget_paused && next->transfer != NULL)
+          {
+            next->budget_paused = FALSE;
+            rtp_archiver_transfer_set_paused (next->transfer, FALSE);
+          }
+        if (job->out->len >= FLUSH_AT)
+          stream_flush (job);
+      }
+    }
+  if (job->current < job->pvs->len)
+    return;
+  job->finished = TRUE;
+  append_suffix (job, job->out);
+  if (job->started)
+    {
+      stream_flush (job);
+      rtp_request_stream_end (job->request);
+    }
+  else
+    {
+      gsize len = job->out->len;
+      g_autoptr (GBytes) bytes = g_bytes_new_take (g_string_free (g_steal_pointer (&job->out), FALSE), len);
+      rtp_request_respond_bytes (job->request, 200, "application/json; charset=utf-8", bytes);
+    }
+}
+
+static void
+fetch_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   PvFetch *f = user_data;
   Job *job = f->job;
   g_autoptr (GError) error = NULL;
   gboolean found = FALSE;
 
-  job->transfer = NULL;
+  f->transfer = NULL;
+  f->done = TRUE;
   rtp_request_enter (job->request);
   if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
     {
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        ; /* the client went away */
-      else if (!job->started)
-        rtp_request_respond_error (job->request, error);
-      else
-        {
-          g_warning ("the archiver failed while %s was streamed; the answer is cut off",
-                     (const char *) g_ptr_array_index (job->pvs, job->current));
-          rtp_request_stream_abort (job->request);
-        }
-      rtp_request_leave (job->request);
-      job_free (job);
-      return;
+      if (!job->finished)
+        fail (job, error);
     }
-  g_string_append_c (job->out, ']');
-  note_reduced (job, job->current);
-  job->current++;
-  if (job->current < job->pvs->len)
-    {
-      stream_open_pv (job);
-      rtp_request_leave (job->request);
-      stream_next (job);
-      return;
-    }
-  append_suffix (job, job->out);
-  stream_flush (job);
-  rtp_request_stream_end (job->request);
+  else if (!job->finished)
+    advance (job);
   rtp_request_leave (job->request);
-  job_free (job);
+  if (--job->outstanding == 0)
+    job_free (job);
 }
 
-static void
-stream_next (Job *job)
+static gboolean
+cancel_later (gpointer user_data)
 {
-  PvFetch *f = &job->fetches[job->current];
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_REMOVE;
+}
 
-  job->transfer = rtp_archiver_client_fetch_async (
-      job->services->archiver, g_ptr_array_index (job->pvs, job->current), job->from_us, job->to_us, FALSE, TRUE,
-      stream_sample, f, rtp_request_get_cancellable (job->request), stream_done, f);
+/* The client went away. The transfers are cancelled from an idle: cancelling them here could end
+ * the job, whose disconnection from the request's cancellable would then wait for this very
+ * handler to return. */
+static void
+request_gone (GCancellable *cancellable, gpointer user_data)
+{
+  Job *job = user_data;
+  job->finished = TRUE;
+  g_idle_add_full (G_PRIORITY_DEFAULT, cancel_later, g_object_ref (job->cancellable), g_object_unref);
 }
 
 /* ---- the request ---------------------------------------------------------------- */
@@ -428,6 +428,13 @@ get_data (RtpRequest *request, gpointer user_data)
           return;
         }
       max_points = json_node_get_int (mp);
+      if (max_points > rtp_config_get_int (services->config, "RTP_MAX_POINTS_LIMIT"))
+        {
+          g_autofree char *message = g_strdup_printf (_("max_points: Value must be at most %lld."),
+                                                      (long long) rtp_config_get_int (services->config, "RTP_MAX_POINTS_LIMIT"));
+          rtp_request_respond_error_message (request, 400, message);
+          return;
+        }
     }
   if (!have_until)
     until = g_get_real_time ();
@@ -464,11 +471,8 @@ get_data (RtpRequest *request, gpointer user_data)
         g_ptr_array_add (job->pvs, g_strdup (pv));
     }
   job->fetches = g_new0 (PvFetch, MAX (job->pvs->len, 1));
-  for (guint i = 0; i < job->pvs->len; i++)
-    {
-      job->fetches[i].job = job;
-      job->fetches[i].index = i;
-    }
+  job->cancellable = g_cancellable_new ();
+  job->out = g_string_sized_new (FLUSH_AT * 2);
 
   if (!rtp_archiver_client_is_configured (services->archiver))
     {
@@ -479,29 +483,30 @@ get_data (RtpRequest *request, gpointer user_data)
       return;
     }
   rtp_request_pause (request);
+  append_prefix (job, job->out);
   if (job->pvs->len == 0)
     {
       /* an experiment always has PVs; answer the empty shape all the same */
-      finish_buffered (job);
+      job->outstanding = 1;
+      advance (job);
+      job_free (job);
       return;
     }
-  if (max_points == 0)
-    {
-      job->out = g_string_sized_new (FLUSH_AT * 2);
-      append_prefix (job, job->out);
-      stream_open_pv (job);
-      stream_next (job);
-      return;
-    }
-  job->pending = job->pvs->len;
+  open_pv (job, 0);
+  job->request_cancel_id = g_cancellable_connect (rtp_request_get_cancellable (request), G_CALLBACK (request_gone), job, NULL);
+  job->outstanding = job->pvs->len;
   for (guint i = 0; i < job->pvs->len; i++)
     {
-      g_autofree char *expr = g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", max_points,
-                                               (const char *) g_ptr_array_index (job->pvs, i));
-      job->fetches[i].out = g_string_new (NULL);
-      rtp_archiver_client_fetch_async (services->archiver, expr, since, until, TRUE, FALSE, buffer_sample,
-                                       &job->fetches[i], rtp_request_get_cancellable (request), buffered_done,
-                                       &job->fetches[i]);
+      const char *pv = g_ptr_array_index (job->pvs, i);
+      g_autofree char *expr = max_points > 0 ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", max_points, pv)
+                                             : g_strdup (pv);
+      PvFetch *f = &job->fetches[i];
+      f->job = job;
+      f->index = i;
+      f->waiting = i > 0 ? g_string_new (NULL) : NULL;
+      /* streaming: a transfer waiting its turn or for a slow client has no total time limit, only a stall limit */
+      f->transfer = rtp_archiver_client_fetch_async (services->archiver, expr, since, until, max_points > 0, TRUE,
+                                                     on_sample, f, job->cancellable, fetch_done, f);
     }
 }
 

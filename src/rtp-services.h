@@ -22,6 +22,7 @@ typedef struct {
   RtpThresholdMonitor *monitor;
   RtpSetpoints *setpoints;
   RtpArchiverClient *archiver;
+  RtpArchiverClient *monitor_archiver; /* the monitor's own connections: its polls never wait behind /data */
   RtpHttpServer *http;
 } RtpServices;
 

@@ -13,7 +13,8 @@ when the window holds at most N and otherwise with about N bins whose val is
 Data is deterministic and set up by the test through control endpoints:
   POST /control/pv    {"name", "start", "period", "count", "kind": "ramp"|"sine"|"string"|"waveform"|"nan"}
                       or {"name", "samples": [[secs, nanos, val], …]} (val {"raw": TEXT} is written as TEXT)
-  POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown", "delay": s}
+  POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown"|"gzip", "delay": s}
+                      (gzip: answers with Content-Encoding: gzip, as an appliance behind a compressing proxy)
   POST /control/release   lets held answers go
   GET  /control/requests  the request paths seen so far
 """
@@ -211,26 +212,47 @@ class Handler(BaseHTTPRequestHandler):
             samples = ((s, n, v[0]) for s, n, v in bins(source, t0, t0 + nb * arg, nb))
         else:
             samples = source.samples(t0, t1)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(f'[{{"meta": {{"name": {json.dumps(name)}, "PREC": "0"}}, "data": ['.encode())
+        out = self.wfile
+        if mode == "gzip":
+            import gzip
+            import io
+            out = io.BytesIO()
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+        self.write_samples(out, name, samples)
+        if mode == "gzip":
+            data = gzip.compress(out.getvalue(), 9)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    def write_samples(self, out, name, samples):
+        out.write(f'[{{"meta": {{"name": {json.dumps(name)}, "PREC": "0"}}, "data": ['.encode())
         first = True
         buf = []
         for s, n, v in samples:
             buf.append(sample_json(s, n, v))
             if len(buf) >= CHUNK:
-                self.wfile.write(((", " if not first else "") + ", ".join(buf)).encode())
+                out.write(((", " if not first else "") + ", ".join(buf)).encode())
                 first = False
                 buf = []
         if buf:
-            self.wfile.write(((", " if not first else "") + ", ".join(buf)).encode())
-        self.wfile.write(b"] }]")
+            out.write(((", " if not first else "") + ", ".join(buf)).encode())
+        out.write(b"] }]")
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # socketserver's default of 5 drops simultaneous connects (a 1 s SYN retry)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)  # a client that went away is no error
 
 
 def main():

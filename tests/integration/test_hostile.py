@@ -353,6 +353,34 @@ class ArchiverValues(ServerTestCase):
                     f"2 numbers of {PV} were not finite (infinite or not a number) and are given as null."])
         self.assertIn("nested deeper than 64 levels", self.s.stderr())
 
+    def test_max_points_is_bounded(self):
+        r = self.s.request("POST", "/data/Test", token=self.admin, json_body={"max_points": 1000000000})
+        self.assertError(r, 400, "max_points: Value must be at most 100000.")
+        self.assertEqual(self.fx.requests(), [])  # nothing fetched
+        self.assertEqual(self.s.request("POST", "/data/Test", token=self.admin, json_body={"max_points": 100000}).status, 200)
+
+    def test_an_answer_larger_than_the_limit_is_refused(self):
+        self.s.stop()
+        self.s.extra_env = dict(self.server_env, RTP_ARCHIVER_MAX_BYTES="2000000")
+        self.s.start()
+        t0 = 1640995200
+        # one value of 3 MB (0.01 MB gzipped): nothing of the answer is written before the limit
+        self.fx.pv(PV, samples=[[t0, 0, 1.0], [t0 + 1, 0, "a" * 3000000], [t0 + 2, 0, 2.0]])
+        self.fx.pv("Test:Small", samples=[[t0, 0, 1.0]])
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Small"})
+        window = {"since": "2022-01-01T00:00:00Z", "until": "2022-01-03T00:00:00Z"}
+        for mode in ["normal", "gzip"]:
+            for max_points in [0, 100]:
+                with self.subTest(mode=mode, max_points=max_points):
+                    self.fx.mode(mode)
+                    r = self.s.request("POST", "/data/Test", token=self.admin, json_body=dict(window, max_points=max_points))
+                    self.assertError(r, 502, f"The archiver's answer for {PV} is too large.")
+                    r = self.s.request("POST", "/data/Test/Test:Small", token=self.admin,
+                                       json_body=dict(window, max_points=max_points))
+                    self.assertEqual(r.json["data"]["process_variables_data"], {"Test:Small": [
+                        {"time": "2022-01-01 00:00:00+00:00", "data": 1.0}]})
+        self.assertIn("larger than RTP_ARCHIVER_MAX_BYTES", self.s.stderr())
+
     def test_the_monitor_survives_a_deep_value(self):
         import websocket
         now = int(time.time())

@@ -114,6 +114,39 @@ class Episodes(MonitorTestCase):
         self.assertIn("Ihr Bereich reicht von 0 bis 100 rpm.", mails[0].get_payload(decode=True).decode())
 
 
+class Starvation(MonitorTestCase):
+    """Sixteen clients that stop reading streamed answers held every archiver connection (paused
+    transfers are exempt from curl's stall limit): other /data requests and the monitor's polls
+    waited for ever."""
+    extra = {"RTP_CLIENT_TIMEOUT": "2", "RTP_ARCHIVER_TIMEOUT": "30"}
+
+    def test_non_reading_clients_starve_nobody(self):
+        import socket
+        self.fx.pv("Test:Big:Ramp", start=int(time.time()) - 400000, period=1, count=400000)
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
+        body = json.dumps({"max_points": 0, "since": "2000-01-01T00:00:00Z"}).encode()
+        sockets = []
+        for _ in range(16):
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(("127.0.0.1", self.s.port))
+            c.sendall(b"POST /data/Test/Test:Big:Ramp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"x-access-tokens: " + self.token.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+                      b"\r\n\r\n" + body)
+            sockets.append(c)
+            self.addCleanup(c.close)
+        deadline = time.monotonic() + 30
+        while sum("Big%3ARamp" in q for q in self.fx.requests()) < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # another user's chart and the monitor's alert go on
+        r = self.s.request("POST", f"/data/Test/{PV}", token=self.token, json_body={})
+        self.assertEqual(r.status, 200, r)
+        self.set_value(150)
+        mails = self.wait_mails(1)
+        self.assertEqual([subject(m) for m in mails], ["Threshold breached: Test:M1:Fan is 150 rpm"])
+        self.wait_log("it took nothing of its streamed answer")
+
+
 class Reminders(MonitorTestCase):
     extra = {"RTP_ALERT_RENOTIFY_S": "1", "RTP_ALERT_HYSTERESIS": "5"}
 
