@@ -248,9 +248,9 @@ test_export_import_roundtrip (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   const char *pvs[] = {
-    "{\"pv_string\":\"Lab;1:Fan=Speed\",\"human_readable_name\":\"Lüfter \\\"A\\\"; Drehzahl = schnell\",\"available_for_mqtt_publish\":true,\"default_threshold_min\":0,\"default_threshold_max\":-5}",
+    "{\"pv_string\":\"Lab;1:Fan<Speed>\",\"human_readable_name\":\"Lüfter \\\"A\\\"; Drehzahl = schnell\",\"available_for_mqtt_publish\":true,\"default_threshold_min\":0,\"default_threshold_max\":-5}",
     "{\"pv_string\":\"Lab;1:T\",\"human_readable_name\":null}",
-    "{\"pv_string\":\"Zürich:温度\",\"human_readable_name\":\"it's 'quoted'\",\"default_threshold_max\":9007199254740993}",
+    "{\"pv_string\":\"Zurich:T[1].VAL\",\"human_readable_name\":\"it's 'quoted'\",\"default_threshold_max\":9007199254740993}",
   };
   g_autofree char *exported = NULL;
   g_autofree char *again = NULL;
