@@ -6,7 +6,10 @@
  * which libsoup runs before the handshake. Values come from the threshold monitor (each
  * viewer makes its experiment's PVs watched); a heartbeat every HEARTBEAT_S seconds. libsoup
  * queues without bound behind a full socket, so a client whose socket send buffer is found
- * mostly full at MAX_FULL_SENDS sends in a row is dropped rather than buffered. */
+ * mostly full at MAX_FULL_SENDS sends in a row is dropped rather than buffered. Access is
+ * checked again whenever the database's change stamp moves (by any instance) and at least every
+ * RECHECK_S seconds: a viewer who was unassigned, deleted or whose token died is closed with
+ * 4403 (4401 when the token is no longer accepted). */
 #define G_LOG_DOMAIN "RtpRoutesLive"
 
 #include "rtp-error.h"
@@ -21,11 +24,15 @@
 
 #define HEARTBEAT_S 15
 #define MAX_FULL_SENDS 8
+#define RECHECK_S 30
+#define CLOSE_TOKEN_REFUSED 4401
+#define CLOSE_ACCESS_REVOKED 4403
 
 typedef struct {
   char *short_id;
   char *user_id;
   char *language;
+  char *token;
 } LiveAuth;
 
 static void
@@ -34,6 +41,7 @@ live_auth_free (LiveAuth *a)
   g_free (a->short_id);
   g_free (a->user_id);
   g_free (a->language);
+  g_free (a->token);
   g_free (a);
 }
 
@@ -141,6 +149,7 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   auth->short_id = g_strdup (segments[1]);
   auth->user_id = g_strdup (user->user_id);
   auth->language = g_strdup (language);
+  auth->token = g_steal_pointer (&token);
   g_object_set_data_full (G_OBJECT (msg), "rtp-live-auth", auth, (GDestroyNotify) live_auth_free);
   /* no status: libsoup goes on with the handshake */
 }
@@ -156,6 +165,11 @@ typedef struct {
   guint full_sends;
   GSocket *socket;               /* (owned) (nullable) the client's connection */
   char *user_id;
+  char *short_id;
+  char *token;                   /* (owned) checked again when the database changes */
+  guint64 checked_stamp;         /* the change stamp at the last check */
+  gint64 checked_us;
+  guint recheck_id;
 } Viewer;
 
 static void
@@ -171,9 +185,12 @@ viewer_free (Viewer *v)
         rtp_threshold_monitor_unwatch (v->services->monitor, g_ptr_array_index (v->pvs, i));
     }
   g_clear_handle_id (&v->heartbeat_id, g_source_remove);
+  g_clear_handle_id (&v->recheck_id, g_source_remove);
   g_ptr_array_unref (v->pvs);
   g_time_zone_unref (v->tz);
   g_free (v->user_id);
+  g_free (v->short_id);
+  g_free (v->token);
   g_clear_object (&v->socket);
   g_object_unref (v->conn);
   g_free (v);
@@ -208,30 +225,64 @@ send_text (Viewer *v, const char *text)
   soup_websocket_connection_send_text (v->conn, text);
 }
 
+/* @value is JSON text already checked by the monitor (a finite number, or an archiver value
+ * validated by rtp_json_normalize()): it is written as it is, never re-parsed. */
 static void
 on_value (RtpThresholdMonitor *monitor, const char *pv, gint64 time_us, const char *value, gpointer user_data)
 {
   Viewer *v = user_data;
-  g_autoptr (JsonObject) o = NULL;
-  g_autoptr (JsonNode) node = NULL;
-  g_autoptr (JsonParser) parser = NULL;
-  g_autofree char *text = NULL;
+  g_autoptr (GString) text = NULL;
+  g_autoptr (JsonNode) name = NULL;
+  g_autofree char *name_text = NULL;
   char when[64];
 
   if (!g_ptr_array_find_with_equal_func (v->pvs, pv, g_str_equal, NULL))
     return;
   rtp_time_format (v->tz, time_us / G_USEC_PER_SEC, (gint32) (time_us % G_USEC_PER_SEC) * 1000, when);
-  parser = json_parser_new ();
-  o = json_object_new ();
-  json_object_set_string_member (o, "pv", pv);
-  json_object_set_string_member (o, "time", when);
-  if (json_parser_load_from_data (parser, value, -1, NULL))
-    json_object_set_member (o, "data", json_node_copy (json_parser_get_root (parser)));
-  else
-    json_object_set_string_member (o, "data", value);
-  node = json_node_init_object (json_node_alloc (), o);
-  text = json_to_string (node, FALSE);
-  send_text (v, text);
+  name = json_node_init_string (json_node_alloc (), pv);
+  name_text = json_to_string (name, FALSE);
+  text = g_string_new ("{\"pv\":");
+  g_string_append_printf (text, "%s,\"time\":\"%s\",\"data\":%s}", name_text, when, value);
+  send_text (v, text->str);
+}
+
+/* Whether the viewer may still watch: its token accepted, the experiment there, it assigned. */
+static gboolean
+recheck (gpointer user_data)
+{
+  Viewer *v = user_data;
+  RtpServices *services = v->services;
+  guint64 stamp = rtp_database_get_change_stamp (services->db);
+  gint64 now = g_get_monotonic_time ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpUser) user = NULL;
+  gboolean assigned = FALSE;
+
+  if (stamp != 0 && stamp == v->checked_stamp && now - v->checked_us < RECHECK_S * G_USEC_PER_SEC)
+    return G_SOURCE_CONTINUE;
+  user = rtp_user_manager_verify_token (services->users, v->token, &error);
+  if (user == NULL && !g_error_matches (error, RTP_ERROR, RTP_ERROR_FORBIDDEN))
+    return G_SOURCE_CONTINUE; /* the database is away: ask again at the next tick */
+  if (user == NULL)
+    {
+      g_message ("closing the live view of %s on %s: the token is no longer accepted", v->user_id, v->short_id);
+      v->recheck_id = 0;
+      soup_websocket_connection_close (v->conn, CLOSE_TOKEN_REFUSED, "access revoked");
+      return G_SOURCE_REMOVE;
+    }
+  if (!rtp_experiment_store_is_assigned (services->experiments, user, v->short_id, &assigned, &error) &&
+      !g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+    return G_SOURCE_CONTINUE;
+  if (!assigned)
+    {
+      g_message ("closing the live view of %s on %s: access revoked", v->user_id, v->short_id);
+      v->recheck_id = 0;
+      soup_websocket_connection_close (v->conn, CLOSE_ACCESS_REVOKED, "access revoked");
+      return G_SOURCE_REMOVE;
+    }
+  v->checked_stamp = stamp;
+  v->checked_us = now;
+  return G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -272,6 +323,11 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   /* the connection's io stream is libsoup's own wrapper: the socket comes from the message */
   v->socket = soup_server_message_get_socket (msg) != NULL ? g_object_ref (soup_server_message_get_socket (msg)) : NULL;
   v->user_id = g_strdup (auth->user_id);
+  v->short_id = g_strdup (auth->short_id);
+  v->token = g_strdup (auth->token);
+  v->checked_stamp = rtp_database_get_change_stamp (services->db);
+  v->checked_us = g_get_monotonic_time ();
+  v->recheck_id = g_timeout_add_seconds (1, recheck, v);
   v->pvs = experiment != NULL ? g_ptr_array_ref (experiment->pv_strings) : g_ptr_array_new_with_free_func (g_free);
   v->tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")
               ? g_time_zone_new_identifier (rtp_config_get_string (services->config, "ARCHIVER_TIMEZONE"))

@@ -61,6 +61,34 @@ class Live(ServerTestCase):
         self.assertGreater(waves, 0)
         self.assertTrue(json.loads(good.recv()))  # and is still served
 
+    def close_code(self, ws, seconds=20):
+        """Reads until the server closes; returns (code, reason)."""
+        ws.settimeout(seconds)
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+    def test_access_is_revoked(self):
+        ws = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(ws.close)
+        self.assertEqual(json.loads(ws.recv())["pv"], PV)
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_remove": [self.user["user_id"]]})
+        self.assertEqual(self.close_code(ws), (4403, "access revoked"))
+        # a changed password ends the token: 4401
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
+        ws = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(ws.close)
+        self.s.request("PUT", f"/auth/users/{self.user['user_id']}", token=self.admin, json_body={"password": "changed!"})
+        self.assertEqual(self.close_code(ws), (4401, "access revoked"))
+        # a deleted user: 4401; a change by direct SQL (another instance) counts too
+        token = self.s.login(self.user["login_name"], "changed!")
+        ws = websocket.create_connection(self.ws_url, subprotocols=["rtp.v1", token], timeout=30)
+        self.addCleanup(ws.close)
+        self.s.db("DELETE FROM user_experiments WHERE user_id = ?", (self.user["user_id"],))
+        self.assertEqual(self.close_code(ws), (4403, "access revoked"))
+        self.assertIn("access revoked", self.s.stderr())
+
     def refused(self, url, subprotocols=None):
         with self.assertRaises(websocket.WebSocketBadStatusException) as cm:
             websocket.create_connection(url, subprotocols=subprotocols, timeout=30)
