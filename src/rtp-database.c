@@ -1096,6 +1096,27 @@ rtp_database_release (RtpDatabase *self, const char *name, GError **error)
 #define LEADER_LOCK_KEY G_GINT64_CONSTANT (0x5254505345525631) /* "RTPSERV1" */
 
 /**
+ * rtp_database_serialize:
+ * @key: which kind of change (a constant of the caller's)
+ *
+ * Called first in a transaction whose decision depends on rows another instance may change at
+ * the same moment (e.g. "is this the last admin?"): transactions that call it with the same
+ * @key run one after the other, and what this one reads next includes what the one before
+ * committed. PostgreSQL: a transaction-level advisory lock (READ COMMITTED reads each statement
+ * afresh). SQLite: the file's write lock, taken before anything is read, so that the snapshot
+ * starts after the other writer's commit.
+ */
+gboolean
+rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error)
+{
+  g_return_val_if_fail (self->in_transaction, FALSE);
+  if (self->kind == RTP_DATABASE_SQLITE)
+    return rtp_database_exec (self, error, "UPDATE settings SET name = name WHERE 1 = 0", NULL) >= 0;
+  return rtp_database_select_int (self, error, "SELECT 1 FROM (SELECT pg_advisory_xact_lock (:k)) AS l", "k",
+                                  RTP_DB_INT, key, NULL) >= 0;
+}
+
+/**
  * rtp_database_try_leadership:
  *
  * Whether this instance is the one that runs the jobs only one instance may run (the MQTT

@@ -66,6 +66,7 @@ void           rtp_database_rollback_to (RtpDatabase *self, const char *name);
 gboolean       rtp_database_release (RtpDatabase *self, const char *name, GError **error);
 
 gboolean       rtp_database_try_leadership (RtpDatabase *self);
+gboolean       rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error);
 
 /* Result access. Strings are NULL for SQL NULL. */
 guint          rtp_db_rows (GdaDataModel *model);

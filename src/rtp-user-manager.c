@@ -45,6 +45,9 @@ typedef struct {
   gint64 exp;
 } VerifiedToken;
 
+/* rtp_database_serialize()'s key for changes that may remove an admin */
+#define ADMINS_LOCK_KEY G_GINT64_CONSTANT (0x52545041444d494e) /* "RTPADMIN" */
+
 /* past this many tokens the memory starts again empty */
 #define MAX_VERIFIED_TOKENS 4096
 
@@ -1060,6 +1063,8 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
 
   if (!rtp_database_begin (self->db, error))
     return NULL;
+  if (json_object_has_member (c, "user_type") && !rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
+    goto fail;
   target = rtp_user_manager_get (self, d->user_id, error);
   if (target == NULL)
     goto fail;
@@ -1406,6 +1411,9 @@ rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **err
 
   if (!rtp_database_begin (self->db, error))
     return NULL;
+  /* "is this the last admin?" and the deletion are one step, also against another instance */
+  if (!rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
+    goto fail;
   user = rtp_user_manager_get (self, user_id, error);
   if (user == NULL)
     goto fail;

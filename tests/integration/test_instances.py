@@ -19,6 +19,54 @@ class ChangesSeenByEveryInstance:
     def pair(self):
         raise NotImplementedError
 
+    def test_two_instances_never_remove_the_last_admins_at_once(self):
+        a, b = self.pair()
+        admin = a.login("admin", a.admin_password)
+        last = "The user ({}) is the only registered admin and therefore cannot be deleted."
+        for rnd in range(20):
+            ids = {}
+            for name in (f"x{rnd}", f"y{rnd}"):
+                r = a.request("POST", "/auth/users", token=admin, json_body={
+                    "login_name": name, "first_name": "A", "last_name": "B", "user_type": "Admin"})
+                self.assertEqual(r.status, 200, r)
+                ids[name] = r.json["user"]["user_id"]
+            tokens = {}
+            for name, uid in ids.items():
+                pw = a.request("PUT", f"/auth/users/{uid}", token=admin, json_body={"password": "pw of " + name})
+                self.assertEqual(pw.status, 200, pw)
+                tokens[name] = a.login(name, "pw of " + name)
+            # only x and y are admins now
+            for uid in [u for (u,) in a.db("SELECT user_id FROM users WHERE user_type = 'Admin'") if u not in ids.values()]:
+                r = a.request("PUT", f"/auth/users/{uid}", token=tokens[f"x{rnd}"], json_body={"user_type": "User"})
+                self.assertEqual(r.status, 200, r)
+                self.assertNotIn("errors", r.json)
+            x, y = ids[f"x{rnd}"], ids[f"y{rnd}"]
+            if rnd % 2 == 0:  # each instance deletes the other admin
+                calls = [(a, "DELETE", f"/auth/users/{y}", tokens[f"x{rnd}"], None),
+                         (b, "DELETE", f"/auth/users/{x}", tokens[f"y{rnd}"], None)]
+            else:             # each instance demotes the other admin
+                calls = [(a, "PUT", f"/auth/users/{y}", tokens[f"x{rnd}"], {"user_type": "User"}),
+                         (b, "PUT", f"/auth/users/{x}", tokens[f"y{rnd}"], {"user_type": "User"})]
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(lambda c: c[0].request(c[1], c[2], token=c[3], json_body=c[4]), calls))
+            admins = a.db("SELECT COUNT(*) FROM users WHERE user_type = 'Admin'")[0][0]
+            self.assertEqual(admins, 1, (rnd, answers))
+            # exactly one change went through; the other was refused: 409 (or, for a demotion, the
+            # field error) when both were decided at once, 403 when its caller was no admin any more
+            done = [r for r in answers if r.status == 200 and "errors" not in r.json]
+            self.assertEqual(len(done), 1, answers)
+            for r in answers:
+                if r is done[0]:
+                    continue
+                if r.status == 409:
+                    self.assertIn(r.json["errors"][0], [last.format(f"x{rnd}"), last.format(f"y{rnd}")])
+                elif r.status == 200:
+                    self.assertRegex(r.json["errors"][0], "is the last registered admin in the database")
+                else:
+                    self.assertEqual(r.status, 403, r)
+            admin = a.login(*next((n, "pw of " + n) for n, uid in ids.items()
+                                  if a.db("SELECT user_type FROM users WHERE user_id = ?", (uid,)) == [("Admin",)]))
+
     def test_changes_through_one_instance_count_at_once_on_the_other(self):
         a, b = self.pair()
         admin = a.login("admin", a.admin_password)
