@@ -461,6 +461,7 @@ start (RtpApplication *self, GError **error)
         .user = rtp_config_get_string (config, "RTP_SMTP_USER"),
         .password = smtp_password != NULL ? smtp_password : rtp_config_get_string (config, "RTP_SMTP_PASSWORD"),
         .timeout_s = rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"),
+        .insecure = rtp_config_get_int (config, "RTP_SMTP_INSECURE") != 0,
       },
     };
     rtp_threshold_monitor_start_alerting (s->monitor, &alerts);

@@ -15,6 +15,7 @@ typedef struct {
   char *message;  /* headers and body, CRLF line ends */
   gsize sent;
   long timeout_ms;
+  gboolean require_tls;
 } Mail;
 
 static void
@@ -58,7 +59,9 @@ send_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   curl_easy_setopt (easy, CURLOPT_READFUNCTION, read_cb);
   curl_easy_setopt (easy, CURLOPT_READDATA, m);
   curl_easy_setopt (easy, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt (easy, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
+  /* CURLUSESSL_TRY would send AUTH in clear text to a server (or a man in the middle) that
+   * offers no STARTTLS */
+  curl_easy_setopt (easy, CURLOPT_USE_SSL, (long) (m->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
   curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, m->timeout_ms);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, errbuf);
@@ -92,6 +95,16 @@ header_text (const char *text)
   return g_strdup (text);
 }
 
+gboolean
+rtp_mailer_has_credentials (const RtpMailSettings *settings)
+{
+  g_autoptr (GUri) uri = settings->url != NULL ? g_uri_parse (settings->url, G_URI_FLAGS_NONE, NULL) : NULL;
+
+  return (settings->user != NULL && settings->user[0] != '\0') ||
+         (settings->password != NULL && settings->password[0] != '\0') ||
+         (uri != NULL && g_uri_get_userinfo (uri) != NULL);
+}
+
 void
 rtp_mailer_send_async (const RtpMailSettings *settings, const char *to, const char *subject, const char *body,
                        GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
@@ -111,6 +124,7 @@ rtp_mailer_send_async (const RtpMailSettings *settings, const char *to, const ch
   m->password = g_strdup (settings->password);
   m->to = g_strdup (to);
   m->timeout_ms = (long) (MAX (settings->timeout_s, 1) * 1000);
+  m->require_tls = rtp_mailer_has_credentials (settings) && !settings->insecure;
   m->message = g_strdup_printf ("Date: %s\r\nTo: <%s>\r\nFrom: <%s>\r\nMessage-ID: <%s@realtimeplot>\r\n"
                                 "Subject: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
                                 "Content-Transfer-Encoding: 8bit\r\n\r\n%s\r\n",

@@ -11,9 +11,14 @@ typedef struct {
   const char *user;      /* (nullable) */
   const char *password;  /* (nullable) */
   double timeout_s;
+  gboolean insecure;     /* RTP_SMTP_INSECURE: credentials may go out without TLS */
 } RtpMailSettings;
 
-/* Sends in a worker thread; STARTTLS when the server offers it. */
+/* Whether mail with these settings carries credentials (RTP_SMTP_USER or in the URL). */
+gboolean rtp_mailer_has_credentials (const RtpMailSettings *settings);
+
+/* Sends in a worker thread. With credentials over smtp:// STARTTLS is required (the mail fails
+ * rather than sending AUTH in clear text) unless @insecure; without, it is used when offered. */
 void     rtp_mailer_send_async (const RtpMailSettings *settings, const char *to, const char *subject, const char *body,
                                 GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
 gboolean rtp_mailer_send_finish (GAsyncResult *result, GError **error);

@@ -1112,6 +1112,14 @@ rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertS
   self->mail.user = g_strdup (s->mail.user);
   self->mail.password = g_strdup (s->mail.password);
   self->mail.timeout_s = s->mail.timeout_s;
+  self->mail.insecure = s->mail.insecure;
+  if (self->alerting && rtp_mailer_has_credentials (&self->mail) && g_str_has_prefix (self->mail.url, "smtp://"))
+    {
+      if (self->mail.insecure)
+        g_warning ("RTP_SMTP_INSECURE=1: the SMTP credentials go out in plain text when the server offers no STARTTLS");
+      else
+        g_message ("SMTP with credentials over smtp://: STARTTLS is required (RTP_SMTP_INSECURE=1 allows plain text)");
+    }
   self->renotify_us = s->renotify_s * G_USEC_PER_SEC;
   self->hysteresis = s->hysteresis;
   g_clear_pointer (&self->tz, g_time_zone_unref);

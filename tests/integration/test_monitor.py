@@ -194,6 +194,35 @@ class SmtpOutage(MonitorTestCase):
         self.assertEqual(subject(late.messages()[0]), "Threshold breached: Test:M1:Fan is 150 rpm")
 
 
+class SmtpCredentialsNeedTls(MonitorTestCase):
+    """The receiver offers no STARTTLS: credentials must not go out in clear text (they did with
+    CURLUSESSL_TRY); the mail stays queued with the reason."""
+    extra = {"RTP_SMTP_USER": "alerts", "RTP_SMTP_PASSWORD": "smtp secret"}
+
+    def test_no_mail_without_tls(self):
+        self.assertIn("STARTTLS is required", self.s.stderr())
+        self.set_value(150)
+        deadline = time.monotonic() + 30
+        mail = {}
+        while not mail.get("last_error") and time.monotonic() < deadline:
+            alerts = self.s.request("GET", "/email/alerts", token=self.token).json["alerts"]
+            mail = alerts[0]["mails"][0] if alerts and alerts[0]["mails"] else {}
+            time.sleep(0.2)
+        self.assertFalse(mail["sent"], mail)
+        self.assertRegex(mail["last_error"], "(?i)ssl|tls")
+        self.assertEqual(self.smtp.messages(), [])
+        self.assertNotIn("smtp secret", self.s.stderr())
+
+
+class SmtpInsecureAllowed(MonitorTestCase):
+    extra = {"RTP_SMTP_USER": "alerts", "RTP_SMTP_PASSWORD": "smtp secret", "RTP_SMTP_INSECURE": "1"}
+
+    def test_plain_text_only_when_allowed(self):
+        self.assertIn("RTP_SMTP_INSECURE=1", self.s.stderr())
+        self.set_value(150)
+        self.assertEqual(len(self.wait_mails(1)), 1)
+
+
 class DBusSignal(MonitorTestCase):
     def setUp(self):
         self.bus = PrivateBus()
