@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import time
+import unittest
 
 from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, Subscriber, main, on_postgres, SERVER
 
@@ -206,6 +207,86 @@ class DBus(ServerTestCase):
                         "export", "import", "publish", "--json"]:
             self.assertIn(command, r.stdout)
         self.assertEqual(self.ctl("frobnicate").returncode, 2)
+
+
+@unittest.skipUnless(os.getuid() == 0, "needs root to run observers as another user")
+class SystemBusPolicy(ServerTestCase):
+    """The shipped policy on a private system bus: only root and the realtimeplot group receive
+    the service's signals (before, any local user saw ValueSet with user ids)."""
+    POLICY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "org.realtimeplot.Server1.conf")
+
+    def setUp(self):
+        import shutil
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="rtp-sysbus-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        os.chmod(self.dir, 0o755)
+        conf = os.path.join(self.dir, "system.conf")
+        with open(conf, "w") as f:
+            f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={self.dir}/system_bus_socket</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="*"/><deny own="*"/><deny send_type="method_call"/>
+<allow send_type="signal"/><allow send_requested_reply="true" send_type="method_return"/>
+<allow send_requested_reply="true" send_type="error"/><allow receive_type="method_call"/>
+<allow receive_type="method_return"/><allow receive_type="error"/><allow receive_type="signal"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/></policy>
+<include>{os.path.abspath(self.POLICY)}</include></busconfig>""")
+        self.bus = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--print-address=1"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.address = self.bus.stdout.readline().strip()
+        self.addCleanup(self.stop_bus)
+        self.assertTrue(self.address, self.bus.stderr.read() if self.bus.poll() is not None else "")
+        self.broker = Mosquitto().start()
+        self.addCleanup(self.broker.cleanup)
+        self.server_env = {"DBUS_SYSTEM_BUS_ADDRESS": self.address, "MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}"}
+        self.server_args = ["--bus", "system"]
+        super().setUp()
+        deadline = time.monotonic() + 30
+        while not ("owning the D-Bus name" in self.s.stderr() and "connected to the MQTT broker" in self.s.stderr()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("owning the D-Bus name", self.s.stderr())
+
+    def stop_bus(self):
+        self.bus.terminate()
+        self.bus.wait()
+        self.bus.stdout.close()
+        self.bus.stderr.close()
+
+    def observer(self, as_nobody):
+        cmd = ["gdbus", "monitor", "--address", self.address, "--dest", "org.realtimeplot.Server1"]
+        if as_nobody:
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"] + cmd
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env=dict(os.environ, HOME="/tmp"))
+        self.addCleanup(p.wait)
+        self.addCleanup(p.terminate)
+        return p
+
+    def test_signals_reach_root_only(self):
+        import fcntl
+        root, nobody = self.observer(False), self.observer(True)
+        time.sleep(1)  # both have added their match rules
+        self.s.request("POST", "/experiments/pvs", token=self.admin,
+                       json_body={"pv_string": "Test:M1:Fan", "available_for_mqtt_publish": True})
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": ["0"]})
+        self.assertEqual(self.s.request("PUT", "/publish/Test:M1:Fan", token=self.admin, json_body={"value": 42}).status, 200)
+        seen = ""
+        deadline = time.monotonic() + 10
+        while "ValueSet" not in seen and time.monotonic() < deadline:
+            seen += root.stdout.readline()
+        self.assertIn("org.realtimeplot.Server1.ValueSet ('Test:M1:Fan', '42', '0')", seen)
+        time.sleep(0.5)
+        fcntl.fcntl(nobody.stdout, fcntl.F_SETFL, os.O_NONBLOCK)
+        self.assertIsNone(nobody.poll())  # connected and listening all along
+        other = nobody.stdout.read() or ""
+        self.assertNotIn("ValueSet", other)
+        nobody.terminate()
+        root.terminate()
+        root.stdout.close()
+        nobody.stdout.close()
 
 
 if __name__ == "__main__":
