@@ -8,6 +8,7 @@
 #include "rtp-experiment-store.h"
 #include "rtp-config-file.h"
 #include "rtp-error.h"
+#include "rtp-validate.h"
 #include "rtp-i18n.h"
 #include "rtp-kept.h"
 #include "rtp-user-manager.h"
@@ -36,7 +37,7 @@ struct _RtpExperimentStore {
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
 
-enum { SIGNAL_PV_DELETING, SIGNAL_PV_RENAMING, N_SIGNALS };
+enum { SIGNAL_PV_DELETING, SIGNAL_PV_RENAMING, SIGNAL_USER_UNASSIGNING, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 /* Emits a hook inside the current transaction; FALSE (with @error) when a handler refused. */
@@ -148,6 +149,18 @@ rtp_experiment_store_class_init (RtpExperimentStoreClass *klass)
    */
   signals[SIGNAL_PV_RENAMING] = g_signal_new ("pv-renaming", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                               NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_POINTER);
+  /**
+   * RtpExperimentStore::user-unassigning:
+   * @user_id: the user about to be removed from the experiment
+   * @short_id: the experiment
+   * @error: (type gpointer): a `GError **`
+   *
+   * Emitted inside the transaction, before the assignment goes (what the user may only have
+   * while assigned, such as subscriptions to the experiment's PVs, goes with it).
+   */
+  signals[SIGNAL_USER_UNASSIGNING] = g_signal_new ("user-unassigning", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                                   NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_STRING,
+                                                   G_TYPE_POINTER);
 }
 
 static void
@@ -200,41 +213,6 @@ rtp_pv_short_id (const char *pv_string, GError **error)
       return NULL;
     }
   return g_strndup (pv_string, (gsize) (colon - pv_string));
-}
-
-/**
- * rtp_pv_name_is_epics:
- *
- * Returns: whether @name is an EPICS record name (letters, digits and `_ - + : [ ] < > ;`),
- *   optionally followed by `.FIELD` (letters, digits, `_`)
- */
-gboolean
-rtp_pv_name_is_epics (const char *name)
-{
-  const char *p = name;
-
-  for (; *p != '\0' && *p != '.'; p++)
-    if (!g_ascii_isalnum (*p) && strchr ("_-+:[]<>;", *p) == NULL)
-      return FALSE;
-  if (p == name)
-    return FALSE;
-  if (*p == '.')
-    {
-      if (p[1] == '\0')
-        return FALSE;
-      for (p++; *p != '\0'; p++)
-        if (!g_ascii_isalnum (*p) && *p != '_')
-          return FALSE;
-    }
-  return TRUE;
-}
-
-/* No MQTT topic may be built from a name holding a wildcard (`+`, `#`) or a level separator:
- * the broker drops a connection that publishes to one, and `A/B:x` would be PV `A:B:x`'s topic. */
-gboolean
-rtp_pv_name_is_mqtt_safe (const char *name)
-{
-  return strpbrk (name, "+#/") == NULL;
 }
 
 static gboolean
@@ -436,9 +414,10 @@ change_assignments (RtpExperimentStore *self, const char *short_id, JsonNode *li
                          adding ? g_strdup_printf (_("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."), user_id)
                                 : g_strdup_printf (_("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."), user_id));
       else if (adding ? !rtp_experiment_store_assign (self, short_id, user_id, error)
-                      : rtp_database_exec (self->db, error,
-                                           "DELETE FROM user_experiments WHERE user_id = :u AND short_id = :e", "u",
-                                           RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
+                      : (!emit_hook (self, SIGNAL_USER_UNASSIGNING, user_id, short_id, error) ||
+                         rtp_database_exec (self->db, error,
+                                            "DELETE FROM user_experiments WHERE user_id = :u AND short_id = :e", "u",
+                                            RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0))
         return FALSE;
     }
   return TRUE;

@@ -52,8 +52,6 @@ RtpExperimentStore *rtp_experiment_store_new (RtpDatabase *db);
 
 /* The experiment's short_id of a pv_string, or NULL (with @error) when it has none. */
 char               *rtp_pv_short_id (const char *pv_string, GError **error);
-gboolean            rtp_pv_name_is_epics (const char *name);
-gboolean            rtp_pv_name_is_mqtt_safe (const char *name);
 /* Logs a warning for each stored PV whose name new PVs could not have (taken over or older rows). */
 void                rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self);
 

@@ -5,6 +5,7 @@
 
 #include "rtp-setpoints.h"
 #include "rtp-error.h"
+#include "rtp-validate.h"
 #include "rtp-i18n.h"
 
 #include <string.h>

@@ -9,6 +9,7 @@
 
 #include "rtp-threshold-monitor.h"
 #include "rtp-error.h"
+#include "rtp-validate.h"
 #include "rtp-i18n.h"
 #include "rtp-json.h"
 
@@ -33,7 +34,12 @@ struct _RtpThresholdMonitor {
   gboolean flushing;
   guint flush_idle_id;
   guint flush_timer_id;
-  gulong handlers[5];
+  gulong user_deleting_id;
+  gulong pv_deleting_id;
+  gulong pv_renaming_id;
+  gulong user_unassigning_id;
+  gulong connected_id;
+  gulong message_id;
   /* alerting */
   gboolean alerting;
   RtpArchiverClient *archiver;     /* (owned) (nullable) */
@@ -122,16 +128,23 @@ schedule_flush (RtpThresholdMonitor *self)
     self->flush_idle_id = g_idle_add (flush_idle, self);
 }
 
-/* Queues removal (and, for a rename, re-creation) announcements of the subscriptions
- * matching @column = @value. Runs inside the caller's transaction. */
+/* The subscriptions of one user to the PVs of one experiment (parameters :v and :e). */
+#define OF_USER_IN_EXPERIMENT \
+  "user_id = :v AND pv_string IN (SELECT pv_string FROM process_variables WHERE experiment_short_id = :e)"
+
+/* Queues removal (and, for a rename, re-creation) announcements of the subscriptions matching
+ * @where (on the subscriptions' columns, with :v = @value and :e = @extra). Runs inside the
+ * caller's transaction. */
 static gboolean
-queue_cascade (RtpThresholdMonitor *self, const char *column, const char *value, const char *renamed_to, GError **error)
+queue_cascade (RtpThresholdMonitor *self, const char *where, const char *value, const char *extra,
+               const char *renamed_to, GError **error)
 {
   g_autofree char *sql = g_strdup_printf ("SELECT s.email, s.pv_string, s.threshold_min, s.threshold_max, u.first_name, "
                                           "u.last_name FROM subscriptions s JOIN users u ON u.user_id = s.user_id "
-                                          "WHERE s.%s = :v ORDER BY s.user_id, s.pv_string",
-                                          column);
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, sql, "v", RTP_DB_STR, value, NULL);
+                                          "WHERE s.%s ORDER BY s.user_id, s.pv_string",
+                                          where);
+  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, sql, "v", RTP_DB_STR, value, "e", RTP_DB_STR,
+                                                    extra, NULL);
 
   if (m == NULL)
     return FALSE;
@@ -151,7 +164,7 @@ queue_cascade (RtpThresholdMonitor *self, const char *column, const char *value,
     }
   if (rtp_db_rows (m) > 0)
     {
-      g_message ("queued announcements for %u subscriptions of %s %s", rtp_db_rows (m), column, value);
+      g_message ("queued announcements for %u subscriptions of %s", rtp_db_rows (m), value);
       schedule_flush (self);
     }
   return TRUE;
@@ -160,19 +173,31 @@ queue_cascade (RtpThresholdMonitor *self, const char *column, const char *value,
 static void
 on_user_deleting (RtpUserManager *users, const char *user_id, gpointer error, gpointer user_data)
 {
-  queue_cascade (user_data, "user_id", user_id, NULL, error);
+  queue_cascade (user_data, "user_id = :v", user_id, NULL, NULL, error);
 }
 
 static void
 on_pv_deleting (RtpExperimentStore *store, const char *pv, gpointer error, gpointer user_data)
 {
-  queue_cascade (user_data, "pv_string", pv, NULL, error);
+  queue_cascade (user_data, "pv_string = :v", pv, NULL, NULL, error);
 }
 
 static void
 on_pv_renaming (RtpExperimentStore *store, const char *from, const char *to, gpointer error, gpointer user_data)
 {
-  queue_cascade (user_data, "pv_string", from, to, error);
+  queue_cascade (user_data, "pv_string = :v", from, NULL, to, error);
+}
+
+/* A user removed from an experiment keeps no subscription to its PVs (mails would go on). */
+static void
+on_user_unassigning (RtpExperimentStore *store, const char *user_id, const char *short_id, gpointer error,
+                     gpointer user_data)
+{
+  RtpThresholdMonitor *self = user_data;
+
+  if (queue_cascade (self, OF_USER_IN_EXPERIMENT, user_id, short_id, NULL, error))
+    rtp_database_exec (self->db, error, "DELETE FROM subscriptions WHERE " OF_USER_IN_EXPERIMENT, "v", RTP_DB_STR,
+                       user_id, "e", RTP_DB_STR, short_id, NULL);
 }
 
 /* ---- outbox ---------------------------------------------------------------- */
@@ -288,17 +313,17 @@ rtp_threshold_monitor_dispose (GObject *object)
   g_clear_handle_id (&self->mail_idle_id, g_source_remove);
   g_clear_object (&self->archiver);
   if (self->users != NULL)
-    g_clear_signal_handler (&self->handlers[0], self->users);
+    g_clear_signal_handler (&self->user_deleting_id, self->users);
   if (self->experiments != NULL)
     {
-      g_clear_signal_handler (&self->handlers[1], self->experiments);
-      g_clear_signal_handler (&self->handlers[2], self->experiments);
+      g_clear_signal_handler (&self->pv_deleting_id, self->experiments);
+      g_clear_signal_handler (&self->pv_renaming_id, self->experiments);
+      g_clear_signal_handler (&self->user_unassigning_id, self->experiments);
     }
   if (self->mqtt != NULL)
     {
-      g_clear_signal_handler (&self->handlers[3], self->mqtt);
-      if (self->handlers[4] != 0)
-        g_clear_signal_handler (&self->handlers[4], self->mqtt);
+      g_clear_signal_handler (&self->connected_id, self->mqtt);
+      g_clear_signal_handler (&self->message_id, self->mqtt);
     }
   g_clear_object (&self->db);
   g_clear_object (&self->users);
@@ -409,10 +434,11 @@ rtp_threshold_monitor_new (RtpDatabase *db, RtpUserManager *users, RtpExperiment
   self->mqtt = g_object_ref (mqtt);
   self->topic = g_strdup_printf ("/%s/%s", settings->channel_prefix, settings->email_channel);
   self->unit = g_strdup (settings->threshold_unit != NULL ? settings->threshold_unit : "");
-  self->handlers[0] = g_signal_connect (users, "user-deleting", G_CALLBACK (on_user_deleting), self);
-  self->handlers[1] = g_signal_connect (experiments, "pv-deleting", G_CALLBACK (on_pv_deleting), self);
-  self->handlers[2] = g_signal_connect (experiments, "pv-renaming", G_CALLBACK (on_pv_renaming), self);
-  self->handlers[3] = g_signal_connect (mqtt, "notify::connected", G_CALLBACK (on_connected_changed), self);
+  self->user_deleting_id = g_signal_connect (users, "user-deleting", G_CALLBACK (on_user_deleting), self);
+  self->pv_deleting_id = g_signal_connect (experiments, "pv-deleting", G_CALLBACK (on_pv_deleting), self);
+  self->pv_renaming_id = g_signal_connect (experiments, "pv-renaming", G_CALLBACK (on_pv_renaming), self);
+  self->user_unassigning_id = g_signal_connect (experiments, "user-unassigning", G_CALLBACK (on_user_unassigning), self);
+  self->connected_id = g_signal_connect (mqtt, "notify::connected", G_CALLBACK (on_connected_changed), self);
   self->flush_timer_id = g_timeout_add_seconds (OUTBOX_RETRY_S, flush_timer, self);
   return self;
 }
@@ -664,7 +690,7 @@ rtp_threshold_monitor_subscribe_async (RtpThresholdMonitor *self, const RtpUser 
       g_task_return_error (task, error);
       return;
     }
-  if (!g_regex_match_simple ("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email, 0, 0))
+  if (!rtp_validate_email (email))
     {
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"), email);
       return;
@@ -1137,7 +1163,7 @@ rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertS
       g_autofree char *filter = g_strconcat (s->value_topic_prefix, "/#", NULL);
       self->value_prefix = g_strdup (s->value_topic_prefix);
       rtp_mqtt_publisher_subscribe (self->mqtt, filter);
-      self->handlers[4] = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
+      self->message_id = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
       g_message ("threshold alerting: reading values from MQTT topics %s", filter);
     }
   if (self->alerting)

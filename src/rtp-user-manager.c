@@ -9,6 +9,7 @@
 
 #include "rtp-kept.h"
 #include "rtp-error.h"
+#include "rtp-validate.h"
 #include "rtp-i18n.h"
 #include "rtp-jwt.h"
 #include "rtp-password.h"
@@ -227,41 +228,6 @@ rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
   self->lockout_s = settings->lockout_s > 0 ? settings->lockout_s : 60;
   self->max_pending = settings->max_pending > 0 ? settings->max_pending : 64;
   return self;
-}
-
-/* ---- validation ---------------------------------------------------------------- */
-
-gboolean
-rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error)
-{
-  if (!g_utf8_validate (value, -1, NULL))
-    {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is not valid UTF-8."), field);
-      return FALSE;
-    }
-  if (g_utf8_strlen (value, -1) > max_chars)
-    {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is longer than %u characters."), field,
-                   max_chars);
-      return FALSE;
-    }
-  for (const char *p = value; *p != '\0'; p = g_utf8_next_char (p))
-    {
-      gunichar c = g_utf8_get_char (p);
-      if (g_unichar_iscntrl (c))
-        {
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value must not contain control characters."),
-                       field);
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
-static gboolean
-valid_email (const char *email)
-{
-  return g_regex_match_simple ("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email, 0, 0);
 }
 
 static gboolean
@@ -963,9 +929,14 @@ rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancel
                                _("login_name: The login_name must not be empty."));
       return;
     }
+  if (!rtp_validate_login_name (member_string (fields, "login_name"), &error))
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
   if (member_string (fields, "email") != NULL && member_string (fields, "email")[0] != '\0' &&
       (!rtp_validate_text ("email", member_string (fields, "email"), 100, &error) ||
-       !valid_email (member_string (fields, "email"))))
+       !rtp_validate_email (member_string (fields, "email"))))
     {
       if (error == NULL)
         g_set_error (&error, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"),
@@ -1082,7 +1053,7 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
 
       if (g_strcmp0 (v, target->login_name) == 0)
         ; /* Deviation (API.md): one's own unchanged login_name is not an error */
-      else if (!rtp_validate_text ("login_name", v, 100, &e))
+      else if (!rtp_validate_login_name (v, &e))
         add_error (d->errors, e);
       else if (v[0] == '\0')
         g_ptr_array_add (d->errors, g_strdup (_("login_name: The login_name must not be empty.")));
@@ -1125,7 +1096,7 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
         }
       else if (!rtp_validate_text ("email", v, 100, &e))
         add_error (d->errors, e);
-      else if (!valid_email (v))
+      else if (!rtp_validate_email (v))
         g_ptr_array_add (d->errors, g_strdup_printf (_("email: %s is not a valid email address"), v));
       else
         {

@@ -77,7 +77,5 @@ char      *rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncR
 
 RtpUser   *rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error);
 
-/* Shared validation of text fields (API.md: at most @max_chars, no control characters). */
-gboolean   rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error);
 
 G_END_DECLS

@@ -5,6 +5,7 @@
 #include "rtp-password.h"
 #include "rtp-test-util.h"
 #include "rtp-user-manager.h"
+#include "rtp-validate.h"
 
 #include <string.h>
 

@@ -188,6 +188,26 @@ class BodyLimits(ServerTestCase):
         self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
 
 
+class LoginNames(ServerTestCase):
+    def test_names_that_look_alike_are_refused(self):
+        def create(login):
+            return self.s.request("POST", "/auth/users", token=self.admin, json_body={
+                "login_name": login, "first_name": "A", "last_name": "B", "user_type": "User"})
+        cases = {"admin ": "must not begin or end with white space", " eve": "must not begin or end with white space",
+                 "admin\u200b": "contains invisible or control characters",
+                 "ad\u2028min": "contains invisible or control characters",
+                 "\u202eadmin": "contains invisible or control characters",
+                 "jose\u0301": "is not in Unicode normal form C"}
+        for login, why in cases.items():
+            with self.subTest(login=login):
+                self.assertError(create(login), 400, f"login_name: The login_name ({login}) {why}.")
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
+        self.assertEqual(create("jos\u00e9").status, 200)  # the same name, composed
+        r = self.s.request("PUT", "/auth/users/current", token=self.admin, json_body={"login_name": "admin\u200b"})
+        self.assertEqual(r.json["errors"], ["login_name: The login_name (admin\u200b) contains invisible or control characters."])
+        self.assertEqual(self.s.db("SELECT login_name FROM users WHERE user_id = '0'"), [("admin",)])
+
+
 class PvNames(ServerTestCase):
     EPICS = "pv_string: The pv_string ({}) contains characters that EPICS PV names do not allow."
 

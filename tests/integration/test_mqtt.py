@@ -200,6 +200,32 @@ class Subscriptions(MqttTestCase):
         self.assertEqual(self.s.db("SELECT COUNT(*) FROM subscriptions"), [(0,)])
 
 
+    def test_unassigning_ends_the_subscriptions_to_the_experiment(self):
+        self.s.request("PUT", "/experiments/Other", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
+        for pv in ["Test:M1:Fan", "Test:M1:Locked", "Other:X"]:
+            self.assertEqual(self.s.request("POST", f"/email/subscribe/{pv}", token=self.token,
+                                            json_body={"threshold_min": 1, "threshold_max": 2}).status, 200)
+            self.sub.get()
+        r = self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_remove": [self.user["user_id"]]})
+        self.assertEqual(r.status, 200, r)
+        offs = sorted((m["pv"], m["active"]) for m in (json.loads(self.sub.get()[1]) for _ in range(2)))
+        self.assertEqual(offs, [("Test:M1:Fan", 0), ("Test:M1:Locked", 0)])
+        self.sub.expect_nothing(0.5)
+        self.assertEqual(self.s.db("SELECT pv_string FROM subscriptions"), [("Other:X",)])
+
+    def test_an_email_is_one_address(self):
+        for bad in ["x>,<y@evil.example", "a@b.c, d@e.f", "a b@c.de", "<a@b.cd>", "a@b.c;d@e.f", "\"a\"@b.cd", "a@b", "a..b@c.de"]:
+            with self.subTest(bad=bad):
+                r = self.s.request("POST", "/email/subscribe/Test:M1:Fan", token=self.token, json_body={"email": bad})
+                self.assertError(r, 400, f"email: {bad} is not a valid email address")
+                r = self.s.request("PUT", "/auth/users/current", token=self.token, json_body={"email": bad})
+                self.assertEqual(r.json["errors"], [f"email: {bad} is not a valid email address"])
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM subscriptions"), [(0,)])
+        self.assertEqual(self.s.db("SELECT email FROM users WHERE login_name = 'ulla'"), [("ulla@lab.example.org",)])
+        self.assertEqual(self.s.request("POST", "/email/subscribe/Test:M1:Fan", token=self.token,
+                                        json_body={"email": "first.last+tag@sub.lab-1.example.org"}).status, 200)
+
+
 class NoBroker(ServerTestCase):
     server_env = {"MQTT_SERVER_URL": f"127.0.0.1:{free_port()}"}
 

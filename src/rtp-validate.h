@@ -1,0 +1,25 @@
+/* rtp-validate.h: the rules every value from outside meets, in one room */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Text fields (API.md): valid UTF-8, at most @max_chars, no control characters. */
+gboolean rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error);
+
+/* One RFC 5322 addr-spec (local@domain.tld) and nothing else: no "<>,;", quotes or spaces, which
+ * would let one address become several SMTP recipients. */
+gboolean rtp_validate_email (const char *email);
+
+/* A login name: a text field that is NFC-normalised, without white space around it and without
+ * format, control or separator characters (Unicode Cc, Cf, Zl, Zp), so that two login names
+ * that look the same are the same. */
+gboolean rtp_validate_login_name (const char *value, GError **error);
+
+/* EPICS record names: letters, digits and `_ - + : [ ] < > ;`, optionally followed by `.FIELD`. */
+gboolean rtp_pv_name_is_epics (const char *name);
+/* No MQTT topic may be built from a name holding `+`, `#` or `/`. */
+gboolean rtp_pv_name_is_mqtt_safe (const char *name);
+
+G_END_DECLS
