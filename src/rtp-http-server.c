@@ -177,37 +177,26 @@ route_matches (const Route *route, const char *const *segments)
   return route->segments[i] == NULL && segments[i] == NULL;
 }
 
-/* Finds the most specific routes for @segments; returns the one for @method (or NULL)
- * and, in @allowed, the methods those routes accept. */
+/* Finds the most specific route for @segments and @method (or NULL) and, in @allowed, the
+ * methods of every route the path matches. A literal segment wins only for the methods it has:
+ * PUT /experiments/pvs reaches the experiment "pvs", since /experiments/pvs has GET and POST only. */
 static Route *
 find_route (RtpHttpServer *self, const char *const *segments, const char *method, GString *allowed)
 {
-  guint32 best = 0;
-  gboolean any = FALSE;
   Route *found = NULL;
 
   for (guint i = 0; i < self->routes->len; i++)
     {
       Route *r = g_ptr_array_index (self->routes, i);
-      if (route_matches (r, segments) && (!any || r->specificity > best))
-        {
-          best = r->specificity;
-          any = TRUE;
-        }
-    }
-  if (!any)
-    return NULL;
-  for (guint i = 0; i < self->routes->len; i++)
-    {
-      Route *r = g_ptr_array_index (self->routes, i);
-      if (r->specificity != best || !route_matches (r, segments))
+      if (!route_matches (r, segments))
         continue;
       if (strstr (allowed->str, r->method) == NULL)
         g_string_append_printf (allowed, "%s%s", allowed->len > 0 ? ", " : "", r->method);
-      if (g_str_equal (r->method, method))
+      if (g_str_equal (r->method, method) && (found == NULL || r->specificity > found->specificity))
         found = r;
     }
-  g_string_append (allowed, allowed->len > 0 ? ", OPTIONS" : "OPTIONS");
+  if (allowed->len > 0)
+    g_string_append (allowed, ", OPTIONS");
   return found;
 }
 

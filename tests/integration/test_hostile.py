@@ -188,6 +188,22 @@ class BodyLimits(ServerTestCase):
         self.assertEqual(self.s.db("SELECT COUNT(*) FROM users"), [(1,)])
 
 
+class Routes(ServerTestCase):
+    def test_an_experiment_named_pvs_can_be_changed_and_deleted(self):
+        self.assertEqual(self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "pvs:A"}).status, 200)
+        r = self.s.request("PUT", "/experiments/pvs", token=self.admin, json_body={"human_readable_name": "P"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["experiment"]["short_id"], "pvs")
+        self.assertEqual(self.s.db("SELECT human_readable_name FROM experiments WHERE short_id = 'pvs'"), [("P",)])
+        self.assertEqual(self.s.request("GET", "/experiments/pvs", token=self.admin).json["process_variables"][0]["pv_string"], "pvs:A")
+        r = self.s.request("DELETE", "/experiments/pvs/", token=self.admin)
+        self.assertEqual(r.json["deleted_experiment"], "pvs", r)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM process_variables"), [(0,)])
+        r = self.s.request("PATCH", "/experiments/pvs", token=self.admin)
+        self.assertEqual(r.status, 405)
+        self.assertEqual(sorted(r.header("Allow").split(", ")), ["DELETE", "GET", "OPTIONS", "POST", "PUT"])
+
+
 class LoginNames(ServerTestCase):
     def test_names_that_look_alike_are_refused(self):
         def create(login):
