@@ -423,7 +423,8 @@ start (RtpApplication *self, GError **error)
     if (!rtp_mqtt_publisher_is_configured (s->mqtt))
       g_message ("MQTT_SERVER_URL is not set: /publish and /email answer 502");
     s->monitor = rtp_threshold_monitor_new (s->db, s->users, s->experiments, s->mqtt, &monitor_settings);
-    s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, monitor_settings.channel_prefix);
+    s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, monitor_settings.channel_prefix,
+                                      (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
   }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");

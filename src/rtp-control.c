@@ -50,6 +50,7 @@ rtp_control_register_errors (void)
     { RTP_ERROR_TOO_LARGE, "org.realtimeplot.Server1.Error.TooLarge" },
     { RTP_ERROR_TOO_MANY, "org.realtimeplot.Server1.Error.TooMany" },
     { RTP_ERROR_BUSY, "org.realtimeplot.Server1.Error.Busy" },
+    { RTP_ERROR_UNCONFIRMED, "org.realtimeplot.Server1.Error.Unconfirmed" },
     { RTP_ERROR_UPSTREAM, "org.realtimeplot.Server1.Error.Upstream" },
     { RTP_ERROR_UNAVAILABLE, "org.realtimeplot.Server1.Error.Unavailable" },
     { RTP_ERROR_READONLY, "org.realtimeplot.Server1.Error.ReadOnly" },

@@ -18,6 +18,7 @@ rtp_error_to_http_status (const GError *error)
     { RTP_ERROR_TOO_LARGE, 413 },      { RTP_ERROR_TOO_MANY, 429 },
     { RTP_ERROR_UPSTREAM, 502 },       { RTP_ERROR_UNAVAILABLE, 503 },
     { RTP_ERROR_READONLY, 503 },       { RTP_ERROR_BUSY, 503 },
+    { RTP_ERROR_UNCONFIRMED, 502 },
   };
 
   if (error == NULL || error->domain != RTP_ERROR)

@@ -195,6 +195,20 @@ fail_pending (RtpMqttPublisher *self, guint op, const char *why)
   g_hash_table_remove (self->pending, GUINT_TO_POINTER (op));
 }
 
+/* The message went to paho, which may still deliver it: not a failure, an unknown outcome. */
+static void
+unconfirmed (RtpMqttPublisher *self, guint op)
+{
+  GTask *task = g_hash_table_lookup (self->pending, GUINT_TO_POINTER (op));
+
+  if (task == NULL)
+    return;
+  g_debug ("publish %u: no acknowledgement within the timeout", op);
+  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UNCONFIRMED, "%s",
+                           _("The broker did not confirm in time; the value may still arrive."));
+  g_hash_table_remove (self->pending, GUINT_TO_POINTER (op));
+}
+
 static void
 subscribe_all (RtpMqttPublisher *self)
 {
@@ -477,7 +491,7 @@ publish_timeout (gpointer user_data)
   RtpMqttPublisher *self = g_task_get_source_object (task);
   guint op = GPOINTER_TO_UINT (g_task_get_task_data (task));
 
-  fail_pending (self, op, "no acknowledgement within the timeout");
+  unconfirmed (self, op);
   return G_SOURCE_REMOVE;
 }
 

@@ -10,8 +10,12 @@
 
 #include <string.h>
 
+#define RTP_SETPOINT_MAX_BYTES 4096
+
 struct _RtpSetpoints {
   GObject parent_instance;
+  guint retention_days;
+  guint prune_id;
   RtpDatabase *db;                 /* (owned) */
   RtpExperimentStore *experiments; /* (owned) */
   RtpMqttPublisher *mqtt;          /* (owned) */
@@ -27,6 +31,7 @@ static void
 rtp_setpoints_finalize (GObject *object)
 {
   RtpSetpoints *self = RTP_SETPOINTS (object);
+  g_clear_handle_id (&self->prune_id, g_source_remove);
   g_clear_object (&self->db);
   g_clear_object (&self->experiments);
   g_clear_object (&self->mqtt);
@@ -55,14 +60,38 @@ rtp_setpoints_init (RtpSetpoints *self)
 {
 }
 
+/* The audit log keeps RTP_AUDIT_RETENTION_DAYS; older entries go at start and every hour. */
+static gboolean
+prune_log (gpointer user_data)
+{
+  RtpSetpoints *self = user_data;
+  g_autoptr (GError) error = NULL;
+  gint64 before = g_get_real_time () - (gint64) self->retention_days * 86400 * G_USEC_PER_SEC;
+  gint n = rtp_database_exec (self->db, &error, "DELETE FROM publish_log WHERE created_us < :t", "t", RTP_DB_INT, before,
+                              NULL);
+
+  if (n < 0)
+    g_warning ("cannot prune the audit log: %s", error->message);
+  else if (n > 0)
+    g_message ("removed %d audit log entries older than %u days", n, self->retention_days);
+  return G_SOURCE_CONTINUE;
+}
+
 RtpSetpoints *
-rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt, const char *channel_prefix)
+rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt, const char *channel_prefix,
+                   guint retention_days)
 {
   RtpSetpoints *self = g_object_new (RTP_TYPE_SETPOINTS, NULL);
   self->db = g_object_ref (db);
   self->experiments = g_object_ref (experiments);
   self->mqtt = g_object_ref (mqtt);
   self->prefix = g_strdup (channel_prefix);
+  self->retention_days = retention_days;
+  if (retention_days > 0)
+    {
+      prune_log (self);
+      self->prune_id = g_timeout_add_seconds (3600, prune_log, self);
+    }
   return self;
 }
 
@@ -141,7 +170,9 @@ published (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (!rtp_mqtt_publisher_publish_finish (RTP_MQTT_PUBLISHER (source), result, &error))
     {
-      audit (self, d->actor, d->pv, d->value, "failed: broker unreachable or no acknowledgement");
+      audit (self, d->actor, d->pv, d->value,
+             g_error_matches (error, RTP_ERROR, RTP_ERROR_UNCONFIRMED) ? "unknown: no acknowledgement in time"
+                                                                      : "failed: broker unreachable");
       g_task_return_error (task, error);
       return;
     }
@@ -163,6 +194,13 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   SetData *d;
 
   g_task_set_source_tag (task, rtp_setpoints_set_async);
+  if (strlen (value_text) > RTP_SETPOINT_MAX_BYTES)
+    {
+      /* the audit log keeps every value: no megabytes there */
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _("value: The value is longer than %d bytes."),
+                               RTP_SETPOINT_MAX_BYTES);
+      return;
+    }
   pv = rtp_experiment_store_get_pv (self->experiments, pv_string, &error);
   if (pv == NULL)
     {

@@ -14,8 +14,9 @@ G_BEGIN_DECLS
 #define RTP_TYPE_SETPOINTS (rtp_setpoints_get_type ())
 G_DECLARE_FINAL_TYPE (RtpSetpoints, rtp_setpoints, RTP, SETPOINTS, GObject)
 
+/* @retention_days: audit log entries older than this are removed (0: kept for ever) */
 RtpSetpoints *rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt,
-                                 const char *channel_prefix);
+                                 const char *channel_prefix, guint retention_days);
 
 /* The payload text of a JSON scalar: numbers as JSON writes them, strings unquoted, true/false.
  * NULL for null, arrays and objects. */
