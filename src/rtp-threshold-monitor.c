@@ -1029,6 +1029,15 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
   if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/')
     return;
   pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
+  {
+    /* only PVs of the database: the latest-value table must not grow with every topic anyone publishes */
+    g_autoptr (RtpProcessVariable) known = rtp_experiment_store_get_pv (self->experiments, pv, NULL);
+    if (known == NULL)
+      {
+        g_debug ("monitor: %s: no such process variable", topic);
+        return;
+      }
+  }
   text = g_strstrip (g_strndup (data, len));
   value = g_ascii_strtod (text, &end);
   if (end == text || *end != '\0' || !isfinite (value))

@@ -263,6 +263,28 @@ class MqttValues(MonitorTestCase):
         time.sleep(1)
         self.assertEqual([subject(m) for m in self.smtp.messages()], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
+    def test_only_known_pvs_are_kept(self):
+        import paho.mqtt.publish as publish
+        import websocket
+        self.wait_log("reading values from MQTT topics lab/values/#")
+        time.sleep(0.5)
+        publish.single("lab/values/Test/M1/Ghost", "7", qos=1, hostname="127.0.0.1", port=self.broker.port)
+        publish.single("lab/values/Test/M1/Fan", "8", qos=1, hostname="127.0.0.1", port=self.broker.port)
+        deadline = time.monotonic() + 30
+        while "no such process variable" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        # created afterwards: nothing was kept for it while it did not exist
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:M1:Ghost"})
+        ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
+                                         subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(ws.close)
+        first = json.loads(ws.recv())
+        self.assertEqual((first["pv"], first["data"]), ("Test:M1:Fan", 8))
+        ws.settimeout(1)
+        with self.assertRaises(websocket.WebSocketTimeoutException):
+            ws.recv()  # no value of Test:M1:Ghost
+
 
 if __name__ == "__main__":
     main()
