@@ -357,7 +357,8 @@ start (RtpApplication *self, GError **error)
         }
       gboolean legacy = FALSE;
 
-      from = rtp_database_open (from_uri, error);
+      /* read-only: the old service may still be running on it, and a normal open would switch it to WAL */
+      from = rtp_database_open_read_only (from_uri, error);
       if (from == NULL || !rtp_migration_is_legacy (from, &legacy, error) ||
           !rtp_migration_copy (from, legacy, s->db, &counts, error))
         return FALSE;

@@ -120,9 +120,14 @@ class Takeover(unittest.TestCase):
             with open(os.path.join(s.dir, "pg_database"), "w") as f:
                 f.write(s.pg_database)
             target = ["--database", shared_postgres().uri(s.pg_database)]
+        with open(old, "rb") as f:
+            before = f.read()
         r = subprocess.run([SERVER, "--state-dir", s.state, "--migrate-from", old, *target], env=s.environment(),
                            cwd=s.dir, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
+        with open(old, "rb") as f:
+            self.assertEqual(f.read(), before)  # the old service may still run on it: not a byte changed (WAL switch, change counter)
+        self.assertEqual(sorted(os.listdir(s.dir)).count("site.db-wal"), 0)
         self.assertIn("Copied 2 users, 2 experiments, 3 process variables, 1 assignments, 1 subscriptions", r.stdout)
         self.assertFalse(os.path.exists(old + ".pre-migration.bak"))  # the source is only read
         s.start()
