@@ -12,6 +12,10 @@
 #include <string.h>
 
 #define SEMICOLON_ESCAPE "&SMKL&"
+/* A line break in a value would end the line: escaped the way ';' is (the original service's
+ * format has no escape for them; its values could hold them). */
+#define NEWLINE_ESCAPE "&NEWL&"
+#define RETURN_ESCAPE "&CRET&"
 
 void
 rtp_config_line_free (RtpConfigLine *line)
@@ -27,6 +31,8 @@ unescape (const char *value, gsize len)
 {
   g_autoptr (GString) out = g_string_new_len (value, (gssize) len);
   g_string_replace (out, SEMICOLON_ESCAPE, ";", 0);
+  g_string_replace (out, NEWLINE_ESCAPE, "\n", 0);
+  g_string_replace (out, RETURN_ESCAPE, "\r", 0);
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 
@@ -133,6 +139,8 @@ rtp_config_file_escape (const char *value)
 {
   g_autoptr (GString) out = g_string_new (value);
   g_string_replace (out, ";", SEMICOLON_ESCAPE, 0);
+  g_string_replace (out, "\n", NEWLINE_ESCAPE, 0);
+  g_string_replace (out, "\r", RETURN_ESCAPE, 0);
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 

@@ -1014,7 +1014,7 @@ fields_from_line (RtpConfigLine *line, PvFields *f)
     {
       f->set_name = TRUE;
       f->name = g_hash_table_lookup (a, "human_readable_name");
-      if (f->name != NULL && !rtp_validate_text ("human_readable_name", f->name, 100, NULL))
+      if (f->name != NULL && !rtp_validate_imported_text ("human_readable_name", f->name, 100, NULL))
         return FALSE;
     }
   if (g_hash_table_contains (a, "available_for_mqtt_publish"))
@@ -1073,7 +1073,7 @@ import_pv_line (RtpExperimentStore *self, RtpConfigLine *line, gboolean set_expe
   if (set_experiment_name)
     {
       short_id = rtp_pv_short_id (pv_string, NULL);
-      if (experiment_name != NULL && !rtp_validate_text ("human_readable_name", experiment_name, 100, error))
+      if (experiment_name != NULL && !rtp_validate_imported_text ("human_readable_name", experiment_name, 100, error))
         return FALSE;
       if (rtp_database_exec (self->db, error, "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id",
                              "n", RTP_DB_STR, experiment_name, "id", RTP_DB_STR, short_id, NULL) < 0)

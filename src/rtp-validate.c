@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-gboolean
-rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error)
+static gboolean
+check_text (const char *field, const char *value, guint max_chars, gboolean line_breaks, GError **error)
 {
   if (!g_utf8_validate (value, -1, NULL))
     {
@@ -26,7 +26,7 @@ rtp_validate_text (const char *field, const char *value, guint max_chars, GError
   for (const char *p = value; *p != '\0'; p = g_utf8_next_char (p))
     {
       gunichar c = g_utf8_get_char (p);
-      if (g_unichar_iscntrl (c))
+      if (g_unichar_iscntrl (c) && !(line_breaks && (c == '\n' || c == '\r')))
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value must not contain control characters."),
                        field);
@@ -34,6 +34,18 @@ rtp_validate_text (const char *field, const char *value, guint max_chars, GError
         }
     }
   return TRUE;
+}
+
+gboolean
+rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error)
+{
+  return check_text (field, value, max_chars, FALSE, error);
+}
+
+gboolean
+rtp_validate_imported_text (const char *field, const char *value, guint max_chars, GError **error)
+{
+  return check_text (field, value, max_chars, TRUE, error);
 }
 
 gboolean

@@ -7,6 +7,9 @@ G_BEGIN_DECLS
 
 /* Text fields (API.md): valid UTF-8, at most @max_chars, no control characters. */
 gboolean rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error);
+/* The same for a text read from an export file, which may hold the line breaks a value of the
+ * original service's database had (the file escapes them): an export and its import keep them. */
+gboolean rtp_validate_imported_text (const char *field, const char *value, guint max_chars, GError **error);
 
 /* One RFC 5322 addr-spec (local@domain.tld) and nothing else: no "<>,;", quotes or spaces, which
  * would let one address become several SMTP recipients. */

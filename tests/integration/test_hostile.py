@@ -204,6 +204,30 @@ class Routes(ServerTestCase):
         self.assertEqual(sorted(r.header("Allow").split(", ")), ["DELETE", "GET", "OPTIONS", "POST", "PUT"])
 
 
+class ExportFormat(ServerTestCase):
+    def test_a_line_break_in_a_value_survives_export_and_import(self):
+        from rtplib import Server
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Old:A"})
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Old:B"})
+        # as the original service's database may hold it (the API refuses control characters)
+        self.s.db("UPDATE process_variables SET human_readable_name = ? WHERE pv_string = 'Old:A'",
+                  ("two\nlines;\r\n[PROCESS_VARIABLE];pv_string=Evil:X",))
+        self.s.db("UPDATE experiments SET human_readable_name = ? WHERE short_id = 'Old'", ("rig\n1",))
+        text = self.s.request("GET", "/file/export", token=self.admin).raw
+        self.assertIn("human_readable_name=two&NEWL&lines&SMKL&&CRET&&NEWL&[PROCESS_VARIABLE]&SMKL&pv_string=Evil:X;", text)
+        self.assertEqual(text.count("[PROCESS_VARIABLE]"), 3)  # two lines and the escaped text
+        fresh = Server()
+        self.addCleanup(fresh.cleanup)
+        fresh.start()
+        token = fresh.login()
+        r = fresh.request("POST", "/file/import", token=token, body=text.encode())
+        self.assertEqual(r.json["errors"], [], r)
+        self.assertEqual(fresh.db("SELECT pv_string, human_readable_name FROM process_variables ORDER BY 1"),
+                         [("Old:A", "two\nlines;\r\n[PROCESS_VARIABLE];pv_string=Evil:X"), ("Old:B", None)])
+        self.assertEqual(fresh.db("SELECT human_readable_name FROM experiments"), [("rig\n1",)])
+        fresh.stop()
+
+
 class LoginNames(ServerTestCase):
     def test_names_that_look_alike_are_refused(self):
         def create(login):
