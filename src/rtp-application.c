@@ -432,6 +432,7 @@ start (RtpApplication *self, GError **error)
   http_settings.max_import_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_IMPORT_BYTES");
   http_settings.cors_origin = rtp_config_get_string (config, "RTP_CORS_ORIGIN");
   http_settings.client_timeout_s = rtp_config_get_double (config, "RTP_CLIENT_TIMEOUT");
+  http_settings.max_connections = (guint) rtp_config_get_int (config, "RTP_MAX_CONNECTIONS");
   s->http = rtp_http_server_new (s->users, &http_settings);
   rtp_routes_auth_register (s->http, s);
   rtp_routes_experiments_register (s->http, s);

@@ -66,6 +66,7 @@ static const KeyInfo keys[] = {
   { "RTP_MAX_PENDING_LOGINS", KIND_INT, "64", 1, 100000 },
   { "RTP_SHUTDOWN_TIMEOUT", KIND_DOUBLE, "10", 0, 3600 },
   { "RTP_CLIENT_TIMEOUT", KIND_DOUBLE, "15", 0, 3600 },
+  { "RTP_MAX_CONNECTIONS", KIND_INT, "1024", 0, 1000000 },
 };
 
 /* Doubles whose range must exclude 0 (timeouts): validated with min 0 exclusive. */

@@ -32,6 +32,9 @@ struct _RtpHttpServer {
   gsize max_import_bytes;
   char *cors_origin;       /* (owned) (nullable) */
   guint client_timeout_ms;
+  guint max_connections;
+  GHashTable *conns;       /* GSocket * (unowned, weakly referenced) → Conn */
+  GQueue conn_order;       /* Conn.link, least recently active first */
   GQueue guards;           /* Guard.link of the requests being read, soonest deadline first */
   guint sweep_id;          /* the timer that closes connections past their deadline, while @guards is not empty */
   guint in_flight;
@@ -95,6 +98,7 @@ rtp_http_server_finalize (GObject *object)
   RtpHttpServer *self = RTP_HTTP_SERVER (object);
 
   g_ptr_array_unref (self->routes);
+  g_hash_table_unref (self->conns);
   g_free (self->cors_origin);
   G_OBJECT_CLASS (rtp_http_server_parent_class)->finalize (object);
 }
@@ -110,6 +114,7 @@ static void
 rtp_http_server_init (RtpHttpServer *self)
 {
   self->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) route_free);
+  self->conns = g_hash_table_new (NULL, NULL);
   self->accepting = TRUE;
 }
 
@@ -803,6 +808,101 @@ out:
   rtp_request_leave (request);
 }
 
+/* ---- connections ---------------------------------------------------------------- *
+ *
+ * libsoup accepts every connection. Past max_connections the least recently active idle one is
+ * closed (a keep-alive connection costs a descriptor and a buffer for ever otherwise); when none
+ * is idle, the newcomer is. A connection is known by its GSocket, which lives exactly as long as
+ * the connection: a weak reference tells when it went. */
+
+typedef struct {
+  RtpHttpServer *server;
+  GSocket *socket;   /* (unowned) */
+  guint active;      /* requests being read, handled or answered */
+  gboolean upgraded; /* a WebSocket now: never idle */
+  gboolean closing;
+  GList link;        /* in server->conn_order */
+} Conn;
+
+static void
+conn_gone (gpointer data, GObject *where_the_socket_was)
+{
+  Conn *c = data;
+  RtpHttpServer *self = c->server;
+
+  g_queue_unlink (&self->conn_order, &c->link);
+  g_hash_table_remove (self->conns, where_the_socket_was);
+  g_object_unref (self);
+  g_free (c);
+}
+
+static void
+conn_close (Conn *c, const char *why)
+{
+  c->closing = TRUE;
+  g_debug ("closing a connection: %s", why);
+  g_socket_shutdown (c->socket, TRUE, TRUE, NULL);
+}
+
+/* A request starts on @socket: the connection is counted, and the limit kept. */
+static void
+conn_request_started (RtpHttpServer *self, GSocket *socket)
+{
+  Conn *c = g_hash_table_lookup (self->conns, socket);
+
+  if (c == NULL)
+    {
+      guint open = 0;
+      Conn *victim = NULL;
+
+      c = g_new0 (Conn, 1);
+      c->server = g_object_ref (self);
+      c->socket = socket;
+      c->link.data = c;
+      g_hash_table_insert (self->conns, socket, c);
+      g_object_weak_ref (G_OBJECT (socket), conn_gone, c);
+      for (GList *l = self->conn_order.head; l != NULL; l = l->next)
+        {
+          Conn *o = l->data;
+          if (o->closing)
+            continue;
+          open++;
+          if (victim == NULL && o->active == 0 && !o->upgraded)
+            victim = o;
+        }
+      if (self->max_connections > 0 && open + 1 > self->max_connections)
+        {
+          if (victim != NULL)
+            conn_close (victim, "the oldest idle one, past RTP_MAX_CONNECTIONS");
+          else
+            {
+              g_message ("refusing a connection: %u are open and busy (RTP_MAX_CONNECTIONS)", open);
+              g_queue_push_tail_link (&self->conn_order, &c->link);
+              conn_close (c, "no idle connection to make room");
+              return;
+            }
+        }
+    }
+  else
+    g_queue_unlink (&self->conn_order, &c->link);
+  c->active++;
+  g_queue_push_tail_link (&self->conn_order, &c->link);
+}
+
+static void
+conn_request_finished (RtpHttpServer *self, GSocket *socket, gboolean upgraded)
+{
+  Conn *c = socket != NULL ? g_hash_table_lookup (self->conns, socket) : NULL;
+
+  if (c == NULL)
+    return;
+  if (c->active > 0)
+    c->active--;
+  c->upgraded = c->upgraded || upgraded;
+  g_queue_unlink (&self->conn_order, &c->link);
+  g_queue_push_tail_link (&self->conn_order, &c->link);
+}
+
 /* ---- body limits ---------------------------------------------------------------- */
 
 /* Per request being read: the body limit, and a deadline against clients that trickle (libsoup
@@ -816,6 +916,7 @@ typedef struct {
   gsize limit;
   gsize received;
   gboolean answered;      /* refused before the body was read: the body is discarded, not kept */
+  GSocket *socket;        /* (unowned) the connection's, for its count */
   gint64 deadline_us;
   GList link;             /* in server->guards while armed (link.data != NULL) */
 } Guard;
@@ -988,6 +1089,16 @@ got_body (SoupServerMessage *msg, gpointer user_data)
 }
 
 static void
+message_finished (SoupServerMessage *msg, gpointer user_data)
+{
+  Guard *g = user_data;
+
+  guard_disarm (g);
+  conn_request_finished (g->server, g->socket, soup_server_message_get_status (msg) == SOUP_STATUS_SWITCHING_PROTOCOLS);
+  g->socket = NULL;
+}
+
+static void
 got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
 {
   Guard *limit = user_data;
@@ -1011,10 +1122,13 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
 
   g->server = user_data;
   g->msg = msg;
+  g->socket = soup_server_message_get_socket (msg);
+  if (g->socket != NULL)
+    conn_request_started (g->server, g->socket);
   guard_rearm (g); /* the request line and headers must arrive in time */
   g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), g);
   g_signal_connect (msg, "got-body", G_CALLBACK (got_body), g);
-  g_signal_connect (msg, "finished", G_CALLBACK (got_body), g);
+  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), g);
   g_object_set_data_full (G_OBJECT (msg), "rtp-guard", g, guard_free);
 }
 
@@ -1030,6 +1144,7 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   self->max_import_bytes = settings->max_import_bytes;
   self->cors_origin = g_strdup (settings->cors_origin);
   self->client_timeout_ms = (guint) (settings->client_timeout_s * 1000);
+  self->max_connections = settings->max_connections;
   self->soup = soup_server_new ("raw-paths", TRUE, "server-header", NULL, NULL);
   soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);

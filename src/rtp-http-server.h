@@ -28,7 +28,8 @@ typedef struct {
   gsize max_body_bytes;
   gsize max_import_bytes;
   const char *cors_origin; /* NULL: echo the request's Origin, or "*" */
-  double client_timeout_s; /* headers within, and no body stall longer than, this */
+  double client_timeout_s; /* headers within, a whole body within, and no stalled stream longer than, this */
+  guint max_connections;   /* open client connections at most (0: no limit); the oldest idle ones go first */
 } RtpHttpSettings;
 
 RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);

@@ -385,6 +385,55 @@ class LoginQueue(ServerTestCase):
                                         basic=("admin", self.s.admin_password)).status, 200)
 
 
+class Connections(ServerTestCase):
+    server_env = {"RTP_MAX_CONNECTIONS": "6", "RTP_CLIENT_TIMEOUT": "30"}
+
+    def keep_alive(self):
+        c = socket.create_connection(("127.0.0.1", self.s.port), timeout=30)
+        c.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            data += c.recv(65536)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+        self.addCleanup(c.close)
+        return c
+
+    def closed(self, c, seconds=10):
+        c.settimeout(seconds)
+        try:
+            return c.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def test_the_oldest_idle_connections_make_room(self):
+        idle = [self.keep_alive() for _ in range(6)]
+        time.sleep(0.2)
+        newer = self.keep_alive()  # a seventh: the oldest idle one goes
+        self.assertTrue(self.closed(idle[0]))
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+        self.assertTrue(self.closed(idle[1]))  # and again for this request's connection
+        newer.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
+        newer.settimeout(10)
+        self.assertTrue(newer.recv(12).startswith(b"HTTP/1.1 200"))  # still served
+
+    def test_busy_connections_are_kept_and_the_newcomer_refused(self):
+        busy = []
+        for _ in range(6):
+            c = socket.create_connection(("127.0.0.1", self.s.port), timeout=30)
+            c.sendall(b"GET /auth/users/current HTTP/1.1\r\nHost: x\r\n")  # headers still coming
+            busy.append(c)
+            self.addCleanup(c.close)
+        time.sleep(0.3)
+        late = socket.create_connection(("127.0.0.1", self.s.port), timeout=30)
+        self.addCleanup(late.close)
+        self.assertTrue(self.closed(late))
+        self.assertIn("refusing a connection", self.s.stderr())
+        for c in busy:
+            c.sendall(f"x-access-tokens: {self.admin}\r\n\r\n".encode())
+            c.settimeout(10)
+            self.assertTrue(c.recv(12).startswith(b"HTTP/1.1 200"))
+
+
 class ArchiverValues(ServerTestCase):
     def setUp(self):
         self.fx = ArchiverFixture().start()
