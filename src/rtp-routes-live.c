@@ -252,11 +252,19 @@ recheck (gpointer user_data)
 {
   Viewer *v = user_data;
   RtpServices *services = v->services;
-  guint64 stamp = rtp_database_get_change_stamp (services->db);
+  guint64 stamp;
   gint64 now = g_get_monotonic_time ();
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpUser) user = NULL;
   gboolean assigned = FALSE;
+
+  if (services->db == NULL || services->users == NULL || services->experiments == NULL)
+    {
+      /* the server stopped; the connection only finishes closing (see viewer_free) */
+      v->recheck_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  stamp = rtp_database_get_change_stamp (services->db);
 
   if (stamp != 0 && stamp == v->checked_stamp && now - v->checked_us < RECHECK_S * G_USEC_PER_SEC)
     return G_SOURCE_CONTINUE;
