@@ -58,7 +58,7 @@ def raw(port, head, body=b"", read=True, rcvbuf=None):
 
 
 def post_head(path, length, token=None, extra=""):
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
             + (f"x-access-tokens: {token}\r\n" if token else "") + extra + "\r\n").encode()
 
 
