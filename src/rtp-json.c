@@ -74,7 +74,10 @@ rtp_json_number_is_finite (const char *text, gsize len)
       z = small;
     }
   else
-    z = large = g_strndup (text, len);
+    {
+      large = g_strndup (text, len);
+      z = large;
+    }
   return isfinite (g_ascii_strtod (z, NULL));
 }
 

@@ -266,7 +266,7 @@ recheck (gpointer user_data)
     }
   stamp = rtp_database_get_change_stamp (services->db);
 
-  if (stamp != 0 && stamp == v->checked_stamp && now - v->checked_us < RECHECK_S * G_USEC_PER_SEC)
+  if (stamp != 0 && stamp == v->checked_stamp && now - v->checked_us < (gint64) RECHECK_S * G_USEC_PER_SEC)
     return G_SOURCE_CONTINUE;
   user = rtp_user_manager_verify_token (services->users, v->token, &error);
   if (user == NULL && !g_error_matches (error, RTP_ERROR, RTP_ERROR_FORBIDDEN))
