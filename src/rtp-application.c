@@ -145,37 +145,24 @@ rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
   return -1;
 }
 
-/* Keys read at each request take effect at once; the others are held by services built
- * at start and need a restart. */
+/* Keys read at each request take effect at once; the others are held by services built at start
+ * and need a restart (the key table in rtp-config.c says which). */
 static GStrv
 reload_config (gpointer user_data, GError **error)
 {
-  static const char *const live[] = { "DEFAULT_ARCHIVER_TIME_PERIOD", "RTP_MAX_POINTS", "ARCHIVER_TIMEZONE", NULL };
-  static const char *const all[] = {
-    "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "DEFAULT_ADMIN_NAME", "DEFAULT_ADMIN_PASSWORD", "PASSWORD_SALT",
-    "ACCESS_TOKEN_VALIDITY_TIME", "ARCHIVER_URL", "ARCHIVER_TIMEZONE", "DEFAULT_ARCHIVER_TIME_PERIOD",
-    "MQTT_SERVER_URL", "MQTT_CHANNEL_PREFIX", "EMAIL_MQTT_CHANNEL", "THRESHOLD_UNIT", "FLASK_RUN_HOST",
-    "FLASK_RUN_PORT", "RTP_CORS_ORIGIN", "RTP_MAX_BODY_BYTES", "RTP_MAX_IMPORT_BYTES", "RTP_ARCHIVER_TIMEOUT",
-    "RTP_MQTT_TIMEOUT", "RTP_MAX_POINTS", "RTP_MONITOR_INTERVAL", "RTP_ALERT_RENOTIFY_S", "RTP_ALERT_HYSTERESIS",
-    "RTP_SMTP_URL", "RTP_SMTP_FROM", "RTP_SMTP_USER", "RTP_SMTP_PASSWORD", "RTP_MQTT_USER", "RTP_MQTT_PASSWORD",
-    "RTP_MQTT_VALUE_TOPIC_PREFIX", "RTP_LOGIN_MAX_FAILURES", "RTP_LOGIN_LOCKOUT_S", "RTP_SHUTDOWN_TIMEOUT", NULL,
-  };
   RtpApplication *self = user_data;
   g_autoptr (RtpConfig) fresh = load_config (self, error);
-  g_autoptr (GStrvBuilder) restart = g_strv_builder_new ();
+  GStrv restart;
 
   if (fresh == NULL)
     {
       g_prefix_error (error, "the configuration was not reloaded: ");
       return NULL;
     }
-  for (guint i = 0; all[i] != NULL; i++)
-    if (g_strcmp0 (rtp_config_get_string (fresh, all[i]), rtp_config_get_string (self->services.config, all[i])) != 0 &&
-        !g_strv_contains (live, all[i]))
-      g_strv_builder_add (restart, all[i]);
+  restart = rtp_config_restart_needed (self->services.config, fresh);
   g_set_object (&self->services.config, fresh);
   g_message ("configuration reloaded");
-  return g_strv_builder_end (restart);
+  return restart;
 }
 
 /* Several instances on one PostgreSQL database must sign alike: the first to start stores a

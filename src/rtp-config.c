@@ -23,50 +23,51 @@ typedef struct {
   const char *def; /* NULL: unset */
   gint64 min;
   gint64 max;
+  gboolean live;   /* read at each request: a reload applies it at once (else it needs a restart) */
 } KeyInfo;
 
 static const KeyInfo keys[] = {
-  { "SECRET_KEY", KIND_STRING, NULL, 0, 0 },
-  { "SQLALCHEMY_DATABASE_URI", KIND_URI_DB, NULL, 0, 0 },
-  { "DEFAULT_ADMIN_NAME", KIND_STRING, "admin", 0, 0 },
-  { "DEFAULT_ADMIN_PASSWORD", KIND_STRING, NULL, 0, 0 },
-  { "PASSWORD_SALT", KIND_STRING, NULL, 0, 0 },
-  { "ACCESS_TOKEN_VALIDITY_TIME", KIND_INT, "120", 1, 525600 },
-  { "ARCHIVER_URL", KIND_HTTP_URL, NULL, 0, 0 },
-  { "ARCHIVER_TIMEZONE", KIND_TIMEZONE, NULL, 0, 0 },
-  { "DEFAULT_ARCHIVER_TIME_PERIOD", KIND_INT, "7", 1, 87600 },
-  { "MQTT_SERVER_URL", KIND_MQTT_URL, NULL, 0, 0 },
-  { "MQTT_CHANNEL_PREFIX", KIND_STRING, "rtp", 0, 0 },
-  { "EMAIL_MQTT_CHANNEL", KIND_STRING, "email", 0, 0 },
-  { "THRESHOLD_UNIT", KIND_STRING, "", 0, 0 },
-  { "FLASK_RUN_HOST", KIND_STRING, "127.0.0.1", 0, 0 },
-  { "FLASK_RUN_PORT", KIND_INT, "5000", 0, 65535 },
-  { "RTP_CORS_ORIGIN", KIND_STRING, NULL, 0, 0 },
-  { "RTP_MAX_BODY_BYTES", KIND_INT, "1048576", 1, G_MAXINT32 },
-  { "RTP_MAX_IMPORT_BYTES", KIND_INT, "67108864", 1, G_MAXINT32 },
-  { "RTP_ARCHIVER_TIMEOUT", KIND_DOUBLE, "10", 0, 3600 },
-  { "RTP_MQTT_TIMEOUT", KIND_DOUBLE, "2", 0, 3600 },
-  { "RTP_MAX_POINTS", KIND_INT, "5000", 0, 100000000 },
-  { "RTP_MAX_POINTS_LIMIT", KIND_INT, "100000", 1, 100000000 },
-  { "RTP_ARCHIVER_MAX_BYTES", KIND_INT, "536870912", 1, G_MAXINT64 },
-  { "RTP_MONITOR_INTERVAL", KIND_DOUBLE, "10", 0, 86400 },
-  { "RTP_ALERT_RENOTIFY_S", KIND_INT, "3600", 0, G_MAXINT32 },
-  { "RTP_ALERT_HYSTERESIS", KIND_DOUBLE, "0", 0, G_MAXINT32 },
-  { "RTP_SMTP_URL", KIND_STRING, NULL, 0, 0 },
-  { "RTP_SMTP_FROM", KIND_STRING, NULL, 0, 0 },
-  { "RTP_SMTP_USER", KIND_STRING, NULL, 0, 0 },
-  { "RTP_SMTP_PASSWORD", KIND_STRING, NULL, 0, 0 },
-  { "RTP_SMTP_INSECURE", KIND_INT, "0", 0, 1 },
-  { "RTP_AUDIT_RETENTION_DAYS", KIND_INT, "365", 0, 36500 },
-  { "RTP_MQTT_USER", KIND_STRING, NULL, 0, 0 },
-  { "RTP_MQTT_PASSWORD", KIND_STRING, NULL, 0, 0 },
-  { "RTP_MQTT_VALUE_TOPIC_PREFIX", KIND_STRING, NULL, 0, 0 },
-  { "RTP_LOGIN_MAX_FAILURES", KIND_INT, "10", 1, 1000000 },
-  { "RTP_LOGIN_LOCKOUT_S", KIND_INT, "60", 1, 86400 },
-  { "RTP_MAX_PENDING_LOGINS", KIND_INT, "64", 1, 100000 },
-  { "RTP_SHUTDOWN_TIMEOUT", KIND_DOUBLE, "10", 0, 3600 },
-  { "RTP_CLIENT_TIMEOUT", KIND_DOUBLE, "15", 0, 3600 },
-  { "RTP_MAX_CONNECTIONS", KIND_INT, "1024", 0, 1000000 },
+  { "SECRET_KEY", KIND_STRING, NULL, 0, 0, FALSE },
+  { "SQLALCHEMY_DATABASE_URI", KIND_URI_DB, NULL, 0, 0, FALSE },
+  { "DEFAULT_ADMIN_NAME", KIND_STRING, "admin", 0, 0, FALSE },
+  { "DEFAULT_ADMIN_PASSWORD", KIND_STRING, NULL, 0, 0, FALSE },
+  { "PASSWORD_SALT", KIND_STRING, NULL, 0, 0, FALSE },
+  { "ACCESS_TOKEN_VALIDITY_TIME", KIND_INT, "120", 1, 525600, FALSE },
+  { "ARCHIVER_URL", KIND_HTTP_URL, NULL, 0, 0, FALSE },
+  { "ARCHIVER_TIMEZONE", KIND_TIMEZONE, NULL, 0, 0, TRUE },
+  { "DEFAULT_ARCHIVER_TIME_PERIOD", KIND_INT, "7", 1, 87600, TRUE },
+  { "MQTT_SERVER_URL", KIND_MQTT_URL, NULL, 0, 0, FALSE },
+  { "MQTT_CHANNEL_PREFIX", KIND_STRING, "rtp", 0, 0, FALSE },
+  { "EMAIL_MQTT_CHANNEL", KIND_STRING, "email", 0, 0, FALSE },
+  { "THRESHOLD_UNIT", KIND_STRING, "", 0, 0, FALSE },
+  { "FLASK_RUN_HOST", KIND_STRING, "127.0.0.1", 0, 0, FALSE },
+  { "FLASK_RUN_PORT", KIND_INT, "5000", 0, 65535, FALSE },
+  { "RTP_CORS_ORIGIN", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_MAX_BODY_BYTES", KIND_INT, "1048576", 1, G_MAXINT32, FALSE },
+  { "RTP_MAX_IMPORT_BYTES", KIND_INT, "67108864", 1, G_MAXINT32, FALSE },
+  { "RTP_ARCHIVER_TIMEOUT", KIND_DOUBLE, "10", 0, 3600, FALSE },
+  { "RTP_MQTT_TIMEOUT", KIND_DOUBLE, "2", 0, 3600, FALSE },
+  { "RTP_MAX_POINTS", KIND_INT, "5000", 0, 100000000, TRUE },
+  { "RTP_MAX_POINTS_LIMIT", KIND_INT, "100000", 1, 100000000, TRUE },
+  { "RTP_ARCHIVER_MAX_BYTES", KIND_INT, "536870912", 1, G_MAXINT64, FALSE },
+  { "RTP_MONITOR_INTERVAL", KIND_DOUBLE, "10", 0, 86400, FALSE },
+  { "RTP_ALERT_RENOTIFY_S", KIND_INT, "3600", 0, G_MAXINT32, FALSE },
+  { "RTP_ALERT_HYSTERESIS", KIND_DOUBLE, "0", 0, G_MAXINT32, FALSE },
+  { "RTP_SMTP_URL", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_SMTP_FROM", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_SMTP_USER", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_SMTP_PASSWORD", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_SMTP_INSECURE", KIND_INT, "0", 0, 1, FALSE },
+  { "RTP_AUDIT_RETENTION_DAYS", KIND_INT, "365", 0, 36500, FALSE },
+  { "RTP_MQTT_USER", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_MQTT_PASSWORD", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_MQTT_VALUE_TOPIC_PREFIX", KIND_STRING, NULL, 0, 0, FALSE },
+  { "RTP_LOGIN_MAX_FAILURES", KIND_INT, "10", 1, 1000000, FALSE },
+  { "RTP_LOGIN_LOCKOUT_S", KIND_INT, "60", 1, 86400, FALSE },
+  { "RTP_MAX_PENDING_LOGINS", KIND_INT, "64", 1, 100000, FALSE },
+  { "RTP_SHUTDOWN_TIMEOUT", KIND_DOUBLE, "10", 0, 3600, FALSE },
+  { "RTP_CLIENT_TIMEOUT", KIND_DOUBLE, "15", 0, 3600, FALSE },
+  { "RTP_MAX_CONNECTIONS", KIND_INT, "1024", 0, 1000000, FALSE },
 };
 
 /* Doubles whose range must exclude 0 (timeouts): validated with min 0 exclusive. */
@@ -415,6 +416,24 @@ rtp_config_get_string (RtpConfig *self, const char *key)
   g_return_val_if_fail (info != NULL, NULL);
   value = g_hash_table_lookup (self->values, key);
   return value != NULL ? value : info->def;
+}
+
+/**
+ * rtp_config_restart_needed:
+ * @fresh: the configuration read again
+ *
+ * Returns: (transfer full): the keys whose value differs in @fresh and that are held by services
+ *   built at start (so a reload cannot apply them: they need a restart), in the table's order
+ */
+GStrv
+rtp_config_restart_needed (RtpConfig *self, RtpConfig *fresh)
+{
+  g_autoptr (GStrvBuilder) restart = g_strv_builder_new ();
+
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    if (!keys[i].live && g_strcmp0 (rtp_config_get_string (fresh, keys[i].key), rtp_config_get_string (self, keys[i].key)) != 0)
+      g_strv_builder_add (restart, keys[i].key);
+  return g_strv_builder_end (restart);
 }
 
 gboolean

@@ -20,6 +20,7 @@ const char *rtp_config_get_string (RtpConfig *self, const char *key);
 gint64      rtp_config_get_int (RtpConfig *self, const char *key);
 double      rtp_config_get_double (RtpConfig *self, const char *key);
 gboolean    rtp_config_is_set (RtpConfig *self, const char *key);
+GStrv       rtp_config_restart_needed (RtpConfig *self, RtpConfig *fresh);
 
 const char *rtp_config_get_state_dir (RtpConfig *self);
 void        rtp_config_set_state_dir (RtpConfig *self, const char *dir);

@@ -136,6 +136,26 @@ test_valid_values (void)
   g_assert_cmpint (rtp_config_get_int (config, "FLASK_RUN_PORT"), ==, 5000);
 }
 
+/* A reload names exactly the changed keys that are held by services built at start (before, the
+ * application kept a second list, which had forgotten RTP_CLIENT_TIMEOUT). */
+static void
+test_restart_needed (void)
+{
+  g_autoptr (RtpConfig) old = rtp_config_new ();
+  g_autoptr (RtpConfig) fresh = rtp_config_new ();
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) restart = NULL;
+  const char *const expected[] = { "RTP_CLIENT_TIMEOUT", "RTP_MAX_CONNECTIONS", NULL };
+
+  g_assert_true (rtp_config_load_data (old, "RTP_MAX_POINTS=10\nRTP_CLIENT_TIMEOUT=15\n", "old", &error));
+  g_assert_true (rtp_config_load_data (fresh,
+                                       "RTP_MAX_POINTS=20\nDEFAULT_ARCHIVER_TIME_PERIOD=2\nARCHIVER_TIMEZONE=UTC\n"
+                                       "RTP_CLIENT_TIMEOUT=30\nRTP_MAX_CONNECTIONS=5\n", "fresh", &error));
+  g_assert_true (rtp_config_validate (old, &error) && rtp_config_validate (fresh, &error));
+  restart = rtp_config_restart_needed (old, fresh);
+  g_assert_true (g_strv_equal ((const char *const *) restart, expected));
+}
+
 static void
 test_malformed_line (void)
 {
@@ -157,6 +177,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/precedence", test_precedence);
   g_test_add_func ("/config/file", test_file);
   g_test_add_func ("/config/invalid", test_invalid);
+  g_test_add_func ("/config/restart-needed", test_restart_needed);
   g_test_add_func ("/config/valid-values", test_valid_values);
   g_test_add_func ("/config/malformed-line", test_malformed_line);
   return g_test_run ();
