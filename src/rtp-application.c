@@ -216,15 +216,10 @@ load_signing_key (RtpApplication *self, GError **error)
   gsize len = 0;
 
   {
-    g_autofree char *from_keyring = rtp_secrets_lookup (self->secrets, "SECRET_KEY");
-    if (from_keyring != NULL)
-      return g_bytes_new (from_keyring, strlen (from_keyring));
+    g_autofree char *configured = rtp_secrets_lookup_with_fallback (self->secrets, config, "SECRET_KEY");
+    if (configured != NULL)
+      return g_bytes_new (configured, strlen (configured));
   }
-  if (rtp_config_is_set (config, "SECRET_KEY"))
-    {
-      const char *key = rtp_config_get_string (config, "SECRET_KEY");
-      return g_bytes_new (key, strlen (key));
-    }
   if (rtp_database_get_kind (self->services.db) == RTP_DATABASE_POSTGRESQL)
     return shared_signing_key (self, error);
   path = g_build_filename (rtp_config_get_state_dir (config), "secret_key", NULL);
@@ -369,10 +364,8 @@ start (RtpApplication *self, GError **error)
   user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
   s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
   {
-    g_autofree char *admin_password = rtp_secrets_lookup (self->secrets, "DEFAULT_ADMIN_PASSWORD");
-    if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"),
-                                        admin_password != NULL ? admin_password
-                                                               : rtp_config_get_string (config, "DEFAULT_ADMIN_PASSWORD"),
+    g_autofree char *admin_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "DEFAULT_ADMIN_PASSWORD");
+    if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"), admin_password,
                                         &generated, error))
       return FALSE;
   }
@@ -395,11 +388,11 @@ start (RtpApplication *self, GError **error)
   if (!rtp_archiver_client_is_configured (s->archiver))
     g_message ("ARCHIVER_URL is not set: /data answers 502");
   {
-    g_autofree char *mqtt_password = rtp_secrets_lookup (self->secrets, "RTP_MQTT_PASSWORD");
+    g_autofree char *mqtt_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_MQTT_PASSWORD");
     RtpMqttSettings mqtt_settings = {
       .server_url = rtp_config_get_string (config, "MQTT_SERVER_URL"),
       .username = rtp_config_get_string (config, "RTP_MQTT_USER"),
-      .password = mqtt_password != NULL ? mqtt_password : rtp_config_get_string (config, "RTP_MQTT_PASSWORD"),
+      .password = mqtt_password,
       .timeout_s = rtp_config_get_double (config, "RTP_MQTT_TIMEOUT"),
     };
     RtpMonitorSettings monitor_settings = {
@@ -437,7 +430,7 @@ start (RtpApplication *self, GError **error)
       return FALSE;
     }
   {
-    g_autofree char *smtp_password = rtp_secrets_lookup (self->secrets, "RTP_SMTP_PASSWORD");
+    g_autofree char *smtp_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_SMTP_PASSWORD");
     RtpAlertSettings alerts = {
       .archiver = s->monitor_archiver,
       .value_topic_prefix = rtp_config_get_string (config, "RTP_MQTT_VALUE_TOPIC_PREFIX"),
@@ -449,7 +442,7 @@ start (RtpApplication *self, GError **error)
         .url = rtp_config_get_string (config, "RTP_SMTP_URL"),
         .from = rtp_config_get_string (config, "RTP_SMTP_FROM"),
         .user = rtp_config_get_string (config, "RTP_SMTP_USER"),
-        .password = smtp_password != NULL ? smtp_password : rtp_config_get_string (config, "RTP_SMTP_PASSWORD"),
+        .password = smtp_password,
         .timeout_s = rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"),
         .insecure = rtp_config_get_int (config, "RTP_SMTP_INSECURE") != 0,
       },

@@ -79,11 +79,6 @@ watchdog_thread (gpointer data)
   return NULL;
 }
 
-gboolean
-rtp_secrets_is_available (RtpSecrets *self)
-{
-  return self->available;
-}
 
 char *
 rtp_secrets_lookup (RtpSecrets *self, const char *name)
@@ -122,6 +117,16 @@ rtp_secrets_lookup (RtpSecrets *self, const char *name)
   if (value != NULL)
     g_message ("%s comes from the keyring", name);
   /* cppcheck-suppress memleak ; g_thread_join above released the thread */
+  return value;
+}
+
+char *
+rtp_secrets_lookup_with_fallback (RtpSecrets *self, RtpConfig *config, const char *name)
+{
+  char *value = rtp_secrets_lookup (self, name);
+
+  if (value == NULL && rtp_config_is_set (config, name))
+    value = g_strdup (rtp_config_get_string (config, name));
   return value;
 }
 

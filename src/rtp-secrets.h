@@ -3,6 +3,8 @@
 
 #include <glib-object.h>
 
+#include "rtp-config.h"
+
 G_BEGIN_DECLS
 
 #define RTP_TYPE_SECRETS (rtp_secrets_get_type ())
@@ -14,7 +16,8 @@ extern const char *const rtp_secret_names[];
 RtpSecrets *rtp_secrets_new (void);
 /* The secret @name from the Secret Service, or NULL (no service, locked, or not stored). */
 char       *rtp_secrets_lookup (RtpSecrets *self, const char *name);
+/* The keyring's value of @name, else the configuration's (NULL when neither is set). */
+char       *rtp_secrets_lookup_with_fallback (RtpSecrets *self, RtpConfig *config, const char *name);
 gboolean    rtp_secrets_store (const char *name, const char *value, GError **error);
-gboolean    rtp_secrets_is_available (RtpSecrets *self);
 
 G_END_DECLS
