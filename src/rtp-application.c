@@ -455,8 +455,6 @@ start (RtpApplication *self, GError **error)
   self->control = rtp_control_new (s, url, reload_config, self);
   if (!rtp_control_start (self->control, self->bus, error))
     return FALSE;
-  g_print ("Listening on %s\n", url);
-  fflush (stdout);
   return TRUE;
 }
 
@@ -482,6 +480,12 @@ rtp_application_startup (GApplication *app)
   g_application_hold (app);
   self->held = TRUE;
   self->trim_id = g_timeout_add_seconds (30, trim_memory, self);
+  /* only once SIGTERM is handled: whoever waits for this line may stop the server at once */
+  {
+    g_autofree char *url = rtp_http_server_dup_url (self->services.http);
+    g_print ("Listening on %s\n", url);
+    fflush (stdout);
+  }
 }
 
 static void
