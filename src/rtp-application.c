@@ -187,7 +187,8 @@ shared_signing_key (RtpApplication *self, GError **error)
           const char *key = rtp_db_str (m, 0, 0);
           return g_bytes_new (key, strlen (key));
         }
-      rtp_random_bytes (raw, sizeof raw);
+      if (!rtp_random_bytes (raw, sizeof raw, error))
+        return NULL;
       hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
       if (rtp_database_exec (db, &insert_error, "INSERT INTO settings (name, value) VALUES ('signing_key', :v)", "v",
                              RTP_DB_STR, hex, NULL) >= 0)
@@ -233,7 +234,8 @@ load_signing_key (RtpApplication *self, GError **error)
     g_autofree char *hex = NULL;
     int fd;
 
-    rtp_random_bytes (raw, sizeof raw);
+    if (!rtp_random_bytes (raw, sizeof raw, error))
+      return NULL;
     hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
     fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write (fd, hex, strlen (hex)) != (ssize_t) strlen (hex) || fsync (fd) != 0)

@@ -67,12 +67,6 @@ rtp_archiver_parser_get_count (RtpArchiverParser *p)
   return p->count;
 }
 
-guint64
-rtp_archiver_parser_get_binned (RtpArchiverParser *p)
-{
-  return p->binned;
-}
-
 static gboolean
 bad (GError **error, const char *why)
 {

@@ -32,6 +32,5 @@ gboolean           rtp_archiver_parser_feed (RtpArchiverParser *parser, const ch
 /* FALSE when the answer ended before its JSON did. */
 gboolean           rtp_archiver_parser_finish (RtpArchiverParser *parser, GError **error);
 guint64            rtp_archiver_parser_get_count (RtpArchiverParser *parser);
-guint64            rtp_archiver_parser_get_binned (RtpArchiverParser *parser);
 
 G_END_DECLS

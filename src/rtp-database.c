@@ -1007,12 +1007,6 @@ rtp_database_rollback (RtpDatabase *self)
     }
 }
 
-gboolean
-rtp_database_in_transaction (RtpDatabase *self)
-{
-  return self->in_transaction;
-}
-
 static gboolean
 run_sql (RtpDatabase *self, const char *sql, GError **error)
 {

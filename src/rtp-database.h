@@ -59,7 +59,6 @@ gboolean       rtp_database_exec_script (RtpDatabase *self, const char *script, 
 gboolean       rtp_database_begin (RtpDatabase *self, GError **error);
 gboolean       rtp_database_commit (RtpDatabase *self, GError **error);
 void           rtp_database_rollback (RtpDatabase *self);
-gboolean       rtp_database_in_transaction (RtpDatabase *self);
 guint64        rtp_database_get_change_stamp (RtpDatabase *self);
 gboolean       rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error);
 void           rtp_database_rollback_to (RtpDatabase *self, const char *name);

@@ -231,12 +231,6 @@ rtp_request_unref (RtpRequest *request)
   g_free (request);
 }
 
-SoupServerMessage *
-rtp_request_get_message (RtpRequest *request)
-{
-  return request->msg;
-}
-
 const char *
 rtp_request_get_param (RtpRequest *request, guint index)
 {
@@ -278,12 +272,6 @@ const char *
 rtp_request_get_client (RtpRequest *request)
 {
   return soup_server_message_get_remote_host (request->msg);
-}
-
-const char *
-rtp_request_get_language (RtpRequest *request)
-{
-  return request->language;
 }
 
 void

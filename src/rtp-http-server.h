@@ -51,7 +51,6 @@ RtpRequest        *rtp_request_ref (RtpRequest *request);
 void               rtp_request_unref (RtpRequest *request);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpRequest, rtp_request_unref)
 
-SoupServerMessage *rtp_request_get_message (RtpRequest *request);
 const char        *rtp_request_get_param (RtpRequest *request, guint index);
 guint              rtp_request_get_n_params (RtpRequest *request);
 const RtpUser     *rtp_request_get_caller (RtpRequest *request);
@@ -63,7 +62,6 @@ JsonObject        *rtp_request_get_body (RtpRequest *request);
 GBytes            *rtp_request_get_raw_body (RtpRequest *request);
 const char        *rtp_request_get_query (RtpRequest *request, const char *name);
 const char        *rtp_request_get_client (RtpRequest *request);
-const char        *rtp_request_get_language (RtpRequest *request);
 gboolean           rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
 
 /* A handler that cannot answer at once pauses; any respond call resumes. */

@@ -20,8 +20,10 @@
 #define SALT_LEN 16
 #define HASH_LEN 32
 
-void
-rtp_random_bytes (guint8 *buf, gsize len)
+/* FALSE when the kernel gives no randomness: nothing that needs it (salts, keys, passwords) is
+ * made then, and the request or the start fails with the reason, rather than the server. */
+gboolean
+rtp_random_bytes (guint8 *buf, gsize len, GError **error)
 {
   gsize done = 0;
 
@@ -32,10 +34,13 @@ rtp_random_bytes (guint8 *buf, gsize len)
         {
           if (errno == EINTR)
             continue;
-          g_error ("getrandom failed: %s", g_strerror (errno)); /* no entropy: cannot run safely */
+          g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "no randomness from the kernel: getrandom failed: %s",
+                       g_strerror (errno));
+          return FALSE;
         }
       done += (gsize) n;
     }
+  return TRUE;
 }
 
 gboolean
@@ -60,7 +65,8 @@ rtp_password_hash (const char *password, GError **error)
   g_autofree char *encoded = g_malloc0 (encoded_len);
   int rc;
 
-  rtp_random_bytes (salt, sizeof salt);
+  if (!rtp_random_bytes (salt, sizeof salt, error))
+    return NULL;
   rc = argon2id_hash_encoded (ARGON2_T, ARGON2_M_KIB, ARGON2_P, password, strlen (password), salt, sizeof salt,
                               HASH_LEN, encoded, encoded_len);
   if (rc != ARGON2_OK)
@@ -113,7 +119,7 @@ rtp_password_verify (const char *stored_hash, const char *password, const char *
 
 /* A password from an alphabet without look-alike characters. */
 char *
-rtp_password_generate (gsize length)
+rtp_password_generate (gsize length, GError **error)
 {
   static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
   const gsize n = sizeof alphabet - 1;
@@ -123,7 +129,11 @@ rtp_password_generate (gsize length)
   while (i < length)
     {
       guint8 b;
-      rtp_random_bytes (&b, 1);
+      if (!rtp_random_bytes (&b, 1, error))
+        {
+          g_free (out);
+          return NULL;
+        }
       if (b >= 256 - (256 % n)) /* reject to stay unbiased */
         continue;
       out[i++] = alphabet[b % n];

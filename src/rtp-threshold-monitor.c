@@ -443,12 +443,6 @@ rtp_threshold_monitor_new (RtpDatabase *db, RtpUserManager *users, RtpExperiment
   return self;
 }
 
-const char *
-rtp_threshold_monitor_get_topic (RtpThresholdMonitor *self)
-{
-  return self->topic;
-}
-
 /* ---- listing ---------------------------------------------------------------- */
 
 static RtpSubscription *

@@ -40,7 +40,6 @@ RtpThresholdMonitor *rtp_threshold_monitor_new (RtpDatabase *db, RtpUserManager 
                                                 RtpMqttPublisher *mqtt, const RtpMonitorSettings *settings);
 
 /* The announcement topic: "/<prefix>/<channel>". */
-const char *rtp_threshold_monitor_get_topic (RtpThresholdMonitor *self);
 
 /* Subscribing: checks (PV 404, assignment 403, fields 400 — missing ones as RTP_MISSING_FIELDS_ERROR
  * with one line per field —, duplicate 409), announces, and stores only after the broker's ack. */

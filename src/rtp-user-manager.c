@@ -347,8 +347,8 @@ rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const ch
     return FALSE;
   if (admins > 0)
     return TRUE;
-  if (password == NULL || password[0] == '\0')
-    password = generated = rtp_password_generate (16);
+  if ((password == NULL || password[0] == '\0') && (password = generated = rtp_password_generate (16, error)) == NULL)
+    return FALSE;
   hash = rtp_password_hash (password, error);
   if (hash == NULL)
     return FALSE;
@@ -974,8 +974,13 @@ rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancel
                                             member_string (fields, "preferred_language")[0] != '\0'
                                         ? member_string (fields, "preferred_language")
                                         : "en");
-  d->temporary_password = rtp_password_generate (16);
+  d->temporary_password = rtp_password_generate (16, &error);
   g_task_set_task_data (outer, d, (GDestroyNotify) create_data_free);
+  if (d->temporary_password == NULL)
+    {
+      g_task_return_error (outer, error);
+      return;
+    }
 
   job = g_new0 (PasswordJob, 1);
   job->new_password = g_strdup (d->temporary_password);
@@ -1352,7 +1357,13 @@ rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, 
     }
   g_task_set_task_data (outer, g_strdup (user->user_id), g_free);
   job = g_new0 (PasswordJob, 1);
-  job->new_password = rtp_password_generate (16);
+  job->new_password = rtp_password_generate (16, &error);
+  if (job->new_password == NULL)
+    {
+      password_job_free (job);
+      g_task_return_error (outer, error);
+      return;
+    }
   inner = g_task_new (self, cancellable, reset_hashed, g_steal_pointer (&outer));
   run_password_job (inner, job);
   g_object_unref (inner);

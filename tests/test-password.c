@@ -43,8 +43,8 @@ test_legacy_md5 (void)
 static void
 test_generate (void)
 {
-  g_autofree char *a = rtp_password_generate (16);
-  g_autofree char *b = rtp_password_generate (16);
+  g_autofree char *a = rtp_password_generate (16, NULL);
+  g_autofree char *b = rtp_password_generate (16, NULL);
 
   g_assert_cmpuint (strlen (a), ==, 16);
   g_assert_cmpstr (a, !=, b);
