@@ -22,6 +22,5 @@ void        rtp_control_emit_threshold_breached (RtpControl *self, const char *p
                                                  gint64 max);
 
 /* The one table from RtpError to D-Bus error names. */
-void        rtp_control_register_errors (void);
 
 G_END_DECLS

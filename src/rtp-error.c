@@ -1,6 +1,8 @@
 /* rtp-error.c: the project's error domain */
 #include "rtp-error.h"
 
+#include <gio/gio.h>
+
 G_DEFINE_QUARK (rtp-error-quark, rtp_error)
 
 /* The one place where RtpError becomes an HTTP status. */
@@ -27,4 +29,35 @@ rtp_error_to_http_status (const GError *error)
     if (map[i].code == (RtpError) error->code)
       return map[i].status;
   return 500;
+}
+
+/* The one GDBusErrorEntry table: RtpError ↔ D-Bus error names, for the server and rtpctl. */
+void
+rtp_error_register_dbus_names (void)
+{
+  static const GDBusErrorEntry entries[] = {
+    { RTP_ERROR_FAILED, "org.realtimeplot.Server1.Error.Failed" },
+    { RTP_ERROR_INVALID, "org.realtimeplot.Server1.Error.Invalid" },
+    { RTP_ERROR_UNAUTHORIZED, "org.realtimeplot.Server1.Error.Unauthorized" },
+    { RTP_ERROR_FORBIDDEN, "org.realtimeplot.Server1.Error.Forbidden" },
+    { RTP_ERROR_NOT_FOUND, "org.realtimeplot.Server1.Error.NotFound" },
+    { RTP_ERROR_NOT_ACCEPTABLE, "org.realtimeplot.Server1.Error.NotAcceptable" },
+    { RTP_ERROR_EXISTS, "org.realtimeplot.Server1.Error.Exists" },
+    { RTP_ERROR_CONFLICT, "org.realtimeplot.Server1.Error.Conflict" },
+    { RTP_ERROR_TOO_LARGE, "org.realtimeplot.Server1.Error.TooLarge" },
+    { RTP_ERROR_TOO_MANY, "org.realtimeplot.Server1.Error.TooMany" },
+    { RTP_ERROR_BUSY, "org.realtimeplot.Server1.Error.Busy" },
+    { RTP_ERROR_UNCONFIRMED, "org.realtimeplot.Server1.Error.Unconfirmed" },
+    { RTP_ERROR_UPSTREAM, "org.realtimeplot.Server1.Error.Upstream" },
+    { RTP_ERROR_UNAVAILABLE, "org.realtimeplot.Server1.Error.Unavailable" },
+    { RTP_ERROR_READONLY, "org.realtimeplot.Server1.Error.ReadOnly" },
+  };
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done))
+    {
+      for (gsize i = 0; i < G_N_ELEMENTS (entries); i++)
+        g_dbus_error_register_error (RTP_ERROR, entries[i].error_code, entries[i].dbus_error_name);
+      g_once_init_leave (&done, 1);
+    }
 }

@@ -28,5 +28,6 @@ typedef enum {
 GQuark rtp_error_quark (void);
 
 guint rtp_error_to_http_status (const GError *error);
+void  rtp_error_register_dbus_names (void);
 
 G_END_DECLS

@@ -1,5 +1,5 @@
 /* rtpctl.c: command-line control of Realtimeplot Server over D-Bus (org.realtimeplot.Server1) */
-#include "rtp-control.h"
+#include "rtp-error.h"
 #include "rtp-dbus-generated.h"
 #include "rtp-secrets.h"
 
@@ -364,7 +364,7 @@ main (int argc, char **argv)
         return failed (error);
       return 0;
     }
-  rtp_control_register_errors ();
+  rtp_error_register_dbus_names ();
   proxy = rtp_dbus_server1_proxy_new_for_bus_sync (bus, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START_AT_CONSTRUCTION,
                                                    "org.realtimeplot.Server1", "/org/realtimeplot/Server1", NULL, &error);
   if (proxy == NULL)

@@ -201,6 +201,12 @@ class DBus(ServerTestCase):
         self.s.start()
         self.admin = self.s.login()
 
+    def test_rtpctl_links_no_server_libraries(self):
+        libs = subprocess.run(["ldd", RTPCTL], capture_output=True, text=True, check=True).stdout
+        for lib in ["libgda", "libcurl", "libpaho", "libsoup", "libargon2"]:
+            self.assertNotIn(lib, libs)
+        self.assertIn("libgio", libs)
+
     def test_usage(self):
         r = self.ctl("--help")
         for command in ["status", "user add", "user list", "reset-password", "user delete", "pv add", "pv list", "pv delete",
