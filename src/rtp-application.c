@@ -3,7 +3,7 @@
 
 #include "rtp-application.h"
 #include "rtp-control.h"
-#include "rtp-migration.h"
+#include "rtp-takeover.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-password.h"
@@ -318,7 +318,7 @@ start (RtpApplication *self, GError **error)
       return FALSE;
     }
   /* a lab that swaps services keeps its .env and its data: the original's file is upgraded */
-  if (g_str_has_prefix (uri, "sqlite:") && !rtp_migration_upgrade_in_place (uri, error))
+  if (g_str_has_prefix (uri, "sqlite:") && !rtp_takeover_upgrade_in_place (uri, error))
     return FALSE;
   {
     /* a PostgreSQL URI without a password may have it in the keyring */
@@ -332,7 +332,7 @@ start (RtpApplication *self, GError **error)
     {
       g_autofree char *from_uri = g_strconcat ("sqlite:///", self->migrate_from, NULL);
       g_autoptr (RtpDatabase) from = NULL;
-      RtpMigrationCounts counts;
+      RtpTakeoverCounts counts;
 
       if (!g_file_test (self->migrate_from, G_FILE_TEST_IS_REGULAR))
         {
@@ -343,8 +343,8 @@ start (RtpApplication *self, GError **error)
 
       /* read-only: the old service may still be running on it, and a normal open would switch it to WAL */
       from = rtp_database_open_read_only (from_uri, error);
-      if (from == NULL || !rtp_migration_is_legacy (from, &legacy, error) ||
-          !rtp_migration_copy (from, legacy, s->db, &counts, error))
+      if (from == NULL || !rtp_takeover_is_legacy (from, &legacy, error) ||
+          !rtp_takeover_copy (from, legacy, s->db, &counts, error))
         return FALSE;
       g_print ("Copied %u users, %u experiments, %u process variables, %u assignments, %u subscriptions from %s\n",
                counts.users, counts.experiments, counts.process_variables, counts.assignments, counts.subscriptions,

@@ -10,7 +10,7 @@
 #include "rtp-error.h"
 #include "rtp-validate.h"
 #include "rtp-i18n.h"
-#include "rtp-kept.h"
+#include "rtp-stamp-cache.h"
 #include "rtp-user-manager.h"
 
 #include <string.h>
@@ -31,8 +31,8 @@ struct _RtpExperimentStore {
   RtpDatabase *db;        /* (owned) */
   char *select_all;       /* (owned) load_experiments()'s SQL, built once for the dialect */
   char *select_one;       /* (owned) the same for one short_id */
-  RtpKept *experiments;   /* (owned) short_id → RtpExperiment, read before */
-  RtpKept *pvs;           /* (owned) pv_string → RtpProcessVariable, read before */
+  RtpStampCache *experiments;   /* (owned) short_id → RtpExperiment, read before */
+  RtpStampCache *pvs;           /* (owned) pv_string → RtpProcessVariable, read before */
 };
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
@@ -121,8 +121,8 @@ rtp_experiment_store_finalize (GObject *object)
   g_clear_object (&self->db);
   g_free (self->select_all);
   g_free (self->select_one);
-  rtp_kept_free (self->experiments);
-  rtp_kept_free (self->pvs);
+  rtp_stamp_cache_free (self->experiments);
+  rtp_stamp_cache_free (self->pvs);
   G_OBJECT_CLASS (rtp_experiment_store_parent_class)->finalize (object);
 }
 
@@ -178,8 +178,8 @@ rtp_experiment_store_new (RtpDatabase *db)
   self->db = g_object_ref (db);
   self->select_all = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "");
   self->select_one = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "WHERE e.short_id = :only");
-  self->experiments = rtp_kept_new (db, (GBoxedCopyFunc) rtp_experiment_copy, (GDestroyNotify) rtp_experiment_free);
-  self->pvs = rtp_kept_new (db, (GBoxedCopyFunc) rtp_process_variable_copy, (GDestroyNotify) rtp_process_variable_free);
+  self->experiments = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_experiment_copy, (GDestroyNotify) rtp_experiment_free);
+  self->pvs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_process_variable_copy, (GDestroyNotify) rtp_process_variable_free);
   return self;
 }
 
@@ -336,7 +336,7 @@ RtpExperiment *
 rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
 {
   guint64 stamp;
-  RtpExperiment *experiment = rtp_kept_lookup (self->experiments, short_id, &stamp);
+  RtpExperiment *experiment = rtp_stamp_cache_lookup (self->experiments, short_id, &stamp);
   g_autoptr (GPtrArray) list = NULL;
 
   if (experiment != NULL)
@@ -347,7 +347,7 @@ rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short
   if (list->len == 0)
     return not_found (error, _("experiment"), short_id), NULL;
   experiment = g_ptr_array_steal_index (list, 0);
-  rtp_kept_store (self->experiments, stamp, short_id, experiment);
+  rtp_stamp_cache_store (self->experiments, stamp, short_id, experiment);
   return experiment;
 }
 
@@ -563,7 +563,7 @@ RtpProcessVariable *
 rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error)
 {
   guint64 stamp;
-  RtpProcessVariable *pv = rtp_kept_lookup (self->pvs, pv_string, &stamp);
+  RtpProcessVariable *pv = rtp_stamp_cache_lookup (self->pvs, pv_string, &stamp);
   g_autoptr (GdaDataModel) m = NULL;
 
   if (pv != NULL)
@@ -575,7 +575,7 @@ rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GE
   if (rtp_db_rows (m) == 0)
     return not_found (error, _("process variable"), pv_string), NULL;
   pv = pv_from_row (m, 0);
-  rtp_kept_store (self->pvs, stamp, pv_string, pv);
+  rtp_stamp_cache_store (self->pvs, stamp, pv_string, pv);
   return pv;
 }
 

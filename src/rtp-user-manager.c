@@ -7,7 +7,7 @@
 
 #include "rtp-user-manager.h"
 
-#include "rtp-kept.h"
+#include "rtp-stamp-cache.h"
 #include "rtp-error.h"
 #include "rtp-validate.h"
 #include "rtp-i18n.h"
@@ -37,7 +37,7 @@ struct _RtpUserManager {
   char *select_all;          /* (owned) */
   /* the token check's two memories, main thread only (see verify_token) */
   GHashTable *verified;      /* (owned) token → VerifiedToken: tokens whose signature was checked */
-  RtpKept *users;            /* (owned) user_id → RtpUser */
+  RtpStampCache *users;            /* (owned) user_id → RtpUser */
 };
 
 typedef struct {
@@ -183,7 +183,7 @@ rtp_user_manager_finalize (GObject *object)
   g_free (self->select_by_login);
   g_free (self->select_all);
   g_hash_table_unref (self->verified);
-  rtp_kept_free (self->users);
+  rtp_stamp_cache_free (self->users);
   G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
 }
 
@@ -217,7 +217,7 @@ rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
   g_autofree char *agg = rtp_database_list_agg (db, "short_id");
 
   self->db = g_object_ref (db);
-  self->users = rtp_kept_new (db, (GBoxedCopyFunc) rtp_user_copy, (GDestroyNotify) rtp_user_free);
+  self->users = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_user_copy, (GDestroyNotify) rtp_user_free);
   self->select_by_id = select_users (agg, FALSE, "WHERE user_id = :id");
   self->select_by_login = select_users (agg, TRUE, "WHERE login_name = :login");
   self->select_all = select_users (agg, FALSE, "ORDER BY login_name");
@@ -744,18 +744,18 @@ check_signature (RtpUserManager *self, const char *token, gint64 now)
 }
 
 /* The user as the database has it now: kept from an earlier read while nothing changed since
- * (by this instance or any other, see RtpKept), else read again. */
+ * (by this instance or any other, see RtpStampCache), else read again. */
 static RtpUser *
 current_user (RtpUserManager *self, const char *user_id, GError **error)
 {
   guint64 stamp;
-  RtpUser *user = rtp_kept_lookup (self->users, user_id, &stamp);
+  RtpUser *user = rtp_stamp_cache_lookup (self->users, user_id, &stamp);
 
   if (user != NULL)
     return user;
   user = rtp_user_manager_get (self, user_id, error);
   if (user != NULL)
-    rtp_kept_store (self->users, stamp, user_id, user);
+    rtp_stamp_cache_store (self->users, stamp, user_id, user);
   return user;
 }
 

@@ -1,12 +1,12 @@
-/* rtp-kept.c: values read from the database, kept between requests while nothing changed
+/* rtp-stamp-cache.c: values read from the database, kept between requests while nothing changed
  *
  * A read costs a libgda statement (about a third of a small request); what was read is kept
  * under the database's change stamp (rtp_database_get_change_stamp), which moves with every
  * change by any connection — this instance, another instance, any other client — and is 0
  * when such changes cannot be seen (then nothing is kept). Main thread only, as RtpDatabase. */
-#define G_LOG_DOMAIN "RtpKept"
+#define G_LOG_DOMAIN "RtpStampCache"
 
-#include "rtp-kept.h"
+#include "rtp-stamp-cache.h"
 
 /* past this many values the table starts again empty */
 #define MAX_KEPT 4096
@@ -14,7 +14,7 @@
  * connection that died without a word (a network cut, no FIN) could hide. */
 #define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
-struct _RtpKept {
+struct _RtpStampCache {
   RtpDatabase *db;          /* (owned) */
   GBoxedCopyFunc copy;
   GDestroyNotify free_value;
@@ -23,7 +23,7 @@ struct _RtpKept {
 };
 
 typedef struct {
-  RtpKept *kept;            /* (unowned) for free_value */
+  RtpStampCache *kept;            /* (unowned) for free_value */
   gpointer value;           /* (owned) */
   gint64 read_us;           /* monotonic time of the read */
 } Value;
@@ -36,10 +36,10 @@ value_free (gpointer data)
   g_free (v);
 }
 
-RtpKept *
-rtp_kept_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value)
+RtpStampCache *
+rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value)
 {
-  RtpKept *kept = g_new0 (RtpKept, 1);
+  RtpStampCache *kept = g_new0 (RtpStampCache, 1);
 
   kept->db = g_object_ref (db);
   kept->copy = copy;
@@ -49,7 +49,7 @@ rtp_kept_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value)
 }
 
 void
-rtp_kept_free (RtpKept *kept)
+rtp_stamp_cache_free (RtpStampCache *kept)
 {
   if (kept == NULL)
     return;
@@ -59,13 +59,13 @@ rtp_kept_free (RtpKept *kept)
 }
 
 /**
- * rtp_kept_lookup:
- * @stamp: (out): the change stamp now, for rtp_kept_store() after a read
+ * rtp_stamp_cache_lookup:
+ * @stamp: (out): the change stamp now, for rtp_stamp_cache_store() after a read
  *
  * Returns: (transfer full) (nullable): a copy of the value kept for @key, or %NULL: read it
  */
 gpointer
-rtp_kept_lookup (RtpKept *kept, const char *key, guint64 *stamp)
+rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
 {
   Value *v;
 
@@ -83,13 +83,13 @@ rtp_kept_lookup (RtpKept *kept, const char *key, guint64 *stamp)
 }
 
 /**
- * rtp_kept_store:
- * @stamp: what rtp_kept_lookup() gave before the read
+ * rtp_stamp_cache_store:
+ * @stamp: what rtp_stamp_cache_lookup() gave before the read
  *
- * Keeps a copy of @value, read after rtp_kept_lookup(), unless anything changed meanwhile.
+ * Keeps a copy of @value, read after rtp_stamp_cache_lookup(), unless anything changed meanwhile.
  */
 void
-rtp_kept_store (RtpKept *kept, guint64 stamp, const char *key, gconstpointer value)
+rtp_stamp_cache_store (RtpStampCache *kept, guint64 stamp, const char *key, gconstpointer value)
 {
   Value *v;
 

@@ -1,13 +1,13 @@
-/* rtp-migration.c: reading the original service's database
+/* rtp-takeover.c: reading the original service's database
  *
  * The original (Flask/SQLAlchemy) kept tables `user` (user_type "admin"/"user", password_hash
  * = hex md5 of PASSWORD_SALT + password), `experiment`, `process_variable`,
  * `users_to_experiments` and `subscription`, and no schema_version. Its exact column types
  * are not ours to rely on, so columns are discovered from the file and every value is read
  * as text (CAST … AS TEXT) and converted here. */
-#define G_LOG_DOMAIN "RtpMigration"
+#define G_LOG_DOMAIN "RtpTakeover"
 
-#include "rtp-migration.h"
+#include "rtp-takeover.h"
 #include "rtp-error.h"
 
 #include <gio/gio.h>
@@ -29,7 +29,7 @@ table_exists (RtpDatabase *db, const char *name, gboolean *exists, GError **erro
 }
 
 gboolean
-rtp_migration_is_legacy (RtpDatabase *db, gboolean *legacy, GError **error)
+rtp_takeover_is_legacy (RtpDatabase *db, gboolean *legacy, GError **error)
 {
   gboolean has_user = FALSE, has_ours = FALSE;
 
@@ -135,7 +135,7 @@ user_type (const char *old)
 }
 
 gboolean
-rtp_migration_copy (RtpDatabase *from, gboolean legacy, RtpDatabase *to, RtpMigrationCounts *counts, GError **error)
+rtp_takeover_copy (RtpDatabase *from, gboolean legacy, RtpDatabase *to, RtpTakeoverCounts *counts, GError **error)
 {
   g_autoptr (GPtrArray) users = NULL, experiments = NULL, pvs = NULL, assignments = NULL, subscriptions = NULL;
 
@@ -263,17 +263,17 @@ fail:
 }
 
 gboolean
-rtp_migration_upgrade_in_place (const char *uri, GError **error)
+rtp_takeover_upgrade_in_place (const char *uri, GError **error)
 {
   g_autoptr (RtpDatabase) db = rtp_database_open_read_only (uri, error);
   g_autofree char *backup = NULL;
   g_autofree char *path = NULL;
   g_autoptr (GFile) src = NULL;
   g_autoptr (GFile) dst = NULL;
-  RtpMigrationCounts counts;
+  RtpTakeoverCounts counts;
   gboolean legacy = FALSE;
 
-  if (db == NULL || !rtp_migration_is_legacy (db, &legacy, error))
+  if (db == NULL || !rtp_takeover_is_legacy (db, &legacy, error))
     return FALSE;
   if (!legacy || rtp_database_get_kind (db) != RTP_DATABASE_SQLITE)
     return TRUE;
@@ -291,7 +291,7 @@ rtp_migration_upgrade_in_place (const char *uri, GError **error)
     }
   g_message ("the database is the original service's; a copy of it is kept in %s", backup);
   db = rtp_database_open (uri, error);
-  if (db == NULL || !rtp_database_migrate (db, error) || !rtp_migration_copy (db, TRUE, db, &counts, error))
+  if (db == NULL || !rtp_database_migrate (db, error) || !rtp_takeover_copy (db, TRUE, db, &counts, error))
     return FALSE;
   g_message ("upgraded the original service's database in place: %u users, %u experiments, %u process variables, "
              "%u assignments, %u subscriptions; old password hashes are replaced at each user's next login",

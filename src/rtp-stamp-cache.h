@@ -1,0 +1,17 @@
+/* rtp-stamp-cache.h: values read from the database, kept between requests while nothing changed */
+#pragma once
+
+#include "rtp-database.h"
+
+G_BEGIN_DECLS
+
+typedef struct _RtpStampCache RtpStampCache;
+
+RtpStampCache *rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value);
+void     rtp_stamp_cache_free (RtpStampCache *cache);
+gpointer rtp_stamp_cache_lookup (RtpStampCache *cache, const char *key, guint64 *stamp);
+void     rtp_stamp_cache_store (RtpStampCache *cache, guint64 stamp, const char *key, gconstpointer value);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpStampCache, rtp_stamp_cache_free)
+
+G_END_DECLS
