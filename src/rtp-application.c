@@ -387,6 +387,7 @@ start (RtpApplication *self, GError **error)
                                                  rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
   rtp_archiver_client_set_max_bytes (s->archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
   rtp_archiver_client_set_max_bytes (s->monitor_archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
+  s->history = rtp_history_new (&s->config, s->archiver);
   if (!rtp_archiver_client_is_configured (s->archiver))
     g_message ("ARCHIVER_URL is not set: /data answers 502");
   {
@@ -439,7 +440,7 @@ start (RtpApplication *self, GError **error)
       .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
       .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
       .hysteresis = rtp_config_get_double (config, "RTP_ALERT_HYSTERESIS"),
-      .time_zone = rtp_config_get_string (config, "ARCHIVER_TIMEZONE"),
+      .time_zone = rtp_history_get_time_zone (s->history),
       .mail = {
         .url = rtp_config_get_string (config, "RTP_SMTP_URL"),
         .from = rtp_config_get_string (config, "RTP_SMTP_FROM"),
@@ -513,6 +514,7 @@ rtp_application_shutdown (GApplication *app)
   if (s->mqtt != NULL)
     rtp_mqtt_publisher_stop (s->mqtt);
   g_clear_object (&s->setpoints);
+  g_clear_object (&s->history);
   g_clear_object (&s->archiver);
   g_clear_object (&s->monitor_archiver);
   g_clear_object (&s->monitor);

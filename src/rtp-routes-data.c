@@ -1,14 +1,12 @@
 /* rtp-routes-data.c: POST /data/<short_id>[/<pv>] and validate_pv_string (API.md "Archived data")
  *
- * With max_points > 0 (the default) every PV is asked for as optimized_N(pv), all at once;
- * the appliance answers raw samples when the window holds at most N, else about N bins.
- * Those answers are small and the reply is assembled when all have arrived. With
- * max_points 0 the raw data is streamed: PV after PV, each sample written to a chunked
- * reply as it arrives, and the archiver transfer is paused while more than HIGH_WATER
- * bytes wait to be sent — memory stays flat however long the window. */
+ * The route reads the body and writes the answer; the rules (window, max_points, time zone, the
+ * archiver expression) are the history service's (rtp-history.c). Every PV is fetched at once and
+ * written PV after PV into one answer, streamed with bounded buffers (see "the answer" below). */
 #define G_LOG_DOMAIN "RtpRoutesData"
 
 #include "rtp-archiver-client.h"
+#include "rtp-history.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-json.h"
@@ -64,8 +62,7 @@ struct _Job {
   GTimeZone *tz;             /* (owned) */
   RtpExperiment *experiment; /* (owned) */
   GPtrArray *pvs;            /* (owned) pv strings to return */
-  gint64 from_us, to_us;
-  gint64 max_points;
+  RtpHistoryWindow window;
   GPtrArray *warnings;       /* (owned) */
   PvFetch *fetches;          /* (owned) one per PV */
   guint outstanding;         /* transfers not yet completed */
@@ -87,6 +84,7 @@ job_free (Job *job)
     g_cancellable_disconnect (rtp_request_get_cancellable (job->request), job->request_cancel_id);
   g_object_unref (job->cancellable);
   rtp_request_unref (job->request);
+  rtp_history_window_clear (&job->window);
   g_time_zone_unref (job->tz);
   rtp_experiment_free (job->experiment);
   g_ptr_array_unref (job->pvs);
@@ -321,7 +319,7 @@ fetch_done (GObject *source, GAsyncResult *result, gpointer user_data)
   f->transfer = NULL;
   f->done = TRUE;
   rtp_request_enter (job->request);
-  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
+  if (!rtp_history_fetch_finish (job->services->history, result, &found, &error))
     {
       if (!job->finished)
         fail (job, error);
@@ -353,29 +351,25 @@ request_gone (GCancellable *cancellable, gpointer user_data)
 
 /* ---- the request ---------------------------------------------------------------- */
 
+/* A time member: absent or null, or a string (the history service reads it); anything else is
+ * answered here with the contract's message, which shows the JSON as it was sent. */
 static gboolean
-read_time (RtpRequest *request, JsonObject *body, const char *name, GTimeZone *tz, gboolean *given, gint64 *out_us)
+time_member (RtpRequest *request, JsonObject *body, const char *name, const char **out)
 {
   JsonNode *node = body != NULL ? json_object_get_member (body, name) : NULL;
+  g_autofree char *text = NULL;
   g_autofree char *message = NULL;
 
-  *given = FALSE;
+  *out = NULL;
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
     return TRUE;
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING &&
-      rtp_time_parse (json_node_get_string (node), tz, out_us))
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
     {
-      *given = TRUE;
+      *out = json_node_get_string (node);
       return TRUE;
     }
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
-    message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name,
-                               json_node_get_string (node));
-  else
-    {
-      g_autofree char *text = json_to_string (node, FALSE);
-      message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
-    }
+  text = json_to_string (node, FALSE);
+  message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
   rtp_request_respond_error_message (request, 400, message);
   return FALSE;
 }
@@ -389,11 +383,9 @@ get_data (RtpRequest *request, gpointer user_data)
   JsonObject *body = rtp_request_get_body (request);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpExperiment) experiment = NULL;
-  g_autoptr (GTimeZone) tz = NULL;
-  gint64 since = 0, until = 0;
-  gboolean have_since, have_until;
-  gint64 max_points = rtp_config_get_int (services->config, "RTP_MAX_POINTS");
   JsonNode *mp = body != NULL ? json_object_get_member (body, "max_points") : NULL;
+  RtpHistoryQuery query = { 0 };
+  RtpHistoryWindow window = { 0 };
   Job *job;
 
   experiment = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
@@ -414,55 +406,33 @@ get_data (RtpRequest *request, gpointer user_data)
                                   _("Only users that are assigned to the experiment and admins can access it.")))
     return;
 
-  tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")
-           ? g_time_zone_new_identifier (rtp_config_get_string (services->config, "ARCHIVER_TIMEZONE"))
-           : g_time_zone_new_local ();
-  if (!read_time (request, body, "since", tz, &have_since, &since) ||
-      !read_time (request, body, "until", tz, &have_until, &until))
+  if (!time_member (request, body, "since", &query.since) || !time_member (request, body, "until", &query.until))
     return;
   if (mp != NULL && !JSON_NODE_HOLDS_NULL (mp))
     {
-      if (!JSON_NODE_HOLDS_VALUE (mp) || json_node_get_value_type (mp) != G_TYPE_INT64 || json_node_get_int (mp) < 0)
+      if (!JSON_NODE_HOLDS_VALUE (mp) || json_node_get_value_type (mp) != G_TYPE_INT64)
         {
           rtp_request_respond_error_message (request, 400, _("max_points: Value must be a non-negative integer."));
           return;
         }
-      max_points = json_node_get_int (mp);
-      if (max_points > rtp_config_get_int (services->config, "RTP_MAX_POINTS_LIMIT"))
-        {
-          g_autofree char *message = g_strdup_printf (_("max_points: Value must be at most %lld."),
-                                                      (long long) rtp_config_get_int (services->config, "RTP_MAX_POINTS_LIMIT"));
-          rtp_request_respond_error_message (request, 400, message);
-          return;
-        }
+      query.has_max_points = TRUE;
+      query.max_points = json_node_get_int (mp);
     }
-  if (!have_until)
-    until = g_get_real_time ();
-  job = g_new0 (Job, 1);
-  job->warnings = g_ptr_array_new_with_free_func (g_free);
-  if (!have_since)
+  if (!rtp_history_resolve (services->history, &query, &window, &error))
     {
-      gint64 hours = rtp_config_get_int (services->config, "DEFAULT_ARCHIVER_TIME_PERIOD");
-      since = until - hours * 3600 * G_USEC_PER_SEC;
-      g_ptr_array_add (job->warnings,
-                       g_strdup_printf (_("Time frame not specified. The data is in a server-defined time frame of %lld hours up to the current time."),
-                                        (long long) hours));
-    }
-  if (since > until)
-    {
-      g_ptr_array_unref (job->warnings);
-      g_free (job);
-      rtp_request_respond_error_message (request, 400, _("The time frame is empty: since is after until."));
+      rtp_request_respond_error (request, error);
       return;
     }
+  job = g_new0 (Job, 1);
+  job->warnings = g_ptr_array_new_with_free_func (g_free);
+  if (window.defaulted != NULL)
+    g_ptr_array_add (job->warnings, g_steal_pointer (&window.defaulted));
+  job->window = window;
 
   job->services = services;
   job->request = rtp_request_ref (request);
-  job->tz = g_steal_pointer (&tz);
+  job->tz = g_time_zone_ref (rtp_history_get_time_zone (services->history));
   job->experiment = g_steal_pointer (&experiment);
-  job->from_us = since;
-  job->to_us = until;
-  job->max_points = max_points;
   job->pvs = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; i < job->experiment->pv_strings->len; i++)
     {
@@ -474,7 +444,7 @@ get_data (RtpRequest *request, gpointer user_data)
   job->cancellable = g_cancellable_new ();
   job->out = g_string_sized_new (FLUSH_AT * 2);
 
-  if (!rtp_archiver_client_is_configured (services->archiver))
+  if (!rtp_history_is_configured (services->history))
     {
       g_autoptr (GError) e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
                                           _("Could not get process variable data from archiver."));
@@ -497,16 +467,12 @@ get_data (RtpRequest *request, gpointer user_data)
   job->outstanding = job->pvs->len;
   for (guint i = 0; i < job->pvs->len; i++)
     {
-      const char *pv = g_ptr_array_index (job->pvs, i);
-      g_autofree char *expr = max_points > 0 ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", max_points, pv)
-                                             : g_strdup (pv);
       PvFetch *f = &job->fetches[i];
       f->job = job;
       f->index = i;
       f->waiting = i > 0 ? g_string_new (NULL) : NULL;
-      /* streaming: a transfer waiting its turn or for a slow client has no total time limit, only a stall limit */
-      f->transfer = rtp_archiver_client_fetch_async (services->archiver, expr, since, until, max_points > 0, TRUE,
-                                                     on_sample, f, job->cancellable, fetch_done, f);
+      f->transfer = rtp_history_fetch_async (services->history, g_ptr_array_index (job->pvs, i), &job->window, on_sample,
+                                             f, job->cancellable, fetch_done, f);
     }
 }
 

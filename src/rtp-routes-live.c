@@ -337,9 +337,7 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   v->checked_us = g_get_monotonic_time ();
   v->recheck_id = g_timeout_add_seconds (1, recheck, v);
   v->pvs = experiment != NULL ? g_ptr_array_ref (experiment->pv_strings) : g_ptr_array_new_with_free_func (g_free);
-  v->tz = rtp_config_is_set (services->config, "ARCHIVER_TIMEZONE")
-              ? g_time_zone_new_identifier (rtp_config_get_string (services->config, "ARCHIVER_TIMEZONE"))
-              : g_time_zone_new_local ();
+  v->tz = g_time_zone_ref (rtp_history_get_time_zone (services->history));
   for (guint i = 0; i < v->pvs->len; i++)
     rtp_threshold_monitor_watch (services->monitor, g_ptr_array_index (v->pvs, i));
   v->value_id = g_signal_connect (services->monitor, "value", G_CALLBACK (on_value), v);

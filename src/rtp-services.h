@@ -2,6 +2,7 @@
 #pragma once
 
 #include "rtp-archiver-client.h"
+#include "rtp-history.h"
 #include "rtp-config.h"
 #include "rtp-database.h"
 #include "rtp-experiment-store.h"
@@ -23,6 +24,7 @@ typedef struct {
   RtpSetpoints *setpoints;
   RtpArchiverClient *archiver;
   RtpArchiverClient *monitor_archiver; /* the monitor's own connections: its polls never wait behind /data */
+  RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
   RtpHttpServer *http;
 } RtpServices;
 

@@ -1152,9 +1152,7 @@ rtp_threshold_monitor_start_alerting (RtpThresholdMonitor *self, const RtpAlertS
   self->renotify_us = s->renotify_s * G_USEC_PER_SEC;
   self->hysteresis = s->hysteresis;
   g_clear_pointer (&self->tz, g_time_zone_unref);
-  self->tz = s->time_zone != NULL ? g_time_zone_new_identifier (s->time_zone) : g_time_zone_new_local ();
-  if (self->tz == NULL)
-    self->tz = g_time_zone_new_utc ();
+  self->tz = g_time_zone_ref (s->time_zone);
   if (s->archiver != NULL && rtp_archiver_client_is_configured (s->archiver))
     {
       self->archiver = g_object_ref (s->archiver);

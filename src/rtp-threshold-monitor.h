@@ -66,7 +66,7 @@ typedef struct {
   double interval_s;
   gint64 renotify_s;                /* 0: never remind */
   double hysteresis;
-  const char *time_zone;            /* (nullable) for times in mails */
+  GTimeZone *time_zone;             /* for times in mails (the history service's ARCHIVER_TIMEZONE) */
   RtpMailSettings mail;             /* mail.url NULL: alerting off */
 } RtpAlertSettings;
 
