@@ -528,6 +528,37 @@ rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user,
 }
 
 gboolean
+rtp_experiment_store_check_access (RtpExperimentStore *self, const RtpUser *user, const char *short_id,
+                                   RtpAccess access, GError **error)
+{
+  gboolean assigned = FALSE;
+
+  if (access == RTP_ACCESS_READ && rtp_user_is_admin (user))
+    return TRUE;
+  if (!rtp_experiment_store_is_assigned (self, user, short_id, &assigned, error))
+    return FALSE;
+  if (assigned)
+    return TRUE;
+  switch (access)
+    {
+    case RTP_ACCESS_READ:
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                           _("Only users that are assigned to the experiment and admins can access it."));
+      break;
+    case RTP_ACCESS_WATCH:
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                           _("Only users that are assigned to the experiment can access it."));
+      break;
+    case RTP_ACCESS_SET:
+    default:
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                           _("Process variable data can only be overwritten by users assigned to the associated experiment."));
+      break;
+    }
+  return FALSE;
+}
+
+gboolean
 rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs, GError **error)
 {
   gint64 e = rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM experiments", NULL);

@@ -73,6 +73,18 @@ RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, co
 
 gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user,
                                                       const char *short_id, gboolean *assigned, GError **error);
+
+/* What a caller wants to do with an experiment; each has its rule and its refusal (API.md). */
+typedef enum {
+  RTP_ACCESS_READ,  /* the experiment, its PVs, its archived data: assigned users and admins (Deviation) */
+  RTP_ACCESS_WATCH, /* subscriptions and /live: assigned users only, admins too */
+  RTP_ACCESS_SET,   /* set-points: assigned users only, admins too */
+} RtpAccess;
+
+/* The one access rule: TRUE, or FALSE with RTP_ERROR_FORBIDDEN and the contract's message for
+ * @access (or the database's error). */
+gboolean            rtp_experiment_store_check_access (RtpExperimentStore *self, const RtpUser *user,
+                                                       const char *short_id, RtpAccess access, GError **error);
 gboolean            rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
                                                  GError **error);
 gboolean            rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs,

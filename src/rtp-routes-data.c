@@ -402,8 +402,7 @@ get_data (RtpRequest *request, gpointer user_data)
       return;
     }
   /* Deviation (API.md): admins may read every experiment */
-  if (!rtp_routes_check_assigned (services, request, short_id, TRUE,
-                                  _("Only users that are assigned to the experiment and admins can access it.")))
+  if (!rtp_routes_check_access (services, request, short_id, RTP_ACCESS_READ))
     return;
 
   if (!time_member (request, body, "since", &query.since) || !time_member (request, body, "until", &query.until))

@@ -61,23 +61,15 @@ rtp_process_variable_to_json (const RtpProcessVariable *pv)
 }
 
 gboolean
-rtp_routes_check_assigned (RtpServices *services, RtpRequest *request, const char *short_id, gboolean admins_too,
-                           const char *message)
+rtp_routes_check_access (RtpServices *services, RtpRequest *request, const char *short_id, RtpAccess access)
 {
-  const RtpUser *caller = rtp_request_get_caller (request);
   g_autoptr (GError) error = NULL;
-  gboolean assigned = FALSE;
 
-  if (admins_too && rtp_user_is_admin (caller))
+  if (rtp_experiment_store_check_access (services->experiments, rtp_request_get_caller (request), short_id, access,
+                                         &error))
     return TRUE;
-  if (!rtp_experiment_store_is_assigned (services->experiments, caller, short_id, &assigned, &error))
-    {
-      rtp_request_respond_error (request, error);
-      return FALSE;
-    }
-  if (!assigned)
-    rtp_request_respond_error_message (request, 403, message);
-  return assigned;
+  rtp_request_respond_error (request, error);
+  return FALSE;
 }
 
 static JsonArray *
@@ -138,8 +130,7 @@ get_experiment (RtpRequest *request, gpointer user_data)
       rtp_request_respond_error (request, error);
       return;
     }
-  if (!rtp_routes_check_assigned (services, request, short_id, TRUE,
-                                  _("Only users that are assigned to the experiment and admins can access it.")))
+  if (!rtp_routes_check_access (services, request, short_id, RTP_ACCESS_READ))
     return;
   respond_experiment (request, e, NULL);
 }
@@ -274,8 +265,7 @@ get_pv (RtpRequest *request, gpointer user_data)
       rtp_request_respond_error (request, error);
       return;
     }
-  if (!rtp_routes_check_assigned (services, request, pv->experiment_short_id, TRUE,
-                                  _("Only users that are assigned to the experiment and admins can access it.")))
+  if (!rtp_routes_check_access (services, request, pv->experiment_short_id, RTP_ACCESS_READ))
     return;
   respond_pv (request, pv, NULL);
 }

@@ -97,7 +97,6 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   g_autoptr (RtpExperiment) experiment = NULL;
   const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
                                                                          "Accept-Language"));
-  gboolean assigned = FALSE;
   LiveAuth *auth;
 
   if (segments == NULL || g_strv_length (segments) != 2)
@@ -130,14 +129,10 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
       refuse (msg, rtp_error_to_http_status (error), error->message);
       return;
     }
-  if (!rtp_experiment_store_is_assigned (services->experiments, user, segments[1], &assigned, &error))
+  if (!rtp_experiment_store_check_access (services->experiments, user, segments[1], RTP_ACCESS_WATCH, &error))
     {
-      refuse (msg, rtp_error_to_http_status (error), error->message);
-      return;
-    }
-  if (!assigned)
-    {
-      refuse (msg, 403, rtp_i18n_translate (language, N_("Only users that are assigned to the experiment can access it.")));
+      /* no request locale here: the message is English, translated for the caller */
+      refuse (msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
       return;
     }
   if (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Upgrade") == NULL)
@@ -256,7 +251,6 @@ recheck (gpointer user_data)
   gint64 now = g_get_monotonic_time ();
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpUser) user = NULL;
-  gboolean assigned = FALSE;
 
   if (services->db == NULL || services->users == NULL || services->experiments == NULL)
     {
@@ -278,11 +272,10 @@ recheck (gpointer user_data)
       soup_websocket_connection_close (v->conn, CLOSE_TOKEN_REFUSED, "access revoked");
       return G_SOURCE_REMOVE;
     }
-  if (!rtp_experiment_store_is_assigned (services->experiments, user, v->short_id, &assigned, &error) &&
-      !g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
-    return G_SOURCE_CONTINUE;
-  if (!assigned)
+  if (!rtp_experiment_store_check_access (services->experiments, user, v->short_id, RTP_ACCESS_WATCH, &error))
     {
+      if (!g_error_matches (error, RTP_ERROR, RTP_ERROR_FORBIDDEN))
+        return G_SOURCE_CONTINUE; /* the database is away: ask again at the next tick */
       g_message ("closing the live view of %s on %s: access revoked", v->user_id, v->short_id);
       v->recheck_id = 0;
       soup_websocket_connection_close (v->conn, CLOSE_ACCESS_REVOKED, "access revoked");

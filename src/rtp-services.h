@@ -43,9 +43,9 @@ JsonObject *rtp_user_to_json (const RtpUser *user);
 JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
 JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
 
-/* Access to an experiment: admins, and users assigned to it. Answers 403 with @message
- * (or a database error) and returns FALSE when refused. */
-gboolean    rtp_routes_check_assigned (RtpServices *services, RtpRequest *request, const char *short_id,
-                                       gboolean admins_too, const char *message);
+/* The experiment store's access rule for the caller (rtp_experiment_store_check_access); answers
+ * the refusal (403 with the contract's message, or a database error) and returns FALSE. */
+gboolean    rtp_routes_check_access (RtpServices *services, RtpRequest *request, const char *short_id,
+                                     RtpAccess access);
 
 G_END_DECLS

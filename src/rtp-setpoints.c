@@ -207,20 +207,11 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
       g_task_return_error (task, error);
       return;
     }
-  if (!as_admin)
+  if (!as_admin &&
+      !rtp_experiment_store_check_access (self->experiments, caller, pv->experiment_short_id, RTP_ACCESS_SET, &error))
     {
-      gboolean assigned = FALSE;
-      if (!rtp_experiment_store_is_assigned (self->experiments, caller, pv->experiment_short_id, &assigned, &error))
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-      if (!assigned)
-        {
-          g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
-                                   _("Process variable data can only be overwritten by users assigned to the associated experiment."));
-          return;
-        }
+      g_task_return_error (task, error);
+      return;
     }
   if (!pv->available_for_mqtt_publish)
     {

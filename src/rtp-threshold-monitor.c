@@ -535,18 +535,10 @@ static RtpProcessVariable *
 check_access (RtpThresholdMonitor *self, const RtpUser *caller, const char *pv_string, GError **error)
 {
   g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_get_pv (self->experiments, pv_string, error);
-  gboolean assigned = FALSE;
 
-  if (pv == NULL)
+  if (pv == NULL ||
+      !rtp_experiment_store_check_access (self->experiments, caller, pv->experiment_short_id, RTP_ACCESS_WATCH, error))
     return NULL;
-  if (!rtp_experiment_store_is_assigned (self->experiments, caller, pv->experiment_short_id, &assigned, error))
-    return NULL;
-  if (!assigned)
-    {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                           _("Only users that are assigned to the experiment can access it."));
-      return NULL;
-    }
   return g_steal_pointer (&pv);
 }
 
