@@ -23,12 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integ
 import rtplib  # noqa: E402
 
 
-def vm(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+vm = rtplib.vm_mb
 
 
 def main():

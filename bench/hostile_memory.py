@@ -23,12 +23,7 @@ import rtplib  # noqa: E402
 BOUND_MB = 100
 
 
-def vm(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+vm = rtplib.vm_mb
 
 
 def raw(port, head, body=b"", read=True, rcvbuf=None):

@@ -136,42 +136,6 @@ value_end (const char *s, gsize i, gsize n)
   return 0;
 }
 
-/* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-static gboolean
-is_number (const char *s, gsize len)
-{
-  gsize i = 0;
-
-  if (i < len && s[i] == '-')
-    i++;
-  if (i >= len || !g_ascii_isdigit (s[i]))
-    return FALSE;
-  if (s[i] == '0')
-    i++;
-  else
-    while (i < len && g_ascii_isdigit (s[i]))
-      i++;
-  if (i < len && s[i] == '.')
-    {
-      i++;
-      if (i >= len || !g_ascii_isdigit (s[i]))
-        return FALSE;
-      while (i < len && g_ascii_isdigit (s[i]))
-        i++;
-    }
-  if (i < len && (s[i] == 'e' || s[i] == 'E'))
-    {
-      i++;
-      if (i < len && (s[i] == '+' || s[i] == '-'))
-        i++;
-      if (i >= len || !g_ascii_isdigit (s[i]))
-        return FALSE;
-      while (i < len && g_ascii_isdigit (s[i]))
-        i++;
-    }
-  return i == len;
-}
-
 static gboolean
 parse_int (const char *s, gsize len, gint64 *out)
 {
@@ -197,7 +161,7 @@ normalize_value (RtpArchiverParser *p, const char **v, gsize *len, guint *nonfin
   gsize n = *len;
   RtpJsonProblem problem;
 
-  if (is_number (s, n))
+  if (rtp_json_is_number (s, n))
     {
       if (!rtp_json_number_is_finite (s, n))
         {
@@ -245,7 +209,7 @@ split_bins (const char *s, gsize n, const char *part[5], gsize part_len[5])
       gsize end = start;
       while (end < n - 1 && s[end] != ',' && s[end] != ' ')
         end++;
-      if (!is_number (s + start, end - start))
+      if (!rtp_json_is_number (s + start, end - start))
         return FALSE;
       part[k] = s + start;
       part_len[k] = end - start;

@@ -24,9 +24,8 @@ is_number_char (char c)
   return g_ascii_isdigit (c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-static gboolean
-is_number (const char *s, gsize len)
+gboolean
+rtp_json_is_number (const char *s, gsize len)
 {
   gsize i = 0;
 
@@ -176,7 +175,7 @@ rtp_json_check (const char *data, gsize len, guint max_depth, char **key, char *
           gsize start = i;
           while (i < len && is_number_char (data[i]))
             i++;
-          if (is_number (data + start, i - start) && !number_ok (data + start, i - start))
+          if (rtp_json_is_number (data + start, i - start) && !number_ok (data + start, i - start))
             {
               *key = current != NULL ? token_text (current, current_len) : NULL;
               *value = token_text (data + start, i - start);
@@ -336,7 +335,7 @@ rtp_json_normalize (const char *s, gsize n, guint max_depth, GString *out, guint
               end = i;
               while (end < n && is_number_char (s[end]))
                 end++;
-              if (!is_number (s + i, end - i))
+              if (!rtp_json_is_number (s + i, end - i))
                 return RTP_JSON_SYNTAX;
               if (rtp_json_number_is_finite (s + i, end - i))
                 g_string_append_len (out, s + i, (gssize) (end - i));

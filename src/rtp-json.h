@@ -28,6 +28,9 @@ RtpJsonProblem rtp_json_check (const char *data, gsize len, guint max_depth, cha
  * @replaced. Strings must be valid UTF-8 without raw control characters. */
 RtpJsonProblem rtp_json_normalize (const char *data, gsize len, guint max_depth, GString *out, guint *replaced);
 
+/* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+gboolean       rtp_json_is_number (const char *text, gsize len);
+
 /* TRUE when @text (of @len bytes) is a JSON number that is a finite double. */
 gboolean       rtp_json_number_is_finite (const char *text, gsize len);
 

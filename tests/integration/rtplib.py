@@ -24,6 +24,15 @@ SERVER = os.environ.get("RTP_SERVER", os.path.join(os.path.dirname(__file__), ".
 START_TIMEOUT = 60  # sanitizer builds start slowly
 
 
+def vm_mb(pid, key):
+    """A /proc/<pid>/status figure in MB: VmRSS (now) or VmHWM (the peak so far)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ import json
 import socket
 import time
 
-from rtplib import ArchiverFixture, ServerTestCase, main, on_postgres
+from rtplib import ArchiverFixture, ServerTestCase, main, on_postgres, vm_mb
 
 NOT_JSON = "You must provide the data in the body as JSON."
 PV = "Test:M1:Fan"
@@ -82,22 +82,6 @@ class Bodies(ServerTestCase):
         self.assertEqual(self.s.db("SELECT first_name FROM users WHERE user_id = '0'"), [("Admin",)])
 
 
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0
-
-
 class BodyLimits(ServerTestCase):
     # under AddressSanitizer freed chunks wait in a quarantine of 256 MB: keep it small, so that
     # what is measured is what the server keeps (no effect on other builds)
@@ -124,7 +108,7 @@ class BodyLimits(ServerTestCase):
     def test_anonymous_bodies_are_not_buffered(self):
         import threading
         body = b"x" * (60 << 20)
-        base = rss_mb(self.s.proc.pid)
+        base = vm_mb(self.s.proc.pid, "VmRSS")
         answers = []
 
         def post(path, token=None):
@@ -139,7 +123,7 @@ class BodyLimits(ServerTestCase):
             t.start()
         for t in threads:
             t.join(120)
-        grown = peak_rss_mb(self.s.proc.pid) - base
+        grown = vm_mb(self.s.proc.pid, "VmHWM") - base
         print(f"16 × 60 MB anonymous bodies: peak RSS {grown:.1f} MB above the start")
         self.assertLess(grown, 100)
         statuses = sorted(int(a.split(b" ")[1]) for a in answers if a.startswith(b"HTTP/1.1 "))
