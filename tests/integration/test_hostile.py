@@ -285,7 +285,7 @@ class PvNames(ServerTestCase):
         self.s.db("INSERT INTO experiments (short_id) VALUES ('Old')")
         for pv in ["Old:A/B", "Old:c+d", "Old:e#"]:
             self.s.db("INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
-                      "VALUES (?, 'Old', ?)", (pv, True))
+                      "VALUES (?, 'Old', ?)", (pv, 1))
         self.s.start()
         for pv in ["Old:A/B", "Old:c+d", "Old:e#"]:
             self.assertIn(f"the process variable '{pv}' has a name that EPICS or MQTT does not allow", self.s.stderr())
