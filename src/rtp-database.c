@@ -976,6 +976,43 @@ rtp_database_begin (RtpDatabase *self, GError **error)
   return TRUE;
 }
 
+struct _RtpTransaction {
+  RtpDatabase *db; /* (owned) */
+  gboolean done;   /* committed, or rolled back by a failed commit */
+};
+
+/* Returns: (transfer full) (nullable): the open transaction, or NULL with @error set */
+RtpTransaction *
+rtp_database_begin_transaction (RtpDatabase *self, GError **error)
+{
+  RtpTransaction *tx;
+
+  if (!rtp_database_begin (self, error))
+    return NULL;
+  tx = g_new0 (RtpTransaction, 1);
+  tx->db = g_object_ref (self);
+  return tx;
+}
+
+gboolean
+rtp_transaction_commit (RtpTransaction *tx, GError **error)
+{
+  g_return_val_if_fail (tx != NULL && !tx->done, FALSE);
+  tx->done = TRUE; /* a failed commit rolls back itself */
+  return rtp_database_commit (tx->db, error);
+}
+
+void
+rtp_transaction_free (RtpTransaction *tx)
+{
+  if (tx == NULL)
+    return;
+  if (!tx->done)
+    rtp_database_rollback (tx->db);
+  g_object_unref (tx->db);
+  g_free (tx);
+}
+
 gboolean
 rtp_database_commit (RtpDatabase *self, GError **error)
 {

@@ -57,6 +57,14 @@ gint           rtp_database_exec_valist (RtpDatabase *self, GError **error, cons
 gboolean       rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error);
 
 gboolean       rtp_database_begin (RtpDatabase *self, GError **error);
+
+/* A transaction that rolls back when it goes out of scope uncommitted (in the spirit of fwupd's
+ * FuDeviceLocker): g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (db, error). */
+typedef struct _RtpTransaction RtpTransaction;
+RtpTransaction *rtp_database_begin_transaction (RtpDatabase *self, GError **error);
+gboolean        rtp_transaction_commit (RtpTransaction *tx, GError **error);
+void            rtp_transaction_free (RtpTransaction *tx);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpTransaction, rtp_transaction_free)
 gboolean       rtp_database_commit (RtpDatabase *self, GError **error);
 void           rtp_database_rollback (RtpDatabase *self);
 guint64        rtp_database_get_change_stamp (RtpDatabase *self);

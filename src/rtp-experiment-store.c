@@ -433,6 +433,7 @@ RtpExperiment *
 rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id, JsonObject *changes,
                                         GPtrArray *field_errors, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   JsonNode *name = json_object_get_member (changes, "human_readable_name");
   JsonNode *add = json_object_get_member (changes, "users_to_add");
   JsonNode *remove = json_object_get_member (changes, "users_to_remove");
@@ -443,11 +444,12 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
       (add != NULL && !is_string_array (add)) || (remove != NULL && !is_string_array (remove)))
     return type_error (error), NULL;
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   existing = rtp_experiment_store_get_experiment (self, short_id, error);
   if (existing == NULL)
-    goto fail;
+    return NULL;
 
   if (json_object_has_member (changes, "short_id") &&
       !(JSON_NODE_HOLDS_VALUE (json_object_get_member (changes, "short_id")) &&
@@ -463,18 +465,14 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
         g_ptr_array_add (field_errors, g_strdup (e->message));
       else if (rtp_database_exec (self->db, error, "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id",
                                   "n", RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
-        goto fail;
+        return NULL;
     }
   if (!change_assignments (self, short_id, add, TRUE, field_errors, error) ||
       !change_assignments (self, short_id, remove, FALSE, field_errors, error))
-    goto fail;
-  if (!rtp_database_commit (self->db, error))
+    return NULL;
+  if (!rtp_transaction_commit (tx, error))
     return NULL;
   return rtp_experiment_store_get_experiment (self, short_id, error);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 /**
@@ -487,28 +485,26 @@ fail:
 GPtrArray *
 rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (RtpExperiment) existing = NULL;
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   existing = rtp_experiment_store_get_experiment (self, short_id, error);
   if (existing == NULL)
-    goto fail;
+    return NULL;
   for (guint i = 0; i < existing->pv_strings->len; i++)
     if (!emit_hook (self, SIGNAL_PV_DELETING, g_ptr_array_index (existing->pv_strings, i), NULL, error))
-      goto fail;
+      return NULL;
   if (rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE experiment_short_id = :id", "id",
                          RTP_DB_STR, short_id, NULL) < 0 ||
       rtp_database_exec (self->db, error, "DELETE FROM experiments WHERE short_id = :id", "id", RTP_DB_STR, short_id,
                          NULL) < 0 ||
-      !rtp_database_commit (self->db, error))
-    goto fail;
+      !rtp_transaction_commit (tx, error))
+    return NULL;
   g_message ("experiment '%s' deleted with %u process variables", short_id, existing->pv_strings->len);
   return g_ptr_array_ref (existing->pv_strings);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 /* ---- assignments ---------------------------------------------------------------- */
@@ -709,6 +705,7 @@ read_threshold (JsonNode *node, const gint64 **target, gint64 *storage)
 RtpProcessVariable *
 rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   JsonNode *pv_node = json_object_get_member (fields, "pv_string");
   JsonNode *name = json_object_get_member (fields, "human_readable_name");
   JsonNode *publish = json_object_get_member (fields, "available_for_mqtt_publish");
@@ -743,15 +740,16 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GE
   f.set_min = min != NULL;
   f.set_max = max != NULL;
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   if (!pv_exists (self, pv_string, &exists, error))
-    goto fail;
+    return NULL;
   if (exists)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
                    _("process variable"), pv_string);
-      goto fail;
+      return NULL;
     }
   if (!insert_pv (self, pv_string, &f, error))
     {
@@ -761,16 +759,12 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GE
           g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
                        _("process variable"), pv_string);
         }
-      goto fail;
+      return NULL;
     }
-  if (!rtp_database_commit (self->db, error))
+  if (!rtp_transaction_commit (tx, error))
     return NULL;
   g_message ("process variable '%s' created", pv_string);
   return rtp_experiment_store_get_pv (self, pv_string, error);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 /* Renames @from to @to, moving it to @to's experiment; runs inside the caller's transaction. */
@@ -816,6 +810,7 @@ RtpProcessVariable *
 rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string, JsonObject *changes,
                                 GPtrArray *field_errors, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   JsonNode *rename_node = json_object_get_member (changes, "pv_string");
   JsonNode *name = json_object_get_member (changes, "human_readable_name");
   JsonNode *publish = json_object_get_member (changes, "available_for_mqtt_publish");
@@ -830,11 +825,12 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
   if (!json_is_string_or_null (name))
     return type_error (error), NULL;
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   existing = rtp_experiment_store_get_pv (self, pv_string, error);
   if (existing == NULL)
-    goto fail;
+    return NULL;
 
   if (name != NULL)
     {
@@ -889,29 +885,25 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
     }
 
   if (!update_pv_fields (self, pv_string, &f, error))
-    goto fail;
+    return NULL;
   new_name = pv_string;
   if (rename_node != NULL && !g_str_equal (json_node_get_string (rename_node), pv_string))
     {
       gboolean publishable = f.set_publish ? f.publish : existing->available_for_mqtt_publish;
       new_name = json_node_get_string (rename_node);
       if (!validate_pv_string (new_name, error))
-        goto fail;
+        return NULL;
       if (publishable && !rtp_pv_name_is_mqtt_safe (new_name))
         {
           publish_refused (new_name, error);
-          goto fail;
+          return NULL;
         }
       if (!rename_pv (self, pv_string, new_name, error))
-        goto fail;
+        return NULL;
     }
-  if (!rtp_database_commit (self->db, error))
+  if (!rtp_transaction_commit (tx, error))
     return NULL;
   return rtp_experiment_store_get_pv (self, new_name, error);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 /**
@@ -924,28 +916,26 @@ RtpProcessVariable *
 rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string, char **deleted_experiment,
                                 GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (RtpProcessVariable) existing = NULL;
   gboolean removed = FALSE;
 
   *deleted_experiment = NULL;
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   existing = rtp_experiment_store_get_pv (self, pv_string, error);
   if (existing == NULL)
-    goto fail;
+    return NULL;
   if (!emit_hook (self, SIGNAL_PV_DELETING, pv_string, NULL, error) ||
       rtp_database_exec (self->db, error, "DELETE FROM process_variables WHERE pv_string = :pv", "pv", RTP_DB_STR,
                          pv_string, NULL) < 0 ||
-      !remove_if_empty (self, existing->experiment_short_id, &removed, error) || !rtp_database_commit (self->db, error))
-    goto fail;
+      !remove_if_empty (self, existing->experiment_short_id, &removed, error) || !rtp_transaction_commit (tx, error))
+    return NULL;
   g_message ("process variable '%s' deleted", pv_string);
   if (removed)
     *deleted_experiment = g_strdup (existing->experiment_short_id);
   return g_steal_pointer (&existing);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 void
@@ -1122,6 +1112,7 @@ import_pv_line (RtpExperimentStore *self, RtpConfigLine *line, gboolean set_expe
 RtpImportResult *
 rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (GPtrArray) lines = NULL;
   g_autoptr (RtpImportResult) result = g_new0 (RtpImportResult, 1);
   gboolean have_experiment_name = FALSE;
@@ -1143,7 +1134,8 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
     }
   lines = rtp_config_file_parse (text, length);
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   for (guint i = 0; i < lines->len; i++)
     {
@@ -1159,7 +1151,7 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
         }
       result->process_variables_in_file++;
       if (!rtp_database_savepoint (self->db, "import_line", error))
-        goto fail;
+        return NULL;
       if (!import_pv_line (self, line, have_experiment_name, experiment_name, &line_error))
         {
           if (line_error != NULL && (g_error_matches (line_error, RTP_ERROR, RTP_ERROR_UNAVAILABLE) ||
@@ -1167,7 +1159,7 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
             {
               /* the database, not the line, is at fault: give up on the whole import */
               g_propagate_error (error, g_steal_pointer (&line_error));
-              goto fail;
+              return NULL;
             }
           rtp_database_rollback_to (self->db, "import_line");
           g_ptr_array_add (result->errors,
@@ -1175,9 +1167,9 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
                                             line->line_number));
         }
       if (!rtp_database_release (self->db, "import_line", error))
-        goto fail;
+        return NULL;
     }
-  if (!rtp_database_commit (self->db, error))
+  if (!rtp_transaction_commit (tx, error))
     return NULL;
   if (!rtp_experiment_store_count (self, &result->experiments_in_database, &result->process_variables_in_database,
                                    error))
@@ -1185,8 +1177,4 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
   g_message ("import: %u experiment and %u process variable lines, %u errors", result->experiments_in_file,
              result->process_variables_in_file, result->errors->len);
   return g_steal_pointer (&result);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }

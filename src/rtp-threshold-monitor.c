@@ -880,9 +880,10 @@ rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv, d
       if (rtp_db_rows (open) == 0 && out)
         {
           g_autofree char *id = g_uuid_string_random ();
+          g_autoptr (RtpTransaction) tx = NULL;
           compose (self, rtp_db_str (subs, i, 6), FALSE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
                    rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
-          if (!rtp_database_begin (self->db, &error))
+          if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
             break;
           rtp_database_exec (self->db, &error,
                              "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
@@ -891,11 +892,8 @@ rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv, d
                              "v", RTP_DB_STR, v, "min", RTP_DB_INT, min, "max", RTP_DB_INT, max, NULL);
           if (error == NULL)
             queue_mail (self, id, rtp_db_str (subs, i, 1), subject, body, &error);
-          if (error != NULL || !rtp_database_commit (self->db, &error))
-            {
-              rtp_database_rollback (self->db);
-              break;
-            }
+          if (error != NULL || !rtp_transaction_commit (tx, &error))
+            break; /* rolled back as tx goes */
           g_message ("%s = %s left the band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] of %s: alert opened", pv, v,
                      min, max, user);
           g_signal_emit (self, signals[SIGNAL_BREACHED], 0, pv, value, min, max);
@@ -910,19 +908,17 @@ rtp_threshold_monitor_handle_value (RtpThresholdMonitor *self, const char *pv, d
       else if (rtp_db_rows (open) > 0 && out && self->renotify_us > 0 &&
                now - rtp_db_int0 (open, 0, 1) >= self->renotify_us)
         {
+          g_autoptr (RtpTransaction) tx = NULL;
           compose (self, rtp_db_str (subs, i, 6), TRUE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
                    rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
-          if (!rtp_database_begin (self->db, &error))
+          if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
             break;
           rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET last_notified_us = :now WHERE id = :id", "now",
                              RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
           if (error == NULL)
             queue_mail (self, rtp_db_str (open, 0, 0), rtp_db_str (subs, i, 1), subject, body, &error);
-          if (error != NULL || !rtp_database_commit (self->db, &error))
-            {
-              rtp_database_rollback (self->db);
-              break;
-            }
+          if (error != NULL || !rtp_transaction_commit (tx, &error))
+            break; /* rolled back as tx goes */
           queued = TRUE;
         }
     }

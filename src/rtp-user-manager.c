@@ -1033,22 +1033,24 @@ add_error (GPtrArray *errors, GError *error)
 static RtpUser *
 apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (RtpUser) target = NULL;
   JsonObject *c = d->changes;
   gboolean caller_is_admin = rtp_user_is_admin (d->caller);
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   if (json_object_has_member (c, "user_type") && !rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
-    goto fail;
+    return NULL;
   target = rtp_user_manager_get (self, d->user_id, error);
   if (target == NULL)
-    goto fail;
+    return NULL;
 
 #define SET_TEXT(column, value)                                                                                  \
   if (rtp_database_exec (self->db, error, "UPDATE users SET " column " = :v WHERE user_id = :id", "v", RTP_DB_STR, \
                          value, "id", RTP_DB_STR, d->user_id, NULL) < 0)                                           \
-    goto fail;
+    return NULL;
 
   if (json_object_has_member (c, "login_name"))
     {
@@ -1063,7 +1065,7 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
       else if (v[0] == '\0')
         g_ptr_array_add (d->errors, g_strdup (_("login_name: The login_name must not be empty.")));
       else if (!login_taken (self, v, d->user_id, &taken, error))
-        goto fail;
+        return NULL;
       else if (taken)
         g_ptr_array_add (d->errors, g_strdup_printf (_("login_name: The login_name (%s) is already in use."), v));
       else
@@ -1134,7 +1136,7 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
         {
           gint64 admins = count_admins (self, error);
           if (admins < 0)
-            goto fail;
+            return NULL;
           if (rtp_user_is_admin (target) && admins <= 1)
             g_ptr_array_add (d->errors,
                              g_strdup_printf (_("user_type: The user_type cannot be changed from 'admin' to 'user' because the user '%s' is the last registered admin in the database."),
@@ -1151,18 +1153,14 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
                              "UPDATE users SET password_hash = :h, password_version = password_version + 1 "
                              "WHERE user_id = :id",
                              "h", RTP_DB_STR, new_hash, "id", RTP_DB_STR, d->user_id, NULL) < 0)
-        goto fail;
+        return NULL;
       g_message ("password of '%s' changed", target->login_name);
     }
 #undef SET_TEXT
 
-  if (!rtp_database_commit (self->db, error))
+  if (!rtp_transaction_commit (tx, error))
     return NULL;
   return rtp_user_manager_get (self, d->user_id, error);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
 
 static void
@@ -1388,28 +1386,30 @@ rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *resu
 RtpUser *
 rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error)
 {
+  g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (RtpUser) user = NULL;
   gint64 admins;
 
-  if (!rtp_database_begin (self->db, error))
+  tx = rtp_database_begin_transaction (self->db, error);
+  if (tx == NULL)
     return NULL;
   /* "is this the last admin?" and the deletion are one step, also against another instance */
   if (!rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
-    goto fail;
+    return NULL;
   user = rtp_user_manager_get (self, user_id, error);
   if (user == NULL)
-    goto fail;
+    return NULL;
   if (rtp_user_is_admin (user))
     {
       admins = count_admins (self, error);
       if (admins < 0)
-        goto fail;
+        return NULL;
       if (admins <= 1)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_CONFLICT,
                        _("The user (%s) is the only registered admin and therefore cannot be deleted."),
                        user->login_name);
-          goto fail;
+          return NULL;
         }
     }
   {
@@ -1418,16 +1418,12 @@ rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **err
     if (hook_error != NULL)
       {
         g_propagate_error (error, hook_error);
-        goto fail;
+        return NULL;
       }
   }
   if (rtp_database_exec (self->db, error, "DELETE FROM users WHERE user_id = :id", "id", RTP_DB_STR, user_id, NULL) < 0 ||
-      !rtp_database_commit (self->db, error))
-    goto fail;
+      !rtp_transaction_commit (tx, error))
+    return NULL;
   g_message ("deleted user '%s' (%s)", user->login_name, user->user_id);
   return g_steal_pointer (&user);
-
-fail:
-  rtp_database_rollback (self->db);
-  return NULL;
 }
