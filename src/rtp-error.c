@@ -3,7 +3,45 @@
 
 #include <gio/gio.h>
 
-G_DEFINE_QUARK (rtp-error-quark, rtp_error)
+/* An extended error domain: a refusal that a client may try again later carries the seconds,
+ * for Retry-After (they used to be parsed back out of the translated message). */
+typedef struct {
+  guint retry_after_s;
+} RtpErrorPrivate;
+
+static void
+rtp_error_private_init (RtpErrorPrivate *priv)
+{
+  priv->retry_after_s = 0;
+}
+
+static void
+rtp_error_private_copy (const RtpErrorPrivate *src, RtpErrorPrivate *dest)
+{
+  dest->retry_after_s = src->retry_after_s;
+}
+
+static void
+rtp_error_private_clear (RtpErrorPrivate *priv)
+{
+}
+
+G_DEFINE_EXTENDED_ERROR (RtpError, rtp_error)
+
+void
+rtp_error_set_retry_after (GError *error, guint seconds)
+{
+  g_return_if_fail (error != NULL && error->domain == RTP_ERROR);
+  rtp_error_get_private (error)->retry_after_s = seconds;
+}
+
+guint
+rtp_error_get_retry_after (const GError *error)
+{
+  if (error == NULL || error->domain != RTP_ERROR)
+    return 0;
+  return rtp_error_get_private (error)->retry_after_s;
+}
 
 /* The one place where RtpError becomes an HTTP status. */
 guint

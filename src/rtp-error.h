@@ -28,6 +28,9 @@ typedef enum {
 GQuark rtp_error_quark (void);
 
 guint rtp_error_to_http_status (const GError *error);
+/* Seconds after which the refused call may succeed (0: none given), for Retry-After. */
+void  rtp_error_set_retry_after (GError *error, guint seconds);
+guint rtp_error_get_retry_after (const GError *error);
 void  rtp_error_register_dbus_names (void);
 
 G_END_DECLS

@@ -406,17 +406,11 @@ rtp_request_respond_error (RtpRequest *request, const GError *error)
       rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
       return;
     }
-  if (g_error_matches (error, RTP_ERROR, RTP_ERROR_BUSY))
-    rtp_request_add_header (request, "Retry-After", "1");
-  if (status == 429 && error->message != NULL)
+  if (rtp_error_get_retry_after (error) > 0)
     {
-      /* the message carries the seconds; Retry-After repeats them for clients */
-      const char *in = strstr (error->message, " in ");
-      if (in != NULL)
-        {
-          g_autofree char *secs = g_strdup_printf ("%" G_GUINT64_FORMAT, g_ascii_strtoull (in + 4, NULL, 10));
-          rtp_request_add_header (request, "Retry-After", secs);
-        }
+      char secs[16];
+      g_snprintf (secs, sizeof secs, "%u", rtp_error_get_retry_after (error));
+      rtp_request_add_header (request, "Retry-After", secs);
     }
   rtp_request_respond_error_message (request, status, error->message);
 }

@@ -545,6 +545,7 @@ reserve_attempt (RtpUserManager *self, const char *login, const char *client, GE
   if (self->pending >= self->max_pending)
     {
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_BUSY, _("Too many logins at the moment; try again shortly."));
+      rtp_error_set_retry_after (*error, 1);
       return FALSE;
     }
   f = failures_of (self, login, client);
@@ -556,6 +557,7 @@ reserve_attempt (RtpUserManager *self, const char *login, const char *client, GE
                                                : (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 - now;
       g_set_error (error, RTP_ERROR, RTP_ERROR_TOO_MANY, _("Too many failed logins for %s. Try again in %u seconds."),
                    login, (guint) MAX (wait, 1));
+      rtp_error_set_retry_after (*error, (guint) MAX (wait, 1));
       return FALSE;
     }
   f->in_progress++;

@@ -325,7 +325,12 @@ class Logins(ServerTestCase):
         self.assertEqual(statuses.count(403) + statuses.count(429), 200, statuses)
         too_many = [a for a in answers if a.status == 429][0]
         self.assertRegex(too_many.json["errors"][0], r"^Too many failed logins for gina\. Try again in \d+ seconds\.$")
-        self.assertIsNotNone(too_many.header("Retry-After"))
+        # the seconds travel with the error, not parsed back out of its (translated) text
+        self.assertEqual(too_many.header("Retry-After"),
+                         too_many.json["errors"][0].split(" in ")[1].split(" ")[0])
+        r = self.s.request("POST", "/auth/get_access_token", basic=("gina", "again"), headers={"Accept-Language": "de"})
+        self.assertEqual(r.status, 429)
+        self.assertTrue(r.header("Retry-After").isdigit(), r.headers)
         # the right password from the same address is locked out too; another address is not
         self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("gina", "right one")).status, 429)
         self.assertEqual(self.s.request("POST", "/auth/get_access_token", basic=("gina", "right one"),
