@@ -40,8 +40,6 @@ return_error (GDBusMethodInvocation *invocation, const GError *error)
 {
   if (error == NULL) /* a service broke its contract: still answer the caller */
     g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_FAILED, "internal error");
-  else if (error->domain == RTP_MISSING_FIELDS_ERROR)
-    g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_INVALID, error->message);
   else
     g_dbus_method_invocation_return_gerror (invocation, error);
 }

@@ -7,23 +7,27 @@
  * for Retry-After (they used to be parsed back out of the translated message). */
 typedef struct {
   guint retry_after_s;
+  GStrv fields;        /* (owned) (nullable) one message per missing field */
 } RtpErrorPrivate;
 
 static void
 rtp_error_private_init (RtpErrorPrivate *priv)
 {
   priv->retry_after_s = 0;
+  priv->fields = NULL;
 }
 
 static void
 rtp_error_private_copy (const RtpErrorPrivate *src, RtpErrorPrivate *dest)
 {
   dest->retry_after_s = src->retry_after_s;
+  dest->fields = g_strdupv (src->fields);
 }
 
 static void
 rtp_error_private_clear (RtpErrorPrivate *priv)
 {
+  g_clear_pointer (&priv->fields, g_strfreev);
 }
 
 G_DEFINE_EXTENDED_ERROR (RtpError, rtp_error)
@@ -33,6 +37,26 @@ rtp_error_set_retry_after (GError *error, guint seconds)
 {
   g_return_if_fail (error != NULL && error->domain == RTP_ERROR);
   rtp_error_get_private (error)->retry_after_s = seconds;
+}
+
+/* RTP_ERROR_INVALID for several fields at once: the message joins them with newlines (D-Bus), and
+ * HTTP answers them as API.md's list of one-element lists. */
+GError *
+rtp_error_new_fields (const char *const *fields)
+{
+  g_autofree char *joined = g_strjoinv ("\n", (GStrv) fields);
+  GError *error = g_error_new_literal (RTP_ERROR, RTP_ERROR_INVALID, joined);
+
+  rtp_error_get_private (error)->fields = g_strdupv ((GStrv) fields);
+  return error;
+}
+
+const char *const *
+rtp_error_get_fields (const GError *error)
+{
+  if (error == NULL || error->domain != RTP_ERROR)
+    return NULL;
+  return (const char *const *) rtp_error_get_private (error)->fields;
 }
 
 guint

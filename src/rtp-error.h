@@ -31,6 +31,9 @@ guint rtp_error_to_http_status (const GError *error);
 /* Seconds after which the refused call may succeed (0: none given), for Retry-After. */
 void  rtp_error_set_retry_after (GError *error, guint seconds);
 guint rtp_error_get_retry_after (const GError *error);
+/* RTP_ERROR_INVALID naming several fields (e.g. the missing ones of a subscription). */
+GError            *rtp_error_new_fields (const char *const *fields);
+const char *const *rtp_error_get_fields (const GError *error);
 void  rtp_error_register_dbus_names (void);
 
 G_END_DECLS

@@ -406,6 +406,22 @@ rtp_request_respond_error (RtpRequest *request, const GError *error)
       rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
       return;
     }
+  if (rtp_error_get_fields (error) != NULL)
+    {
+      /* API.md: several fields at once come as a list of one-element lists */
+      const char *const *fields = rtp_error_get_fields (error);
+      JsonObject *object = json_object_new ();
+      JsonArray *errors = json_array_new ();
+      for (guint i = 0; fields[i] != NULL; i++)
+        {
+          JsonArray *one = json_array_new ();
+          json_array_add_string_element (one, fields[i]);
+          json_array_add_array_element (errors, one);
+        }
+      json_object_set_array_member (object, "errors", errors);
+      rtp_request_respond_object (request, status, object);
+      return;
+    }
   if (rtp_error_get_retry_after (error) > 0)
     {
       char secs[16];

@@ -18,24 +18,6 @@ subscription_to_json (const RtpSubscription *sub)
   return o;
 }
 
-/* API.md: missing fields come as a list of one-element lists. */
-static void
-respond_missing (RtpRequest *request, const char *lines)
-{
-  g_auto (GStrv) parts = g_strsplit (lines, "\n", -1);
-  JsonObject *o = json_object_new ();
-  JsonArray *errors = json_array_new ();
-
-  for (guint i = 0; parts[i] != NULL; i++)
-    {
-      JsonArray *one = json_array_new ();
-      json_array_add_string_element (one, parts[i]);
-      json_array_add_array_element (errors, one);
-    }
-  json_object_set_array_member (o, "errors", errors);
-  rtp_request_respond_object (request, 400, o);
-}
-
 static void
 subscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -51,8 +33,6 @@ subscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
       json_object_set_object_member (o, "subscription", subscription_to_json (sub));
       rtp_request_respond_object (request, 200, o);
     }
-  else if (error->domain == RTP_MISSING_FIELDS_ERROR)
-    respond_missing (request, error->message);
   else
     rtp_request_respond_error (request, error);
   rtp_request_leave (request);

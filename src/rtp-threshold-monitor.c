@@ -17,7 +17,6 @@
 #include <math.h>
 #include <string.h>
 
-G_DEFINE_QUARK (rtp-missing-fields-error-quark, rtp_missing_fields_error)
 
 #define OUTBOX_RETRY_S 5
 #define OUTBOX_BATCH 100
@@ -614,7 +613,7 @@ rtp_threshold_monitor_subscribe_async (RtpThresholdMonitor *self, const RtpUser 
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
   g_autoptr (RtpProcessVariable) pv = NULL;
   g_autoptr (RtpSubscription) existing = NULL;
-  g_autoptr (GString) missing = g_string_new (NULL);
+  g_autoptr (GStrvBuilder) missing = g_strv_builder_new ();
   GError *error = NULL;
   JsonNode *email_node = body != NULL ? json_object_get_member (body, "email") : NULL;
   const char *email = NULL;
@@ -660,17 +659,19 @@ rtp_threshold_monitor_subscribe_async (RtpThresholdMonitor *self, const RtpUser 
       have_max = 1;
     }
   if (email == NULL || email[0] == '\0')
-    g_string_append_printf (missing, "%s\n", _("email: Missing email."));
+    g_strv_builder_add (missing, _("email: Missing email."));
   if (!have_min)
-    g_string_append_printf (missing, "%s\n", _("threshold_min: Missing threshold_min."));
+    g_strv_builder_add (missing, _("threshold_min: Missing threshold_min."));
   if (!have_max)
-    g_string_append_printf (missing, "%s\n", _("threshold_max: Missing threshold_max."));
-  if (missing->len > 0)
-    {
-      g_string_truncate (missing, missing->len - 1);
-      g_task_return_new_error (task, RTP_MISSING_FIELDS_ERROR, 0, "%s", missing->str);
-      return;
-    }
+    g_strv_builder_add (missing, _("threshold_max: Missing threshold_max."));
+  {
+    g_auto (GStrv) fields = g_strv_builder_end (missing);
+    if (fields[0] != NULL)
+      {
+        g_task_return_error (task, rtp_error_new_fields ((const char *const *) fields));
+        return;
+      }
+  }
   if (!rtp_validate_text ("email", email, 100, &error))
     {
       g_task_return_error (task, error);

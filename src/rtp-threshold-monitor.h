@@ -13,9 +13,6 @@
 
 G_BEGIN_DECLS
 
-#define RTP_MISSING_FIELDS_ERROR (rtp_missing_fields_error_quark ())
-GQuark rtp_missing_fields_error_quark (void);
-
 typedef struct {
   char *user_id;
   char *pv_string;
@@ -39,10 +36,8 @@ typedef struct {
 RtpThresholdMonitor *rtp_threshold_monitor_new (RtpDatabase *db, RtpUserManager *users, RtpExperimentStore *experiments,
                                                 RtpMqttPublisher *mqtt, const RtpMonitorSettings *settings);
 
-/* The announcement topic: "/<prefix>/<channel>". */
-
-/* Subscribing: checks (PV 404, assignment 403, fields 400 — missing ones as RTP_MISSING_FIELDS_ERROR
- * with one line per field —, duplicate 409), announces, and stores only after the broker's ack. */
+/* Subscribing: checks (PV 404, assignment 403, fields 400 — missing ones as one error naming
+ * each (rtp_error_new_fields) —, duplicate 409), announces, and stores only after the broker's ack. */
 void             rtp_threshold_monitor_subscribe_async (RtpThresholdMonitor *self, const RtpUser *caller,
                                                         const char *pv_string, JsonObject *body,
                                                         GCancellable *cancellable, GAsyncReadyCallback callback,
