@@ -986,29 +986,42 @@ guard_free (gpointer data)
 
 /* Answers before the body is read: the body is drained without being kept (libsoup reads it
  * all the same before it writes the answer), within the deadline the guard already has. */
-static void
-refuse_early (Guard *g, guint status, const char *message)
+/**
+ * rtp_http_server_answer_error:
+ *
+ * Answers @msg outside a route handler (a refusal before the body, the WebSocket handshake of
+ * /live) as every route does: the JSON error envelope and the CORS headers of RTP_CORS_ORIGIN.
+ * @message is already in the caller's language.
+ */
+void
+rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status, const char *message)
 {
-  SoupServerMessage *msg = g->msg;
-  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
-  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
-  const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (req, "Accept-Language"));
   g_autoptr (JsonObject) o = json_object_new ();
   g_autoptr (JsonNode) node = NULL;
   JsonArray *errors = json_array_new ();
   char *text;
 
-  if (g->answered)
-    return;
-  g->answered = TRUE;
-  json_array_add_string_element (errors, rtp_i18n_translate (language, message));
+  json_array_add_string_element (errors, message);
   json_object_set_array_member (o, "errors", errors);
   node = json_node_init_object (json_node_alloc (), o);
   text = json_to_string (node, FALSE);
-  add_cors_headers (g->server, msg);
-  soup_message_headers_replace (resp, "Connection", "close");
+  add_cors_headers (self, msg);
   soup_server_message_set_status (msg, status, NULL);
   soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
+}
+
+static void
+refuse_early (Guard *g, guint status, const char *message)
+{
+  SoupServerMessage *msg = g->msg;
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (req, "Accept-Language"));
+
+  if (g->answered)
+    return;
+  g->answered = TRUE;
+  rtp_http_server_answer_error (g->server, msg, status, rtp_i18n_translate (language, message));
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
   soup_message_body_set_accumulate (soup_server_message_get_request_body (msg), FALSE);
 }
 

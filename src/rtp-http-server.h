@@ -42,6 +42,8 @@ guint64        rtp_http_server_get_requests_served (RtpHttpServer *self);
 void           rtp_http_server_stop_accepting (RtpHttpServer *self);
 void           rtp_http_server_disconnect (RtpHttpServer *self);
 SoupServer    *rtp_http_server_get_soup_server (RtpHttpServer *self);
+void           rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status,
+                                             const char *message);
 
 /* Splits and percent-decodes a raw path; NULL when a segment is invalid ('..', '%00', bad UTF-8). */
 GStrv          rtp_http_split_path (const char *raw_path);

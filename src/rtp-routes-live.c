@@ -45,26 +45,6 @@ live_auth_free (LiveAuth *a)
   g_free (a);
 }
 
-static void
-refuse (SoupServerMessage *msg, guint status, const char *message)
-{
-  g_autoptr (JsonObject) o = json_object_new ();
-  g_autoptr (JsonNode) node = NULL;
-  JsonArray *errors = json_array_new ();
-  char *text;
-  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
-  const char *origin = soup_message_headers_get_one (req, "Origin");
-
-  json_array_add_string_element (errors, message);
-  json_object_set_array_member (o, "errors", errors);
-  node = json_node_init_object (json_node_alloc (), o);
-  text = json_to_string (node, FALSE);
-  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Access-Control-Allow-Origin",
-                                origin != NULL ? origin : "*");
-  soup_server_message_set_status (msg, status, NULL);
-  soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
-}
-
 /* The token: the offered subprotocol that is not ours, else ?token=. */
 static char *
 find_token (SoupServerMessage *msg, GHashTable *query)
@@ -101,43 +81,43 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
 
   if (segments == NULL || g_strv_length (segments) != 2)
     {
-      refuse (msg, 404, rtp_i18n_translate (language, N_("The requested URL was not found on the server.")));
+      rtp_http_server_answer_error (services->http, msg, 404, rtp_i18n_translate (language, N_("The requested URL was not found on the server.")));
       return;
     }
   if (!g_str_equal (soup_server_message_get_method (msg), "GET"))
     {
       soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", "GET");
-      refuse (msg, 405, rtp_i18n_translate (language, N_("The method is not allowed for the requested URL.")));
+      rtp_http_server_answer_error (services->http, msg, 405, rtp_i18n_translate (language, N_("The method is not allowed for the requested URL.")));
       return;
     }
   token = find_token (msg, query);
   if (token == NULL)
     {
-      refuse (msg, 401, rtp_i18n_translate (language, N_("Access to this resource requires a valid access-token.")));
+      rtp_http_server_answer_error (services->http, msg, 401, rtp_i18n_translate (language, N_("Access to this resource requires a valid access-token.")));
       return;
     }
   user = rtp_user_manager_verify_token (services->users, token, &error);
   if (user == NULL)
     {
-      refuse (msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
+      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
       return;
     }
   language = user->preferred_language;
   experiment = rtp_experiment_store_get_experiment (services->experiments, segments[1], &error);
   if (experiment == NULL)
     {
-      refuse (msg, rtp_error_to_http_status (error), error->message);
+      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error), error->message);
       return;
     }
   if (!rtp_experiment_store_check_access (services->experiments, user, segments[1], RTP_ACCESS_WATCH, &error))
     {
       /* no request locale here: the message is English, translated for the caller */
-      refuse (msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
+      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
       return;
     }
   if (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Upgrade") == NULL)
     {
-      refuse (msg, 400, rtp_i18n_translate (language, N_("This endpoint speaks WebSocket.")));
+      rtp_http_server_answer_error (services->http, msg, 400, rtp_i18n_translate (language, N_("This endpoint speaks WebSocket.")));
       return;
     }
   auth = g_new0 (LiveAuth, 1);

@@ -106,5 +106,16 @@ class Live(ServerTestCase):
         self.assertNotIn(self.token, self.s.stderr())  # never logged
 
 
+class LiveCors(ServerTestCase):
+    server_env = {"RTP_CORS_ORIGIN": "https://lab.example.org"}
+
+    def test_refusals_carry_the_configured_cors_headers(self):
+        # /live answers through the server's own envelope (it echoed the request's Origin before)
+        r = self.s.request("GET", "/live/Test", headers={"Origin": "https://evil.example"})
+        self.assertError(r, 401, "Access to this resource requires a valid access-token.")
+        self.assertEqual(r.header("Access-Control-Allow-Origin"), "https://lab.example.org")
+        self.assertEqual(r.header("Access-Control-Expose-Headers"), "Content-Disposition")
+
+
 if __name__ == "__main__":
     main()
