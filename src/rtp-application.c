@@ -165,93 +165,6 @@ reload_config (gpointer user_data, GError **error)
   return restart;
 }
 
-/* Several instances on one PostgreSQL database must sign alike: the first to start stores a
- * key in the settings table, the others read it (a race ends in one insert and one re-read). */
-static GBytes *
-shared_signing_key (RtpApplication *self, GError **error)
-{
-  RtpDatabase *db = self->services.db;
-
-  for (int attempt = 0; attempt < 2; attempt++)
-    {
-      g_autoptr (GdaDataModel) m = rtp_database_select (db, error, "SELECT value FROM settings WHERE name = 'signing_key'",
-                                                        NULL);
-      guint8 raw[32];
-      g_autofree char *hex = NULL;
-      g_autoptr (GError) insert_error = NULL;
-
-      if (m == NULL)
-        return NULL;
-      if (rtp_db_rows (m) > 0)
-        {
-          const char *key = rtp_db_str (m, 0, 0);
-          return g_bytes_new (key, strlen (key));
-        }
-      if (!rtp_random_bytes (raw, sizeof raw, error))
-        return NULL;
-      hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
-      if (rtp_database_exec (db, &insert_error, "INSERT INTO settings (name, value) VALUES ('signing_key', :v)", "v",
-                             RTP_DB_STR, hex, NULL) >= 0)
-        {
-          g_message ("generated a new signing key, shared with every instance through the database");
-          return g_bytes_new (hex, strlen (hex));
-        }
-      if (!g_error_matches (insert_error, RTP_ERROR, RTP_ERROR_EXISTS))
-        {
-          g_propagate_error (error, g_steal_pointer (&insert_error));
-          return NULL;
-        }
-    }
-  g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot read the shared signing key");
-  return NULL;
-}
-
-/* The signing key: the keyring's SECRET_KEY, SECRET_KEY, or 32 random bytes kept 0600 in the
- * state directory (SQLite) or in the database (PostgreSQL, shared by all instances). */
-static GBytes *
-load_signing_key (RtpApplication *self, GError **error)
-{
-  RtpConfig *config = self->services.config;
-  g_autofree char *path = NULL;
-  g_autofree char *contents = NULL;
-  gsize len = 0;
-
-  {
-    g_autofree char *configured = rtp_secrets_lookup_with_fallback (self->secrets, config, "SECRET_KEY");
-    if (configured != NULL)
-      return g_bytes_new (configured, strlen (configured));
-  }
-  if (rtp_database_get_kind (self->services.db) == RTP_DATABASE_POSTGRESQL)
-    return shared_signing_key (self, error);
-  path = g_build_filename (rtp_config_get_state_dir (config), "secret_key", NULL);
-  if (g_file_get_contents (path, &contents, &len, NULL) && len >= 32)
-    {
-      g_strstrip (contents);
-      return g_bytes_new (contents, strlen (contents));
-    }
-  {
-    guint8 raw[32];
-    g_autofree char *hex = NULL;
-    int fd;
-
-    if (!rtp_random_bytes (raw, sizeof raw, error))
-      return NULL;
-    hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
-    fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write (fd, hex, strlen (hex)) != (ssize_t) strlen (hex) || fsync (fd) != 0)
-      {
-        g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot write the signing key %s: %s", path,
-                     g_strerror (errno));
-        if (fd >= 0)
-          close (fd);
-        return NULL;
-      }
-    close (fd);
-    g_message ("generated a new signing key in %s", path);
-    return g_bytes_new (hex, strlen (hex));
-  }
-}
-
 static gboolean
 finish_stop (gpointer user_data)
 {
@@ -355,7 +268,10 @@ start (RtpApplication *self, GError **error)
     }
   g_message ("database: %s", rtp_database_get_kind (s->db) == RTP_DATABASE_SQLITE ? rtp_database_get_sqlite_path (s->db)
                                                                                  : "PostgreSQL");
-  key = load_signing_key (self, error);
+  {
+    g_autofree char *configured = rtp_secrets_lookup_with_fallback (self->secrets, config, "SECRET_KEY");
+    key = rtp_user_manager_load_signing_key (s->db, configured, rtp_config_get_state_dir (config), error);
+  }
   if (key == NULL)
     return FALSE;
 

@@ -14,7 +14,11 @@
 #include "rtp-jwt.h"
 #include "rtp-password.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define USER_COLUMNS \
   "user_id, login_name, first_name, last_name, email, user_type, preferred_language, password_version"
@@ -449,6 +453,97 @@ run_password_job (GTask *task, PasswordJob *job)
     }
   g_task_set_task_data (task, job, (GDestroyNotify) password_job_free);
   g_thread_pool_push (pool, g_object_ref (task), NULL);
+}
+
+/* ---- the signing key ---------------------------------------------------------------- */
+
+/* Several instances on one PostgreSQL database must sign alike: the first to start stores a
+ * key in the settings table, the others read it (a race ends in one insert and one re-read). */
+static GBytes *
+shared_signing_key (RtpDatabase *db, GError **error)
+{
+  for (int attempt = 0; attempt < 2; attempt++)
+    {
+      g_autoptr (GdaDataModel) m = rtp_database_select (db, error, "SELECT value FROM settings WHERE name = 'signing_key'",
+                                                        NULL);
+      guint8 raw[32];
+      g_autofree char *hex = NULL;
+      g_autoptr (GError) insert_error = NULL;
+
+      if (m == NULL)
+        return NULL;
+      if (rtp_db_rows (m) > 0)
+        {
+          const char *key = rtp_db_str (m, 0, 0);
+          return g_bytes_new (key, strlen (key));
+        }
+      if (!rtp_random_bytes (raw, sizeof raw, error))
+        return NULL;
+      hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
+      if (rtp_database_exec (db, &insert_error, "INSERT INTO settings (name, value) VALUES ('signing_key', :v)", "v",
+                             RTP_DB_STR, hex, NULL) >= 0)
+        {
+          g_message ("generated a new signing key, shared with every instance through the database");
+          return g_bytes_new (hex, strlen (hex));
+        }
+      if (!g_error_matches (insert_error, RTP_ERROR, RTP_ERROR_EXISTS))
+        {
+          g_propagate_error (error, g_steal_pointer (&insert_error));
+          return NULL;
+        }
+    }
+  g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot read the shared signing key");
+  return NULL;
+}
+
+/**
+ * rtp_user_manager_load_signing_key:
+ * @configured: (nullable): SECRET_KEY from the keyring or the configuration
+ * @state_dir: where a generated key is kept on SQLite
+ *
+ * The key that signs tokens: @configured, else 32 random bytes kept 0600 in the state directory
+ * (SQLite) or in the database's settings (PostgreSQL, shared by all instances).
+ *
+ * Returns: (transfer full): the key, or NULL with @error set
+ */
+GBytes *
+rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configured, const char *state_dir, GError **error)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *contents = NULL;
+  gsize len = 0;
+
+  if (configured != NULL && configured[0] != '\0')
+    return g_bytes_new (configured, strlen (configured));
+  if (rtp_database_get_kind (db) == RTP_DATABASE_POSTGRESQL)
+    return shared_signing_key (db, error);
+  path = g_build_filename (state_dir, "secret_key", NULL);
+  if (g_file_get_contents (path, &contents, &len, NULL) && len >= 32)
+    {
+      g_strstrip (contents);
+      return g_bytes_new (contents, strlen (contents));
+    }
+  {
+    guint8 raw[32];
+    g_autofree char *hex = NULL;
+    int fd;
+
+    if (!rtp_random_bytes (raw, sizeof raw, error))
+      return NULL;
+    hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, raw, sizeof raw);
+    fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write (fd, hex, strlen (hex)) != (ssize_t) strlen (hex) || fsync (fd) != 0)
+      {
+        g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot write the signing key %s: %s", path,
+                     g_strerror (errno));
+        if (fd >= 0)
+          close (fd);
+        return NULL;
+      }
+    close (fd);
+    g_message ("generated a new signing key in %s", path);
+    return g_bytes_new (hex, strlen (hex));
+  }
 }
 
 /* ---- logins ---------------------------------------------------------------- */

@@ -38,6 +38,8 @@ typedef struct {
   guint max_pending;           /* logins and password checks waiting for a hash, at most (then 503) */
 } RtpUserManagerSettings;
 
+GBytes         *rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configured, const char *state_dir,
+                                                    GError **error);
 RtpUserManager *rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
                                       const RtpUserManagerSettings *settings);
 
