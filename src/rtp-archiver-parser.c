@@ -33,7 +33,6 @@ struct _RtpArchiverParser {
   RtpSampleFunc func;
   gpointer user_data;
   guint64 count;
-  guint64 binned;
   GString *scratch;
 };
 
@@ -302,7 +301,6 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
           sample.max_len = part_len[3];
           sample.count = part[4];
           sample.count_len = part_len[4];
-          p->binned++;
         }
     }
   if (!sample.binned)
@@ -330,7 +328,6 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
       sample.value = "null";
       sample.value_len = 4;
       sample.nonfinite++;
-      p->binned--;
     }
   p->count++;
   if (!p->func (&sample, p->user_data))

@@ -391,14 +391,3 @@ rtp_json_normalize (const char *s, gsize n, guint max_depth, GString *out, guint
     }
   return state == AFTER_VALUE && depth == 0 ? RTP_JSON_OK : RTP_JSON_SYNTAX;
 }
-
-void
-rtp_json_append_double (GString *out, double value)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  if (!isfinite (value))
-    g_string_append (out, "null");
-  else
-    g_string_append (out, g_ascii_dtostr (buf, sizeof buf, value));
-}

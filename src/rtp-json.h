@@ -34,7 +34,4 @@ gboolean       rtp_json_is_number (const char *text, gsize len);
 /* TRUE when @text (of @len bytes) is a JSON number that is a finite double. */
 gboolean       rtp_json_number_is_finite (const char *text, gsize len);
 
-/* Appends @value as a JSON number, or null when it is not finite (JSON has no inf or nan). */
-void           rtp_json_append_double (GString *out, double value);
-
 G_END_DECLS
