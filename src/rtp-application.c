@@ -314,7 +314,7 @@ start (RtpApplication *self, GError **error)
       .password = mqtt_password,
       .timeout_s = rtp_config_get_double (config, "RTP_MQTT_TIMEOUT"),
     };
-    RtpMonitorSettings monitor_settings = {
+    RtpSubscriptionSettings subscription_settings = {
       .channel_prefix = rtp_config_get_string (config, "MQTT_CHANNEL_PREFIX"),
       .email_channel = rtp_config_get_string (config, "EMAIL_MQTT_CHANNEL"),
       .threshold_unit = rtp_config_get_string (config, "THRESHOLD_UNIT"),
@@ -322,8 +322,9 @@ start (RtpApplication *self, GError **error)
     s->mqtt = rtp_mqtt_publisher_new (&mqtt_settings);
     if (!rtp_mqtt_publisher_is_configured (s->mqtt))
       g_message ("MQTT_SERVER_URL is not set: /publish and /email answer 502");
-    s->monitor = rtp_threshold_monitor_new (s->db, s->users, s->experiments, s->mqtt, &monitor_settings);
-    s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, monitor_settings.channel_prefix,
+    s->subscriptions = rtp_subscriptions_new (s->db, s->users, s->experiments, s->mqtt, &subscription_settings);
+    s->live = rtp_live_values_new (s->db, s->experiments, s->mqtt);
+    s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, subscription_settings.channel_prefix,
                                       (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
   }
 
@@ -350,13 +351,16 @@ start (RtpApplication *self, GError **error)
     }
   {
     g_autofree char *smtp_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_SMTP_PASSWORD");
-    RtpAlertSettings alerts = {
+    RtpLiveSettings live = {
       .archiver = s->monitor_archiver,
       .value_topic_prefix = rtp_config_get_string (config, "RTP_MQTT_VALUE_TOPIC_PREFIX"),
       .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
+    };
+    RtpAlertSettings alerts = {
       .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
       .hysteresis = rtp_config_get_double (config, "RTP_ALERT_HYSTERESIS"),
       .time_zone = rtp_history_get_time_zone (s->history),
+      .threshold_unit = rtp_config_get_string (config, "THRESHOLD_UNIT"),
       .mail = {
         .url = rtp_config_get_string (config, "RTP_SMTP_URL"),
         .from = rtp_config_get_string (config, "RTP_SMTP_FROM"),
@@ -366,7 +370,8 @@ start (RtpApplication *self, GError **error)
         .insecure = rtp_config_get_int (config, "RTP_SMTP_INSECURE") != 0,
       },
     };
-    rtp_threshold_monitor_start_alerting (s->monitor, &alerts);
+    s->alerter = rtp_alerter_new (s->db, s->live, s->subscriptions, &alerts);
+    rtp_live_values_start (s->live, &live);
   }
   /* the broker may be down: everything else is served meanwhile */
   rtp_mqtt_publisher_start (s->mqtt);
@@ -433,7 +438,9 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->history);
   g_clear_object (&s->archiver);
   g_clear_object (&s->monitor_archiver);
-  g_clear_object (&s->monitor);
+  g_clear_object (&s->alerter);
+  g_clear_object (&s->live);
+  g_clear_object (&s->subscriptions);
   g_clear_object (&s->mqtt);
   g_clear_object (&s->experiments);
   g_clear_object (&s->users);

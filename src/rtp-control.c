@@ -157,7 +157,7 @@ handle_get_status (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, 
   g_variant_dict_insert (&d, "mqtt_connected", "b", rtp_mqtt_publisher_get_connected (s->mqtt));
   g_variant_dict_insert (&d, "archiver_configured", "b", rtp_archiver_client_is_configured (s->archiver));
   g_variant_dict_insert (&d, "requests_served", "t", rtp_http_server_get_requests_served (s->http));
-  g_variant_dict_insert (&d, "mqtt_outbox", "u", rtp_threshold_monitor_outbox_length (s->monitor));
+  g_variant_dict_insert (&d, "mqtt_outbox", "u", rtp_subscriptions_outbox_length (s->subscriptions));
   rtp_dbus_server1_complete_get_status (skeleton, invocation, g_variant_dict_end (&d));
   return TRUE;
 }
@@ -523,7 +523,7 @@ rtp_control_emit_threshold_breached (RtpControl *self, const char *pv, double va
 }
 
 static void
-on_breached (RtpThresholdMonitor *monitor, const char *pv, double value, gint64 min, gint64 max, gpointer user_data)
+on_breached (RtpAlerter *alerter, const char *pv, double value, gint64 min, gint64 max, gpointer user_data)
 {
   rtp_control_emit_threshold_breached (user_data, pv, value, min, max);
 }
@@ -640,7 +640,7 @@ rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFun
 #undef CONNECT
   self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
   self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);
-  self->breached_id = g_signal_connect (services->monitor, "threshold-breached", G_CALLBACK (on_breached), self);
+  self->breached_id = g_signal_connect (services->alerter, "threshold-breached", G_CALLBACK (on_breached), self);
   return self;
 }
 
@@ -679,5 +679,5 @@ rtp_control_stop (RtpControl *self)
   if (self->mqtt_id != 0)
     g_clear_signal_handler (&self->mqtt_id, self->services->mqtt);
   if (self->breached_id != 0)
-    g_clear_signal_handler (&self->breached_id, self->services->monitor);
+    g_clear_signal_handler (&self->breached_id, self->services->alerter);
 }

@@ -1,4 +1,5 @@
-/* rtp-json.h: checks every JSON text the server receives before json-glib sees it */
+/* rtp-json.h: checks every JSON text the server receives before json-glib sees it, and writes
+ * the small JSON texts that services send (MQTT announcements) */
 #pragma once
 
 #include <glib.h>
@@ -33,5 +34,9 @@ gboolean       rtp_json_is_number (const char *text, gsize len);
 
 /* TRUE when @text (of @len bytes) is a JSON number that is a finite double. */
 gboolean       rtp_json_number_is_finite (const char *text, gsize len);
+
+/* The writer's half: appends @s (valid UTF-8) as a JSON string, quotes included. Escapes `"`, `\\`
+ * and every control character; everything else is kept as UTF-8. NULL is written as null. */
+void           rtp_json_append_string (GString *out, const char *s);
 
 G_END_DECLS

@@ -5,6 +5,8 @@
 #include "rtp-i18n.h"
 #include "rtp-services.h"
 
+#include <errno.h>
+
 static JsonObject *
 subscription_to_json (const RtpSubscription *sub)
 {
@@ -18,6 +20,49 @@ subscription_to_json (const RtpSubscription *sub)
   return o;
 }
 
+/* An integer, or a string holding one (the original service accepted both). */
+static RtpFieldState
+read_threshold (JsonObject *body, const char *name, gint64 *out)
+{
+  JsonNode *node = body != NULL ? json_object_get_member (body, name) : NULL;
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return RTP_FIELD_ABSENT;
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+    {
+      *out = json_node_get_int (node);
+      return RTP_FIELD_SET;
+    }
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    {
+      char *end = NULL;
+      g_autofree char *stripped = g_strstrip (g_strdup (json_node_get_string (node)));
+      errno = 0;
+      *out = g_ascii_strtoll (stripped, &end, 10);
+      if (stripped[0] != '\0' && *end == '\0' && errno == 0)
+        return RTP_FIELD_SET;
+    }
+  return RTP_FIELD_WRONG_TYPE;
+}
+
+static void
+read_subscription_request (JsonObject *body, RtpSubscriptionRequest *out)
+{
+  JsonNode *email = body != NULL ? json_object_get_member (body, "email") : NULL;
+
+  if (email == NULL || JSON_NODE_HOLDS_NULL (email))
+    out->email_state = RTP_FIELD_ABSENT;
+  else if (JSON_NODE_HOLDS_VALUE (email) && json_node_get_value_type (email) == G_TYPE_STRING)
+    {
+      out->email_state = RTP_FIELD_SET;
+      out->email = json_node_get_string (email);
+    }
+  else
+    out->email_state = RTP_FIELD_WRONG_TYPE;
+  out->threshold_min_state = read_threshold (body, "threshold_min", &out->threshold_min);
+  out->threshold_max_state = read_threshold (body, "threshold_max", &out->threshold_max);
+}
+
 static void
 subscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -26,7 +71,7 @@ subscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (RtpSubscription) sub = NULL;
 
   rtp_request_enter (request);
-  sub = rtp_threshold_monitor_subscribe_finish (RTP_THRESHOLD_MONITOR (source), result, &error);
+  sub = rtp_subscriptions_subscribe_finish (RTP_SUBSCRIPTIONS (source), result, &error);
   if (sub != NULL)
     {
       JsonObject *o = json_object_new ();
@@ -43,10 +88,14 @@ subscribe (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
 
+  RtpSubscriptionRequest fields = { 0 };
+
+  /* the strings stay in the body, which the request holds until it is answered */
+  read_subscription_request (rtp_request_get_body (request), &fields);
   rtp_request_pause (request);
-  rtp_threshold_monitor_subscribe_async (services->monitor, rtp_request_get_caller (request),
-                                         rtp_request_get_param (request, 0), rtp_request_get_body (request), NULL,
-                                         subscribe_done, rtp_request_ref (request));
+  rtp_subscriptions_subscribe_async (services->subscriptions, rtp_request_get_caller (request),
+                                     rtp_request_get_param (request, 0), &fields, NULL, subscribe_done,
+                                     rtp_request_ref (request));
 }
 
 static void
@@ -56,7 +105,7 @@ unsubscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   rtp_request_enter (request);
-  if (!rtp_threshold_monitor_unsubscribe_finish (RTP_THRESHOLD_MONITOR (source), result, &error))
+  if (!rtp_subscriptions_unsubscribe_finish (RTP_SUBSCRIPTIONS (source), result, &error))
     rtp_request_respond_error (request, error);
   else
     {
@@ -76,9 +125,9 @@ unsubscribe (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
 
   rtp_request_pause (request);
-  rtp_threshold_monitor_unsubscribe_async (services->monitor, rtp_request_get_caller (request),
-                                           rtp_request_get_param (request, 0), NULL, unsubscribe_done,
-                                           rtp_request_ref (request));
+  rtp_subscriptions_unsubscribe_async (services->subscriptions, rtp_request_get_caller (request),
+                                       rtp_request_get_param (request, 0), NULL, unsubscribe_done,
+                                       rtp_request_ref (request));
 }
 
 static void
@@ -94,7 +143,7 @@ list_subscriptions (RtpRequest *request, gpointer user_data)
   /* /email/subscriptions/<pv> filters by the PV */
   if (rtp_request_get_n_params (request) > 0)
     pv = rtp_request_get_param (request, 0);
-  list = rtp_threshold_monitor_list (services->monitor, rtp_request_get_caller (request)->user_id, pv, &error);
+  list = rtp_subscriptions_list (services->subscriptions, rtp_request_get_caller (request)->user_id, pv, &error);
   if (list == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -108,6 +157,50 @@ list_subscriptions (RtpRequest *request, gpointer user_data)
   rtp_request_respond_object (request, 200, o);
 }
 
+static char *
+iso_time (gint64 us)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (us / G_USEC_PER_SEC);
+  return g_date_time_format_iso8601 (t);
+}
+
+static JsonObject *
+episode_to_json (const RtpAlertEpisode *e)
+{
+  JsonObject *o = json_object_new ();
+  JsonArray *mails = json_array_new ();
+  g_autofree char *opened = iso_time (e->opened_us);
+
+  json_object_set_string_member (o, "id", e->id);
+  json_object_set_string_member (o, "user_id", e->user_id);
+  json_object_set_string_member (o, "pv_string", e->pv_string);
+  json_object_set_string_member (o, "opened", opened);
+  if (e->closed_us != 0)
+    {
+      g_autofree char *closed = iso_time (e->closed_us);
+      json_object_set_string_member (o, "closed", closed);
+    }
+  else
+    json_object_set_null_member (o, "closed");
+  json_object_set_string_member (o, "breach_value", e->breach_value);
+  json_object_set_int_member (o, "threshold_min", e->threshold_min);
+  json_object_set_int_member (o, "threshold_max", e->threshold_max);
+  for (guint j = 0; j < e->mails->len; j++)
+    {
+      const RtpAlertMail *m = g_ptr_array_index (e->mails, j);
+      JsonObject *mail = json_object_new ();
+      json_object_set_string_member (mail, "recipient", m->recipient);
+      json_object_set_string_member (mail, "subject", m->subject);
+      json_object_set_boolean_member (mail, "sent", m->sent);
+      json_object_set_int_member (mail, "attempts", m->attempts);
+      if (m->last_error != NULL)
+        json_object_set_string_member (mail, "last_error", m->last_error);
+      json_array_add_object_element (mails, mail);
+    }
+  json_object_set_array_member (o, "mails", mails);
+  return o;
+}
+
 static void
 list_alerts (RtpRequest *request, gpointer user_data)
 {
@@ -115,15 +208,19 @@ list_alerts (RtpRequest *request, gpointer user_data)
   const RtpUser *caller = rtp_request_get_caller (request);
   g_autoptr (GError) error = NULL;
   /* own alerts; admins see all */
-  JsonArray *alerts = rtp_threshold_monitor_list_alerts (services->monitor,
-                                                         rtp_user_is_admin (caller) ? NULL : caller->user_id, &error);
+  g_autoptr (GPtrArray) episodes = rtp_alerter_list_episodes (services->alerter,
+                                                              rtp_user_is_admin (caller) ? NULL : caller->user_id, &error);
+  JsonArray *alerts;
   JsonObject *o;
 
-  if (alerts == NULL)
+  if (episodes == NULL)
     {
       rtp_request_respond_error (request, error);
       return;
     }
+  alerts = json_array_new ();
+  for (guint i = 0; i < episodes->len; i++)
+    json_array_add_object_element (alerts, episode_to_json (g_ptr_array_index (episodes, i)));
   o = json_object_new ();
   json_object_set_array_member (o, "alerts", alerts);
   rtp_request_respond_object (request, 200, o);

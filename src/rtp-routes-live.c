@@ -3,7 +3,7 @@
  * Browsers cannot set headers on WebSockets: the token comes as the second offered
  * subprotocol (["rtp.v1", "<token>"]; the server answers "rtp.v1") or as ?token= (never
  * logged). It is checked, with the assignment, by an ordinary handler on the same path,
- * which libsoup runs before the handshake. Values come from the threshold monitor (each
+ * which libsoup runs before the handshake. Values come from the live values (each
  * viewer makes its experiment's PVs watched); a heartbeat every HEARTBEAT_S seconds. libsoup
  * queues without bound behind a full socket, so a client whose socket send buffer is found
  * mostly full at MAX_FULL_SENDS sends in a row is dropped rather than buffered. Access is
@@ -150,14 +150,14 @@ typedef struct {
 static void
 viewer_free (Viewer *v)
 {
-  /* A connection may finish closing after the server stopped and the monitor is gone (libsoup
+  /* A connection may finish closing after the server stopped and the live values are gone (libsoup
    * waits up to 5 s for the close frame of a client that does not read): nothing to undo there. */
-  if (v->services->monitor != NULL)
+  if (v->services->live != NULL)
     {
       if (v->value_id != 0)
-        g_clear_signal_handler (&v->value_id, v->services->monitor);
+        g_clear_signal_handler (&v->value_id, v->services->live);
       for (guint i = 0; i < v->pvs->len; i++)
-        rtp_threshold_monitor_unwatch (v->services->monitor, g_ptr_array_index (v->pvs, i));
+        rtp_live_values_unwatch (v->services->live, g_ptr_array_index (v->pvs, i));
     }
   g_clear_handle_id (&v->heartbeat_id, g_source_remove);
   g_clear_handle_id (&v->recheck_id, g_source_remove);
@@ -200,10 +200,10 @@ send_text (Viewer *v, const char *text)
   soup_websocket_connection_send_text (v->conn, text);
 }
 
-/* @value is JSON text already checked by the monitor (a finite number, or an archiver value
+/* @value is JSON text already checked by the live values (a finite number, or an archiver value
  * validated by rtp_json_normalize()): it is written as it is, never re-parsed. */
 static void
-on_value (RtpThresholdMonitor *monitor, const char *pv, gint64 time_us, const char *value, gpointer user_data)
+on_value (RtpLiveValues *live, const char *pv, gint64 time_us, const char *value, gpointer user_data)
 {
   Viewer *v = user_data;
   g_autoptr (GString) text = NULL;
@@ -312,8 +312,8 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   v->pvs = experiment != NULL ? g_ptr_array_ref (experiment->pv_strings) : g_ptr_array_new_with_free_func (g_free);
   v->tz = g_time_zone_ref (rtp_history_get_time_zone (services->history));
   for (guint i = 0; i < v->pvs->len; i++)
-    rtp_threshold_monitor_watch (services->monitor, g_ptr_array_index (v->pvs, i));
-  v->value_id = g_signal_connect (services->monitor, "value", G_CALLBACK (on_value), v);
+    rtp_live_values_watch (services->live, g_ptr_array_index (v->pvs, i));
+  v->value_id = g_signal_connect (services->live, "value", G_CALLBACK (on_value), v);
   v->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_closed), v);
   v->heartbeat_id = g_timeout_add_seconds (HEARTBEAT_S, heartbeat, v);
   /* what is known already, at once */
@@ -321,8 +321,8 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
     {
       gint64 t;
       const char *value;
-      if (rtp_threshold_monitor_get_latest (services->monitor, g_ptr_array_index (v->pvs, i), &t, &value))
-        on_value (services->monitor, g_ptr_array_index (v->pvs, i), t, value, v);
+      if (rtp_live_values_get_latest (services->live, g_ptr_array_index (v->pvs, i), &t, &value))
+        on_value (services->live, g_ptr_array_index (v->pvs, i), t, value, v);
     }
   g_debug ("live viewer %s on %s (%u PVs)", v->user_id, auth->short_id, v->pvs->len);
 }

@@ -8,7 +8,9 @@
 #include "rtp-experiment-store.h"
 #include "rtp-mqtt-publisher.h"
 #include "rtp-setpoints.h"
-#include "rtp-threshold-monitor.h"
+#include "rtp-subscriptions.h"
+#include "rtp-live-values.h"
+#include "rtp-alerter.h"
 #include "rtp-http-server.h"
 #include "rtp-user-manager.h"
 
@@ -20,10 +22,12 @@ typedef struct {
   RtpUserManager *users;
   RtpExperimentStore *experiments;
   RtpMqttPublisher *mqtt;
-  RtpThresholdMonitor *monitor;
+  RtpSubscriptions *subscriptions;
+  RtpLiveValues *live;
+  RtpAlerter *alerter;
   RtpSetpoints *setpoints;
   RtpArchiverClient *archiver;
-  RtpArchiverClient *monitor_archiver; /* the monitor's own connections: its polls never wait behind /data */
+  RtpArchiverClient *monitor_archiver; /* the live values' own connections: their polls never wait behind /data */
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
   RtpHttpServer *http;
 } RtpServices;

@@ -5,6 +5,15 @@
 
 G_BEGIN_DECLS
 
+/* One field of a request as the caller sent it. The adapter (a route reading JSON, the control
+ * interface reading GVariant) only says what arrived; the service decides which refusal comes
+ * first (a missing PV before a field of the wrong type, as the contract orders them). */
+typedef enum {
+  RTP_FIELD_ABSENT,      /* not given, or null */
+  RTP_FIELD_SET,         /* given, and the value is in the typed member next to it */
+  RTP_FIELD_WRONG_TYPE,  /* given, but not of the field's type */
+} RtpFieldState;
+
 /* Text fields (API.md): valid UTF-8, at most @max_chars, no control characters. */
 gboolean rtp_validate_text (const char *field, const char *value, guint max_chars, GError **error);
 /* The same for a text read from an export file, which may hold the line breaks a value of the

@@ -1,0 +1,331 @@
+/* rtp-live-values.c: the newest value of each watched PV
+ *
+ * Two sources: the archiver, polled every interval for the last second of samples of each PV
+ * that a live viewer watches (and, on the instance that alerts, each subscribed PV), and MQTT
+ * topics <prefix>/<pv with : as /> that carry one number each. Each archived sample is emitted
+ * once ("value"); the latest one is kept so that a new viewer sees a value at once. Only PVs of
+ * the database are kept: the table must not grow with every topic anyone publishes. */
+#define G_LOG_DOMAIN "RtpLiveValues"
+
+#include "rtp-live-values.h"
+#include "rtp-json.h"
+
+#include <math.h>
+#include <string.h>
+
+struct _RtpLiveValues {
+  GObject parent_instance;
+
+  RtpDatabase *db;                  /* (owned) */
+  RtpExperimentStore *experiments;  /* (owned) */
+  RtpMqttPublisher *mqtt;           /* (owned) */
+  RtpArchiverClient *archiver;      /* (owned) (nullable) */
+  RtpSubscriptions *subscriptions;  /* (owned) (nullable) polled too, when leading */
+  char *value_prefix;               /* (owned) (nullable) */
+  GHashTable *watched;              /* (owned) pv → viewer count */
+  GHashTable *latest;               /* (owned) pv → latest value's JSON text, for new viewers */
+  GHashTable *latest_time;          /* (owned) pv → gint64 * µs */
+  GHashTable *last_seen;            /* (owned) pv → gint64 * sample time emitted last */
+  GHashTable *warned_too_deep;      /* (owned) PVs whose too deeply nested values were logged once */
+  gulong message_id;
+  guint poll_id;
+  guint polls_outstanding;
+};
+
+enum { SIGNAL_VALUE, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+G_DEFINE_TYPE (RtpLiveValues, rtp_live_values, G_TYPE_OBJECT)
+
+static void
+rtp_live_values_dispose (GObject *object)
+{
+  RtpLiveValues *self = RTP_LIVE_VALUES (object);
+
+  g_clear_handle_id (&self->poll_id, g_source_remove);
+  if (self->mqtt != NULL)
+    g_clear_signal_handler (&self->message_id, self->mqtt);
+  g_clear_object (&self->archiver);
+  g_clear_object (&self->subscriptions);
+  g_clear_object (&self->mqtt);
+  g_clear_object (&self->experiments);
+  g_clear_object (&self->db);
+  G_OBJECT_CLASS (rtp_live_values_parent_class)->dispose (object);
+}
+
+static void
+rtp_live_values_finalize (GObject *object)
+{
+  RtpLiveValues *self = RTP_LIVE_VALUES (object);
+
+  g_free (self->value_prefix);
+  g_hash_table_unref (self->watched);
+  g_hash_table_unref (self->latest);
+  g_hash_table_unref (self->latest_time);
+  g_hash_table_unref (self->last_seen);
+  g_hash_table_unref (self->warned_too_deep);
+  G_OBJECT_CLASS (rtp_live_values_parent_class)->finalize (object);
+}
+
+static void
+rtp_live_values_class_init (RtpLiveValuesClass *klass)
+{
+  G_OBJECT_CLASS (klass)->dispose = rtp_live_values_dispose;
+  G_OBJECT_CLASS (klass)->finalize = rtp_live_values_finalize;
+  /**
+   * RtpLiveValues::value:
+   * @pv: the PV
+   * @time_us: the sample's time, µs since the epoch
+   * @value: the value as JSON text
+   */
+  signals[SIGNAL_VALUE] = g_signal_new ("value", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                        G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_STRING);
+}
+
+static void
+rtp_live_values_init (RtpLiveValues *self)
+{
+  self->watched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->latest = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->latest_time = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->warned_too_deep = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+}
+
+RtpLiveValues *
+rtp_live_values_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt)
+{
+  RtpLiveValues *self;
+
+  g_return_val_if_fail (RTP_IS_DATABASE (db), NULL);
+  g_return_val_if_fail (RTP_IS_EXPERIMENT_STORE (experiments), NULL);
+  g_return_val_if_fail (RTP_IS_MQTT_PUBLISHER (mqtt), NULL);
+
+  self = g_object_new (RTP_TYPE_LIVE_VALUES, NULL);
+  self->db = g_object_ref (db);
+  self->experiments = g_object_ref (experiments);
+  self->mqtt = g_object_ref (mqtt);
+  return self;
+}
+
+static void
+emit_value (RtpLiveValues *self, const char *pv, gint64 t, const char *value)
+{
+  g_hash_table_replace (self->latest, g_strdup (pv), g_strdup (value));
+  g_hash_table_replace (self->latest_time, g_strdup (pv), g_memdup2 (&t, sizeof t));
+  g_signal_emit (self, signals[SIGNAL_VALUE], 0, pv, t, value);
+}
+
+gboolean
+rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us, const char **value)
+{
+  gint64 *t;
+
+  g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
+  t = g_hash_table_lookup (self->latest_time, pv);
+  if (t == NULL)
+    return FALSE;
+  *time_us = *t;
+  *value = g_hash_table_lookup (self->latest, pv);
+  return TRUE;
+}
+
+void
+rtp_live_values_watch (RtpLiveValues *self, const char *pv)
+{
+  guint n;
+
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
+  g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n + 1));
+}
+
+void
+rtp_live_values_unwatch (RtpLiveValues *self, const char *pv)
+{
+  guint n;
+
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
+  if (n <= 1)
+    g_hash_table_remove (self->watched, pv);
+  else
+    g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n - 1));
+}
+
+void
+rtp_live_values_poll_subscribed (RtpLiveValues *self, RtpSubscriptions *subscriptions)
+{
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  g_set_object (&self->subscriptions, subscriptions);
+}
+
+/* ---- the archiver ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpLiveValues *self;  /* (owned) */
+  char *pv;
+  gint64 secs;
+  gint32 nanos;
+  char *value;
+  gboolean have;
+} PollCtx;
+
+static void
+poll_ctx_free (PollCtx *c)
+{
+  g_object_unref (c->self);
+  g_free (c->pv);
+  g_free (c->value);
+  g_free (c);
+}
+
+static gboolean
+keep_latest (const RtpSample *s, gpointer user_data)
+{
+  PollCtx *c = user_data;
+
+  if (s->too_deep)
+    {
+      /* a bad sample: said once per PV, polling goes on */
+      if (g_hash_table_add (c->self->warned_too_deep, g_strdup (c->pv)))
+        g_warning ("monitor: the archiver sent a value of %s nested deeper than %d levels; such samples are skipped",
+                   c->pv, RTP_JSON_MAX_DEPTH);
+      return TRUE;
+    }
+  if (!c->have || s->secs > c->secs || (s->secs == c->secs && s->nanos > c->nanos))
+    {
+      c->have = TRUE;
+      c->secs = s->secs;
+      c->nanos = s->nanos;
+      g_free (c->value);
+      c->value = g_strndup (s->value, s->value_len);
+    }
+  return TRUE;
+}
+
+static void
+poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  PollCtx *c = user_data;
+  RtpLiveValues *self = c->self;
+  g_autoptr (GError) error = NULL;
+  gboolean found = FALSE;
+
+  self->polls_outstanding--;
+  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error))
+    g_debug ("monitor: %s: %s", c->pv, error->message);
+  else if (c->have)
+    {
+      gint64 t = c->secs * G_USEC_PER_SEC + c->nanos / 1000;
+      gint64 *seen = g_hash_table_lookup (self->last_seen, c->pv);
+
+      /* each archived sample is emitted once */
+      if (seen == NULL || t > *seen)
+        {
+          g_hash_table_replace (self->last_seen, g_strdup (c->pv), g_memdup2 (&t, sizeof t));
+          emit_value (self, c->pv, t, c->value);
+        }
+    }
+  poll_ctx_free (c);
+}
+
+static gboolean
+poll_tick (gpointer user_data)
+{
+  RtpLiveValues *self = user_data;
+  g_auto (GStrv) subscribed = NULL;
+  gint64 now = g_get_real_time ();
+  g_autoptr (GHashTable) todo = g_hash_table_new (g_str_hash, g_str_equal);
+  GHashTableIter iter;
+  gpointer pv;
+
+  if (self->polls_outstanding > 0)
+    return G_SOURCE_CONTINUE;
+  /* subscribed PVs on the one instance that alerts; PVs with live viewers on every instance */
+  if (self->subscriptions != NULL && rtp_database_try_leadership (self->db))
+    {
+      g_autoptr (GError) error = NULL;
+      subscribed = rtp_subscriptions_list_pvs (self->subscriptions, &error);
+      if (subscribed == NULL)
+        g_warning ("monitor: %s", error->message);
+      for (guint i = 0; subscribed != NULL && subscribed[i] != NULL; i++)
+        g_hash_table_add (todo, subscribed[i]);
+    }
+  g_hash_table_iter_init (&iter, self->watched);
+  while (g_hash_table_iter_next (&iter, &pv, NULL))
+    g_hash_table_add (todo, pv);
+  /* one request per PV, all at once */
+  g_hash_table_iter_init (&iter, todo);
+  while (g_hash_table_iter_next (&iter, &pv, NULL))
+    {
+      PollCtx *c = g_new0 (PollCtx, 1);
+      c->self = g_object_ref (self);
+      c->pv = g_strdup (pv);
+      self->polls_outstanding++;
+      rtp_archiver_client_fetch_async (self->archiver, c->pv, now - G_USEC_PER_SEC, now, FALSE, FALSE, keep_latest, c,
+                                       NULL, poll_done, c);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- MQTT value topics ---------------------------------------------------------------- */
+
+static void
+on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gpointer user_data)
+{
+  RtpLiveValues *self = user_data;
+  gsize n = strlen (self->value_prefix);
+  g_autofree char *text = NULL;
+  g_autofree char *pv = NULL;
+  char *end = NULL;
+  double value;
+  gsize len = 0;
+  const char *data = g_bytes_get_data (payload, &len);
+
+  if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/')
+    return;
+  pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
+  {
+    g_autoptr (RtpProcessVariable) known = rtp_experiment_store_get_pv (self->experiments, pv, NULL);
+    if (known == NULL)
+      {
+        g_debug ("monitor: %s: no such process variable", topic);
+        return;
+      }
+  }
+  text = g_strstrip (g_strndup (data, len));
+  value = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0' || !isfinite (value))
+    {
+      g_debug ("monitor: %s: not a finite number", topic);
+      return;
+    }
+  {
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    emit_value (self, pv, g_get_real_time (), g_ascii_dtostr (buf, sizeof buf, value));
+  }
+}
+
+void
+rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *s)
+{
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  g_return_if_fail (s != NULL);
+  g_return_if_fail (self->poll_id == 0 && self->message_id == 0);
+
+  if (s->archiver != NULL && rtp_archiver_client_is_configured (s->archiver) && s->interval_s > 0)
+    {
+      self->archiver = g_object_ref (s->archiver);
+      self->poll_id = g_timeout_add ((guint) (s->interval_s * 1000), poll_tick, self);
+      g_message ("live values: polling the archiver every %.1f s", s->interval_s);
+    }
+  if (s->value_topic_prefix != NULL && s->value_topic_prefix[0] != '\0')
+    {
+      g_autofree char *filter = g_strconcat (s->value_topic_prefix, "/#", NULL);
+      self->value_prefix = g_strdup (s->value_topic_prefix);
+      rtp_mqtt_publisher_subscribe (self->mqtt, filter);
+      self->message_id = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
+      g_message ("live values: reading values from MQTT topics %s", filter);
+    }
+}
