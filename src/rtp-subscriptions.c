@@ -395,7 +395,7 @@ rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error)
   g_autoptr (GStrvBuilder) pvs = g_strv_builder_new ();
 
   g_return_val_if_fail (RTP_IS_SUBSCRIPTIONS (self), NULL);
-  m = rtp_database_select (self->db, error, "SELECT DISTINCT pv_string FROM subscriptions ORDER BY pv_string", NULL);
+  m = rtp_database_select (self->db, error, "SELECT pv_string FROM subscriptions GROUP BY pv_string ORDER BY pv_string", NULL);
   if (m == NULL)
     return NULL;
   for (guint i = 0; i < rtp_db_rows (m); i++)

@@ -3,6 +3,7 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <signal.h>
 
 static inline char *
 rtp_test_make_dir (void)
@@ -46,4 +47,91 @@ rtp_test_wait (GAsyncResult **slot)
   while (*slot == NULL)
     g_main_context_iteration (NULL, TRUE);
   return *slot;
+}
+
+/* Spins the default main context until *@flag is set or @seconds passed; returns *@flag. */
+static inline gboolean
+rtp_test_wait_flag (const gboolean *flag, double seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) (seconds * G_USEC_PER_SEC);
+
+  while (!*flag && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
+  return *flag;
+}
+
+/* A port that was free a moment ago on 127.0.0.1. */
+static inline guint16
+rtp_test_free_port (void)
+{
+  g_autoptr (GSocket) s = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr (GInetAddress) lo = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (lo, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+
+  g_assert_nonnull (s);
+  g_assert_true (g_socket_bind (s, any, TRUE, NULL));
+  bound = g_socket_get_local_address (s, NULL);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+static inline gboolean
+rtp_test_can_connect (guint16 port)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) c = NULL;
+
+  g_socket_client_set_timeout (client, 1);
+  c = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, NULL);
+  return c != NULL;
+}
+
+/* A real mosquitto on 127.0.0.1 and a free port, stopped by rtp_test_broker_stop. */
+typedef struct {
+  GSubprocess *proc;
+  char *dir;
+  guint16 port;
+} RtpTestBroker;
+
+static inline void
+rtp_test_broker_start (RtpTestBroker *b)
+{
+  b->dir = rtp_test_make_dir ();
+  for (guint attempt = 0; attempt < 5 && b->proc == NULL; attempt++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *conf = g_build_filename (b->dir, "mosquitto.conf", NULL);
+      g_autofree char *text = NULL;
+      gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+      b->port = rtp_test_free_port ();
+      text = g_strdup_printf ("listener %u 127.0.0.1\nallow_anonymous true\n", b->port);
+      g_assert_true (g_file_set_contents (conf, text, -1, &error));
+      b->proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error,
+                                  g_file_test ("/usr/sbin/mosquitto", G_FILE_TEST_IS_EXECUTABLE) ? "/usr/sbin/mosquitto" : "mosquitto",
+                                  "-c", conf, NULL);
+      g_assert_no_error (error);
+      while (g_get_monotonic_time () < deadline && !rtp_test_can_connect (b->port))
+        g_usleep (20000);
+      if (!rtp_test_can_connect (b->port))
+        {
+          g_subprocess_force_exit (b->proc);
+          g_subprocess_wait (b->proc, NULL, NULL);
+          g_clear_object (&b->proc);
+        }
+    }
+  g_assert_nonnull (b->proc);
+}
+
+static inline void
+rtp_test_broker_stop (RtpTestBroker *b)
+{
+  if (b->proc != NULL)
+    {
+      g_subprocess_send_signal (b->proc, SIGTERM);
+      g_subprocess_wait (b->proc, NULL, NULL);
+      g_clear_object (&b->proc);
+    }
+  rtp_test_remove_dir (b->dir);
+  g_clear_pointer (&b->dir, g_free);
 }

@@ -207,6 +207,21 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       }
     if (checked == RTP_JSON_NUMBER || checked == RTP_JSON_NUL)
       g_assert_true (value != NULL && g_utf8_validate (value, -1, NULL) && (key == NULL || g_utf8_validate (key, -1, NULL)));
+    /* the writer: any UTF-8 text becomes one JSON string that json-glib reads back unchanged */
+    if (g_utf8_validate_len ((const char *) data, size, NULL))
+      {
+        g_autofree char *text = g_strndup ((const char *) data, size);
+        g_autoptr (GString) written = g_string_new (NULL);
+        g_autoptr (GString) normalized = g_string_new (NULL);
+        g_autoptr (JsonNode) node = NULL;
+        guint n = 0;
+
+        rtp_json_append_string (written, text);
+        g_assert_true (rtp_json_normalize (written->str, written->len, RTP_JSON_MAX_DEPTH, normalized, &n) == RTP_JSON_OK);
+        node = json_from_string (written->str, NULL);
+        g_assert_nonnull (node);
+        g_assert_cmpstr (json_node_get_string (node), ==, text);
+      }
   }
 #endif
   return 0;
