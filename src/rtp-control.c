@@ -465,16 +465,18 @@ got_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *actor = NULL;
   g_autoptr (RtpUser) admin = NULL;
   guint32 uid = 0;
+  RtpSetpointValue value = { .kind = RTP_SETPOINT_TEXT };
 
   if (reply == NULL)
     {
       g_dbus_method_invocation_return_gerror (c->invocation, error);
       return;
     }
+  value.text = c->b; /* D-Bus gives the payload text */
   g_variant_get (reply, "(u)", &uid);
   actor = g_strdup_printf ("dbus:uid=%u", uid);
   admin = dbus_admin (actor);
-  rtp_setpoints_set_async (c->self->services->setpoints, admin, actor, TRUE, c->a, c->b, NULL, publish_done,
+  rtp_setpoints_set_async (c->self->services->setpoints, admin, actor, TRUE, c->a, &value, NULL, publish_done,
                            call_new (c->self, c->invocation, NULL, NULL));
 }
 

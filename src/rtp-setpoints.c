@@ -95,28 +95,16 @@ rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPubl
   return self;
 }
 
-char *
-rtp_setpoints_value_text (JsonNode *value)
+void
+rtp_setpoint_log_entry_free (RtpSetpointLogEntry *entry)
 {
-  if (value == NULL || !JSON_NODE_HOLDS_VALUE (value))
-    return NULL;
-  switch (json_node_get_value_type (value))
-    {
-    case G_TYPE_STRING:
-      return g_strdup (json_node_get_string (value));
-    case G_TYPE_BOOLEAN:
-      return g_strdup (json_node_get_boolean (value) ? "true" : "false");
-    case G_TYPE_INT64:
-      return g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (value));
-    case G_TYPE_DOUBLE:
-      {
-        char buf[G_ASCII_DTOSTR_BUF_SIZE];
-        /* the shortest text that reads back as the same number */
-        return g_strdup (g_ascii_dtostr (buf, sizeof buf, json_node_get_double (value)));
-      }
-    default:
-      return NULL;
-    }
+  if (entry == NULL)
+    return;
+  g_free (entry->user_id);
+  g_free (entry->pv_string);
+  g_free (entry->value);
+  g_free (entry->outcome);
+  g_free (entry);
 }
 
 /* NULL when no topic may be built from @pv_string (an MQTT wildcard or level separator). */
@@ -184,7 +172,7 @@ published (GObject *source, GAsyncResult *result, gpointer user_data)
 
 void
 rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *actor, gboolean as_admin,
-                         const char *pv_string, const char *value_text, GCancellable *cancellable,
+                         const char *pv_string, const RtpSetpointValue *value, GCancellable *cancellable,
                          GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
@@ -193,8 +181,11 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   GError *error = NULL;
   SetData *d;
 
+  g_return_if_fail (RTP_IS_SETPOINTS (self));
+  g_return_if_fail (actor != NULL && pv_string != NULL && value != NULL && value->text != NULL);
+
   g_task_set_source_tag (task, rtp_setpoints_set_async);
-  if (strlen (value_text) > RTP_SETPOINT_MAX_BYTES)
+  if (strlen (value->text) > RTP_SETPOINT_MAX_BYTES)
     {
       /* the audit log keeps every value: no megabytes there */
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _("value: The value is longer than %d bytes."),
@@ -230,42 +221,42 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   d = g_new0 (SetData, 1);
   d->actor = g_strdup (actor);
   d->pv = g_strdup (pv_string);
-  d->value = g_strdup (value_text);
+  d->value = g_strdup (value->text);
   g_task_set_task_data (task, d, (GDestroyNotify) set_data_free);
-  rtp_mqtt_publisher_publish_async (self->mqtt, topic, value_text, strlen (value_text), 1, cancellable, published,
+  rtp_mqtt_publisher_publish_async (self->mqtt, topic, d->value, strlen (d->value), 1, cancellable, published,
                                     g_object_ref (task));
 }
 
 gboolean
 rtp_setpoints_set_finish (RtpSetpoints *self, GAsyncResult *result, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
-JsonArray *
+GPtrArray *
 rtp_setpoints_log (RtpSetpoints *self, const char *pv_string, guint limit, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error,
-      "SELECT created_us, user_id, pv_string, value, outcome FROM publish_log "
-      "WHERE COALESCE(:pv, pv_string) = pv_string ORDER BY created_us DESC, id LIMIT :n",
-      "pv", RTP_DB_STR, pv_string, "n", RTP_DB_INT, (gint64) limit, NULL);
-  JsonArray *out;
+  g_autoptr (GdaDataModel) m = NULL;
+  GPtrArray *out;
 
+  g_return_val_if_fail (RTP_IS_SETPOINTS (self), NULL);
+  m = rtp_database_select (self->db, error,
+                           "SELECT created_us, user_id, pv_string, value, outcome FROM publish_log "
+                           "WHERE COALESCE(:pv, pv_string) = pv_string ORDER BY created_us DESC, id LIMIT :n",
+                           "pv", RTP_DB_STR, pv_string, "n", RTP_DB_INT, (gint64) limit, NULL);
   if (m == NULL)
     return NULL;
-  out = json_array_new ();
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_setpoint_log_entry_free);
   for (guint i = 0; i < rtp_db_rows (m); i++)
     {
-      JsonObject *o = json_object_new ();
-      g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (rtp_db_int0 (m, i, 0) / G_USEC_PER_SEC);
-      g_autofree char *iso = g_date_time_format_iso8601 (t);
-      json_object_set_string_member (o, "time", iso);
-      json_object_set_string_member (o, "user_id", rtp_db_str (m, i, 1));
-      json_object_set_string_member (o, "pv_string", rtp_db_str (m, i, 2));
-      json_object_set_string_member (o, "value", rtp_db_str (m, i, 3));
-      json_object_set_string_member (o, "outcome", rtp_db_str (m, i, 4));
-      json_array_add_object_element (out, o);
+      RtpSetpointLogEntry *e = g_new0 (RtpSetpointLogEntry, 1);
+      e->time_us = rtp_db_int0 (m, i, 0);
+      e->user_id = g_strdup (rtp_db_str (m, i, 1));
+      e->pv_string = g_strdup (rtp_db_str (m, i, 2));
+      e->value = g_strdup (rtp_db_str (m, i, 3));
+      e->outcome = g_strdup (rtp_db_str (m, i, 4));
+      g_ptr_array_add (out, e);
     }
   return out;
 }
