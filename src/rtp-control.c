@@ -195,14 +195,14 @@ handle_create_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation,
                     const char *last, const char *type, const char *email, gpointer user_data)
 {
   RtpControl *self = user_data;
-  g_autoptr (JsonObject) fields = json_object_new ();
+  g_autoptr (RtpUserChanges) fields = rtp_user_changes_new ();
 
-  json_object_set_string_member (fields, "login_name", login);
-  json_object_set_string_member (fields, "first_name", first);
-  json_object_set_string_member (fields, "last_name", last);
-  json_object_set_string_member (fields, "user_type", type);
+  rtp_user_changes_set (fields, RTP_USER_FIELD_LOGIN_NAME, RTP_FIELD_SET, login);
+  rtp_user_changes_set (fields, RTP_USER_FIELD_FIRST_NAME, RTP_FIELD_SET, first);
+  rtp_user_changes_set (fields, RTP_USER_FIELD_LAST_NAME, RTP_FIELD_SET, last);
+  rtp_user_changes_set (fields, RTP_USER_FIELD_USER_TYPE, RTP_FIELD_SET, type);
   if (email[0] != '\0')
-    json_object_set_string_member (fields, "email", email);
+    rtp_user_changes_set (fields, RTP_USER_FIELD_EMAIL, RTP_FIELD_SET, email);
   rtp_user_manager_create_async (self->services->users, fields, NULL, create_user_done,
                                  call_new (self, invocation, NULL, NULL));
   return TRUE;

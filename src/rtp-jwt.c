@@ -173,3 +173,40 @@ rtp_jwt_decode (const char *token, const guint8 *key, gsize key_len, gint64 now,
     return invalid (error, "expired"), NULL;
   return g_steal_pointer (&claims);
 }
+
+char *
+rtp_jwt_encode_access (const char *user_id, gint64 issued_at, gint64 expires, gint64 password_version,
+                       const guint8 *key, gsize key_len)
+{
+  g_autoptr (JsonObject) claims = json_object_new ();
+
+  json_object_set_string_member (claims, "user_id", user_id);
+  json_object_set_int_member (claims, "iat", issued_at);
+  json_object_set_int_member (claims, "exp", expires);
+  json_object_set_int_member (claims, "pwv", password_version);
+  return rtp_jwt_encode (claims, key, key_len);
+}
+
+gboolean
+rtp_jwt_decode_access (const char *token, const guint8 *key, gsize key_len, gint64 now, char **user_id,
+                       gint64 *expires, gint64 *password_version)
+{
+  g_autoptr (JsonObject) claims = rtp_jwt_decode (token, key, key_len, now, NULL);
+  JsonNode *id;
+  JsonNode *pwv;
+  JsonNode *exp;
+
+  if (claims == NULL)
+    return FALSE;
+  id = json_object_get_member (claims, "user_id");
+  pwv = json_object_get_member (claims, "pwv");
+  if (id == NULL || !JSON_NODE_HOLDS_VALUE (id) || json_node_get_value_type (id) != G_TYPE_STRING || pwv == NULL ||
+      !JSON_NODE_HOLDS_VALUE (pwv) || json_node_get_value_type (pwv) != G_TYPE_INT64)
+    return FALSE;
+  exp = json_object_get_member (claims, "exp"); /* rtp_jwt_decode() checked it is an integer or a double */
+  *user_id = g_strdup (json_node_get_string (id));
+  *password_version = json_node_get_int (pwv);
+  *expires = json_node_get_value_type (exp) == G_TYPE_INT64 ? json_node_get_int (exp)
+                                                            : (gint64) json_node_get_double (exp);
+  return TRUE;
+}

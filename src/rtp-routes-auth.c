@@ -119,6 +119,27 @@ list_users (RtpRequest *request, gpointer user_data)
   rtp_request_respond_object (request, 200, o);
 }
 
+/* Each user field of the body as it arrived (string, null, another type, or absent). */
+static RtpUserChanges *
+read_user_changes (JsonObject *body)
+{
+  RtpUserChanges *changes = rtp_user_changes_new ();
+
+  for (guint i = 0; i < RTP_USER_N_FIELDS; i++)
+    {
+      JsonNode *node = body != NULL ? json_object_get_member (body, rtp_user_field_names[i]) : NULL;
+      if (node == NULL)
+        continue;
+      if (JSON_NODE_HOLDS_NULL (node))
+        rtp_user_changes_set (changes, i, RTP_FIELD_NULL, NULL);
+      else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+        rtp_user_changes_set (changes, i, RTP_FIELD_SET, json_node_get_string (node));
+      else
+        rtp_user_changes_set (changes, i, RTP_FIELD_WRONG_TYPE, NULL);
+    }
+  return changes;
+}
+
 static void
 create_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -145,7 +166,9 @@ create_user (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   rtp_request_pause (request);
-  rtp_user_manager_create_async (services->users, rtp_request_get_body (request), NULL, create_done,
+  g_autoptr (RtpUserChanges) fields = read_user_changes (rtp_request_get_body (request));
+
+  rtp_user_manager_create_async (services->users, fields, NULL, create_done,
                                  rtp_request_ref (request));
 }
 
@@ -194,9 +217,13 @@ update_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) errors = NULL;
   g_autoptr (RtpUser) user = NULL;
+  gboolean proof_missing = FALSE;
 
   rtp_request_enter (request);
-  user = rtp_user_manager_update_finish (RTP_USER_MANAGER (source), result, &errors, &error);
+  user = rtp_user_manager_update_finish (RTP_USER_MANAGER (source), result, &errors, &proof_missing, &error);
+  /* the current password comes with Basic auth: the contract names it so */
+  if (user != NULL && proof_missing)
+    g_ptr_array_insert (errors, 0, g_strdup (_("Basic Auth is required for non-admins.")));
   if (user == NULL)
     rtp_request_respond_error (request, error);
   else
@@ -222,12 +249,19 @@ update_user (RtpRequest *request, gpointer user_data)
   g_autofree char *login = NULL;
   g_autofree char *password = NULL;
 
+  g_autoptr (RtpUserChanges) changes = NULL;
+  RtpPasswordProof proof = { 0 };
+
   if (id == NULL)
     return;
+  changes = read_user_changes (rtp_request_get_body (request));
   rtp_request_get_basic_auth (request, &login, &password);
+  proof.login = login;
+  proof.password = password;
   rtp_request_pause (request);
-  rtp_user_manager_update_async (services->users, rtp_request_get_caller (request), id, rtp_request_get_body (request),
-                                 login, password, rtp_request_get_client (request), NULL, update_done, rtp_request_ref (request));
+  rtp_user_manager_update_async (services->users, rtp_request_get_caller (request), id, changes,
+                                 password != NULL ? &proof : NULL, rtp_request_get_client (request), NULL, update_done,
+                                 rtp_request_ref (request));
 }
 
 static void

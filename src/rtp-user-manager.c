@@ -240,26 +240,72 @@ valid_user_type (const char *type)
   return g_strcmp0 (type, "Admin") == 0 || g_strcmp0 (type, "User") == 0;
 }
 
-/* A JSON member that must be a string (or, when @nullable, null). */
-static gboolean
-member_is_string (JsonObject *object, const char *name, gboolean nullable)
-{
-  JsonNode *node = json_object_get_member (object, name);
+const char *const rtp_user_field_names[RTP_USER_N_FIELDS] = {
+  "login_name", "first_name", "last_name", "email", "user_type", "preferred_language", "password",
+};
 
-  if (node == NULL)
-    return TRUE;
-  if (JSON_NODE_HOLDS_NULL (node))
-    return nullable;
-  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING;
+RtpUserChanges *
+rtp_user_changes_new (void)
+{
+  return g_new0 (RtpUserChanges, 1);
+}
+
+void
+rtp_user_changes_set (RtpUserChanges *changes, RtpUserField field, RtpFieldState state, const char *text)
+{
+  g_return_if_fail (changes != NULL && field < RTP_USER_N_FIELDS);
+  g_return_if_fail (state != RTP_FIELD_SET || text != NULL);
+  changes->state[field] = state;
+  g_free (changes->text[field]);
+  changes->text[field] = state == RTP_FIELD_SET ? g_strdup (text) : NULL;
+}
+
+static RtpUserChanges *
+user_changes_copy (const RtpUserChanges *changes)
+{
+  RtpUserChanges *copy = rtp_user_changes_new ();
+  for (guint i = 0; i < RTP_USER_N_FIELDS; i++)
+    rtp_user_changes_set (copy, i, changes->state[i], changes->text[i]);
+  return copy;
+}
+
+void
+rtp_user_changes_free (RtpUserChanges *changes)
+{
+  if (changes == NULL)
+    return;
+  for (guint i = 0; i < RTP_USER_N_FIELDS; i++)
+    g_free (changes->text[i]);
+  g_free (changes);
+}
+
+static gboolean
+given (const RtpUserChanges *c, RtpUserField f)
+{
+  return c->state[f] != RTP_FIELD_ABSENT;
+}
+
+/* A field that must be a string (or, when @nullable, null) when given. */
+static gboolean
+is_string (const RtpUserChanges *c, RtpUserField f, gboolean nullable)
+{
+  switch (c->state[f])
+    {
+    case RTP_FIELD_ABSENT:
+    case RTP_FIELD_SET:
+      return TRUE;
+    case RTP_FIELD_NULL:
+      return nullable;
+    case RTP_FIELD_WRONG_TYPE:
+    default:
+      return FALSE;
+    }
 }
 
 static const char *
-member_string (JsonObject *object, const char *name)
+text_of (const RtpUserChanges *c, RtpUserField f)
 {
-  JsonNode *node = json_object_get_member (object, name);
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return NULL;
-  return json_node_get_string (node);
+  return c->state[f] == RTP_FIELD_SET ? c->text[f] : NULL;
 }
 
 static gboolean
@@ -793,16 +839,11 @@ rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUs
 char *
 rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user)
 {
-  g_autoptr (JsonObject) claims = json_object_new ();
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   gsize key_len;
   const guint8 *key = g_bytes_get_data (self->key, &key_len);
 
-  json_object_set_string_member (claims, "user_id", user->user_id);
-  json_object_set_int_member (claims, "iat", now);
-  json_object_set_int_member (claims, "exp", now + self->token_validity_s);
-  json_object_set_int_member (claims, "pwv", user->password_version);
-  return rtp_jwt_encode (claims, key, key_len);
+  return rtp_jwt_encode_access (user->user_id, now, now + self->token_validity_s, user->password_version, key, key_len);
 }
 
 /* The token's claims when its signature is right and it has not expired; a checked token is
@@ -812,28 +853,18 @@ check_signature (RtpUserManager *self, const char *token, gint64 now)
 {
   gsize key_len;
   const guint8 *key = g_bytes_get_data (self->key, &key_len);
-  g_autoptr (JsonObject) claims = NULL;
-  JsonNode *id;
-  JsonNode *pwv;
-  JsonNode *exp;
+  g_autofree char *user_id = NULL;
+  gint64 exp = 0, pwv = 0;
   VerifiedToken *t = g_hash_table_lookup (self->verified, token);
 
   if (t != NULL)
     return t->exp > now ? t : NULL;
-  claims = rtp_jwt_decode (token, key, key_len, now, NULL);
-  if (claims == NULL)
+  if (!rtp_jwt_decode_access (token, key, key_len, now, &user_id, &exp, &pwv))
     return NULL;
-  id = json_object_get_member (claims, "user_id");
-  pwv = json_object_get_member (claims, "pwv");
-  if (id == NULL || !JSON_NODE_HOLDS_VALUE (id) || json_node_get_value_type (id) != G_TYPE_STRING || pwv == NULL ||
-      !JSON_NODE_HOLDS_VALUE (pwv) || json_node_get_value_type (pwv) != G_TYPE_INT64)
-    return NULL;
-  exp = json_object_get_member (claims, "exp"); /* rtp_jwt_decode() checked it is an integer or a double */
   t = g_new0 (VerifiedToken, 1);
-  t->user_id = g_strdup (json_node_get_string (id));
-  t->pwv = json_node_get_int (pwv);
-  t->exp = json_node_get_value_type (exp) == G_TYPE_INT64 ? json_node_get_int (exp)
-                                                          : (gint64) json_node_get_double (exp);
+  t->user_id = g_steal_pointer (&user_id);
+  t->pwv = pwv;
+  t->exp = exp;
   if (g_hash_table_size (self->verified) >= MAX_VERIFIED_TOKENS)
     g_hash_table_remove_all (self->verified);
   g_hash_table_insert (self->verified, g_strdup (token), t);
@@ -974,12 +1005,14 @@ create_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 void
-rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancellable *cancellable,
+rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *fields, GCancellable *cancellable,
                                GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
-  static const char *const required[] = { "login_name", "first_name", "last_name", "user_type", NULL };
-  static const char *const text_fields[] = { "login_name", "first_name", "last_name", NULL };
+  static const RtpUserField required[] = { RTP_USER_FIELD_LOGIN_NAME, RTP_USER_FIELD_FIRST_NAME,
+                                           RTP_USER_FIELD_LAST_NAME, RTP_USER_FIELD_USER_TYPE };
+  static const RtpUserField text_fields[] = { RTP_USER_FIELD_LOGIN_NAME, RTP_USER_FIELD_FIRST_NAME,
+                                              RTP_USER_FIELD_LAST_NAME };
   CreateData *d;
   PasswordJob *job;
   GError *error = NULL;
@@ -987,67 +1020,70 @@ rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancel
   GTask *inner;
 
   g_task_set_source_tag (outer, rtp_user_manager_create_async);
-  for (guint i = 0; required[i] != NULL; i++)
-    if (!json_object_has_member (fields, required[i]))
+  g_return_if_fail (RTP_IS_USER_MANAGER (self));
+  g_return_if_fail (fields != NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (required); i++)
+    if (!given (fields, required[i]))
       {
         g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
                                  _("The user creation request did not contain all of the information required."));
         return;
       }
-  for (guint i = 0; required[i] != NULL; i++)
-    if (!member_is_string (fields, required[i], FALSE))
+  for (guint i = 0; i < G_N_ELEMENTS (required); i++)
+    if (!is_string (fields, required[i], FALSE))
       {
         type_error (&error);
         g_task_return_error (outer, error);
         return;
       }
-  if (!member_is_string (fields, "email", TRUE) || !member_is_string (fields, "preferred_language", TRUE))
+  if (!is_string (fields, RTP_USER_FIELD_EMAIL, TRUE) || !is_string (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE, TRUE))
     {
       type_error (&error);
       g_task_return_error (outer, error);
       return;
     }
-  if (!valid_user_type (member_string (fields, "user_type")))
+  if (!valid_user_type (text_of (fields, RTP_USER_FIELD_USER_TYPE)))
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID,
                                _("user_type: The user_type (%s) is not valid and was therefore not accepted."),
-                               member_string (fields, "user_type"));
+                               text_of (fields, RTP_USER_FIELD_USER_TYPE));
       return;
     }
-  for (guint i = 0; text_fields[i] != NULL; i++)
-    if (!rtp_validate_text (text_fields[i], member_string (fields, text_fields[i]), 100, &error))
+  for (guint i = 0; i < G_N_ELEMENTS (text_fields); i++)
+    if (!rtp_validate_text (rtp_user_field_names[text_fields[i]], text_of (fields, text_fields[i]), 100, &error))
       {
         g_task_return_error (outer, error);
         return;
       }
-  if (member_string (fields, "login_name")[0] == '\0')
+  if (text_of (fields, RTP_USER_FIELD_LOGIN_NAME)[0] == '\0')
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
                                _("login_name: The login_name must not be empty."));
       return;
     }
-  if (!rtp_validate_login_name (member_string (fields, "login_name"), &error))
+  if (!rtp_validate_login_name (text_of (fields, RTP_USER_FIELD_LOGIN_NAME), &error))
     {
       g_task_return_error (outer, error);
       return;
     }
-  if (member_string (fields, "email") != NULL && member_string (fields, "email")[0] != '\0' &&
-      (!rtp_validate_text ("email", member_string (fields, "email"), 100, &error) ||
-       !rtp_validate_email (member_string (fields, "email"))))
+  if (text_of (fields, RTP_USER_FIELD_EMAIL) != NULL && text_of (fields, RTP_USER_FIELD_EMAIL)[0] != '\0' &&
+      (!rtp_validate_text ("email", text_of (fields, RTP_USER_FIELD_EMAIL), 100, &error) ||
+       !rtp_validate_email (text_of (fields, RTP_USER_FIELD_EMAIL))))
     {
       if (error == NULL)
         g_set_error (&error, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"),
-                     member_string (fields, "email"));
+                     text_of (fields, RTP_USER_FIELD_EMAIL));
       g_task_return_error (outer, error);
       return;
     }
-  if (member_string (fields, "preferred_language") != NULL &&
-      !rtp_validate_text ("preferred_language", member_string (fields, "preferred_language"), 10, &error))
+  if (text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE) != NULL &&
+      !rtp_validate_text ("preferred_language", text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE), 10, &error))
     {
       g_task_return_error (outer, error);
       return;
     }
-  if (!login_taken (self, member_string (fields, "login_name"), NULL, &taken, &error))
+  if (!login_taken (self, text_of (fields, RTP_USER_FIELD_LOGIN_NAME), NULL, &taken, &error))
     {
       g_task_return_error (outer, error);
       return;
@@ -1055,21 +1091,21 @@ rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancel
   if (taken)
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                               _("user"), member_string (fields, "login_name"));
+                               _("user"), text_of (fields, RTP_USER_FIELD_LOGIN_NAME));
       return;
     }
 
   d = g_new0 (CreateData, 1);
-  d->login_name = g_strdup (member_string (fields, "login_name"));
-  d->first_name = g_strdup (member_string (fields, "first_name"));
-  d->last_name = g_strdup (member_string (fields, "last_name"));
-  d->user_type = g_strdup (member_string (fields, "user_type"));
-  d->email = member_string (fields, "email") != NULL && member_string (fields, "email")[0] != '\0'
-                 ? g_strdup (member_string (fields, "email"))
+  d->login_name = g_strdup (text_of (fields, RTP_USER_FIELD_LOGIN_NAME));
+  d->first_name = g_strdup (text_of (fields, RTP_USER_FIELD_FIRST_NAME));
+  d->last_name = g_strdup (text_of (fields, RTP_USER_FIELD_LAST_NAME));
+  d->user_type = g_strdup (text_of (fields, RTP_USER_FIELD_USER_TYPE));
+  d->email = text_of (fields, RTP_USER_FIELD_EMAIL) != NULL && text_of (fields, RTP_USER_FIELD_EMAIL)[0] != '\0'
+                 ? g_strdup (text_of (fields, RTP_USER_FIELD_EMAIL))
                  : NULL;
-  d->preferred_language = g_strdup (member_string (fields, "preferred_language") != NULL &&
-                                            member_string (fields, "preferred_language")[0] != '\0'
-                                        ? member_string (fields, "preferred_language")
+  d->preferred_language = g_strdup (text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE) != NULL &&
+                                            text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)[0] != '\0'
+                                        ? text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)
                                         : "en");
   d->temporary_password = rtp_password_generate (16, &error);
   g_task_set_task_data (outer, d, (GDestroyNotify) create_data_free);
@@ -1102,8 +1138,9 @@ rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char
 typedef struct {
   RtpUser *caller;
   char *user_id;
-  JsonObject *changes;
+  RtpUserChanges *changes;
   GPtrArray *errors;      /* (element-type utf8) per-field messages */
+  gboolean proof_missing; /* a non-admin's password change came without the current password */
   gboolean change_password;
   char *client;           /* (nullable) where the request came from: the current password's check is a login attempt */
   gboolean reserved;      /* an attempt of the caller's login from @client was reserved */
@@ -1115,7 +1152,7 @@ update_data_free (UpdateData *d)
   rtp_user_free (d->caller);
   g_free (d->user_id);
   g_free (d->client);
-  json_object_unref (d->changes);
+  rtp_user_changes_free (d->changes);
   g_ptr_array_unref (d->errors);
   g_free (d);
 }
@@ -1132,13 +1169,13 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
 {
   g_autoptr (RtpTransaction) tx = NULL;
   g_autoptr (RtpUser) target = NULL;
-  JsonObject *c = d->changes;
+  const RtpUserChanges *c = d->changes;
   gboolean caller_is_admin = rtp_user_is_admin (d->caller);
 
   tx = rtp_database_begin_transaction (self->db, error);
   if (tx == NULL)
     return NULL;
-  if (json_object_has_member (c, "user_type") && !rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
+  if (given (c, RTP_USER_FIELD_USER_TYPE) && !rtp_database_serialize (self->db, ADMINS_LOCK_KEY, error))
     return NULL;
   target = rtp_user_manager_get (self, d->user_id, error);
   if (target == NULL)
@@ -1149,9 +1186,9 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
                          value, "id", RTP_DB_STR, d->user_id, NULL) < 0)                                           \
     return NULL;
 
-  if (json_object_has_member (c, "login_name"))
+  if (given (c, RTP_USER_FIELD_LOGIN_NAME))
     {
-      const char *v = member_string (c, "login_name");
+      const char *v = text_of (c, RTP_USER_FIELD_LOGIN_NAME);
       g_autoptr (GError) e = NULL;
       gboolean taken = FALSE;
 
@@ -1170,29 +1207,29 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
           SET_TEXT ("login_name", v);
         }
     }
-  if (json_object_has_member (c, "first_name"))
+  if (given (c, RTP_USER_FIELD_FIRST_NAME))
     {
       g_autoptr (GError) e = NULL;
-      if (!rtp_validate_text ("first_name", member_string (c, "first_name"), 100, &e))
+      if (!rtp_validate_text ("first_name", text_of (c, RTP_USER_FIELD_FIRST_NAME), 100, &e))
         add_error (d->errors, e);
       else
         {
-          SET_TEXT ("first_name", member_string (c, "first_name"));
+          SET_TEXT ("first_name", text_of (c, RTP_USER_FIELD_FIRST_NAME));
         }
     }
-  if (json_object_has_member (c, "last_name"))
+  if (given (c, RTP_USER_FIELD_LAST_NAME))
     {
       g_autoptr (GError) e = NULL;
-      if (!rtp_validate_text ("last_name", member_string (c, "last_name"), 100, &e))
+      if (!rtp_validate_text ("last_name", text_of (c, RTP_USER_FIELD_LAST_NAME), 100, &e))
         add_error (d->errors, e);
       else
         {
-          SET_TEXT ("last_name", member_string (c, "last_name"));
+          SET_TEXT ("last_name", text_of (c, RTP_USER_FIELD_LAST_NAME));
         }
     }
-  if (json_object_has_member (c, "email"))
+  if (given (c, RTP_USER_FIELD_EMAIL))
     {
-      const char *v = member_string (c, "email");
+      const char *v = text_of (c, RTP_USER_FIELD_EMAIL);
       g_autoptr (GError) e = NULL;
       if (v == NULL || v[0] == '\0')
         {
@@ -1207,9 +1244,9 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
           SET_TEXT ("email", v);
         }
     }
-  if (json_object_has_member (c, "preferred_language"))
+  if (given (c, RTP_USER_FIELD_PREFERRED_LANGUAGE))
     {
-      const char *v = member_string (c, "preferred_language");
+      const char *v = text_of (c, RTP_USER_FIELD_PREFERRED_LANGUAGE);
       g_autoptr (GError) e = NULL;
       if (v == NULL || v[0] == '\0')
         v = "en";
@@ -1220,9 +1257,9 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
           SET_TEXT ("preferred_language", v);
         }
     }
-  if (json_object_has_member (c, "user_type"))
+  if (given (c, RTP_USER_FIELD_USER_TYPE))
     {
-      const char *v = member_string (c, "user_type");
+      const char *v = text_of (c, RTP_USER_FIELD_USER_TYPE);
       if (g_strcmp0 (v, target->user_type) == 0)
         ; /* unchanged */
       else if (!caller_is_admin)
@@ -1295,33 +1332,37 @@ update_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
 /**
  * rtp_user_manager_update_async:
  * @caller: the user making the change (rights are checked against it)
- * @basic_login: (nullable): Basic auth login sent with the request (a non-admin's password change)
+ * @proof: (nullable): how a non-admin proved the current password (needed to change it)
  *
  * A partial update: every valid key is applied, every invalid one explained in
  * @field_errors of the finish call. Unknown keys are ignored. A value of the wrong JSON
  * type fails the whole request with RTP_ERROR_INVALID and changes nothing.
  */
 void
-rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id, JsonObject *changes,
-                               const char *basic_login, const char *basic_password, const char *client,
+rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id,
+                               const RtpUserChanges *changes, const RtpPasswordProof *proof, const char *client,
                                GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
-  static const char *const strings[] = { "login_name", "first_name", "last_name", "user_type", "password", NULL };
+  static const RtpUserField strings[] = { RTP_USER_FIELD_LOGIN_NAME, RTP_USER_FIELD_FIRST_NAME, RTP_USER_FIELD_LAST_NAME,
+                                          RTP_USER_FIELD_USER_TYPE, RTP_USER_FIELD_PASSWORD };
   UpdateData *d;
   PasswordJob *job = NULL;
   GError *error = NULL;
   g_autoptr (RtpUser) target = NULL;
 
+  g_return_if_fail (RTP_IS_USER_MANAGER (self));
+  g_return_if_fail (caller != NULL && user_id != NULL && changes != NULL);
+
   g_task_set_source_tag (outer, rtp_user_manager_update_async);
-  for (guint i = 0; strings[i] != NULL; i++)
-    if (!member_is_string (changes, strings[i], FALSE))
+  for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
+    if (!is_string (changes, strings[i], FALSE))
       {
         type_error (&error);
         g_task_return_error (outer, error);
         return;
       }
-  if (!member_is_string (changes, "email", TRUE) || !member_is_string (changes, "preferred_language", TRUE))
+  if (!is_string (changes, RTP_USER_FIELD_EMAIL, TRUE) || !is_string (changes, RTP_USER_FIELD_PREFERRED_LANGUAGE, TRUE))
     {
       type_error (&error);
       g_task_return_error (outer, error);
@@ -1337,18 +1378,18 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
   d = g_new0 (UpdateData, 1);
   d->caller = rtp_user_copy (caller);
   d->user_id = g_strdup (user_id);
-  d->changes = json_object_ref (changes);
+  d->changes = user_changes_copy (changes);
   d->errors = g_ptr_array_new_with_free_func (g_free);
   d->client = g_strdup (client);
   g_task_set_task_data (outer, d, (GDestroyNotify) update_data_free);
 
-  if (json_object_has_member (changes, "password"))
+  if (given (changes, RTP_USER_FIELD_PASSWORD))
     {
-      const char *password = member_string (changes, "password");
-      if (!rtp_user_is_admin (caller) && basic_password == NULL)
-        g_ptr_array_add (d->errors, g_strdup (_("Basic Auth is required for non-admins.")));
-      else if (!rtp_user_is_admin (caller) && basic_login != NULL && basic_login[0] != '\0' &&
-               g_strcmp0 (basic_login, caller->login_name) != 0)
+      const char *password = text_of (changes, RTP_USER_FIELD_PASSWORD);
+      if (!rtp_user_is_admin (caller) && (proof == NULL || proof->password == NULL))
+        d->proof_missing = TRUE;
+      else if (!rtp_user_is_admin (caller) && proof->login != NULL && proof->login[0] != '\0' &&
+               g_strcmp0 (proof->login, caller->login_name) != 0)
         g_ptr_array_add (d->errors,
                          g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
                                           caller->login_name));
@@ -1380,7 +1421,7 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
                   return;
                 }
               job->verify_hash = g_steal_pointer (&stored);
-              job->verify_password = g_strdup (basic_password);
+              job->verify_password = g_strdup (proof->password);
               job->legacy_salt = g_strdup (self->legacy_salt);
             }
         }
@@ -1403,13 +1444,19 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
 }
 
 RtpUser *
-rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors, GError **error)
+rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
+                                gboolean *proof_missing, GError **error)
 {
-  RtpUser *user = g_task_propagate_pointer (G_TASK (result), error);
-  UpdateData *d = g_task_get_task_data (G_TASK (result));
+  RtpUser *user;
+  UpdateData *d;
 
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  user = g_task_propagate_pointer (G_TASK (result), error);
+  d = g_task_get_task_data (G_TASK (result));
   if (user != NULL && field_errors != NULL)
     *field_errors = g_ptr_array_ref (d->errors);
+  if (proof_missing != NULL)
+    *proof_missing = user != NULL && d->proof_missing;
   return user;
 }
 

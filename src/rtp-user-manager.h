@@ -2,9 +2,9 @@
 #pragma once
 
 #include <gio/gio.h>
-#include <json-glib/json-glib.h>
 
 #include "rtp-database.h"
+#include "rtp-validate.h"
 
 G_BEGIN_DECLS
 
@@ -61,17 +61,52 @@ char      *rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *re
 char      *rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user);
 RtpUser   *rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error);
 
-/* Changes. @fields and @changes are the JSON objects of API.md. */
-void       rtp_user_manager_create_async (RtpUserManager *self, JsonObject *fields, GCancellable *cancellable,
+/* The fields of a user a caller may give, as API.md names them (rtp_user_field_names). */
+typedef enum {
+  RTP_USER_FIELD_LOGIN_NAME,
+  RTP_USER_FIELD_FIRST_NAME,
+  RTP_USER_FIELD_LAST_NAME,
+  RTP_USER_FIELD_EMAIL,
+  RTP_USER_FIELD_USER_TYPE,
+  RTP_USER_FIELD_PREFERRED_LANGUAGE,
+  RTP_USER_FIELD_PASSWORD,
+  RTP_USER_N_FIELDS,
+} RtpUserField;
+
+extern const char *const rtp_user_field_names[RTP_USER_N_FIELDS];
+
+/* A new user's fields or the changes to one, each as the caller sent it. */
+typedef struct {
+  RtpFieldState state[RTP_USER_N_FIELDS];
+  char *text[RTP_USER_N_FIELDS];   /* (owned) (nullable) the value of a field in RTP_FIELD_SET */
+} RtpUserChanges;
+
+RtpUserChanges *rtp_user_changes_new (void);
+void            rtp_user_changes_set (RtpUserChanges *changes, RtpUserField field, RtpFieldState state,
+                                      const char *text);
+void            rtp_user_changes_free (RtpUserChanges *changes);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpUserChanges, rtp_user_changes_free)
+
+/* How a caller proved the current password (HTTP: Basic auth sent with the token). */
+typedef struct {
+  const char *login;     /* (nullable) the login the proof is for; must be the caller's */
+  const char *password;
+} RtpPasswordProof;
+
+/* Creating: all of login_name, first_name, last_name, user_type; email and preferred_language may
+ * be null or absent; password is ignored (a temporary one is made). */
+void       rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *fields, GCancellable *cancellable,
                                           GAsyncReadyCallback callback, gpointer user_data);
 RtpUser   *rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password,
                                            GError **error);
 
 void       rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id,
-                                          JsonObject *changes, const char *basic_login, const char *basic_password,
+                                          const RtpUserChanges *changes, const RtpPasswordProof *proof,
                                           const char *client, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+/* @proof_missing: set TRUE when a non-admin asked to change the password without @proof (the
+ * password is then not changed, and the adapter says how the proof should have come). */
 RtpUser   *rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
-                                           GError **error);
+                                           gboolean *proof_missing, GError **error);
 
 void       rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, GCancellable *cancellable,
                                                   GAsyncReadyCallback callback, gpointer user_data);
