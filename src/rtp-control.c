@@ -328,36 +328,47 @@ handle_list_pvs (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, gp
   return TRUE;
 }
 
+static RtpFieldState
+variant_integer (GVariant *v, gint64 *out)
+{
+  if (v == NULL)
+    return RTP_FIELD_ABSENT;
+  if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64))
+    *out = g_variant_get_int64 (v);
+  else if (g_variant_is_of_type (v, G_VARIANT_TYPE_INT32))
+    *out = g_variant_get_int32 (v);
+  else
+    return RTP_FIELD_WRONG_TYPE;
+  return RTP_FIELD_SET;
+}
+
 static gboolean
 handle_create_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string, GVariant *fields,
                   gpointer user_data)
 {
   RtpControl *self = user_data;
-  g_autoptr (JsonObject) o = json_object_new ();
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpProcessVariable) pv = NULL;
-  GVariantIter iter;
-  const char *key;
-  GVariant *value;
+  g_autoptr (GVariant) name = g_variant_lookup_value (fields, "human_readable_name", NULL);
+  g_autoptr (GVariant) publish = g_variant_lookup_value (fields, "available_for_mqtt_publish", NULL);
+  g_autoptr (GVariant) min = g_variant_lookup_value (fields, "default_threshold_min", NULL);
+  g_autoptr (GVariant) max = g_variant_lookup_value (fields, "default_threshold_max", NULL);
+  RtpPvFields f = { .pv_string_state = RTP_FIELD_SET, .pv_string = pv_string };
 
-  json_object_set_string_member (o, "pv_string", pv_string);
-  g_variant_iter_init (&iter, fields);
-  while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
+  /* the same names and types as the JSON body of POST /experiments/pvs; integers may be x or i */
+  if (name != NULL)
     {
-      /* the same names and types as the JSON body of POST /experiments/pvs */
-      if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
-        json_object_set_string_member (o, key, g_variant_get_string (value, NULL));
-      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN))
-        json_object_set_boolean_member (o, key, g_variant_get_boolean (value));
-      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT64))
-        json_object_set_int_member (o, key, g_variant_get_int64 (value));
-      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_INT32))
-        json_object_set_int_member (o, key, g_variant_get_int32 (value));
-      else
-        json_object_set_null_member (o, key); /* a type the store will refuse */
-      g_variant_unref (value);
+      f.name_state = g_variant_is_of_type (name, G_VARIANT_TYPE_STRING) ? RTP_FIELD_SET : RTP_FIELD_WRONG_TYPE;
+      f.human_readable_name = f.name_state == RTP_FIELD_SET ? g_variant_get_string (name, NULL) : NULL;
     }
-  pv = rtp_experiment_store_create_pv (self->services->experiments, o, &error);
+  if (publish != NULL)
+    {
+      f.publish_state = g_variant_is_of_type (publish, G_VARIANT_TYPE_BOOLEAN) ? RTP_FIELD_SET : RTP_FIELD_WRONG_TYPE;
+      f.available_for_mqtt_publish = f.publish_state == RTP_FIELD_SET && g_variant_get_boolean (publish);
+    }
+  f.threshold_min_state = variant_integer (min, &f.default_threshold_min);
+  f.threshold_max_state = variant_integer (max, &f.default_threshold_max);
+  pv = rtp_experiment_store_create_pv (self->services->experiments, &f, &error);
   if (pv == NULL)
     return_error (invocation, error);
   else
@@ -385,16 +396,14 @@ handle_assign_user (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation,
                     const char *user_id, gpointer user_data)
 {
   RtpControl *self = user_data;
-  g_autoptr (JsonObject) changes = json_object_new ();
-  JsonArray *add = json_array_new ();
+  const char *add[] = { user_id, NULL };
+  RtpExperimentChanges changes = { .users_to_add_state = RTP_FIELD_SET, .users_to_add = add };
   g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpExperiment) e = NULL;
 
   /* the same rule as PUT /experiments/<id> {"users_to_add": [...]} */
-  json_array_add_string_element (add, user_id);
-  json_object_set_array_member (changes, "users_to_add", add);
-  e = rtp_experiment_store_update_experiment (self->services->experiments, short_id, changes, errors, &error);
+  e = rtp_experiment_store_update_experiment (self->services->experiments, short_id, &changes, errors, &error);
   if (e == NULL)
     return_error (invocation, error);
   else if (errors->len > 0)

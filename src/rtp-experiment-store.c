@@ -378,33 +378,14 @@ rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, con
                             RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) >= 0;
 }
 
-static gboolean
-is_string_array (JsonNode *node)
-{
-  JsonArray *array;
-
-  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
-    return FALSE;
-  array = json_node_get_array (node);
-  for (guint i = 0; i < json_array_get_length (array); i++)
-    {
-      JsonNode *e = json_array_get_element (array, i);
-      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
-        return FALSE;
-    }
-  return TRUE;
-}
-
 /* users_to_add / users_to_remove: each known user is (un)assigned, each unknown one explained. */
 static gboolean
-change_assignments (RtpExperimentStore *self, const char *short_id, JsonNode *list, gboolean adding,
+change_assignments (RtpExperimentStore *self, const char *short_id, const char *const *user_ids, gboolean adding,
                     GPtrArray *field_errors, GError **error)
 {
-  JsonArray *array = list != NULL ? json_node_get_array (list) : NULL;
-
-  for (guint i = 0; array != NULL && i < json_array_get_length (array); i++)
+  for (guint i = 0; user_ids != NULL && user_ids[i] != NULL; i++)
     {
-      const char *user_id = json_array_get_string_element (array, i);
+      const char *user_id = user_ids[i];
       gboolean exists = FALSE;
 
       if (!user_exists (self, user_id, &exists, error))
@@ -430,18 +411,18 @@ change_assignments (RtpExperimentStore *self, const char *short_id, JsonNode *li
  * Applies every valid key of @changes in one transaction.
  */
 RtpExperiment *
-rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id, JsonObject *changes,
-                                        GPtrArray *field_errors, GError **error)
+rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
+                                        const RtpExperimentChanges *changes, GPtrArray *field_errors, GError **error)
 {
   g_autoptr (RtpTransaction) tx = NULL;
-  JsonNode *name = json_object_get_member (changes, "human_readable_name");
-  JsonNode *add = json_object_get_member (changes, "users_to_add");
-  JsonNode *remove = json_object_get_member (changes, "users_to_remove");
   g_autoptr (RtpExperiment) existing = NULL;
 
-  if ((name != NULL && !JSON_NODE_HOLDS_NULL (name) &&
-       (!JSON_NODE_HOLDS_VALUE (name) || json_node_get_value_type (name) != G_TYPE_STRING)) ||
-      (add != NULL && !is_string_array (add)) || (remove != NULL && !is_string_array (remove)))
+  g_return_val_if_fail (RTP_IS_EXPERIMENT_STORE (self), NULL);
+  g_return_val_if_fail (short_id != NULL && changes != NULL && field_errors != NULL, NULL);
+
+  if (changes->name_state == RTP_FIELD_WRONG_TYPE ||
+      (changes->users_to_add_state != RTP_FIELD_ABSENT && changes->users_to_add_state != RTP_FIELD_SET) ||
+      (changes->users_to_remove_state != RTP_FIELD_ABSENT && changes->users_to_remove_state != RTP_FIELD_SET))
     return type_error (error), NULL;
 
   tx = rtp_database_begin_transaction (self->db, error);
@@ -451,15 +432,13 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
   if (existing == NULL)
     return NULL;
 
-  if (json_object_has_member (changes, "short_id") &&
-      !(JSON_NODE_HOLDS_VALUE (json_object_get_member (changes, "short_id")) &&
-        json_node_get_value_type (json_object_get_member (changes, "short_id")) == G_TYPE_STRING &&
-        g_strcmp0 (json_object_get_string_member (changes, "short_id"), short_id) == 0))
+  if (changes->short_id_state != RTP_FIELD_ABSENT &&
+      !(changes->short_id_state == RTP_FIELD_SET && g_strcmp0 (changes->short_id, short_id) == 0))
     g_ptr_array_add (field_errors, g_strdup (_("short_id: The short_id cannot be changed at the moment. Edit the individual process variables to create a new experiment with a new short_id!")));
 
-  if (name != NULL)
+  if (changes->name_state != RTP_FIELD_ABSENT)
     {
-      const char *value = JSON_NODE_HOLDS_NULL (name) ? NULL : json_node_get_string (name);
+      const char *value = changes->name_state == RTP_FIELD_SET ? changes->human_readable_name : NULL;
       g_autoptr (GError) e = NULL;
       if (value != NULL && !rtp_validate_text ("human_readable_name", value, 100, &e))
         g_ptr_array_add (field_errors, g_strdup (e->message));
@@ -467,8 +446,8 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
                                   "n", RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
         return NULL;
     }
-  if (!change_assignments (self, short_id, add, TRUE, field_errors, error) ||
-      !change_assignments (self, short_id, remove, FALSE, field_errors, error))
+  if (!change_assignments (self, short_id, changes->users_to_add, TRUE, field_errors, error) ||
+      !change_assignments (self, short_id, changes->users_to_remove, FALSE, field_errors, error))
     return NULL;
   if (!rtp_transaction_commit (tx, error))
     return NULL;
@@ -667,78 +646,59 @@ update_pv_fields (RtpExperimentStore *self, const char *pv_string, const PvField
   return TRUE;
 }
 
+/* A threshold as given: a number, or none (null). FALSE for any other type. */
 static gboolean
-json_is_int (JsonNode *node)
+read_threshold (RtpFieldState state, gint64 value, const gint64 **target, gint64 *storage)
 {
-  return node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64;
-}
-
-static gboolean
-json_is_bool (JsonNode *node)
-{
-  return node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN;
-}
-
-static gboolean
-json_is_string_or_null (JsonNode *node)
-{
-  return node == NULL || JSON_NODE_HOLDS_NULL (node) ||
-         (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING);
-}
-
-/* Reads a threshold: an integer or null. */
-static gboolean
-read_threshold (JsonNode *node, const gint64 **target, gint64 *storage)
-{
-  if (JSON_NODE_HOLDS_NULL (node))
+  if (state == RTP_FIELD_NULL)
     {
       *target = NULL;
       return TRUE;
     }
-  if (!json_is_int (node))
+  if (state != RTP_FIELD_SET)
     return FALSE;
-  *storage = json_node_get_int (node);
+  *storage = value;
   *target = storage;
   return TRUE;
 }
 
 RtpProcessVariable *
-rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GError **error)
+rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fields, GError **error)
 {
   g_autoptr (RtpTransaction) tx = NULL;
-  JsonNode *pv_node = json_object_get_member (fields, "pv_string");
-  JsonNode *name = json_object_get_member (fields, "human_readable_name");
-  JsonNode *publish = json_object_get_member (fields, "available_for_mqtt_publish");
-  JsonNode *min = json_object_get_member (fields, "default_threshold_min");
-  JsonNode *max = json_object_get_member (fields, "default_threshold_max");
   PvFields f = { 0 };
   const char *pv_string;
   gboolean exists = FALSE;
 
-  if (pv_node == NULL || JSON_NODE_HOLDS_NULL (pv_node))
+  g_return_val_if_fail (RTP_IS_EXPERIMENT_STORE (self), NULL);
+  g_return_val_if_fail (fields != NULL, NULL);
+
+  if (fields->pv_string_state == RTP_FIELD_ABSENT || fields->pv_string_state == RTP_FIELD_NULL)
     {
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
                            _("No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_VALUE (pv_node) || json_node_get_value_type (pv_node) != G_TYPE_STRING ||
-      !json_is_string_or_null (name) || (publish != NULL && !json_is_bool (publish)) ||
-      (min != NULL && !read_threshold (min, &f.min, &f.min_value)) ||
-      (max != NULL && !read_threshold (max, &f.max, &f.max_value)))
+  if (fields->pv_string_state != RTP_FIELD_SET || fields->name_state == RTP_FIELD_WRONG_TYPE ||
+      (fields->publish_state != RTP_FIELD_ABSENT && fields->publish_state != RTP_FIELD_SET) ||
+      (fields->threshold_min_state != RTP_FIELD_ABSENT &&
+       !read_threshold (fields->threshold_min_state, fields->default_threshold_min, &f.min, &f.min_value)) ||
+      (fields->threshold_max_state != RTP_FIELD_ABSENT &&
+       !read_threshold (fields->threshold_max_state, fields->default_threshold_max, &f.max, &f.max_value)))
     return type_error (error), NULL;
-  pv_string = json_node_get_string (pv_node);
+  pv_string = fields->pv_string;
   if (!validate_pv_string (pv_string, error))
     return NULL;
-  if (publish != NULL && json_node_get_boolean (publish) && !rtp_pv_name_is_mqtt_safe (pv_string))
+  f.publish = fields->publish_state == RTP_FIELD_SET && fields->available_for_mqtt_publish;
+  if (f.publish && !rtp_pv_name_is_mqtt_safe (pv_string))
     return publish_refused (pv_string, error), NULL;
-  f.set_name = name != NULL;
-  f.name = name != NULL && !JSON_NODE_HOLDS_NULL (name) ? json_node_get_string (name) : NULL;
+  f.set_name = fields->name_state != RTP_FIELD_ABSENT;
+  f.name = fields->name_state == RTP_FIELD_SET ? fields->human_readable_name : NULL;
   if (f.name != NULL && !rtp_validate_text ("human_readable_name", f.name, 100, error))
     return NULL;
-  f.set_publish = publish != NULL;
-  f.publish = publish != NULL && json_node_get_boolean (publish);
-  f.set_min = min != NULL;
-  f.set_max = max != NULL;
+  f.set_publish = fields->publish_state != RTP_FIELD_ABSENT;
+  f.set_min = fields->threshold_min_state != RTP_FIELD_ABSENT;
+  f.set_max = fields->threshold_max_state != RTP_FIELD_ABSENT;
 
   tx = rtp_database_begin_transaction (self->db, error);
   if (tx == NULL)
@@ -807,22 +767,21 @@ rename_pv (RtpExperimentStore *self, const char *from, const char *to, GError **
  * request with RTP_ERROR_EXISTS, a rename without a short_id with RTP_ERROR_INVALID.
  */
 RtpProcessVariable *
-rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string, JsonObject *changes,
+rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string, const RtpPvFields *changes,
                                 GPtrArray *field_errors, GError **error)
 {
   g_autoptr (RtpTransaction) tx = NULL;
-  JsonNode *rename_node = json_object_get_member (changes, "pv_string");
-  JsonNode *name = json_object_get_member (changes, "human_readable_name");
-  JsonNode *publish = json_object_get_member (changes, "available_for_mqtt_publish");
-  JsonNode *min = json_object_get_member (changes, "default_threshold_min");
-  JsonNode *max = json_object_get_member (changes, "default_threshold_max");
   g_autoptr (RtpProcessVariable) existing = NULL;
+  const char *rename_to = changes->pv_string_state == RTP_FIELD_SET ? changes->pv_string : NULL;
   const char *new_name = NULL;
   PvFields f = { 0 };
 
-  if (rename_node != NULL && (!JSON_NODE_HOLDS_VALUE (rename_node) || json_node_get_value_type (rename_node) != G_TYPE_STRING))
+  g_return_val_if_fail (RTP_IS_EXPERIMENT_STORE (self), NULL);
+  g_return_val_if_fail (pv_string != NULL && field_errors != NULL, NULL);
+
+  if (changes->pv_string_state == RTP_FIELD_NULL || changes->pv_string_state == RTP_FIELD_WRONG_TYPE)
     return type_error (error), NULL;
-  if (!json_is_string_or_null (name))
+  if (changes->name_state == RTP_FIELD_WRONG_TYPE)
     return type_error (error), NULL;
 
   tx = rtp_database_begin_transaction (self->db, error);
@@ -832,10 +791,10 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
   if (existing == NULL)
     return NULL;
 
-  if (name != NULL)
+  if (changes->name_state != RTP_FIELD_ABSENT)
     {
       g_autoptr (GError) e = NULL;
-      const char *v = JSON_NODE_HOLDS_NULL (name) ? NULL : json_node_get_string (name);
+      const char *v = changes->name_state == RTP_FIELD_SET ? changes->human_readable_name : NULL;
       if (v != NULL && !rtp_validate_text ("human_readable_name", v, 100, &e))
         g_ptr_array_add (field_errors, g_strdup (e->message));
       else
@@ -844,13 +803,13 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
           f.name = v;
         }
     }
-  if (publish != NULL)
+  if (changes->publish_state != RTP_FIELD_ABSENT)
     {
       g_autoptr (GError) e = NULL;
-      const char *target = rename_node != NULL ? json_node_get_string (rename_node) : pv_string;
-      if (!json_is_bool (publish))
+      const char *target = rename_to != NULL ? rename_to : pv_string;
+      if (changes->publish_state != RTP_FIELD_SET)
         g_ptr_array_add (field_errors, g_strdup (_("available_for_mqtt_publish: Value must be either true or false.")));
-      else if (json_node_get_boolean (publish) && !rtp_pv_name_is_mqtt_safe (target))
+      else if (changes->available_for_mqtt_publish && !rtp_pv_name_is_mqtt_safe (target))
         {
           publish_refused (target, &e);
           g_ptr_array_add (field_errors, g_strdup (e->message));
@@ -858,28 +817,27 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
       else
         {
           f.set_publish = TRUE;
-          f.publish = json_node_get_boolean (publish);
+          f.publish = changes->available_for_mqtt_publish;
         }
     }
-  if (min != NULL)
+  if (changes->threshold_min_state != RTP_FIELD_ABSENT)
     {
-      if (!read_threshold (min, &f.min, &f.min_value))
+      if (!read_threshold (changes->threshold_min_state, changes->default_threshold_min, &f.min, &f.min_value))
         g_ptr_array_add (field_errors, g_strdup (_("default_threshold_min: Value must be Integer.")));
       else
         f.set_min = TRUE;
     }
-  if (max != NULL)
+  if (changes->threshold_max_state != RTP_FIELD_ABSENT)
     {
-      if (!read_threshold (max, &f.max, &f.max_value))
+      if (!read_threshold (changes->threshold_max_state, changes->default_threshold_max, &f.max, &f.max_value))
         g_ptr_array_add (field_errors, g_strdup (_("default_threshold_max: Value must be Integer.")));
       else
         f.set_max = TRUE;
     }
-  if (json_object_has_member (changes, "experiment_short_id"))
+  if (changes->experiment_state != RTP_FIELD_ABSENT)
     {
-      JsonNode *e = json_object_get_member (changes, "experiment_short_id");
-      gboolean same = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING &&
-                      g_strcmp0 (json_node_get_string (e), existing->experiment_short_id) == 0;
+      gboolean same = changes->experiment_state == RTP_FIELD_SET &&
+                      g_strcmp0 (changes->experiment_short_id, existing->experiment_short_id) == 0;
       if (!same)
         g_ptr_array_add (field_errors, g_strdup (_("experiment_short_id: The experiment_short_id cannot be changed manually as it is generated from the pv_string. Change the characters in the pv_string before the first colon to change the short_id and thus assign the pv_string to a new experiment.")));
     }
@@ -887,10 +845,10 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
   if (!update_pv_fields (self, pv_string, &f, error))
     return NULL;
   new_name = pv_string;
-  if (rename_node != NULL && !g_str_equal (json_node_get_string (rename_node), pv_string))
+  if (rename_to != NULL && !g_str_equal (rename_to, pv_string))
     {
       gboolean publishable = f.set_publish ? f.publish : existing->available_for_mqtt_publish;
-      new_name = json_node_get_string (rename_node);
+      new_name = rename_to;
       if (!validate_pv_string (new_name, error))
         return NULL;
       if (publishable && !rtp_pv_name_is_mqtt_safe (new_name))

@@ -2,10 +2,10 @@
 #pragma once
 
 #include <glib-object.h>
-#include <json-glib/json-glib.h>
 
 #include "rtp-database.h"
 #include "rtp-user-manager.h"
+#include "rtp-validate.h"
 
 G_BEGIN_DECLS
 
@@ -45,6 +45,35 @@ typedef struct {
 void rtp_import_result_free (RtpImportResult *result);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpImportResult, rtp_import_result_free)
 
+/* The fields of a PV a caller gives (to create one, or the changes to one), each as it arrived;
+ * the strings are borrowed for the call. Null is a value for the name and the thresholds (none). */
+typedef struct {
+  RtpFieldState pv_string_state;
+  const char *pv_string;
+  RtpFieldState name_state;
+  const char *human_readable_name;
+  RtpFieldState publish_state;
+  gboolean available_for_mqtt_publish;
+  RtpFieldState threshold_min_state;
+  gint64 default_threshold_min;
+  RtpFieldState threshold_max_state;
+  gint64 default_threshold_max;
+  RtpFieldState experiment_state;     /* changes only: it follows from pv_string, so it may only repeat it */
+  const char *experiment_short_id;
+} RtpPvFields;
+
+/* Changes to an experiment, each as it arrived; the strings are borrowed for the call. */
+typedef struct {
+  RtpFieldState short_id_state;       /* it may only repeat the experiment's own */
+  const char *short_id;
+  RtpFieldState name_state;
+  const char *human_readable_name;
+  RtpFieldState users_to_add_state;
+  const char *const *users_to_add;    /* (array zero-terminated=1) user_ids */
+  RtpFieldState users_to_remove_state;
+  const char *const *users_to_remove;
+} RtpExperimentChanges;
+
 #define RTP_TYPE_EXPERIMENT_STORE (rtp_experiment_store_get_type ())
 G_DECLARE_FINAL_TYPE (RtpExperimentStore, rtp_experiment_store, RTP, EXPERIMENT_STORE, GObject)
 
@@ -58,16 +87,18 @@ void                rtp_experiment_store_warn_unusual_names (RtpExperimentStore 
 GPtrArray          *rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error);
 RtpExperiment      *rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
 RtpExperiment      *rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
-                                                            JsonObject *changes, GPtrArray *field_errors,
+                                                            const RtpExperimentChanges *changes, GPtrArray *field_errors,
                                                             GError **error);
 GPtrArray          *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id,
                                                             GError **error);
 
 GPtrArray          *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
 RtpProcessVariable *rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error);
-RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, JsonObject *fields, GError **error);
+RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fields,
+                                                    GError **error);
 RtpProcessVariable *rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
-                                                    JsonObject *changes, GPtrArray *field_errors, GError **error);
+                                                    const RtpPvFields *changes, GPtrArray *field_errors,
+                                                    GError **error);
 RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
                                                     char **deleted_experiment, GError **error);
 

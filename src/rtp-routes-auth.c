@@ -127,15 +127,9 @@ read_user_changes (JsonObject *body)
 
   for (guint i = 0; i < RTP_USER_N_FIELDS; i++)
     {
-      JsonNode *node = body != NULL ? json_object_get_member (body, rtp_user_field_names[i]) : NULL;
-      if (node == NULL)
-        continue;
-      if (JSON_NODE_HOLDS_NULL (node))
-        rtp_user_changes_set (changes, i, RTP_FIELD_NULL, NULL);
-      else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
-        rtp_user_changes_set (changes, i, RTP_FIELD_SET, json_node_get_string (node));
-      else
-        rtp_user_changes_set (changes, i, RTP_FIELD_WRONG_TYPE, NULL);
+      const char *text = NULL;
+      RtpFieldState state = rtp_routes_read_string (body, rtp_user_field_names[i], &text);
+      rtp_user_changes_set (changes, i, state, text);
     }
   return changes;
 }

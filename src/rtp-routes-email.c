@@ -27,7 +27,7 @@ read_threshold (JsonObject *body, const char *name, gint64 *out)
   JsonNode *node = body != NULL ? json_object_get_member (body, name) : NULL;
 
   if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return RTP_FIELD_ABSENT;
+    return RTP_FIELD_ABSENT; /* null: the PV's default, as when absent */
   if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
     {
       *out = json_node_get_int (node);
@@ -48,17 +48,7 @@ read_threshold (JsonObject *body, const char *name, gint64 *out)
 static void
 read_subscription_request (JsonObject *body, RtpSubscriptionRequest *out)
 {
-  JsonNode *email = body != NULL ? json_object_get_member (body, "email") : NULL;
-
-  if (email == NULL || JSON_NODE_HOLDS_NULL (email))
-    out->email_state = RTP_FIELD_ABSENT;
-  else if (JSON_NODE_HOLDS_VALUE (email) && json_node_get_value_type (email) == G_TYPE_STRING)
-    {
-      out->email_state = RTP_FIELD_SET;
-      out->email = json_node_get_string (email);
-    }
-  else
-    out->email_state = RTP_FIELD_WRONG_TYPE;
+  out->email_state = rtp_routes_read_string (body, "email", &out->email);
   out->threshold_min_state = read_threshold (body, "threshold_min", &out->threshold_min);
   out->threshold_max_state = read_threshold (body, "threshold_max", &out->threshold_max);
 }

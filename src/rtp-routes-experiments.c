@@ -139,10 +139,22 @@ static void
 update_experiment (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
+  JsonObject *body = rtp_request_get_body (request);
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (RtpExperiment) e = rtp_experiment_store_update_experiment (
-      services->experiments, rtp_request_get_param (request, 0), rtp_request_get_body (request), errors, &error);
+  g_auto (GStrv) add = NULL;
+  g_auto (GStrv) remove = NULL;
+  RtpExperimentChanges changes = { 0 };
+  g_autoptr (RtpExperiment) e = NULL;
+
+  changes.short_id_state = rtp_routes_read_string (body, "short_id", &changes.short_id);
+  changes.name_state = rtp_routes_read_string (body, "human_readable_name", &changes.human_readable_name);
+  changes.users_to_add_state = rtp_routes_read_strings (body, "users_to_add", &add);
+  changes.users_to_add = (const char *const *) add;
+  changes.users_to_remove_state = rtp_routes_read_strings (body, "users_to_remove", &remove);
+  changes.users_to_remove = (const char *const *) remove;
+  e = rtp_experiment_store_update_experiment (services->experiments, rtp_request_get_param (request, 0), &changes,
+                                              errors, &error);
 
   if (e == NULL)
     rtp_request_respond_error (request, error);
@@ -191,6 +203,17 @@ delete_experiment (RtpRequest *request, gpointer user_data)
 /* ---- process variables ---------------------------------------------------------------- */
 
 static void
+read_pv_fields (JsonObject *body, RtpPvFields *f)
+{
+  f->pv_string_state = rtp_routes_read_string (body, "pv_string", &f->pv_string);
+  f->name_state = rtp_routes_read_string (body, "human_readable_name", &f->human_readable_name);
+  f->publish_state = rtp_routes_read_boolean (body, "available_for_mqtt_publish", &f->available_for_mqtt_publish);
+  f->threshold_min_state = rtp_routes_read_integer (body, "default_threshold_min", &f->default_threshold_min);
+  f->threshold_max_state = rtp_routes_read_integer (body, "default_threshold_max", &f->default_threshold_max);
+  f->experiment_state = rtp_routes_read_string (body, "experiment_short_id", &f->experiment_short_id);
+}
+
+static void
 respond_pv (RtpRequest *request, const RtpProcessVariable *pv, GPtrArray *errors)
 {
   JsonObject *o = json_object_new ();
@@ -227,12 +250,13 @@ static void
 create_pv (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
-  JsonObject *body = rtp_request_get_body (request);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpProcessVariable) pv = NULL;
-  JsonNode *given = json_object_get_member (body, "pv_string");
+  RtpPvFields fields = { 0 };
 
-  if (given == NULL || JSON_NODE_HOLDS_NULL (given))
+  read_pv_fields (rtp_request_get_body (request), &fields);
+  fields.experiment_state = RTP_FIELD_ABSENT; /* creating: it follows from pv_string */
+  if (fields.pv_string_state == RTP_FIELD_ABSENT || fields.pv_string_state == RTP_FIELD_NULL)
     {
       /* API.md: this one error is an object naming the field */
       JsonObject *o = json_object_new ();
@@ -245,7 +269,7 @@ create_pv (RtpRequest *request, gpointer user_data)
       rtp_request_respond_object (request, 400, o);
       return;
     }
-  pv = rtp_experiment_store_create_pv (services->experiments, body, &error);
+  pv = rtp_experiment_store_create_pv (services->experiments, &fields, &error);
   if (pv == NULL)
     rtp_request_respond_error (request, error);
   else
@@ -276,8 +300,12 @@ update_pv (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_update_pv (
-      services->experiments, rtp_request_get_param (request, 0), rtp_request_get_body (request), errors, &error);
+  g_autoptr (RtpProcessVariable) pv = NULL;
+  RtpPvFields changes = { 0 };
+
+  read_pv_fields (rtp_request_get_body (request), &changes);
+  pv = rtp_experiment_store_update_pv (services->experiments, rtp_request_get_param (request, 0), &changes, errors,
+                                       &error);
 
   if (pv == NULL)
     rtp_request_respond_error (request, error);

@@ -47,6 +47,16 @@ JsonObject *rtp_user_to_json (const RtpUser *user);
 JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
 JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
 
+/* Reading a body's member into a service's typed field (rtp-routes-json.c): what arrived; the
+ * service decides the refusal. Strings stay owned by @body; rtp_routes_read_strings gives a new
+ * vector (only when the result is RTP_FIELD_SET). */
+RtpFieldState rtp_routes_read_string (JsonObject *body, const char *name, const char **out);
+RtpFieldState rtp_routes_read_boolean (JsonObject *body, const char *name, gboolean *out);
+RtpFieldState rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out);
+RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out);
+/* The contract's list answers: {"<key>": [ … ]}; takes @items. */
+JsonObject   *rtp_routes_list_answer (const char *key, JsonArray *items);
+
 /* The experiment store's access rule for the caller (rtp_experiment_store_check_access); answers
  * the refusal (403 with the contract's message, or a database error) and returns FALSE. */
 gboolean    rtp_routes_check_access (RtpServices *services, RtpRequest *request, const char *short_id,

@@ -3,7 +3,10 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-experiment-store.h"
+#include "rtp-services.h"
 #include "rtp-test-util.h"
+
+#include <json-glib/json-glib.h>
 
 #include <string.h>
 
@@ -39,18 +42,34 @@ teardown (Fixture *f, gconstpointer data)
   g_free (f->dir);
 }
 
+/* The test writes fields as the API's JSON, read as the route reads them. */
+static void
+pv_fields_from_json (JsonObject *o, RtpPvFields *f)
+{
+  f->pv_string_state = rtp_routes_read_string (o, "pv_string", &f->pv_string);
+  f->name_state = rtp_routes_read_string (o, "human_readable_name", &f->human_readable_name);
+  f->publish_state = rtp_routes_read_boolean (o, "available_for_mqtt_publish", &f->available_for_mqtt_publish);
+  f->threshold_min_state = rtp_routes_read_integer (o, "default_threshold_min", &f->default_threshold_min);
+  f->threshold_max_state = rtp_routes_read_integer (o, "default_threshold_max", &f->default_threshold_max);
+  f->experiment_state = rtp_routes_read_string (o, "experiment_short_id", &f->experiment_short_id);
+}
+
 static RtpProcessVariable *
 create_pv (Fixture *f, const char *json, GError **error)
 {
   g_autoptr (JsonNode) node = json_from_string (json, NULL);
-  return rtp_experiment_store_create_pv (f->store, json_node_get_object (node), error);
+  RtpPvFields fields = { 0 };
+  pv_fields_from_json (json_node_get_object (node), &fields);
+  return rtp_experiment_store_create_pv (f->store, &fields, error);
 }
 
 static RtpProcessVariable *
 update_pv (Fixture *f, const char *pv, const char *json, GPtrArray *errors, GError **error)
 {
   g_autoptr (JsonNode) node = json_from_string (json, NULL);
-  return rtp_experiment_store_update_pv (f->store, pv, json_node_get_object (node), errors, error);
+  RtpPvFields changes = { 0 };
+  pv_fields_from_json (json_node_get_object (node), &changes);
+  return rtp_experiment_store_update_pv (f->store, pv, &changes, errors, error);
 }
 
 static gint64
@@ -271,8 +290,8 @@ test_export_import_roundtrip (Fixture *f, gconstpointer data)
         }
     }
   {
-    g_autoptr (JsonNode) node = json_from_string ("{\"human_readable_name\":\"Lab = one; two\"}", NULL);
-    g_autoptr (RtpExperiment) e = rtp_experiment_store_update_experiment (f->store, "Lab;1", json_node_get_object (node), errors, &error);
+    RtpExperimentChanges changes = { .name_state = RTP_FIELD_SET, .human_readable_name = "Lab = one; two" };
+    g_autoptr (RtpExperiment) e = rtp_experiment_store_update_experiment (f->store, "Lab;1", &changes, errors, &error);
     g_assert_no_error (error);
     g_assert_cmpstr (e->human_readable_name, ==, "Lab = one; two");
   }
