@@ -249,7 +249,7 @@ resolve_user (RtpControl *self, const char *user, GError **error)
       if (g_str_equal (u->login_name, user))
         return g_strdup (u->user_id);
     }
-  g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"), user);
+  g_propagate_error (error, rtp_error_new_not_found (_("user"), user));
   return NULL;
 }
 

@@ -1,5 +1,6 @@
 /* rtp-error.c: the project's error domain */
 #include "rtp-error.h"
+#include "rtp-i18n.h"
 
 #include <gio/gio.h>
 
@@ -122,4 +123,23 @@ rtp_error_register_dbus_names (void)
         g_dbus_error_register_error (RTP_ERROR, entries[i].error_code, entries[i].dbus_error_name);
       g_once_init_leave (&done, 1);
     }
+}
+
+GError *
+rtp_error_new_not_found (const char *kind, const char *id)
+{
+  return g_error_new (RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), kind, id);
+}
+
+GError *
+rtp_error_new_exists (const char *kind, const char *id)
+{
+  return g_error_new (RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."), kind, id);
+}
+
+GError *
+rtp_error_new_wrong_type (void)
+{
+  return g_error_new_literal (RTP_ERROR, RTP_ERROR_INVALID,
+                              _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
 }

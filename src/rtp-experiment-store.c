@@ -188,15 +188,14 @@ rtp_experiment_store_new (RtpDatabase *db)
 static gboolean
 not_found (GError **error, const char *type, const char *id)
 {
-  g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), type, id);
+  g_propagate_error (error, rtp_error_new_not_found (type, id));
   return FALSE;
 }
 
 static gboolean
 type_error (GError **error)
 {
-  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
-                       _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+  g_propagate_error (error, rtp_error_new_wrong_type ());
   return FALSE;
 }
 
@@ -707,8 +706,7 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
     return NULL;
   if (exists)
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                   _("process variable"), pv_string);
+      g_propagate_error (error, rtp_error_new_exists (_("process variable"), pv_string));
       return NULL;
     }
   if (!insert_pv (self, pv_string, &f, error))
@@ -716,8 +714,7 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
       if (g_error_matches (*error, RTP_ERROR, RTP_ERROR_EXISTS))
         {
           g_clear_error (error);
-          g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                       _("process variable"), pv_string);
+          g_propagate_error (error, rtp_error_new_exists (_("process variable"), pv_string));
         }
       return NULL;
     }
@@ -742,8 +739,7 @@ rename_pv (RtpExperimentStore *self, const char *from, const char *to, GError **
     return FALSE;
   if (exists)
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                   _("process variable"), to);
+      g_propagate_error (error, rtp_error_new_exists (_("process variable"), to));
       return FALSE;
     }
   if (!emit_hook (self, SIGNAL_PV_RENAMING, from, to, error))

@@ -396,9 +396,8 @@ get_data (RtpRequest *request, gpointer user_data)
     }
   if (only_pv != NULL && !g_ptr_array_find_with_equal_func (experiment->pv_strings, only_pv, g_str_equal, NULL))
     {
-      g_autofree char *message = g_strdup_printf (_("The %s (%s) is not present in the database."),
-                                                  _("process variable"), only_pv);
-      rtp_request_respond_error_message (request, 404, message);
+      g_autoptr (GError) missing = rtp_error_new_not_found (_("process variable"), only_pv);
+      rtp_request_respond_error (request, missing);
       return;
     }
   /* Deviation (API.md): admins may read every experiment */

@@ -73,8 +73,8 @@ publish_value (RtpRequest *request, gpointer user_data)
     }
   if (!read_setpoint_value (value, &setpoint, &text))
     {
-      rtp_request_respond_error_message (request, 400,
-                                         _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+      g_autoptr (GError) wrong = rtp_error_new_wrong_type ();
+      rtp_request_respond_error (request, wrong);
       return;
     }
   rtp_request_pause (request);

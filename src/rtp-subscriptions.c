@@ -485,8 +485,7 @@ subscribe_announced (GObject *source, GAsyncResult *result, gpointer user_data)
       /* another request subscribed meanwhile */
       g_autofree char *id = g_strdup_printf ("user_id=%s,pv_string=%s", d->sub->user_id, d->sub->pv_string);
       g_clear_error (&error);
-      g_set_error (&error, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                   _("subscription"), id);
+      error = rtp_error_new_exists (_("subscription"), id);
     }
   change_written_or_reverted (self, task, d, error);
 }
@@ -525,8 +524,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
     }
   if (request->email_state == RTP_FIELD_WRONG_TYPE)
     {
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, "%s",
-                               _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+      g_task_return_error (task, rtp_error_new_wrong_type ());
       return;
     }
   if (request->email_state == RTP_FIELD_SET)
@@ -581,8 +579,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
   if (existing != NULL)
     {
       g_autofree char *id = subscription_id (caller->user_id, pv_string);
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                               _("subscription"), id);
+      g_task_return_error (task, rtp_error_new_exists (_("subscription"), id));
       return;
     }
 
@@ -626,8 +623,7 @@ rtp_subscriptions_unsubscribe_async (RtpSubscriptions *self, const RtpUser *call
   if (existing == NULL)
     {
       g_autofree char *id = subscription_id (caller->user_id, pv_string);
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."),
-                               _("subscription"), id);
+      g_task_return_error (task, rtp_error_new_not_found (_("subscription"), id));
       return;
     }
   d = g_new0 (ChangeData, 1);

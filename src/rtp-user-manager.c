@@ -311,8 +311,7 @@ text_of (const RtpUserChanges *c, RtpUserField f)
 static gboolean
 type_error (GError **error)
 {
-  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
-                       _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+  g_propagate_error (error, rtp_error_new_wrong_type ());
   return FALSE;
 }
 
@@ -327,8 +326,7 @@ rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
     return NULL;
   if (rtp_db_rows (model) == 0)
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"),
-                   user_id);
+      g_propagate_error (error, rtp_error_new_not_found (_("user"), user_id));
       return NULL;
     }
   return user_from_row (model, 0);
@@ -343,8 +341,7 @@ get_by_login (RtpUserManager *self, const char *login, char **password_hash, GEr
     return NULL;
   if (rtp_db_rows (model) == 0)
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), _("user"),
-                   login);
+      g_propagate_error (error, rtp_error_new_not_found (_("user"), login));
       return NULL;
     }
   if (password_hash != NULL)
@@ -993,8 +990,7 @@ create_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       if (taken || g_error_matches (error, RTP_ERROR, RTP_ERROR_EXISTS))
         {
-          g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                                   _("user"), d->login_name);
+          g_task_return_error (outer, rtp_error_new_exists (_("user"), d->login_name));
           return;
         }
       g_task_return_error (outer, g_steal_pointer (&error));
@@ -1090,8 +1086,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
     }
   if (taken)
     {
-      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."),
-                               _("user"), text_of (fields, RTP_USER_FIELD_LOGIN_NAME));
+      g_task_return_error (outer, rtp_error_new_exists (_("user"), text_of (fields, RTP_USER_FIELD_LOGIN_NAME)));
       return;
     }
 
