@@ -506,6 +506,7 @@ rtp_archiver_client_fetch_async (RtpArchiverClient *self, const char *pv_expr, g
 gboolean
 rtp_archiver_client_fetch_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   if (!g_task_propagate_boolean (G_TASK (result), error))
     return FALSE;
   *found = GPOINTER_TO_INT (g_task_get_task_data (G_TASK (result))) != 0;
@@ -533,6 +534,7 @@ rtp_archiver_client_exists_async (RtpArchiverClient *self, const char *pv, GCanc
 gboolean
 rtp_archiver_client_exists_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *exists, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   if (!g_task_propagate_boolean (G_TASK (result), error))
     return FALSE;
   *exists = GPOINTER_TO_INT (g_task_get_task_data (G_TASK (result))) != 0;

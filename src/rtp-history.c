@@ -164,5 +164,6 @@ rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindo
 gboolean
 rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error)
 {
+  g_return_val_if_fail (RTP_IS_HISTORY (self), FALSE);
   return rtp_archiver_client_fetch_finish (self->archiver, result, found, error);
 }

@@ -136,5 +136,6 @@ rtp_mailer_send_async (const RtpMailSettings *settings, const char *to, const ch
 gboolean
 rtp_mailer_send_finish (GAsyncResult *result, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
   return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -546,6 +546,7 @@ rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic, con
 gboolean
 rtp_mqtt_publisher_publish_finish (RtpMqttPublisher *self, GAsyncResult *result, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 

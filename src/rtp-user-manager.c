@@ -823,8 +823,12 @@ rtp_user_manager_login_async (RtpUserManager *self, const char *login, const cha
 char *
 rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUser **user, GError **error)
 {
-  char *token = g_task_propagate_pointer (G_TASK (result), error);
-  LoginData *d = g_task_get_task_data (G_TASK (result));
+  char *token;
+  LoginData *d;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  token = g_task_propagate_pointer (G_TASK (result), error);
+  d = g_task_get_task_data (G_TASK (result));
 
   if (token != NULL && user != NULL)
     *user = rtp_user_copy (d->user);
@@ -1120,8 +1124,12 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
 RtpUser *
 rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password, GError **error)
 {
-  RtpUser *user = g_task_propagate_pointer (G_TASK (result), error);
-  CreateData *d = g_task_get_task_data (G_TASK (result));
+  RtpUser *user;
+  CreateData *d;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  user = g_task_propagate_pointer (G_TASK (result), error);
+  d = g_task_get_task_data (G_TASK (result));
 
   if (user != NULL && temporary_password != NULL)
     *temporary_password = g_strdup (d->temporary_password);
@@ -1509,6 +1517,7 @@ rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, 
 char *
 rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *result, GError **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
