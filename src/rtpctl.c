@@ -92,235 +92,302 @@ lookup_s (GVariant *dict, const char *key)
 }
 
 static int
-run (RtpDbusServer1 *proxy, int argc, char **argv)
+cmd_status (RtpDbusServer1 *proxy, int argc, char **argv)
 {
   GError *error = NULL;
+  g_autoptr (GVariant) status = NULL;
+  if (!rtp_dbus_server1_call_get_status_sync (proxy, &status, NULL, &error))
+    return failed (error);
+  json_output ? print_json (status) : print_dict (status);
+  return 0;
+}
+
+static int
+cmd_user_list (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autoptr (GVariant) users = NULL;
+  GVariantIter iter;
+  GVariant *u;
+  if (!rtp_dbus_server1_call_list_users_sync (proxy, &users, NULL, &error))
+    return failed (error);
+  if (json_output)
+    {
+      print_json (users);
+      return 0;
+    }
+  g_variant_iter_init (&iter, users);
+  while ((u = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_print ("%s\t%s\t%s %s\t%s\t%s\n", lookup_s (u, "user_id"), lookup_s (u, "login_name"),
+               lookup_s (u, "first_name"), lookup_s (u, "last_name"), lookup_s (u, "user_type"), lookup_s (u, "email"));
+      g_variant_unref (u);
+    }
+  return 0;
+}
+
+static int
+cmd_user_add (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  const char *type = "User", *email = "";
+  g_autofree char *id = NULL;
+  g_autofree char *password = NULL;
+  if (argc < 5)
+    return usage_error ("user add needs LOGIN FIRST LAST");
+  for (int i = 5; i < argc; i++)
+    {
+      if (g_str_equal (argv[i], "--admin"))
+        type = "Admin";
+      else if (g_str_equal (argv[i], "--email") && i + 1 < argc)
+        email = argv[++i];
+      else
+        return usage_error ("unknown option for user add");
+    }
+  if (!rtp_dbus_server1_call_create_user_sync (proxy, argv[2], argv[3], argv[4], type, email, &id, &password, NULL,
+                                               &error))
+    return failed (error);
+  if (json_output)
+    g_print ("{\"user_id\": \"%s\", \"temporary_password\": \"%s\"}\n", id, password);
+  else
+    g_print ("user_id: %s\ntemporary_password: %s\n", id, password);
+  return 0;
+}
+
+static int
+cmd_user_reset_password (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *password = NULL;
+  if (argc != 3)
+    return usage_error ("user reset-password needs LOGIN");
+  if (!rtp_dbus_server1_call_reset_password_sync (proxy, argv[2], &password, NULL, &error))
+    return failed (error);
+  g_print (json_output ? "{\"temporary_password\": \"%s\"}\n" : "temporary_password: %s\n", password);
+  return 0;
+}
+
+static int
+cmd_user_delete (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  if (argc != 3)
+    return usage_error ("user delete needs USER");
+  if (!rtp_dbus_server1_call_delete_user_sync (proxy, argv[2], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_pv_list (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autoptr (GVariant) pvs = NULL;
+  GVariantIter iter;
+  GVariant *p;
+  if (!rtp_dbus_server1_call_list_pvs_sync (proxy, &pvs, NULL, &error))
+    return failed (error);
+  if (json_output)
+    {
+      print_json (pvs);
+      return 0;
+    }
+  g_variant_iter_init (&iter, pvs);
+  while ((p = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      gboolean publish = FALSE;
+      g_variant_lookup (p, "available_for_mqtt_publish", "b", &publish);
+      g_print ("%s\t%s\t%s\n", lookup_s (p, "pv_string"), lookup_s (p, "human_readable_name"),
+               publish ? "publishable" : "-");
+      g_variant_unref (p);
+    }
+  return 0;
+}
+
+static int
+cmd_pv_add (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  GVariantDict fields;
+  if (argc < 3)
+    return usage_error ("pv add needs PV");
+  g_variant_dict_init (&fields, NULL);
+  for (int i = 3; i < argc; i++)
+    {
+      char *end = NULL;
+      if (g_str_equal (argv[i], "--publish"))
+        g_variant_dict_insert (&fields, "available_for_mqtt_publish", "b", TRUE);
+      else if (g_str_equal (argv[i], "--name") && i + 1 < argc)
+        g_variant_dict_insert (&fields, "human_readable_name", "s", argv[++i]);
+      else if ((g_str_equal (argv[i], "--min") || g_str_equal (argv[i], "--max")) && i + 1 < argc)
+        {
+          const char *key = g_str_equal (argv[i], "--min") ? "default_threshold_min" : "default_threshold_max";
+          gint64 v = g_ascii_strtoll (argv[++i], &end, 10);
+          if (*end != '\0' || argv[i][0] == '\0')
+            {
+              g_variant_dict_clear (&fields);
+              return usage_error ("--min and --max take whole numbers");
+            }
+          g_variant_dict_insert (&fields, key, "x", v);
+        }
+      else
+        {
+          g_variant_dict_clear (&fields);
+          return usage_error ("unknown option for pv add");
+        }
+    }
+  if (!rtp_dbus_server1_call_create_pv_sync (proxy, argv[2], g_variant_dict_end (&fields), NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_pv_delete (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  if (argc != 3)
+    return usage_error ("pv delete needs PV");
+  if (!rtp_dbus_server1_call_delete_pv_sync (proxy, argv[2], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_experiment_list (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autoptr (GVariant) list = NULL;
+  GVariantIter iter;
+  GVariant *e;
+  if (!rtp_dbus_server1_call_list_experiments_sync (proxy, &list, NULL, &error))
+    return failed (error);
+  if (json_output)
+    {
+      print_json (list);
+      return 0;
+    }
+  g_variant_iter_init (&iter, list);
+  while ((e = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_autoptr (GVariant) pvs = g_variant_lookup_value (e, "process_variables", G_VARIANT_TYPE ("as"));
+      g_autoptr (GVariant) users = g_variant_lookup_value (e, "user_ids", G_VARIANT_TYPE ("as"));
+      g_print ("%s\t%s\t%" G_GSIZE_FORMAT " PVs\t%" G_GSIZE_FORMAT " users\n", lookup_s (e, "short_id"),
+               lookup_s (e, "human_readable_name"), g_variant_n_children (pvs), g_variant_n_children (users));
+      g_variant_unref (e);
+    }
+  return 0;
+}
+
+static int
+cmd_experiment_assign (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  if (argc != 4)
+    return usage_error ("experiment assign needs SHORT_ID USER_ID");
+  if (!rtp_dbus_server1_call_assign_user_sync (proxy, argv[2], argv[3], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_export (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *text = NULL;
+  if (!rtp_dbus_server1_call_export_config_sync (proxy, &text, NULL, &error))
+    return failed (error);
+  fputs (text, stdout);
+  return 0;
+}
+
+static int
+cmd_import (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr (GVariant) result = NULL;
+  if (argc != 2)
+    return usage_error ("import needs FILE");
+  if (g_str_equal (argv[1], "-"))
+    {
+      g_autoptr (GString) all = g_string_new (NULL);
+      char buf[65536];
+      size_t n;
+      while ((n = fread (buf, 1, sizeof buf, stdin)) > 0)
+        g_string_append_len (all, buf, (gssize) n);
+      text = g_string_free (g_steal_pointer (&all), FALSE);
+    }
+  else if (!g_file_get_contents (argv[1], &text, NULL, &error))
+    return failed (error);
+  if (!g_utf8_validate (text, -1, NULL))
+    {
+      g_printerr ("rtpctl: %s is not UTF-8 text\n", argv[1]);
+      return 1;
+    }
+  if (!rtp_dbus_server1_call_import_config_sync (proxy, text, &result, NULL, &error))
+    return failed (error);
+  json_output ? print_json (result) : print_dict (result);
+  return 0;
+}
+
+static int
+cmd_publish (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  if (argc != 3)
+    return usage_error ("publish needs PV VALUE");
+  if (!rtp_dbus_server1_call_publish_value_sync (proxy, argv[1], argv[2], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_reload (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_auto (GStrv) restart = NULL;
+  if (!rtp_dbus_server1_call_reload_config_sync (proxy, &restart, NULL, &error))
+    return failed (error);
+  for (guint i = 0; restart[i] != NULL; i++)
+    g_print ("restart needed for %s\n", restart[i]);
+  return 0;
+}
+
+/* argv[0] is the command, argv[1] its subcommand where it has one. */
+typedef int (*CommandFunc) (RtpDbusServer1 *proxy, int argc, char **argv);
+
+static const struct {
+  const char *name;
+  const char *sub;   /* (nullable) */
+  CommandFunc run;
+} commands[] = {
+  { "status", NULL, cmd_status },
+  { "user", "list", cmd_user_list },
+  { "user", "add", cmd_user_add },
+  { "user", "reset-password", cmd_user_reset_password },
+  { "user", "delete", cmd_user_delete },
+  { "pv", "list", cmd_pv_list },
+  { "pv", "add", cmd_pv_add },
+  { "pv", "delete", cmd_pv_delete },
+  { "experiment", "list", cmd_experiment_list },
+  { "experiment", "assign", cmd_experiment_assign },
+  { "export", NULL, cmd_export },
+  { "import", NULL, cmd_import },
+  { "publish", NULL, cmd_publish },
+  { "reload", NULL, cmd_reload },
+};
+
+static int
+run (RtpDbusServer1 *proxy, int argc, char **argv)
+{
   const char *cmd = argc > 0 ? argv[0] : NULL;
   const char *sub = argc > 1 ? argv[1] : NULL;
 
   if (cmd == NULL)
     return usage_error ("no command");
-
-  if (g_str_equal (cmd, "status"))
-    {
-      g_autoptr (GVariant) status = NULL;
-      if (!rtp_dbus_server1_call_get_status_sync (proxy, &status, NULL, &error))
-        return failed (error);
-      json_output ? print_json (status) : print_dict (status);
-      return 0;
-    }
-  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "list") == 0)
-    {
-      g_autoptr (GVariant) users = NULL;
-      GVariantIter iter;
-      GVariant *u;
-      if (!rtp_dbus_server1_call_list_users_sync (proxy, &users, NULL, &error))
-        return failed (error);
-      if (json_output)
-        {
-          print_json (users);
-          return 0;
-        }
-      g_variant_iter_init (&iter, users);
-      while ((u = g_variant_iter_next_value (&iter)) != NULL)
-        {
-          g_print ("%s\t%s\t%s %s\t%s\t%s\n", lookup_s (u, "user_id"), lookup_s (u, "login_name"),
-                   lookup_s (u, "first_name"), lookup_s (u, "last_name"), lookup_s (u, "user_type"), lookup_s (u, "email"));
-          g_variant_unref (u);
-        }
-      return 0;
-    }
-  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "add") == 0)
-    {
-      const char *type = "User", *email = "";
-      g_autofree char *id = NULL;
-      g_autofree char *password = NULL;
-      if (argc < 5)
-        return usage_error ("user add needs LOGIN FIRST LAST");
-      for (int i = 5; i < argc; i++)
-        {
-          if (g_str_equal (argv[i], "--admin"))
-            type = "Admin";
-          else if (g_str_equal (argv[i], "--email") && i + 1 < argc)
-            email = argv[++i];
-          else
-            return usage_error ("unknown option for user add");
-        }
-      if (!rtp_dbus_server1_call_create_user_sync (proxy, argv[2], argv[3], argv[4], type, email, &id, &password, NULL,
-                                                   &error))
-        return failed (error);
-      if (json_output)
-        g_print ("{\"user_id\": \"%s\", \"temporary_password\": \"%s\"}\n", id, password);
-      else
-        g_print ("user_id: %s\ntemporary_password: %s\n", id, password);
-      return 0;
-    }
-  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "reset-password") == 0)
-    {
-      g_autofree char *password = NULL;
-      if (argc != 3)
-        return usage_error ("user reset-password needs LOGIN");
-      if (!rtp_dbus_server1_call_reset_password_sync (proxy, argv[2], &password, NULL, &error))
-        return failed (error);
-      g_print (json_output ? "{\"temporary_password\": \"%s\"}\n" : "temporary_password: %s\n", password);
-      return 0;
-    }
-  if (g_str_equal (cmd, "user") && g_strcmp0 (sub, "delete") == 0)
-    {
-      if (argc != 3)
-        return usage_error ("user delete needs USER");
-      if (!rtp_dbus_server1_call_delete_user_sync (proxy, argv[2], NULL, &error))
-        return failed (error);
-      return 0;
-    }
-  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "list") == 0)
-    {
-      g_autoptr (GVariant) pvs = NULL;
-      GVariantIter iter;
-      GVariant *p;
-      if (!rtp_dbus_server1_call_list_pvs_sync (proxy, &pvs, NULL, &error))
-        return failed (error);
-      if (json_output)
-        {
-          print_json (pvs);
-          return 0;
-        }
-      g_variant_iter_init (&iter, pvs);
-      while ((p = g_variant_iter_next_value (&iter)) != NULL)
-        {
-          gboolean publish = FALSE;
-          g_variant_lookup (p, "available_for_mqtt_publish", "b", &publish);
-          g_print ("%s\t%s\t%s\n", lookup_s (p, "pv_string"), lookup_s (p, "human_readable_name"),
-                   publish ? "publishable" : "-");
-          g_variant_unref (p);
-        }
-      return 0;
-    }
-  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "add") == 0)
-    {
-      GVariantDict fields;
-      if (argc < 3)
-        return usage_error ("pv add needs PV");
-      g_variant_dict_init (&fields, NULL);
-      for (int i = 3; i < argc; i++)
-        {
-          char *end = NULL;
-          if (g_str_equal (argv[i], "--publish"))
-            g_variant_dict_insert (&fields, "available_for_mqtt_publish", "b", TRUE);
-          else if (g_str_equal (argv[i], "--name") && i + 1 < argc)
-            g_variant_dict_insert (&fields, "human_readable_name", "s", argv[++i]);
-          else if ((g_str_equal (argv[i], "--min") || g_str_equal (argv[i], "--max")) && i + 1 < argc)
-            {
-              const char *key = g_str_equal (argv[i], "--min") ? "default_threshold_min" : "default_threshold_max";
-              gint64 v = g_ascii_strtoll (argv[++i], &end, 10);
-              if (*end != '\0' || argv[i][0] == '\0')
-                {
-                  g_variant_dict_clear (&fields);
-                  return usage_error ("--min and --max take whole numbers");
-                }
-              g_variant_dict_insert (&fields, key, "x", v);
-            }
-          else
-            {
-              g_variant_dict_clear (&fields);
-              return usage_error ("unknown option for pv add");
-            }
-        }
-      if (!rtp_dbus_server1_call_create_pv_sync (proxy, argv[2], g_variant_dict_end (&fields), NULL, &error))
-        return failed (error);
-      return 0;
-    }
-  if (g_str_equal (cmd, "pv") && g_strcmp0 (sub, "delete") == 0)
-    {
-      if (argc != 3)
-        return usage_error ("pv delete needs PV");
-      if (!rtp_dbus_server1_call_delete_pv_sync (proxy, argv[2], NULL, &error))
-        return failed (error);
-      return 0;
-    }
-  if (g_str_equal (cmd, "experiment") && g_strcmp0 (sub, "list") == 0)
-    {
-      g_autoptr (GVariant) list = NULL;
-      GVariantIter iter;
-      GVariant *e;
-      if (!rtp_dbus_server1_call_list_experiments_sync (proxy, &list, NULL, &error))
-        return failed (error);
-      if (json_output)
-        {
-          print_json (list);
-          return 0;
-        }
-      g_variant_iter_init (&iter, list);
-      while ((e = g_variant_iter_next_value (&iter)) != NULL)
-        {
-          g_autoptr (GVariant) pvs = g_variant_lookup_value (e, "process_variables", G_VARIANT_TYPE ("as"));
-          g_autoptr (GVariant) users = g_variant_lookup_value (e, "user_ids", G_VARIANT_TYPE ("as"));
-          g_print ("%s\t%s\t%" G_GSIZE_FORMAT " PVs\t%" G_GSIZE_FORMAT " users\n", lookup_s (e, "short_id"),
-                   lookup_s (e, "human_readable_name"), g_variant_n_children (pvs), g_variant_n_children (users));
-          g_variant_unref (e);
-        }
-      return 0;
-    }
-  if (g_str_equal (cmd, "experiment") && g_strcmp0 (sub, "assign") == 0)
-    {
-      if (argc != 4)
-        return usage_error ("experiment assign needs SHORT_ID USER_ID");
-      if (!rtp_dbus_server1_call_assign_user_sync (proxy, argv[2], argv[3], NULL, &error))
-        return failed (error);
-      return 0;
-    }
-  if (g_str_equal (cmd, "export"))
-    {
-      g_autofree char *text = NULL;
-      if (!rtp_dbus_server1_call_export_config_sync (proxy, &text, NULL, &error))
-        return failed (error);
-      fputs (text, stdout);
-      return 0;
-    }
-  if (g_str_equal (cmd, "import"))
-    {
-      g_autofree char *text = NULL;
-      g_autoptr (GVariant) result = NULL;
-      if (argc != 2)
-        return usage_error ("import needs FILE");
-      if (g_str_equal (argv[1], "-"))
-        {
-          g_autoptr (GString) all = g_string_new (NULL);
-          char buf[65536];
-          size_t n;
-          while ((n = fread (buf, 1, sizeof buf, stdin)) > 0)
-            g_string_append_len (all, buf, (gssize) n);
-          text = g_string_free (g_steal_pointer (&all), FALSE);
-        }
-      else if (!g_file_get_contents (argv[1], &text, NULL, &error))
-        return failed (error);
-      if (!g_utf8_validate (text, -1, NULL))
-        {
-          g_printerr ("rtpctl: %s is not UTF-8 text\n", argv[1]);
-          return 1;
-        }
-      if (!rtp_dbus_server1_call_import_config_sync (proxy, text, &result, NULL, &error))
-        return failed (error);
-      json_output ? print_json (result) : print_dict (result);
-      return 0;
-    }
-  if (g_str_equal (cmd, "publish"))
-    {
-      if (argc != 3)
-        return usage_error ("publish needs PV VALUE");
-      if (!rtp_dbus_server1_call_publish_value_sync (proxy, argv[1], argv[2], NULL, &error))
-        return failed (error);
-      return 0;
-    }
-  if (g_str_equal (cmd, "reload"))
-    {
-      g_auto (GStrv) restart = NULL;
-      if (!rtp_dbus_server1_call_reload_config_sync (proxy, &restart, NULL, &error))
-        return failed (error);
-      for (guint i = 0; restart[i] != NULL; i++)
-        g_print ("restart needed for %s\n", restart[i]);
-      return 0;
-    }
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (cmd, commands[i].name) && (commands[i].sub == NULL || g_strcmp0 (sub, commands[i].sub) == 0))
+      return commands[i].run (proxy, argc, argv);
   return usage_error ("unknown command");
 }
 
