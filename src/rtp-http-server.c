@@ -31,6 +31,7 @@ struct _RtpHttpServer {
   gsize max_body_bytes;
   gsize max_import_bytes;
   char *cors_origin;       /* (owned) (nullable) */
+  char *url;               /* (owned) (nullable) where it listens, once it does */
   guint client_timeout_ms;
   guint max_connections;
   GHashTable *conns;       /* GSocket * (unowned, weakly referenced) → Conn */
@@ -100,6 +101,7 @@ rtp_http_server_finalize (GObject *object)
   g_ptr_array_unref (self->routes);
   g_hash_table_unref (self->conns);
   g_free (self->cors_origin);
+  g_free (self->url);
   G_OBJECT_CLASS (rtp_http_server_parent_class)->finalize (object);
 }
 
@@ -1191,21 +1193,34 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
   if (socket == NULL)
     return FALSE;
   g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
-  if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error))
+  if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error) ||
+      !soup_server_listen_socket (self->soup, socket, 0, error))
     return FALSE;
-  return soup_server_listen_socket (self->soup, socket, 0, error);
+  /* from the socket itself: soup_server_get_uris() of libsoup 3.2 leaks the local address */
+  {
+    g_autoptr (GSocketAddress) local = g_socket_get_local_address (socket, error);
+    GInetAddress *ip;
+    g_autofree char *ip_text = NULL;
+
+    if (local == NULL)
+      return FALSE;
+    ip = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local));
+    ip_text = g_inet_address_to_string (ip);
+    g_free (self->url);
+    self->url = g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6
+                    ? g_strdup_printf ("http://[%s]:%u/", ip_text,
+                                       g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)))
+                    : g_strdup_printf ("http://%s:%u/", ip_text,
+                                       g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+  }
+  return TRUE;
 }
 
 char *
 rtp_http_server_dup_url (RtpHttpServer *self)
 {
-  GSList *uris = soup_server_get_uris (self->soup);
-  char *url = NULL;
-
-  if (uris != NULL)
-    url = g_uri_to_string (uris->data);
-  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
-  return url;
+  g_return_val_if_fail (RTP_IS_HTTP_SERVER (self), NULL);
+  return g_strdup (self->url);
 }
 
 guint
