@@ -3,7 +3,6 @@
 
 #include <malloc.h>
 
-
 int
 main (int argc, char **argv)
 {

@@ -15,15 +15,15 @@
 struct _RtpAlerter {
   GObject parent_instance;
 
-  RtpDatabase *db;                  /* (owned) */
-  RtpLiveValues *live;              /* (owned) */
+  RtpDatabase *db;     /* (owned) */
+  RtpLiveValues *live; /* (owned) */
   gulong value_id;
   gboolean alerting;
-  char *unit;                       /* (owned) */
-  RtpMailSettings mail;             /* strings (owned) */
+  char *unit;           /* (owned) */
+  RtpMailSettings mail; /* strings (owned) */
   gint64 renotify_us;
   double hysteresis;
-  GTimeZone *tz;                    /* (owned) */
+  GTimeZone *tz; /* (owned) */
   guint mail_id;
   guint mail_idle_id;
   gboolean mail_sending;
@@ -132,8 +132,8 @@ format_value (double value)
 
 /* Subject and body in the subscriber's language (a catalogue exists for German). */
 static void
-compose (RtpAlerter *self, const char *lang, gboolean reminder, const char *first, const char *last,
-         const char *pv, const char *name, double value, gint64 min, gint64 max, char **subject, char **body)
+compose (RtpAlerter *self, const char *lang, gboolean reminder, const char *first, const char *last, const char *pv,
+         const char *name, double value, gint64 min, gint64 max, char **subject, char **body)
 {
   g_autofree char *v = format_value (value);
   g_autoptr (GDateTime) now = g_date_time_new_now (self->tz);
@@ -141,13 +141,13 @@ compose (RtpAlerter *self, const char *lang, gboolean reminder, const char *firs
   const char *unit = self->unit;
   g_autofree char *label = name != NULL && name[0] != '\0' ? g_strdup_printf ("%s (%s)", pv, name) : g_strdup (pv);
 
-  *subject = g_strdup_printf (rtp_i18n_translate (lang, reminder ? N_("Reminder: %s is still out of its band: %s %s")
-                                                                  : N_("Threshold breached: %s is %s %s")),
+  *subject = g_strdup_printf (rtp_i18n_translate (lang, reminder ? N_ ("Reminder: %s is still out of its band: %s %s")
+                                                                 : N_ ("Threshold breached: %s is %s %s")),
                               pv, v, unit);
-  *body = g_strdup_printf (rtp_i18n_translate (lang, N_("Hello %s %s,\n\n"
-                                                        "the process variable %s has the value %s %s at %s.\n"
-                                                        "Your band is from %lld to %lld %s.\n\n"
-                                                        "-- \nRealtimeplot Server\n")),
+  *body = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Hello %s %s,\n\n"
+                                                         "the process variable %s has the value %s %s at %s.\n"
+                                                         "Your band is from %lld to %lld %s.\n\n"
+                                                         "-- \nRealtimeplot Server\n")),
                            first, last, label, v, unit, when, (long long) min, (long long) max, unit);
 }
 
@@ -164,12 +164,13 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
 
   if (!self->alerting || !isfinite (value))
     return;
-  subs = rtp_database_select (self->db, &error,
-                              "SELECT s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, "
-                              "u.preferred_language, p.human_readable_name FROM subscriptions s "
-                              "JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
-                              "WHERE s.pv_string = :pv",
-                              "pv", RTP_DB_STR, pv, NULL);
+  subs = rtp_database_select (
+    self->db, &error,
+    "SELECT s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, "
+    "u.preferred_language, p.human_readable_name FROM subscriptions s "
+    "JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
+    "WHERE s.pv_string = :pv",
+    "pv", RTP_DB_STR, pv, NULL);
   if (subs == NULL)
     {
       g_warning ("monitor: %s", error->message);
@@ -182,9 +183,9 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
       gboolean out = value < (double) min || value > (double) max;
       gboolean back = value >= (double) min + self->hysteresis && value <= (double) max - self->hysteresis;
       g_autoptr (GdaDataModel) open = rtp_database_select (
-          self->db, &error,
-          "SELECT id, last_notified_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
-          "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, NULL);
+        self->db, &error,
+        "SELECT id, last_notified_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
+        "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, NULL);
       g_autofree char *subject = NULL;
       g_autofree char *body = NULL;
       g_autofree char *v = format_value (value);
@@ -199,11 +200,12 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
                    rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
           if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
             break;
-          rtp_database_exec (self->db, &error,
-                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
-                             "breach_value, threshold_min, threshold_max) VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max)",
-                             "id", RTP_DB_STR, id, "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now,
-                             "v", RTP_DB_STR, v, "min", RTP_DB_INT, min, "max", RTP_DB_INT, max, NULL);
+          rtp_database_exec (
+            self->db, &error,
+            "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+            "breach_value, threshold_min, threshold_max) VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max)",
+            "id", RTP_DB_STR, id, "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now, "v", RTP_DB_STR,
+            v, "min", RTP_DB_INT, min, "max", RTP_DB_INT, max, NULL);
           if (error == NULL)
             queue_mail (self, id, rtp_db_str (subs, i, 1), subject, body, &error);
           if (error != NULL || !rtp_transaction_commit (tx, &error))
@@ -227,8 +229,8 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
                    rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
           if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
             break;
-          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET last_notified_us = :now WHERE id = :id", "now",
-                             RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
+          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET last_notified_us = :now WHERE id = :id",
+                             "now", RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
           if (error == NULL)
             queue_mail (self, rtp_db_str (open, 0, 0), rtp_db_str (subs, i, 1), subject, body, &error);
           if (error != NULL || !rtp_transaction_commit (tx, &error))
@@ -260,8 +262,9 @@ mail_sent (GObject *source, GAsyncResult *result, gpointer user_data)
   gint64 now = g_get_real_time ();
 
   if (rtp_mailer_send_finish (result, &error))
-    rtp_database_exec (self->db, &db_error, "UPDATE alert_mails SET sent_us = :now, attempts = attempts + 1 WHERE id = :id",
-                       "now", RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
+    rtp_database_exec (self->db, &db_error,
+                       "UPDATE alert_mails SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", "now",
+                       RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
   else
     {
       /* back-off: 1, 2, 4 … 60 s */
@@ -395,10 +398,10 @@ rtp_alerter_list_episodes (RtpAlerter *self, const char *user_id, GError **error
 
   g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
   eps = rtp_database_select (
-      self->db, error,
-      "SELECT id, user_id, pv_string, opened_us, closed_us, breach_value, threshold_min, threshold_max "
-      "FROM alert_episodes WHERE COALESCE(:u, user_id) = user_id ORDER BY opened_us DESC LIMIT 1000",
-      "u", RTP_DB_STR, user_id, NULL);
+    self->db, error,
+    "SELECT id, user_id, pv_string, opened_us, closed_us, breach_value, threshold_min, threshold_max "
+    "FROM alert_episodes WHERE COALESCE(:u, user_id) = user_id ORDER BY opened_us DESC LIMIT 1000",
+    "u", RTP_DB_STR, user_id, NULL);
   if (eps == NULL)
     return NULL;
   out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_alert_episode_free);
@@ -406,9 +409,9 @@ rtp_alerter_list_episodes (RtpAlerter *self, const char *user_id, GError **error
     {
       RtpAlertEpisode *e = g_new0 (RtpAlertEpisode, 1);
       g_autoptr (GdaDataModel) m = rtp_database_select (
-          self->db, NULL,
-          "SELECT recipient, subject, sent_us, attempts, last_error FROM alert_mails WHERE episode_id = :e ORDER BY created_us",
-          "e", RTP_DB_STR, rtp_db_str (eps, i, 0), NULL);
+        self->db, NULL,
+        "SELECT recipient, subject, sent_us, attempts, last_error FROM alert_mails WHERE episode_id = :e ORDER BY created_us",
+        "e", RTP_DB_STR, rtp_db_str (eps, i, 0), NULL);
 
       e->id = g_strdup (rtp_db_str (eps, i, 0));
       e->user_id = g_strdup (rtp_db_str (eps, i, 1));

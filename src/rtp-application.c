@@ -22,15 +22,15 @@
 struct _RtpApplication {
   GApplication parent_instance;
 
-  RtpServices services;     /* (owned) members */
-  RtpControl *control;      /* (owned) (nullable) */
+  RtpServices services; /* (owned) members */
+  RtpControl *control;  /* (owned) (nullable) */
   gboolean migrate_only;
-  RtpSecrets *secrets;      /* (owned) */
-  char *config_path;        /* (owned) (nullable) --config; NULL: .env if present */
-  GHashTable *overrides;    /* (owned) command-line settings, re-applied on reload */
-  char *state_dir;          /* (owned) (nullable) */
-  char *bus;                /* (owned) */
-  char *migrate_from;       /* (owned) (nullable) --migrate-from FILE */
+  RtpSecrets *secrets;   /* (owned) */
+  char *config_path;     /* (owned) (nullable) --config; NULL: .env if present */
+  GHashTable *overrides; /* (owned) command-line settings, re-applied on reload */
+  char *state_dir;       /* (owned) (nullable) */
+  char *bus;             /* (owned) */
+  char *migrate_from;    /* (owned) (nullable) --migrate-from FILE */
   int exit_status;
   gboolean held;
   gboolean stopping;
@@ -49,15 +49,17 @@ static const GOptionEntry options[] = {
   { "host", 0, 0, G_OPTION_ARG_STRING, NULL, "Listen on address HOST", "HOST" },
   { "database", 'd', 0, G_OPTION_ARG_STRING, NULL, "Database URI (sqlite:///path or postgresql://…)", "URI" },
   { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Keep the database and keys in DIR", "DIR" },
-  { "bus", 0, 0, G_OPTION_ARG_STRING, NULL, "D-Bus for local control: session, system or none (default: session when there is one)", "BUS" },
-  { "migrate-from", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Copy the data of FILE (the original service's SQLite database, or one of ours) into the configured database, print the counts and exit", "FILE" },
+  { "bus", 0, 0, G_OPTION_ARG_STRING, NULL,
+    "D-Bus for local control: session, system or none (default: session when there is one)", "BUS" },
+  { "migrate-from", 0, 0, G_OPTION_ARG_FILENAME, NULL,
+    "Copy the data of FILE (the original service's SQLite database, or one of ours) into the configured database, print the counts and exit",
+    "FILE" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, NULL, "Log debug messages", NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
   { NULL },
 };
 
-static void
-fail (RtpApplication *self, int status, const char *format, ...) G_GNUC_PRINTF (3, 4);
+static void fail (RtpApplication *self, int status, const char *format, ...) G_GNUC_PRINTF (3, 4);
 
 static void
 fail (RtpApplication *self, int status, const char *format, ...)
@@ -195,8 +197,9 @@ on_signal (gpointer user_data)
   g_message ("stopping: finishing requests in flight");
   if (self->services.http != NULL)
     rtp_http_server_stop_accepting (self->services.http);
-  self->stop_deadline_us =
-      g_get_monotonic_time () + (gint64) (rtp_config_get_double (self->services.config, "RTP_SHUTDOWN_TIMEOUT") * G_USEC_PER_SEC);
+  self->stop_deadline_us = g_get_monotonic_time () +
+                           (gint64) (rtp_config_get_double (self->services.config, "RTP_SHUTDOWN_TIMEOUT") *
+                                     G_USEC_PER_SEC);
   /* let answers already queued be written before the loop ends */
   self->drain_id = g_timeout_add (20, finish_stop, self);
   return G_SOURCE_CONTINUE;
@@ -235,8 +238,9 @@ start (RtpApplication *self, GError **error)
     return FALSE;
   {
     /* a PostgreSQL URI without a password may have it in the keyring */
-    g_autofree char *db_password = g_str_has_prefix (uri, "sqlite:") ? NULL
-                                                                     : rtp_secrets_lookup (self->secrets, "RTP_DATABASE_PASSWORD");
+    g_autofree char *db_password = g_str_has_prefix (uri, "sqlite:")
+                                     ? NULL
+                                     : rtp_secrets_lookup (self->secrets, "RTP_DATABASE_PASSWORD");
     s->db = rtp_database_open_with_password (uri, db_password, error);
   }
   if (s->db == NULL || !rtp_database_migrate (s->db, error))
@@ -267,7 +271,7 @@ start (RtpApplication *self, GError **error)
       return TRUE;
     }
   g_message ("database: %s", rtp_database_get_kind (s->db) == RTP_DATABASE_SQLITE ? rtp_database_get_sqlite_path (s->db)
-                                                                                 : "PostgreSQL");
+                                                                                  : "PostgreSQL");
   {
     g_autofree char *configured = rtp_secrets_lookup_with_fallback (self->secrets, config, "SECRET_KEY");
     key = rtp_user_manager_load_signing_key (s->db, configured, rtp_config_get_state_dir (config), error);
@@ -282,7 +286,8 @@ start (RtpApplication *self, GError **error)
   user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
   s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
   {
-    g_autofree char *admin_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "DEFAULT_ADMIN_PASSWORD");
+    g_autofree char *admin_password = rtp_secrets_lookup_with_fallback (self->secrets, config,
+                                                                        "DEFAULT_ADMIN_PASSWORD");
     if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"), admin_password,
                                         &generated, error))
       return FALSE;
@@ -302,7 +307,8 @@ start (RtpApplication *self, GError **error)
   s->monitor_archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
                                                  rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
   rtp_archiver_client_set_max_bytes (s->archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
-  rtp_archiver_client_set_max_bytes (s->monitor_archiver, (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
+  rtp_archiver_client_set_max_bytes (s->monitor_archiver,
+                                     (guint64) rtp_config_get_int (config, "RTP_ARCHIVER_MAX_BYTES"));
   s->history = rtp_history_new (&s->config, s->archiver);
   if (!rtp_archiver_client_is_configured (s->archiver))
     g_message ("ARCHIVER_URL is not set: /data answers 502");
@@ -345,8 +351,8 @@ start (RtpApplication *self, GError **error)
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
     {
-      g_prefix_error (error, "cannot listen on %s:%" G_GINT64_FORMAT ": ", rtp_config_get_string (config, "FLASK_RUN_HOST"),
-                      rtp_config_get_int (config, "FLASK_RUN_PORT"));
+      g_prefix_error (error, "cannot listen on %s:%" G_GINT64_FORMAT ": ",
+                      rtp_config_get_string (config, "FLASK_RUN_HOST"), rtp_config_get_int (config, "FLASK_RUN_PORT"));
       return FALSE;
     }
   {

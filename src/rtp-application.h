@@ -9,6 +9,6 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (RtpApplication, rtp_application, RTP, APPLICATION, GApplication)
 
 RtpApplication *rtp_application_new (void);
-int             rtp_application_get_exit_status (RtpApplication *self);
+int rtp_application_get_exit_status (RtpApplication *self);
 
 G_END_DECLS

@@ -22,13 +22,13 @@
 struct _RtpArchiverClient {
   GObject parent_instance;
 
-  char *base_url;       /* (owned) (nullable) without trailing '/' */
+  char *base_url; /* (owned) (nullable) without trailing '/' */
   double timeout_s;
-  guint64 max_bytes;    /* decoded bytes one answer may have (a gzip answer counts decoded) */
+  guint64 max_bytes; /* decoded bytes one answer may have (a gzip answer counts decoded) */
   CURLM *multi;
   guint timer_id;
-  GHashTable *sources;  /* fd → GSource id */
-  GHashTable *transfers;/* RtpArchiverTransfer set */
+  GHashTable *sources;   /* fd → GSource id */
+  GHashTable *transfers; /* RtpArchiverTransfer set */
 };
 
 typedef enum { KIND_DATA, KIND_METADATA } Kind;
@@ -36,19 +36,19 @@ typedef enum { KIND_DATA, KIND_METADATA } Kind;
 struct _RtpArchiverTransfer {
   RtpArchiverClient *client; /* (unowned) the client outlives its transfers */
   CURL *easy;
-  GTask *task;               /* (owned) */
+  GTask *task; /* (owned) */
   Kind kind;
   char *url;                 /* (owned) */
   RtpArchiverParser *parser; /* (owned) (nullable) */
   RtpSampleFunc on_sample;
   gpointer sample_data;
-  GError *parse_error;       /* (owned) (nullable) */
-  GString *error_body;       /* (owned) start of a non-200 answer, for the log */
-  char *pv;                  /* (owned) (nullable) the PV asked for, for messages */
-  guint64 received;          /* decoded bytes so far */
+  GError *parse_error; /* (owned) (nullable) */
+  GString *error_body; /* (owned) start of a non-200 answer, for the log */
+  char *pv;            /* (owned) (nullable) the PV asked for, for messages */
+  guint64 received;    /* decoded bytes so far */
   gboolean too_large;
-  gboolean answered;         /* the answer's headers arrived */
-  guint deadline_id;         /* no answer within the timeout: also for transfers queued for a free connection */
+  gboolean answered; /* the answer's headers arrived */
+  guint deadline_id; /* no answer within the timeout: also for transfers queued for a free connection */
   gboolean want_pause;
   gboolean is_paused;
   gulong cancel_id;
@@ -207,7 +207,7 @@ complete (RtpArchiverTransfer *t, CURLcode result)
     {
       g_warning ("%s: the answer is larger than RTP_ARCHIVER_MAX_BYTES (%" G_GUINT64_FORMAT " bytes)", t->url,
                  t->client->max_bytes);
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, _("The archiver's answer for %s is too large."),
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, _ ("The archiver's answer for %s is too large."),
                                t->pv != NULL ? t->pv : t->url);
       goto out;
     }
@@ -215,14 +215,15 @@ complete (RtpArchiverTransfer *t, CURLcode result)
     {
       g_warning ("%s: %s", t->url, t->parse_error->message);
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                               _("Could not get process variable data from archiver."));
+                               _ ("Could not get process variable data from archiver."));
       goto out;
     }
   if (result != CURLE_OK)
     {
-      g_warning ("archiver request %s failed: %s", t->url, t->error_buf[0] != '\0' ? t->error_buf : curl_easy_strerror (result));
+      g_warning ("archiver request %s failed: %s", t->url,
+                 t->error_buf[0] != '\0' ? t->error_buf : curl_easy_strerror (result));
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                               _("Could not get process variable data from archiver."));
+                               _ ("Could not get process variable data from archiver."));
       goto out;
     }
   if (code == 404)
@@ -236,7 +237,7 @@ complete (RtpArchiverTransfer *t, CURLcode result)
     {
       g_warning ("archiver answered %ld for %s: %.200s", code, t->url, t->error_body->str);
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                               _("Could not get process variable data from archiver."));
+                               _ ("Could not get process variable data from archiver."));
       goto out;
     }
   if (t->kind == KIND_DATA)
@@ -247,7 +248,7 @@ complete (RtpArchiverTransfer *t, CURLcode result)
           g_warning ("%s: %s", t->url, error->message);
           g_error_free (error);
           g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                                   _("Could not get process variable data from archiver."));
+                                   _ ("Could not get process variable data from archiver."));
           goto out;
         }
     }
@@ -310,7 +311,8 @@ deadline_passed (gpointer user_data)
              t->client->timeout_s, MAX_CONNECTIONS);
   task = g_object_ref (t->task);
   g_hash_table_remove (t->client->transfers, t);
-  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _("Could not get process variable data from archiver."));
+  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                           _ ("Could not get process variable data from archiver."));
   g_object_unref (task);
   return G_SOURCE_REMOVE;
 }
@@ -457,7 +459,8 @@ not_configured (GTask *task)
 {
   if (task == NULL)
     return FALSE;
-  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _("Could not get process variable data from archiver."));
+  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                           _ ("Could not get process variable data from archiver."));
   return TRUE;
 }
 
@@ -496,7 +499,8 @@ rtp_archiver_client_fetch_async (RtpArchiverClient *self, const char *pv_expr, g
   pv_enc = g_uri_escape_string (pv_expr, NULL, FALSE);
   from_enc = g_uri_escape_string (from, NULL, FALSE);
   to_enc = g_uri_escape_string (to, NULL, FALSE);
-  url = g_strdup_printf ("%s/retrieval/data/getData.json?pv=%s&from=%s&to=%s", self->base_url, pv_enc, from_enc, to_enc);
+  url = g_strdup_printf ("%s/retrieval/data/getData.json?pv=%s&from=%s&to=%s", self->base_url, pv_enc, from_enc,
+                         to_enc);
   t = start (self, KIND_DATA, url, streaming, task);
   t->pv = operand (pv_expr);
   t->parser = rtp_archiver_parser_new (bins, on_sample, sample_data);

@@ -13,9 +13,9 @@ G_DECLARE_FINAL_TYPE (RtpArchiverClient, rtp_archiver_client, RTP, ARCHIVER_CLIE
 typedef struct _RtpArchiverTransfer RtpArchiverTransfer;
 
 RtpArchiverClient *rtp_archiver_client_new (const char *base_url, double timeout_s);
-gboolean           rtp_archiver_client_is_configured (RtpArchiverClient *self);
+gboolean rtp_archiver_client_is_configured (RtpArchiverClient *self);
 /* Decoded bytes one answer may have; past it the fetch fails with RTP_ERROR_UPSTREAM. */
-void               rtp_archiver_client_set_max_bytes (RtpArchiverClient *self, guint64 max_bytes);
+void rtp_archiver_client_set_max_bytes (RtpArchiverClient *self, guint64 max_bytes);
 
 /**
  * rtp_archiver_client_fetch_async:
@@ -34,16 +34,16 @@ RtpArchiverTransfer *rtp_archiver_client_fetch_async (RtpArchiverClient *self, c
                                                       RtpSampleFunc on_sample, gpointer sample_data,
                                                       GCancellable *cancellable, GAsyncReadyCallback callback,
                                                       gpointer user_data);
-gboolean           rtp_archiver_client_fetch_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found,
-                                                     GError **error);
+gboolean rtp_archiver_client_fetch_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found,
+                                           GError **error);
 
 /* Back-pressure: a paused transfer reads nothing more from the network. */
-void               rtp_archiver_transfer_set_paused (RtpArchiverTransfer *transfer, gboolean paused);
+void rtp_archiver_transfer_set_paused (RtpArchiverTransfer *transfer, gboolean paused);
 
 /* Whether the appliance knows @pv (getMetadata: 200 → TRUE, 404 → FALSE, else error). */
-void               rtp_archiver_client_exists_async (RtpArchiverClient *self, const char *pv, GCancellable *cancellable,
-                                                     GAsyncReadyCallback callback, gpointer user_data);
-gboolean           rtp_archiver_client_exists_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *exists,
-                                                      GError **error);
+void rtp_archiver_client_exists_async (RtpArchiverClient *self, const char *pv, GCancellable *cancellable,
+                                       GAsyncReadyCallback callback, gpointer user_data);
+gboolean rtp_archiver_client_exists_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *exists,
+                                            GError **error);
 
 G_END_DECLS

@@ -17,12 +17,12 @@
 #include <string.h>
 
 typedef enum {
-  S_START,       /* before the outer '[' */
-  S_PV_ITEM,     /* inside the outer array: '{', ',' or ']' */
-  S_PV_KEY,      /* inside a PV object: a key, ',' or '}' */
-  S_DATA_START,  /* after "data": — expecting '[' */
-  S_DATA_ITEM,   /* inside "data": a sample '{', ',' or ']' */
-  S_END,         /* after the outer ']' */
+  S_START,      /* before the outer '[' */
+  S_PV_ITEM,    /* inside the outer array: '{', ',' or ']' */
+  S_PV_KEY,     /* inside a PV object: a key, ',' or '}' */
+  S_DATA_START, /* after "data": — expecting '[' */
+  S_DATA_ITEM,  /* inside "data": a sample '{', ',' or ']' */
+  S_END,        /* after the outer ']' */
 } State;
 
 struct _RtpArchiverParser {
@@ -307,15 +307,15 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
     {
       switch (normalize_value (p, &val, &val_len, &sample.nonfinite))
         {
-        case RTP_JSON_OK:
-          sample.value = val;
-          sample.value_len = val_len;
-          break;
-        case RTP_JSON_TOO_DEEP:
-          sample.too_deep = TRUE; /* handed on so that the reader can say so; the answer goes on */
-          break;
-        default:
-          return bad (error, "a value is not JSON");
+          case RTP_JSON_OK:
+            sample.value = val;
+            sample.value_len = val_len;
+            break;
+          case RTP_JSON_TOO_DEEP:
+            sample.too_deep = TRUE; /* handed on so that the reader can say so; the answer goes on */
+            break;
+          default:
+            return bad (error, "a value is not JSON");
         }
     }
   else if (!rtp_json_number_is_finite (sample.value, sample.value_len) ||
@@ -350,91 +350,91 @@ run (RtpArchiverParser *p, GError **error)
         break;
       switch (p->state)
         {
-        case S_START:
-          if (s[i] != '[')
-            return bad (error, "the answer is not a JSON array");
-          p->state = S_PV_ITEM;
-          i++;
-          break;
-        case S_PV_ITEM:
-          if (s[i] == ']')
-            p->state = S_END;
-          else if (s[i] == '{')
-            p->state = S_PV_KEY;
-          else if (s[i] != ',')
-            return bad (error, "unexpected text in the outer array");
-          i++;
-          break;
-        case S_PV_KEY:
-          if (s[i] == '}')
-            {
-              p->state = S_PV_ITEM;
-              i++;
-            }
-          else if (s[i] == ',')
+          case S_START:
+            if (s[i] != '[')
+              return bad (error, "the answer is not a JSON array");
+            p->state = S_PV_ITEM;
             i++;
-          else if (s[i] == '"')
-            {
-              gsize key_end = string_end (s, i, n);
-              gsize colon, v_start, v_end;
-              gboolean is_data;
-              if (key_end == 0)
-                goto need_more;
-              is_data = key_end - i == 6 && memcmp (s + i, "\"data\"", 6) == 0;
-              colon = skip_ws (s, key_end, n);
-              if (colon >= n)
-                goto need_more;
-              if (s[colon] != ':')
-                return bad (error, "missing ':' after a key");
-              v_start = skip_ws (s, colon + 1, n);
-              if (v_start >= n)
-                goto need_more;
-              if (is_data)
-                {
-                  p->state = S_DATA_START;
-                  i = v_start;
-                  break;
-                }
-              v_end = value_end (s, v_start, n);
-              if (v_end == (gsize) -1)
-                return bad (error, "bad value");
-              if (v_end == 0)
-                goto need_more;
-              i = v_end; /* meta and anything else: skipped */
-            }
-          else
-            return bad (error, "unexpected text in a PV object");
-          break;
-        case S_DATA_START:
-          if (s[i] != '[')
-            return bad (error, "data is not an array");
-          p->state = S_DATA_ITEM;
-          i++;
-          break;
-        case S_DATA_ITEM:
-          if (s[i] == ']')
-            {
+            break;
+          case S_PV_ITEM:
+            if (s[i] == ']')
+              p->state = S_END;
+            else if (s[i] == '{')
               p->state = S_PV_KEY;
-              i++;
-            }
-          else if (s[i] == ',')
+            else if (s[i] != ',')
+              return bad (error, "unexpected text in the outer array");
             i++;
-          else if (s[i] == '{')
-            {
-              gsize end = value_end (s, i, n);
-              if (end == (gsize) -1)
-                return bad (error, "bad sample");
-              if (end == 0)
-                goto need_more;
-              if (!handle_sample (p, s + i, end - i, error))
-                return FALSE;
-              i = end;
-            }
-          else
-            return bad (error, "a sample is not an object");
-          break;
-        case S_END:
-          return bad (error, "text after the end of the answer");
+            break;
+          case S_PV_KEY:
+            if (s[i] == '}')
+              {
+                p->state = S_PV_ITEM;
+                i++;
+              }
+            else if (s[i] == ',')
+              i++;
+            else if (s[i] == '"')
+              {
+                gsize key_end = string_end (s, i, n);
+                gsize colon, v_start, v_end;
+                gboolean is_data;
+                if (key_end == 0)
+                  goto need_more;
+                is_data = key_end - i == 6 && memcmp (s + i, "\"data\"", 6) == 0;
+                colon = skip_ws (s, key_end, n);
+                if (colon >= n)
+                  goto need_more;
+                if (s[colon] != ':')
+                  return bad (error, "missing ':' after a key");
+                v_start = skip_ws (s, colon + 1, n);
+                if (v_start >= n)
+                  goto need_more;
+                if (is_data)
+                  {
+                    p->state = S_DATA_START;
+                    i = v_start;
+                    break;
+                  }
+                v_end = value_end (s, v_start, n);
+                if (v_end == (gsize) -1)
+                  return bad (error, "bad value");
+                if (v_end == 0)
+                  goto need_more;
+                i = v_end; /* meta and anything else: skipped */
+              }
+            else
+              return bad (error, "unexpected text in a PV object");
+            break;
+          case S_DATA_START:
+            if (s[i] != '[')
+              return bad (error, "data is not an array");
+            p->state = S_DATA_ITEM;
+            i++;
+            break;
+          case S_DATA_ITEM:
+            if (s[i] == ']')
+              {
+                p->state = S_PV_KEY;
+                i++;
+              }
+            else if (s[i] == ',')
+              i++;
+            else if (s[i] == '{')
+              {
+                gsize end = value_end (s, i, n);
+                if (end == (gsize) -1)
+                  return bad (error, "bad sample");
+                if (end == 0)
+                  goto need_more;
+                if (!handle_sample (p, s + i, end - i, error))
+                  return FALSE;
+                i = end;
+              }
+            else
+              return bad (error, "a sample is not an object");
+            break;
+          case S_END:
+            return bad (error, "text after the end of the answer");
         }
     }
 need_more:

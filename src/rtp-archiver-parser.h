@@ -8,13 +8,13 @@ G_BEGIN_DECLS
 typedef struct {
   gint64 secs;
   gint32 nanos;
-  const char *value;    /* JSON text of the value: a number as written, a string, an array, or null */
+  const char *value; /* JSON text of the value: a number as written, a string, an array, or null */
   gsize value_len;
-  gboolean binned;      /* an optimized_N bin: value is the mean, min/max/count are set */
+  gboolean binned;               /* an optimized_N bin: value is the mean, min/max/count are set */
   const char *min, *max, *count; /* JSON number texts, for bins */
   gsize min_len, max_len, count_len;
-  gboolean too_deep;    /* the value nests deeper than RTP_JSON_MAX_DEPTH: a bad sample, value is NULL — skip it */
-  guint nonfinite;      /* numbers of the value that were not finite doubles and became null */
+  gboolean too_deep; /* the value nests deeper than RTP_JSON_MAX_DEPTH: a bad sample, value is NULL — skip it */
+  guint nonfinite;   /* numbers of the value that were not finite doubles and became null */
 } RtpSample;
 
 /* Return FALSE to stop parsing with an error. */
@@ -24,13 +24,13 @@ typedef struct _RtpArchiverParser RtpArchiverParser;
 
 /* @bins: read 5-element number arrays [mean, std, min, max, count] as bins (optimized_N answers) */
 RtpArchiverParser *rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, gpointer user_data);
-void               rtp_archiver_parser_free (RtpArchiverParser *parser);
+void rtp_archiver_parser_free (RtpArchiverParser *parser);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpArchiverParser, rtp_archiver_parser_free)
 
 /* Feeds bytes as they arrive; FALSE (RTP_ERROR_UPSTREAM) when the answer is malformed. */
-gboolean           rtp_archiver_parser_feed (RtpArchiverParser *parser, const char *data, gsize len, GError **error);
+gboolean rtp_archiver_parser_feed (RtpArchiverParser *parser, const char *data, gsize len, GError **error);
 /* FALSE when the answer ended before its JSON did. */
-gboolean           rtp_archiver_parser_finish (RtpArchiverParser *parser, GError **error);
-guint64            rtp_archiver_parser_get_count (RtpArchiverParser *parser);
+gboolean rtp_archiver_parser_finish (RtpArchiverParser *parser, GError **error);
+guint64 rtp_archiver_parser_get_count (RtpArchiverParser *parser);
 
 G_END_DECLS

@@ -77,11 +77,11 @@ static const char *const positive_doubles[] = { "RTP_ARCHIVER_TIMEOUT", "RTP_MQT
 struct _RtpConfig {
   GObject parent_instance;
 
-  GHashTable *values;      /* (owned) key → text, all layers merged, later wins */
-  GHashTable *origins;     /* (owned) key → where the value came from, for messages */
-  GHashTable *ints;        /* (owned) key → gint64 *, after validation */
-  GHashTable *doubles;     /* (owned) key → double *, after validation */
-  char *state_dir;         /* (owned) */
+  GHashTable *values;  /* (owned) key → text, all layers merged, later wins */
+  GHashTable *origins; /* (owned) key → where the value came from, for messages */
+  GHashTable *ints;    /* (owned) key → gint64 *, after validation */
+  GHashTable *doubles; /* (owned) key → double *, after validation */
+  char *state_dir;     /* (owned) */
 };
 
 G_DEFINE_TYPE (RtpConfig, rtp_config, G_TYPE_OBJECT)
@@ -189,8 +189,8 @@ rtp_config_load_data (RtpConfig *self, const char *data, const char *origin, GEr
       eq = strchr (kstart, '=');
       if (eq == NULL)
         {
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                       "%s:%u: expected KEY=value, found '%s'", origin, i + 1, line);
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s:%u: expected KEY=value, found '%s'", origin, i + 1,
+                       line);
           return FALSE;
         }
       key = g_strstrip (g_strndup (kstart, eq - kstart));
@@ -229,8 +229,7 @@ rtp_config_load_file (RtpConfig *self, const char *path, gboolean must_exist, GE
     {
       if (!must_exist && g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
         return TRUE;
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "Cannot read the configuration file: %s",
-                   local_error->message);
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "Cannot read the configuration file: %s", local_error->message);
       return FALSE;
     }
   g_debug ("reading configuration from %s", path);
@@ -283,96 +282,99 @@ validate_one (RtpConfig *self, const KeyInfo *info, const char *value, GError **
 
   switch (info->kind)
     {
-    case KIND_STRING:
-      return TRUE;
-
-    case KIND_INT:
-      {
-        gint64 v;
-        if (!parse_int (value, &v) || v < info->min || v > info->max)
-          {
-            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                         "%s: '%s' is not a whole number from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT,
-                         where, value, info->min, info->max);
-            return FALSE;
-          }
-        g_hash_table_replace (self->ints, (gpointer) info->key, g_memdup2 (&v, sizeof v));
+      case KIND_STRING:
         return TRUE;
-      }
 
-    case KIND_DOUBLE:
-      {
-        char *end = NULL;
-        double v = g_ascii_strtod (value, &end);
-        gboolean positive = is_positive_double (info->key);
-        if (value[0] == '\0' || *end != '\0' || !isfinite (v) || v < info->min || v > info->max ||
-            (positive && v <= 0))
-          {
-            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not a number %s %" G_GINT64_FORMAT
-                         " and at most %" G_GINT64_FORMAT, where, value, positive ? "greater than" : "of at least",
-                         info->min, info->max);
-            return FALSE;
-          }
-        g_hash_table_replace (self->doubles, (gpointer) info->key, g_memdup2 (&v, sizeof v));
-        return TRUE;
-      }
+      case KIND_INT:
+        {
+          gint64 v;
+          if (!parse_int (value, &v) || v < info->min || v > info->max)
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           "%s: '%s' is not a whole number from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT, where,
+                           value, info->min, info->max);
+              return FALSE;
+            }
+          g_hash_table_replace (self->ints, (gpointer) info->key, g_memdup2 (&v, sizeof v));
+          return TRUE;
+        }
 
-    case KIND_URI_DB:
-      if (g_str_has_prefix (value, "sqlite:///") || g_str_has_prefix (value, "postgresql://") ||
-          g_str_has_prefix (value, "postgresql+psycopg2://") || g_str_has_prefix (value, "postgres://"))
-        return TRUE;
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   "%s: '%s' is not supported; use sqlite:///path or postgresql://user:password@host:port/db",
-                   where, value);
-      return FALSE;
+      case KIND_DOUBLE:
+        {
+          char *end = NULL;
+          double v = g_ascii_strtod (value, &end);
+          gboolean positive = is_positive_double (info->key);
+          if (value[0] == '\0' || *end != '\0' || !isfinite (v) || v < info->min || v > info->max ||
+              (positive && v <= 0))
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           "%s: '%s' is not a number %s %" G_GINT64_FORMAT " and at most %" G_GINT64_FORMAT, where,
+                           value, positive ? "greater than" : "of at least", info->min, info->max);
+              return FALSE;
+            }
+          g_hash_table_replace (self->doubles, (gpointer) info->key, g_memdup2 (&v, sizeof v));
+          return TRUE;
+        }
 
-    case KIND_TIMEZONE:
-      {
-        GTimeZone *tz = g_time_zone_new_identifier (value);
-        if (tz == NULL)
-          {
-            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not a known time zone (use an IANA name such as Europe/Berlin)", where, value);
-            return FALSE;
-          }
-        g_time_zone_unref (tz);
-        return TRUE;
-      }
-
-    case KIND_HTTP_URL:
-      {
-        g_autoptr (GUri) uri = g_uri_parse (value, G_URI_FLAGS_NONE, NULL);
-        if (uri == NULL || g_uri_get_host (uri) == NULL ||
-            (g_strcmp0 (g_uri_get_scheme (uri), "http") != 0 && g_strcmp0 (g_uri_get_scheme (uri), "https") != 0))
-          {
-            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not an http:// or https:// URL", where, value);
-            return FALSE;
-          }
-        return TRUE;
-      }
-
-    case KIND_MQTT_URL:
-      {
-        /* host, host:port or tcp://host:port */
-        const char *rest = value;
-        const char *colon;
-        if (g_str_has_prefix (rest, "tcp://"))
-          rest += strlen ("tcp://");
-        else if (g_str_has_prefix (rest, "mqtt://"))
-          rest += strlen ("mqtt://");
-        colon = strrchr (rest, ':');
-        if (rest[0] == '\0' || rest[0] == ':' || strchr (rest, '/') != NULL)
-          goto bad_mqtt;
-        if (colon != NULL)
-          {
-            gint64 port;
-            if (!parse_int (colon + 1, &port) || port < 1 || port > 65535)
-              goto bad_mqtt;
-          }
-        return TRUE;
-      bad_mqtt:
-        g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not host, host:port or tcp://host:port", where, value);
+      case KIND_URI_DB:
+        if (g_str_has_prefix (value, "sqlite:///") || g_str_has_prefix (value, "postgresql://") ||
+            g_str_has_prefix (value, "postgresql+psycopg2://") || g_str_has_prefix (value, "postgres://"))
+          return TRUE;
+        g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                     "%s: '%s' is not supported; use sqlite:///path or postgresql://user:password@host:port/db", where,
+                     value);
         return FALSE;
-      }
+
+      case KIND_TIMEZONE:
+        {
+          GTimeZone *tz = g_time_zone_new_identifier (value);
+          if (tz == NULL)
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           "%s: '%s' is not a known time zone (use an IANA name such as Europe/Berlin)", where, value);
+              return FALSE;
+            }
+          g_time_zone_unref (tz);
+          return TRUE;
+        }
+
+      case KIND_HTTP_URL:
+        {
+          g_autoptr (GUri) uri = g_uri_parse (value, G_URI_FLAGS_NONE, NULL);
+          if (uri == NULL || g_uri_get_host (uri) == NULL ||
+              (g_strcmp0 (g_uri_get_scheme (uri), "http") != 0 && g_strcmp0 (g_uri_get_scheme (uri), "https") != 0))
+            {
+              g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not an http:// or https:// URL", where,
+                           value);
+              return FALSE;
+            }
+          return TRUE;
+        }
+
+      case KIND_MQTT_URL:
+        {
+          /* host, host:port or tcp://host:port */
+          const char *rest = value;
+          const char *colon;
+          if (g_str_has_prefix (rest, "tcp://"))
+            rest += strlen ("tcp://");
+          else if (g_str_has_prefix (rest, "mqtt://"))
+            rest += strlen ("mqtt://");
+          colon = strrchr (rest, ':');
+          if (rest[0] == '\0' || rest[0] == ':' || strchr (rest, '/') != NULL)
+            goto bad_mqtt;
+          if (colon != NULL)
+            {
+              gint64 port;
+              if (!parse_int (colon + 1, &port) || port < 1 || port > 65535)
+                goto bad_mqtt;
+            }
+          return TRUE;
+bad_mqtt:
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s: '%s' is not host, host:port or tcp://host:port", where,
+                       value);
+          return FALSE;
+        }
     }
   g_assert_not_reached ();
 }
@@ -431,7 +433,8 @@ rtp_config_restart_needed (RtpConfig *self, RtpConfig *fresh)
   g_autoptr (GStrvBuilder) restart = g_strv_builder_new ();
 
   for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
-    if (!keys[i].live && g_strcmp0 (rtp_config_get_string (fresh, keys[i].key), rtp_config_get_string (self, keys[i].key)) != 0)
+    if (!keys[i].live &&
+        g_strcmp0 (rtp_config_get_string (fresh, keys[i].key), rtp_config_get_string (self, keys[i].key)) != 0)
       g_strv_builder_add (restart, keys[i].key);
   return g_strv_builder_end (restart);
 }

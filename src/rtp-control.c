@@ -19,13 +19,13 @@
 struct _RtpControl {
   GObject parent_instance;
 
-  RtpServices *services;        /* (unowned) the application outlives us */
-  RtpDbusServer1 *skeleton;     /* (owned) */
-  char *listen_address;         /* (owned) */
+  RtpServices *services;    /* (unowned) the application outlives us */
+  RtpDbusServer1 *skeleton; /* (owned) */
+  char *listen_address;     /* (owned) */
   RtpReloadFunc reload;
   gpointer reload_data;
   guint owner_id;
-  GDBusConnection *connection;  /* (owned) (nullable) */
+  GDBusConnection *connection; /* (owned) (nullable) */
   gint64 started_us;
   guint refresh_id;
   gulong value_set_id;
@@ -148,7 +148,8 @@ handle_get_status (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, 
     }
   g_variant_dict_init (&d, NULL);
   g_variant_dict_insert (&d, "version", "s", RTP_VERSION);
-  g_variant_dict_insert (&d, "uptime_s", "t", (guint64) ((g_get_monotonic_time () - self->started_us) / G_USEC_PER_SEC));
+  g_variant_dict_insert (&d, "uptime_s", "t",
+                         (guint64) ((g_get_monotonic_time () - self->started_us) / G_USEC_PER_SEC));
   g_variant_dict_insert (&d, "listen_address", "s", self->listen_address);
   g_variant_dict_insert (&d, "database_kind", "s", rtp_database_get_kind_name (s->db));
   g_variant_dict_insert (&d, "users", "u", (guint32) users);
@@ -249,7 +250,7 @@ resolve_user (RtpControl *self, const char *user, GError **error)
       if (g_str_equal (u->login_name, user))
         return g_strdup (u->user_id);
     }
-  g_propagate_error (error, rtp_error_new_not_found (_("user"), user));
+  g_propagate_error (error, rtp_error_new_not_found (_ ("user"), user));
   return NULL;
 }
 
@@ -304,7 +305,8 @@ pv_to_variant (gconstpointer item)
 
   g_variant_dict_init (&d, NULL);
   g_variant_dict_insert (&d, "pv_string", "s", pv->pv_string);
-  g_variant_dict_insert (&d, "human_readable_name", "s", pv->human_readable_name != NULL ? pv->human_readable_name : "");
+  g_variant_dict_insert (&d, "human_readable_name", "s",
+                         pv->human_readable_name != NULL ? pv->human_readable_name : "");
   g_variant_dict_insert (&d, "experiment_short_id", "s", pv->experiment_short_id);
   g_variant_dict_insert (&d, "available_for_mqtt_publish", "b", pv->available_for_mqtt_publish);
   if (pv->has_threshold_min)
@@ -377,13 +379,14 @@ handle_create_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, c
 }
 
 static gboolean
-handle_delete_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string, gpointer user_data)
+handle_delete_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string,
+                  gpointer user_data)
 {
   RtpControl *self = user_data;
   g_autoptr (GError) error = NULL;
   g_autofree char *deleted_experiment = NULL;
-  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_delete_pv (self->services->experiments, pv_string,
-                                                                      &deleted_experiment, &error);
+  g_autoptr (RtpProcessVariable)
+    pv = rtp_experiment_store_delete_pv (self->services->experiments, pv_string, &deleted_experiment, &error);
   if (pv == NULL)
     return_error (invocation, error);
   else
@@ -434,8 +437,8 @@ handle_import_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocatio
 {
   RtpControl *self = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (RtpImportResult) r = rtp_experiment_store_import (self->services->experiments, content, strlen (content),
-                                                               &error);
+  g_autoptr (RtpImportResult)
+    r = rtp_experiment_store_import (self->services->experiments, content, strlen (content), &error);
   GVariantDict d;
 
   if (r == NULL)

@@ -16,10 +16,9 @@ typedef GStrv (*RtpReloadFunc) (gpointer user_data, GError **error);
 RtpControl *rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFunc reload,
                              gpointer reload_data);
 /* bus: "session", "system" or "none" */
-gboolean    rtp_control_start (RtpControl *self, const char *bus, GError **error);
-void        rtp_control_stop (RtpControl *self);
-void        rtp_control_emit_threshold_breached (RtpControl *self, const char *pv, double value, gint64 min,
-                                                 gint64 max);
+gboolean rtp_control_start (RtpControl *self, const char *bus, GError **error);
+void rtp_control_stop (RtpControl *self);
+void rtp_control_emit_threshold_breached (RtpControl *self, const char *pv, double value, gint64 min, gint64 max);
 
 /* The one table from RtpError to D-Bus error names. */
 

@@ -30,29 +30,29 @@ typedef struct {
 struct _RtpDatabase {
   GObject parent_instance;
 
-  GdaConnection *cnc;   /* (owned) */
+  GdaConnection *cnc; /* (owned) */
   RtpDatabaseKind kind;
-  char *sqlite_path;    /* (owned) (nullable) */
-  GHashTable *cache;    /* (owned) rewritten SQL → CachedStatement */
-  GdaSqlParser *delimit;/* (owned) a parser that only splits: its statements are passed through untracked */
-  GHashTable *raw_cache;/* (owned) SQL → GdaStatement parsed by @delimit */
+  char *sqlite_path;     /* (owned) (nullable) */
+  GHashTable *cache;     /* (owned) rewritten SQL → CachedStatement */
+  GdaSqlParser *delimit; /* (owned) a parser that only splits: its statements are passed through untracked */
+  GHashTable *raw_cache; /* (owned) SQL → GdaStatement parsed by @delimit */
   gboolean in_transaction;
   /* to reconnect after the server went away (PostgreSQL restarted) */
-  char *provider;       /* (owned) */
-  char *cnc_string;     /* (owned) */
-  char *auth_string;    /* (owned) (nullable) */
+  char *provider;    /* (owned) */
+  char *cnc_string;  /* (owned) */
+  char *auth_string; /* (owned) (nullable) */
   gboolean broken;
   gint64 last_attempt_us;
-  gboolean leader;      /* holds the advisory lock on this connection */
-  PGconn *pconn;        /* (unowned) (nullable) libpq's connection under libgda's, for probing */
-  char *pg_dbname;      /* (owned) (nullable) */
+  gboolean leader; /* holds the advisory lock on this connection */
+  PGconn *pconn;   /* (unowned) (nullable) libpq's connection under libgda's, for probing */
+  char *pg_dbname; /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
-  guint64 stamp;        /* raised at every change this connection makes or learns of */
-  gint64 pg_count;      /* PostgreSQL: rtp_change_count.n as last read */
-  char *shm_path;       /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
-  int shm_fd;           /* SQLite: @shm_path, read-only, or -1 */
-  gint64 shm_retry_us;  /* SQLite: when opening the WAL index may be tried again */
-  guint8 shm_header[48];/* SQLite: its header as last read */
+  guint64 stamp;         /* raised at every change this connection makes or learns of */
+  gint64 pg_count;       /* PostgreSQL: rtp_change_count.n as last read */
+  char *shm_path;        /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
+  int shm_fd;            /* SQLite: @shm_path, read-only, or -1 */
+  gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
+  guint8 shm_header[48]; /* SQLite: its header as last read */
 };
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
@@ -145,7 +145,7 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
     {
       g_warning ("database cannot store changes: %s", m);
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_READONLY,
-                           _("The database cannot store changes at the moment."));
+                           _ ("The database cannot store changes at the moment."));
       return;
     }
   if (strstr (m, "server closed the connection") != NULL || strstr (m, "no connection to the server") != NULL ||
@@ -161,7 +161,7 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
       strstr (m, "the database system is") != NULL)
     {
       g_warning ("database not available: %s", m);
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _ ("The database is not available."));
       return;
     }
   if (strstr (m, "no transaction is active") != NULL)
@@ -324,8 +324,8 @@ rfc1738 (const char *s)
  * connection string and authentication string.
  */
 gboolean
-rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider, char **cnc_string,
-                        char **auth_string, char **sqlite_path, GError **error)
+rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider, char **cnc_string, char **auth_string,
+                        char **sqlite_path, GError **error)
 {
   if (g_str_has_prefix (uri, "sqlite:///"))
     {
@@ -517,7 +517,8 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
   self->cnc_string = g_strdup (cnc_string);
   self->auth_string = g_strdup (auth_string);
   self->cnc = gda_connection_open_from_string (provider, cnc_string, auth_string,
-                                               read_only ? GDA_CONNECTION_OPTIONS_READ_ONLY : GDA_CONNECTION_OPTIONS_NONE,
+                                               read_only ? GDA_CONNECTION_OPTIONS_READ_ONLY
+                                                         : GDA_CONNECTION_OPTIONS_NONE,
                                                &local_error);
   if (self->cnc == NULL)
     {
@@ -539,8 +540,8 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
           !pragma (self, "PRAGMA busy_timeout=5000", error) || !pragma (self, "PRAGMA synchronous=FULL", error))
         return NULL;
       if (g_access (self->sqlite_path, W_OK) != 0)
-        g_warning ("the database file %s is not writable (%s): reads work, changes are answered 503",
-                   self->sqlite_path, g_strerror (errno));
+        g_warning ("the database file %s is not writable (%s): reads work, changes are answered 503", self->sqlite_path,
+                   g_strerror (errno));
       /* the file SQLite really opened (libgda tries DB_NAME.db before DB_NAME), for its WAL index */
       {
         g_autoptr (GdaDataModel) list = gda_connection_execute_select_command (self->cnc, "PRAGMA database_list", NULL);
@@ -588,15 +589,15 @@ type_name (RtpDbType type)
 {
   switch (type)
     {
-    case RTP_DB_STR:
-      return "string";
-    case RTP_DB_INT:
-    case RTP_DB_INT_NULL:
-    case RTP_DB_BOOL:
-      return "gint64";
-    case RTP_DB_END:
-    default:
-      g_assert_not_reached ();
+      case RTP_DB_STR:
+        return "string";
+      case RTP_DB_INT:
+      case RTP_DB_INT_NULL:
+      case RTP_DB_BOOL:
+        return "gint64";
+      case RTP_DB_END:
+      default:
+        g_assert_not_reached ();
     }
 }
 
@@ -702,26 +703,26 @@ collect_params (va_list args)
       p.type = va_arg (args, RtpDbType);
       switch (p.type)
         {
-        case RTP_DB_STR:
-          p.s = va_arg (args, const char *);
-          p.is_null = p.s == NULL;
-          break;
-        case RTP_DB_INT:
-          p.i = va_arg (args, gint64);
-          break;
-        case RTP_DB_INT_NULL:
-          {
-            const gint64 *v = va_arg (args, const gint64 *);
-            p.is_null = v == NULL;
-            p.i = v != NULL ? *v : 0;
+          case RTP_DB_STR:
+            p.s = va_arg (args, const char *);
+            p.is_null = p.s == NULL;
             break;
-          }
-        case RTP_DB_BOOL:
-          p.i = va_arg (args, gboolean) ? 1 : 0;
-          break;
-        case RTP_DB_END:
-        default:
-          g_assert_not_reached ();
+          case RTP_DB_INT:
+            p.i = va_arg (args, gint64);
+            break;
+          case RTP_DB_INT_NULL:
+            {
+              const gint64 *v = va_arg (args, const gint64 *);
+              p.is_null = v == NULL;
+              p.i = v != NULL ? *v : 0;
+              break;
+            }
+          case RTP_DB_BOOL:
+            p.i = va_arg (args, gboolean) ? 1 : 0;
+            break;
+          case RTP_DB_END:
+          default:
+            g_assert_not_reached ();
         }
       g_array_append_val (params, p);
     }
@@ -742,7 +743,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   /* within a transaction the caller must roll back first: its earlier statements are lost */
   if (self->in_transaction || self->provider == NULL || now - self->last_attempt_us < G_USEC_PER_SEC)
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _ ("The database is not available."));
       return FALSE;
     }
   self->last_attempt_us = now;
@@ -761,7 +762,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   if (self->cnc == NULL)
     {
       g_warning ("reconnecting to the database failed: %s", local_error != NULL ? local_error->message : "?");
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _ ("The database is not available."));
       return FALSE;
     }
   self->broken = FALSE;
@@ -1057,7 +1058,7 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
     return FALSE;
   if (self->cnc == NULL || self->broken)
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _("The database is not available."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE, _ ("The database is not available."));
       return FALSE;
     }
   stmt = g_hash_table_lookup (self->raw_cache, sql);

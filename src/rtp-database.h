@@ -29,65 +29,64 @@ typedef enum {
   RTP_DB_BOOL,     /* gboolean, stored as 0/1 */
 } RtpDbType;
 
-gboolean       rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider,
-                                       char **cnc_string, char **auth_string, char **sqlite_path,
-                                       GError **error);
+gboolean rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider, char **cnc_string,
+                                 char **auth_string, char **sqlite_path, GError **error);
 
-RtpDatabase   *rtp_database_open (const char *uri, GError **error);
-RtpDatabase   *rtp_database_open_read_only (const char *uri, GError **error);
-RtpDatabase   *rtp_database_open_with_password (const char *uri, const char *password, GError **error);
-gboolean       rtp_database_migrate (RtpDatabase *self, GError **error);
+RtpDatabase *rtp_database_open (const char *uri, GError **error);
+RtpDatabase *rtp_database_open_read_only (const char *uri, GError **error);
+RtpDatabase *rtp_database_open_with_password (const char *uri, const char *password, GError **error);
+gboolean rtp_database_migrate (RtpDatabase *self, GError **error);
 /* Applies migrations up to and including @target only (tests of old files). */
-gboolean       rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error);
-gint64         rtp_database_get_schema_version (RtpDatabase *self, GError **error);
-gint64         rtp_database_get_latest_schema_version (void);
+gboolean rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **error);
+gint64 rtp_database_get_schema_version (RtpDatabase *self, GError **error);
+gint64 rtp_database_get_latest_schema_version (void);
 RtpDatabaseKind rtp_database_get_kind (RtpDatabase *self);
-const char    *rtp_database_get_kind_name (RtpDatabase *self);
-const char    *rtp_database_get_sqlite_path (RtpDatabase *self);
-void           rtp_database_close (RtpDatabase *self);
+const char *rtp_database_get_kind_name (RtpDatabase *self);
+const char *rtp_database_get_sqlite_path (RtpDatabase *self);
+void rtp_database_close (RtpDatabase *self);
 
 /* Statements; the variadic list is terminated by NULL. */
-GdaDataModel  *rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
-gint           rtp_database_exec (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
+GdaDataModel *rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
+gint rtp_database_exec (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
 /* First column of the first row as an integer (0 for SQL NULL), -1 on error: COUNT(*), MAX(…). */
-gint64         rtp_database_select_int (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
-GdaDataModel  *rtp_database_select_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
-gint           rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
+gint64 rtp_database_select_int (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
+GdaDataModel *rtp_database_select_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
+gint rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
 /* Runs several `;`-separated statements without parameters (migrations). */
-gboolean       rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error);
+gboolean rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error);
 
-gboolean       rtp_database_begin (RtpDatabase *self, GError **error);
+gboolean rtp_database_begin (RtpDatabase *self, GError **error);
 
 /* A transaction that rolls back when it goes out of scope uncommitted (in the spirit of fwupd's
  * FuDeviceLocker): g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (db, error). */
 typedef struct _RtpTransaction RtpTransaction;
 RtpTransaction *rtp_database_begin_transaction (RtpDatabase *self, GError **error);
-gboolean        rtp_transaction_commit (RtpTransaction *tx, GError **error);
-void            rtp_transaction_free (RtpTransaction *tx);
+gboolean rtp_transaction_commit (RtpTransaction *tx, GError **error);
+void rtp_transaction_free (RtpTransaction *tx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpTransaction, rtp_transaction_free)
-gboolean       rtp_database_commit (RtpDatabase *self, GError **error);
-void           rtp_database_rollback (RtpDatabase *self);
-guint64        rtp_database_get_change_stamp (RtpDatabase *self);
-gboolean       rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error);
-void           rtp_database_rollback_to (RtpDatabase *self, const char *name);
-gboolean       rtp_database_release (RtpDatabase *self, const char *name, GError **error);
+gboolean rtp_database_commit (RtpDatabase *self, GError **error);
+void rtp_database_rollback (RtpDatabase *self);
+guint64 rtp_database_get_change_stamp (RtpDatabase *self);
+gboolean rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error);
+void rtp_database_rollback_to (RtpDatabase *self, const char *name);
+gboolean rtp_database_release (RtpDatabase *self, const char *name, GError **error);
 
-gboolean       rtp_database_try_leadership (RtpDatabase *self);
-gboolean       rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error);
+gboolean rtp_database_try_leadership (RtpDatabase *self);
+gboolean rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error);
 
 /* Result access. Strings are NULL for SQL NULL. */
-guint          rtp_db_rows (GdaDataModel *model);
-const char    *rtp_db_str (GdaDataModel *model, guint row, guint col);
-gboolean       rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out);
-gint64         rtp_db_int0 (GdaDataModel *model, guint row, guint col);
+guint rtp_db_rows (GdaDataModel *model);
+const char *rtp_db_str (GdaDataModel *model, guint row, guint col);
+gboolean rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out);
+gint64 rtp_db_int0 (GdaDataModel *model, guint row, guint col);
 
 /* Lists in one column: rtp_database_list_agg() is the SQL aggregate of @column for this dialect
  * (a new string; services build their SQL with it once, at construction), joining the values with
  * 0x1f (identifiers cannot hold control characters); rtp_db_str_list() reads
  * such a column back as a sorted list of strings (empty for NULL, the aggregate over no rows). One row
  * per parent instead of one per child: libgda builds objects for every row it returns. */
-char          *rtp_database_list_agg (RtpDatabase *self, const char *column);
-GPtrArray     *rtp_db_str_list (GdaDataModel *model, guint row, guint col);
-GPtrArray     *rtp_str_list_copy (GPtrArray *list);
+char *rtp_database_list_agg (RtpDatabase *self, const char *column);
+GPtrArray *rtp_db_str_list (GdaDataModel *model, guint row, guint col);
+GPtrArray *rtp_str_list_copy (GPtrArray *list);
 
 G_END_DECLS

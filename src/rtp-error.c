@@ -8,7 +8,7 @@
  * for Retry-After (they used to be parsed back out of the translated message). */
 typedef struct {
   guint retry_after_s;
-  GStrv fields;        /* (owned) (nullable) one message per missing field */
+  GStrv fields; /* (owned) (nullable) one message per missing field */
 } RtpErrorPrivate;
 
 static void
@@ -76,14 +76,11 @@ rtp_error_to_http_status (const GError *error)
     RtpError code;
     guint status;
   } map[] = {
-    { RTP_ERROR_FAILED, 500 },         { RTP_ERROR_INVALID, 400 },
-    { RTP_ERROR_UNAUTHORIZED, 401 },   { RTP_ERROR_FORBIDDEN, 403 },
-    { RTP_ERROR_NOT_FOUND, 404 },      { RTP_ERROR_NOT_ACCEPTABLE, 406 },
-    { RTP_ERROR_EXISTS, 409 },         { RTP_ERROR_CONFLICT, 409 },
-    { RTP_ERROR_TOO_LARGE, 413 },      { RTP_ERROR_TOO_MANY, 429 },
-    { RTP_ERROR_UPSTREAM, 502 },       { RTP_ERROR_UNAVAILABLE, 503 },
-    { RTP_ERROR_READONLY, 503 },       { RTP_ERROR_BUSY, 503 },
-    { RTP_ERROR_UNCONFIRMED, 502 },
+    { RTP_ERROR_FAILED, 500 },    { RTP_ERROR_INVALID, 400 },   { RTP_ERROR_UNAUTHORIZED, 401 },
+    { RTP_ERROR_FORBIDDEN, 403 }, { RTP_ERROR_NOT_FOUND, 404 }, { RTP_ERROR_NOT_ACCEPTABLE, 406 },
+    { RTP_ERROR_EXISTS, 409 },    { RTP_ERROR_CONFLICT, 409 },  { RTP_ERROR_TOO_LARGE, 413 },
+    { RTP_ERROR_TOO_MANY, 429 },  { RTP_ERROR_UPSTREAM, 502 },  { RTP_ERROR_UNAVAILABLE, 503 },
+    { RTP_ERROR_READONLY, 503 },  { RTP_ERROR_BUSY, 503 },      { RTP_ERROR_UNCONFIRMED, 502 },
   };
 
   if (error == NULL || error->domain != RTP_ERROR)
@@ -128,18 +125,20 @@ rtp_error_register_dbus_names (void)
 GError *
 rtp_error_new_not_found (const char *kind, const char *id)
 {
-  return g_error_new (RTP_ERROR, RTP_ERROR_NOT_FOUND, _("The %s (%s) is not present in the database."), kind, id);
+  return g_error_new (RTP_ERROR, RTP_ERROR_NOT_FOUND, _ ("The %s (%s) is not present in the database."), kind, id);
 }
 
 GError *
 rtp_error_new_exists (const char *kind, const char *id)
 {
-  return g_error_new (RTP_ERROR, RTP_ERROR_EXISTS, _("A %s (%s) is already present in the database."), kind, id);
+  return g_error_new (RTP_ERROR, RTP_ERROR_EXISTS, _ ("A %s (%s) is already present in the database."), kind, id);
 }
 
 GError *
 rtp_error_new_wrong_type (void)
 {
-  return g_error_new_literal (RTP_ERROR, RTP_ERROR_INVALID,
-                              _("Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
+  return g_error_new_literal (
+    RTP_ERROR, RTP_ERROR_INVALID,
+    _ (
+      "Some or more values in the JSON body were null or do not correspond to the required column type in the database."));
 }

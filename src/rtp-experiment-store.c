@@ -15,24 +15,24 @@
 
 #include <string.h>
 
-#define PV_COLUMNS \
-  "pv_string, human_readable_name, experiment_short_id, available_for_mqtt_publish, default_threshold_min, " \
+#define PV_COLUMNS                                                                                                     \
+  "pv_string, human_readable_name, experiment_short_id, available_for_mqtt_publish, default_threshold_min, "           \
   "default_threshold_max"
 
 /* load_experiments(): one row per experiment with its PVs and users aggregated (two aggregates from
  * rtp_database_list_agg, then an optional WHERE) */
-#define SELECT_EXPERIMENTS \
-  "SELECT e.short_id, e.human_readable_name, " \
-  "(SELECT %s FROM process_variables p WHERE p.experiment_short_id = e.short_id), " \
+#define SELECT_EXPERIMENTS                                                                                             \
+  "SELECT e.short_id, e.human_readable_name, "                                                                         \
+  "(SELECT %s FROM process_variables p WHERE p.experiment_short_id = e.short_id), "                                    \
   "(SELECT %s FROM user_experiments u WHERE u.short_id = e.short_id) FROM experiments e %s ORDER BY e.short_id"
 
 struct _RtpExperimentStore {
   GObject parent_instance;
-  RtpDatabase *db;        /* (owned) */
-  char *select_all;       /* (owned) load_experiments()'s SQL, built once for the dialect */
-  char *select_one;       /* (owned) the same for one short_id */
-  RtpStampCache *experiments;   /* (owned) short_id → RtpExperiment, read before */
-  RtpStampCache *pvs;           /* (owned) pv_string → RtpProcessVariable, read before */
+  RtpDatabase *db;            /* (owned) */
+  char *select_all;           /* (owned) load_experiments()'s SQL, built once for the dialect */
+  char *select_one;           /* (owned) the same for one short_id */
+  RtpStampCache *experiments; /* (owned) short_id → RtpExperiment, read before */
+  RtpStampCache *pvs;         /* (owned) pv_string → RtpProcessVariable, read before */
 };
 
 G_DEFINE_TYPE (RtpExperimentStore, rtp_experiment_store, G_TYPE_OBJECT)
@@ -178,8 +178,10 @@ rtp_experiment_store_new (RtpDatabase *db)
   self->db = g_object_ref (db);
   self->select_all = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "");
   self->select_one = g_strdup_printf (SELECT_EXPERIMENTS, pvs, users, "WHERE e.short_id = :only");
-  self->experiments = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_experiment_copy, (GDestroyNotify) rtp_experiment_free);
-  self->pvs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_process_variable_copy, (GDestroyNotify) rtp_process_variable_free);
+  self->experiments = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_experiment_copy,
+                                           (GDestroyNotify) rtp_experiment_free);
+  self->pvs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_process_variable_copy,
+                                   (GDestroyNotify) rtp_process_variable_free);
   return self;
 }
 
@@ -207,7 +209,7 @@ rtp_pv_short_id (const char *pv_string, GError **error)
   if (colon == NULL || colon == pv_string)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _("pv_string: The pv_string (%s) must start with the experiment's short_id followed by ':'."),
+                   _ ("pv_string: The pv_string (%s) must start with the experiment's short_id followed by ':'."),
                    pv_string != NULL ? pv_string : "");
       return NULL;
     }
@@ -227,7 +229,8 @@ validate_pv_string (const char *pv_string, GError **error)
   if (!rtp_pv_name_is_epics (pv_string))
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _("pv_string: The pv_string (%s) contains characters that EPICS PV names do not allow."), pv_string);
+                   _ ("pv_string: The pv_string (%s) contains characters that EPICS PV names do not allow."),
+                   pv_string);
       return FALSE;
     }
   return TRUE;
@@ -236,9 +239,11 @@ validate_pv_string (const char *pv_string, GError **error)
 static gboolean
 publish_refused (const char *pv_string, GError **error)
 {
-  g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-               _("available_for_mqtt_publish: The process variable (%s) cannot be published: its name holds '+', a wildcard in MQTT topics."),
-               pv_string);
+  g_set_error (
+    error, RTP_ERROR, RTP_ERROR_INVALID,
+    _ (
+      "available_for_mqtt_publish: The process variable (%s) cannot be published: its name holds '+', a wildcard in MQTT topics."),
+    pv_string);
   return FALSE;
 }
 
@@ -277,8 +282,9 @@ ensure_experiment (RtpExperimentStore *self, const char *short_id, GError **erro
     return FALSE;
   if (exists)
     return TRUE;
-  return rtp_database_exec (self->db, error, "INSERT INTO experiments (short_id, human_readable_name) VALUES (:id, NULL)",
-                            "id", RTP_DB_STR, short_id, NULL) >= 0;
+  return rtp_database_exec (self->db, error,
+                            "INSERT INTO experiments (short_id, human_readable_name) VALUES (:id, NULL)", "id",
+                            RTP_DB_STR, short_id, NULL) >= 0;
 }
 
 /* Removes @short_id when no PV is left in it; @removed tells whether it was. */
@@ -306,8 +312,9 @@ remove_if_empty (RtpExperimentStore *self, const char *short_id, gboolean *remov
 static GPtrArray *
 load_experiments (RtpExperimentStore *self, const char *only, GError **error)
 {
-  g_autoptr (GdaDataModel) exps = rtp_database_select (self->db, error, only != NULL ? self->select_one : self->select_all,
-                                                       "only", RTP_DB_STR, only, NULL);
+  g_autoptr (GdaDataModel)
+    exps = rtp_database_select (self->db, error, only != NULL ? self->select_one : self->select_all, "only", RTP_DB_STR,
+                                only, NULL);
   g_autoptr (GPtrArray) out = NULL;
 
   if (exps == NULL)
@@ -344,7 +351,7 @@ rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short
   if (list == NULL)
     return NULL;
   if (list->len == 0)
-    return not_found (error, _("experiment"), short_id), NULL;
+    return not_found (error, _ ("experiment"), short_id), NULL;
   experiment = g_ptr_array_steal_index (list, 0);
   rtp_stamp_cache_store (self->experiments, stamp, short_id, experiment);
   return experiment;
@@ -390,9 +397,15 @@ change_assignments (RtpExperimentStore *self, const char *short_id, const char *
       if (!user_exists (self, user_id, &exists, error))
         return FALSE;
       if (!exists)
-        g_ptr_array_add (field_errors,
-                         adding ? g_strdup_printf (_("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."), user_id)
-                                : g_strdup_printf (_("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."), user_id));
+        g_ptr_array_add (
+          field_errors,
+          adding
+            ? g_strdup_printf (
+                _ ("users_to_add: The user (%s) does not exist and therefore cannot be added to the experiment."),
+                user_id)
+            : g_strdup_printf (
+                _ ("users_to_remove: The user (%s) does not exist and therefore cannot be removed from the experiment."),
+                user_id));
       else if (adding ? !rtp_experiment_store_assign (self, short_id, user_id, error)
                       : (!emit_hook (self, SIGNAL_USER_UNASSIGNING, user_id, short_id, error) ||
                          rtp_database_exec (self->db, error,
@@ -433,7 +446,10 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
 
   if (changes->short_id_state != RTP_FIELD_ABSENT &&
       !(changes->short_id_state == RTP_FIELD_SET && g_strcmp0 (changes->short_id, short_id) == 0))
-    g_ptr_array_add (field_errors, g_strdup (_("short_id: The short_id cannot be changed at the moment. Edit the individual process variables to create a new experiment with a new short_id!")));
+    g_ptr_array_add (
+      field_errors,
+      g_strdup (_ (
+        "short_id: The short_id cannot be changed at the moment. Edit the individual process variables to create a new experiment with a new short_id!")));
 
   if (changes->name_state != RTP_FIELD_ABSENT)
     {
@@ -441,8 +457,9 @@ rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *sh
       g_autoptr (GError) e = NULL;
       if (value != NULL && !rtp_validate_text ("human_readable_name", value, 100, &e))
         g_ptr_array_add (field_errors, g_strdup (e->message));
-      else if (rtp_database_exec (self->db, error, "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id",
-                                  "n", RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
+      else if (rtp_database_exec (self->db, error,
+                                  "UPDATE experiments SET human_readable_name = :n WHERE short_id = :id", "n",
+                                  RTP_DB_STR, value, "id", RTP_DB_STR, short_id, NULL) < 0)
         return NULL;
     }
   if (!change_assignments (self, short_id, changes->users_to_add, TRUE, field_errors, error) ||
@@ -515,19 +532,20 @@ rtp_experiment_store_check_access (RtpExperimentStore *self, const RtpUser *user
     return TRUE;
   switch (access)
     {
-    case RTP_ACCESS_READ:
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                           _("Only users that are assigned to the experiment and admins can access it."));
-      break;
-    case RTP_ACCESS_WATCH:
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                           _("Only users that are assigned to the experiment can access it."));
-      break;
-    case RTP_ACCESS_SET:
-    default:
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                           _("Process variable data can only be overwritten by users assigned to the associated experiment."));
-      break;
+      case RTP_ACCESS_READ:
+        g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                             _ ("Only users that are assigned to the experiment and admins can access it."));
+        break;
+      case RTP_ACCESS_WATCH:
+        g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                             _ ("Only users that are assigned to the experiment can access it."));
+        break;
+      case RTP_ACCESS_SET:
+      default:
+        g_set_error_literal (
+          error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+          _ ("Process variable data can only be overwritten by users assigned to the associated experiment."));
+        break;
     }
   return FALSE;
 }
@@ -551,9 +569,10 @@ GPtrArray *
 rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error)
 {
   g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error,
-      "SELECT " PV_COLUMNS " FROM process_variables WHERE COALESCE(:e, experiment_short_id) = experiment_short_id ORDER BY pv_string",
-      "e", RTP_DB_STR, short_id, NULL);
+    self->db, error,
+    "SELECT " PV_COLUMNS
+    " FROM process_variables WHERE COALESCE(:e, experiment_short_id) = experiment_short_id ORDER BY pv_string",
+    "e", RTP_DB_STR, short_id, NULL);
   GPtrArray *out;
 
   if (m == NULL)
@@ -573,12 +592,12 @@ rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GE
 
   if (pv != NULL)
     return pv;
-  m = rtp_database_select (self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv",
-                           "pv", RTP_DB_STR, pv_string, NULL);
+  m = rtp_database_select (self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv", "pv",
+                           RTP_DB_STR, pv_string, NULL);
   if (m == NULL)
     return NULL;
   if (rtp_db_rows (m) == 0)
-    return not_found (error, _("process variable"), pv_string), NULL;
+    return not_found (error, _ ("process variable"), pv_string), NULL;
   pv = pv_from_row (m, 0);
   rtp_stamp_cache_store (self->pvs, stamp, pv_string, pv);
   return pv;
@@ -587,7 +606,7 @@ rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GE
 /* The settable fields of a PV; what is not "set" stays as it is (or default on creation). */
 typedef struct {
   gboolean set_name;
-  const char *name;  /* (nullable) */
+  const char *name; /* (nullable) */
   gboolean set_publish;
   gboolean publish;
   gboolean set_min;
@@ -625,9 +644,9 @@ insert_pv (RtpExperimentStore *self, const char *pv_string, const PvFields *f, G
 static gboolean
 update_pv_fields (RtpExperimentStore *self, const char *pv_string, const PvFields *f, GError **error)
 {
-  if (f->set_name && rtp_database_exec (self->db, error,
-                                        "UPDATE process_variables SET human_readable_name = :v WHERE pv_string = :pv",
-                                        "v", RTP_DB_STR, f->name, "pv", RTP_DB_STR, pv_string, NULL) < 0)
+  if (f->set_name &&
+      rtp_database_exec (self->db, error, "UPDATE process_variables SET human_readable_name = :v WHERE pv_string = :pv",
+                         "v", RTP_DB_STR, f->name, "pv", RTP_DB_STR, pv_string, NULL) < 0)
     return FALSE;
   if (f->set_publish &&
       rtp_database_exec (self->db, error,
@@ -674,8 +693,10 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
 
   if (fields->pv_string_state == RTP_FIELD_ABSENT || fields->pv_string_state == RTP_FIELD_NULL)
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
-                           _("No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
+      g_set_error_literal (
+        error, RTP_ERROR, RTP_ERROR_INVALID,
+        _ (
+          "No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
       return NULL;
     }
   if (fields->pv_string_state != RTP_FIELD_SET || fields->name_state == RTP_FIELD_WRONG_TYPE ||
@@ -706,7 +727,7 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
     return NULL;
   if (exists)
     {
-      g_propagate_error (error, rtp_error_new_exists (_("process variable"), pv_string));
+      g_propagate_error (error, rtp_error_new_exists (_ ("process variable"), pv_string));
       return NULL;
     }
   if (!insert_pv (self, pv_string, &f, error))
@@ -714,7 +735,7 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
       if (g_error_matches (*error, RTP_ERROR, RTP_ERROR_EXISTS))
         {
           g_clear_error (error);
-          g_propagate_error (error, rtp_error_new_exists (_("process variable"), pv_string));
+          g_propagate_error (error, rtp_error_new_exists (_ ("process variable"), pv_string));
         }
       return NULL;
     }
@@ -739,15 +760,16 @@ rename_pv (RtpExperimentStore *self, const char *from, const char *to, GError **
     return FALSE;
   if (exists)
     {
-      g_propagate_error (error, rtp_error_new_exists (_("process variable"), to));
+      g_propagate_error (error, rtp_error_new_exists (_ ("process variable"), to));
       return FALSE;
     }
   if (!emit_hook (self, SIGNAL_PV_RENAMING, from, to, error))
     return FALSE;
   if (!ensure_experiment (self, new_short, error) ||
-      rtp_database_exec (self->db, error,
-                         "UPDATE process_variables SET pv_string = :to, experiment_short_id = :e WHERE pv_string = :from",
-                         "to", RTP_DB_STR, to, "e", RTP_DB_STR, new_short, "from", RTP_DB_STR, from, NULL) < 0)
+      rtp_database_exec (
+        self->db, error,
+        "UPDATE process_variables SET pv_string = :to, experiment_short_id = :e WHERE pv_string = :from", "to",
+        RTP_DB_STR, to, "e", RTP_DB_STR, new_short, "from", RTP_DB_STR, from, NULL) < 0)
     return FALSE;
   if (old_short != NULL && !remove_if_empty (self, old_short, &removed, error))
     return FALSE;
@@ -804,7 +826,8 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
       g_autoptr (GError) e = NULL;
       const char *target = rename_to != NULL ? rename_to : pv_string;
       if (changes->publish_state != RTP_FIELD_SET)
-        g_ptr_array_add (field_errors, g_strdup (_("available_for_mqtt_publish: Value must be either true or false.")));
+        g_ptr_array_add (field_errors,
+                         g_strdup (_ ("available_for_mqtt_publish: Value must be either true or false.")));
       else if (changes->available_for_mqtt_publish && !rtp_pv_name_is_mqtt_safe (target))
         {
           publish_refused (target, &e);
@@ -819,14 +842,14 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
   if (changes->threshold_min_state != RTP_FIELD_ABSENT)
     {
       if (!read_threshold (changes->threshold_min_state, changes->default_threshold_min, &f.min, &f.min_value))
-        g_ptr_array_add (field_errors, g_strdup (_("default_threshold_min: Value must be Integer.")));
+        g_ptr_array_add (field_errors, g_strdup (_ ("default_threshold_min: Value must be Integer.")));
       else
         f.set_min = TRUE;
     }
   if (changes->threshold_max_state != RTP_FIELD_ABSENT)
     {
       if (!read_threshold (changes->threshold_max_state, changes->default_threshold_max, &f.max, &f.max_value))
-        g_ptr_array_add (field_errors, g_strdup (_("default_threshold_max: Value must be Integer.")));
+        g_ptr_array_add (field_errors, g_strdup (_ ("default_threshold_max: Value must be Integer.")));
       else
         f.set_max = TRUE;
     }
@@ -835,7 +858,10 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
       gboolean same = changes->experiment_state == RTP_FIELD_SET &&
                       g_strcmp0 (changes->experiment_short_id, existing->experiment_short_id) == 0;
       if (!same)
-        g_ptr_array_add (field_errors, g_strdup (_("experiment_short_id: The experiment_short_id cannot be changed manually as it is generated from the pv_string. Change the characters in the pv_string before the first colon to change the short_id and thus assign the pv_string to a new experiment.")));
+        g_ptr_array_add (
+          field_errors,
+          g_strdup (_ (
+            "experiment_short_id: The experiment_short_id cannot be changed manually as it is generated from the pv_string. Change the characters in the pv_string before the first colon to change the short_id and thus assign the pv_string to a new experiment.")));
     }
 
   if (!update_pv_fields (self, pv_string, &f, error))
@@ -903,7 +929,8 @@ rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self)
       const char *pv = rtp_db_str (m, i, 0);
       if (!rtp_pv_name_is_epics (pv) || !rtp_pv_name_is_mqtt_safe (pv))
         g_warning ("the process variable '%s' has a name that EPICS or MQTT does not allow; it can be charted but "
-                   "never published, and new PVs cannot be named like it", pv);
+                   "never published, and new PVs cannot be named like it",
+                   pv);
     }
 }
 
@@ -937,9 +964,10 @@ rtp_experiment_store_export (RtpExperimentStore *self, GError **error)
       g_ptr_array_add (list, pv);
     }
 
-  g_string_append_printf (out, "# Realtimeplot Server configuration export (experiments and process variables)\n"
-                               "# created %s by realtimeplot-server %s\n"
-                               "# Import it with POST /file/import. A ';' inside a value is written as &SMKL&.\n\n",
+  g_string_append_printf (out,
+                          "# Realtimeplot Server configuration export (experiments and process variables)\n"
+                          "# created %s by realtimeplot-server %s\n"
+                          "# Import it with POST /file/import. A ';' inside a value is written as &SMKL&.\n\n",
                           stamp, RTP_VERSION);
   for (guint i = 0; i < experiments->len; i++)
     {
@@ -953,8 +981,10 @@ rtp_experiment_store_export (RtpExperimentStore *self, GError **error)
       for (guint j = 0; list != NULL && j < list->len; j++)
         {
           RtpProcessVariable *pv = g_ptr_array_index (list, j);
-          g_autofree char *min = pv->has_threshold_min ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_min) : NULL;
-          g_autofree char *max = pv->has_threshold_max ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_max) : NULL;
+          g_autofree char *min = pv->has_threshold_min ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_min)
+                                                       : NULL;
+          g_autofree char *max = pv->has_threshold_max ? g_strdup_printf ("%" G_GINT64_FORMAT, pv->threshold_max)
+                                                       : NULL;
 
           g_string_append (out, "    [PROCESS_VARIABLE]");
           rtp_config_file_append_attribute (out, "pv_string", pv->pv_string);
@@ -1078,12 +1108,12 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
     blank = g_ascii_isspace (text[i]);
   if (blank)
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("No data found. Nothing could be imported."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("No data found. Nothing could be imported."));
       return NULL;
     }
   if (!g_utf8_validate (text, (gssize) length, NULL))
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("The file is not valid UTF-8 text."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("The file is not valid UTF-8 text."));
       return NULL;
     }
   lines = rtp_config_file_parse (text, length);
@@ -1116,9 +1146,12 @@ rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize l
               return NULL;
             }
           rtp_database_rollback_to (self->db, "import_line");
-          g_ptr_array_add (result->errors,
-                           g_strdup_printf (_("line-%u: An error occurred while creating the process variable. Check if the pv_string and the other attributes are set correctly, and start the import again. Valid process variables are not affected."),
-                                            line->line_number));
+          g_ptr_array_add (
+            result->errors,
+            g_strdup_printf (
+              _ (
+                "line-%u: An error occurred while creating the process variable. Check if the pv_string and the other attributes are set correctly, and start the import again. Valid process variables are not affected."),
+              line->line_number));
         }
       if (!rtp_database_release (self->db, "import_line", error))
         return NULL;

@@ -11,14 +11,14 @@ G_BEGIN_DECLS
 
 typedef struct {
   char *short_id;
-  char *human_readable_name;  /* (nullable) */
-  GPtrArray *pv_strings;      /* (element-type utf8) sorted */
-  GPtrArray *user_ids;        /* (element-type utf8) sorted */
+  char *human_readable_name; /* (nullable) */
+  GPtrArray *pv_strings;     /* (element-type utf8) sorted */
+  GPtrArray *user_ids;       /* (element-type utf8) sorted */
 } RtpExperiment;
 
 typedef struct {
   char *pv_string;
-  char *human_readable_name;  /* (nullable) */
+  char *human_readable_name; /* (nullable) */
   char *experiment_short_id;
   gboolean available_for_mqtt_publish;
   gboolean has_threshold_min;
@@ -27,10 +27,10 @@ typedef struct {
   gint64 threshold_max;
 } RtpProcessVariable;
 
-RtpExperiment      *rtp_experiment_copy (const RtpExperiment *experiment);
-void                rtp_experiment_free (RtpExperiment *experiment);
+RtpExperiment *rtp_experiment_copy (const RtpExperiment *experiment);
+void rtp_experiment_free (RtpExperiment *experiment);
 RtpProcessVariable *rtp_process_variable_copy (const RtpProcessVariable *pv);
-void                rtp_process_variable_free (RtpProcessVariable *pv);
+void rtp_process_variable_free (RtpProcessVariable *pv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpExperiment, rtp_experiment_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpProcessVariable, rtp_process_variable_free)
 
@@ -39,7 +39,7 @@ typedef struct {
   guint process_variables_in_file;
   guint experiments_in_database;
   guint process_variables_in_database;
-  GPtrArray *errors;          /* (element-type utf8) one per failed line */
+  GPtrArray *errors; /* (element-type utf8) one per failed line */
 } RtpImportResult;
 
 void rtp_import_result_free (RtpImportResult *result);
@@ -58,18 +58,18 @@ typedef struct {
   gint64 default_threshold_min;
   RtpFieldState threshold_max_state;
   gint64 default_threshold_max;
-  RtpFieldState experiment_state;     /* changes only: it follows from pv_string, so it may only repeat it */
+  RtpFieldState experiment_state; /* changes only: it follows from pv_string, so it may only repeat it */
   const char *experiment_short_id;
 } RtpPvFields;
 
 /* Changes to an experiment, each as it arrived; the strings are borrowed for the call. */
 typedef struct {
-  RtpFieldState short_id_state;       /* it may only repeat the experiment's own */
+  RtpFieldState short_id_state; /* it may only repeat the experiment's own */
   const char *short_id;
   RtpFieldState name_state;
   const char *human_readable_name;
   RtpFieldState users_to_add_state;
-  const char *const *users_to_add;    /* (array zero-terminated=1) user_ids */
+  const char *const *users_to_add; /* (array zero-terminated=1) user_ids */
   RtpFieldState users_to_remove_state;
   const char *const *users_to_remove;
 } RtpExperimentChanges;
@@ -80,19 +80,18 @@ G_DECLARE_FINAL_TYPE (RtpExperimentStore, rtp_experiment_store, RTP, EXPERIMENT_
 RtpExperimentStore *rtp_experiment_store_new (RtpDatabase *db);
 
 /* The experiment's short_id of a pv_string, or NULL (with @error) when it has none. */
-char               *rtp_pv_short_id (const char *pv_string, GError **error);
+char *rtp_pv_short_id (const char *pv_string, GError **error);
 /* Logs a warning for each stored PV whose name new PVs could not have (taken over or older rows). */
-void                rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self);
+void rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self);
 
-GPtrArray          *rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error);
-RtpExperiment      *rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
-RtpExperiment      *rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
-                                                            const RtpExperimentChanges *changes, GPtrArray *field_errors,
-                                                            GError **error);
-GPtrArray          *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id,
-                                                            GError **error);
+GPtrArray *rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error);
+RtpExperiment *rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
+RtpExperiment *rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
+                                                       const RtpExperimentChanges *changes, GPtrArray *field_errors,
+                                                       GError **error);
+GPtrArray *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
 
-GPtrArray          *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
+GPtrArray *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
 RtpProcessVariable *rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error);
 RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fields,
                                                     GError **error);
@@ -102,8 +101,8 @@ RtpProcessVariable *rtp_experiment_store_update_pv (RtpExperimentStore *self, co
 RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
                                                     char **deleted_experiment, GError **error);
 
-gboolean            rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user,
-                                                      const char *short_id, gboolean *assigned, GError **error);
+gboolean rtp_experiment_store_is_assigned (RtpExperimentStore *self, const RtpUser *user, const char *short_id,
+                                           gboolean *assigned, GError **error);
 
 /* What a caller wants to do with an experiment; each has its rule and its refusal (API.md). */
 typedef enum {
@@ -114,15 +113,13 @@ typedef enum {
 
 /* The one access rule: TRUE, or FALSE with RTP_ERROR_FORBIDDEN and the contract's message for
  * @access (or the database's error). */
-gboolean            rtp_experiment_store_check_access (RtpExperimentStore *self, const RtpUser *user,
-                                                       const char *short_id, RtpAccess access, GError **error);
-gboolean            rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
-                                                 GError **error);
-gboolean            rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs,
-                                                GError **error);
+gboolean rtp_experiment_store_check_access (RtpExperimentStore *self, const RtpUser *user, const char *short_id,
+                                            RtpAccess access, GError **error);
+gboolean rtp_experiment_store_assign (RtpExperimentStore *self, const char *short_id, const char *user_id,
+                                      GError **error);
+gboolean rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs, GError **error);
 
-char               *rtp_experiment_store_export (RtpExperimentStore *self, GError **error);
-RtpImportResult    *rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length,
-                                                 GError **error);
+char *rtp_experiment_store_export (RtpExperimentStore *self, GError **error);
+RtpImportResult *rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length, GError **error);
 
 G_END_DECLS

@@ -15,10 +15,10 @@
 
 struct _RtpHistory {
   GObject parent_instance;
-  RtpConfig **config;           /* (unowned) the application's current configuration */
-  RtpArchiverClient *archiver;  /* (owned) */
-  GTimeZone *tz;                /* (owned) (nullable) built for @tz_name */
-  char *tz_name;                /* (owned) (nullable) ARCHIVER_TIMEZONE when @tz was built */
+  RtpConfig **config;          /* (unowned) the application's current configuration */
+  RtpArchiverClient *archiver; /* (owned) */
+  GTimeZone *tz;               /* (owned) (nullable) built for @tz_name */
+  char *tz_name;               /* (owned) (nullable) ARCHIVER_TIMEZONE when @tz was built */
 };
 
 G_DEFINE_TYPE (RtpHistory, rtp_history, G_TYPE_OBJECT)
@@ -71,8 +71,9 @@ GTimeZone *
 rtp_history_get_time_zone (RtpHistory *self)
 {
   RtpConfig *config = *self->config;
-  const char *name = rtp_config_is_set (config, "ARCHIVER_TIMEZONE") ? rtp_config_get_string (config, "ARCHIVER_TIMEZONE")
-                                                                     : NULL;
+  const char *name = rtp_config_is_set (config, "ARCHIVER_TIMEZONE")
+                       ? rtp_config_get_string (config, "ARCHIVER_TIMEZONE")
+                       : NULL;
 
   if (self->tz == NULL || g_strcmp0 (name, self->tz_name) != 0)
     {
@@ -96,7 +97,7 @@ read_time (RtpHistory *self, const char *name, const char *text, gboolean *given
   if (!rtp_time_parse (text, rtp_history_get_time_zone (self), out_us))
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
+                   _ ("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
       return FALSE;
     }
   *given = TRUE;
@@ -119,12 +120,14 @@ rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryW
     {
       if (query->max_points < 0)
         {
-          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("max_points: Value must be a non-negative integer."));
+          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                               _ ("max_points: Value must be a non-negative integer."));
           return FALSE;
         }
       if (query->max_points > limit)
         {
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("max_points: Value must be at most %lld."), (long long) limit);
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("max_points: Value must be at most %lld."),
+                       (long long) limit);
           return FALSE;
         }
       window->max_points = query->max_points;
@@ -135,13 +138,15 @@ rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryW
     {
       gint64 hours = rtp_config_get_int (config, "DEFAULT_ARCHIVER_TIME_PERIOD");
       window->from_us = window->to_us - hours * 3600 * G_USEC_PER_SEC;
-      window->defaulted = g_strdup_printf (_("Time frame not specified. The data is in a server-defined time frame of %lld hours up to the current time."),
-                                           (long long) hours);
+      window->defaulted = g_strdup_printf (
+        _ (
+          "Time frame not specified. The data is in a server-defined time frame of %lld hours up to the current time."),
+        (long long) hours);
     }
   if (window->from_us > window->to_us)
     {
       rtp_history_window_clear (window);
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("The time frame is empty: since is after until."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("The time frame is empty: since is after until."));
       return FALSE;
     }
   return TRUE;
@@ -154,8 +159,8 @@ rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindo
 {
   /* optimized_N: the appliance answers raw samples when the window holds at most N, else ~N bins */
   g_autofree char *expr = window->max_points > 0
-                              ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", window->max_points, pv)
-                              : g_strdup (pv);
+                            ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", window->max_points, pv)
+                            : g_strdup (pv);
 
   return rtp_archiver_client_fetch_async (self->archiver, expr, window->from_us, window->to_us, window->max_points > 0,
                                           TRUE, on_sample, sample_data, cancellable, callback, user_data);

@@ -13,42 +13,40 @@ G_DECLARE_FINAL_TYPE (RtpHistory, rtp_history, RTP, HISTORY, GObject)
 
 /* What a caller asks for; NULL/FALSE members take the server's defaults. */
 typedef struct {
-  const char *since;        /* (nullable) as the user wrote it: local time in ARCHIVER_TIMEZONE, or ISO 8601 */
-  const char *until;        /* (nullable) */
+  const char *since; /* (nullable) as the user wrote it: local time in ARCHIVER_TIMEZONE, or ISO 8601 */
+  const char *until; /* (nullable) */
   gboolean has_max_points;
-  gint64 max_points;        /* 0: raw data */
+  gint64 max_points; /* 0: raw data */
 } RtpHistoryQuery;
 
 /* The window a query resolved to. */
 typedef struct {
   gint64 from_us;
   gint64 to_us;
-  gint64 max_points;        /* 0: raw, streamed; else optimized_N */
-  char *defaulted;          /* (owned) (nullable) the warning when no since was given */
+  gint64 max_points; /* 0: raw, streamed; else optimized_N */
+  char *defaulted;   /* (owned) (nullable) the warning when no since was given */
 } RtpHistoryWindow;
 
-void         rtp_history_window_clear (RtpHistoryWindow *window);
+void rtp_history_window_clear (RtpHistoryWindow *window);
 
 /* @config_source: where the current configuration lives (it is replaced on reload) */
-RtpHistory  *rtp_history_new (RtpConfig **config_source, RtpArchiverClient *archiver);
-gboolean     rtp_history_is_configured (RtpHistory *self);
+RtpHistory *rtp_history_new (RtpConfig **config_source, RtpArchiverClient *archiver);
+gboolean rtp_history_is_configured (RtpHistory *self);
 
 /* ARCHIVER_TIMEZONE (the host's zone when unset), built once per configured value.
  * Returns: (transfer none) */
-GTimeZone   *rtp_history_get_time_zone (RtpHistory *self);
+GTimeZone *rtp_history_get_time_zone (RtpHistory *self);
 
 /* Applies API.md's rules: unparsable times and since after until → RTP_ERROR_INVALID with the
  * contract's message; no since → the last DEFAULT_ARCHIVER_TIME_PERIOD hours up to until (or now),
  * with the warning; max_points from RTP_MAX_POINTS, at most RTP_MAX_POINTS_LIMIT. */
-gboolean     rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryWindow *window,
-                                  GError **error);
+gboolean rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryWindow *window, GError **error);
 
 /* Fetches one PV over @window: optimized_N(pv) (bins read as such) or raw, as a long transfer
  * (only a stall limit). Samples go to @on_sample on the main thread. */
 RtpArchiverTransfer *rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindow *window,
-                                              RtpSampleFunc on_sample, gpointer sample_data,
-                                              GCancellable *cancellable, GAsyncReadyCallback callback,
-                                              gpointer user_data);
-gboolean     rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error);
+                                              RtpSampleFunc on_sample, gpointer sample_data, GCancellable *cancellable,
+                                              GAsyncReadyCallback callback, gpointer user_data);
+gboolean rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error);
 
 G_END_DECLS

@@ -25,19 +25,19 @@ typedef struct {
 struct _RtpHttpServer {
   GObject parent_instance;
 
-  SoupServer *soup;        /* (owned) */
-  RtpUserManager *users;   /* (owned) */
-  GPtrArray *routes;       /* (owned) Route */
+  SoupServer *soup;      /* (owned) */
+  RtpUserManager *users; /* (owned) */
+  GPtrArray *routes;     /* (owned) Route */
   gsize max_body_bytes;
   gsize max_import_bytes;
-  char *cors_origin;       /* (owned) (nullable) */
-  char *url;               /* (owned) (nullable) where it listens, once it does */
+  char *cors_origin; /* (owned) (nullable) */
+  char *url;         /* (owned) (nullable) where it listens, once it does */
   guint client_timeout_ms;
   guint max_connections;
-  GHashTable *conns;       /* GSocket * (unowned, weakly referenced) → Conn */
-  GQueue conn_order;       /* Conn.link, least recently active first */
-  GQueue guards;           /* Guard.link of the requests being read, soonest deadline first */
-  guint sweep_id;          /* the timer that closes connections past their deadline, while @guards is not empty */
+  GHashTable *conns; /* GSocket * (unowned, weakly referenced) → Conn */
+  GQueue conn_order; /* Conn.link, least recently active first */
+  GQueue guards;     /* Guard.link of the requests being read, soonest deadline first */
+  guint sweep_id;    /* the timer that closes connections past their deadline, while @guards is not empty */
   guint in_flight;
   guint64 served;
   gboolean accepting;
@@ -45,27 +45,27 @@ struct _RtpHttpServer {
 
 struct _RtpRequest {
   gatomicrefcount ref_count;
-  RtpHttpServer *server;   /* (owned) */
-  SoupServerMessage *msg;  /* (owned) */
-  GStrv params;            /* (owned) */
-  RtpUser *caller;         /* (owned) (nullable) */
-  JsonObject *body;        /* (owned) (nullable) */
-  GBytes *raw_body;        /* (owned) (nullable) */
-  GHashTable *query;       /* (owned) (nullable) */
-  char *language;          /* (owned) */
+  RtpHttpServer *server;  /* (owned) */
+  SoupServerMessage *msg; /* (owned) */
+  GStrv params;           /* (owned) */
+  RtpUser *caller;        /* (owned) (nullable) */
+  JsonObject *body;       /* (owned) (nullable) */
+  GBytes *raw_body;       /* (owned) (nullable) */
+  GHashTable *query;      /* (owned) (nullable) */
+  char *language;         /* (owned) */
   locale_t saved_locale;
   gboolean responded;
   gboolean paused;
   gboolean finished;
   gint64 start_us;
-  GCancellable *cancellable;  /* (owned) (nullable) made when a handler first asks for it */
+  GCancellable *cancellable; /* (owned) (nullable) made when a handler first asks for it */
   gboolean streaming;
   gsize queued;
   RtpDrainFunc drained;
   gpointer drained_data;
   gulong wrote_id;
-  gint64 progress_us;      /* when the client last took streamed bytes (or the stream began) */
-  guint stall_id;          /* checks that a streamed answer's client keeps reading */
+  gint64 progress_us; /* when the client last took streamed bytes (or the stream began) */
+  guint stall_id;     /* checks that a streamed answer's client keeps reading */
 };
 
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
@@ -405,7 +405,8 @@ rtp_request_respond_error (RtpRequest *request, const GError *error)
     {
       g_warning ("%s %s failed: %s", soup_server_message_get_method (request->msg),
                  g_uri_get_path (soup_server_message_get_uri (request->msg)), error != NULL ? error->message : "?");
-      rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
+      rtp_request_respond_error_message (request, 500,
+                                         _ ("An internal error occurred. It was logged for the operators."));
       return;
     }
   if (rtp_error_get_fields (error) != NULL)
@@ -479,8 +480,8 @@ stream_stalled (gpointer user_data)
 
   if (request->queued == 0 || g_get_monotonic_time () - request->progress_us < timeout_us)
     return G_SOURCE_CONTINUE;
-  g_message ("dropping %s: it took nothing of its streamed answer for %.0f s", soup_server_message_get_remote_host (request->msg),
-             request->server->client_timeout_ms / 1000.0);
+  g_message ("dropping %s: it took nothing of its streamed answer for %.0f s",
+             soup_server_message_get_remote_host (request->msg), request->server->client_timeout_ms / 1000.0);
   request->stall_id = 0;
   rtp_request_stream_abort (request);
   return G_SOURCE_REMOVE;
@@ -508,7 +509,8 @@ rtp_request_stream_begin (RtpRequest *request, guint status, const char *content
   request->progress_us = g_get_monotonic_time ();
   if (request->server->client_timeout_ms > 0)
     request->stall_id = g_timeout_add_full (G_PRIORITY_DEFAULT, MAX (request->server->client_timeout_ms / 4, 10),
-                                            stream_stalled, rtp_request_ref (request), (GDestroyNotify) rtp_request_unref);
+                                            stream_stalled, rtp_request_ref (request),
+                                            (GDestroyNotify) rtp_request_unref);
 }
 
 void
@@ -632,21 +634,23 @@ rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonOb
        * strings at an escaped NUL */
       switch (rtp_json_check (data, len, RTP_JSON_MAX_DEPTH, &key, &value))
         {
-        case RTP_JSON_OK:
-          break;
-        case RTP_JSON_NUMBER:
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The number %s is outside the range this server accepts."),
-                       key != NULL ? key : "value", value);
-          return FALSE;
-        case RTP_JSON_NUL:
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The text must not contain a NUL character."),
-                       key != NULL ? key : "value");
-          return FALSE;
-        case RTP_JSON_SYNTAX:
-        case RTP_JSON_TOO_DEEP:
-        default:
-          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
-          return FALSE;
+          case RTP_JSON_OK:
+            break;
+          case RTP_JSON_NUMBER:
+            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                         _ ("%s: The number %s is outside the range this server accepts."), key != NULL ? key : "value",
+                         value);
+            return FALSE;
+          case RTP_JSON_NUL:
+            g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: The text must not contain a NUL character."),
+                         key != NULL ? key : "value");
+            return FALSE;
+          case RTP_JSON_SYNTAX:
+          case RTP_JSON_TOO_DEEP:
+          default:
+            g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                                 _ ("You must provide the data in the body as JSON."));
+            return FALSE;
         }
       parser = json_parser_new_immutable ();
       if (json_parser_load_from_data (parser, data, (gssize) len, NULL))
@@ -659,7 +663,7 @@ rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonOb
             }
         }
     }
-  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _("You must provide the data in the body as JSON."));
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("You must provide the data in the body as JSON."));
   return FALSE;
 }
 
@@ -732,7 +736,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   if (!self->accepting)
     {
       soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
-      rtp_request_respond_error_message (request, 503, _("The server is shutting down."));
+      rtp_request_respond_error_message (request, 503, _ ("The server is shutting down."));
       goto out;
     }
 
@@ -740,7 +744,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   route = segments != NULL ? find_route (self, (const char *const *) segments, method, allowed) : NULL;
   if (segments == NULL || (route == NULL && allowed->len == 0))
     {
-      rtp_request_respond_error_message (request, 404, _("The requested URL was not found on the server."));
+      rtp_request_respond_error_message (request, 404, _ ("The requested URL was not found on the server."));
       goto out;
     }
   if (g_str_equal (method, "OPTIONS"))
@@ -752,7 +756,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   if (route == NULL)
     {
       rtp_request_add_header (request, "Allow", allowed->str);
-      rtp_request_respond_error_message (request, 405, _("The method is not allowed for the requested URL."));
+      rtp_request_respond_error_message (request, 405, _ ("The method is not allowed for the requested URL."));
       goto out;
     }
 
@@ -772,7 +776,8 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
       token = soup_message_headers_get_one (headers, "x-access-tokens");
       if (token == NULL || token[0] == '\0')
         {
-          rtp_request_respond_error_message (request, 401, _("Access to this resource requires a valid access-token."));
+          rtp_request_respond_error_message (request, 401,
+                                             _ ("Access to this resource requires a valid access-token."));
           goto out;
         }
       request->caller = rtp_user_manager_verify_token (self->users, token, &error);
@@ -787,7 +792,8 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
       rtp_request_enter (request);
       if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (request->caller))
         {
-          rtp_request_respond_error_message (request, 403, _("Only administrators are allowed to access this endpoint."));
+          rtp_request_respond_error_message (request, 403,
+                                             _ ("Only administrators are allowed to access this endpoint."));
           goto out;
         }
     }
@@ -801,7 +807,8 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   if (!request->responded && !request->paused)
     {
       g_critical ("handler for %s %s neither answered nor paused", method, path);
-      rtp_request_respond_error_message (request, 500, _("An internal error occurred. It was logged for the operators."));
+      rtp_request_respond_error_message (request, 500,
+                                         _ ("An internal error occurred. It was logged for the operators."));
     }
 
 out:
@@ -821,7 +828,7 @@ typedef struct {
   guint active;      /* requests being read, handled or answered */
   gboolean upgraded; /* a WebSocket now: never idle */
   gboolean closing;
-  GList link;        /* in server->conn_order */
+  GList link; /* in server->conn_order */
 } Conn;
 
 static void
@@ -915,10 +922,10 @@ typedef struct {
   SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
   gsize limit;
   gsize received;
-  gboolean answered;      /* refused before the body was read: the body is discarded, not kept */
-  GSocket *socket;        /* (unowned) the connection's, for its count */
+  gboolean answered; /* refused before the body was read: the body is discarded, not kept */
+  GSocket *socket;   /* (unowned) the connection's, for its count */
   gint64 deadline_us;
-  GList link;             /* in server->guards while armed (link.data != NULL) */
+  GList link; /* in server->guards while armed (link.data != NULL) */
 } Guard;
 
 static void
@@ -1050,24 +1057,26 @@ body_limit (Guard *g)
   const char *token;
   Route *route;
 
-  route = segments != NULL ? find_route (self, (const char *const *) segments, soup_server_message_get_method (msg), allowed)
-                           : NULL;
+  route = segments != NULL
+            ? find_route (self, (const char *const *) segments, soup_server_message_get_method (msg), allowed)
+            : NULL;
   if (route == NULL || !(route->flags & RTP_ROUTE_LARGE_BODY))
     return self->max_body_bytes;
   token = soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "x-access-tokens");
   if (token == NULL || token[0] == '\0')
-    refuse_early (g, 401, N_("Access to this resource requires a valid access-token."));
+    refuse_early (g, 401, N_ ("Access to this resource requires a valid access-token."));
   else if ((caller = rtp_user_manager_verify_token (self->users, token, &error)) == NULL)
     {
       guint status = rtp_error_to_http_status (error);
       if (status == 403)
-        refuse_early (g, 403, N_("The access-token sent is invalid or no longer accepted."));
+        refuse_early (g, 403, N_ ("The access-token sent is invalid or no longer accepted."));
       else
-        refuse_early (g, status == 500 ? 503 : status, status == 503 ? N_("The database is not available.")
-                                                                     : N_("An internal error occurred. It was logged for the operators."));
+        refuse_early (g, status == 500 ? 503 : status,
+                      status == 503 ? N_ ("The database is not available.")
+                                    : N_ ("An internal error occurred. It was logged for the operators."));
     }
   else if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (caller))
-    refuse_early (g, 403, N_("Only administrators are allowed to access this endpoint."));
+    refuse_early (g, 403, N_ ("Only administrators are allowed to access this endpoint."));
   else
     return self->max_import_bytes;
   return self->max_body_bytes;
@@ -1090,7 +1099,7 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
   if (limit->answered)
     return;
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length > (goffset) limit->limit)
-    refuse_early (limit, 413, N_("The request body is too large."));
+    refuse_early (limit, 413, N_ ("The request body is too large."));
   else if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CHUNKED || length > 0)
     g_signal_connect (msg, "got-chunk", G_CALLBACK (got_chunk), limit); /* counted as it comes */
 }
@@ -1123,7 +1132,7 @@ got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
     {
       /* a chunked body that grew past the limit: 413 once the client has finished sending (or
        * the connection is closed at the deadline); what was kept of it is dropped now */
-      refuse_early (limit, 413, N_("The request body is too large."));
+      refuse_early (limit, 413, N_ ("The request body is too large."));
       soup_message_body_truncate (soup_server_message_get_request_body (msg));
     }
 }
@@ -1188,8 +1197,8 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
   socket_address = g_inet_socket_address_new (address, (guint16) port);
   /* soup_server_listen() would leave GSocket's listen backlog of 10: 128 clients connecting at
    * once then see dropped SYNs and a one-second retransmission (p99 of 1.1 s in bench/) */
-  socket = g_socket_new (g_socket_address_get_family (socket_address), G_SOCKET_TYPE_STREAM,
-                         G_SOCKET_PROTOCOL_TCP, error);
+  socket = g_socket_new (g_socket_address_get_family (socket_address), G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                         error);
   if (socket == NULL)
     return FALSE;
   g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
@@ -1208,10 +1217,10 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
     ip_text = g_inet_address_to_string (ip);
     g_free (self->url);
     self->url = g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6
-                    ? g_strdup_printf ("http://[%s]:%u/", ip_text,
-                                       g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)))
-                    : g_strdup_printf ("http://%s:%u/", ip_text,
-                                       g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+                  ? g_strdup_printf ("http://[%s]:%u/", ip_text,
+                                     g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)))
+                  : g_strdup_printf ("http://%s:%u/", ip_text,
+                                     g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
   }
   return TRUE;
 }

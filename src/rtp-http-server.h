@@ -33,44 +33,42 @@ typedef struct {
 } RtpHttpSettings;
 
 RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);
-void           rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern,
-                                          RtpRouteFlags flags, RtpRouteFunc func, gpointer user_data);
-gboolean       rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error);
-char          *rtp_http_server_dup_url (RtpHttpServer *self);
-guint          rtp_http_server_get_in_flight (RtpHttpServer *self);
-guint64        rtp_http_server_get_requests_served (RtpHttpServer *self);
-void           rtp_http_server_stop_accepting (RtpHttpServer *self);
-void           rtp_http_server_disconnect (RtpHttpServer *self);
-SoupServer    *rtp_http_server_get_soup_server (RtpHttpServer *self);
-void           rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status,
-                                             const char *message);
+void rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern, RtpRouteFlags flags,
+                                RtpRouteFunc func, gpointer user_data);
+gboolean rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error);
+char *rtp_http_server_dup_url (RtpHttpServer *self);
+guint rtp_http_server_get_in_flight (RtpHttpServer *self);
+guint64 rtp_http_server_get_requests_served (RtpHttpServer *self);
+void rtp_http_server_stop_accepting (RtpHttpServer *self);
+void rtp_http_server_disconnect (RtpHttpServer *self);
+SoupServer *rtp_http_server_get_soup_server (RtpHttpServer *self);
+void rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status, const char *message);
 
 /* Splits and percent-decodes a raw path; NULL when a segment is invalid ('..', '%00', bad UTF-8). */
-GStrv          rtp_http_split_path (const char *raw_path);
+GStrv rtp_http_split_path (const char *raw_path);
 
 /* Requests */
-RtpRequest        *rtp_request_ref (RtpRequest *request);
-void               rtp_request_unref (RtpRequest *request);
+RtpRequest *rtp_request_ref (RtpRequest *request);
+void rtp_request_unref (RtpRequest *request);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpRequest, rtp_request_unref)
 
-const char        *rtp_request_get_param (RtpRequest *request, guint index);
-guint              rtp_request_get_n_params (RtpRequest *request);
-const RtpUser     *rtp_request_get_caller (RtpRequest *request);
+const char *rtp_request_get_param (RtpRequest *request, guint index);
+guint rtp_request_get_n_params (RtpRequest *request);
+const RtpUser *rtp_request_get_caller (RtpRequest *request);
 /* A request body as the routes see it: a JSON object, or (when @optional) nothing for an empty or
  * whitespace-only body (*object = NULL). Anything else → RTP_ERROR_INVALID with the API's message. */
-gboolean           rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonObject **object,
-                                             GError **error);
-JsonObject        *rtp_request_get_body (RtpRequest *request);
-GBytes            *rtp_request_get_raw_body (RtpRequest *request);
-const char        *rtp_request_get_query (RtpRequest *request, const char *name);
-const char        *rtp_request_get_client (RtpRequest *request);
-gboolean           rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
+gboolean rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonObject **object, GError **error);
+JsonObject *rtp_request_get_body (RtpRequest *request);
+GBytes *rtp_request_get_raw_body (RtpRequest *request);
+const char *rtp_request_get_query (RtpRequest *request, const char *name);
+const char *rtp_request_get_client (RtpRequest *request);
+gboolean rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
 
 /* A handler that cannot answer at once pauses; any respond call resumes. */
-void               rtp_request_pause (RtpRequest *request);
+void rtp_request_pause (RtpRequest *request);
 /* Makes the request's language current on this thread; pair with rtp_request_leave. */
-void               rtp_request_enter (RtpRequest *request);
-void               rtp_request_leave (RtpRequest *request);
+void rtp_request_enter (RtpRequest *request);
+void rtp_request_leave (RtpRequest *request);
 
 void rtp_request_respond_json (RtpRequest *request, guint status, JsonNode *node);
 void rtp_request_respond_object (RtpRequest *request, guint status, JsonObject *object);
@@ -86,12 +84,12 @@ GCancellable *rtp_request_get_cancellable (RtpRequest *request);
 /* Streaming (chunked) answers. @drained is called as bytes reach the network, with the
  * number of bytes still queued, so that a producer can pause and resume. */
 typedef void (*RtpDrainFunc) (gsize queued, gpointer user_data);
-void  rtp_request_stream_begin (RtpRequest *request, guint status, const char *content_type, RtpDrainFunc drained,
-                                gpointer user_data);
-void  rtp_request_stream_write (RtpRequest *request, GString *text);
+void rtp_request_stream_begin (RtpRequest *request, guint status, const char *content_type, RtpDrainFunc drained,
+                               gpointer user_data);
+void rtp_request_stream_write (RtpRequest *request, GString *text);
 gsize rtp_request_stream_queued (RtpRequest *request);
-void  rtp_request_stream_end (RtpRequest *request);
+void rtp_request_stream_end (RtpRequest *request);
 /* Ends a stream that cannot be completed: the connection is closed, the client sees a truncated answer. */
-void  rtp_request_stream_abort (RtpRequest *request);
+void rtp_request_stream_abort (RtpRequest *request);
 
 G_END_DECLS

@@ -49,8 +49,7 @@ rtp_i18n_get_locale (const char *language)
                 break;
             }
           if (cached[i] == (locale_t) 0)
-            g_warning ("no locale for language '%s' is installed; its users will read English",
-                       supported[i].language);
+            g_warning ("no locale for language '%s' is installed; its users will read English", supported[i].language);
         }
       result = cached[i];
       break;
@@ -92,7 +91,8 @@ rtp_i18n_negotiate (const char *accept_language)
       for (gsize k = 0; k < G_N_ELEMENTS (supported); k++)
         {
           gsize n = strlen (supported[k].language);
-          if (g_ascii_strncasecmp (tag, supported[k].language, n) == 0 && (tag[n] == '\0' || tag[n] == '-' || tag[n] == '_'))
+          if (g_ascii_strncasecmp (tag, supported[k].language, n) == 0 &&
+              (tag[n] == '\0' || tag[n] == '-' || tag[n] == '_'))
             {
               best = supported[k].language;
               best_q = q;

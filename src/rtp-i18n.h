@@ -16,9 +16,9 @@
 
 G_BEGIN_DECLS
 
-void        rtp_i18n_init (void);
+void rtp_i18n_init (void);
 /* The locale that translates into @language ("de"), or (locale_t) 0 for English/unknown. */
-locale_t    rtp_i18n_get_locale (const char *language);
+locale_t rtp_i18n_get_locale (const char *language);
 /* The best supported language for an Accept-Language header; "en" when nothing fits. */
 const char *rtp_i18n_negotiate (const char *accept_language);
 /* Translates @msgid into @language without changing the calling thread's locale for long. */

@@ -141,7 +141,7 @@ rtp_json_check (const char *data, gsize len, guint max_depth, char **key, char *
   guint depth = 0;
   const char *candidate = NULL; /* the last string seen at depth 1: the key once ':' follows */
   gsize candidate_len = 0;
-  const char *current = NULL;   /* the top-level key whose value is being read */
+  const char *current = NULL; /* the top-level key whose value is being read */
   gsize current_len = 0;
   gsize i = 0;
 
@@ -185,32 +185,32 @@ rtp_json_check (const char *data, gsize len, guint max_depth, char **key, char *
         }
       switch (c)
         {
-        case '{':
-        case '[':
-          if (++depth > max_depth)
-            return RTP_JSON_TOO_DEEP;
-          break;
-        case '}':
-        case ']':
-          if (depth == 0)
+          case '{':
+          case '[':
+            if (++depth > max_depth)
+              return RTP_JSON_TOO_DEEP;
+            break;
+          case '}':
+          case ']':
+            if (depth == 0)
+              return RTP_JSON_SYNTAX;
+            depth--;
+            break;
+          case ':':
+            if (depth == 1)
+              {
+                current = candidate;
+                current_len = candidate_len;
+              }
+            break;
+          case ',':
+            if (depth == 1)
+              current = NULL;
+            break;
+          case '\0':
             return RTP_JSON_SYNTAX;
-          depth--;
-          break;
-        case ':':
-          if (depth == 1)
-            {
-              current = candidate;
-              current_len = candidate_len;
-            }
-          break;
-        case ',':
-          if (depth == 1)
-            current = NULL;
-          break;
-        case '\0':
-          return RTP_JSON_SYNTAX;
-        default:
-          break;
+          default:
+            break;
         }
       i++;
     }
@@ -259,16 +259,23 @@ valid_string_end (const char *s, gsize i, gsize n)
             return 0;
           switch (s[i])
             {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-              break;
-            case 'u':
-              if (n - i < 5 || !g_ascii_isxdigit (s[i + 1]) || !g_ascii_isxdigit (s[i + 2]) ||
-                  !g_ascii_isxdigit (s[i + 3]) || !g_ascii_isxdigit (s[i + 4]))
+              case '"':
+              case '\\':
+              case '/':
+              case 'b':
+              case 'f':
+              case 'n':
+              case 'r':
+              case 't':
+                break;
+              case 'u':
+                if (n - i < 5 || !g_ascii_isxdigit (s[i + 1]) || !g_ascii_isxdigit (s[i + 2]) ||
+                    !g_ascii_isxdigit (s[i + 3]) || !g_ascii_isxdigit (s[i + 4]))
+                  return 0;
+                i += 4;
+                break;
+              default:
                 return 0;
-              i += 4;
-              break;
-            default:
-              return 0;
             }
         }
     }
@@ -296,92 +303,92 @@ rtp_json_normalize (const char *s, gsize n, guint max_depth, GString *out, guint
       c = s[i];
       switch (state)
         {
-        case VALUE_OR_CLOSE:
-        case EXPECT_VALUE:
-          if (state == VALUE_OR_CLOSE && c == ']')
-            goto close;
-          if (c == '{' || c == '[')
-            {
-              if (depth >= max_depth)
-                return RTP_JSON_TOO_DEEP;
-              if (c == '{')
-                objects |= G_GUINT64_CONSTANT (1) << depth;
-              else
-                objects &= ~(G_GUINT64_CONSTANT (1) << depth);
-              depth++;
-              g_string_append_c (out, c);
-              state = c == '{' ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
-              i++;
-              continue;
-            }
-          if (c == '"')
-            {
-              end = valid_string_end (s, i, n);
-              if (end == 0)
-                return RTP_JSON_SYNTAX;
-              g_string_append_len (out, s + i, (gssize) (end - i));
-            }
-          else if (literal_at (s, i, n, "true", &end) || literal_at (s, i, n, "false", &end) ||
-                   literal_at (s, i, n, "null", &end))
-            g_string_append_len (out, s + i, (gssize) (end - i));
-          else if (literal_at (s, i, n, "NaN", &end) || literal_at (s, i, n, "Infinity", &end) ||
-                   literal_at (s, i, n, "-Infinity", &end))
-            {
-              g_string_append (out, "null");
-              (*replaced)++;
-            }
-          else if (c == '-' || g_ascii_isdigit (c))
-            {
-              end = i;
-              while (end < n && is_number_char (s[end]))
-                end++;
-              if (!rtp_json_is_number (s + i, end - i))
-                return RTP_JSON_SYNTAX;
-              if (rtp_json_number_is_finite (s + i, end - i))
+          case VALUE_OR_CLOSE:
+          case EXPECT_VALUE:
+            if (state == VALUE_OR_CLOSE && c == ']')
+              goto close;
+            if (c == '{' || c == '[')
+              {
+                if (depth >= max_depth)
+                  return RTP_JSON_TOO_DEEP;
+                if (c == '{')
+                  objects |= G_GUINT64_CONSTANT (1) << depth;
+                else
+                  objects &= ~(G_GUINT64_CONSTANT (1) << depth);
+                depth++;
+                g_string_append_c (out, c);
+                state = c == '{' ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
+                i++;
+                continue;
+              }
+            if (c == '"')
+              {
+                end = valid_string_end (s, i, n);
+                if (end == 0)
+                  return RTP_JSON_SYNTAX;
                 g_string_append_len (out, s + i, (gssize) (end - i));
-              else
-                {
-                  g_string_append (out, "null");
-                  (*replaced)++;
-                }
-            }
-          else
-            return RTP_JSON_SYNTAX;
-          i = end;
-          state = AFTER_VALUE;
-          continue;
-        case KEY_OR_CLOSE:
-        case EXPECT_KEY:
-          if (state == KEY_OR_CLOSE && c == '}')
+              }
+            else if (literal_at (s, i, n, "true", &end) || literal_at (s, i, n, "false", &end) ||
+                     literal_at (s, i, n, "null", &end))
+              g_string_append_len (out, s + i, (gssize) (end - i));
+            else if (literal_at (s, i, n, "NaN", &end) || literal_at (s, i, n, "Infinity", &end) ||
+                     literal_at (s, i, n, "-Infinity", &end))
+              {
+                g_string_append (out, "null");
+                (*replaced)++;
+              }
+            else if (c == '-' || g_ascii_isdigit (c))
+              {
+                end = i;
+                while (end < n && is_number_char (s[end]))
+                  end++;
+                if (!rtp_json_is_number (s + i, end - i))
+                  return RTP_JSON_SYNTAX;
+                if (rtp_json_number_is_finite (s + i, end - i))
+                  g_string_append_len (out, s + i, (gssize) (end - i));
+                else
+                  {
+                    g_string_append (out, "null");
+                    (*replaced)++;
+                  }
+              }
+            else
+              return RTP_JSON_SYNTAX;
+            i = end;
+            state = AFTER_VALUE;
+            continue;
+          case KEY_OR_CLOSE:
+          case EXPECT_KEY:
+            if (state == KEY_OR_CLOSE && c == '}')
+              goto close;
+            if (c != '"' || (end = valid_string_end (s, i, n)) == 0)
+              return RTP_JSON_SYNTAX;
+            g_string_append_len (out, s + i, (gssize) (end - i));
+            i = end;
+            state = EXPECT_COLON;
+            continue;
+          case EXPECT_COLON:
+            if (c != ':')
+              return RTP_JSON_SYNTAX;
+            g_string_append_c (out, ':');
+            i++;
+            state = EXPECT_VALUE;
+            continue;
+          case AFTER_VALUE:
+            if (depth == 0)
+              return RTP_JSON_SYNTAX; /* text after the value */
+            if (c == ',')
+              {
+                g_string_append_c (out, ',');
+                i++;
+                state = (objects >> (depth - 1)) & 1 ? EXPECT_KEY : EXPECT_VALUE;
+                continue;
+              }
             goto close;
-          if (c != '"' || (end = valid_string_end (s, i, n)) == 0)
-            return RTP_JSON_SYNTAX;
-          g_string_append_len (out, s + i, (gssize) (end - i));
-          i = end;
-          state = EXPECT_COLON;
-          continue;
-        case EXPECT_COLON:
-          if (c != ':')
-            return RTP_JSON_SYNTAX;
-          g_string_append_c (out, ':');
-          i++;
-          state = EXPECT_VALUE;
-          continue;
-        case AFTER_VALUE:
-          if (depth == 0)
-            return RTP_JSON_SYNTAX; /* text after the value */
-          if (c == ',')
-            {
-              g_string_append_c (out, ',');
-              i++;
-              state = (objects >> (depth - 1)) & 1 ? EXPECT_KEY : EXPECT_VALUE;
-              continue;
-            }
-          goto close;
-        default:
-          g_assert_not_reached ();
+          default:
+            g_assert_not_reached ();
         }
-    close:
+close:
       if (depth == 0 || c != (((objects >> (depth - 1)) & 1) ? '}' : ']'))
         return RTP_JSON_SYNTAX;
       depth--;
@@ -406,26 +413,26 @@ rtp_json_append_string (GString *out, const char *s)
       unsigned char c = (unsigned char) *p;
       switch (c)
         {
-        case '"':
-          g_string_append (out, "\\\"");
-          break;
-        case '\\':
-          g_string_append (out, "\\\\");
-          break;
-        case '\n':
-          g_string_append (out, "\\n");
-          break;
-        case '\r':
-          g_string_append (out, "\\r");
-          break;
-        case '\t':
-          g_string_append (out, "\\t");
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f)
-            g_string_append_printf (out, "\\u%04x", c);
-          else
-            g_string_append_c (out, (char) c);
+          case '"':
+            g_string_append (out, "\\\"");
+            break;
+          case '\\':
+            g_string_append (out, "\\\\");
+            break;
+          case '\n':
+            g_string_append (out, "\\n");
+            break;
+          case '\r':
+            g_string_append (out, "\\r");
+            break;
+          case '\t':
+            g_string_append (out, "\\t");
+            break;
+          default:
+            if (c < 0x20 || c == 0x7f)
+              g_string_append_printf (out, "\\u%04x", c);
+            else
+              g_string_append_c (out, (char) c);
         }
     }
   g_string_append_c (out, '"');

@@ -12,10 +12,10 @@ G_BEGIN_DECLS
 
 typedef enum {
   RTP_JSON_OK,
-  RTP_JSON_SYNTAX,    /* not one JSON value (only rtp_json_normalize finds every syntax error) */
-  RTP_JSON_TOO_DEEP,  /* nested deeper than the limit */
-  RTP_JSON_NUMBER,    /* an integer outside int64, or a number that is not a finite double */
-  RTP_JSON_NUL,       /* a string holding U+0000 */
+  RTP_JSON_SYNTAX,   /* not one JSON value (only rtp_json_normalize finds every syntax error) */
+  RTP_JSON_TOO_DEEP, /* nested deeper than the limit */
+  RTP_JSON_NUMBER,   /* an integer outside int64, or a number that is not a finite double */
+  RTP_JSON_NUL,      /* a string holding U+0000 */
 } RtpJsonProblem;
 
 /* One cheap pass (brackets counted outside strings, numbers and \u0000 escapes looked at): what
@@ -30,13 +30,13 @@ RtpJsonProblem rtp_json_check (const char *data, gsize len, guint max_depth, cha
 RtpJsonProblem rtp_json_normalize (const char *data, gsize len, guint max_depth, GString *out, guint *replaced);
 
 /* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-gboolean       rtp_json_is_number (const char *text, gsize len);
+gboolean rtp_json_is_number (const char *text, gsize len);
 
 /* TRUE when @text (of @len bytes) is a JSON number that is a finite double. */
-gboolean       rtp_json_number_is_finite (const char *text, gsize len);
+gboolean rtp_json_number_is_finite (const char *text, gsize len);
 
 /* The writer's half: appends @s (valid UTF-8) as a JSON string, quotes included. Escapes `"`, `\\`
  * and every control character; everything else is kept as UTF-8. NULL is written as null. */
-void           rtp_json_append_string (GString *out, const char *s);
+void rtp_json_append_string (GString *out, const char *s);
 
 G_END_DECLS

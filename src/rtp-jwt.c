@@ -169,7 +169,8 @@ rtp_jwt_decode (const char *token, const guint8 *key, gsize key_len, gint64 now,
   if (exp == NULL || !JSON_NODE_HOLDS_VALUE (exp) ||
       (json_node_get_value_type (exp) != G_TYPE_INT64 && json_node_get_value_type (exp) != G_TYPE_DOUBLE))
     return invalid (error, "no expiry"), NULL;
-  if ((json_node_get_value_type (exp) == G_TYPE_INT64 ? json_node_get_int (exp) : (gint64) json_node_get_double (exp)) <= now)
+  if ((json_node_get_value_type (exp) == G_TYPE_INT64 ? json_node_get_int (exp)
+                                                      : (gint64) json_node_get_double (exp)) <= now)
     return invalid (error, "expired"), NULL;
   return g_steal_pointer (&claims);
 }
@@ -188,8 +189,8 @@ rtp_jwt_encode_access (const char *user_id, gint64 issued_at, gint64 expires, gi
 }
 
 gboolean
-rtp_jwt_decode_access (const char *token, const guint8 *key, gsize key_len, gint64 now, char **user_id,
-                       gint64 *expires, gint64 *password_version)
+rtp_jwt_decode_access (const char *token, const guint8 *key, gsize key_len, gint64 now, char **user_id, gint64 *expires,
+                       gint64 *password_version)
 {
   g_autoptr (JsonObject) claims = rtp_jwt_decode (token, key, key_len, now, NULL);
   JsonNode *id;

@@ -16,17 +16,17 @@
 struct _RtpLiveValues {
   GObject parent_instance;
 
-  RtpDatabase *db;                  /* (owned) */
-  RtpExperimentStore *experiments;  /* (owned) */
-  RtpMqttPublisher *mqtt;           /* (owned) */
-  RtpArchiverClient *archiver;      /* (owned) (nullable) */
-  RtpSubscriptions *subscriptions;  /* (owned) (nullable) polled too, when leading */
-  char *value_prefix;               /* (owned) (nullable) */
-  GHashTable *watched;              /* (owned) pv → viewer count */
-  GHashTable *latest;               /* (owned) pv → latest value's JSON text, for new viewers */
-  GHashTable *latest_time;          /* (owned) pv → gint64 * µs */
-  GHashTable *last_seen;            /* (owned) pv → gint64 * sample time emitted last */
-  GHashTable *warned_too_deep;      /* (owned) PVs whose too deeply nested values were logged once */
+  RtpDatabase *db;                 /* (owned) */
+  RtpExperimentStore *experiments; /* (owned) */
+  RtpMqttPublisher *mqtt;          /* (owned) */
+  RtpArchiverClient *archiver;     /* (owned) (nullable) */
+  RtpSubscriptions *subscriptions; /* (owned) (nullable) polled too, when leading */
+  char *value_prefix;              /* (owned) (nullable) */
+  GHashTable *watched;             /* (owned) pv → viewer count */
+  GHashTable *latest;              /* (owned) pv → latest value's JSON text, for new viewers */
+  GHashTable *latest_time;         /* (owned) pv → gint64 * µs */
+  GHashTable *last_seen;           /* (owned) pv → gint64 * sample time emitted last */
+  GHashTable *warned_too_deep;     /* (owned) PVs whose too deeply nested values were logged once */
   gulong message_id;
   guint poll_id;
   guint polls_outstanding;
@@ -163,7 +163,7 @@ rtp_live_values_poll_subscribed (RtpLiveValues *self, RtpSubscriptions *subscrip
 /* ---- the archiver ---------------------------------------------------------------- */
 
 typedef struct {
-  RtpLiveValues *self;  /* (owned) */
+  RtpLiveValues *self; /* (owned) */
   char *pv;
   gint64 secs;
   gint32 nanos;

@@ -15,8 +15,8 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (RtpLiveValues, rtp_live_values, RTP, LIVE_VALUES, GObject)
 
 typedef struct {
-  RtpArchiverClient *archiver;      /* (nullable) poll the latest samples */
-  const char *value_topic_prefix;   /* (nullable) or read values from MQTT topics */
+  RtpArchiverClient *archiver;    /* (nullable) poll the latest samples */
+  const char *value_topic_prefix; /* (nullable) or read values from MQTT topics */
   double interval_s;
 } RtpLiveSettings;
 
@@ -27,16 +27,15 @@ RtpLiveValues *rtp_live_values_new (RtpDatabase *db, RtpExperimentStore *experim
  * topics (when a prefix is set). Every new value of a watched PV is emitted once as "value"
  * (pv, time in µs, the value as JSON text: a finite number, or an archiver value checked by
  * rtp_json_normalize). */
-void           rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *settings);
+void rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *settings);
 
 /* Live viewers: a PV is watched while at least one viewer wants it (every instance polls its own). */
-void           rtp_live_values_watch (RtpLiveValues *self, const char *pv_string);
-void           rtp_live_values_unwatch (RtpLiveValues *self, const char *pv_string);
+void rtp_live_values_watch (RtpLiveValues *self, const char *pv_string);
+void rtp_live_values_unwatch (RtpLiveValues *self, const char *pv_string);
 /* The alerter's PVs: every subscribed PV is polled too, on the one instance that alerts. */
-void           rtp_live_values_poll_subscribed (RtpLiveValues *self, RtpSubscriptions *subscriptions);
+void rtp_live_values_poll_subscribed (RtpLiveValues *self, RtpSubscriptions *subscriptions);
 
 /* The last value emitted for @pv_string; @value stays owned by @self. */
-gboolean       rtp_live_values_get_latest (RtpLiveValues *self, const char *pv_string, gint64 *time_us,
-                                           const char **value);
+gboolean rtp_live_values_get_latest (RtpLiveValues *self, const char *pv_string, gint64 *time_us, const char **value);
 
 G_END_DECLS

@@ -12,7 +12,7 @@
 
 typedef struct {
   char *url, *from, *user, *password, *to;
-  char *message;  /* headers and body, CRLF line ends */
+  char *message; /* headers and body, CRLF line ends */
   gsize sent;
   long timeout_ms;
   gboolean require_tls;

@@ -27,11 +27,11 @@ typedef struct {
 struct _RtpMqttPublisher {
   GObject parent_instance;
 
-  Shared *shared;          /* (owned) */
-  char *url;               /* (owned) (nullable) tcp://host:port */
-  char *client_id;         /* (owned) */
-  char *username;          /* (owned) (nullable) */
-  char *password;          /* (owned) (nullable) */
+  Shared *shared;  /* (owned) */
+  char *url;       /* (owned) (nullable) tcp://host:port */
+  char *client_id; /* (owned) */
+  char *username;  /* (owned) (nullable) */
+  char *password;  /* (owned) (nullable) */
   double timeout_s;
   MQTTAsync client;
   gboolean connected;
@@ -40,8 +40,8 @@ struct _RtpMqttPublisher {
   guint retry_id;
   guint retry_delay_s;
   guint next_op;
-  GHashTable *pending;     /* (owned) op id → GTask */
-  GPtrArray *subscriptions;/* (owned) topic filters */
+  GHashTable *pending;      /* (owned) op id → GTask */
+  GPtrArray *subscriptions; /* (owned) topic filters */
 };
 
 enum { PROP_0, PROP_CONNECTED, N_PROPS };
@@ -76,7 +76,7 @@ typedef struct {
   Shared *shared; /* (owned) */
   EventKind kind;
   guint op;
-  char *text;     /* (owned) cause, error, or topic */
+  char *text; /* (owned) cause, error, or topic */
   GBytes *payload;
 } Event;
 
@@ -116,8 +116,8 @@ on_connected (void *context, char *cause)
 static void
 on_connect_failure (void *context, MQTTAsync_failureData *response)
 {
-  post (context, EV_CONNECT_FAILED, 0, response != NULL && response->message != NULL ? response->message : "connection failed",
-        NULL);
+  post (context, EV_CONNECT_FAILED, 0,
+        response != NULL && response->message != NULL ? response->message : "connection failed", NULL);
 }
 
 static void
@@ -191,7 +191,7 @@ fail_pending (RtpMqttPublisher *self, guint op, const char *why)
     return; /* timed out already */
   g_debug ("publish %u failed: %s", op, why);
   g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                           _("The MQTT server to which this request should be forwarded cannot be reached."));
+                           _ ("The MQTT server to which this request should be forwarded cannot be reached."));
   g_hash_table_remove (self->pending, GUINT_TO_POINTER (op));
 }
 
@@ -205,7 +205,7 @@ unconfirmed (RtpMqttPublisher *self, guint op)
     return;
   g_debug ("publish %u: no acknowledgement within the timeout", op);
   g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UNCONFIRMED, "%s",
-                           _("The broker did not confirm in time; the value may still arrive."));
+                           _ ("The broker did not confirm in time; the value may still arrive."));
   g_hash_table_remove (self->pending, GUINT_TO_POINTER (op));
 }
 
@@ -235,46 +235,46 @@ handle_event (gpointer data)
 
   switch (ev->kind)
     {
-    case EV_CONNECTED:
-      g_message ("connected to the MQTT broker %s", self->url);
-      self->ever_connected = TRUE;
-      self->retry_delay_s = 1;
-      set_connected (self, TRUE);
-      subscribe_all (self);
-      break;
-    case EV_CONNECT_FAILED:
-      if (self->connected)
+      case EV_CONNECTED:
+        g_message ("connected to the MQTT broker %s", self->url);
+        self->ever_connected = TRUE;
+        self->retry_delay_s = 1;
+        set_connected (self, TRUE);
+        subscribe_all (self);
         break;
-      if (!self->ever_connected && !self->stopped && self->retry_id == 0)
-        {
-          g_warning ("cannot connect to the MQTT broker %s (%s); retrying in %u s", self->url, ev->text,
-                     self->retry_delay_s);
-          self->retry_id = g_timeout_add_seconds (self->retry_delay_s, retry_connect, self);
-          self->retry_delay_s = MIN (self->retry_delay_s * 2, 30);
-        }
-      else
-        g_debug ("reconnect to %s failed: %s", self->url, ev->text);
-      break;
-    case EV_LOST:
-      g_warning ("lost the connection to the MQTT broker %s (%s); reconnecting", self->url, ev->text);
-      set_connected (self, FALSE);
-      break;
-    case EV_ACK:
-      {
-        GTask *task = g_hash_table_lookup (self->pending, GUINT_TO_POINTER (ev->op));
-        if (task != NULL)
+      case EV_CONNECT_FAILED:
+        if (self->connected)
+          break;
+        if (!self->ever_connected && !self->stopped && self->retry_id == 0)
           {
-            g_task_return_boolean (task, TRUE);
-            g_hash_table_remove (self->pending, GUINT_TO_POINTER (ev->op));
+            g_warning ("cannot connect to the MQTT broker %s (%s); retrying in %u s", self->url, ev->text,
+                       self->retry_delay_s);
+            self->retry_id = g_timeout_add_seconds (self->retry_delay_s, retry_connect, self);
+            self->retry_delay_s = MIN (self->retry_delay_s * 2, 30);
           }
+        else
+          g_debug ("reconnect to %s failed: %s", self->url, ev->text);
         break;
-      }
-    case EV_NACK:
-      fail_pending (self, ev->op, ev->text);
-      break;
-    case EV_MESSAGE:
-      g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, ev->text, ev->payload);
-      break;
+      case EV_LOST:
+        g_warning ("lost the connection to the MQTT broker %s (%s); reconnecting", self->url, ev->text);
+        set_connected (self, FALSE);
+        break;
+      case EV_ACK:
+        {
+          GTask *task = g_hash_table_lookup (self->pending, GUINT_TO_POINTER (ev->op));
+          if (task != NULL)
+            {
+              g_task_return_boolean (task, TRUE);
+              g_hash_table_remove (self->pending, GUINT_TO_POINTER (ev->op));
+            }
+          break;
+        }
+      case EV_NACK:
+        fail_pending (self, ev->op, ev->text);
+        break;
+      case EV_MESSAGE:
+        g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, ev->text, ev->payload);
+        break;
     }
   g_object_unref (self);
   return G_SOURCE_REMOVE;
@@ -350,11 +350,11 @@ rtp_mqtt_publisher_get_property (GObject *object, guint prop_id, GValue *value, 
 
   switch (prop_id)
     {
-    case PROP_CONNECTED:
-      g_value_set_boolean (value, self->connected);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      case PROP_CONNECTED:
+        g_value_set_boolean (value, self->connected);
+        break;
+      default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
 
@@ -374,8 +374,8 @@ rtp_mqtt_publisher_class_init (RtpMqttPublisherClass *klass)
    * @topic: the topic
    * @payload: the payload (GBytes)
    */
-  signals[SIGNAL_MESSAGE] = g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
-                                          NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
+  signals[SIGNAL_MESSAGE] = g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                          G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
 }
 
 static void
@@ -478,7 +478,7 @@ rtp_mqtt_publisher_stop (RtpMqttPublisher *self)
   while (g_hash_table_iter_next (&iter, NULL, &task))
     {
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                               _("The MQTT server to which this request should be forwarded cannot be reached."));
+                               _ ("The MQTT server to which this request should be forwarded cannot be reached."));
       g_hash_table_iter_remove (&iter);
     }
   set_connected (self, FALSE);
@@ -496,8 +496,8 @@ publish_timeout (gpointer user_data)
 }
 
 void
-rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic, const char *payload, gsize length,
-                                  int qos, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic, const char *payload, gsize length, int qos,
+                                  GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
   MQTTAsync_message msg = MQTTAsync_message_initializer;
@@ -510,7 +510,7 @@ rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic, con
   if (self->client == NULL || !self->connected || !MQTTAsync_isConnected (self->client))
     {
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                               _("The MQTT server to which this request should be forwarded cannot be reached."));
+                               _ ("The MQTT server to which this request should be forwarded cannot be reached."));
       return;
     }
   op = ++self->next_op;

@@ -87,7 +87,7 @@ get_access_token (RtpRequest *request, gpointer user_data)
   if (!rtp_request_get_basic_auth (request, &login, &password) || login[0] == '\0' || password[0] == '\0')
     {
       rtp_request_respond_error_message (request, 401,
-                                         _("Access requires authorization via login_name and password (Basic Auth)."));
+                                         _ ("Access requires authorization via login_name and password (Basic Auth)."));
       return;
     }
   rtp_request_pause (request);
@@ -162,8 +162,7 @@ create_user (RtpRequest *request, gpointer user_data)
   rtp_request_pause (request);
   g_autoptr (RtpUserChanges) fields = read_user_changes (rtp_request_get_body (request));
 
-  rtp_user_manager_create_async (services->users, fields, NULL, create_done,
-                                 rtp_request_ref (request));
+  rtp_user_manager_create_async (services->users, fields, NULL, create_done, rtp_request_ref (request));
 }
 
 /* Resolves "current" and applies "admins or that user"; answers and returns NULL when refused. */
@@ -178,7 +177,7 @@ target_user_id (RtpRequest *request)
     return caller->user_id;
   if (rtp_user_is_admin (caller) || g_str_equal (id, caller->user_id))
     return id;
-  message = g_strdup_printf (_("Only administrators or the user with user_id %s can access this endpoint."), id);
+  message = g_strdup_printf (_ ("Only administrators or the user with user_id %s can access this endpoint."), id);
   rtp_request_respond_error_message (request, 403, message);
   return NULL;
 }
@@ -217,7 +216,7 @@ update_done (GObject *source, GAsyncResult *result, gpointer user_data)
   user = rtp_user_manager_update_finish (RTP_USER_MANAGER (source), result, &errors, &proof_missing, &error);
   /* the current password comes with Basic auth: the contract names it so */
   if (user != NULL && proof_missing)
-    g_ptr_array_insert (errors, 0, g_strdup (_("Basic Auth is required for non-admins.")));
+    g_ptr_array_insert (errors, 0, g_strdup (_ ("Basic Auth is required for non-admins.")));
   if (user == NULL)
     rtp_request_respond_error (request, error);
   else
@@ -275,7 +274,8 @@ delete_user (RtpRequest *request, gpointer user_data)
       rtp_request_respond_error (request, error);
       return;
     }
-  message = g_strdup_printf (_("The %s (%s) was successfully deleted from the database."), _("user"), user->login_name);
+  message = g_strdup_printf (_ ("The %s (%s) was successfully deleted from the database."), _ ("user"),
+                             user->login_name);
   rtp_request_respond_messages (request, message);
 }
 

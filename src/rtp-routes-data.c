@@ -44,7 +44,7 @@ typedef struct _Job Job;
 typedef struct {
   Job *job;
   guint index;
-  GString *waiting;  /* this PV's points while an earlier PV is still being written (without brackets) */
+  GString *waiting; /* this PV's points while an earlier PV is still being written (without brackets) */
   RtpArchiverTransfer *transfer;
   gboolean done;
   gboolean budget_paused; /* paused because the PVs waiting their turn hold WAITING_BUDGET bytes */
@@ -63,14 +63,14 @@ struct _Job {
   RtpExperiment *experiment; /* (owned) */
   GPtrArray *pvs;            /* (owned) pv strings to return */
   RtpHistoryWindow window;
-  GPtrArray *warnings;       /* (owned) */
-  PvFetch *fetches;          /* (owned) one per PV */
-  guint outstanding;         /* transfers not yet completed */
-  guint current;             /* the PV whose points are being written */
-  gsize waiting_bytes;       /* held in the fetches' waiting buffers */
-  GString *out;              /* (owned) not yet handed to libsoup */
-  gboolean started;          /* the 200 and the first bytes went out */
-  gboolean finished;         /* answered (or failed): the job only waits for its transfers now */
+  GPtrArray *warnings; /* (owned) */
+  PvFetch *fetches;    /* (owned) one per PV */
+  guint outstanding;   /* transfers not yet completed */
+  guint current;       /* the PV whose points are being written */
+  gsize waiting_bytes; /* held in the fetches' waiting buffers */
+  GString *out;        /* (owned) not yet handed to libsoup */
+  gboolean started;    /* the 200 and the first bytes went out */
+  gboolean finished;   /* answered (or failed): the job only waits for its transfers now */
 };
 
 static void
@@ -122,7 +122,8 @@ append_sample (GString *out, GTimeZone *tz, const RtpSample *s, gboolean first)
 static void
 append_prefix (Job *job, GString *out)
 {
-  g_autoptr (JsonNode) node = json_node_init_object (json_node_alloc (), rtp_experiment_to_json (job->experiment, FALSE));
+  g_autoptr (JsonNode)
+    node = json_node_init_object (json_node_alloc (), rtp_experiment_to_json (job->experiment, FALSE));
   g_autofree char *experiment = json_to_string (node, FALSE);
 
   json_object_unref (json_node_get_object (node)); /* init_object took its own reference */
@@ -151,19 +152,20 @@ note_reduced (Job *job, guint index)
   const char *pv = g_ptr_array_index (job->pvs, index);
 
   if (f->binned > 0)
-    g_ptr_array_add (job->warnings, g_strdup_printf (_("The data of %s was reduced to %llu points."), pv,
+    g_ptr_array_add (job->warnings, g_strdup_printf (_ ("The data of %s was reduced to %llu points."), pv,
                                                      (unsigned long long) f->points));
   if (f->too_deep > 0)
     {
       g_warning ("the archiver sent %llu values of %s nested deeper than %d levels; they were skipped",
                  (unsigned long long) f->too_deep, pv, RTP_JSON_MAX_DEPTH);
-      g_ptr_array_add (job->warnings, g_strdup_printf (_("%llu values of %s were nested too deeply and were skipped."),
+      g_ptr_array_add (job->warnings, g_strdup_printf (_ ("%llu values of %s were nested too deeply and were skipped."),
                                                        (unsigned long long) f->too_deep, pv));
     }
   if (f->nonfinite > 0)
-    g_ptr_array_add (job->warnings,
-                     g_strdup_printf (_("%llu numbers of %s were not finite (infinite or not a number) and are given as null."),
-                                      (unsigned long long) f->nonfinite, pv));
+    g_ptr_array_add (
+      job->warnings,
+      g_strdup_printf (_ ("%llu numbers of %s were not finite (infinite or not a number) and are given as null."),
+                       (unsigned long long) f->nonfinite, pv));
 }
 
 /* ---- the answer: every PV fetched at once, written PV after PV ----------------------------------
@@ -369,7 +371,7 @@ time_member (RtpRequest *request, JsonObject *body, const char *name, const char
       return TRUE;
     }
   text = json_to_string (node, FALSE);
-  message = g_strdup_printf (_("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
+  message = g_strdup_printf (_ ("%s: The time (%s) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601."), name, text);
   rtp_request_respond_error_message (request, 400, message);
   return FALSE;
 }
@@ -396,7 +398,7 @@ get_data (RtpRequest *request, gpointer user_data)
     }
   if (only_pv != NULL && !g_ptr_array_find_with_equal_func (experiment->pv_strings, only_pv, g_str_equal, NULL))
     {
-      g_autoptr (GError) missing = rtp_error_new_not_found (_("process variable"), only_pv);
+      g_autoptr (GError) missing = rtp_error_new_not_found (_ ("process variable"), only_pv);
       rtp_request_respond_error (request, missing);
       return;
     }
@@ -410,7 +412,7 @@ get_data (RtpRequest *request, gpointer user_data)
     {
       if (!JSON_NODE_HOLDS_VALUE (mp) || json_node_get_value_type (mp) != G_TYPE_INT64)
         {
-          rtp_request_respond_error_message (request, 400, _("max_points: Value must be a non-negative integer."));
+          rtp_request_respond_error_message (request, 400, _ ("max_points: Value must be a non-negative integer."));
           return;
         }
       query.has_max_points = TRUE;
@@ -444,8 +446,8 @@ get_data (RtpRequest *request, gpointer user_data)
 
   if (!rtp_history_is_configured (services->history))
     {
-      g_autoptr (GError) e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
-                                          _("Could not get process variable data from archiver."));
+      g_autoptr (GError)
+        e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _ ("Could not get process variable data from archiver."));
       rtp_request_respond_error (request, e);
       job_free (job);
       return;
@@ -461,7 +463,8 @@ get_data (RtpRequest *request, gpointer user_data)
       return;
     }
   open_pv (job, 0);
-  job->request_cancel_id = g_cancellable_connect (rtp_request_get_cancellable (request), G_CALLBACK (request_gone), job, NULL);
+  job->request_cancel_id = g_cancellable_connect (rtp_request_get_cancellable (request), G_CALLBACK (request_gone), job,
+                                                  NULL);
   job->outstanding = job->pvs->len;
   for (guint i = 0; i < job->pvs->len; i++)
     {
@@ -469,8 +472,8 @@ get_data (RtpRequest *request, gpointer user_data)
       f->job = job;
       f->index = i;
       f->waiting = i > 0 ? g_string_new (NULL) : NULL;
-      f->transfer = rtp_history_fetch_async (services->history, g_ptr_array_index (job->pvs, i), &job->window, on_sample,
-                                             f, job->cancellable, fetch_done, f);
+      f->transfer = rtp_history_fetch_async (services->history, g_ptr_array_index (job->pvs, i), &job->window,
+                                             on_sample, f, job->cancellable, fetch_done, f);
     }
 }
 

@@ -100,7 +100,7 @@ unsubscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else
     {
       JsonObject *o = json_object_new ();
-      g_autofree char *message = g_strdup_printf (_("Successfully deleted subscription (user_id=%s,pv_string=%s)"),
+      g_autofree char *message = g_strdup_printf (_ ("Successfully deleted subscription (user_id=%s,pv_string=%s)"),
                                                   rtp_request_get_caller (request)->user_id,
                                                   rtp_request_get_param (request, 0));
       json_object_set_string_member (o, "message", message);
@@ -198,8 +198,9 @@ list_alerts (RtpRequest *request, gpointer user_data)
   const RtpUser *caller = rtp_request_get_caller (request);
   g_autoptr (GError) error = NULL;
   /* own alerts; admins see all */
-  g_autoptr (GPtrArray) episodes = rtp_alerter_list_episodes (services->alerter,
-                                                              rtp_user_is_admin (caller) ? NULL : caller->user_id, &error);
+  g_autoptr (GPtrArray)
+    episodes = rtp_alerter_list_episodes (services->alerter, rtp_user_is_admin (caller) ? NULL : caller->user_id,
+                                          &error);
   JsonArray *alerts;
   JsonObject *o;
 

@@ -165,7 +165,7 @@ update_experiment (RtpRequest *request, gpointer user_data)
 static char *
 deleted_message (const char *type, const char *id)
 {
-  return g_strdup_printf (_("The %s (%s) was successfully deleted from the database."), type, id);
+  return g_strdup_printf (_ ("The %s (%s) was successfully deleted from the database."), type, id);
 }
 
 static void
@@ -186,11 +186,11 @@ delete_experiment (RtpRequest *request, gpointer user_data)
   messages = json_array_new ();
   for (guint i = 0; i < pvs->len; i++)
     {
-      g_autofree char *m = deleted_message (_("process variable"), g_ptr_array_index (pvs, i));
+      g_autofree char *m = deleted_message (_ ("process variable"), g_ptr_array_index (pvs, i));
       json_array_add_string_element (messages, m);
     }
   {
-    g_autofree char *m = deleted_message (_("experiment"), short_id);
+    g_autofree char *m = deleted_message (_ ("experiment"), short_id);
     json_array_add_string_element (messages, m);
   }
   o = json_object_new ();
@@ -262,8 +262,10 @@ create_pv (RtpRequest *request, gpointer user_data)
       JsonObject *o = json_object_new ();
       JsonArray *errors = json_array_new ();
       JsonObject *field = json_object_new ();
-      json_object_set_string_member (field, "pv_string",
-                                     _("No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
+      json_object_set_string_member (
+        field, "pv_string",
+        _ (
+          "No pv_string was specified. To create a process variable, you must provide a pv_string because it serves as primary_key."));
       json_array_add_object_element (errors, field);
       json_object_set_array_member (o, "errors", errors);
       rtp_request_respond_object (request, 400, o);
@@ -281,8 +283,8 @@ get_pv (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_get_pv (services->experiments,
-                                                                   rtp_request_get_param (request, 0), &error);
+  g_autoptr (RtpProcessVariable)
+    pv = rtp_experiment_store_get_pv (services->experiments, rtp_request_get_param (request, 0), &error);
 
   if (pv == NULL)
     {
@@ -319,8 +321,9 @@ delete_pv (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
   g_autofree char *deleted_experiment = NULL;
-  g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_delete_pv (
-      services->experiments, rtp_request_get_param (request, 0), &deleted_experiment, &error);
+  g_autoptr (RtpProcessVariable)
+    pv = rtp_experiment_store_delete_pv (services->experiments, rtp_request_get_param (request, 0), &deleted_experiment,
+                                         &error);
   JsonObject *o;
   JsonArray *messages;
 
@@ -331,12 +334,12 @@ delete_pv (RtpRequest *request, gpointer user_data)
     }
   messages = json_array_new ();
   {
-    g_autofree char *m = deleted_message (_("process variable"), pv->pv_string);
+    g_autofree char *m = deleted_message (_ ("process variable"), pv->pv_string);
     json_array_add_string_element (messages, m);
   }
   if (deleted_experiment != NULL)
     {
-      g_autofree char *m = deleted_message (_("experiment"), deleted_experiment);
+      g_autofree char *m = deleted_message (_ ("experiment"), deleted_experiment);
       json_array_add_string_element (messages, m);
     }
   o = json_object_new ();
@@ -351,7 +354,8 @@ rtp_routes_experiments_register (RtpHttpServer *http, RtpServices *services)
 {
   rtp_http_server_add_route (http, "GET", "/experiments", RTP_ROUTE_ADMIN, list_experiments, services);
   rtp_http_server_add_route (http, "GET", "/experiments/*", RTP_ROUTE_AUTH, get_experiment, services);
-  rtp_http_server_add_route (http, "PUT", "/experiments/*", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, update_experiment, services);
+  rtp_http_server_add_route (http, "PUT", "/experiments/*", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, update_experiment,
+                             services);
   rtp_http_server_add_route (http, "DELETE", "/experiments/*", RTP_ROUTE_ADMIN, delete_experiment, services);
   rtp_http_server_add_route (http, "GET", "/experiments/pvs", RTP_ROUTE_ADMIN, list_pvs, services);
   rtp_http_server_add_route (http, "POST", "/experiments/pvs", RTP_ROUTE_ADMIN | RTP_ROUTE_JSON, create_pv, services);

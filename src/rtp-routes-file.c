@@ -36,8 +36,8 @@ import_config (RtpRequest *request, gpointer user_data)
   gsize len = 0;
   const char *data = g_bytes_get_data (body, &len);
   g_autoptr (GError) error = NULL;
-  g_autoptr (RtpImportResult) result = rtp_experiment_store_import (services->experiments, data != NULL ? data : "", len,
-                                                                    &error);
+  g_autoptr (RtpImportResult)
+    result = rtp_experiment_store_import (services->experiments, data != NULL ? data : "", len, &error);
   JsonObject *o;
   JsonArray *messages;
   JsonArray *errors;
@@ -49,7 +49,10 @@ import_config (RtpRequest *request, gpointer user_data)
     }
   o = json_object_new ();
   messages = json_array_new ();
-  json_array_add_string_element (messages, _("Import complete. Please check the number of entries found, compare them with the number in the database, and consult the error messages if necessary!"));
+  json_array_add_string_element (
+    messages,
+    _ (
+      "Import complete. Please check the number of entries found, compare them with the number in the database, and consult the error messages if necessary!"));
   json_object_set_array_member (o, "messages", messages);
   errors = json_array_new ();
   for (guint i = 0; i < result->errors->len; i++)

@@ -75,31 +75,38 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpUser) user = NULL;
   g_autoptr (RtpExperiment) experiment = NULL;
-  const char *language = rtp_i18n_negotiate (soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
-                                                                         "Accept-Language"));
+  const char *language = rtp_i18n_negotiate (
+    soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Accept-Language"));
   LiveAuth *auth;
 
   if (segments == NULL || g_strv_length (segments) != 2)
     {
-      rtp_http_server_answer_error (services->http, msg, 404, rtp_i18n_translate (language, N_("The requested URL was not found on the server.")));
+      rtp_http_server_answer_error (services->http, msg, 404,
+                                    rtp_i18n_translate (language,
+                                                        N_ ("The requested URL was not found on the server.")));
       return;
     }
   if (!g_str_equal (soup_server_message_get_method (msg), "GET"))
     {
       soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", "GET");
-      rtp_http_server_answer_error (services->http, msg, 405, rtp_i18n_translate (language, N_("The method is not allowed for the requested URL.")));
+      rtp_http_server_answer_error (services->http, msg, 405,
+                                    rtp_i18n_translate (language,
+                                                        N_ ("The method is not allowed for the requested URL.")));
       return;
     }
   token = find_token (msg, query);
   if (token == NULL)
     {
-      rtp_http_server_answer_error (services->http, msg, 401, rtp_i18n_translate (language, N_("Access to this resource requires a valid access-token.")));
+      rtp_http_server_answer_error (services->http, msg, 401,
+                                    rtp_i18n_translate (language,
+                                                        N_ ("Access to this resource requires a valid access-token.")));
       return;
     }
   user = rtp_user_manager_verify_token (services->users, token, &error);
   if (user == NULL)
     {
-      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
+      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error),
+                                    rtp_i18n_translate (language, error->message));
       return;
     }
   language = user->preferred_language;
@@ -112,12 +119,14 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
   if (!rtp_experiment_store_check_access (services->experiments, user, segments[1], RTP_ACCESS_WATCH, &error))
     {
       /* no request locale here: the message is English, translated for the caller */
-      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error), rtp_i18n_translate (language, error->message));
+      rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error),
+                                    rtp_i18n_translate (language, error->message));
       return;
     }
   if (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "Upgrade") == NULL)
     {
-      rtp_http_server_answer_error (services->http, msg, 400, rtp_i18n_translate (language, N_("This endpoint speaks WebSocket.")));
+      rtp_http_server_answer_error (services->http, msg, 400,
+                                    rtp_i18n_translate (language, N_ ("This endpoint speaks WebSocket.")));
       return;
     }
   auth = g_new0 (LiveAuth, 1);
@@ -138,11 +147,11 @@ typedef struct {
   gulong closed_id;
   guint heartbeat_id;
   guint full_sends;
-  GSocket *socket;               /* (owned) (nullable) the client's connection */
+  GSocket *socket; /* (owned) (nullable) the client's connection */
   char *user_id;
   char *short_id;
-  char *token;                   /* (owned) checked again when the database changes */
-  guint64 checked_stamp;         /* the change stamp at the last check */
+  char *token;           /* (owned) checked again when the database changes */
+  guint64 checked_stamp; /* the change stamp at the last check */
   gint64 checked_us;
   guint recheck_id;
 } Viewer;

@@ -15,7 +15,9 @@ set_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!rtp_setpoints_set_finish (RTP_SETPOINTS (source), result, &error))
     rtp_request_respond_error (request, error);
   else
-    rtp_request_respond_messages (request, _("Your request has been sent to the MQTT server. It may take a while for the changes to take effect."));
+    rtp_request_respond_messages (
+      request,
+      _ ("Your request has been sent to the MQTT server. It may take a while for the changes to take effect."));
   rtp_request_leave (request);
 }
 
@@ -28,29 +30,29 @@ read_setpoint_value (JsonNode *node, RtpSetpointValue *out, char **text)
     return FALSE;
   switch (json_node_get_value_type (node))
     {
-    case G_TYPE_STRING:
-      out->kind = RTP_SETPOINT_TEXT;
-      *text = g_strdup (json_node_get_string (node));
-      break;
-    case G_TYPE_BOOLEAN:
-      out->kind = RTP_SETPOINT_BOOLEAN;
-      *text = g_strdup (json_node_get_boolean (node) ? "true" : "false");
-      break;
-    case G_TYPE_INT64:
-      out->kind = RTP_SETPOINT_NUMBER;
-      out->number = (double) json_node_get_int (node);
-      *text = g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (node));
-      break;
-    case G_TYPE_DOUBLE:
-      {
-        char buf[G_ASCII_DTOSTR_BUF_SIZE];
-        out->kind = RTP_SETPOINT_NUMBER;
-        out->number = json_node_get_double (node);
-        *text = g_strdup (g_ascii_dtostr (buf, sizeof buf, out->number));
+      case G_TYPE_STRING:
+        out->kind = RTP_SETPOINT_TEXT;
+        *text = g_strdup (json_node_get_string (node));
         break;
-      }
-    default:
-      return FALSE;
+      case G_TYPE_BOOLEAN:
+        out->kind = RTP_SETPOINT_BOOLEAN;
+        *text = g_strdup (json_node_get_boolean (node) ? "true" : "false");
+        break;
+      case G_TYPE_INT64:
+        out->kind = RTP_SETPOINT_NUMBER;
+        out->number = (double) json_node_get_int (node);
+        *text = g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (node));
+        break;
+      case G_TYPE_DOUBLE:
+        {
+          char buf[G_ASCII_DTOSTR_BUF_SIZE];
+          out->kind = RTP_SETPOINT_NUMBER;
+          out->number = json_node_get_double (node);
+          *text = g_strdup (g_ascii_dtostr (buf, sizeof buf, out->number));
+          break;
+        }
+      default:
+        return FALSE;
     }
   out->text = *text;
   return TRUE;
@@ -68,7 +70,7 @@ publish_value (RtpRequest *request, gpointer user_data)
   /* Deviation (API.md): 0, false and "" are values; only an absent or null value is missing */
   if (value == NULL || JSON_NODE_HOLDS_NULL (value))
     {
-      rtp_request_respond_error_message (request, 400, _("The value to be set must be supplied in the JSON body."));
+      rtp_request_respond_error_message (request, 400, _ ("The value to be set must be supplied in the JSON body."));
       return;
     }
   if (!read_setpoint_value (value, &setpoint, &text))
@@ -99,7 +101,7 @@ publish_log (RtpRequest *request, gpointer user_data)
       limit = g_ascii_strtoll (limit_text, &end, 10);
       if (limit_text[0] == '\0' || *end != '\0' || limit < 1 || limit > 1000)
         {
-          rtp_request_respond_error_message (request, 400, _("limit: Value must be a whole number from 1 to 1000."));
+          rtp_request_respond_error_message (request, 400, _ ("limit: Value must be a whole number from 1 to 1000."));
           return;
         }
     }

@@ -13,8 +13,8 @@
 
 #define LOOKUP_LIMIT_US ((gint64) 1 * G_USEC_PER_SEC)
 
-const char *const rtp_secret_names[] = { "SECRET_KEY", "DEFAULT_ADMIN_PASSWORD", "RTP_SMTP_PASSWORD", "RTP_MQTT_PASSWORD",
-                                         "RTP_DATABASE_PASSWORD", NULL };
+const char *const rtp_secret_names[] = { "SECRET_KEY",        "DEFAULT_ADMIN_PASSWORD", "RTP_SMTP_PASSWORD",
+                                         "RTP_MQTT_PASSWORD", "RTP_DATABASE_PASSWORD",  NULL };
 
 struct _RtpSecrets {
   GObject parent_instance;
@@ -31,10 +31,17 @@ schema (void)
     "org.realtimeplot.Server",
     SECRET_SCHEMA_NONE,
     {
-        { "name", SECRET_SCHEMA_ATTRIBUTE_STRING },
-        { NULL, 0 },
+      { "name", SECRET_SCHEMA_ATTRIBUTE_STRING },
+      { NULL, 0 },
     },
-    0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    0,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
   };
   return &s;
 }
@@ -79,7 +86,6 @@ watchdog_thread (gpointer data)
   return NULL;
 }
 
-
 char *
 rtp_secrets_lookup (RtpSecrets *self, const char *name)
 {
@@ -110,7 +116,7 @@ rtp_secrets_lookup (RtpSecrets *self, const char *name)
       self->available = error == NULL;
       if (!self->available)
         g_message ("no Secret Service reachable (%s): secrets come from the configuration and the state directory",
-                error->message);
+                   error->message);
       else
         g_debug ("the Secret Service is reachable");
     }

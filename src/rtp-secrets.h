@@ -15,9 +15,9 @@ extern const char *const rtp_secret_names[];
 
 RtpSecrets *rtp_secrets_new (void);
 /* The secret @name from the Secret Service, or NULL (no service, locked, or not stored). */
-char       *rtp_secrets_lookup (RtpSecrets *self, const char *name);
+char *rtp_secrets_lookup (RtpSecrets *self, const char *name);
 /* The keyring's value of @name, else the configuration's (NULL when neither is set). */
-char       *rtp_secrets_lookup_with_fallback (RtpSecrets *self, RtpConfig *config, const char *name);
-gboolean    rtp_secrets_store (const char *name, const char *value, GError **error);
+char *rtp_secrets_lookup_with_fallback (RtpSecrets *self, RtpConfig *config, const char *name);
+gboolean rtp_secrets_store (const char *name, const char *value, GError **error);
 
 G_END_DECLS

@@ -42,7 +42,7 @@ void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
-char       *rtp_url_for (const char *prefix, const char *id);
+char *rtp_url_for (const char *prefix, const char *id);
 JsonObject *rtp_user_to_json (const RtpUser *user);
 JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
 JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
@@ -55,11 +55,10 @@ RtpFieldState rtp_routes_read_boolean (JsonObject *body, const char *name, gbool
 RtpFieldState rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out);
 RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out);
 /* The contract's list answers: {"<key>": [ … ]}; takes @items. */
-JsonObject   *rtp_routes_list_answer (const char *key, JsonArray *items);
+JsonObject *rtp_routes_list_answer (const char *key, JsonArray *items);
 
 /* The experiment store's access rule for the caller (rtp_experiment_store_check_access); answers
  * the refusal (403 with the contract's message, or a database error) and returns FALSE. */
-gboolean    rtp_routes_check_access (RtpServices *services, RtpRequest *request, const char *short_id,
-                                     RtpAccess access);
+gboolean rtp_routes_check_access (RtpServices *services, RtpRequest *request, const char *short_id, RtpAccess access);
 
 G_END_DECLS

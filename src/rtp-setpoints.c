@@ -67,8 +67,8 @@ prune_log (gpointer user_data)
   RtpSetpoints *self = user_data;
   g_autoptr (GError) error = NULL;
   gint64 before = g_get_real_time () - (gint64) self->retention_days * 86400 * G_USEC_PER_SEC;
-  gint n = rtp_database_exec (self->db, &error, "DELETE FROM publish_log WHERE created_us < :t", "t", RTP_DB_INT, before,
-                              NULL);
+  gint n = rtp_database_exec (self->db, &error, "DELETE FROM publish_log WHERE created_us < :t", "t", RTP_DB_INT,
+                              before, NULL);
 
   if (n < 0)
     g_warning ("cannot prune the audit log: %s", error->message);
@@ -160,7 +160,7 @@ published (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       audit (self, d->actor, d->pv, d->value,
              g_error_matches (error, RTP_ERROR, RTP_ERROR_UNCONFIRMED) ? "unknown: no acknowledgement in time"
-                                                                      : "failed: broker unreachable");
+                                                                       : "failed: broker unreachable");
       g_task_return_error (task, error);
       return;
     }
@@ -188,7 +188,7 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   if (strlen (value->text) > RTP_SETPOINT_MAX_BYTES)
     {
       /* the audit log keeps every value: no megabytes there */
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _("value: The value is longer than %d bytes."),
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _ ("value: The value is longer than %d bytes."),
                                RTP_SETPOINT_MAX_BYTES);
       return;
     }
@@ -207,15 +207,16 @@ rtp_setpoints_set_async (RtpSetpoints *self, const RtpUser *caller, const char *
   if (!pv->available_for_mqtt_publish)
     {
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_NOT_ACCEPTABLE, "%s",
-                               _("The requested process variable does not accept user-set values."));
+                               _ ("The requested process variable does not accept user-set values."));
       return;
     }
   topic = rtp_setpoints_topic (self, pv_string);
   if (topic == NULL)
     {
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_CONFLICT,
-                               _("The process variable (%s) cannot be published: MQTT topics cannot carry the '+', '#' or '/' of its name."),
-                               pv_string);
+      g_task_return_new_error (
+        task, RTP_ERROR, RTP_ERROR_CONFLICT,
+        _ ("The process variable (%s) cannot be published: MQTT topics cannot carry the '+', '#' or '/' of its name."),
+        pv_string);
       return;
     }
   d = g_new0 (SetData, 1);

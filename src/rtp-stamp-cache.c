@@ -15,17 +15,17 @@
 #define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 struct _RtpStampCache {
-  RtpDatabase *db;          /* (owned) */
+  RtpDatabase *db; /* (owned) */
   GBoxedCopyFunc copy;
   GDestroyNotify free_value;
-  GHashTable *values;       /* (owned) key → Value, read while the stamp was @stamp */
+  GHashTable *values; /* (owned) key → Value, read while the stamp was @stamp */
   guint64 stamp;
 };
 
 typedef struct {
-  RtpStampCache *kept;            /* (unowned) for free_value */
-  gpointer value;           /* (owned) */
-  gint64 read_us;           /* monotonic time of the read */
+  RtpStampCache *kept; /* (unowned) for free_value */
+  gpointer value;      /* (owned) */
+  gint64 read_us;      /* monotonic time of the read */
 } Value;
 
 static void

@@ -8,9 +8,9 @@ G_BEGIN_DECLS
 typedef struct _RtpStampCache RtpStampCache;
 
 RtpStampCache *rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value);
-void     rtp_stamp_cache_free (RtpStampCache *cache);
+void rtp_stamp_cache_free (RtpStampCache *cache);
 gpointer rtp_stamp_cache_lookup (RtpStampCache *cache, const char *key, guint64 *stamp);
-void     rtp_stamp_cache_store (RtpStampCache *cache, guint64 stamp, const char *key, gconstpointer value);
+void rtp_stamp_cache_store (RtpStampCache *cache, guint64 stamp, const char *key, gconstpointer value);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpStampCache, rtp_stamp_cache_free)
 

@@ -55,15 +55,18 @@ announcement (RtpSubscriptions *self, const char *email, const char *pv, gint64 
               const char *first_name, const char *last_name)
 {
   GString *out = g_string_new ("{\"email\":");
-  g_autofree char *message = g_strdup_printf ("Hello %s %s.\nPlease check the %s process variable! A threshold value has been breached.",
-                                              first_name, last_name, pv);
+  g_autofree char *message = g_strdup_printf (
+    "Hello %s %s.\nPlease check the %s process variable! A threshold value has been breached.", first_name, last_name,
+    pv);
 
   /* the alert service's format, as the original service wrote it */
   rtp_json_append_string (out, email);
   g_string_append (out, ",\"pv\":");
   rtp_json_append_string (out, pv);
-  g_string_append_printf (out, ",\"min_threshold\":%" G_GINT64_FORMAT ",\"max_threshold\":%" G_GINT64_FORMAT
-                          ",\"threshold_unit\":", min, max);
+  g_string_append_printf (out,
+                          ",\"min_threshold\":%" G_GINT64_FORMAT ",\"max_threshold\":%" G_GINT64_FORMAT
+                          ",\"threshold_unit\":",
+                          min, max);
   rtp_json_append_string (out, self->unit);
   g_string_append_printf (out, ",\"active\":%d,\"message\":", active ? 1 : 0);
   rtp_json_append_string (out, message);
@@ -78,8 +81,8 @@ queue (RtpSubscriptions *self, const char *payload, GError **error)
 
   return rtp_database_exec (self->db, error,
                             "INSERT INTO mqtt_outbox (id, created_us, topic, payload) VALUES (:id, :t, :topic, :p)",
-                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR,
-                            self->topic, "p", RTP_DB_STR, payload, NULL) >= 0;
+                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR, self->topic,
+                            "p", RTP_DB_STR, payload, NULL) >= 0;
 }
 
 static gboolean
@@ -100,22 +103,22 @@ schedule_flush (RtpSubscriptions *self)
 }
 
 /* The subscriptions of one user to the PVs of one experiment (parameters :v and :e). */
-#define OF_USER_IN_EXPERIMENT \
+#define OF_USER_IN_EXPERIMENT                                                                                          \
   "user_id = :v AND pv_string IN (SELECT pv_string FROM process_variables WHERE experiment_short_id = :e)"
 
 /* Queues removal (and, for a rename, re-creation) announcements of the subscriptions matching
  * @where (on the subscriptions' columns, with :v = @value and :e = @extra). Runs inside the
  * caller's transaction. */
 static gboolean
-queue_cascade (RtpSubscriptions *self, const char *where, const char *value, const char *extra,
-               const char *renamed_to, GError **error)
+queue_cascade (RtpSubscriptions *self, const char *where, const char *value, const char *extra, const char *renamed_to,
+               GError **error)
 {
   g_autofree char *sql = g_strdup_printf ("SELECT s.email, s.pv_string, s.threshold_min, s.threshold_max, u.first_name, "
                                           "u.last_name FROM subscriptions s JOIN users u ON u.user_id = s.user_id "
                                           "WHERE s.%s ORDER BY s.user_id, s.pv_string",
                                           where);
-  g_autoptr (GdaDataModel) m = rtp_database_select (self->db, error, sql, "v", RTP_DB_STR, value, "e", RTP_DB_STR,
-                                                    extra, NULL);
+  g_autoptr (GdaDataModel)
+    m = rtp_database_select (self->db, error, sql, "v", RTP_DB_STR, value, "e", RTP_DB_STR, extra, NULL);
 
   if (m == NULL)
     return FALSE;
@@ -219,8 +222,8 @@ flush_next (RtpSubscriptions *self)
       self->flushing = FALSE;
       return;
     }
-  m = rtp_database_select (self->db, &error, "SELECT id, topic, payload FROM mqtt_outbox ORDER BY created_us, id LIMIT 1",
-                           NULL);
+  m = rtp_database_select (self->db, &error,
+                           "SELECT id, topic, payload FROM mqtt_outbox ORDER BY created_us, id LIMIT 1", NULL);
   if (m == NULL || rtp_db_rows (m) == 0)
     {
       if (m == NULL)
@@ -339,7 +342,8 @@ rtp_subscriptions_new (RtpDatabase *db, RtpUserManager *users, RtpExperimentStor
   self->user_deleting_id = g_signal_connect (users, "user-deleting", G_CALLBACK (on_user_deleting), self);
   self->pv_deleting_id = g_signal_connect (experiments, "pv-deleting", G_CALLBACK (on_pv_deleting), self);
   self->pv_renaming_id = g_signal_connect (experiments, "pv-renaming", G_CALLBACK (on_pv_renaming), self);
-  self->user_unassigning_id = g_signal_connect (experiments, "user-unassigning", G_CALLBACK (on_user_unassigning), self);
+  self->user_unassigning_id = g_signal_connect (experiments, "user-unassigning", G_CALLBACK (on_user_unassigning),
+                                                self);
   self->connected_id = g_signal_connect (mqtt, "notify::connected", G_CALLBACK (on_connected_changed), self);
   self->flush_timer_id = g_timeout_add_seconds (OUTBOX_RETRY_S, flush_timer, self);
   return self;
@@ -362,11 +366,11 @@ subscription_from_row (GdaDataModel *m, guint row)
 GPtrArray *
 rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, const char *pv_string, GError **error)
 {
-  g_autoptr (GdaDataModel) m = rtp_database_select (
-      self->db, error,
-      "SELECT user_id, pv_string, email, threshold_min, threshold_max FROM subscriptions "
-      "WHERE user_id = :u AND COALESCE(:pv, pv_string) = pv_string ORDER BY pv_string",
-      "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL);
+  g_autoptr (GdaDataModel)
+    m = rtp_database_select (self->db, error,
+                             "SELECT user_id, pv_string, email, threshold_min, threshold_max FROM subscriptions "
+                             "WHERE user_id = :u AND COALESCE(:pv, pv_string) = pv_string ORDER BY pv_string",
+                             "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL);
   GPtrArray *out;
 
   if (m == NULL)
@@ -395,7 +399,8 @@ rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error)
   g_autoptr (GStrvBuilder) pvs = g_strv_builder_new ();
 
   g_return_val_if_fail (RTP_IS_SUBSCRIPTIONS (self), NULL);
-  m = rtp_database_select (self->db, error, "SELECT pv_string FROM subscriptions GROUP BY pv_string ORDER BY pv_string", NULL);
+  m = rtp_database_select (self->db, error, "SELECT pv_string FROM subscriptions GROUP BY pv_string ORDER BY pv_string",
+                           NULL);
   if (m == NULL)
     return NULL;
   for (guint i = 0; i < rtp_db_rows (m); i++)
@@ -407,8 +412,8 @@ rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error)
 
 typedef struct {
   RtpSubscription *sub;
-  char *payload_on;   /* announcement of the subscription */
-  char *payload_off;  /* its reverse */
+  char *payload_on;  /* announcement of the subscription */
+  char *payload_off; /* its reverse */
   gboolean subscribing;
 } ChangeData;
 
@@ -485,7 +490,7 @@ subscribe_announced (GObject *source, GAsyncResult *result, gpointer user_data)
       /* another request subscribed meanwhile */
       g_autofree char *id = g_strdup_printf ("user_id=%s,pv_string=%s", d->sub->user_id, d->sub->pv_string);
       g_clear_error (&error);
-      error = rtp_error_new_exists (_("subscription"), id);
+      error = rtp_error_new_exists (_ ("subscription"), id);
     }
   change_written_or_reverted (self, task, d, error);
 }
@@ -534,7 +539,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
   if (request->threshold_min_state == RTP_FIELD_WRONG_TYPE || request->threshold_max_state == RTP_FIELD_WRONG_TYPE)
     {
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, "%s",
-                               _("threshold_min and threshold_max must be integers."));
+                               _ ("threshold_min and threshold_max must be integers."));
       return;
     }
   if (!have_min && pv->has_threshold_min)
@@ -548,11 +553,11 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
       have_max = TRUE;
     }
   if (email == NULL || email[0] == '\0')
-    g_strv_builder_add (missing, _("email: Missing email."));
+    g_strv_builder_add (missing, _ ("email: Missing email."));
   if (!have_min)
-    g_strv_builder_add (missing, _("threshold_min: Missing threshold_min."));
+    g_strv_builder_add (missing, _ ("threshold_min: Missing threshold_min."));
   if (!have_max)
-    g_strv_builder_add (missing, _("threshold_max: Missing threshold_max."));
+    g_strv_builder_add (missing, _ ("threshold_max: Missing threshold_max."));
   {
     g_auto (GStrv) fields = g_strv_builder_end (missing);
     if (fields[0] != NULL)
@@ -568,7 +573,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
     }
   if (!rtp_validate_email (email))
     {
-      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"), email);
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _ ("email: %s is not a valid email address"), email);
       return;
     }
   if (!get_subscription (self, caller->user_id, pv_string, &existing, &error))
@@ -579,7 +584,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
   if (existing != NULL)
     {
       g_autofree char *id = subscription_id (caller->user_id, pv_string);
-      g_task_return_error (task, rtp_error_new_exists (_("subscription"), id));
+      g_task_return_error (task, rtp_error_new_exists (_ ("subscription"), id));
       return;
     }
 
@@ -607,7 +612,7 @@ rtp_subscriptions_subscribe_finish (RtpSubscriptions *self, GAsyncResult *result
 
 void
 rtp_subscriptions_unsubscribe_async (RtpSubscriptions *self, const RtpUser *caller, const char *pv_string,
-                                         GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+                                     GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
   RtpSubscription *existing = NULL;
@@ -623,7 +628,7 @@ rtp_subscriptions_unsubscribe_async (RtpSubscriptions *self, const RtpUser *call
   if (existing == NULL)
     {
       g_autofree char *id = subscription_id (caller->user_id, pv_string);
-      g_task_return_error (task, rtp_error_new_not_found (_("subscription"), id));
+      g_task_return_error (task, rtp_error_new_not_found (_ ("subscription"), id));
       return;
     }
   d = g_new0 (ChangeData, 1);

@@ -37,9 +37,9 @@ typedef struct {
 G_DECLARE_FINAL_TYPE (RtpSubscriptions, rtp_subscriptions, RTP, SUBSCRIPTIONS, GObject)
 
 typedef struct {
-  const char *channel_prefix;  /* MQTT_CHANNEL_PREFIX */
-  const char *email_channel;   /* EMAIL_MQTT_CHANNEL */
-  const char *threshold_unit;  /* THRESHOLD_UNIT */
+  const char *channel_prefix; /* MQTT_CHANNEL_PREFIX */
+  const char *email_channel;  /* EMAIL_MQTT_CHANNEL */
+  const char *threshold_unit; /* THRESHOLD_UNIT */
 } RtpSubscriptionSettings;
 
 /* Returns: (transfer full) */
@@ -48,27 +48,24 @@ RtpSubscriptions *rtp_subscriptions_new (RtpDatabase *db, RtpUserManager *users,
 
 /* Subscribing: checks (PV 404, assignment 403, fields 400 — missing ones as one error naming
  * each (rtp_error_new_fields) —, duplicate 409), announces, and stores only after the broker's ack. */
-void             rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller,
-                                                    const char *pv_string, const RtpSubscriptionRequest *request,
-                                                    GCancellable *cancellable, GAsyncReadyCallback callback,
-                                                    gpointer user_data);
+void rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller, const char *pv_string,
+                                        const RtpSubscriptionRequest *request, GCancellable *cancellable,
+                                        GAsyncReadyCallback callback, gpointer user_data);
 /* Returns: (transfer full): the stored subscription */
 RtpSubscription *rtp_subscriptions_subscribe_finish (RtpSubscriptions *self, GAsyncResult *result, GError **error);
-void             rtp_subscriptions_unsubscribe_async (RtpSubscriptions *self, const RtpUser *caller,
-                                                      const char *pv_string, GCancellable *cancellable,
-                                                      GAsyncReadyCallback callback, gpointer user_data);
-gboolean         rtp_subscriptions_unsubscribe_finish (RtpSubscriptions *self, GAsyncResult *result, GError **error);
+void rtp_subscriptions_unsubscribe_async (RtpSubscriptions *self, const RtpUser *caller, const char *pv_string,
+                                          GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+gboolean rtp_subscriptions_unsubscribe_finish (RtpSubscriptions *self, GAsyncResult *result, GError **error);
 
 /* The subscriptions of @user_id, of one PV when @pv_string is not NULL.
  * Returns: (transfer full) (element-type RtpSubscription) (nullable): NULL on a database error */
-GPtrArray       *rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, const char *pv_string,
-                                         GError **error);
+GPtrArray *rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, const char *pv_string, GError **error);
 /* Every PV somebody subscribed to, sorted.
  * Returns: (transfer full) (nullable): NULL on a database error */
-GStrv            rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error);
+GStrv rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error);
 
-guint            rtp_subscriptions_outbox_length (RtpSubscriptions *self);
+guint rtp_subscriptions_outbox_length (RtpSubscriptions *self);
 /* Sends what waits in the outbox (also done on reconnect and by a timer). */
-void             rtp_subscriptions_flush_outbox (RtpSubscriptions *self);
+void rtp_subscriptions_flush_outbox (RtpSubscriptions *self);
 
 G_END_DECLS

@@ -17,9 +17,9 @@ static gboolean
 table_exists (RtpDatabase *db, const char *name, gboolean *exists, GError **error)
 {
   const char *sql = rtp_database_get_kind (db) == RTP_DATABASE_SQLITE
-                        ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n"
-                        : "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
-                          "AND table_name = :n";
+                      ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = :n"
+                      : "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                        "AND table_name = :n";
   gint64 n = rtp_database_select_int (db, error, sql, "n", RTP_DB_STR, name, NULL);
 
   if (n < 0)
@@ -124,8 +124,8 @@ parse_int (const char *text, gint64 *out)
 static gboolean
 truthy (const char *text)
 {
-  return text != NULL && (g_str_equal (text, "1") || g_ascii_strcasecmp (text, "true") == 0 ||
-                          g_ascii_strcasecmp (text, "t") == 0);
+  return text != NULL &&
+         (g_str_equal (text, "1") || g_ascii_strcasecmp (text, "true") == 0 || g_ascii_strcasecmp (text, "t") == 0);
 }
 
 static const char *
@@ -156,17 +156,18 @@ rtp_takeover_copy (RtpDatabase *from, gboolean legacy, RtpDatabase *to, RtpTakeo
       const char *lang = col (u, "preferred_language", NULL);
       gint64 pwv = 0;
       parse_int (col (u, "password_version", NULL), &pwv);
-      if (rtp_database_exec (to, error,
-                             "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
-                             "user_type, preferred_language, password_version) "
-                             "VALUES (:id, :login, :first, :last, :email, :hash, :type, :lang, :pwv)",
-                             "id", RTP_DB_STR, col (u, "user_id", "id"), "login", RTP_DB_STR, col (u, "login_name", NULL),
-                             "first", RTP_DB_STR, col (u, "first_name", NULL) != NULL ? col (u, "first_name", NULL) : "",
-                             "last", RTP_DB_STR, col (u, "last_name", NULL) != NULL ? col (u, "last_name", NULL) : "",
-                             "email", RTP_DB_STR, col (u, "email", NULL) != NULL && col (u, "email", NULL)[0] != '\0' ? col (u, "email", NULL) : NULL,
-                             "hash", RTP_DB_STR, col (u, "password_hash", "password") != NULL ? col (u, "password_hash", "password") : "",
-                             "type", RTP_DB_STR, user_type (col (u, "user_type", NULL)), "lang", RTP_DB_STR,
-                             lang != NULL && lang[0] != '\0' ? lang : "en", "pwv", RTP_DB_INT, pwv, NULL) < 0)
+      if (rtp_database_exec (
+            to, error,
+            "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+            "user_type, preferred_language, password_version) "
+            "VALUES (:id, :login, :first, :last, :email, :hash, :type, :lang, :pwv)",
+            "id", RTP_DB_STR, col (u, "user_id", "id"), "login", RTP_DB_STR, col (u, "login_name", NULL), "first",
+            RTP_DB_STR, col (u, "first_name", NULL) != NULL ? col (u, "first_name", NULL) : "", "last", RTP_DB_STR,
+            col (u, "last_name", NULL) != NULL ? col (u, "last_name", NULL) : "", "email", RTP_DB_STR,
+            col (u, "email", NULL) != NULL && col (u, "email", NULL)[0] != '\0' ? col (u, "email", NULL) : NULL, "hash",
+            RTP_DB_STR, col (u, "password_hash", "password") != NULL ? col (u, "password_hash", "password") : "",
+            "type", RTP_DB_STR, user_type (col (u, "user_type", NULL)), "lang", RTP_DB_STR,
+            lang != NULL && lang[0] != '\0' ? lang : "en", "pwv", RTP_DB_INT, pwv, NULL) < 0)
         goto fail;
       counts->users++;
     }
@@ -244,7 +245,8 @@ rtp_takeover_copy (RtpDatabase *from, gboolean legacy, RtpDatabase *to, RtpTakeo
     }
   if (legacy && rtp_database_get_kind (from) == RTP_DATABASE_SQLITE && from == to)
     {
-      static const char *const old[] = { "subscription", "users_to_experiments", "process_variable", "experiment", "user" };
+      static const char *const old[] = { "subscription", "users_to_experiments", "process_variable", "experiment",
+                                         "user" };
       for (gsize i = 0; i < G_N_ELEMENTS (old); i++)
         {
           g_autofree char *drop = g_strdup_printf ("DROP TABLE IF EXISTS \"%s\"", old[i]);

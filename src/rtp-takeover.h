@@ -16,7 +16,7 @@ gboolean rtp_takeover_is_legacy (RtpDatabase *db, gboolean *legacy, GError **err
  * service's layout when @legacy, else ours) into @to (migrated to our newest schema), in one
  * transaction of @to. User ids, login names and MD5 password hashes are kept as they are. */
 gboolean rtp_takeover_copy (RtpDatabase *from, gboolean legacy, RtpDatabase *to, RtpTakeoverCounts *counts,
-                             GError **error);
+                            GError **error);
 
 /* Upgrades an original service's SQLite file in place: a copy goes to <file>.pre-migration.bak
  * first; afterwards the file has our schema with the same data and no old tables. */

@@ -109,7 +109,8 @@ rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us)
     return FALSE;
   {
     gint64 whole = (gint64) s;
-    gint64 local = days_from_civil (y, (unsigned) mo, (unsigned) d) * 86400 + (gint64) h * 3600 + (gint64) mi * 60 + whole;
+    gint64 local = days_from_civil (y, (unsigned) mo, (unsigned) d) * 86400 + (gint64) h * 3600 + (gint64) mi * 60 +
+                   whole;
     gint64 frac_us = (gint64) ((s - (double) whole) * 1e6 + 0.5);
     gint64 utc;
 

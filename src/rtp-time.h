@@ -13,9 +13,9 @@ gboolean rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us);
 /* "YYYY-MM-DD HH:MM:SS[.ffffff|.fffffffff]±HH:MM" in @tz: no fraction when @nanos is 0,
  * six digits when it is a whole number of microseconds, else nine. @buf holds 64 bytes;
  * returns the length written. */
-gsize    rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf);
+gsize rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf);
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ", as the appliance reads it */
-char    *rtp_time_iso_utc (gint64 us);
+char *rtp_time_iso_utc (gint64 us);
 
 G_END_DECLS

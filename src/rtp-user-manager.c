@@ -20,28 +20,28 @@
 #include <string.h>
 #include <unistd.h>
 
-#define USER_COLUMNS \
+#define USER_COLUMNS                                                                                                   \
   "user_id, login_name, first_name, last_name, email, user_type, preferred_language, password_version"
 
 struct _RtpUserManager {
   GObject parent_instance;
 
-  RtpDatabase *db;           /* (owned) */
-  GBytes *key;               /* (owned) signing key */
-  char *legacy_salt;         /* (owned) (nullable) */
+  RtpDatabase *db;   /* (owned) */
+  GBytes *key;       /* (owned) signing key */
+  char *legacy_salt; /* (owned) (nullable) */
   gint64 token_validity_s;
   guint max_failures;
   guint lockout_s;
-  guint max_pending;         /* password checks of logins queued or running at most */
+  guint max_pending; /* password checks of logins queued or running at most */
   guint pending;
-  GHashTable *failures;      /* (owned) "login\nclient" → Failures */
-  char *dummy_hash;          /* (owned) verified against for unknown logins, against timing probes */
-  char *select_by_id;        /* (owned) the SQL of user_from_row()'s columns, built once for the dialect */
-  char *select_by_login;     /* (owned) the same with password_hash */
-  char *select_all;          /* (owned) */
+  GHashTable *failures;  /* (owned) "login\nclient" → Failures */
+  char *dummy_hash;      /* (owned) verified against for unknown logins, against timing probes */
+  char *select_by_id;    /* (owned) the SQL of user_from_row()'s columns, built once for the dialect */
+  char *select_by_login; /* (owned) the same with password_hash */
+  char *select_all;      /* (owned) */
   /* the token check's two memories, main thread only (see verify_token) */
-  GHashTable *verified;      /* (owned) token → VerifiedToken: tokens whose signature was checked */
-  RtpStampCache *users;            /* (owned) user_id → RtpUser */
+  GHashTable *verified; /* (owned) token → VerifiedToken: tokens whose signature was checked */
+  RtpStampCache *users; /* (owned) user_id → RtpUser */
 };
 
 typedef struct {
@@ -133,7 +133,8 @@ rtp_user_get_assigned (const RtpUser *user, const char *short_id, gboolean *assi
 static char *
 select_users (const char *agg, gboolean with_hash, const char *tail)
 {
-  return g_strdup_printf ("SELECT " USER_COLUMNS ", (SELECT %s FROM user_experiments ue WHERE ue.user_id = users.user_id)"
+  return g_strdup_printf ("SELECT " USER_COLUMNS
+                          ", (SELECT %s FROM user_experiments ue WHERE ue.user_id = users.user_id)"
                           "%s FROM users %s",
                           agg, with_hash ? ", password_hash" : "", tail);
 }
@@ -291,14 +292,14 @@ is_string (const RtpUserChanges *c, RtpUserField f, gboolean nullable)
 {
   switch (c->state[f])
     {
-    case RTP_FIELD_ABSENT:
-    case RTP_FIELD_SET:
-      return TRUE;
-    case RTP_FIELD_NULL:
-      return nullable;
-    case RTP_FIELD_WRONG_TYPE:
-    default:
-      return FALSE;
+      case RTP_FIELD_ABSENT:
+      case RTP_FIELD_SET:
+        return TRUE;
+      case RTP_FIELD_NULL:
+        return nullable;
+      case RTP_FIELD_WRONG_TYPE:
+      default:
+        return FALSE;
     }
 }
 
@@ -320,13 +321,13 @@ type_error (GError **error)
 RtpUser *
 rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, self->select_by_id, "id", RTP_DB_STR, user_id,
-                                                        NULL);
+  g_autoptr (GdaDataModel)
+    model = rtp_database_select (self->db, error, self->select_by_id, "id", RTP_DB_STR, user_id, NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
     {
-      g_propagate_error (error, rtp_error_new_not_found (_("user"), user_id));
+      g_propagate_error (error, rtp_error_new_not_found (_ ("user"), user_id));
       return NULL;
     }
   return user_from_row (model, 0);
@@ -335,13 +336,13 @@ rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error)
 static RtpUser *
 get_by_login (RtpUserManager *self, const char *login, char **password_hash, GError **error)
 {
-  g_autoptr (GdaDataModel) model = rtp_database_select (self->db, error, self->select_by_login, "login", RTP_DB_STR,
-                                                        login, NULL);
+  g_autoptr (GdaDataModel)
+    model = rtp_database_select (self->db, error, self->select_by_login, "login", RTP_DB_STR, login, NULL);
   if (model == NULL)
     return NULL;
   if (rtp_db_rows (model) == 0)
     {
-      g_propagate_error (error, rtp_error_new_not_found (_("user"), login));
+      g_propagate_error (error, rtp_error_new_not_found (_ ("user"), login));
       return NULL;
     }
   if (password_hash != NULL)
@@ -382,8 +383,8 @@ count_admins (RtpUserManager *self, GError **error)
  * Creates the bootstrap admin (user_id "0") when the database has no admin at all.
  */
 gboolean
-rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
-                               char **generated_password, GError **error)
+rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password, char **generated_password,
+                               GError **error)
 {
   gint64 admins = count_admins (self, error);
   g_autofree char *generated = NULL;
@@ -416,13 +417,13 @@ rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const ch
 /* ---- password work in a thread ---------------------------------------------------- */
 
 typedef struct {
-  char *verify_hash;     /* (nullable) stored hash to check against */
+  char *verify_hash; /* (nullable) stored hash to check against */
   char *verify_password;
   char *legacy_salt;
-  char *new_password;    /* (nullable) to hash */
+  char *new_password; /* (nullable) to hash */
   gboolean verified;
   gboolean needs_upgrade;
-  char *new_hash;        /* result */
+  char *new_hash; /* result */
 } PasswordJob;
 
 static void
@@ -476,7 +477,8 @@ static void
 pool_func (gpointer data, gpointer user_data)
 {
   GTask *task = data;
-  password_job_thread (task, g_task_get_source_object (task), g_task_get_task_data (task), g_task_get_cancellable (task));
+  password_job_thread (task, g_task_get_source_object (task), g_task_get_task_data (task),
+                       g_task_get_cancellable (task));
   g_object_unref (task);
 }
 
@@ -507,8 +509,8 @@ shared_signing_key (RtpDatabase *db, GError **error)
 {
   for (int attempt = 0; attempt < 2; attempt++)
     {
-      g_autoptr (GdaDataModel) m = rtp_database_select (db, error, "SELECT value FROM settings WHERE name = 'signing_key'",
-                                                        NULL);
+      g_autoptr (GdaDataModel)
+        m = rtp_database_select (db, error, "SELECT value FROM settings WHERE name = 'signing_key'", NULL);
       guint8 raw[32];
       g_autofree char *hex = NULL;
       g_autoptr (GError) insert_error = NULL;
@@ -682,7 +684,7 @@ reserve_attempt (RtpUserManager *self, const char *login, const char *client, GE
 
   if (self->pending >= self->max_pending)
     {
-      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_BUSY, _("Too many logins at the moment; try again shortly."));
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_BUSY, _ ("Too many logins at the moment; try again shortly."));
       rtp_error_set_retry_after (*error, 1);
       return FALSE;
     }
@@ -690,10 +692,10 @@ reserve_attempt (RtpUserManager *self, const char *login, const char *client, GE
   if (f->locked_until > now || g_queue_get_length (&f->times) + f->in_progress >= self->max_failures)
     {
       gint64 wait = f->locked_until > now ? f->locked_until - now
-                                           : g_queue_is_empty (&f->times)
-                                               ? 1
-                                               : (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 - now;
-      g_set_error (error, RTP_ERROR, RTP_ERROR_TOO_MANY, _("Too many failed logins for %s. Try again in %u seconds."),
+                    : g_queue_is_empty (&f->times)
+                      ? 1
+                      : (gint64) GPOINTER_TO_SIZE (g_queue_peek_head (&f->times)) + 60 - now;
+      g_set_error (error, RTP_ERROR, RTP_ERROR_TOO_MANY, _ ("Too many failed logins for %s. Try again in %u seconds."),
                    login, (guint) MAX (wait, 1));
       rtp_error_set_retry_after (*error, (guint) MAX (wait, 1));
       return FALSE;
@@ -759,7 +761,7 @@ login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
   if (d->user == NULL || !job->verified)
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
-                               _("The login_name and password combination is not present in the database."));
+                               _ ("The login_name and password combination is not present in the database."));
       return;
     }
   if (job->needs_upgrade && job->new_hash != NULL)
@@ -924,7 +926,7 @@ rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError *
 
 refused:
   g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                       _("The access-token sent is invalid or no longer accepted."));
+                       _ ("The access-token sent is invalid or no longer accepted."));
   return NULL;
 }
 
@@ -952,8 +954,9 @@ static gboolean
 login_taken (RtpUserManager *self, const char *login, const char *except_id, gboolean *taken, GError **error)
 {
   gint64 n = rtp_database_select_int (self->db, error,
-                                      "SELECT COUNT(*) FROM users WHERE login_name = :login AND user_id <> :id", "login",
-                                      RTP_DB_STR, login, "id", RTP_DB_STR, except_id != NULL ? except_id : "", NULL);
+                                      "SELECT COUNT(*) FROM users WHERE login_name = :login AND user_id <> :id",
+                                      "login", RTP_DB_STR, login, "id", RTP_DB_STR, except_id != NULL ? except_id : "",
+                                      NULL);
   if (n < 0)
     return FALSE;
   *taken = n > 0;
@@ -994,7 +997,7 @@ create_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       if (taken || g_error_matches (error, RTP_ERROR, RTP_ERROR_EXISTS))
         {
-          g_task_return_error (outer, rtp_error_new_exists (_("user"), d->login_name));
+          g_task_return_error (outer, rtp_error_new_exists (_ ("user"), d->login_name));
           return;
         }
       g_task_return_error (outer, g_steal_pointer (&error));
@@ -1027,7 +1030,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
     if (!given (fields, required[i]))
       {
         g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
-                                 _("The user creation request did not contain all of the information required."));
+                                 _ ("The user creation request did not contain all of the information required."));
         return;
       }
   for (guint i = 0; i < G_N_ELEMENTS (required); i++)
@@ -1046,7 +1049,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
   if (!valid_user_type (text_of (fields, RTP_USER_FIELD_USER_TYPE)))
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID,
-                               _("user_type: The user_type (%s) is not valid and was therefore not accepted."),
+                               _ ("user_type: The user_type (%s) is not valid and was therefore not accepted."),
                                text_of (fields, RTP_USER_FIELD_USER_TYPE));
       return;
     }
@@ -1059,7 +1062,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
   if (text_of (fields, RTP_USER_FIELD_LOGIN_NAME)[0] == '\0')
     {
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
-                               _("login_name: The login_name must not be empty."));
+                               _ ("login_name: The login_name must not be empty."));
       return;
     }
   if (!rtp_validate_login_name (text_of (fields, RTP_USER_FIELD_LOGIN_NAME), &error))
@@ -1072,7 +1075,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
        !rtp_validate_email (text_of (fields, RTP_USER_FIELD_EMAIL))))
     {
       if (error == NULL)
-        g_set_error (&error, RTP_ERROR, RTP_ERROR_INVALID, _("email: %s is not a valid email address"),
+        g_set_error (&error, RTP_ERROR, RTP_ERROR_INVALID, _ ("email: %s is not a valid email address"),
                      text_of (fields, RTP_USER_FIELD_EMAIL));
       g_task_return_error (outer, error);
       return;
@@ -1090,7 +1093,7 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
     }
   if (taken)
     {
-      g_task_return_error (outer, rtp_error_new_exists (_("user"), text_of (fields, RTP_USER_FIELD_LOGIN_NAME)));
+      g_task_return_error (outer, rtp_error_new_exists (_ ("user"), text_of (fields, RTP_USER_FIELD_LOGIN_NAME)));
       return;
     }
 
@@ -1100,12 +1103,12 @@ rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *field
   d->last_name = g_strdup (text_of (fields, RTP_USER_FIELD_LAST_NAME));
   d->user_type = g_strdup (text_of (fields, RTP_USER_FIELD_USER_TYPE));
   d->email = text_of (fields, RTP_USER_FIELD_EMAIL) != NULL && text_of (fields, RTP_USER_FIELD_EMAIL)[0] != '\0'
-                 ? g_strdup (text_of (fields, RTP_USER_FIELD_EMAIL))
-                 : NULL;
+               ? g_strdup (text_of (fields, RTP_USER_FIELD_EMAIL))
+               : NULL;
   d->preferred_language = g_strdup (text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE) != NULL &&
-                                            text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)[0] != '\0'
-                                        ? text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)
-                                        : "en");
+                                        text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)[0] != '\0'
+                                      ? text_of (fields, RTP_USER_FIELD_PREFERRED_LANGUAGE)
+                                      : "en");
   d->temporary_password = rtp_password_generate (16, &error);
   g_task_set_task_data (outer, d, (GDestroyNotify) create_data_free);
   if (d->temporary_password == NULL)
@@ -1145,8 +1148,8 @@ typedef struct {
   GPtrArray *errors;      /* (element-type utf8) per-field messages */
   gboolean proof_missing; /* a non-admin's password change came without the current password */
   gboolean change_password;
-  char *client;           /* (nullable) where the request came from: the current password's check is a login attempt */
-  gboolean reserved;      /* an attempt of the caller's login from @client was reserved */
+  char *client;      /* (nullable) where the request came from: the current password's check is a login attempt */
+  gboolean reserved; /* an attempt of the caller's login from @client was reserved */
 } UpdateData;
 
 static void
@@ -1184,9 +1187,9 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
   if (target == NULL)
     return NULL;
 
-#define SET_TEXT(column, value)                                                                                  \
-  if (rtp_database_exec (self->db, error, "UPDATE users SET " column " = :v WHERE user_id = :id", "v", RTP_DB_STR, \
-                         value, "id", RTP_DB_STR, d->user_id, NULL) < 0)                                           \
+#define SET_TEXT(column, value)                                                                                        \
+  if (rtp_database_exec (self->db, error, "UPDATE users SET " column " = :v WHERE user_id = :id", "v", RTP_DB_STR,     \
+                         value, "id", RTP_DB_STR, d->user_id, NULL) < 0)                                               \
     return NULL;
 
   if (given (c, RTP_USER_FIELD_LOGIN_NAME))
@@ -1200,11 +1203,11 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
       else if (!rtp_validate_login_name (v, &e))
         add_error (d->errors, e);
       else if (v[0] == '\0')
-        g_ptr_array_add (d->errors, g_strdup (_("login_name: The login_name must not be empty.")));
+        g_ptr_array_add (d->errors, g_strdup (_ ("login_name: The login_name must not be empty.")));
       else if (!login_taken (self, v, d->user_id, &taken, error))
         return NULL;
       else if (taken)
-        g_ptr_array_add (d->errors, g_strdup_printf (_("login_name: The login_name (%s) is already in use."), v));
+        g_ptr_array_add (d->errors, g_strdup_printf (_ ("login_name: The login_name (%s) is already in use."), v));
       else
         {
           SET_TEXT ("login_name", v);
@@ -1241,7 +1244,7 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
       else if (!rtp_validate_text ("email", v, 100, &e))
         add_error (d->errors, e);
       else if (!rtp_validate_email (v))
-        g_ptr_array_add (d->errors, g_strdup_printf (_("email: %s is not a valid email address"), v));
+        g_ptr_array_add (d->errors, g_strdup_printf (_ ("email: %s is not a valid email address"), v));
       else
         {
           SET_TEXT ("email", v);
@@ -1266,18 +1269,23 @@ apply_update (RtpUserManager *self, UpdateData *d, const char *new_hash, GError 
       if (g_strcmp0 (v, target->user_type) == 0)
         ; /* unchanged */
       else if (!caller_is_admin)
-        g_ptr_array_add (d->errors, g_strdup (_("user_type: Only administrators can change the user_type.")));
+        g_ptr_array_add (d->errors, g_strdup (_ ("user_type: Only administrators can change the user_type.")));
       else if (!valid_user_type (v))
-        g_ptr_array_add (d->errors, g_strdup_printf (_("user_type: The user_type (%s) is not valid and was therefore not accepted."), v));
+        g_ptr_array_add (
+          d->errors,
+          g_strdup_printf (_ ("user_type: The user_type (%s) is not valid and was therefore not accepted."), v));
       else
         {
           gint64 admins = count_admins (self, error);
           if (admins < 0)
             return NULL;
           if (rtp_user_is_admin (target) && admins <= 1)
-            g_ptr_array_add (d->errors,
-                             g_strdup_printf (_("user_type: The user_type cannot be changed from 'admin' to 'user' because the user '%s' is the last registered admin in the database."),
-                                              target->login_name));
+            g_ptr_array_add (
+              d->errors,
+              g_strdup_printf (
+                _ (
+                  "user_type: The user_type cannot be changed from 'admin' to 'user' because the user '%s' is the last registered admin in the database."),
+                target->login_name));
           else
             {
               SET_TEXT ("user_type", v);
@@ -1319,9 +1327,12 @@ update_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   if (job->verify_hash != NULL && !job->verified)
-    g_ptr_array_add (d->errors,
-                     g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
-                                      d->caller->login_name));
+    g_ptr_array_add (
+      d->errors,
+      g_strdup_printf (
+        _ (
+          "password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
+        d->caller->login_name));
   else
     new_hash = job->new_hash;
 
@@ -1347,8 +1358,8 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
                                GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) outer = g_task_new (self, cancellable, callback, user_data);
-  static const RtpUserField strings[] = { RTP_USER_FIELD_LOGIN_NAME, RTP_USER_FIELD_FIRST_NAME, RTP_USER_FIELD_LAST_NAME,
-                                          RTP_USER_FIELD_USER_TYPE, RTP_USER_FIELD_PASSWORD };
+  static const RtpUserField strings[] = { RTP_USER_FIELD_LOGIN_NAME, RTP_USER_FIELD_FIRST_NAME,
+                                          RTP_USER_FIELD_LAST_NAME, RTP_USER_FIELD_USER_TYPE, RTP_USER_FIELD_PASSWORD };
   UpdateData *d;
   PasswordJob *job = NULL;
   GError *error = NULL;
@@ -1393,11 +1404,14 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
         d->proof_missing = TRUE;
       else if (!rtp_user_is_admin (caller) && proof->login != NULL && proof->login[0] != '\0' &&
                g_strcmp0 (proof->login, caller->login_name) != 0)
-        g_ptr_array_add (d->errors,
-                         g_strdup_printf (_("password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
-                                          caller->login_name));
+        g_ptr_array_add (
+          d->errors,
+          g_strdup_printf (
+            _ (
+              "password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
+            caller->login_name));
       else if (password_is_blank (password))
-        g_ptr_array_add (d->errors, g_strdup (_("password: The password must not be empty.")));
+        g_ptr_array_add (d->errors, g_strdup (_ ("password: The password must not be empty.")));
       else
         {
           job = g_new0 (PasswordJob, 1);
@@ -1475,9 +1489,10 @@ reset_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   if (!g_task_propagate_boolean (G_TASK (result), &error) ||
-      rtp_database_exec (self->db, &error,
-                         "UPDATE users SET password_hash = :h, password_version = password_version + 1 WHERE user_id = :id",
-                         "h", RTP_DB_STR, job->new_hash, "id", RTP_DB_STR, user_id, NULL) < 0)
+      rtp_database_exec (
+        self->db, &error,
+        "UPDATE users SET password_hash = :h, password_version = password_version + 1 WHERE user_id = :id", "h",
+        RTP_DB_STR, job->new_hash, "id", RTP_DB_STR, user_id, NULL) < 0)
     {
       g_task_return_error (outer, g_steal_pointer (&error));
       return;
@@ -1555,7 +1570,7 @@ rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **err
       if (admins <= 1)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_CONFLICT,
-                       _("The user (%s) is the only registered admin and therefore cannot be deleted."),
+                       _ ("The user (%s) is the only registered admin and therefore cannot be deleted."),
                        user->login_name);
           return NULL;
         }
@@ -1569,7 +1584,8 @@ rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **err
         return NULL;
       }
   }
-  if (rtp_database_exec (self->db, error, "DELETE FROM users WHERE user_id = :id", "id", RTP_DB_STR, user_id, NULL) < 0 ||
+  if (rtp_database_exec (self->db, error, "DELETE FROM users WHERE user_id = :id", "id", RTP_DB_STR, user_id, NULL) <
+        0 ||
       !rtp_transaction_commit (tx, error))
     return NULL;
   g_message ("deleted user '%s' (%s)", user->login_name, user->user_id);

@@ -13,15 +13,15 @@ typedef struct {
   char *login_name;
   char *first_name;
   char *last_name;
-  char *email;              /* (nullable) */
-  char *user_type;          /* "Admin" or "User" */
+  char *email;     /* (nullable) */
+  char *user_type; /* "Admin" or "User" */
   char *preferred_language;
   gint64 password_version;
   GPtrArray *experiment_ids; /* (nullable) short_ids the user is assigned to, sorted; NULL for a user not read
                               * from the database (the D-Bus caller) */
 } RtpUser;
 
-void     rtp_user_free (RtpUser *user);
+void rtp_user_free (RtpUser *user);
 RtpUser *rtp_user_copy (const RtpUser *user);
 gboolean rtp_user_is_admin (const RtpUser *user);
 gboolean rtp_user_get_assigned (const RtpUser *user, const char *short_id, gboolean *assigned);
@@ -31,35 +31,33 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpUser, rtp_user_free)
 G_DECLARE_FINAL_TYPE (RtpUserManager, rtp_user_manager, RTP, USER_MANAGER, GObject)
 
 typedef struct {
-  const char *legacy_salt;     /* PASSWORD_SALT of the original service, or NULL */
+  const char *legacy_salt; /* PASSWORD_SALT of the original service, or NULL */
   gint64 token_validity_s;
-  guint max_failures;          /* failed logins per login name and client before 429 */
+  guint max_failures; /* failed logins per login name and client before 429 */
   guint lockout_s;
-  guint max_pending;           /* logins and password checks waiting for a hash, at most (then 503) */
+  guint max_pending; /* logins and password checks waiting for a hash, at most (then 503) */
 } RtpUserManagerSettings;
 
-GBytes         *rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configured, const char *state_dir,
-                                                    GError **error);
+GBytes *rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configured, const char *state_dir,
+                                           GError **error);
 RtpUserManager *rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
                                       const RtpUserManagerSettings *settings);
 
-gboolean   rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
-                                          char **generated_password, GError **error);
+gboolean rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
+                                        char **generated_password, GError **error);
 
-RtpUser   *rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error);
+RtpUser *rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error);
 GPtrArray *rtp_user_manager_list (RtpUserManager *self, GError **error);
-gint64     rtp_user_manager_count (RtpUserManager *self, GError **error);
+gint64 rtp_user_manager_count (RtpUserManager *self, GError **error);
 
 /* Logins */
-guint      rtp_user_manager_get_lockout (RtpUserManager *self, const char *login, const char *client);
-void       rtp_user_manager_login_async (RtpUserManager *self, const char *login, const char *password,
-                                         const char *client, GCancellable *cancellable,
-                                         GAsyncReadyCallback callback, gpointer user_data);
-char      *rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUser **user,
-                                          GError **error);
+guint rtp_user_manager_get_lockout (RtpUserManager *self, const char *login, const char *client);
+void rtp_user_manager_login_async (RtpUserManager *self, const char *login, const char *password, const char *client,
+                                   GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+char *rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUser **user, GError **error);
 
-char      *rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user);
-RtpUser   *rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error);
+char *rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user);
+RtpUser *rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error);
 
 /* The fields of a user a caller may give, as API.md names them (rtp_user_field_names). */
 typedef enum {
@@ -78,41 +76,39 @@ extern const char *const rtp_user_field_names[RTP_USER_N_FIELDS];
 /* A new user's fields or the changes to one, each as the caller sent it. */
 typedef struct {
   RtpFieldState state[RTP_USER_N_FIELDS];
-  char *text[RTP_USER_N_FIELDS];   /* (owned) (nullable) the value of a field in RTP_FIELD_SET */
+  char *text[RTP_USER_N_FIELDS]; /* (owned) (nullable) the value of a field in RTP_FIELD_SET */
 } RtpUserChanges;
 
 RtpUserChanges *rtp_user_changes_new (void);
-void            rtp_user_changes_set (RtpUserChanges *changes, RtpUserField field, RtpFieldState state,
-                                      const char *text);
-void            rtp_user_changes_free (RtpUserChanges *changes);
+void rtp_user_changes_set (RtpUserChanges *changes, RtpUserField field, RtpFieldState state, const char *text);
+void rtp_user_changes_free (RtpUserChanges *changes);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpUserChanges, rtp_user_changes_free)
 
 /* How a caller proved the current password (HTTP: Basic auth sent with the token). */
 typedef struct {
-  const char *login;     /* (nullable) the login the proof is for; must be the caller's */
+  const char *login; /* (nullable) the login the proof is for; must be the caller's */
   const char *password;
 } RtpPasswordProof;
 
 /* Creating: all of login_name, first_name, last_name, user_type; email and preferred_language may
  * be null or absent; password is ignored (a temporary one is made). */
-void       rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *fields, GCancellable *cancellable,
-                                          GAsyncReadyCallback callback, gpointer user_data);
-RtpUser   *rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password,
-                                           GError **error);
+void rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *fields, GCancellable *cancellable,
+                                    GAsyncReadyCallback callback, gpointer user_data);
+RtpUser *rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password,
+                                         GError **error);
 
-void       rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id,
-                                          const RtpUserChanges *changes, const RtpPasswordProof *proof,
-                                          const char *client, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+void rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, const char *user_id,
+                                    const RtpUserChanges *changes, const RtpPasswordProof *proof, const char *client,
+                                    GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
 /* @proof_missing: set TRUE when a non-admin asked to change the password without @proof (the
  * password is then not changed, and the adapter says how the proof should have come). */
-RtpUser   *rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
-                                           gboolean *proof_missing, GError **error);
+RtpUser *rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
+                                         gboolean *proof_missing, GError **error);
 
-void       rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, GCancellable *cancellable,
-                                                  GAsyncReadyCallback callback, gpointer user_data);
-char      *rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *result, GError **error);
+void rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, GCancellable *cancellable,
+                                            GAsyncReadyCallback callback, gpointer user_data);
+char *rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *result, GError **error);
 
-RtpUser   *rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error);
-
+RtpUser *rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error);
 
 G_END_DECLS

@@ -14,12 +14,12 @@ check_text (const char *field, const char *value, guint max_chars, gboolean line
 {
   if (!g_utf8_validate (value, -1, NULL))
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is not valid UTF-8."), field);
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: The value is not valid UTF-8."), field);
       return FALSE;
     }
   if (g_utf8_strlen (value, -1) > max_chars)
     {
-      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value is longer than %u characters."), field,
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: The value is longer than %u characters."), field,
                    max_chars);
       return FALSE;
     }
@@ -28,7 +28,7 @@ check_text (const char *field, const char *value, guint max_chars, gboolean line
       gunichar c = g_utf8_get_char (p);
       if (g_unichar_iscntrl (c) && !(line_breaks && (c == '\n' || c == '\r')))
         {
-          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _("%s: The value must not contain control characters."),
+          g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: The value must not contain control characters."),
                        field);
           return FALSE;
         }
@@ -72,7 +72,7 @@ rtp_validate_login_name (const char *value, GError **error)
           type == G_UNICODE_PARAGRAPH_SEPARATOR)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                       _("login_name: The login_name (%s) contains invisible or control characters."), value);
+                       _ ("login_name: The login_name (%s) contains invisible or control characters."), value);
           return FALSE;
         }
     }
@@ -80,13 +80,13 @@ rtp_validate_login_name (const char *value, GError **error)
                            g_unichar_isspace (g_utf8_get_char (g_utf8_find_prev_char (value, value + strlen (value))))))
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _("login_name: The login_name (%s) must not begin or end with white space."), value);
+                   _ ("login_name: The login_name (%s) must not begin or end with white space."), value);
       return FALSE;
     }
   if (normal == NULL || strcmp (normal, value) != 0)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _("login_name: The login_name (%s) is not in Unicode normal form C."), value);
+                   _ ("login_name: The login_name (%s) is not in Unicode normal form C."), value);
       return FALSE;
     }
   return TRUE;
@@ -126,4 +126,3 @@ rtp_pv_name_is_mqtt_safe (const char *name)
 {
   return strpbrk (name, "+#/") == NULL;
 }
-

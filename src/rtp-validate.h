@@ -9,10 +9,10 @@ G_BEGIN_DECLS
  * interface reading GVariant) only says what arrived; the service decides which refusal comes
  * first (a missing PV before a field of the wrong type, as the contract orders them). */
 typedef enum {
-  RTP_FIELD_ABSENT,      /* not given */
-  RTP_FIELD_SET,         /* given, and the value is in the typed member next to it */
-  RTP_FIELD_NULL,        /* given as null (where a field may be null, the service says what it means) */
-  RTP_FIELD_WRONG_TYPE,  /* given, but not of the field's type */
+  RTP_FIELD_ABSENT,     /* not given */
+  RTP_FIELD_SET,        /* given, and the value is in the typed member next to it */
+  RTP_FIELD_NULL,       /* given as null (where a field may be null, the service says what it means) */
+  RTP_FIELD_WRONG_TYPE, /* given, but not of the field's type */
 } RtpFieldState;
 
 /* Text fields (API.md): valid UTF-8, at most @max_chars, no control characters. */

@@ -75,9 +75,8 @@ print_dict (GVariant *dict)
   g_variant_iter_init (&iter, dict);
   while (g_variant_iter_next (&iter, "{&sv}", &key, &value))
     {
-      g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING)
-                                  ? g_variant_dup_string (value, NULL)
-                                  : g_variant_print (value, FALSE);
+      g_autofree char *text = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) ? g_variant_dup_string (value, NULL)
+                                                                                  : g_variant_print (value, FALSE);
       g_print ("%s: %s\n", key, text);
       g_variant_unref (value);
     }
@@ -358,7 +357,7 @@ typedef int (*CommandFunc) (RtpDbusServer1 *proxy, int argc, char **argv);
 
 static const struct {
   const char *name;
-  const char *sub;   /* (nullable) */
+  const char *sub; /* (nullable) */
   CommandFunc run;
 } commands[] = {
   { "status", NULL, cmd_status },
@@ -433,7 +432,8 @@ main (int argc, char **argv)
     }
   rtp_error_register_dbus_names ();
   proxy = rtp_dbus_server1_proxy_new_for_bus_sync (bus, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START_AT_CONSTRUCTION,
-                                                   "org.realtimeplot.Server1", "/org/realtimeplot/Server1", NULL, &error);
+                                                   "org.realtimeplot.Server1", "/org/realtimeplot/Server1", NULL,
+                                                   &error);
   if (proxy == NULL)
     return failed (error);
   /* a generous timeout: imports of big files take a while */

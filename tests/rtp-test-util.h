@@ -108,7 +108,8 @@ rtp_test_broker_start (RtpTestBroker *b)
       text = g_strdup_printf ("listener %u 127.0.0.1\nallow_anonymous true\n", b->port);
       g_assert_true (g_file_set_contents (conf, text, -1, &error));
       b->proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error,
-                                  g_file_test ("/usr/sbin/mosquitto", G_FILE_TEST_IS_EXECUTABLE) ? "/usr/sbin/mosquitto" : "mosquitto",
+                                  g_file_test ("/usr/sbin/mosquitto", G_FILE_TEST_IS_EXECUTABLE) ? "/usr/sbin/mosquitto"
+                                                                                                 : "mosquitto",
                                   "-c", conf, NULL);
       g_assert_no_error (error);
       while (g_get_monotonic_time () < deadline && !rtp_test_can_connect (b->port))

@@ -54,7 +54,9 @@ setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = { .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4 };
+  RtpUserManagerSettings user_settings = {
+    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
+  };
   RtpSubscriptionSettings sub_settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "K" };
   RtpMqttSettings mqtt_settings = { .server_url = NULL, .timeout_s = 1 };
 
@@ -63,17 +65,25 @@ setup (Fixture *f, gconstpointer data)
   f->db = rtp_database_open (uri, &error);
   g_assert_no_error (error);
   g_assert_true (rtp_database_migrate (f->db, &error));
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
-                                      "preferred_language) VALUES ('u1', 'user1', 'Ada', 'One', 'ada@example.org', 'x', 'en')",
-                                      NULL), ==, 1);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+                       "preferred_language) VALUES ('u1', 'user1', 'Ada', 'One', 'ada@example.org', 'x', 'en')",
+                       NULL),
+    ==, 1);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO process_variables (pv_string, human_readable_name, experiment_short_id) "
-                                      "VALUES ('E1:T', 'Oven', 'E1')", NULL), ==, 1);
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
-                                      "VALUES ('u1', 'E1:T', 'lab@example.org', 0, 10)", NULL), ==, 1);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO process_variables (pv_string, human_readable_name, experiment_short_id) "
+                       "VALUES ('E1:T', 'Oven', 'E1')",
+                       NULL),
+    ==, 1);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
+                       "VALUES ('u1', 'E1:T', 'lab@example.org', 0, 10)",
+                       NULL),
+    ==, 1);
   f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
   f->store = rtp_experiment_store_new (f->db);
   f->mqtt = rtp_mqtt_publisher_new (&mqtt_settings);
@@ -126,7 +136,7 @@ test_episode (Fixture *f, gconstpointer data)
   g_assert_cmpfloat (f->breached_value, ==, 12.5);
   rtp_alerter_handle_value (f->alerter, "E1:T", 13);
   rtp_alerter_handle_value (f->alerter, "E1:T", 9.5); /* back, but not by the hysteresis */
-  rtp_alerter_handle_value (f->alerter, "E1:T", NAN);  /* not judged */
+  rtp_alerter_handle_value (f->alerter, "E1:T", NAN); /* not judged */
   g_assert_cmpuint (f->breached, ==, 1);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL"), ==, 1);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
@@ -164,12 +174,14 @@ test_mail_waits (Fixture *f, gconstpointer data)
 
   make_alerter (f, f->smtp_url, 0);
   rtp_alerter_handle_value (f->alerter, "E1:T", 11);
-  g_test_expect_message ("RtpAlerter", G_LOG_LEVEL_WARNING, "sending mail to lab@example.org failed: *; retrying in 1 s");
+  g_test_expect_message ("RtpAlerter", G_LOG_LEVEL_WARNING,
+                         "sending mail to lab@example.org failed: *; retrying in 1 s");
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
   while (count (f, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0") == 0 && g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, FALSE), g_usleep (2000);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0 AND sent_us IS NULL "
-                             "AND last_error IS NOT NULL AND next_attempt_us > created_us"), ==, 1);
+                             "AND last_error IS NOT NULL AND next_attempt_us > created_us"),
+                   ==, 1);
   g_test_assert_expected_messages ();
 }
 
@@ -182,8 +194,9 @@ test_reminder (Fixture *f, gconstpointer data)
   rtp_alerter_handle_value (f->alerter, "E1:T", 20);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
   /* as if the last mail went out more than a second ago */
-  g_assert_cmpint (rtp_database_exec (f->db, NULL, "UPDATE alert_episodes SET last_notified_us = last_notified_us - 2000000",
-                                      NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, NULL,
+                                      "UPDATE alert_episodes SET last_notified_us = last_notified_us - 2000000", NULL),
+                   ==, 1);
   rtp_alerter_handle_value (f->alerter, "E1:T", 21);
   g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails WHERE subject LIKE 'Reminder:%'"), ==, 1);
   g_assert_cmpuint (f->breached, ==, 1);

@@ -18,8 +18,17 @@ test_parse (void)
   g_autoptr (GTimeZone) berlin = g_time_zone_new_identifier ("Europe/Berlin");
   gint64 us = 0;
   static const char *const invalid[] = {
-    "", "yesterday", "2022-02-30 10:00", "2022-01-15 25:00", "2022-01-15 13:60", "2022-01-15 13:37:34+25:00",
-    "2022-01-15 13:37:34 garbage", "2022-13-01 00:00", "15.01.2022 13:37", "2022-01-15", "2021-02-29 00:00",
+    "",
+    "yesterday",
+    "2022-02-30 10:00",
+    "2022-01-15 25:00",
+    "2022-01-15 13:60",
+    "2022-01-15 13:37:34+25:00",
+    "2022-01-15 13:37:34 garbage",
+    "2022-13-01 00:00",
+    "15.01.2022 13:37",
+    "2022-01-15",
+    "2021-02-29 00:00",
   };
 
   /* wall-clock time in the archiver's zone, seconds optional */
@@ -135,30 +144,36 @@ test_parser_good (void)
   g_autoptr (GError) error = NULL;
   g_autofree char *r = NULL;
 
-  g_assert_true (parse_all ("[{\"meta\": {\"name\": \"X\", \"PREC\": \"0\", \"x\": [1, {\"}\": \"]\"}]},\n"
-                            " \"data\": [{\"secs\": 1642250000, \"nanos\": 793888256, \"val\": 0.10, \"severity\": 0, \"status\": 0},"
-                            "{\"val\": \"on \\\"x\\\"\", \"secs\": 1642250001, \"nanos\": 0},"
-                            "{\"secs\": 1642250002, \"nanos\": 5, \"val\": NaN},"
-                            "{\"secs\": 1642250003, \"nanos\": 5, \"val\": [1, 2.5, -3]},"
-                            "{\"secs\": 1642250004, \"val\": -Infinity, \"meta\": {\"extra\": true}}]}]",
-                            FALSE, &r, &error));
+  g_assert_true (
+    parse_all ("[{\"meta\": {\"name\": \"X\", \"PREC\": \"0\", \"x\": [1, {\"}\": \"]\"}]},\n"
+               " \"data\": [{\"secs\": 1642250000, \"nanos\": 793888256, \"val\": 0.10, \"severity\": 0, \"status\": 0},"
+               "{\"val\": \"on \\\"x\\\"\", \"secs\": 1642250001, \"nanos\": 0},"
+               "{\"secs\": 1642250002, \"nanos\": 5, \"val\": NaN},"
+               "{\"secs\": 1642250003, \"nanos\": 5, \"val\": [1, 2.5, -3]},"
+               "{\"secs\": 1642250004, \"val\": -Infinity, \"meta\": {\"extra\": true}}]}]",
+               FALSE, &r, &error));
   g_assert_no_error (error);
-  g_assert_cmpstr (r, ==, "1642250000.793888256=0.10;1642250001.000000000=\"on \\\"x\\\"\";"
-                          "1642250002.000000005=null;1642250003.000000005=[1,2.5,-3];1642250004.000000000=null;");
+  g_assert_cmpstr (r, ==,
+                   "1642250000.793888256=0.10;1642250001.000000000=\"on \\\"x\\\"\";"
+                   "1642250002.000000005=null;1642250003.000000005=[1,2.5,-3];1642250004.000000000=null;");
   g_clear_pointer (&r, g_free);
   /* bins of optimized_N */
-  g_assert_true (parse_all ("[{\"meta\":{},\"data\":[{\"secs\":10,\"nanos\":0,\"val\":[2.5, 0.5, 1, 4, 4]}]}]", TRUE, &r, &error));
+  g_assert_true (
+    parse_all ("[{\"meta\":{},\"data\":[{\"secs\":10,\"nanos\":0,\"val\":[2.5, 0.5, 1, 4, 4]}]}]", TRUE, &r, &error));
   g_assert_cmpstr (r, ==, "10.000000000=2.5[1..4 #4];");
   g_clear_pointer (&r, g_free);
   /* the same array without bins is a waveform */
-  g_assert_true (parse_all ("[{\"meta\":{},\"data\":[{\"secs\":10,\"nanos\":0,\"val\":[2.5, 0.5, 1, 4, 4]}]}]", FALSE, &r, &error));
+  g_assert_true (
+    parse_all ("[{\"meta\":{},\"data\":[{\"secs\":10,\"nanos\":0,\"val\":[2.5, 0.5, 1, 4, 4]}]}]", FALSE, &r, &error));
   g_assert_cmpstr (r, ==, "10.000000000=[2.5,0.5,1,4,4];");
   g_clear_pointer (&r, g_free);
   /* an unknown PV in some versions: an empty list */
   g_assert_true (parse_all (" [ ] ", FALSE, &r, &error));
   g_assert_cmpstr (r, ==, "");
   g_clear_pointer (&r, g_free);
-  g_assert_true (parse_all ("[{\"meta\":{\"name\":\"A\"},\"data\":[]},{\"meta\":{\"name\":\"B\"},\"data\":[{\"secs\":1,\"nanos\":0,\"val\":1}]}]", FALSE, &r, &error));
+  g_assert_true (parse_all (
+    "[{\"meta\":{\"name\":\"A\"},\"data\":[]},{\"meta\":{\"name\":\"B\"},\"data\":[{\"secs\":1,\"nanos\":0,\"val\":1}]}]",
+    FALSE, &r, &error));
   g_assert_cmpstr (r, ==, "1.000000000=1;");
 }
 
@@ -169,17 +184,17 @@ test_parser_malformed (void)
     "",
     "{}",
     "[{\"meta\": {}, \"data\": [{\"secs\": 1, \"nanos\": 0, \"val\": 1}",          /* truncated */
-    "[{\"meta\": {}, \"data\": [{\"secs\": 1, \"nanos\": 0, \"val\": 1}]}] extra",  /* text after the end */
-    "[{\"data\": [{\"secs\": \"1\", \"nanos\": 0, \"val\": 1}]}]",                  /* secs as a string */
-    "[{\"data\": [{\"nanos\": 0, \"val\": 1}]}]",                                   /* no secs */
-    "[{\"data\": [{\"secs\": 99999999999999999999, \"val\": 1}]}]",                 /* huge secs */
-    "[{\"data\": [{\"secs\": 1e3, \"val\": 1}]}]",                                  /* secs not an integer */
-    "[{\"data\": [{\"secs\": 1, \"nanos\": 1000000000, \"val\": 1}]}]",             /* nanos out of range */
-    "[{\"data\": [{\"secs\": 1, \"val\": wrong}]}]",                                /* bare word */
-    "[{\"data\": [{\"secs\": 1, \"val\": [1, }]}]",                                 /* broken array */
+    "[{\"meta\": {}, \"data\": [{\"secs\": 1, \"nanos\": 0, \"val\": 1}]}] extra", /* text after the end */
+    "[{\"data\": [{\"secs\": \"1\", \"nanos\": 0, \"val\": 1}]}]",                 /* secs as a string */
+    "[{\"data\": [{\"nanos\": 0, \"val\": 1}]}]",                                  /* no secs */
+    "[{\"data\": [{\"secs\": 99999999999999999999, \"val\": 1}]}]",                /* huge secs */
+    "[{\"data\": [{\"secs\": 1e3, \"val\": 1}]}]",                                 /* secs not an integer */
+    "[{\"data\": [{\"secs\": 1, \"nanos\": 1000000000, \"val\": 1}]}]",            /* nanos out of range */
+    "[{\"data\": [{\"secs\": 1, \"val\": wrong}]}]",                               /* bare word */
+    "[{\"data\": [{\"secs\": 1, \"val\": [1, }]}]",                                /* broken array */
     "[{\"data\": [{\"secs\": 1, \"val\": \"unterminated}]}]",
-    "[{\"data\": {\"secs\": 1}}]",                                                  /* data not an array */
-    "[{\"data\": [1, 2, 3]}]",                                                      /* samples not objects */
+    "[{\"data\": {\"secs\": 1}}]", /* data not an array */
+    "[{\"data\": [1, 2, 3]}]",     /* samples not objects */
     "[[1]]",
     "<html>502 Bad Gateway</html>",
     "[{\"data\": [{\"secs\": 1, \"val\": 1,}]}]",

@@ -124,9 +124,12 @@ test_valid_values (void)
 {
   g_autoptr (RtpConfig) config = rtp_config_new ();
   g_autoptr (GError) error = NULL;
-  const char *env[] = { "MQTT_SERVER_URL=tcp://broker:1883", "ARCHIVER_TIMEZONE=Europe/Berlin",
-                        "SQLALCHEMY_DATABASE_URI=postgresql+psycopg2://u:p@db:5432/rtp", "RTP_MQTT_TIMEOUT=0.5",
-                        "FLASK_RUN_PORT=", NULL };
+  const char *env[] = { "MQTT_SERVER_URL=tcp://broker:1883",
+                        "ARCHIVER_TIMEZONE=Europe/Berlin",
+                        "SQLALCHEMY_DATABASE_URI=postgresql+psycopg2://u:p@db:5432/rtp",
+                        "RTP_MQTT_TIMEOUT=0.5",
+                        "FLASK_RUN_PORT=",
+                        NULL };
 
   rtp_config_load_environment (config, env);
   g_assert_true (rtp_config_validate (config, &error));
@@ -150,7 +153,8 @@ test_restart_needed (void)
   g_assert_true (rtp_config_load_data (old, "RTP_MAX_POINTS=10\nRTP_CLIENT_TIMEOUT=15\n", "old", &error));
   g_assert_true (rtp_config_load_data (fresh,
                                        "RTP_MAX_POINTS=20\nDEFAULT_ARCHIVER_TIME_PERIOD=2\nARCHIVER_TIMEZONE=UTC\n"
-                                       "RTP_CLIENT_TIMEOUT=30\nRTP_MAX_CONNECTIONS=5\n", "fresh", &error));
+                                       "RTP_CLIENT_TIMEOUT=30\nRTP_MAX_CONNECTIONS=5\n",
+                                       "fresh", &error));
   g_assert_true (rtp_config_validate (old, &error) && rtp_config_validate (fresh, &error));
   restart = rtp_config_restart_needed (old, fresh);
   g_assert_true (g_strv_equal ((const char *const *) restart, expected));

@@ -38,7 +38,9 @@ setup (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autofree char *uri = NULL;
   g_autofree char *generated = NULL;
-  RtpUserManagerSettings user_settings = { .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4 };
+  RtpUserManagerSettings user_settings = {
+    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
+  };
   RtpMqttSettings mqtt_settings = { .server_url = NULL, .timeout_s = 1 };
   RtpSubscriptionSettings sub_settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "" };
   RtpHttpSettings http_settings = { .max_body_bytes = 1024, .max_import_bytes = 1024, .client_timeout_s = 5 };
@@ -128,10 +130,11 @@ test_create_pv (Fixture *f, gconstpointer data)
   g_variant_dict_insert (&d, "default_threshold_max", "x", G_GINT64_CONSTANT (9007199254740993));
   g_assert_true (create_pv (f, "Lab:Fan", g_variant_dict_end (&d), &error));
   g_assert_no_error (error);
-  m = rtp_database_select (f->s.db, NULL,
-                           "SELECT human_readable_name, available_for_mqtt_publish, default_threshold_min, "
-                           "default_threshold_max, experiment_short_id FROM process_variables WHERE pv_string = 'Lab:Fan'",
-                           NULL);
+  m = rtp_database_select (
+    f->s.db, NULL,
+    "SELECT human_readable_name, available_for_mqtt_publish, default_threshold_min, "
+    "default_threshold_max, experiment_short_id FROM process_variables WHERE pv_string = 'Lab:Fan'",
+    NULL);
   g_assert_cmpuint (rtp_db_rows (m), ==, 1);
   g_assert_cmpstr (rtp_db_str (m, 0, 0), ==, "Fan");
   g_assert_cmpint (rtp_db_int0 (m, 0, 1), ==, 1);
@@ -167,7 +170,8 @@ test_users (Fixture *f, gconstpointer data)
   g_assert_true (rtp_dbus_server1_call_create_user_finish (f->proxy, &id, &password, rtp_test_wait (&result), &error));
   g_assert_no_error (error);
   g_assert_cmpuint (strlen (password), >=, 16);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM users WHERE login_name = 'ada' AND email = 'ada@example.org'"), ==, 1);
+  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM users WHERE login_name = 'ada' AND email = 'ada@example.org'"), ==,
+                   1);
   g_clear_object (&result);
   rtp_dbus_server1_call_create_user (f->proxy, "bad\tname", "B", "B", "User", "", NULL, called, &result);
   g_assert_false (rtp_dbus_server1_call_create_user_finish (f->proxy, NULL, NULL, rtp_test_wait (&result), &error));

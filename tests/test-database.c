@@ -49,7 +49,8 @@ test_parse_uri (void)
   g_clear_pointer (&cnc, g_free);
   g_clear_pointer (&auth, g_free);
 
-  g_assert_true (rtp_database_parse_uri ("sqlite:////var/lib/rtp/app.db", &kind, &provider, &cnc, &auth, &path, &error));
+  g_assert_true (
+    rtp_database_parse_uri ("sqlite:////var/lib/rtp/app.db", &kind, &provider, &cnc, &auth, &path, &error));
   g_assert_cmpint (kind, ==, RTP_DATABASE_SQLITE);
   g_assert_cmpstr (cnc, ==, "DB_DIR=%2fvar%2flib%2frtp;DB_NAME=app");
   g_assert_cmpstr (path, ==, "/var/lib/rtp/app.db");
@@ -72,18 +73,24 @@ test_statements (Fixture *f, gconstpointer data)
   gint64 five = 5;
   gint64 v = -1;
 
-  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE t (name TEXT PRIMARY KEY, n INTEGER,\n  -- a whole-line comment; with a semicolon\n flag INTEGER)", &error));
+  g_assert_true (rtp_database_exec_script (
+    f->db,
+    "CREATE TABLE t (name TEXT PRIMARY KEY, n INTEGER,\n  -- a whole-line comment; with a semicolon\n flag INTEGER)",
+    &error));
   g_assert_no_error (error);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name, n, flag) VALUES (:name, :n, :flag)", "name",
                                       RTP_DB_STR, "it's; DROP TABLE t; --", "n", RTP_DB_INT_NULL, &five, "flag",
-                                      RTP_DB_BOOL, TRUE, NULL), ==, 1);
+                                      RTP_DB_BOOL, TRUE, NULL),
+                   ==, 1);
   g_assert_no_error (error);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name, n, flag) VALUES (:name, :n, :flag)", "name",
-                                      RTP_DB_STR, "zero", "n", RTP_DB_INT_NULL, NULL, "flag", RTP_DB_BOOL, FALSE, NULL), ==, 1);
+                                      RTP_DB_STR, "zero", "n", RTP_DB_INT_NULL, NULL, "flag", RTP_DB_BOOL, FALSE, NULL),
+                   ==, 1);
 
   /* a duplicate primary key is classified once, as EXISTS */
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO t (name) VALUES (:name)", "name", RTP_DB_STR, "zero",
-                                      NULL), ==, -1);
+                                      NULL),
+                   ==, -1);
   g_assert_error (error, RTP_ERROR, RTP_ERROR_EXISTS);
   g_clear_error (&error);
 
@@ -109,25 +116,32 @@ test_null_values (Fixture *f, gconstpointer data)
 
   g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE u (id TEXT PRIMARY KEY, tag TEXT, n INTEGER)", &error));
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO u (id, tag, n) VALUES ('a', 'x', 1), ('b', NULL, 2)",
-                                      NULL), ==, 2);
+                                      NULL),
+                   ==, 2);
   for (int i = 0; i < 20; i++)
     {
       g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag = :t", "t", RTP_DB_STR,
-                                                NULL, NULL), ==, 1);
+                                                NULL, NULL),
+                       ==, 1);
       g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag <> :t", "t",
-                                                RTP_DB_STR, NULL, NULL), ==, 1);
+                                                RTP_DB_STR, NULL, NULL),
+                       ==, 1);
       g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag != :t AND n >= :n",
-                                                "t", RTP_DB_STR, NULL, "n", RTP_DB_INT, (gint64) 1, NULL), ==, 1);
+                                                "t", RTP_DB_STR, NULL, "n", RTP_DB_INT, (gint64) 1, NULL),
+                       ==, 1);
       g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE COALESCE(:t, tag) = tag",
-                                                "t", RTP_DB_STR, NULL, NULL), ==, 1);
+                                                "t", RTP_DB_STR, NULL, NULL),
+                       ==, 1);
     }
   g_assert_no_error (error);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE u SET tag = :t, n = :n WHERE id = :id", "t", RTP_DB_STR,
-                                      NULL, "n", RTP_DB_INT_NULL, NULL, "id", RTP_DB_STR, "a", NULL), ==, 1);
+                                      NULL, "n", RTP_DB_INT_NULL, NULL, "id", RTP_DB_STR, "a", NULL),
+                   ==, 1);
   g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE tag IS NULL", NULL), ==, 2);
   g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM u WHERE n IS NULL", NULL), ==, 1);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE u SET n = :n WHERE id = :id", "n", RTP_DB_INT_NULL, &one,
-                                      "id", RTP_DB_STR, "a", NULL), ==, 1);
+                                      "id", RTP_DB_STR, "a", NULL),
+                   ==, 1);
   g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT n FROM u WHERE id = 'a'", NULL), ==, 1);
   g_assert_no_error (error);
 }
@@ -170,7 +184,9 @@ test_migrations (Fixture *f, gconstpointer data)
   g_assert_cmpint (rtp_database_get_schema_version (f->db, &error), ==, 1);
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('7', 'old', 'O', 'L', 'x')", NULL), ==, 1);
+                                      "VALUES ('7', 'old', 'O', 'L', 'x')",
+                                      NULL),
+                   ==, 1);
   g_clear_object (&f->db);
 
   /* reopened and migrated forward: the data is still there, the version is the newest */
@@ -195,8 +211,10 @@ test_wal_and_foreign_keys (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
 
-  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE p (id TEXT PRIMARY KEY);"
-                                                  "CREATE TABLE c (pid TEXT REFERENCES p(id) ON DELETE CASCADE)", &error));
+  g_assert_true (rtp_database_exec_script (f->db,
+                                           "CREATE TABLE p (id TEXT PRIMARY KEY);"
+                                           "CREATE TABLE c (pid TEXT REFERENCES p(id) ON DELETE CASCADE)",
+                                           &error));
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO c VALUES ('missing')", NULL), ==, -1);
   g_assert_nonnull (error); /* foreign keys are enforced */
   g_clear_error (&error);

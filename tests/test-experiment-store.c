@@ -29,7 +29,9 @@ setup (Fixture *f, gconstpointer data)
   g_assert_true (rtp_database_migrate (f->db, &error));
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'user1', 'U', 'One', 'x')", NULL), ==, 1);
+                                      "VALUES ('u1', 'user1', 'U', 'One', 'x')",
+                                      NULL),
+                   ==, 1);
   f->store = rtp_experiment_store_new (f->db);
 }
 
@@ -134,7 +136,9 @@ test_rename_moves_experiment (Fixture *f, gconstpointer data)
   g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
   g_clear_error (&error);
 
-  renamed = update_pv (f, "Old:A", "{\"pv_string\":\"New:A\",\"default_threshold_max\":\"high\",\"available_for_mqtt_publish\":true}", errors, &error);
+  renamed = update_pv (
+    f, "Old:A", "{\"pv_string\":\"New:A\",\"default_threshold_max\":\"high\",\"available_for_mqtt_publish\":true}",
+    errors, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (renamed->experiment_short_id, ==, "New");
   g_assert_cmpstr (renamed->human_readable_name, ==, "a");
@@ -182,12 +186,13 @@ test_deleting_user_removes_assignments (Fixture *f, gconstpointer data)
 static void
 test_parser (void)
 {
-  const char *text = "\xef\xbb\xbf# comment\r\n"
-                     "[EXPERIMENT];short_id=X;human_readable_name=A&SMKL&B=C\r\n"
-                     "   [PROCESS_VARIABLE];pv_string=X:1;human_readable_name=None;unknown=1;default_threshold_min=-3\r\n"
-                     "[PROCESS_VARIABLE];pv_string=X:2;no equals sign\n"
-                     "something else entirely\n"
-                     "[PROCESS_VARIABLE]\n";
+  const char *text =
+    "\xef\xbb\xbf# comment\r\n"
+    "[EXPERIMENT];short_id=X;human_readable_name=A&SMKL&B=C\r\n"
+    "   [PROCESS_VARIABLE];pv_string=X:1;human_readable_name=None;unknown=1;default_threshold_min=-3\r\n"
+    "[PROCESS_VARIABLE];pv_string=X:2;no equals sign\n"
+    "something else entirely\n"
+    "[PROCESS_VARIABLE]\n";
   g_autoptr (GPtrArray) lines = rtp_config_file_parse (text, strlen (text));
   RtpConfigLine *l;
   gboolean b = FALSE;
@@ -227,12 +232,13 @@ test_import_malformed (Fixture *f, gconstpointer data)
   g_autoptr (RtpImportResult) result = NULL;
   g_autoptr (RtpExperiment) q = NULL;
 
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:ok;default_threshold_max=7;available_for_mqtt_publish=true\r\n"); /* 2 */
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=\r\n");                                                             /* 3 */
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:bad;default_threshold_min=1.5\r\n");                             /* 4 */
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:noeq;broken\r\n");                                                /* 5 */
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:flag;available_for_mqtt_publish=yes\r\n");                        /* 6 */
-  g_string_append (text, "[PROCESS_VARIABLE];pv_string=");                                                                 /* 7 */
+  g_string_append (
+    text, "[PROCESS_VARIABLE];pv_string=Q:ok;default_threshold_max=7;available_for_mqtt_publish=true\r\n"); /* 2 */
+  g_string_append (text, "[PROCESS_VARIABLE];pv_string=\r\n");                                              /* 3 */
+  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:bad;default_threshold_min=1.5\r\n");               /* 4 */
+  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:noeq;broken\r\n");                                 /* 5 */
+  g_string_append (text, "[PROCESS_VARIABLE];pv_string=Q:flag;available_for_mqtt_publish=yes\r\n");         /* 6 */
+  g_string_append (text, "[PROCESS_VARIABLE];pv_string=");                                                  /* 7 */
   for (int i = 0; i < 1024 * 1024; i++)
     g_string_append_c (text, 'x');
   g_string_append (text, "\n[PROCESS_VARIABLE];pv_string=Q:ok;human_readable_name=second\n"); /* 8: update */
@@ -331,9 +337,11 @@ main (int argc, char **argv)
   g_test_add ("/experiment-store/create-and-cascades", Fixture, NULL, setup, test_create_and_cascades, teardown);
   g_test_add ("/experiment-store/rename", Fixture, NULL, setup, test_rename_moves_experiment, teardown);
   g_test_add ("/experiment-store/delete-experiment", Fixture, NULL, setup, test_delete_experiment, teardown);
-  g_test_add ("/experiment-store/deleting-user", Fixture, NULL, setup, test_deleting_user_removes_assignments, teardown);
+  g_test_add ("/experiment-store/deleting-user", Fixture, NULL, setup, test_deleting_user_removes_assignments,
+              teardown);
   g_test_add_func ("/experiment-store/parser", test_parser);
   g_test_add ("/experiment-store/import-malformed", Fixture, NULL, setup, test_import_malformed, teardown);
-  g_test_add ("/experiment-store/export-import-roundtrip", Fixture, NULL, setup, test_export_import_roundtrip, teardown);
+  g_test_add ("/experiment-store/export-import-roundtrip", Fixture, NULL, setup, test_export_import_roundtrip,
+              teardown);
   return g_test_run ();
 }

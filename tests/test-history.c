@@ -17,7 +17,8 @@ config_from (const char *text)
 static void
 test_window (void)
 {
-  RtpConfig *config = config_from ("ARCHIVER_TIMEZONE=Europe/Berlin\nDEFAULT_ARCHIVER_TIME_PERIOD=3\nRTP_MAX_POINTS=50\n");
+  RtpConfig *config = config_from (
+    "ARCHIVER_TIMEZONE=Europe/Berlin\nDEFAULT_ARCHIVER_TIME_PERIOD=3\nRTP_MAX_POINTS=50\n");
   g_autoptr (RtpArchiverClient) archiver = rtp_archiver_client_new (NULL, 1);
   g_autoptr (RtpHistory) history = rtp_history_new (&config, archiver);
   g_autoptr (GError) error = NULL;
@@ -36,8 +37,9 @@ test_window (void)
   g_assert_true (rtp_history_resolve (history, &q, &w, &error));
   g_assert_cmpint (w.to_us - w.from_us, ==, G_GINT64_CONSTANT (3) * 3600 * G_USEC_PER_SEC);
   g_assert_cmpint (w.max_points, ==, 0);
-  g_assert_cmpstr (w.defaulted, ==,
-                   "Time frame not specified. The data is in a server-defined time frame of 3 hours up to the current time.");
+  g_assert_cmpstr (
+    w.defaulted, ==,
+    "Time frame not specified. The data is in a server-defined time frame of 3 hours up to the current time.");
   rtp_history_window_clear (&w);
 
   /* refusals with the contract's messages */
@@ -48,7 +50,8 @@ test_window (void)
   g_clear_error (&error);
   q = (RtpHistoryQuery){ .since = "yesterday" };
   g_assert_false (rtp_history_resolve (history, &q, &w, &error));
-  g_assert_cmpstr (error->message, ==, "since: The time (yesterday) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601.");
+  g_assert_cmpstr (error->message, ==,
+                   "since: The time (yesterday) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601.");
   g_clear_error (&error);
   q = (RtpHistoryQuery){ .has_max_points = TRUE, .max_points = 100001 };
   g_assert_false (rtp_history_resolve (history, &q, &w, &error));

@@ -48,9 +48,14 @@ setup (Fixture *f, gconstpointer data)
   g_autofree char *uri = NULL;
   g_autoptr (RtpUser) admin = NULL;
   g_autoptr (RtpUser) user = NULL;
-  RtpUserManagerSettings user_settings = { .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4 };
-  RtpHttpSettings settings = { .max_body_bytes = 1024, .max_import_bytes = 8192, .cors_origin = "https://lab.example.org",
-                               .client_timeout_s = 10, .max_connections = 64 };
+  RtpUserManagerSettings user_settings = {
+    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
+  };
+  RtpHttpSettings settings = { .max_body_bytes = 1024,
+                               .max_import_bytes = 8192,
+                               .cors_origin = "https://lab.example.org",
+                               .client_timeout_s = 10,
+                               .max_connections = 64 };
 
   f->dir = rtp_test_make_dir ();
   uri = g_strdup_printf ("sqlite:///%s/http.db", f->dir);
@@ -64,7 +69,9 @@ setup (Fixture *f, gconstpointer data)
   }
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'user1', 'U', 'One', 'x')", NULL), ==, 1);
+                                      "VALUES ('u1', 'user1', 'U', 'One', 'x')",
+                                      NULL),
+                   ==, 1);
   admin = rtp_user_manager_get (f->users, "0", &error);
   g_assert_no_error (error);
   user = rtp_user_manager_get (f->users, "u1", &error);
@@ -103,7 +110,7 @@ teardown (Fixture *f, gconstpointer data)
 
 typedef struct {
   guint status;
-  JsonObject *body;     /* (nullable) */
+  JsonObject *body; /* (nullable) */
   SoupMessage *msg;
 } Answer;
 
@@ -190,7 +197,8 @@ test_routing (Fixture *f, gconstpointer data)
   a = request (f, "GET", "/things", NULL, NULL, 0);
   g_assert_cmpstr (member (&a, "handler"), ==, "list");
   g_assert_cmpstr (soup_message_headers_get_one (soup_message_get_response_headers (a.msg),
-                                                 "Access-Control-Allow-Origin"), ==, "https://lab.example.org");
+                                                 "Access-Control-Allow-Origin"),
+                   ==, "https://lab.example.org");
   answer_clear (&a);
 
   a = request (f, "GET", "/nothing/here", NULL, NULL, 0);

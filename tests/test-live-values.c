@@ -18,7 +18,7 @@ typedef struct {
   RtpMqttPublisher *sender;
   RtpArchiverClient *archiver;
   RtpLiveValues *live;
-  GPtrArray *seen;  /* "pv=value@time_us" */
+  GPtrArray *seen; /* "pv=value@time_us" */
 } Fixture;
 
 static void
@@ -93,7 +93,9 @@ setup (Fixture *f, gconstpointer data)
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO process_variables (pv_string, experiment_short_id) "
-                                      "VALUES ('E1:A', 'E1'), ('E1:B', 'E1')", NULL), ==, 2);
+                                      "VALUES ('E1:A', 'E1'), ('E1:B', 'E1')",
+                                      NULL),
+                   ==, 2);
   f->store = rtp_experiment_store_new (f->db);
   f->mqtt = connect_publisher (f);
   f->sender = connect_publisher (f);
@@ -130,7 +132,8 @@ send (Fixture *f, const char *topic, const char *payload)
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (GError) error = NULL;
 
-  rtp_mqtt_publisher_publish_async (f->sender, topic, payload, strlen (payload), 1, NULL, rtp_test_async_ready, &result);
+  rtp_mqtt_publisher_publish_async (f->sender, topic, payload, strlen (payload), 1, NULL, rtp_test_async_ready,
+                                    &result);
   g_assert_true (rtp_mqtt_publisher_publish_finish (f->sender, rtp_test_wait (&result), &error));
 }
 
@@ -161,12 +164,12 @@ test_mqtt_values (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->seen->len, >, 0);
   g_assert_true (g_str_has_prefix (g_ptr_array_index (f->seen, 0), "E1:A=12.5@"));
   g_ptr_array_set_size (f->seen, 0);
-  send (f, "lab/values/E1/Nope", "1");      /* no such PV */
-  send (f, "lab/values/E1/B", "NaN");       /* not finite */
-  send (f, "lab/values/E1/B", "1e999");     /* not finite either */
-  send (f, "lab/values/E1/B", "12 volts");  /* not a number */
-  send (f, "lab/valuesX/E1/B", "3");        /* another prefix */
-  send (f, "lab/values/E1/B", "-3");        /* this one, last */
+  send (f, "lab/values/E1/Nope", "1");     /* no such PV */
+  send (f, "lab/values/E1/B", "NaN");      /* not finite */
+  send (f, "lab/values/E1/B", "1e999");    /* not finite either */
+  send (f, "lab/values/E1/B", "12 volts"); /* not a number */
+  send (f, "lab/valuesX/E1/B", "3");       /* another prefix */
+  send (f, "lab/values/E1/B", "-3");       /* this one, last */
   wait_seen (f, 1, 10);
   g_assert_cmpuint (f->seen->len, ==, 1);
   g_assert_true (g_str_has_prefix (g_ptr_array_index (f->seen, 0), "E1:B=-3@"));
@@ -181,11 +184,15 @@ test_archiver_polls (Fixture *f, gconstpointer data)
 {
   RtpLiveSettings settings = { .archiver = f->archiver, .interval_s = 0.1 };
   gint64 now_s = g_get_real_time () / G_USEC_PER_SEC;
-  g_autofree char *first = g_strdup_printf ("{\"name\": \"E1:A\", \"samples\": [[%" G_GINT64_FORMAT ", 500000000, 1.5]]}",
+  g_autofree char *first = g_strdup_printf ("{\"name\": \"E1:A\", \"samples\": [[%" G_GINT64_FORMAT
+                                            ", 500000000, 1.5]]}",
                                             now_s - 100);
-  g_autofree char *second = g_strdup_printf ("{\"name\": \"E1:A\", \"samples\": [[%" G_GINT64_FORMAT ", 500000000, 1.5], "
-                                             "[%" G_GINT64_FORMAT ", 0, [1, 2]]]}", now_s - 100, now_s - 50);
-  g_autofree char *expect_first = g_strdup_printf ("E1:A=1.5@%" G_GINT64_FORMAT, (now_s - 100) * G_USEC_PER_SEC + 500000);
+  g_autofree char *second = g_strdup_printf ("{\"name\": \"E1:A\", \"samples\": [[%" G_GINT64_FORMAT
+                                             ", 500000000, 1.5], "
+                                             "[%" G_GINT64_FORMAT ", 0, [1, 2]]]}",
+                                             now_s - 100, now_s - 50);
+  g_autofree char *expect_first = g_strdup_printf ("E1:A=1.5@%" G_GINT64_FORMAT,
+                                                   (now_s - 100) * G_USEC_PER_SEC + 500000);
   g_autofree char *expect_second = g_strdup_printf ("E1:A=[1,2]@%" G_GINT64_FORMAT, (now_s - 50) * G_USEC_PER_SEC);
 
   archiver_samples (f, first);

@@ -18,9 +18,9 @@ typedef struct {
   RtpMqttPublisher *mqtt;
   RtpMqttPublisher *listener;
   RtpSetpoints *setpoints;
-  RtpUser *user;      /* assigned to Lab */
+  RtpUser *user; /* assigned to Lab */
   RtpUser *stranger;
-  GPtrArray *heard;   /* "topic=payload" */
+  GPtrArray *heard; /* "topic=payload" */
   GPtrArray *signalled;
 } Fixture;
 
@@ -60,7 +60,9 @@ setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = { .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4 };
+  RtpUserManagerSettings user_settings = {
+    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
+  };
 
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
@@ -70,13 +72,17 @@ setup (Fixture *f, gconstpointer data)
   g_assert_true (rtp_database_migrate (f->db, &error));
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'user1', 'U', 'One', 'x'), ('u2', 'user2', 'U', 'Two', 'x')", NULL), ==, 2);
+                                      "VALUES ('u1', 'user1', 'U', 'One', 'x'), ('u2', 'user2', 'U', 'Two', 'x')",
+                                      NULL),
+                   ==, 2);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('Lab')", NULL), ==, 1);
   /* a publishable PV, a locked one, and one taken over from the original service whose name no topic can carry */
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
-                                      "VALUES ('Lab:M1:Fan', 'Lab', 1), ('Lab:Locked', 'Lab', 0), ('Lab:a/b', 'Lab', 1)",
-                                      NULL), ==, 3);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
+                       "VALUES ('Lab:M1:Fan', 'Lab', 1), ('Lab:Locked', 'Lab', 0), ('Lab:a/b', 'Lab', 1)",
+                       NULL),
+    ==, 3);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'Lab')", NULL), ==, 1);
   f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
   f->store = rtp_experiment_store_new (f->db);
@@ -117,7 +123,8 @@ static gboolean
 set (Fixture *f, const RtpUser *caller, const char *pv, const RtpSetpointValue *value, GError **error)
 {
   g_autoptr (GAsyncResult) result = NULL;
-  rtp_setpoints_set_async (f->setpoints, caller, caller->user_id, FALSE, pv, value, NULL, rtp_test_async_ready, &result);
+  rtp_setpoints_set_async (f->setpoints, caller, caller->user_id, FALSE, pv, value, NULL, rtp_test_async_ready,
+                           &result);
   return rtp_setpoints_set_finish (f->setpoints, rtp_test_wait (&result), error);
 }
 

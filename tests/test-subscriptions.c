@@ -16,11 +16,11 @@ typedef struct {
   RtpUserManager *users;
   RtpExperimentStore *store;
   RtpMqttPublisher *mqtt;
-  RtpMqttPublisher *listener;  /* what the alert service would receive */
-  GPtrArray *heard;            /* announcements, as JSON text */
+  RtpMqttPublisher *listener; /* what the alert service would receive */
+  GPtrArray *heard;           /* announcements, as JSON text */
   RtpSubscriptions *subs;
-  RtpUser *user;               /* assigned to E1 */
-  RtpUser *stranger;           /* assigned to nothing */
+  RtpUser *user;     /* assigned to E1 */
+  RtpUser *stranger; /* assigned to nothing */
 } Fixture;
 
 static void
@@ -54,7 +54,9 @@ setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = { .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4 };
+  RtpUserManagerSettings user_settings = {
+    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
+  };
   RtpSubscriptionSettings settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "°C" };
 
   f->dir = rtp_test_make_dir ();
@@ -63,15 +65,20 @@ setup (Fixture *f, gconstpointer data)
   f->db = rtp_database_open (uri, &error);
   g_assert_no_error (error);
   g_assert_true (rtp_database_migrate (f->db, &error));
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash) "
-                                      "VALUES ('u1', 'user1', 'Ada \"Q\"', 'One', 'ada@example.org', 'x'), "
-                                      "('u2', 'user2', 'Bo', 'Two', 'bo@example.org', 'x')", NULL), ==, 2);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash) "
+                       "VALUES ('u1', 'user1', 'Ada \"Q\"', 'One', 'ada@example.org', 'x'), "
+                       "('u2', 'user2', 'Bo', 'Two', 'bo@example.org', 'x')",
+                       NULL),
+    ==, 2);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO process_variables (pv_string, experiment_short_id, default_threshold_min, "
-                                      "default_threshold_max) VALUES ('E1:A', 'E1', NULL, NULL), ('E1:B', 'E1', 0, 10)",
-                                      NULL), ==, 2);
+  g_assert_cmpint (
+    rtp_database_exec (f->db, &error,
+                       "INSERT INTO process_variables (pv_string, experiment_short_id, default_threshold_min, "
+                       "default_threshold_max) VALUES ('E1:A', 'E1', NULL, NULL), ('E1:B', 'E1', 0, 10)",
+                       NULL),
+    ==, 2);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'E1')", NULL), ==, 1);
   f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
   f->store = rtp_experiment_store_new (f->db);
@@ -165,8 +172,10 @@ test_refusals (Fixture *f, gconstpointer data)
   RtpSubscriptionRequest wrong = { .threshold_min_state = RTP_FIELD_WRONG_TYPE };
   RtpSubscriptionRequest wrong_email = { .email_state = RTP_FIELD_WRONG_TYPE };
   RtpSubscriptionRequest none = { 0 };
-  RtpSubscriptionRequest bad_email = { .email_state = RTP_FIELD_SET, .email = "a@b.org, c@d.org",
-                                       .threshold_min_state = RTP_FIELD_SET, .threshold_max_state = RTP_FIELD_SET };
+  RtpSubscriptionRequest bad_email = { .email_state = RTP_FIELD_SET,
+                                       .email = "a@b.org, c@d.org",
+                                       .threshold_min_state = RTP_FIELD_SET,
+                                       .threshold_max_state = RTP_FIELD_SET };
   g_autoptr (GError) error = NULL;
   const char *const *fields;
 
@@ -205,9 +214,12 @@ static void
 test_subscribe_announce_unsubscribe (Fixture *f, gconstpointer data)
 {
   RtpSubscriptionRequest defaults = { 0 };
-  RtpSubscriptionRequest own = { .email_state = RTP_FIELD_SET, .email = "lab@example.org",
-                                 .threshold_min_state = RTP_FIELD_SET, .threshold_min = -5,
-                                 .threshold_max_state = RTP_FIELD_SET, .threshold_max = 5 };
+  RtpSubscriptionRequest own = { .email_state = RTP_FIELD_SET,
+                                 .email = "lab@example.org",
+                                 .threshold_min_state = RTP_FIELD_SET,
+                                 .threshold_min = -5,
+                                 .threshold_max_state = RTP_FIELD_SET,
+                                 .threshold_max = 5 };
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpSubscription) sub = subscribe (f, f->user, "E1:B", &defaults, &error);
   g_autoptr (RtpSubscription) other = NULL;
@@ -219,7 +231,7 @@ test_subscribe_announce_unsubscribe (Fixture *f, gconstpointer data)
 
   g_assert_no_error (error);
   g_assert_cmpstr (sub->email, ==, "ada@example.org"); /* the caller's own */
-  g_assert_cmpint (sub->threshold_min, ==, 0);          /* the PV's defaults; 0 is a value */
+  g_assert_cmpint (sub->threshold_min, ==, 0);         /* the PV's defaults; 0 is a value */
   g_assert_cmpint (sub->threshold_max, ==, 10);
   on = wait_announcement (f, 0);
   g_assert_cmpstr (json_object_get_string_member (on, "email"), ==, "ada@example.org");

@@ -25,7 +25,9 @@ setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *uri = NULL;
-  RtpUserManagerSettings settings = { .legacy_salt = "pepper", .token_validity_s = 60, .max_failures = 3, .lockout_s = 60 };
+  RtpUserManagerSettings settings = {
+    .legacy_salt = "pepper", .token_validity_s = 60, .max_failures = 3, .lockout_s = 60
+  };
 
   f->dir = rtp_test_make_dir ();
   uri = g_strdup_printf ("sqlite:///%s/users.db", f->dir);
@@ -95,8 +97,8 @@ update (Fixture *f, const RtpUser *caller, const char *id, const char *json, con
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (RtpUserChanges) changes = changes_from_json (json);
   RtpPasswordProof proof = { .password = basic_password };
-  rtp_user_manager_update_async (f->users, caller, id, changes, basic_password != NULL ? &proof : NULL, "127.0.0.1", NULL,
-                                 rtp_test_async_ready, &result);
+  rtp_user_manager_update_async (f->users, caller, id, changes, basic_password != NULL ? &proof : NULL, "127.0.0.1",
+                                 NULL, rtp_test_async_ready, &result);
   return rtp_user_manager_update_finish (f->users, rtp_test_wait (&result), errors, NULL, error);
 }
 
@@ -155,7 +157,9 @@ test_legacy_upgrade (Fixture *f, gconstpointer data)
 
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'legacy', 'L', 'E', :h)", "h", RTP_DB_STR, md5, NULL), ==, 1);
+                                      "VALUES ('u1', 'legacy', 'L', 'E', :h)",
+                                      "h", RTP_DB_STR, md5, NULL),
+                   ==, 1);
   token = login (f, "legacy", "oldpass", "127.0.0.1", &error);
   g_assert_no_error (error);
   g_assert_nonnull (token);
@@ -173,7 +177,10 @@ test_create_update_delete (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autofree char *password = NULL;
   g_autoptr (RtpUser) admin = rtp_user_manager_get (f->users, "0", &error);
-  g_autoptr (RtpUser) bob = create (f, "{\"login_name\":\"bob\",\"first_name\":\"Bob\",\"last_name\":\"B\",\"user_type\":\"User\",\"email\":\"bob@lab.org\"}", &password, &error);
+  g_autoptr (RtpUser) bob = create (
+    f,
+    "{\"login_name\":\"bob\",\"first_name\":\"Bob\",\"last_name\":\"B\",\"user_type\":\"User\",\"email\":\"bob@lab.org\"}",
+    &password, &error);
   g_autoptr (RtpUser) changed = NULL;
   g_autoptr (GPtrArray) errors = NULL;
   g_autofree char *token = NULL;
@@ -186,7 +193,8 @@ test_create_update_delete (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 
   /* duplicate login → EXISTS; missing field → INVALID */
-  g_assert_null (create (f, "{\"login_name\":\"bob\",\"first_name\":\"B\",\"last_name\":\"B\",\"user_type\":\"User\"}", NULL, &error));
+  g_assert_null (create (f, "{\"login_name\":\"bob\",\"first_name\":\"B\",\"last_name\":\"B\",\"user_type\":\"User\"}",
+                         NULL, &error));
   g_assert_error (error, RTP_ERROR, RTP_ERROR_EXISTS);
   g_clear_error (&error);
   g_assert_null (create (f, "{\"login_name\":\"x\",\"first_name\":\"B\",\"user_type\":\"User\"}", NULL, &error));
@@ -212,7 +220,9 @@ test_create_update_delete (Fixture *f, gconstpointer data)
   }
 
   /* bob changes his own password with the right current one: old tokens die */
-  changed = update (f, bob, bob->user_id, "{\"password\":\"new secret\",\"email\":\"not-an-email\",\"user_type\":\"Admin\"}", password, &errors, &error);
+  changed = update (f, bob, bob->user_id,
+                    "{\"password\":\"new secret\",\"email\":\"not-an-email\",\"user_type\":\"Admin\"}", password,
+                    &errors, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (errors->len, ==, 2);
   g_assert_cmpstr (g_ptr_array_index (errors, 0), ==, "email: not-an-email is not a valid email address");
@@ -270,12 +280,15 @@ test_kept_between_checks (Fixture *f, gconstpointer data)
       g_assert_no_error (error);
       g_assert_cmpstr (user->user_type, ==, "Admin");
     }
-  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET first_name = 'Changed' WHERE user_id = '0'", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET first_name = 'Changed' WHERE user_id = '0'",
+                                      NULL),
+                   ==, 1);
   {
     g_autoptr (RtpUser) user = rtp_user_manager_verify_token (f->users, token, &error);
     g_assert_cmpstr (user->first_name, ==, "Changed");
   }
-  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET password_version = password_version + 1", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET password_version = password_version + 1", NULL),
+                   ==, 1);
   g_assert_null (rtp_user_manager_verify_token (f->users, token, &error));
   g_assert_error (error, RTP_ERROR, RTP_ERROR_FORBIDDEN);
   g_clear_error (&error);

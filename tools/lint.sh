@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Static analysis of src/ with the checked-in configuration: clang-tidy (.clang-tidy) and cppcheck
-# (options below). Any finding makes the exit status non-zero; CI runs this as part of the tests.
+# Static analysis of src/ with the checked-in configuration: clang-format (.clang-format, on src/ and
+# tests/), clang-tidy (.clang-tidy) and cppcheck (options below). Any finding makes the exit status non-zero; CI runs this as part of the tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/compile_commands.json ] || meson setup build --werror >/dev/null || exit 1
 ninja -C build >/dev/null || exit 1  # generated headers (D-Bus, resources) must exist
 status=0
+
+# the format: any file that clang-format would change is a finding (tools/format.sh applies it)
+echo "clang-format"
+clang-format-14 --dry-run --Werror src/*.c src/*.h tests/*.c tests/*.h tests/fuzz/*.c 2> build/clang-format.log || status=1
+grep -E "(warning|error):" build/clang-format.log | head -20
 
 echo "clang-tidy: $(ls src/*.c | wc -l) files"
 run-clang-tidy-14 -p build -quiet -j "$(nproc)" "$PWD/src/[^/]*\.c$" > build/clang-tidy.log 2>&1 || status=1

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  meson ninja-build pkg-config gcc gettext clang-tidy-14 cppcheck gcovr
+  meson ninja-build pkg-config gcc gettext clang-format-14 clang-tidy-14 cppcheck gcovr
   libglib2.0-dev libsoup-3.0-dev libjson-glib-dev libgda-5.0-dev libgda-5.0-postgres
   libcurl4-gnutls-dev libpaho-mqtt-dev libsecret-1-dev libargon2-dev libpq-dev
   # tests

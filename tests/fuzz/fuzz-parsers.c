@@ -200,13 +200,15 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
         guint replaced_again = 0;
         g_assert_true (checked != RTP_JSON_TOO_DEEP);
         g_assert_true (json_parser_load_from_data (parser, out->str, (gssize) out->len, NULL));
-        g_assert_true (rtp_json_normalize (out->str, out->len, RTP_JSON_MAX_DEPTH, again, &replaced_again) == RTP_JSON_OK);
+        g_assert_true (rtp_json_normalize (out->str, out->len, RTP_JSON_MAX_DEPTH, again, &replaced_again) ==
+                       RTP_JSON_OK);
         g_assert_cmpstr (again->str, ==, out->str);
         g_assert_cmpuint (replaced_again, ==, 0);
         g_assert_true (rtp_json_check (out->str, out->len, RTP_JSON_MAX_DEPTH, &k2, &v2) != RTP_JSON_TOO_DEEP);
       }
     if (checked == RTP_JSON_NUMBER || checked == RTP_JSON_NUL)
-      g_assert_true (value != NULL && g_utf8_validate (value, -1, NULL) && (key == NULL || g_utf8_validate (key, -1, NULL)));
+      g_assert_true (value != NULL && g_utf8_validate (value, -1, NULL) &&
+                     (key == NULL || g_utf8_validate (key, -1, NULL)));
     /* the writer: any UTF-8 text becomes one JSON string that json-glib reads back unchanged */
     if (g_utf8_validate_len ((const char *) data, size, NULL))
       {
@@ -217,7 +219,8 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
         guint n = 0;
 
         rtp_json_append_string (written, text);
-        g_assert_true (rtp_json_normalize (written->str, written->len, RTP_JSON_MAX_DEPTH, normalized, &n) == RTP_JSON_OK);
+        g_assert_true (rtp_json_normalize (written->str, written->len, RTP_JSON_MAX_DEPTH, normalized, &n) ==
+                       RTP_JSON_OK);
         node = json_from_string (written->str, NULL);
         g_assert_nonnull (node);
         g_assert_cmpstr (json_node_get_string (node), ==, text);
