@@ -2,12 +2,10 @@
  * nobody listens, so they wait in the queue (nothing is lost) */
 #include "rtp-alerter.h"
 #include "rtp-database.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <math.h>
 #include <string.h>
-
-static const guint8 key[] = "test signing key, 32 bytes long!";
 
 typedef struct {
   char *dir;
@@ -53,18 +51,11 @@ static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = {
-    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
-  };
   RtpSubscriptionSettings sub_settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "K" };
   RtpMqttSettings mqtt_settings = { .server_url = NULL, .timeout_s = 1 };
 
   f->dir = rtp_test_make_dir ();
-  uri = g_strdup_printf ("sqlite:///%s/alerts.db", f->dir);
-  f->db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->db, &error));
+  f->db = rtp_test_open_database (f->dir, "alerts.db");
   g_assert_cmpint (
     rtp_database_exec (f->db, &error,
                        "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
@@ -84,7 +75,7 @@ setup (Fixture *f, gconstpointer data)
                        "VALUES ('u1', 'E1:T', 'lab@example.org', 0, 10)",
                        NULL),
     ==, 1);
-  f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
+  f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->mqtt = rtp_mqtt_publisher_new (&mqtt_settings);
   f->subs = rtp_subscriptions_new (f->db, f->users, f->store, f->mqtt, &sub_settings);
@@ -109,13 +100,6 @@ teardown (Fixture *f, gconstpointer data)
   g_free (f->dir);
 }
 
-static gint64
-count (Fixture *f, const char *sql)
-{
-  g_autoptr (GdaDataModel) m = rtp_database_select (f->db, NULL, sql, NULL);
-  return rtp_db_int0 (m, 0, 0);
-}
-
 /* Out of the band opens one episode with one mail; values out of the band meanwhile add
  * nothing; inside the band but within the hysteresis keeps it open; inside by the hysteresis
  * closes it. */
@@ -130,7 +114,7 @@ test_episode (Fixture *f, gconstpointer data)
   make_alerter (f, f->smtp_url, 0);
   g_assert_true (rtp_alerter_is_on (f->alerter));
   rtp_alerter_handle_value (f->alerter, "E1:T", 5);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes"), ==, 0);
   rtp_alerter_handle_value (f->alerter, "E1:T", 12.5);
   g_assert_cmpuint (f->breached, ==, 1);
   g_assert_cmpfloat (f->breached_value, ==, 12.5);
@@ -138,10 +122,10 @@ test_episode (Fixture *f, gconstpointer data)
   rtp_alerter_handle_value (f->alerter, "E1:T", 9.5); /* back, but not by the hysteresis */
   rtp_alerter_handle_value (f->alerter, "E1:T", NAN); /* not judged */
   g_assert_cmpuint (f->breached, ==, 1);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL"), ==, 1);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
   rtp_alerter_handle_value (f->alerter, "E1:T", 9);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL"), ==, 0);
 
   episodes = rtp_alerter_list_episodes (f->alerter, "u1", &error);
   g_assert_no_error (error);
@@ -163,7 +147,7 @@ test_episode (Fixture *f, gconstpointer data)
   /* a second excursion is a second episode */
   rtp_alerter_handle_value (f->alerter, "E1:T", -1);
   g_assert_cmpuint (f->breached, ==, 2);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes"), ==, 2);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes"), ==, 2);
 }
 
 /* The SMTP server is away: the mail stays queued, its attempts and error are recorded. */
@@ -177,10 +161,11 @@ test_mail_waits (Fixture *f, gconstpointer data)
   g_test_expect_message ("RtpAlerter", G_LOG_LEVEL_WARNING,
                          "sending mail to lab@example.org failed: *; retrying in 1 s");
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-  while (count (f, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0") == 0 && g_get_monotonic_time () < deadline)
+  while (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0") == 0 &&
+         g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, FALSE), g_usleep (2000);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0 AND sent_us IS NULL "
-                             "AND last_error IS NOT NULL AND next_attempt_us > created_us"),
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0 AND sent_us IS NULL "
+                                          "AND last_error IS NOT NULL AND next_attempt_us > created_us"),
                    ==, 1);
   g_test_assert_expected_messages ();
 }
@@ -192,13 +177,13 @@ test_reminder (Fixture *f, gconstpointer data)
   make_alerter (f, f->smtp_url, 1);
   rtp_alerter_handle_value (f->alerter, "E1:T", 20);
   rtp_alerter_handle_value (f->alerter, "E1:T", 20);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails"), ==, 1);
   /* as if the last mail went out more than a second ago */
   g_assert_cmpint (rtp_database_exec (f->db, NULL,
                                       "UPDATE alert_episodes SET last_notified_us = last_notified_us - 2000000", NULL),
                    ==, 1);
   rtp_alerter_handle_value (f->alerter, "E1:T", 21);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_mails WHERE subject LIKE 'Reminder:%'"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails WHERE subject LIKE 'Reminder:%'"), ==, 1);
   g_assert_cmpuint (f->breached, ==, 1);
 }
 
@@ -209,7 +194,7 @@ test_off (Fixture *f, gconstpointer data)
   make_alerter (f, NULL, 0);
   g_assert_false (rtp_alerter_is_on (f->alerter));
   rtp_alerter_handle_value (f->alerter, "E1:T", 100);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM alert_episodes"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes"), ==, 0);
   g_assert_cmpuint (f->breached, ==, 0);
 }
 

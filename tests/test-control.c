@@ -4,11 +4,9 @@
 #include "rtp-control.h"
 #include "rtp-dbus-generated.h"
 #include "rtp-error.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <string.h>
-
-static const guint8 key[] = "test signing key, 32 bytes long!";
 
 typedef struct {
   char *dir;
@@ -17,13 +15,6 @@ typedef struct {
   RtpControl *control;
   RtpDbusServer1 *proxy;
 } Fixture;
-
-static gint64
-count (Fixture *f, const char *sql)
-{
-  g_autoptr (GdaDataModel) m = rtp_database_select (f->s.db, NULL, sql, NULL);
-  return rtp_db_int0 (m, 0, 0);
-}
 
 static gboolean
 has_owner (Fixture *f)
@@ -36,11 +27,7 @@ static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
   g_autofree char *generated = NULL;
-  RtpUserManagerSettings user_settings = {
-    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
-  };
   RtpMqttSettings mqtt_settings = { .server_url = NULL, .timeout_s = 1 };
   RtpSubscriptionSettings sub_settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "" };
   RtpHttpSettings http_settings = { .max_body_bytes = 1024, .max_import_bytes = 1024, .client_timeout_s = 5 };
@@ -51,11 +38,8 @@ setup (Fixture *f, gconstpointer data)
   f->dir = rtp_test_make_dir ();
   f->bus = g_test_dbus_new (G_TEST_DBUS_NONE);
   g_test_dbus_up (f->bus);
-  uri = g_strdup_printf ("sqlite:///%s/control.db", f->dir);
-  f->s.db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->s.db, &error));
-  f->s.users = rtp_user_manager_new (f->s.db, key, sizeof key - 1, &user_settings);
+  f->s.db = rtp_test_open_database (f->dir, "control.db");
+  f->s.users = rtp_test_user_manager (f->s.db);
   g_assert_true (rtp_user_manager_ensure_admin (f->s.users, "admin", "admin secret", &generated, &error));
   f->s.experiments = rtp_experiment_store_new (f->s.db);
   f->s.mqtt = rtp_mqtt_publisher_new (&mqtt_settings);
@@ -153,7 +137,7 @@ test_create_pv (Fixture *f, gconstpointer data)
   g_clear_error (&error);
   g_assert_false (create_pv (f, "Lab:Fan two", g_variant_new ("a{sv}", NULL), &error)); /* not an EPICS name */
   g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM process_variables"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->s.db, "SELECT COUNT(*) FROM process_variables"), ==, 1);
 }
 
 /* CreateUser and AssignUser: typed user fields and the experiment change of the HTTP route. */
@@ -170,8 +154,9 @@ test_users (Fixture *f, gconstpointer data)
   g_assert_true (rtp_dbus_server1_call_create_user_finish (f->proxy, &id, &password, rtp_test_wait (&result), &error));
   g_assert_no_error (error);
   g_assert_cmpuint (strlen (password), >=, 16);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM users WHERE login_name = 'ada' AND email = 'ada@example.org'"), ==,
-                   1);
+  g_assert_cmpint (rtp_test_count (f->s.db,
+                                   "SELECT COUNT(*) FROM users WHERE login_name = 'ada' AND email = 'ada@example.org'"),
+                   ==, 1);
   g_clear_object (&result);
   rtp_dbus_server1_call_create_user (f->proxy, "bad\tname", "B", "B", "User", "", NULL, called, &result);
   g_assert_false (rtp_dbus_server1_call_create_user_finish (f->proxy, NULL, NULL, rtp_test_wait (&result), &error));
@@ -181,7 +166,7 @@ test_users (Fixture *f, gconstpointer data)
   g_clear_object (&result);
   rtp_dbus_server1_call_assign_user (f->proxy, "Lab", id, NULL, called, &result);
   g_assert_true (rtp_dbus_server1_call_assign_user_finish (f->proxy, rtp_test_wait (&result), &error));
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM user_experiments WHERE short_id = 'Lab'"), ==, 1);
+  g_assert_cmpint (rtp_test_count (f->s.db, "SELECT COUNT(*) FROM user_experiments WHERE short_id = 'Lab'"), ==, 1);
   g_clear_object (&result);
   rtp_dbus_server1_call_assign_user (f->proxy, "Lab", "no-such-user", NULL, called, &result);
   g_assert_false (rtp_dbus_server1_call_assign_user_finish (f->proxy, rtp_test_wait (&result), &error));

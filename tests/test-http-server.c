@@ -2,11 +2,9 @@
  * a real SoupServer on 127.0.0.1, a SoupSession client, a temporary SQLite file for the tokens */
 #include "rtp-database.h"
 #include "rtp-http-server.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <string.h>
-
-static const guint8 key[] = "test signing key, 32 bytes long!";
 
 typedef struct {
   char *dir;
@@ -45,12 +43,8 @@ static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
   g_autoptr (RtpUser) admin = NULL;
   g_autoptr (RtpUser) user = NULL;
-  RtpUserManagerSettings user_settings = {
-    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
-  };
   RtpHttpSettings settings = { .max_body_bytes = 1024,
                                .max_import_bytes = 8192,
                                .cors_origin = "https://lab.example.org",
@@ -58,11 +52,8 @@ setup (Fixture *f, gconstpointer data)
                                .max_connections = 64 };
 
   f->dir = rtp_test_make_dir ();
-  uri = g_strdup_printf ("sqlite:///%s/http.db", f->dir);
-  f->db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->db, &error));
-  f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
+  f->db = rtp_test_open_database (f->dir, "http.db");
+  f->users = rtp_test_user_manager (f->db);
   {
     g_autofree char *generated = NULL;
     g_assert_true (rtp_user_manager_ensure_admin (f->users, "admin", "admin secret", &generated, &error));

@@ -2,7 +2,7 @@
  * archiver stand-in (tests/archiver_fixture.py) */
 #include "rtp-database.h"
 #include "rtp-live-values.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <libsoup/soup.h>
 #include <string.h>
@@ -26,21 +26,6 @@ on_value (RtpLiveValues *live, const char *pv, gint64 time_us, const char *value
 {
   Fixture *f = user_data;
   g_ptr_array_add (f->seen, g_strdup_printf ("%s=%s@%" G_GINT64_FORMAT, pv, value, time_us));
-}
-
-static RtpMqttPublisher *
-connect_publisher (Fixture *f)
-{
-  g_autofree char *url = g_strdup_printf ("tcp://127.0.0.1:%u", f->broker.port);
-  RtpMqttSettings settings = { .server_url = url, .timeout_s = 5 };
-  RtpMqttPublisher *p = rtp_mqtt_publisher_new (&settings);
-  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
-
-  rtp_mqtt_publisher_start (p);
-  while (!rtp_mqtt_publisher_get_connected (p) && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
-  g_assert_true (rtp_mqtt_publisher_get_connected (p));
-  return p;
 }
 
 static void
@@ -81,15 +66,11 @@ static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
 
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
   start_archiver (f);
-  uri = g_strdup_printf ("sqlite:///%s/live.db", f->dir);
-  f->db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->db, &error));
+  f->db = rtp_test_open_database (f->dir, "live.db");
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO process_variables (pv_string, experiment_short_id) "
@@ -97,8 +78,8 @@ setup (Fixture *f, gconstpointer data)
                                       NULL),
                    ==, 2);
   f->store = rtp_experiment_store_new (f->db);
-  f->mqtt = connect_publisher (f);
-  f->sender = connect_publisher (f);
+  f->mqtt = rtp_test_connect_publisher (f->broker.port);
+  f->sender = rtp_test_connect_publisher (f->broker.port);
   f->archiver = rtp_archiver_client_new (f->archiver_url, 5);
   f->live = rtp_live_values_new (f->db, f->store, f->mqtt);
   f->seen = g_ptr_array_new_with_free_func (g_free);

@@ -3,11 +3,9 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-setpoints.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <string.h>
-
-static const guint8 key[] = "test signing key, 32 bytes long!";
 
 typedef struct {
   char *dir;
@@ -40,36 +38,14 @@ on_value_set (RtpSetpoints *setpoints, const char *pv, const char *value, const 
   g_ptr_array_add (f->signalled, g_strdup_printf ("%s=%s by %s", pv, value, actor));
 }
 
-static RtpMqttPublisher *
-connect_publisher (Fixture *f)
-{
-  g_autofree char *url = g_strdup_printf ("tcp://127.0.0.1:%u", f->broker.port);
-  RtpMqttSettings settings = { .server_url = url, .timeout_s = 5 };
-  RtpMqttPublisher *p = rtp_mqtt_publisher_new (&settings);
-  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
-
-  rtp_mqtt_publisher_start (p);
-  while (!rtp_mqtt_publisher_get_connected (p) && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
-  g_assert_true (rtp_mqtt_publisher_get_connected (p));
-  return p;
-}
-
 static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = {
-    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
-  };
 
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
-  uri = g_strdup_printf ("sqlite:///%s/setpoints.db", f->dir);
-  f->db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->db, &error));
+  f->db = rtp_test_open_database (f->dir, "setpoints.db");
   g_assert_cmpint (rtp_database_exec (f->db, &error,
                                       "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
                                       "VALUES ('u1', 'user1', 'U', 'One', 'x'), ('u2', 'user2', 'U', 'Two', 'x')",
@@ -84,17 +60,17 @@ setup (Fixture *f, gconstpointer data)
                        NULL),
     ==, 3);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'Lab')", NULL), ==, 1);
-  f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
+  f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);
   f->stranger = rtp_user_manager_get (f->users, "u2", &error);
   g_assert_no_error (error);
   f->heard = g_ptr_array_new_with_free_func (g_free);
   f->signalled = g_ptr_array_new_with_free_func (g_free);
-  f->listener = connect_publisher (f);
+  f->listener = rtp_test_connect_publisher (f->broker.port);
   rtp_mqtt_publisher_subscribe (f->listener, "rtp/#");
   g_signal_connect (f->listener, "message", G_CALLBACK (on_message), f);
-  f->mqtt = connect_publisher (f);
+  f->mqtt = rtp_test_connect_publisher (f->broker.port);
   f->setpoints = rtp_setpoints_new (f->db, f->store, f->mqtt, "rtp", 0);
   g_signal_connect (f->setpoints, "value-set", G_CALLBACK (on_value_set), f);
 }

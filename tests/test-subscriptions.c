@@ -2,12 +2,10 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-subscriptions.h"
-#include "rtp-test-util.h"
+#include "rtp-test-services.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
-
-static const guint8 key[] = "test signing key, 32 bytes long!";
 
 typedef struct {
   char *dir;
@@ -34,37 +32,15 @@ on_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gpointer
     g_ptr_array_add (f->heard, g_strndup (data, len));
 }
 
-static RtpMqttPublisher *
-connect_publisher (Fixture *f)
-{
-  g_autofree char *url = g_strdup_printf ("tcp://127.0.0.1:%u", f->broker.port);
-  RtpMqttSettings settings = { .server_url = url, .timeout_s = 5 };
-  RtpMqttPublisher *p = rtp_mqtt_publisher_new (&settings);
-  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
-
-  rtp_mqtt_publisher_start (p);
-  while (!rtp_mqtt_publisher_get_connected (p) && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
-  g_assert_true (rtp_mqtt_publisher_get_connected (p));
-  return p;
-}
-
 static void
 setup (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *uri = NULL;
-  RtpUserManagerSettings user_settings = {
-    .token_validity_s = 60, .max_failures = 3, .lockout_s = 60, .max_pending = 4
-  };
   RtpSubscriptionSettings settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "°C" };
 
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
-  uri = g_strdup_printf ("sqlite:///%s/subs.db", f->dir);
-  f->db = rtp_database_open (uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (rtp_database_migrate (f->db, &error));
+  f->db = rtp_test_open_database (f->dir, "subs.db");
   g_assert_cmpint (
     rtp_database_exec (f->db, &error,
                        "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash) "
@@ -80,17 +56,17 @@ setup (Fixture *f, gconstpointer data)
                        NULL),
     ==, 2);
   g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'E1')", NULL), ==, 1);
-  f->users = rtp_user_manager_new (f->db, key, sizeof key - 1, &user_settings);
+  f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);
   g_assert_no_error (error);
   f->stranger = rtp_user_manager_get (f->users, "u2", &error);
   g_assert_no_error (error);
   f->heard = g_ptr_array_new_with_free_func (g_free);
-  f->listener = connect_publisher (f);
+  f->listener = rtp_test_connect_publisher (f->broker.port);
   rtp_mqtt_publisher_subscribe (f->listener, "/rtp/email");
   g_signal_connect (f->listener, "message", G_CALLBACK (on_message), f);
-  f->mqtt = connect_publisher (f);
+  f->mqtt = rtp_test_connect_publisher (f->broker.port);
   f->subs = rtp_subscriptions_new (f->db, f->users, f->store, f->mqtt, &settings);
   /* the listener's subscription is in place once its own test message comes back */
   {
@@ -128,13 +104,6 @@ teardown (Fixture *f, gconstpointer data)
   rtp_test_broker_stop (&f->broker);
   rtp_test_remove_dir (f->dir);
   g_free (f->dir);
-}
-
-static gint64
-count (Fixture *f, const char *sql)
-{
-  g_autoptr (GdaDataModel) m = rtp_database_select (f->db, NULL, sql, NULL);
-  return rtp_db_int0 (m, 0, 0);
 }
 
 static RtpSubscription *
@@ -204,7 +173,7 @@ test_refusals (Fixture *f, gconstpointer data)
   g_assert_null (subscribe (f, f->user, "E1:A", &bad_email, &error));
   g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
   g_clear_error (&error);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM subscriptions"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM subscriptions"), ==, 0);
   g_assert_cmpuint (f->heard->len, ==, 0);
 }
 
@@ -265,7 +234,7 @@ test_subscribe_announce_unsubscribe (Fixture *f, gconstpointer data)
   off = wait_announcement (f, 2);
   g_assert_cmpstr (json_object_get_string_member (off, "pv"), ==, "E1:B");
   g_assert_cmpint (json_object_get_int_member (off, "active"), ==, 0);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM subscriptions WHERE pv_string = 'E1:B'"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM subscriptions WHERE pv_string = 'E1:B'"), ==, 0);
   g_clear_object (&result);
   rtp_subscriptions_unsubscribe_async (f->subs, f->user, "E1:B", NULL, rtp_test_async_ready, &result);
   g_assert_false (rtp_subscriptions_unsubscribe_finish (f->subs, rtp_test_wait (&result), &error));
@@ -289,7 +258,7 @@ test_cascade_outbox (Fixture *f, gconstpointer data)
   json_object_unref (wait_announcement (f, 0));
   deleted = rtp_experiment_store_delete_pv (f->store, "E1:B", &experiment, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (count (f, "SELECT COUNT(*) FROM subscriptions"), ==, 0);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM subscriptions"), ==, 0);
   /* written with the delete; sent from the main loop once the transaction has committed */
   g_assert_cmpuint (rtp_subscriptions_outbox_length (f->subs), ==, 1);
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
