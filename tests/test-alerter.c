@@ -56,25 +56,19 @@ setup (Fixture *f, gconstpointer data)
 
   f->dir = rtp_test_make_dir ();
   f->db = rtp_test_open_database (f->dir, "alerts.db");
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
-                       "preferred_language) VALUES ('u1', 'user1', 'Ada', 'One', 'ada@example.org', 'x', 'en')",
-                       NULL),
-    ==, 1);
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO process_variables (pv_string, human_readable_name, experiment_short_id) "
-                       "VALUES ('E1:T', 'Oven', 'E1')",
-                       NULL),
-    ==, 1);
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
-                       "VALUES ('u1', 'E1:T', 'lab@example.org', 0, 10)",
-                       NULL),
-    ==, 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+                "preferred_language) VALUES ('u1', 'user1', 'Ada', 'One', 'ada@example.org', 'x', 'en')",
+                1);
+  rtp_test_sql (f->db, "INSERT INTO experiments (short_id) VALUES ('E1')", 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO process_variables (pv_string, human_readable_name, experiment_short_id) "
+                "VALUES ('E1:T', 'Oven', 'E1')",
+                1);
+  rtp_test_sql (f->db,
+                "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
+                "VALUES ('u1', 'E1:T', 'lab@example.org', 0, 10)",
+                1);
   f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->mqtt = rtp_mqtt_publisher_new (&mqtt_settings);

@@ -58,11 +58,10 @@ setup (Fixture *f, gconstpointer data)
     g_autofree char *generated = NULL;
     g_assert_true (rtp_user_manager_ensure_admin (f->users, "admin", "admin secret", &generated, &error));
   }
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'user1', 'U', 'One', 'x')",
-                                      NULL),
-                   ==, 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
+                "VALUES ('u1', 'user1', 'U', 'One', 'x')",
+                1);
   admin = rtp_user_manager_get (f->users, "0", &error);
   g_assert_no_error (error);
   user = rtp_user_manager_get (f->users, "u1", &error);

@@ -71,12 +71,11 @@ setup (Fixture *f, gconstpointer data)
   rtp_test_broker_start (&f->broker);
   start_archiver (f);
   f->db = rtp_test_open_database (f->dir, "live.db");
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO process_variables (pv_string, experiment_short_id) "
-                                      "VALUES ('E1:A', 'E1'), ('E1:B', 'E1')",
-                                      NULL),
-                   ==, 2);
+  rtp_test_sql (f->db, "INSERT INTO experiments (short_id) VALUES ('E1')", 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO process_variables (pv_string, experiment_short_id) "
+                "VALUES ('E1:A', 'E1'), ('E1:B', 'E1')",
+                2);
   f->store = rtp_experiment_store_new (f->db);
   f->mqtt = rtp_test_connect_publisher (f->broker.port);
   f->sender = rtp_test_connect_publisher (f->broker.port);

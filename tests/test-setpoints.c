@@ -46,20 +46,17 @@ setup (Fixture *f, gconstpointer data)
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
   f->db = rtp_test_open_database (f->dir, "setpoints.db");
-  g_assert_cmpint (rtp_database_exec (f->db, &error,
-                                      "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
-                                      "VALUES ('u1', 'user1', 'U', 'One', 'x'), ('u2', 'user2', 'U', 'Two', 'x')",
-                                      NULL),
-                   ==, 2);
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('Lab')", NULL), ==, 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
+                "VALUES ('u1', 'user1', 'U', 'One', 'x'), ('u2', 'user2', 'U', 'Two', 'x')",
+                2);
+  rtp_test_sql (f->db, "INSERT INTO experiments (short_id) VALUES ('Lab')", 1);
   /* a publishable PV, a locked one, and one taken over from the original service whose name no topic can carry */
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
-                       "VALUES ('Lab:M1:Fan', 'Lab', 1), ('Lab:Locked', 'Lab', 0), ('Lab:a/b', 'Lab', 1)",
-                       NULL),
-    ==, 3);
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'Lab')", NULL), ==, 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
+                "VALUES ('Lab:M1:Fan', 'Lab', 1), ('Lab:Locked', 'Lab', 0), ('Lab:a/b', 'Lab', 1)",
+                3);
+  rtp_test_sql (f->db, "INSERT INTO user_experiments VALUES ('u1', 'Lab')", 1);
   f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);

@@ -41,21 +41,17 @@ setup (Fixture *f, gconstpointer data)
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
   f->db = rtp_test_open_database (f->dir, "subs.db");
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash) "
-                       "VALUES ('u1', 'user1', 'Ada \"Q\"', 'One', 'ada@example.org', 'x'), "
-                       "('u2', 'user2', 'Bo', 'Two', 'bo@example.org', 'x')",
-                       NULL),
-    ==, 2);
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
-  g_assert_cmpint (
-    rtp_database_exec (f->db, &error,
-                       "INSERT INTO process_variables (pv_string, experiment_short_id, default_threshold_min, "
-                       "default_threshold_max) VALUES ('E1:A', 'E1', NULL, NULL), ('E1:B', 'E1', 0, 10)",
-                       NULL),
-    ==, 2);
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "INSERT INTO user_experiments VALUES ('u1', 'E1')", NULL), ==, 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash) "
+                "VALUES ('u1', 'user1', 'Ada \"Q\"', 'One', 'ada@example.org', 'x'), "
+                "('u2', 'user2', 'Bo', 'Two', 'bo@example.org', 'x')",
+                2);
+  rtp_test_sql (f->db, "INSERT INTO experiments (short_id) VALUES ('E1')", 1);
+  rtp_test_sql (f->db,
+                "INSERT INTO process_variables (pv_string, experiment_short_id, default_threshold_min, "
+                "default_threshold_max) VALUES ('E1:A', 'E1', NULL, NULL), ('E1:B', 'E1', 0, 10)",
+                2);
+  rtp_test_sql (f->db, "INSERT INTO user_experiments VALUES ('u1', 'E1')", 1);
   f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);
