@@ -8,9 +8,13 @@
 #define G_LOG_DOMAIN "RtpAlerter"
 
 #include "rtp-alerter.h"
+#include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-json.h"
+#include "rtp-webhook.h"
 
 #include <math.h>
+#include <string.h>
 
 struct _RtpAlerter {
   GObject parent_instance;
@@ -27,9 +31,18 @@ struct _RtpAlerter {
   guint mail_id;
   guint mail_idle_id;
   gboolean mail_sending;
+  /* alarms */
+  RtpSubscriptions *subscriptions; /* (owned) */
+  char *channel_prefix;            /* (owned) */
+  char *webhook_url;               /* (owned) (nullable) */
+  char *webhook_secret;            /* (owned) (nullable) */
+  gboolean webhook_sending;
+  gboolean mail_on;                /* SMTP configured */
+  gint64 max_shelve_us;
+  guint history_seq;               /* orders transitions of the same microsecond */
 };
 
-enum { SIGNAL_BREACHED, N_SIGNALS };
+enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static gboolean send_mails_idle (gpointer user_data);
@@ -68,6 +81,7 @@ rtp_alerter_dispose (GObject *object)
   if (self->live != NULL)
     g_clear_signal_handler (&self->value_id, self->live);
   g_clear_object (&self->live);
+  g_clear_object (&self->subscriptions);
   g_clear_object (&self->db);
   G_OBJECT_CLASS (rtp_alerter_parent_class)->dispose (object);
 }
@@ -78,6 +92,9 @@ rtp_alerter_finalize (GObject *object)
   RtpAlerter *self = RTP_ALERTER (object);
 
   g_free (self->unit);
+  g_free (self->channel_prefix);
+  g_free (self->webhook_url);
+  g_free (self->webhook_secret);
   g_free ((char *) self->mail.url);
   g_free ((char *) self->mail.from);
   g_free ((char *) self->mail.user);
@@ -100,6 +117,18 @@ rtp_alerter_class_init (RtpAlerterClass *klass)
   signals[SIGNAL_BREACHED] = g_signal_new ("threshold-breached", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                            NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_DOUBLE, G_TYPE_INT64,
                                            G_TYPE_INT64);
+  /**
+   * RtpAlerter::alarm-changed:
+   * @id: the alarm
+   * @pv: its PV
+   * @severity: MINOR, MAJOR or INVALID
+   * @event: the transition (opened, escalated, deescalated, cleared, acknowledged, shelved, unshelved, ended)
+   *
+   * Emitted after the transition was stored.
+   */
+  signals[SIGNAL_ALARM_CHANGED] = g_signal_new ("alarm-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                                NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING,
+                                                G_TYPE_STRING, G_TYPE_STRING);
 }
 
 static void
@@ -130,25 +159,455 @@ format_value (double value)
   return g_strdup (g_ascii_dtostr (buf, sizeof buf, value));
 }
 
+/* ---- alarms ---------------------------------------------------------------- */
+
+typedef enum { LEVEL_NONE, LEVEL_MINOR, LEVEL_MAJOR, LEVEL_INVALID } Level;
+
+static const char *const level_names[] = { "NONE", "MINOR", "MAJOR", "INVALID" };
+
+static Level
+level_from_name (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (level_names); i++)
+    if (g_strcmp0 (name, level_names[i]) == 0)
+      return i;
+  return LEVEL_MAJOR;
+}
+
+/* One subscription with its user and PV, as the decision needs it. */
+typedef struct {
+  const char *user_id;
+  const char *email;
+  gint64 min, max;
+  gboolean has_wmin, has_wmax;
+  gint64 wmin, wmax;
+  gint64 delay_us;
+  gboolean latch, notify_clear;
+  gboolean has_out_since;
+  gint64 out_since_us;
+  const char *first_name, *last_name, *language, *pv_name, *experiment;
+} Sub;
+
+#define SUB_COLUMNS                                                                                                 \
+  "s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, u.preferred_language, "       \
+  "p.human_readable_name, s.warning_min, s.warning_max, s.delay_s, s.latch, s.notify_clear, s.out_since_us, "      \
+  "p.experiment_short_id"
+#define SUB_FROM                                                                                                    \
+  " FROM subscriptions s JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
+
+static void
+sub_from_row (GdaDataModel *m, guint i, Sub *s)
+{
+  memset (s, 0, sizeof *s);
+  s->user_id = rtp_db_str (m, i, 0);
+  s->email = rtp_db_str (m, i, 1);
+  s->min = rtp_db_int0 (m, i, 2);
+  s->max = rtp_db_int0 (m, i, 3);
+  s->first_name = rtp_db_str (m, i, 4);
+  s->last_name = rtp_db_str (m, i, 5);
+  s->language = rtp_db_str (m, i, 6);
+  s->pv_name = rtp_db_str (m, i, 7);
+  s->has_wmin = rtp_db_int (m, i, 8, &s->wmin);
+  s->has_wmax = rtp_db_int (m, i, 9, &s->wmax);
+  s->delay_us = rtp_db_int0 (m, i, 10) * G_USEC_PER_SEC;
+  s->latch = rtp_db_int0 (m, i, 11) != 0;
+  s->notify_clear = rtp_db_int0 (m, i, 12) != 0;
+  s->has_out_since = rtp_db_int (m, i, 13, &s->out_since_us);
+  s->experiment = rtp_db_str (m, i, 14);
+}
+
+/* The band a value is in, with the hysteresis at every edge: a band left is only re-entered
+ * by h inside it. @prev is the level the alarm had while active (LEVEL_NONE when none). */
+static Level
+judge (const Sub *s, double v, double h, Level prev)
+{
+  gboolean major_out = v < (double) s->min || v > (double) s->max;
+  gboolean major_back = v >= (double) s->min + h && v <= (double) s->max - h;
+  gboolean minor_out = (s->has_wmin && v < (double) s->wmin) || (s->has_wmax && v > (double) s->wmax);
+  gboolean minor_back = (!s->has_wmin || v >= (double) s->wmin + h) && (!s->has_wmax || v <= (double) s->wmax - h);
+
+  if (major_out || (prev == LEVEL_MAJOR && !major_back))
+    return LEVEL_MAJOR;
+  if (minor_out || ((prev == LEVEL_MAJOR || prev == LEVEL_MINOR) && !minor_back && (s->has_wmin || s->has_wmax)))
+    return LEVEL_MINOR;
+  return LEVEL_NONE;
+}
+
+typedef enum {
+  NOTE_OPENED,
+  NOTE_ESCALATED,
+  NOTE_REMINDER,
+  NOTE_CLEARED,
+  NOTE_SHELVE_ENDED,
+} Note;
+
 /* Subject and body in the subscriber's language (a catalogue exists for German). */
 static void
-compose (RtpAlerter *self, const char *lang, gboolean reminder, const char *first, const char *last, const char *pv,
-         const char *name, double value, gint64 min, gint64 max, char **subject, char **body)
+compose (RtpAlerter *self, const Sub *s, Note note, Level level, const char *pv, const char *v, gint64 since_us,
+         char **subject, char **body)
 {
-  g_autofree char *v = format_value (value);
   g_autoptr (GDateTime) now = g_date_time_new_now (self->tz);
   g_autofree char *when = g_date_time_format (now, "%Y-%m-%d %H:%M:%S %Z");
   const char *unit = self->unit;
-  g_autofree char *label = name != NULL && name[0] != '\0' ? g_strdup_printf ("%s (%s)", pv, name) : g_strdup (pv);
+  const char *lang = s->language;
+  g_autofree char *label = s->pv_name != NULL && s->pv_name[0] != '\0' ? g_strdup_printf ("%s (%s)", pv, s->pv_name)
+                                                                       : g_strdup (pv);
+  g_autoptr (GString) text = g_string_new (NULL);
+  switch (note)
+    {
+    case NOTE_REMINDER:
+      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Reminder: %s is still out of its band: %s %s")), pv,
+                                  v, unit);
+      break;
+    case NOTE_CLEARED:
+      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Back in its band: %s is %s %s")), pv, v, unit);
+      break;
+    case NOTE_SHELVE_ENDED:
+      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Shelving ended, still out of its band: %s is %s %s")),
+                                  pv, v, unit);
+      break;
+    case NOTE_ESCALATED:
+      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Escalated to MAJOR: %s is %s %s")), pv, v, unit);
+      break;
+    case NOTE_OPENED:
+    default:
+      if (level == LEVEL_MINOR)
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Warning (MINOR): %s is %s %s")), pv, v, unit);
+      else
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Threshold breached: %s is %s %s")), pv, v, unit);
+      break;
+    }
+  g_string_append_printf (text,
+                          rtp_i18n_translate (lang, N_ ("Hello %s %s,\n\n"
+                                                        "the process variable %s has the value %s %s at %s.\n"
+                                                        "Your band is from %lld to %lld %s.\n\n"
+                                                        "-- \nRealtimeplot Server\n")),
+                          s->first_name, s->last_name, label, v, unit, when, (long long) s->min, (long long) s->max,
+                          unit);
+  /* the severity (and since when) before the signature */
+  {
+    gsize sig = text->len - strlen ("\n-- \nRealtimeplot Server\n");
+    g_autoptr (GString) extra = g_string_new (NULL);
+    if (note != NOTE_CLEARED)
+      g_string_append_printf (extra, rtp_i18n_translate (lang, N_ ("Severity: %s\n")), level_names[level]);
+    if (note == NOTE_REMINDER || note == NOTE_SHELVE_ENDED)
+      {
+        g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (since_us / G_USEC_PER_SEC);
+        g_autoptr (GDateTime) local = g_date_time_to_timezone (t, self->tz);
+        g_autofree char *since = g_date_time_format (local, "%Y-%m-%d %H:%M:%S %Z");
+        g_string_append_printf (extra, rtp_i18n_translate (lang, N_ ("Out of its band since %s.\n")), since);
+      }
+    if (g_str_has_suffix (text->str, "\n-- \nRealtimeplot Server\n"))
+      g_string_insert (text, (gssize) sig, extra->str);
+    else
+      g_string_append (text, extra->str);
+  }
+  *body = g_string_free (g_steal_pointer (&text), FALSE);
+}
 
-  *subject = g_strdup_printf (rtp_i18n_translate (lang, reminder ? N_ ("Reminder: %s is still out of its band: %s %s")
-                                                                 : N_ ("Threshold breached: %s is %s %s")),
-                              pv, v, unit);
-  *body = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Hello %s %s,\n\n"
-                                                         "the process variable %s has the value %s %s at %s.\n"
-                                                         "Your band is from %lld to %lld %s.\n\n"
-                                                         "-- \nRealtimeplot Server\n")),
-                           first, last, label, v, unit, when, (long long) min, (long long) max, unit);
+static gboolean
+history (RtpAlerter *self, const char *alarm, gint64 now, const char *event, Level level, const char *value,
+         const char *by, const char *comment, const char *channel, GError **error)
+{
+  g_autofree char *id = g_uuid_string_random ();
+
+  self->history_seq++;
+  return rtp_database_exec (self->db, error,
+                            "INSERT INTO alarm_history (id, alarm_id, time_us, seq, event, severity, value, by_user, "
+                            "comment, channel) VALUES (:id, :a, :t, :q, :e, :s, :v, :b, :c, :ch)",
+                            "id", RTP_DB_STR, id, "a", RTP_DB_STR, alarm, "t", RTP_DB_INT, now, "q", RTP_DB_INT,
+                            (gint64) self->history_seq, "e", RTP_DB_STR, event, "s", RTP_DB_STR, level_names[level],
+                            "v", RTP_DB_STR, value, "b", RTP_DB_STR, by, "c", RTP_DB_STR, comment, "ch", RTP_DB_STR,
+                            channel, NULL) >= 0;
+}
+
+/* What changed, emitted as "alarm-changed" once the transaction has committed. */
+typedef struct {
+  char *id;
+  char *pv;
+  char *severity;
+  char *event;
+  gboolean breached; /* and "threshold-breached" (the MAJOR band left) with: */
+  double value;
+  gint64 min, max;
+} Change;
+
+static void
+change_free (Change *c)
+{
+  g_free (c->id);
+  g_free (c->pv);
+  g_free (c->severity);
+  g_free (c->event);
+  g_free (c);
+}
+
+static Change *
+changed (GPtrArray *changes, const char *id, const char *pv, Level level, const char *event)
+{
+  Change *c = g_new0 (Change, 1);
+  c->id = g_strdup (id);
+  c->pv = g_strdup (pv);
+  c->severity = g_strdup (level_names[level]);
+  c->event = g_strdup (event);
+  g_ptr_array_add (changes, c);
+  return c;
+}
+
+static void
+breached (Change *c, double value, const Sub *s)
+{
+  c->breached = TRUE;
+  c->value = value;
+  c->min = s->min;
+  c->max = s->max;
+}
+
+/* The text of a webhook or MQTT message: {"event", "alarm": {…}, "text"}. */
+static char *
+alarm_message (const char *event, const char *id, const char *pv, const char *experiment, const char *user,
+               Level level, const char *value, const char *text)
+{
+  GString *out = g_string_new ("{\"event\":");
+
+  rtp_json_append_string (out, event);
+  g_string_append (out, ",\"alarm\":{\"id\":");
+  rtp_json_append_string (out, id);
+  g_string_append (out, ",\"pv_string\":");
+  rtp_json_append_string (out, pv);
+  g_string_append (out, ",\"experiment_short_id\":");
+  rtp_json_append_string (out, experiment);
+  g_string_append (out, ",\"user_id\":");
+  rtp_json_append_string (out, user);
+  g_string_append (out, ",\"severity\":");
+  rtp_json_append_string (out, level_names[level]);
+  g_string_append (out, ",\"value\":");
+  rtp_json_append_string (out, value);
+  g_string_append (out, "},\"text\":");
+  rtp_json_append_string (out, text);
+  g_string_append_c (out, '}');
+  return g_string_free (out, FALSE);
+}
+
+/* Mail, webhook and MQTT for one transition; counted on the alarm, each channel in its history. */
+static gboolean
+notify (RtpAlerter *self, const Sub *s, const char *alarm, const char *pv, Note note, Level level, const char *v,
+        gint64 since_us, gint64 now, GError **error)
+{
+  g_autofree char *subject = NULL;
+  g_autofree char *body = NULL;
+  g_autofree char *message = NULL;
+  static const char *const events[] = { "opened", "escalated", "reminder", "cleared", "unshelved" };
+
+  compose (self, s, note, level, pv, v, since_us, &subject, &body);
+  if (self->mail_on)
+    {
+      queue_mail (self, alarm, s->email, subject, body, error);
+      if (*error != NULL || !history (self, alarm, now, "notified", level, v, NULL, NULL, "email", error))
+        return FALSE;
+    }
+  message = alarm_message (events[note], alarm, pv, s->experiment, s->user_id, level, v, subject);
+  if (self->webhook_url != NULL)
+    {
+      g_autofree char *id = g_uuid_string_random ();
+      if (rtp_database_exec (self->db, error,
+                             "INSERT INTO alarm_webhooks (id, alarm_id, created_us, payload, attempts, next_attempt_us) "
+                             "VALUES (:id, :a, :now, :p, 0, :now)",
+                             "id", RTP_DB_STR, id, "a", RTP_DB_STR, alarm, "now", RTP_DB_INT, now, "p", RTP_DB_STR,
+                             message, NULL) < 0 ||
+          !history (self, alarm, now, "notified", level, v, NULL, NULL, "webhook", error))
+        return FALSE;
+    }
+  if (self->subscriptions != NULL && s->experiment != NULL)
+    {
+      g_autofree char *topic = g_strdup_printf ("%s/alarms/%s", self->channel_prefix, s->experiment);
+      if (!rtp_subscriptions_queue_message (self->subscriptions, topic, message, error) ||
+          !history (self, alarm, now, "notified", level, v, NULL, NULL, "mqtt", error))
+        return FALSE;
+    }
+  return rtp_database_exec (self->db, error,
+                            "UPDATE alert_episodes SET last_notified_us = :now, notifications = notifications + 1 "
+                            "WHERE id = :id",
+                            "now", RTP_DB_INT, now, "id", RTP_DB_STR, alarm, NULL) >= 0;
+}
+
+static gboolean
+end_alarm (RtpAlerter *self, const char *alarm, Level level, const char *v, gint64 now, GError **error)
+{
+  return rtp_database_exec (self->db, error,
+                            "UPDATE alert_episodes SET closed_us = :now, active = 0, last_change_us = :now WHERE id = :id",
+                            "now", RTP_DB_INT, now, "id", RTP_DB_STR, alarm, NULL) >= 0 &&
+         history (self, alarm, now, "ended", level, v, NULL, NULL, NULL, error);
+}
+
+/* One subscription's decision for one value, inside the caller's transaction. */
+static gboolean
+decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now, GPtrArray *changes,
+        gboolean *notified, GError **error)
+{
+  g_autoptr (GdaDataModel) open = NULL;
+  g_autofree char *v = format_value (value);
+  const char *id;
+  Level prev, level;
+  gboolean active, acknowledged, shelved, expired = FALSE;
+  gint64 shelved_until = 0, opened_us, last_notified;
+
+  open = rtp_database_select (self->db, error,
+                              "SELECT id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, "
+                              "opened_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
+                              "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL);
+  if (open == NULL)
+    return FALSE;
+  if (rtp_db_rows (open) == 0)
+    {
+      g_autofree char *new_id = NULL;
+      level = judge (s, value, self->hysteresis, LEVEL_NONE);
+      if (level == LEVEL_NONE)
+        return !s->has_out_since ||
+               rtp_database_exec (self->db, error,
+                                  "UPDATE subscriptions SET out_since_us = NULL WHERE user_id = :u AND pv_string = :pv",
+                                  "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL) >= 0;
+      if (s->delay_us > 0 && !s->has_out_since)
+        return rtp_database_exec (self->db, error,
+                                  "UPDATE subscriptions SET out_since_us = :now WHERE user_id = :u AND pv_string = :pv",
+                                  "now", RTP_DB_INT, now, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL) >= 0;
+      if (s->delay_us > 0 && now - s->out_since_us < s->delay_us)
+        return TRUE; /* not out long enough yet */
+      new_id = g_uuid_string_random ();
+      if (rtp_database_exec (self->db, error,
+                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+                             "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
+                             "VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max, :sev, :v, 1, :now)",
+                             "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now",
+                             RTP_DB_INT, now, "v", RTP_DB_STR, v, "min", RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max,
+                             "sev", RTP_DB_STR, level_names[level], NULL) < 0 ||
+          rtp_database_exec (self->db, error,
+                             "UPDATE subscriptions SET out_since_us = NULL WHERE user_id = :u AND pv_string = :pv", "u",
+                             RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL) < 0 ||
+          !history (self, new_id, now, "opened", level, v, NULL, NULL, NULL, error) ||
+          !notify (self, s, new_id, pv, NOTE_OPENED, level, v, now, now, error))
+        return FALSE;
+      g_message ("%s = %s left the band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] of %s: %s alarm opened", pv, v,
+                 s->min, s->max, s->user_id, level_names[level]);
+      {
+        Change *c = changed (changes, new_id, pv, level, "opened");
+        if (level == LEVEL_MAJOR)
+          breached (c, value, s);
+      }
+      *notified = TRUE;
+      return TRUE;
+    }
+
+  id = rtp_db_str (open, 0, 0);
+  prev = level_from_name (rtp_db_str (open, 0, 1));
+  active = rtp_db_int0 (open, 0, 2) != 0;
+  last_notified = rtp_db_int0 (open, 0, 3);
+  acknowledged = rtp_db_str (open, 0, 4) != NULL;
+  shelved = rtp_db_int (open, 0, 5, &shelved_until);
+  opened_us = rtp_db_int0 (open, 0, 6);
+  if (shelved && shelved_until <= now)
+    {
+      /* the shelve ran out: said once, and one notification below when still out of band */
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL "
+                             "WHERE id = :id",
+                             "id", RTP_DB_STR, id, NULL) < 0 ||
+          !history (self, id, now, "unshelved", prev, v, NULL, "expired", NULL, error))
+        return FALSE;
+      changed (changes, id, pv, prev, "unshelved");
+      shelved = FALSE;
+      expired = TRUE;
+    }
+  level = judge (s, value, self->hysteresis, active ? prev : LEVEL_NONE);
+  if (rtp_database_exec (self->db, error, "UPDATE alert_episodes SET value = :v WHERE id = :id", "v", RTP_DB_STR, v,
+                         "id", RTP_DB_STR, id, NULL) < 0)
+    return FALSE;
+  if (level == LEVEL_NONE)
+    {
+      if (!active)
+        return TRUE; /* latched, waiting for an acknowledgement */
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET active = 0, last_change_us = :now, latched = :l WHERE id = :id",
+                             "now", RTP_DB_INT, now, "l", RTP_DB_INT, (gint64) (s->latch && !acknowledged), "id",
+                             RTP_DB_STR, id, NULL) < 0 ||
+          !history (self, id, now, "cleared", prev, v, NULL, NULL, NULL, error))
+        return FALSE;
+      changed (changes, id, pv, prev, "cleared");
+      if (s->notify_clear && !shelved)
+        {
+          if (!notify (self, s, id, pv, NOTE_CLEARED, prev, v, opened_us, now, error))
+            return FALSE;
+          *notified = TRUE;
+        }
+      g_message ("%s = %s is back in the band of %s: alarm cleared", pv, v, s->user_id);
+      if (s->latch && !acknowledged)
+        return TRUE;
+      if (!end_alarm (self, id, prev, v, now, error))
+        return FALSE;
+      changed (changes, id, pv, prev, "ended");
+      return TRUE;
+    }
+  if (!active || level > prev)
+    {
+      /* out again after a latched return, or MINOR → MAJOR: said at once */
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET active = 1, severity = :s, last_change_us = :now WHERE id = :id",
+                             "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+          !history (self, id, now, "escalated", level, v, NULL, NULL, NULL, error))
+        return FALSE;
+      {
+        Change *c = changed (changes, id, pv, level, "escalated");
+        if (level == LEVEL_MAJOR)
+          breached (c, value, s);
+      }
+      if (!shelved)
+        {
+          if (!notify (self, s, id, pv, level == LEVEL_MAJOR ? NOTE_ESCALATED : NOTE_OPENED, level, v, opened_us, now,
+                       error))
+            return FALSE;
+          *notified = TRUE;
+        }
+      return TRUE;
+    }
+  if (level < prev)
+    {
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET severity = :s, last_change_us = :now WHERE id = :id", "s",
+                             RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+          !history (self, id, now, "deescalated", level, v, NULL, NULL, NULL, error))
+        return FALSE;
+      changed (changes, id, pv, level, "deescalated");
+      return TRUE;
+    }
+  if (expired ||
+      (self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified >= self->renotify_us))
+    {
+      if (!notify (self, s, id, pv, expired ? NOTE_SHELVE_ENDED : NOTE_REMINDER, level, v, opened_us, now, error))
+        return FALSE;
+      *notified = TRUE;
+    }
+  return TRUE;
+}
+
+static void
+emit_changes (RtpAlerter *self, GPtrArray *changes)
+{
+  for (guint i = 0; i < changes->len; i++)
+    {
+      Change *c = g_ptr_array_index (changes, i);
+      g_signal_emit (self, signals[SIGNAL_ALARM_CHANGED], 0, c->id, c->pv, c->severity, c->event);
+      if (c->breached)
+        g_signal_emit (self, signals[SIGNAL_BREACHED], 0, c->pv, c->value, c->min, c->max);
+    }
+}
+
+static void
+wake_senders (RtpAlerter *self)
+{
+  if (self->mail_idle_id == 0)
+    self->mail_idle_id = g_idle_add (send_mails_idle, self);
+  if (self->subscriptions != NULL)
+    rtp_subscriptions_flush_outbox (self->subscriptions);
 }
 
 void
@@ -156,21 +615,17 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GdaDataModel) subs = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
-  gboolean queued = FALSE;
+  gboolean notified = FALSE;
 
   g_return_if_fail (RTP_IS_ALERTER (self));
   g_return_if_fail (pv != NULL);
 
   if (!self->alerting || !isfinite (value))
     return;
-  subs = rtp_database_select (
-    self->db, &error,
-    "SELECT s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, "
-    "u.preferred_language, p.human_readable_name FROM subscriptions s "
-    "JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
-    "WHERE s.pv_string = :pv",
-    "pv", RTP_DB_STR, pv, NULL);
+  subs = rtp_database_select (self->db, &error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
+                              RTP_DB_STR, pv, NULL);
   if (subs == NULL)
     {
       g_warning ("monitor: %s", error->message);
@@ -178,70 +633,24 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
     }
   for (guint i = 0; i < rtp_db_rows (subs); i++)
     {
-      const char *user = rtp_db_str (subs, i, 0);
-      gint64 min = rtp_db_int0 (subs, i, 2), max = rtp_db_int0 (subs, i, 3);
-      gboolean out = value < (double) min || value > (double) max;
-      gboolean back = value >= (double) min + self->hysteresis && value <= (double) max - self->hysteresis;
-      g_autoptr (GdaDataModel) open = rtp_database_select (
-        self->db, &error,
-        "SELECT id, last_notified_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
-        "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, NULL);
-      g_autofree char *subject = NULL;
-      g_autofree char *body = NULL;
-      g_autofree char *v = format_value (value);
+      g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
+      g_autoptr (GPtrArray) mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+      gboolean sent = FALSE;
+      Sub s;
 
-      if (open == NULL)
+      if (tx == NULL)
         break;
-      if (rtp_db_rows (open) == 0 && out)
-        {
-          g_autofree char *id = g_uuid_string_random ();
-          g_autoptr (RtpTransaction) tx = NULL;
-          compose (self, rtp_db_str (subs, i, 6), FALSE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
-                   rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
-          if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
-            break;
-          rtp_database_exec (
-            self->db, &error,
-            "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
-            "breach_value, threshold_min, threshold_max) VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max)",
-            "id", RTP_DB_STR, id, "u", RTP_DB_STR, user, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now, "v", RTP_DB_STR,
-            v, "min", RTP_DB_INT, min, "max", RTP_DB_INT, max, NULL);
-          if (error == NULL)
-            queue_mail (self, id, rtp_db_str (subs, i, 1), subject, body, &error);
-          if (error != NULL || !rtp_transaction_commit (tx, &error))
-            break; /* rolled back as tx goes */
-          g_message ("%s = %s left the band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] of %s: alert opened", pv, v,
-                     min, max, user);
-          g_signal_emit (self, signals[SIGNAL_BREACHED], 0, pv, value, min, max);
-          queued = TRUE;
-        }
-      else if (rtp_db_rows (open) > 0 && back)
-        {
-          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET closed_us = :now WHERE id = :id", "now",
-                             RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
-          g_message ("%s = %s is back in the band of %s: alert closed", pv, v, user);
-        }
-      else if (rtp_db_rows (open) > 0 && out && self->renotify_us > 0 &&
-               now - rtp_db_int0 (open, 0, 1) >= self->renotify_us)
-        {
-          g_autoptr (RtpTransaction) tx = NULL;
-          compose (self, rtp_db_str (subs, i, 6), TRUE, rtp_db_str (subs, i, 4), rtp_db_str (subs, i, 5), pv,
-                   rtp_db_str (subs, i, 7), value, min, max, &subject, &body);
-          if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
-            break;
-          rtp_database_exec (self->db, &error, "UPDATE alert_episodes SET last_notified_us = :now WHERE id = :id",
-                             "now", RTP_DB_INT, now, "id", RTP_DB_STR, rtp_db_str (open, 0, 0), NULL);
-          if (error == NULL)
-            queue_mail (self, rtp_db_str (open, 0, 0), rtp_db_str (subs, i, 1), subject, body, &error);
-          if (error != NULL || !rtp_transaction_commit (tx, &error))
-            break; /* rolled back as tx goes */
-          queued = TRUE;
-        }
+      sub_from_row (subs, i, &s);
+      if (!decide (self, &s, pv, value, now, mine, &sent, &error) || !rtp_transaction_commit (tx, &error))
+        break; /* rolled back as tx goes */
+      g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
+      notified |= sent;
     }
   if (error != NULL)
     g_warning ("monitor: %s", error->message);
-  if (queued && self->mail_idle_id == 0)
-    self->mail_idle_id = g_idle_add (send_mails_idle, self);
+  if (notified)
+    wake_senders (self);
+  emit_changes (self, changes);
 }
 
 /* ---- mail queue ---------------------------------------------------------------- */
@@ -294,7 +703,7 @@ send_next_mail (RtpAlerter *self)
   g_autoptr (GdaDataModel) m = NULL;
   MailJob *job;
 
-  if (self->mail_sending || self->mail.url == NULL || !rtp_database_try_leadership (self->db))
+  if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db))
     return;
   m = rtp_database_select (self->db, &error,
                            "SELECT id, recipient, subject, body, attempts FROM alert_mails "
@@ -311,19 +720,94 @@ send_next_mail (RtpAlerter *self)
                          job);
 }
 
+static void send_next_webhook (RtpAlerter *self);
+
 static gboolean
 send_mails_idle (gpointer user_data)
 {
   RtpAlerter *self = user_data;
   self->mail_idle_id = 0;
   send_next_mail (self);
+  send_next_webhook (self);
   return G_SOURCE_REMOVE;
+}
+
+/* ---- webhook queue ---------------------------------------------------------------- */
+
+typedef struct {
+  RtpAlerter *self; /* (owned) */
+  char *id;
+  gint64 attempts;
+} WebhookJob;
+
+static void send_next_webhook (RtpAlerter *self);
+
+static void
+webhook_sent (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  WebhookJob *job = user_data;
+  RtpAlerter *self = job->self;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GError) db_error = NULL;
+  gint64 now = g_get_real_time ();
+
+  if (rtp_webhook_post_finish (result, &error))
+    rtp_database_exec (self->db, &db_error,
+                       "UPDATE alarm_webhooks SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", "now",
+                       RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
+  else
+    {
+      /* the same back-off as mail: 1, 2, 4 … 60 s */
+      gint64 delay = MIN ((gint64) 1 << MIN (job->attempts, 6), 60) * G_USEC_PER_SEC;
+      g_warning ("%s; retrying in %" G_GINT64_FORMAT " s", error->message, delay / G_USEC_PER_SEC);
+      rtp_database_exec (self->db, &db_error,
+                         "UPDATE alarm_webhooks SET attempts = attempts + 1, next_attempt_us = :next, last_error = :e "
+                         "WHERE id = :id",
+                         "next", RTP_DB_INT, now + delay, "e", RTP_DB_STR, error->message, "id", RTP_DB_STR, job->id,
+                         NULL);
+    }
+  if (db_error != NULL)
+    g_warning ("webhook queue: %s", db_error->message);
+  self->webhook_sending = FALSE;
+  if (error == NULL)
+    send_next_webhook (self); /* the next one at once */
+  g_free (job->id);
+  g_object_unref (job->self);
+  g_free (job);
+}
+
+/* One at a time, oldest due first: the receiver sees transitions in order. */
+static void
+send_next_webhook (RtpAlerter *self)
+{
+  g_autoptr (GdaDataModel) m = NULL;
+  WebhookJob *job;
+
+  if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db))
+    return;
+  m = rtp_database_select (self->db, NULL,
+                           "SELECT id, payload, attempts FROM alarm_webhooks "
+                           "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT 1",
+                           "now", RTP_DB_INT, g_get_real_time (), NULL);
+  if (m == NULL || rtp_db_rows (m) == 0)
+    return;
+  job = g_new0 (WebhookJob, 1);
+  job->self = g_object_ref (self);
+  job->id = g_strdup (rtp_db_str (m, 0, 0));
+  job->attempts = rtp_db_int0 (m, 0, 2);
+  self->webhook_sending = TRUE;
+  rtp_webhook_post_async (self->webhook_url, self->webhook_secret, rtp_db_str (m, 0, 1), self->mail.timeout_s, NULL,
+                          webhook_sent, job);
 }
 
 static gboolean
 mail_tick (gpointer user_data)
 {
-  send_next_mail (user_data);
+  RtpAlerter *self = user_data;
+
+  send_next_mail (self);
+  send_next_webhook (self);
+  rtp_alerter_sweep (self);
   return G_SOURCE_CONTINUE;
 }
 
@@ -353,10 +837,12 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
   self = g_object_new (RTP_TYPE_ALERTER, NULL);
   self->db = g_object_ref (db);
   self->live = g_object_ref (live);
-  if (s->mail.url == NULL || s->mail.url[0] == '\0' || s->mail.from == NULL)
+  self->mail_on = s->mail.url != NULL && s->mail.url[0] != '\0' && s->mail.from != NULL;
+  self->alerting = self->mail_on || (s->webhook_url != NULL && s->webhook_url[0] != '\0');
+  if (!self->alerting)
     g_message ("RTP_SMTP_URL or RTP_SMTP_FROM is not set: threshold alerting is off (live values still flow)");
-  else
-    self->alerting = TRUE;
+  else if (!self->mail_on)
+    g_message ("RTP_SMTP_URL or RTP_SMTP_FROM is not set: alarms go to the webhook and MQTT only");
   self->unit = g_strdup (s->threshold_unit != NULL ? s->threshold_unit : "");
   self->mail.url = g_strdup (s->mail.url);
   self->mail.from = g_strdup (s->mail.from);
@@ -374,6 +860,18 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
   self->renotify_us = s->renotify_s * G_USEC_PER_SEC;
   self->hysteresis = s->hysteresis;
   self->tz = g_time_zone_ref (s->time_zone);
+  self->subscriptions = g_object_ref (subscriptions);
+  self->channel_prefix = g_strdup (s->channel_prefix != NULL ? s->channel_prefix : "rtp");
+  self->webhook_url = s->webhook_url != NULL && s->webhook_url[0] != '\0' ? g_strdup (s->webhook_url) : NULL;
+  self->webhook_secret = g_strdup (s->webhook_secret);
+  self->max_shelve_us = (s->max_shelve_s > 0 ? s->max_shelve_s : 7 * 24 * 3600) * G_USEC_PER_SEC;
+  if (self->webhook_url != NULL)
+    {
+      /* only the host: chat webhook URLs carry their secret in the path */
+      g_autoptr (GUri) uri = g_uri_parse (self->webhook_url, G_URI_FLAGS_NONE, NULL);
+      g_message ("alarm transitions also go to a webhook on %s%s", uri != NULL ? g_uri_get_host (uri) : "?",
+                 self->webhook_secret != NULL ? " (signed)" : "");
+    }
   if (self->alerting)
     {
       rtp_live_values_poll_subscribed (live, subscriptions);
@@ -436,4 +934,342 @@ rtp_alerter_list_episodes (RtpAlerter *self, const char *user_id, GError **error
       g_ptr_array_add (out, e);
     }
   return out;
+}
+
+/* ---- alarms: reading and acting ---------------------------------------------------------------- */
+
+void
+rtp_alarm_free (RtpAlarm *a)
+{
+  if (a == NULL)
+    return;
+  g_free (a->id);
+  g_free (a->user_id);
+  g_free (a->pv_string);
+  g_free (a->experiment_short_id);
+  g_free (a->severity);
+  g_free (a->value);
+  g_free (a->acknowledged_by);
+  g_free (a->acknowledge_comment);
+  g_free (a->shelved_by);
+  g_free (a->shelve_reason);
+  g_free (a);
+}
+
+void
+rtp_alarm_event_free (RtpAlarmEvent *e)
+{
+  if (e == NULL)
+    return;
+  g_free (e->event);
+  g_free (e->severity);
+  g_free (e->value);
+  g_free (e->by);
+  g_free (e->comment);
+  g_free (e->channel);
+  g_free (e);
+}
+
+#define ALARM_COLUMNS                                                                                               \
+  "a.id, a.user_id, a.pv_string, p.experiment_short_id, a.severity, COALESCE(a.value, a.breach_value), a.active, " \
+  "a.latched, a.opened_us, COALESCE(a.last_change_us, a.opened_us), a.closed_us, a.acknowledged_by, "             \
+  "a.acknowledged_us, a.acknowledge_comment, a.shelved_by, a.shelved_until_us, a.shelve_reason, a.notifications"
+#define ALARM_FROM " FROM alert_episodes a JOIN process_variables p ON p.pv_string = a.pv_string "
+/* what a caller may see: own alarms and those of its experiments; :admin 1 sees all */
+#define ALARM_VISIBLE                                                                                               \
+  "(:admin = 1 OR a.user_id = :me OR p.experiment_short_id IN "                                                   \
+  "(SELECT short_id FROM user_experiments WHERE user_id = :me))"
+
+static RtpAlarm *
+alarm_from_row (GdaDataModel *m, guint i)
+{
+  RtpAlarm *a = g_new0 (RtpAlarm, 1);
+
+  a->id = g_strdup (rtp_db_str (m, i, 0));
+  a->user_id = g_strdup (rtp_db_str (m, i, 1));
+  a->pv_string = g_strdup (rtp_db_str (m, i, 2));
+  a->experiment_short_id = g_strdup (rtp_db_str (m, i, 3));
+  a->severity = g_strdup (rtp_db_str (m, i, 4));
+  a->value = g_strdup (rtp_db_str (m, i, 5));
+  a->active = rtp_db_int0 (m, i, 6) != 0;
+  a->latched = rtp_db_int0 (m, i, 7) != 0;
+  a->since_us = rtp_db_int0 (m, i, 8);
+  a->last_change_us = rtp_db_int0 (m, i, 9);
+  a->ended_us = rtp_db_int0 (m, i, 10);
+  a->acknowledged_by = g_strdup (rtp_db_str (m, i, 11));
+  a->acknowledged_us = rtp_db_int0 (m, i, 12);
+  a->acknowledge_comment = g_strdup (rtp_db_str (m, i, 13));
+  a->shelved_by = g_strdup (rtp_db_str (m, i, 14));
+  a->shelved_until_us = rtp_db_int0 (m, i, 15);
+  a->shelve_reason = g_strdup (rtp_db_str (m, i, 16));
+  a->notifications = rtp_db_int0 (m, i, 17);
+  return a;
+}
+
+GPtrArray *
+rtp_alerter_list_alarms (RtpAlerter *self, const RtpUser *caller, const RtpAlarmFilter *filter, GError **error)
+{
+  static const char *const states[] = {
+    [RTP_ALARM_NOT_ENDED] = "a.closed_us IS NULL",
+    [RTP_ALARM_ACTIVE] = "a.closed_us IS NULL AND a.active = 1",
+    [RTP_ALARM_UNACKNOWLEDGED] = "a.closed_us IS NULL AND a.acknowledged_by IS NULL",
+    [RTP_ALARM_SHELVED] = "a.closed_us IS NULL AND a.shelved_by IS NOT NULL",
+    [RTP_ALARM_ALL] = "1 = 1",
+  };
+  g_autofree char *sql = NULL;
+  g_autoptr (GdaDataModel) m = NULL;
+  GPtrArray *out;
+
+  g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
+  g_return_val_if_fail (caller != NULL && filter != NULL && filter->state <= RTP_ALARM_ALL, NULL);
+  sql = g_strdup_printf ("SELECT " ALARM_COLUMNS ALARM_FROM "WHERE " ALARM_VISIBLE " AND %s "
+                         "AND COALESCE(:e, p.experiment_short_id) = p.experiment_short_id "
+                         "AND COALESCE(:s, a.severity) = a.severity ORDER BY a.opened_us DESC, a.id LIMIT 1000",
+                         states[filter->state]);
+  m = rtp_database_select (self->db, error, sql, "admin", RTP_DB_INT, (gint64) rtp_user_is_admin (caller), "me",
+                           RTP_DB_STR, caller->user_id, "e", RTP_DB_STR, filter->experiment, "s", RTP_DB_STR,
+                           filter->severity, NULL);
+  if (m == NULL)
+    return NULL;
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_alarm_free);
+  for (guint i = 0; i < rtp_db_rows (m); i++)
+    g_ptr_array_add (out, alarm_from_row (m, i));
+  return out;
+}
+
+RtpAlarm *
+rtp_alerter_get_alarm (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error)
+{
+  g_autoptr (GdaDataModel) m = NULL;
+
+  g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
+  g_return_val_if_fail (caller != NULL && id != NULL, NULL);
+  m = rtp_database_select (self->db, error, "SELECT " ALARM_COLUMNS ALARM_FROM "WHERE a.id = :id AND " ALARM_VISIBLE,
+                           "id", RTP_DB_STR, id, "admin", RTP_DB_INT, (gint64) rtp_user_is_admin (caller), "me",
+                           RTP_DB_STR, caller->user_id, NULL);
+  if (m == NULL)
+    return NULL;
+  if (rtp_db_rows (m) == 0)
+    {
+      g_propagate_error (error, rtp_error_new_not_found (_ ("alarm"), id));
+      return NULL;
+    }
+  return alarm_from_row (m, 0);
+}
+
+GPtrArray *
+rtp_alerter_get_history (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error)
+{
+  g_autoptr (RtpAlarm) alarm = rtp_alerter_get_alarm (self, caller, id, error);
+  g_autoptr (GdaDataModel) m = NULL;
+  GPtrArray *out;
+
+  if (alarm == NULL)
+    return NULL;
+  m = rtp_database_select (self->db, error,
+                           "SELECT time_us, event, severity, value, by_user, comment, channel FROM alarm_history "
+                           "WHERE alarm_id = :id ORDER BY time_us, seq, id",
+                           "id", RTP_DB_STR, id, NULL);
+  if (m == NULL)
+    return NULL;
+  out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_alarm_event_free);
+  for (guint i = 0; i < rtp_db_rows (m); i++)
+    {
+      RtpAlarmEvent *e = g_new0 (RtpAlarmEvent, 1);
+      e->time_us = rtp_db_int0 (m, i, 0);
+      e->event = g_strdup (rtp_db_str (m, i, 1));
+      e->severity = g_strdup (rtp_db_str (m, i, 2));
+      e->value = g_strdup (rtp_db_str (m, i, 3));
+      e->by = g_strdup (rtp_db_str (m, i, 4));
+      e->comment = g_strdup (rtp_db_str (m, i, 5));
+      e->channel = g_strdup (rtp_db_str (m, i, 6));
+      g_ptr_array_add (out, e);
+    }
+  return out;
+}
+
+/* The alarm for acting on it: seen (404), allowed (403: the subscriber, an assigned user, an
+ * admin — seeing is the same rule), not ended (409). Runs inside the caller's transaction. */
+static RtpAlarm *
+alarm_for_action (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error)
+{
+  g_autoptr (RtpAlarm) alarm = NULL;
+  gboolean exists;
+
+  alarm = rtp_alerter_get_alarm (self, caller, id, error);
+  if (alarm == NULL)
+    {
+      /* one that exists but is not the caller's to see is refused as forbidden, not hidden */
+      exists = rtp_database_select_int (self->db, NULL, "SELECT COUNT(*) FROM alert_episodes WHERE id = :id", "id",
+                                        RTP_DB_STR, id, NULL) > 0;
+      if (exists && g_error_matches (*error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+        {
+          g_clear_error (error);
+          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                               _ ("Only the subscriber, users assigned to the experiment and administrators may act on this alarm."));
+        }
+      return NULL;
+    }
+  if (alarm->ended_us != 0)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_CONFLICT, _ ("The alarm has already ended."));
+      return NULL;
+    }
+  return g_steal_pointer (&alarm);
+}
+
+static RtpAlarm *
+finish_action (RtpAlerter *self, const RtpUser *caller, RtpTransaction *tx, const char *id, GPtrArray *changes,
+               GError **error)
+{
+  if (!rtp_transaction_commit (tx, error))
+    return NULL;
+  emit_changes (self, changes);
+  return rtp_alerter_get_alarm (self, caller, id, error);
+}
+
+RtpAlarm *
+rtp_alerter_acknowledge (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
+                         const char *comment, GError **error)
+{
+  g_autoptr (RtpTransaction) tx = NULL;
+  g_autoptr (RtpAlarm) alarm = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  gint64 now = g_get_real_time ();
+  Level level;
+
+  g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
+  g_return_val_if_fail (caller != NULL && actor != NULL && id != NULL, NULL);
+  if (comment != NULL && !rtp_validate_text ("comment", comment, 1000, error))
+    return NULL;
+  if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||
+      (alarm = alarm_for_action (self, caller, id, error)) == NULL)
+    return NULL;
+  level = level_from_name (alarm->severity);
+  if (alarm->acknowledged_by == NULL)
+    {
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET acknowledged_by = :b, acknowledged_us = :now, "
+                             "acknowledge_comment = :c, last_change_us = :now WHERE id = :id",
+                             "b", RTP_DB_STR, actor, "now", RTP_DB_INT, now, "c", RTP_DB_STR, comment, "id", RTP_DB_STR,
+                             id, NULL) < 0 ||
+          !history (self, id, now, "acknowledged", level, alarm->value, actor, comment, NULL, error))
+        return NULL;
+      changed (changes, id, alarm->pv_string, level, "acknowledged");
+      g_message ("alarm %s of %s acknowledged by %s", id, alarm->pv_string, actor);
+    }
+  /* back in band and only kept for the acknowledgement: it ends now */
+  if (!alarm->active)
+    {
+      if (!end_alarm (self, id, level, alarm->value, now, error))
+        return NULL;
+      changed (changes, id, alarm->pv_string, level, "ended");
+    }
+  return finish_action (self, caller, tx, id, changes, error);
+}
+
+RtpAlarm *
+rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id, gint64 until_us,
+                    const char *reason, GError **error)
+{
+  g_autoptr (RtpTransaction) tx = NULL;
+  g_autoptr (RtpAlarm) alarm = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  gint64 now = g_get_real_time ();
+  g_autofree char *comment = NULL;
+
+  g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
+  g_return_val_if_fail (caller != NULL && actor != NULL && id != NULL, NULL);
+  if (reason == NULL || g_strstrip (g_strdup (reason))[0] == '\0')
+    {
+      g_autofree char *copy = reason != NULL ? g_strstrip (g_strdup (reason)) : NULL;
+      if (copy == NULL || copy[0] == '\0')
+        {
+          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("reason: A reason for shelving is required."));
+          return NULL;
+        }
+    }
+  if (!rtp_validate_text ("reason", reason, 1000, error))
+    return NULL;
+  if (until_us <= now || until_us - now > self->max_shelve_us)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _ ("until: The end of the shelving must lie in the future and at most %" G_GINT64_FORMAT
+                      " seconds ahead."),
+                   self->max_shelve_us / G_USEC_PER_SEC);
+      return NULL;
+    }
+  if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||
+      (alarm = alarm_for_action (self, caller, id, error)) == NULL)
+    return NULL;
+  comment = g_strdup (reason);
+  if (rtp_database_exec (self->db, error,
+                         "UPDATE alert_episodes SET shelved_by = :b, shelved_until_us = :u, shelve_reason = :r, "
+                         "last_change_us = :now WHERE id = :id",
+                         "b", RTP_DB_STR, actor, "u", RTP_DB_INT, until_us, "r", RTP_DB_STR, reason, "now", RTP_DB_INT,
+                         now, "id", RTP_DB_STR, id, NULL) < 0 ||
+      !history (self, id, now, "shelved", level_from_name (alarm->severity), alarm->value, actor, comment, NULL, error))
+    return NULL;
+  changed (changes, id, alarm->pv_string, level_from_name (alarm->severity), "shelved");
+  g_message ("alarm %s of %s shelved by %s", id, alarm->pv_string, actor);
+  return finish_action (self, caller, tx, id, changes, error);
+}
+
+RtpAlarm *
+rtp_alerter_unshelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id, GError **error)
+{
+  g_autoptr (RtpTransaction) tx = NULL;
+  g_autoptr (RtpAlarm) alarm = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  gint64 now = g_get_real_time ();
+
+  g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
+  g_return_val_if_fail (caller != NULL && actor != NULL && id != NULL, NULL);
+  if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||
+      (alarm = alarm_for_action (self, caller, id, error)) == NULL)
+    return NULL;
+  if (alarm->shelved_by != NULL)
+    {
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL, "
+                             "last_change_us = :now WHERE id = :id",
+                             "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+          !history (self, id, now, "unshelved", level_from_name (alarm->severity), alarm->value, actor, NULL, NULL,
+                    error))
+        return NULL;
+      changed (changes, id, alarm->pv_string, level_from_name (alarm->severity), "unshelved");
+    }
+  return finish_action (self, caller, tx, id, changes, error);
+}
+
+void
+rtp_alerter_sweep (RtpAlerter *self)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) m = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  gint64 now = g_get_real_time ();
+
+  g_return_if_fail (RTP_IS_ALERTER (self));
+  if (!rtp_database_try_leadership (self->db))
+    return;
+  m = rtp_database_select (self->db, &error,
+                           "SELECT a.id, a.pv_string, a.severity, a.value FROM alert_episodes a WHERE a.closed_us IS NULL "
+                           "AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = a.user_id "
+                           "AND s.pv_string = a.pv_string)",
+                           NULL);
+  for (guint i = 0; m != NULL && i < rtp_db_rows (m); i++)
+    {
+      g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
+      Level level = level_from_name (rtp_db_str (m, i, 2));
+
+      if (tx == NULL || !end_alarm (self, rtp_db_str (m, i, 0), level, rtp_db_str (m, i, 3), now, &error) ||
+          !rtp_transaction_commit (tx, &error))
+        break;
+      g_message ("alarm %s of %s ended: its subscription is gone", rtp_db_str (m, i, 0), rtp_db_str (m, i, 1));
+      changed (changes, rtp_db_str (m, i, 0), rtp_db_str (m, i, 1), level, "ended");
+    }
+  if (error != NULL)
+    g_warning ("alarms: %s", error->message);
+  emit_changes (self, changes);
 }

@@ -347,6 +347,7 @@ start (RtpApplication *self, GError **error)
   rtp_routes_email_register (s->http, s);
   rtp_routes_data_register (s->http, s);
   rtp_routes_live_register (s->http, s);
+  rtp_routes_alarms_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -362,8 +363,14 @@ start (RtpApplication *self, GError **error)
       .value_topic_prefix = rtp_config_get_string (config, "RTP_MQTT_VALUE_TOPIC_PREFIX"),
       .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
     };
+    g_autofree char *webhook_secret = rtp_secrets_lookup_with_fallback (self->secrets, config,
+                                                                        "RTP_ALERT_WEBHOOK_SECRET");
     RtpAlertSettings alerts = {
       .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
+      .max_shelve_s = rtp_config_get_int (config, "RTP_ALARM_MAX_SHELVE_S"),
+      .channel_prefix = rtp_config_get_string (config, "MQTT_CHANNEL_PREFIX"),
+      .webhook_url = rtp_config_get_string (config, "RTP_ALERT_WEBHOOK_URL"),
+      .webhook_secret = webhook_secret,
       .hysteresis = rtp_config_get_double (config, "RTP_ALERT_HYSTERESIS"),
       .time_zone = rtp_history_get_time_zone (s->history),
       .threshold_unit = rtp_config_get_string (config, "THRESHOLD_UNIT"),
@@ -376,6 +383,19 @@ start (RtpApplication *self, GError **error)
         .insecure = rtp_config_get_int (config, "RTP_SMTP_INSECURE") != 0,
       },
     };
+    /* a signature nobody can check, or one easy to forge, is a mistake worth stopping for */
+    if (webhook_secret != NULL && webhook_secret[0] != '\0' && alerts.webhook_url == NULL)
+      {
+        g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                             "RTP_ALERT_WEBHOOK_SECRET is set but RTP_ALERT_WEBHOOK_URL is not");
+        return FALSE;
+      }
+    if (webhook_secret != NULL && webhook_secret[0] != '\0' && g_utf8_strlen (webhook_secret, -1) < 16)
+      {
+        g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                             "RTP_ALERT_WEBHOOK_SECRET: a signing secret must have at least 16 characters");
+        return FALSE;
+      }
     s->alerter = rtp_alerter_new (s->db, s->live, s->subscriptions, &alerts);
     rtp_live_values_start (s->live, &live);
   }

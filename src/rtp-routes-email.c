@@ -7,8 +7,8 @@
 
 #include <errno.h>
 
-static JsonObject *
-subscription_to_json (const RtpSubscription *sub)
+JsonObject *
+rtp_subscription_to_json (const RtpSubscription *sub)
 {
   JsonObject *o = json_object_new ();
 
@@ -17,6 +17,17 @@ subscription_to_json (const RtpSubscription *sub)
   json_object_set_string_member (o, "email", sub->email);
   json_object_set_int_member (o, "threshold_min", sub->threshold_min);
   json_object_set_int_member (o, "threshold_max", sub->threshold_max);
+  /* the alarm settings only where they differ from the defaults: the contract's answer stays as it was */
+  if (sub->alarm.has_warning_min)
+    json_object_set_int_member (o, "warning_min", sub->alarm.warning_min);
+  if (sub->alarm.has_warning_max)
+    json_object_set_int_member (o, "warning_max", sub->alarm.warning_max);
+  if (sub->alarm.delay_s != 0)
+    json_object_set_int_member (o, "delay_s", sub->alarm.delay_s);
+  if (sub->alarm.latch)
+    json_object_set_boolean_member (o, "latch", TRUE);
+  if (sub->alarm.notify_clear)
+    json_object_set_boolean_member (o, "notify_clear", TRUE);
   return o;
 }
 
@@ -51,6 +62,7 @@ read_subscription_request (JsonObject *body, RtpSubscriptionRequest *out)
   out->email_state = rtp_routes_read_string (body, "email", &out->email);
   out->threshold_min_state = read_threshold (body, "threshold_min", &out->threshold_min);
   out->threshold_max_state = read_threshold (body, "threshold_max", &out->threshold_max);
+  rtp_routes_read_alarm_changes (body, &out->alarm);
 }
 
 static void
@@ -65,7 +77,7 @@ subscribe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (sub != NULL)
     {
       JsonObject *o = json_object_new ();
-      json_object_set_object_member (o, "subscription", subscription_to_json (sub));
+      json_object_set_object_member (o, "subscription", rtp_subscription_to_json (sub));
       rtp_request_respond_object (request, 200, o);
     }
   else
@@ -141,7 +153,7 @@ list_subscriptions (RtpRequest *request, gpointer user_data)
     }
   array = json_array_new ();
   for (guint i = 0; i < list->len; i++)
-    json_array_add_object_element (array, subscription_to_json (g_ptr_array_index (list, i)));
+    json_array_add_object_element (array, rtp_subscription_to_json (g_ptr_array_index (list, i)));
   o = json_object_new ();
   json_object_set_array_member (o, "subscriptions", array);
   rtp_request_respond_object (request, 200, o);

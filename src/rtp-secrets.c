@@ -14,7 +14,8 @@
 #define LOOKUP_LIMIT_US ((gint64) 1 * G_USEC_PER_SEC)
 
 const char *const rtp_secret_names[] = { "SECRET_KEY",        "DEFAULT_ADMIN_PASSWORD", "RTP_SMTP_PASSWORD",
-                                         "RTP_MQTT_PASSWORD", "RTP_DATABASE_PASSWORD",  NULL };
+                                         "RTP_MQTT_PASSWORD", "RTP_DATABASE_PASSWORD",  "RTP_ALERT_WEBHOOK_SECRET",
+                                         NULL };
 
 struct _RtpSecrets {
   GObject parent_instance;
@@ -144,7 +145,8 @@ rtp_secrets_store (const char *name, const char *value, GError **error)
   if (!g_strv_contains (rtp_secret_names, name))
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s is not a secret the server reads (one of: %s)", name,
-                   "SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD, RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD");
+                   "SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD, RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD, "
+                   "RTP_ALERT_WEBHOOK_SECRET");
       return FALSE;
     }
   return secret_password_store_sync (schema (), SECRET_COLLECTION_DEFAULT, label, value, NULL, error, "name", name,

@@ -40,6 +40,7 @@ void rtp_routes_publish_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_email_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_alarms_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 char *rtp_url_for (const char *prefix, const char *id);
@@ -54,6 +55,11 @@ RtpFieldState rtp_routes_read_string (JsonObject *body, const char *name, const 
 RtpFieldState rtp_routes_read_boolean (JsonObject *body, const char *name, gboolean *out);
 RtpFieldState rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out);
 RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out);
+/* Alarms and subscriptions as the API writes them (rtp-routes-alarms.c, rtp-routes-email.c). */
+JsonObject *rtp_alarm_to_json (const RtpAlarm *alarm, GTimeZone *tz);
+JsonObject *rtp_subscription_to_json (const RtpSubscription *sub);
+void        rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *changes);
+
 /* The contract's list answers: {"<key>": [ … ]}; takes @items. */
 JsonObject *rtp_routes_list_answer (const char *key, JsonArray *items);
 

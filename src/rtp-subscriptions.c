@@ -75,14 +75,20 @@ announcement (RtpSubscriptions *self, const char *email, const char *pv, gint64 
 }
 
 static gboolean
-queue (RtpSubscriptions *self, const char *payload, GError **error)
+queue_to (RtpSubscriptions *self, const char *topic, const char *payload, GError **error)
 {
   g_autofree char *id = g_uuid_string_random ();
 
   return rtp_database_exec (self->db, error,
                             "INSERT INTO mqtt_outbox (id, created_us, topic, payload) VALUES (:id, :t, :topic, :p)",
-                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR, self->topic,
+                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR, topic,
                             "p", RTP_DB_STR, payload, NULL) >= 0;
+}
+
+static gboolean
+queue (RtpSubscriptions *self, const char *payload, GError **error)
+{
+  return queue_to (self, self->topic, payload, error);
 }
 
 static gboolean
@@ -251,6 +257,17 @@ rtp_subscriptions_flush_outbox (RtpSubscriptions *self)
   flush_next (self);
 }
 
+gboolean
+rtp_subscriptions_queue_message (RtpSubscriptions *self, const char *topic, const char *payload, GError **error)
+{
+  g_return_val_if_fail (RTP_IS_SUBSCRIPTIONS (self), FALSE);
+  g_return_val_if_fail (topic != NULL && payload != NULL, FALSE);
+  if (!queue_to (self, topic, payload, error))
+    return FALSE;
+  schedule_flush (self);
+  return TRUE;
+}
+
 guint
 rtp_subscriptions_outbox_length (RtpSubscriptions *self)
 {
@@ -360,7 +377,82 @@ subscription_from_row (GdaDataModel *m, guint row)
   sub->email = g_strdup (rtp_db_str (m, row, 2));
   sub->threshold_min = rtp_db_int0 (m, row, 3);
   sub->threshold_max = rtp_db_int0 (m, row, 4);
+  sub->alarm.has_warning_min = rtp_db_int (m, row, 5, &sub->alarm.warning_min);
+  sub->alarm.has_warning_max = rtp_db_int (m, row, 6, &sub->alarm.warning_max);
+  sub->alarm.delay_s = rtp_db_int0 (m, row, 7);
+  sub->alarm.latch = rtp_db_int0 (m, row, 8) != 0;
+  sub->alarm.notify_clear = rtp_db_int0 (m, row, 9) != 0;
   return sub;
+}
+
+static char *
+subscription_id (const char *user_id, const char *pv)
+{
+  return g_strdup_printf ("user_id=%s,pv_string=%s", user_id, pv);
+}
+
+#define SUBSCRIPTION_COLUMNS                                                                                        \
+  "user_id, pv_string, email, threshold_min, threshold_max, warning_min, warning_max, delay_s, latch, notify_clear"
+
+/* Applies @c to @alarm and checks the result against the band [@min, @max]; FALSE with a 400 naming
+ * the key. */
+static gboolean
+apply_alarm_changes (const RtpAlarmChanges *c, gint64 min, gint64 max, RtpSubscriptionAlarm *alarm, GError **error)
+{
+  if (c->warning_min_state == RTP_FIELD_WRONG_TYPE || c->warning_max_state == RTP_FIELD_WRONG_TYPE)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: Value must be an integer."),
+                   c->warning_min_state == RTP_FIELD_WRONG_TYPE ? "warning_min" : "warning_max");
+      return FALSE;
+    }
+  if (c->delay_state == RTP_FIELD_WRONG_TYPE || c->delay_state == RTP_FIELD_NULL ||
+      (c->delay_state == RTP_FIELD_SET && (c->delay_s < 0 || c->delay_s > RTP_ALARM_MAX_DELAY_S)))
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _ ("delay_s: Value must be a whole number of seconds from 0 to %d."), RTP_ALARM_MAX_DELAY_S);
+      return FALSE;
+    }
+  if (c->latch_state == RTP_FIELD_WRONG_TYPE || c->latch_state == RTP_FIELD_NULL ||
+      c->notify_clear_state == RTP_FIELD_WRONG_TYPE || c->notify_clear_state == RTP_FIELD_NULL)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: Value must be either true or false."),
+                   c->latch_state == RTP_FIELD_WRONG_TYPE || c->latch_state == RTP_FIELD_NULL ? "latch"
+                                                                                               : "notify_clear");
+      return FALSE;
+    }
+  if (c->warning_min_state != RTP_FIELD_ABSENT)
+    {
+      alarm->has_warning_min = c->warning_min_state == RTP_FIELD_SET;
+      alarm->warning_min = c->warning_min;
+    }
+  if (c->warning_max_state != RTP_FIELD_ABSENT)
+    {
+      alarm->has_warning_max = c->warning_max_state == RTP_FIELD_SET;
+      alarm->warning_max = c->warning_max;
+    }
+  if (c->delay_state == RTP_FIELD_SET)
+    alarm->delay_s = c->delay_s;
+  if (c->latch_state == RTP_FIELD_SET)
+    alarm->latch = c->latch;
+  if (c->notify_clear_state == RTP_FIELD_SET)
+    alarm->notify_clear = c->notify_clear;
+  if ((alarm->has_warning_min && (alarm->warning_min < min || alarm->warning_min > max)) ||
+      (alarm->has_warning_max && (alarm->warning_max < min || alarm->warning_max > max)))
+    {
+      gboolean low = alarm->has_warning_min && (alarm->warning_min < min || alarm->warning_min > max);
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _ ("%s: The warning band must lie inside the threshold band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                      "]."),
+                   low ? "warning_min" : "warning_max", min, max);
+      return FALSE;
+    }
+  if (alarm->has_warning_min && alarm->has_warning_max && alarm->warning_min > alarm->warning_max)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("warning_min: warning_min must not be greater than warning_max."));
+      return FALSE;
+    }
+  return TRUE;
 }
 
 GPtrArray *
@@ -368,7 +460,7 @@ rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, const char 
 {
   g_autoptr (GdaDataModel)
     m = rtp_database_select (self->db, error,
-                             "SELECT user_id, pv_string, email, threshold_min, threshold_max FROM subscriptions "
+                             "SELECT " SUBSCRIPTION_COLUMNS " FROM subscriptions "
                              "WHERE user_id = :u AND COALESCE(:pv, pv_string) = pv_string ORDER BY pv_string",
                              "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL);
   GPtrArray *out;
@@ -390,6 +482,50 @@ get_subscription (RtpSubscriptions *self, const char *user_id, const char *pv, R
     return FALSE;
   *out = list->len > 0 ? g_ptr_array_steal_index (list, 0) : NULL;
   return TRUE;
+}
+
+RtpSubscription *
+rtp_subscriptions_update_alarm (RtpSubscriptions *self, const RtpUser *caller, const char *user_id,
+                                const char *pv_string, const RtpAlarmChanges *changes, GError **error)
+{
+  g_autoptr (RtpTransaction) tx = NULL;
+  g_autoptr (RtpSubscription) sub = NULL;
+  RtpSubscriptionAlarm alarm;
+
+  g_return_val_if_fail (RTP_IS_SUBSCRIPTIONS (self), NULL);
+  g_return_val_if_fail (caller != NULL && pv_string != NULL && changes != NULL, NULL);
+  if (user_id == NULL)
+    user_id = caller->user_id;
+  if (!g_str_equal (user_id, caller->user_id) && !rtp_user_is_admin (caller))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+                           _ ("Only administrators can change the subscriptions of other users."));
+      return NULL;
+    }
+  if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||
+      !get_subscription (self, user_id, pv_string, &sub, error))
+    return NULL;
+  if (sub == NULL)
+    {
+      g_autofree char *id = subscription_id (user_id, pv_string);
+      g_propagate_error (error, rtp_error_new_not_found (_ ("subscription"), id));
+      return NULL;
+    }
+  alarm = sub->alarm;
+  if (!apply_alarm_changes (changes, sub->threshold_min, sub->threshold_max, &alarm, error) ||
+      rtp_database_exec (self->db, error,
+                         "UPDATE subscriptions SET warning_min = :wmin, warning_max = :wmax, delay_s = :delay, "
+                         "latch = :latch, notify_clear = :clear WHERE user_id = :u AND pv_string = :pv",
+                         "wmin", RTP_DB_INT_NULL, alarm.has_warning_min ? &alarm.warning_min : NULL, "wmax",
+                         RTP_DB_INT_NULL, alarm.has_warning_max ? &alarm.warning_max : NULL, "delay", RTP_DB_INT,
+                         alarm.delay_s, "latch", RTP_DB_INT, (gint64) alarm.latch, "clear", RTP_DB_INT,
+                         (gint64) alarm.notify_clear, "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL) < 0 ||
+      !rtp_transaction_commit (tx, error))
+    return NULL;
+  g_message ("alarm settings of the subscription (user_id=%s,pv_string=%s) changed by %s", user_id, pv_string,
+             caller->user_id);
+  sub->alarm = alarm;
+  return g_steal_pointer (&sub);
 }
 
 GStrv
@@ -477,11 +613,16 @@ subscribe_announced (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (d->subscribing)
     rtp_database_exec (self->db, &error,
-                       "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
-                       "VALUES (:u, :pv, :e, :min, :max)",
+                       "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max, "
+                       "warning_min, warning_max, delay_s, latch, notify_clear) "
+                       "VALUES (:u, :pv, :e, :min, :max, :wmin, :wmax, :delay, :latch, :clear)",
                        "u", RTP_DB_STR, d->sub->user_id, "pv", RTP_DB_STR, d->sub->pv_string, "e", RTP_DB_STR,
                        d->sub->email, "min", RTP_DB_INT, d->sub->threshold_min, "max", RTP_DB_INT,
-                       d->sub->threshold_max, NULL);
+                       d->sub->threshold_max, "wmin", RTP_DB_INT_NULL,
+                       d->sub->alarm.has_warning_min ? &d->sub->alarm.warning_min : NULL, "wmax", RTP_DB_INT_NULL,
+                       d->sub->alarm.has_warning_max ? &d->sub->alarm.warning_max : NULL, "delay", RTP_DB_INT,
+                       d->sub->alarm.delay_s, "latch", RTP_DB_INT, (gint64) d->sub->alarm.latch, "clear", RTP_DB_INT,
+                       (gint64) d->sub->alarm.notify_clear, NULL);
   else
     rtp_database_exec (self->db, &error, "DELETE FROM subscriptions WHERE user_id = :u AND pv_string = :pv", "u",
                        RTP_DB_STR, d->sub->user_id, "pv", RTP_DB_STR, d->sub->pv_string, NULL);
@@ -495,11 +636,6 @@ subscribe_announced (GObject *source, GAsyncResult *result, gpointer user_data)
   change_written_or_reverted (self, task, d, error);
 }
 
-static char *
-subscription_id (const char *user_id, const char *pv)
-{
-  return g_strdup_printf ("user_id=%s,pv_string=%s", user_id, pv);
-}
 
 void
 rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller, const char *pv_string,
@@ -515,6 +651,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
   gint64 min = request->threshold_min, max = request->threshold_max;
   gboolean have_min = request->threshold_min_state == RTP_FIELD_SET;
   gboolean have_max = request->threshold_max_state == RTP_FIELD_SET;
+  RtpSubscriptionAlarm alarm = { 0 };
   ChangeData *d;
 
   g_return_if_fail (RTP_IS_SUBSCRIPTIONS (self));
@@ -576,6 +713,11 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_INVALID, _ ("email: %s is not a valid email address"), email);
       return;
     }
+  if (!apply_alarm_changes (&request->alarm, min, max, &alarm, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
   if (!get_subscription (self, caller->user_id, pv_string, &existing, &error))
     {
       g_task_return_error (task, error);
@@ -596,6 +738,7 @@ rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller
   d->sub->email = g_strdup (email);
   d->sub->threshold_min = min;
   d->sub->threshold_max = max;
+  d->sub->alarm = alarm;
   d->payload_on = announcement (self, email, pv_string, min, max, TRUE, caller->first_name, caller->last_name);
   d->payload_off = announcement (self, email, pv_string, min, max, FALSE, caller->first_name, caller->last_name);
   g_task_set_task_data (task, d, (GDestroyNotify) change_data_free);

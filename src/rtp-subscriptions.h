@@ -11,12 +11,24 @@
 
 G_BEGIN_DECLS
 
+/* How a subscription alarms beyond its band (issue "Alarms"); all zero is today's behaviour. */
+typedef struct {
+  gboolean has_warning_min; /* the MINOR band, inside the threshold (MAJOR) band */
+  gint64 warning_min;
+  gboolean has_warning_max;
+  gint64 warning_max;
+  gint64 delay_s;           /* out of band this long before the alarm opens */
+  gboolean latch;           /* kept after the value returned, until acknowledged */
+  gboolean notify_clear;    /* a notification when the value is back */
+} RtpSubscriptionAlarm;
+
 typedef struct {
   char *user_id;
   char *pv_string;
   char *email;
   gint64 threshold_min;
   gint64 threshold_max;
+  RtpSubscriptionAlarm alarm;
 } RtpSubscription;
 
 void rtp_subscription_free (RtpSubscription *sub);
@@ -24,6 +36,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpSubscription, rtp_subscription_free)
 
 /* What a caller asks for, each field as it arrived. An absent email is the caller's own; an
  * absent threshold is the PV's default. */
+/* Alarm settings as a caller sent them; null clears a warning edge. */
+typedef struct {
+  RtpFieldState warning_min_state;
+  gint64 warning_min;
+  RtpFieldState warning_max_state;
+  gint64 warning_max;
+  RtpFieldState delay_state;
+  gint64 delay_s;
+  RtpFieldState latch_state;
+  gboolean latch;
+  RtpFieldState notify_clear_state;
+  gboolean notify_clear;
+} RtpAlarmChanges;
+
 typedef struct {
   RtpFieldState email_state;
   const char *email;
@@ -31,7 +57,10 @@ typedef struct {
   gint64 threshold_min;
   RtpFieldState threshold_max_state;
   gint64 threshold_max;
+  RtpAlarmChanges alarm;
 } RtpSubscriptionRequest;
+
+#define RTP_ALARM_MAX_DELAY_S 86400
 
 #define RTP_TYPE_SUBSCRIPTIONS (rtp_subscriptions_get_type ())
 G_DECLARE_FINAL_TYPE (RtpSubscriptions, rtp_subscriptions, RTP, SUBSCRIPTIONS, GObject)
@@ -60,11 +89,21 @@ gboolean rtp_subscriptions_unsubscribe_finish (RtpSubscriptions *self, GAsyncRes
 /* The subscriptions of @user_id, of one PV when @pv_string is not NULL.
  * Returns: (transfer full) (element-type RtpSubscription) (nullable): NULL on a database error */
 GPtrArray *rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, const char *pv_string, GError **error);
+/* Changes the alarm settings of @user_id's subscription to @pv_string (NULL: the caller's own; an
+ * admin may name anyone's, others get 403); 404 when there is none, 400 naming the key.
+ * Returns: (transfer full) (nullable): the subscription as it is now */
+RtpSubscription *rtp_subscriptions_update_alarm (RtpSubscriptions *self, const RtpUser *caller, const char *user_id,
+                                                 const char *pv_string, const RtpAlarmChanges *changes,
+                                                 GError **error);
 /* Every PV somebody subscribed to, sorted.
  * Returns: (transfer full) (nullable): NULL on a database error */
 GStrv rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error);
 
 guint rtp_subscriptions_outbox_length (RtpSubscriptions *self);
+/* Queues a message for @topic in the outbox (inside the caller's transaction); it is sent, in
+ * order with the announcements, once the transaction committed and the broker is there. */
+gboolean rtp_subscriptions_queue_message (RtpSubscriptions *self, const char *topic, const char *payload,
+                                          GError **error);
 /* Sends what waits in the outbox (also done on reconnect and by a timer). */
 void rtp_subscriptions_flush_outbox (RtpSubscriptions *self);
 
