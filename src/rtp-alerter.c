@@ -22,6 +22,7 @@ struct _RtpAlerter {
   RtpDatabase *db;     /* (owned) */
   RtpLiveValues *live; /* (owned) */
   gulong value_id;
+  gulong heard_id;
   gboolean alerting;
   char *unit;           /* (owned) */
   RtpMailSettings mail; /* strings (owned) */
@@ -40,6 +41,11 @@ struct _RtpAlerter {
   gboolean mail_on;                /* SMTP configured */
   gint64 max_shelve_us;
   guint history_seq;               /* orders transitions of the same microsecond */
+  GHashTable *last_value;          /* (owned) pv → double *: the last number judged, for re-judging */
+  GHashTable *last_seen;           /* (owned) pv → gint64 * monotonic µs of its last value */
+  GHashTable *silent;              /* (owned) PVs judged INVALID since their last value */
+  gint64 started_us;               /* monotonic: PVs never heard of count as silent from here */
+  gint64 silence_us;               /* 3 monitor intervals without a value: INVALID (0: never) */
 };
 
 enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
@@ -79,7 +85,10 @@ rtp_alerter_dispose (GObject *object)
   g_clear_handle_id (&self->mail_id, g_source_remove);
   g_clear_handle_id (&self->mail_idle_id, g_source_remove);
   if (self->live != NULL)
-    g_clear_signal_handler (&self->value_id, self->live);
+    {
+      g_clear_signal_handler (&self->value_id, self->live);
+      g_clear_signal_handler (&self->heard_id, self->live);
+    }
   g_clear_object (&self->live);
   g_clear_object (&self->subscriptions);
   g_clear_object (&self->db);
@@ -91,6 +100,9 @@ rtp_alerter_finalize (GObject *object)
 {
   RtpAlerter *self = RTP_ALERTER (object);
 
+  g_hash_table_unref (self->last_value);
+  g_hash_table_unref (self->last_seen);
+  g_hash_table_unref (self->silent);
   g_free (self->unit);
   g_free (self->channel_prefix);
   g_free (self->webhook_url);
@@ -134,6 +146,10 @@ rtp_alerter_class_init (RtpAlerterClass *klass)
 static void
 rtp_alerter_init (RtpAlerter *self)
 {
+  self->last_value = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->silent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->started_us = g_get_monotonic_time ();
 }
 
 /* ---- episodes ---------------------------------------------------------------- */
@@ -267,11 +283,16 @@ compose (RtpAlerter *self, const Sub *s, Note note, Level level, const char *pv,
                                   pv, v, unit);
       break;
     case NOTE_ESCALATED:
-      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Escalated to MAJOR: %s is %s %s")), pv, v, unit);
+      if (level == LEVEL_INVALID)
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")), pv);
+      else
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Escalated to MAJOR: %s is %s %s")), pv, v, unit);
       break;
     case NOTE_OPENED:
     default:
-      if (level == LEVEL_MINOR)
+      if (level == LEVEL_INVALID)
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")), pv);
+      else if (level == LEVEL_MINOR)
         *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Warning (MINOR): %s is %s %s")), pv, v, unit);
       else
         *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Threshold breached: %s is %s %s")), pv, v, unit);
@@ -610,6 +631,130 @@ wake_senders (RtpAlerter *self)
     rtp_subscriptions_flush_outbox (self->subscriptions);
 }
 
+/* No value for a while: the alarm is INVALID (opened, or escalated from a band), inside the caller's
+ * transaction. */
+static gboolean
+decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtrArray *changes, gboolean *notified,
+                GError **error)
+{
+  g_autoptr (GdaDataModel) open = NULL;
+  const char *v = "";
+  const char *id;
+  gboolean shelved;
+  gint64 shelved_until = 0;
+
+  open = rtp_database_select (self->db, error,
+                              "SELECT id, severity, active, shelved_until_us, opened_us FROM alert_episodes "
+                              "WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
+                              "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL);
+  if (open == NULL)
+    return FALSE;
+  if (rtp_db_rows (open) == 0)
+    {
+      g_autofree char *new_id = g_uuid_string_random ();
+      if (rtp_database_exec (self->db, error,
+                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+                             "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
+                             "VALUES (:id, :u, :pv, :now, NULL, :now, '', :min, :max, 'INVALID', NULL, 1, :now)",
+                             "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now",
+                             RTP_DB_INT, now, "min", RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max, NULL) < 0 ||
+          !history (self, new_id, now, "opened", LEVEL_INVALID, NULL, NULL, NULL, NULL, error) ||
+          !notify (self, s, new_id, pv, NOTE_OPENED, LEVEL_INVALID, v, now, now, error))
+        return FALSE;
+      g_message ("%s has sent no value for a while: INVALID alarm of %s opened", pv, s->user_id);
+      changed (changes, new_id, pv, LEVEL_INVALID, "opened");
+      *notified = TRUE;
+      return TRUE;
+    }
+  id = rtp_db_str (open, 0, 0);
+  if (level_from_name (rtp_db_str (open, 0, 1)) == LEVEL_INVALID && rtp_db_int0 (open, 0, 2) != 0)
+    return TRUE;
+  shelved = rtp_db_int (open, 0, 3, &shelved_until) && shelved_until > now;
+  if (rtp_database_exec (self->db, error,
+                         "UPDATE alert_episodes SET active = 1, severity = 'INVALID', last_change_us = :now WHERE id = :id",
+                         "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+      !history (self, id, now, "escalated", LEVEL_INVALID, NULL, NULL, NULL, NULL, error))
+    return FALSE;
+  changed (changes, id, pv, LEVEL_INVALID, "escalated");
+  if (!shelved)
+    {
+      if (!notify (self, s, id, pv, NOTE_ESCALATED, LEVEL_INVALID, v, rtp_db_int0 (open, 0, 4), now, error))
+        return FALSE;
+      *notified = TRUE;
+    }
+  return TRUE;
+}
+
+static void
+mark_invalid (RtpAlerter *self, const char *pv)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdaDataModel) subs = NULL;
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  gint64 now = g_get_real_time ();
+  gboolean notified = FALSE;
+
+  subs = rtp_database_select (self->db, &error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
+                              RTP_DB_STR, pv, NULL);
+  for (guint i = 0; subs != NULL && i < rtp_db_rows (subs); i++)
+    {
+      g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
+      g_autoptr (GPtrArray) mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+      gboolean sent = FALSE;
+      Sub s;
+
+      if (tx == NULL)
+        break;
+      sub_from_row (subs, i, &s);
+      if (!decide_invalid (self, &s, pv, now, mine, &sent, &error) || !rtp_transaction_commit (tx, &error))
+        break;
+      g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
+      notified |= sent;
+    }
+  if (error != NULL)
+    g_warning ("monitor: %s", error->message);
+  if (notified)
+    wake_senders (self);
+  emit_changes (self, changes);
+}
+
+/* Once a second on the leading instance: a delay that ran out or a shelve that expired is decided
+ * with the PV's last value even when no new one comes (an archived value is emitted once); a
+ * subscribed PV silent for three monitor intervals is INVALID. */
+static void
+rejudge (RtpAlerter *self)
+{
+  g_autoptr (GdaDataModel) due = NULL;
+  g_auto (GStrv) subscribed = NULL;
+  gint64 now = g_get_real_time ();
+  gint64 mono = g_get_monotonic_time ();
+
+  if (!self->alerting || !rtp_database_try_leadership (self->db))
+    return;
+  due = rtp_database_select (self->db, NULL,
+                             "SELECT pv_string FROM subscriptions WHERE out_since_us IS NOT NULL UNION "
+                             "SELECT pv_string FROM alert_episodes WHERE closed_us IS NULL AND shelved_until_us <= :now",
+                             "now", RTP_DB_INT, now, NULL);
+  for (guint i = 0; due != NULL && i < rtp_db_rows (due); i++)
+    {
+      const double *last = g_hash_table_lookup (self->last_value, rtp_db_str (due, i, 0));
+      if (last != NULL)
+        rtp_alerter_handle_value (self, rtp_db_str (due, i, 0), *last);
+    }
+  if (self->silence_us <= 0)
+    return;
+  subscribed = rtp_subscriptions_list_pvs (self->subscriptions, NULL);
+  for (guint i = 0; subscribed != NULL && subscribed[i] != NULL; i++)
+    {
+      const gint64 *seen = g_hash_table_lookup (self->last_seen, subscribed[i]);
+      if (mono - (seen != NULL ? *seen : self->started_us) < self->silence_us ||
+          g_hash_table_contains (self->silent, subscribed[i]))
+        continue;
+      g_hash_table_add (self->silent, g_strdup (subscribed[i]));
+      mark_invalid (self, subscribed[i]);
+    }
+}
+
 void
 rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
 {
@@ -624,6 +769,7 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
 
   if (!self->alerting || !isfinite (value))
     return;
+  g_hash_table_replace (self->last_value, g_strdup (pv), g_memdup2 (&value, sizeof value));
   subs = rtp_database_select (self->db, &error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
                               RTP_DB_STR, pv, NULL);
   if (subs == NULL)
@@ -808,7 +954,19 @@ mail_tick (gpointer user_data)
   send_next_mail (self);
   send_next_webhook (self);
   rtp_alerter_sweep (self);
+  rejudge (self);
   return G_SOURCE_CONTINUE;
+}
+
+/* The source answered for @pv: it is not silent (see rejudge). */
+static void
+on_heard (RtpLiveValues *live, const char *pv, gpointer user_data)
+{
+  RtpAlerter *self = user_data;
+  gint64 seen = g_get_monotonic_time ();
+
+  g_hash_table_replace (self->last_seen, g_strdup (pv), g_memdup2 (&seen, sizeof seen));
+  g_hash_table_remove (self->silent, pv);
 }
 
 /* Numbers only; each value once, as the live values emit it. */
@@ -865,6 +1023,7 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
   self->webhook_url = s->webhook_url != NULL && s->webhook_url[0] != '\0' ? g_strdup (s->webhook_url) : NULL;
   self->webhook_secret = g_strdup (s->webhook_secret);
   self->max_shelve_us = (s->max_shelve_s > 0 ? s->max_shelve_s : 7 * 24 * 3600) * G_USEC_PER_SEC;
+  self->silence_us = (gint64) (s->silence_intervals * s->interval_s * G_USEC_PER_SEC);
   if (self->webhook_url != NULL)
     {
       /* only the host: chat webhook URLs carry their secret in the path */
@@ -876,6 +1035,7 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
     {
       rtp_live_values_poll_subscribed (live, subscriptions);
       self->value_id = g_signal_connect (live, "value", G_CALLBACK (on_value), self);
+      self->heard_id = g_signal_connect (live, "heard", G_CALLBACK (on_heard), self);
       self->mail_id = g_timeout_add_seconds (1, mail_tick, self);
     }
   return self;

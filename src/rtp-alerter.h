@@ -95,6 +95,8 @@ typedef struct {
   const char *webhook_url;    /* (nullable) RTP_ALERT_WEBHOOK_URL */
   const char *webhook_secret; /* (nullable) RTP_ALERT_WEBHOOK_SECRET: X-Rtp-Signature */
   double hysteresis;
+  double interval_s;          /* RTP_MONITOR_INTERVAL */
+  gint64 silence_intervals;   /* RTP_ALARM_SILENCE_INTERVALS: not heard of for so many intervals is INVALID (0: never) */
   GTimeZone *time_zone;       /* for times in mails (the history service's ARCHIVER_TIMEZONE) */
   const char *threshold_unit; /* THRESHOLD_UNIT */
   RtpMailSettings mail;       /* mail.url or mail.from NULL: no mail (and no alerting without a webhook) */

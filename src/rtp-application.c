@@ -368,6 +368,8 @@ start (RtpApplication *self, GError **error)
     RtpAlertSettings alerts = {
       .renotify_s = rtp_config_get_int (config, "RTP_ALERT_RENOTIFY_S"),
       .max_shelve_s = rtp_config_get_int (config, "RTP_ALARM_MAX_SHELVE_S"),
+      .interval_s = rtp_config_get_double (config, "RTP_MONITOR_INTERVAL"),
+      .silence_intervals = rtp_config_get_int (config, "RTP_ALARM_SILENCE_INTERVALS"),
       .channel_prefix = rtp_config_get_string (config, "MQTT_CHANNEL_PREFIX"),
       .webhook_url = rtp_config_get_string (config, "RTP_ALERT_WEBHOOK_URL"),
       .webhook_secret = webhook_secret,

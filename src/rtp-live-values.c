@@ -32,7 +32,7 @@ struct _RtpLiveValues {
   guint polls_outstanding;
 };
 
-enum { SIGNAL_VALUE, N_SIGNALS };
+enum { SIGNAL_VALUE, SIGNAL_HEARD, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_TYPE (RtpLiveValues, rtp_live_values, G_TYPE_OBJECT)
@@ -80,6 +80,15 @@ rtp_live_values_class_init (RtpLiveValuesClass *klass)
    */
   signals[SIGNAL_VALUE] = g_signal_new ("value", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                         G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_STRING);
+  /**
+   * RtpLiveValues::heard:
+   * @pv: the PV
+   *
+   * The source answered for @pv: a poll returned a sample (new or the one already emitted), or a
+   * number arrived on its MQTT topic. A PV not heard of for a while has no valid value.
+   */
+  signals[SIGNAL_HEARD] = g_signal_new ("heard", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                        G_TYPE_NONE, 1, G_TYPE_STRING);
 }
 
 static void
@@ -218,6 +227,8 @@ poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (c->have)
     {
       gint64 t = c->secs * G_USEC_PER_SEC + c->nanos / 1000;
+
+      g_signal_emit (self, signals[SIGNAL_HEARD], 0, c->pv);
       gint64 *seen = g_hash_table_lookup (self->last_seen, c->pv);
 
       /* each archived sample is emitted once */
@@ -301,6 +312,7 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
       g_debug ("monitor: %s: not a finite number", topic);
       return;
     }
+  g_signal_emit (self, signals[SIGNAL_HEARD], 0, pv);
   {
     char buf[G_ASCII_DTOSTR_BUF_SIZE];
     emit_value (self, pv, g_get_real_time (), g_ascii_dtostr (buf, sizeof buf, value));

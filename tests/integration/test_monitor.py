@@ -30,7 +30,9 @@ class MonitorTestCase(ServerTestCase):
         self.addCleanup(self.fx.stop)
         self.server_env = {"MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}", "RTP_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}",
                            "RTP_SMTP_FROM": "alerts@lab.example.org", "RTP_MONITOR_INTERVAL": "0.2", "THRESHOLD_UNIT": "rpm",
-                           "ARCHIVER_TIMEZONE": "Europe/Berlin"}
+                           "ARCHIVER_TIMEZONE": "Europe/Berlin",
+                           # these tests are about the bands; silence (INVALID) is tested in test_alarms
+                           "RTP_ALARM_SILENCE_INTERVALS": "0"}
         if self.with_archiver:
             self.server_env["ARCHIVER_URL"] = self.fx.url
         self.server_env.update(self.extra)
