@@ -439,13 +439,6 @@ notify (RtpAlerter *self, const Sub *s, const char *alarm, const char *pv, Note 
           !history (self, alarm, now, "notified", level, v, NULL, NULL, "webhook", error))
         return FALSE;
     }
-  if (self->subscriptions != NULL && s->experiment != NULL)
-    {
-      g_autofree char *topic = g_strdup_printf ("%s/alarms/%s", self->channel_prefix, s->experiment);
-      if (!rtp_subscriptions_queue_message (self->subscriptions, topic, message, error) ||
-          !history (self, alarm, now, "notified", level, v, NULL, NULL, "mqtt", error))
-        return FALSE;
-    }
   return rtp_database_exec (self->db, error,
                             "UPDATE alert_episodes SET last_notified_us = :now, notifications = notifications + 1 "
                             "WHERE id = :id",
@@ -610,12 +603,31 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
   return TRUE;
 }
 
+/* After the commit: each transition goes to <prefix>/alarms/<experiment> (through the outbox, QoS 1)
+ * and is signalled. */
 static void
 emit_changes (RtpAlerter *self, GPtrArray *changes)
 {
   for (guint i = 0; i < changes->len; i++)
     {
       Change *c = g_ptr_array_index (changes, i);
+      g_autoptr (GdaDataModel) m = rtp_database_select (
+        self->db, NULL,
+        "SELECT a.user_id, p.experiment_short_id, COALESCE(a.value, a.breach_value) FROM alert_episodes a "
+        "JOIN process_variables p ON p.pv_string = a.pv_string WHERE a.id = :id",
+        "id", RTP_DB_STR, c->id, NULL);
+
+      if (m != NULL && rtp_db_rows (m) > 0)
+        {
+          g_autoptr (GError) error = NULL;
+          g_autofree char *topic = g_strdup_printf ("%s/alarms/%s", self->channel_prefix, rtp_db_str (m, 0, 1));
+          g_autofree char *text = g_strdup_printf ("%s: %s alarm %s (value %s)", c->pv, c->severity, c->event,
+                                                   rtp_db_str (m, 0, 2) != NULL ? rtp_db_str (m, 0, 2) : "-");
+          g_autofree char *message = alarm_message (c->event, c->id, c->pv, rtp_db_str (m, 0, 1), rtp_db_str (m, 0, 0),
+                                                    level_from_name (c->severity), rtp_db_str (m, 0, 2), text);
+          if (!rtp_subscriptions_queue_message (self->subscriptions, topic, message, &error))
+            g_warning ("alarms: %s", error->message);
+        }
       g_signal_emit (self, signals[SIGNAL_ALARM_CHANGED], 0, c->id, c->pv, c->severity, c->event);
       if (c->breached)
         g_signal_emit (self, signals[SIGNAL_BREACHED], 0, c->pv, c->value, c->min, c->max);
@@ -1132,7 +1144,7 @@ rtp_alarm_event_free (RtpAlarmEvent *e)
 
 #define ALARM_COLUMNS                                                                                               \
   "a.id, a.user_id, a.pv_string, p.experiment_short_id, a.severity, COALESCE(a.value, a.breach_value), a.active, " \
-  "a.latched, a.opened_us, COALESCE(a.last_change_us, a.opened_us), a.closed_us, a.acknowledged_by, "             \
+  "a.latched, a.opened_us, a.last_change_us, a.closed_us, a.acknowledged_by, "             \
   "a.acknowledged_us, a.acknowledge_comment, a.shelved_by, a.shelved_until_us, a.shelve_reason, a.notifications"
 #define ALARM_FROM " FROM alert_episodes a JOIN process_variables p ON p.pv_string = a.pv_string "
 /* what a caller may see: own alarms and those of its experiments; :admin 1 sees all */
@@ -1414,9 +1426,9 @@ rtp_alerter_sweep (RtpAlerter *self)
   if (!rtp_database_try_leadership (self->db))
     return;
   m = rtp_database_select (self->db, &error,
-                           "SELECT a.id, a.pv_string, a.severity, a.value FROM alert_episodes a WHERE a.closed_us IS NULL "
-                           "AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = a.user_id "
-                           "AND s.pv_string = a.pv_string)",
+                           "SELECT a.id, a.pv_string, a.severity, a.value FROM alert_episodes a LEFT JOIN subscriptions s "
+                           "ON s.user_id = a.user_id AND s.pv_string = a.pv_string "
+                           "WHERE a.closed_us IS NULL AND s.user_id IS NULL",
                            NULL);
   for (guint i = 0; m != NULL && i < rtp_db_rows (m); i++)
     {

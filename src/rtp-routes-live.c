@@ -144,6 +144,7 @@ typedef struct {
   GPtrArray *pvs;                /* (owned) */
   GTimeZone *tz;                 /* (owned) */
   gulong value_id;
+  gulong alarm_id;
   gulong closed_id;
   guint heartbeat_id;
   guint full_sends;
@@ -168,6 +169,8 @@ viewer_free (Viewer *v)
       for (guint i = 0; i < v->pvs->len; i++)
         rtp_live_values_unwatch (v->services->live, g_ptr_array_index (v->pvs, i));
     }
+  if (v->services->alerter != NULL && v->alarm_id != 0)
+    g_clear_signal_handler (&v->alarm_id, v->services->alerter);
   g_clear_handle_id (&v->heartbeat_id, g_source_remove);
   g_clear_handle_id (&v->recheck_id, g_source_remove);
   g_ptr_array_unref (v->pvs);
@@ -228,6 +231,35 @@ on_value (RtpLiveValues *live, const char *pv, gint64 time_us, const char *value
   text = g_string_new ("{\"pv\":");
   g_string_append_printf (text, "%s,\"time\":\"%s\",\"data\":%s}", name_text, when, value);
   send_text (v, text->str);
+}
+
+static void
+send_alarm (Viewer *v, const RtpAlarm *alarm)
+{
+  g_autoptr (JsonObject) o = json_object_new ();
+  g_autoptr (JsonNode) node = NULL;
+  g_autofree char *text = NULL;
+
+  json_object_set_object_member (o, "alarm", rtp_alarm_to_json (alarm, v->tz));
+  node = json_node_init_object (json_node_alloc (), o);
+  text = json_to_string (node, FALSE);
+  send_text (v, text);
+}
+
+/* Every transition of an alarm of this experiment's PVs, as the alarm is now. */
+static void
+on_alarm_changed (RtpAlerter *alerter, const char *id, const char *pv, const char *severity, const char *event,
+                  gpointer user_data)
+{
+  Viewer *v = user_data;
+  g_autoptr (RtpUser) viewer = NULL;
+  g_autoptr (RtpAlarm) alarm = NULL;
+
+  if (!g_ptr_array_find_with_equal_func (v->pvs, pv, g_str_equal, NULL))
+    return;
+  viewer = rtp_user_manager_get (v->services->users, v->user_id, NULL);
+  if (viewer != NULL && (alarm = rtp_alerter_get_alarm (alerter, viewer, id, NULL)) != NULL)
+    send_alarm (v, alarm);
 }
 
 /* Whether the viewer may still watch: its token accepted, the experiment there, it assigned. */
@@ -323,6 +355,7 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   for (guint i = 0; i < v->pvs->len; i++)
     rtp_live_values_watch (services->live, g_ptr_array_index (v->pvs, i));
   v->value_id = g_signal_connect (services->live, "value", G_CALLBACK (on_value), v);
+  v->alarm_id = g_signal_connect (services->alerter, "alarm-changed", G_CALLBACK (on_alarm_changed), v);
   v->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_closed), v);
   v->heartbeat_id = g_timeout_add_seconds (HEARTBEAT_S, heartbeat, v);
   /* what is known already, at once */
@@ -333,6 +366,15 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
       if (rtp_live_values_get_latest (services->live, g_ptr_array_index (v->pvs, i), &t, &value))
         on_value (services->live, g_ptr_array_index (v->pvs, i), t, value, v);
     }
+  /* and the alarms that have not ended */
+  {
+    g_autoptr (RtpUser) viewer = rtp_user_manager_get (services->users, v->user_id, NULL);
+    RtpAlarmFilter filter = { .experiment = v->short_id, .state = RTP_ALARM_NOT_ENDED };
+    g_autoptr (GPtrArray) alarms = viewer != NULL ? rtp_alerter_list_alarms (services->alerter, viewer, &filter, NULL)
+                                                  : NULL;
+    for (guint i = 0; alarms != NULL && i < alarms->len; i++)
+      send_alarm (v, g_ptr_array_index (alarms, i));
+  }
   g_debug ("live viewer %s on %s (%u PVs)", v->user_id, auth->short_id, v->pvs->len);
 }
 

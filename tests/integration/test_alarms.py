@@ -1,0 +1,410 @@
+"""Alarms as control rooms know them: severities (a MINOR band inside the MAJOR band), delay, latch,
+acknowledge, shelve, INVALID, the history, webhooks (a real HTTP receiver), MQTT and /live. Values come
+from MQTT value topics; a /live viewer of the experiment is the barrier that says a value was judged
+(the alerter hears each value before any viewer)."""
+import hashlib
+import hmac
+import json
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from rtplib import Mosquitto, Server, ServerTestCase, SmtpReceiver, Subscriber, main
+
+PV = "Test:M1:Fan"
+SECRET = "a webhook secret of some length"
+
+
+def subjects(smtp):
+    import email.header
+    return [str(email.header.make_header(email.header.decode_header(m["Subject"]))) for m in smtp.messages()]
+
+
+class WebhookReceiver:
+    """A real HTTP receiver on 127.0.0.1: records POSTs; answers 503 while down."""
+
+    def __init__(self):
+        self.posts = []
+        self.down = False
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if outer.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                outer.posts.append((dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/rtp-secret-path"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class AlarmTestCase(ServerTestCase):
+    extra = {}
+
+    def setUp(self):
+        self.broker = Mosquitto().start()
+        self.addCleanup(self.broker.cleanup)
+        self.smtp = SmtpReceiver().start()
+        self.addCleanup(self.smtp.cleanup)
+        self.server_env = {"MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}",
+                           "RTP_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}", "RTP_SMTP_FROM": "alerts@lab.example.org",
+                           "RTP_MONITOR_INTERVAL": "0.2", "THRESHOLD_UNIT": "rpm", "ARCHIVER_TIMEZONE": "Europe/Berlin",
+                           "RTP_MQTT_VALUE_TOPIC_PREFIX": "lab/values", "RTP_ALARM_SILENCE_INTERVALS": "0",
+                           "RTP_ALERT_RENOTIFY_S": "0"}
+        self.server_env.update(self.extra)
+        super().setUp()
+        self.wait_log("reading values from MQTT topics lab/values/#")
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+            "pv_string": PV, "default_threshold_min": 0, "default_threshold_max": 100})
+        self.user, self.token = self.create_user("ulla", email="ulla@lab.example.org")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [self.user["user_id"]]})
+        self.ws = None
+
+    def wait_log(self, text, seconds=30):
+        deadline = time.monotonic() + seconds
+        while text not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(text, self.s.stderr())
+
+    def wait_for(self, what, seconds=20):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = what()
+            if value:
+                return value
+            time.sleep(0.05)
+        self.fail("condition not reached")
+
+    def subscribe(self, **keys):
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token, json_body=keys)
+        self.assertEqual(r.status, 200, r)
+        return r.json["subscription"]
+
+    def viewer(self):
+        import websocket
+        ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
+                                         subprotocols=["rtp.v1", self.token], timeout=20)
+        self.addCleanup(ws.close)
+        return ws
+
+    def send(self, value):
+        """Publishes @value and returns once the alerter has judged it (a viewer received it), with the
+        alarm messages the viewer got meanwhile."""
+        import paho.mqtt.publish as publish
+        if self.ws is None:
+            self.ws = self.viewer()
+            time.sleep(0.3)  # the server's subscription to the value topics is in place
+        publish.single("lab/values/Test/M1/Fan", str(value), qos=1, hostname="127.0.0.1", port=self.broker.port)
+        alarms = []
+        while True:
+            m = json.loads(self.ws.recv())
+            if "alarm" in m:
+                alarms.append(m["alarm"])
+            elif m.get("pv") == PV and m.get("data") == value:
+                return alarms
+
+    def alarms(self, token=None, query=""):
+        r = self.s.request("GET", "/alarms" + query, token=token or self.token)
+        self.assertEqual(r.status, 200, r)
+        return r.json["alarms"]
+
+    def history(self, alarm_id, token=None):
+        r = self.s.request("GET", f"/alarms/{alarm_id}/history", token=token or self.token)
+        self.assertEqual(r.status, 200, r)
+        return r.json["history"]
+
+    def transitions(self, alarm_id):
+        return [(e["event"], e["severity"]) for e in self.history(alarm_id) if e["event"] != "notified"]
+
+
+class Severities(AlarmTestCase):
+    def test_minor_major_minor_in(self):
+        mqtt = Subscriber(self.broker.port)
+        self.addCleanup(mqtt.client.loop_stop)
+        self.subscribe(warning_min=20, warning_max=80)
+        self.send(50)
+        self.assertEqual(self.alarms(), [])
+        opened = self.send(85)
+        self.assertEqual([(a["severity"], a["active"]) for a in opened], [("MINOR", True)])
+        self.send(120)
+        self.send(85)
+        self.send(50)
+        alarm = self.alarms(query="?state=all")[0]
+        self.assertEqual((alarm["severity"], alarm["active"], alarm["notifications"]), ("MINOR", False, 2))
+        self.assertIsNotNone(alarm["ended"])
+        self.assertEqual(self.alarms(), [])  # the default view: not ended
+        self.assertEqual(self.transitions(alarm["id"]),
+                         [("opened", "MINOR"), ("escalated", "MAJOR"), ("deescalated", "MINOR"), ("cleared", "MINOR"),
+                          ("ended", "MINOR")])
+        self.assertEqual([e["channel"] for e in self.history(alarm["id"]) if e["event"] == "notified"],
+                         ["email", "email"])
+        self.wait_for(lambda: len(self.smtp.messages()) >= 2)
+        time.sleep(0.3)
+        self.assertEqual(sorted(subjects(self.smtp)),
+                         ["Escalated to MAJOR: Test:M1:Fan is 120 rpm", "Warning (MINOR): Test:M1:Fan is 85 rpm"])
+        body = [m for m in self.smtp.messages() if "MINOR" in m["Subject"]][0].get_payload(decode=True).decode()
+        self.assertIn("Severity: MINOR", body)
+        # every transition on MQTT, in order
+        events = []
+        deadline = time.monotonic() + 20
+        while len(events) < 5 and time.monotonic() < deadline:
+            topic, payload, qos = mqtt.get()
+            if topic == "rtp/alarms/Test":
+                message = json.loads(payload)
+                events.append(message["event"])
+                self.assertEqual(message["alarm"]["id"], alarm["id"])
+        self.assertEqual(events, ["opened", "escalated", "deescalated", "cleared", "ended"])
+
+    def test_notify_clear(self):
+        self.subscribe(notify_clear=True)
+        self.send(150)
+        self.send(50)
+        self.wait_for(lambda: len(self.smtp.messages()) >= 2)
+        self.assertEqual(sorted(subjects(self.smtp)),
+                         ["Back in its band: Test:M1:Fan is 50 rpm", "Threshold breached: Test:M1:Fan is 150 rpm"])
+
+    def test_settings_are_checked(self):
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token, json_body={"warning_min": -5})
+        self.assertError(r, 400, "warning_min: The warning band must lie inside the threshold band [0, 100].")
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token, json_body={"latch": "yes"})
+        self.assertError(r, 400, "latch: Value must be either true or false.")
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token, json_body={"delay_s": 10 ** 6})
+        self.assertError(r, 400, "delay_s: Value must be a whole number of seconds from 0 to 86400.")
+        r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token,
+                           json_body={"warning_min": 60, "warning_max": 40})
+        self.assertError(r, 400, "warning_min: warning_min must not be greater than warning_max.")
+        self.assertEqual(self.s.request("GET", "/email/subscriptions", token=self.token).json, {"subscriptions": []})
+        # the answer of a plain subscription is the contract's, without the new keys
+        self.assertEqual(set(self.subscribe()), {"user_id", "pv_string", "email", "threshold_min", "threshold_max"})
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 90, "latch": True})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["subscription"]["warning_max"], r.json["subscription"]["latch"]), (90, True))
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 101})
+        self.assertError(r, 400, "warning_max: The warning band must lie inside the threshold band [0, 100].")
+        _, other = self.create_user("otto")
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=other,
+                           json_body={"user_id": self.user["user_id"], "latch": False})
+        self.assertEqual(r.status, 403, r)
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.admin,
+                           json_body={"user_id": self.user["user_id"], "warning_max": None})
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn("warning_max", r.json["subscription"])
+        self.assertEqual(self.s.request("PUT", "/alarms/subscriptions/Test:M1:Nope", token=self.token,
+                                        json_body={"latch": True}).status, 404)
+
+
+class DelayLatchShelve(AlarmTestCase):
+    def test_delay(self):
+        self.subscribe(delay_s=1)
+        self.send(150)
+        self.send(50)  # back within the delay: nothing opens
+        time.sleep(1.5)
+        self.assertEqual(self.alarms(query="?state=all"), [])
+        self.send(150)
+        # no further value: the delay runs out and the last value opens the alarm
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        self.assertEqual(alarm["severity"], "MAJOR")
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+
+    def test_latch_and_acknowledge(self):
+        self.subscribe(latch=True)
+        self.send(150)
+        self.send(50)
+        alarm = self.alarms()[0]
+        self.assertEqual((alarm["active"], alarm["latched"], alarm["ended"]), (False, True, None))
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token, json_body={"comment": "seen"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["alarm"]["acknowledged"]["by"], self.user["user_id"])
+        self.assertEqual(r.json["alarm"]["acknowledged"]["comment"], "seen")
+        self.assertIsNotNone(r.json["alarm"]["ended"])
+        self.assertEqual(self.transitions(alarm["id"])[-2:], [("acknowledged", "MAJOR"), ("ended", "MAJOR")])
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token)
+        self.assertError(r, 409, "The alarm has already ended.")
+
+    def test_shelve(self):
+        self.subscribe(warning_min=20, warning_max=80)
+        self.send(85)
+        alarm = self.alarms()[0]
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+        path = f"/alarms/{alarm['id']}/shelve"
+        self.assertError(self.s.request("POST", path, token=self.token, json_body={"seconds": 60}), 400,
+                         "reason: A reason for shelving is required.")
+        self.assertEqual(self.s.request("POST", path, token=self.token,
+                                        json_body={"seconds": 10 ** 7, "reason": "x"}).status, 400)
+        self.assertEqual(self.s.request("POST", path, token=self.token,
+                                        json_body={"until": "2001-01-01 00:00", "reason": "x"}).status, 400)
+        r = self.s.request("POST", path, token=self.token, json_body={"seconds": 1, "reason": "maintenance"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["alarm"]["shelved"]["reason"], "maintenance")
+        self.send(120)  # escalates while shelved: no mail
+        self.assertEqual(len(self.smtp.messages()), 1)
+        # the shelve runs out while the value is still out: one notification
+        self.wait_for(lambda: len(self.smtp.messages()) >= 2)
+        time.sleep(1.5)
+        self.assertEqual(sorted(subjects(self.smtp)),
+                         ["Shelving ended, still out of its band: Test:M1:Fan is 120 rpm",
+                          "Warning (MINOR): Test:M1:Fan is 85 rpm"])
+        events = [e["event"] for e in self.history(alarm["id"]) if e["event"] != "notified"]
+        self.assertEqual(events, ["opened", "shelved", "escalated", "unshelved"])
+        # shelving by hand and back
+        r = self.s.request("POST", path, token=self.token, json_body={"seconds": 600, "reason": "work"})
+        self.assertIsNotNone(r.json["alarm"]["shelved"])
+        r = self.s.request("DELETE", path, token=self.token)
+        self.assertEqual((r.status, r.json["alarm"]["shelved"]), (200, None))
+
+
+class Reminders(AlarmTestCase):
+    extra = {"RTP_ALERT_RENOTIFY_S": "1"}
+
+    def test_acknowledge_stops_reminders(self):
+        self.subscribe()
+        deadline = time.monotonic() + 10
+        while len(self.smtp.messages()) < 2 and time.monotonic() < deadline:
+            self.send(150)
+            time.sleep(0.2)
+        self.assertGreaterEqual(len(self.smtp.messages()), 2)
+        self.assertIn("Reminder: Test:M1:Fan is still out of its band: 150 rpm", subjects(self.smtp))
+        alarm = self.alarms()[0]
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.json["alarm"]["ended"])  # still out of band
+        time.sleep(0.5)
+        count = len(self.smtp.messages())
+        for _ in range(12):
+            self.send(150)
+            time.sleep(0.2)
+        self.assertEqual(len(self.smtp.messages()), count)
+
+    def test_restart_keeps_acknowledgement(self):
+        self.subscribe()
+        self.send(150)
+        alarm = self.alarms()[0]
+        self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token)
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+        self.ws.close()
+        self.ws = None
+        self.s.stop()
+        self.s.start()
+        self.token = self.s.login("ulla", self.user_password) if hasattr(self, "user_password") else self.token
+        self.wait_log("reading values from MQTT topics lab/values/#")
+        for _ in range(8):
+            self.send(150)
+            time.sleep(0.2)
+        after = self.alarms()
+        self.assertEqual([(a["id"], a["acknowledged"]["by"]) for a in after], [(alarm["id"], self.user["user_id"])])
+        self.assertEqual(len(self.smtp.messages()), 1)
+
+
+class Permissions(AlarmTestCase):
+    def test_who_may_see_and_act(self):
+        self.subscribe()
+        self.send(150)
+        alarm = self.alarms()[0]
+        _, stranger = self.create_user("stranger")
+        colleague, colleague_token = self.create_user("colleague")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [colleague["user_id"]]})
+        self.assertEqual(self.alarms(token=stranger), [])
+        self.assertEqual(self.s.request("GET", f"/alarms/{alarm['id']}/history", token=stranger).status, 404)
+        self.assertEqual(self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=stranger).status, 403)
+        self.assertEqual(self.s.request("POST", f"/alarms/{alarm['id']}/shelve", token=stranger,
+                                        json_body={"seconds": 60, "reason": "x"}).status, 403)
+        self.assertEqual(self.s.request("POST", "/alarms/no-such-alarm/acknowledge", token=self.admin).status, 404)
+        self.assertEqual([a["id"] for a in self.alarms(token=colleague_token)], [alarm["id"]])
+        self.assertEqual([a["id"] for a in self.alarms(token=self.admin, query="?experiment=Test&severity=MAJOR")],
+                         [alarm["id"]])
+        self.assertEqual(self.alarms(token=self.admin, query="?experiment=Other"), [])
+        self.assertEqual(self.s.request("GET", "/alarms?state=bogus", token=self.admin).status, 400)
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=colleague_token)
+        self.assertEqual(r.json["alarm"]["acknowledged"]["by"], colleague["user_id"])
+        # the subscriber removed from the experiment: the subscription goes, and the alarm ends
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_remove": [self.user["user_id"]]})
+        ended = self.wait_for(lambda: [a for a in self.alarms(token=self.admin, query="?state=all") if a["ended"]],
+                              seconds=5)
+        self.assertEqual(ended[0]["id"], alarm["id"])
+
+
+class Invalid(AlarmTestCase):
+    extra = {"RTP_ALARM_SILENCE_INTERVALS": "3"}
+
+    def test_silence_is_invalid(self):
+        self.subscribe()
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        self.assertEqual(alarm["severity"], "INVALID")
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+        self.assertEqual(subjects(self.smtp), ["No valid value: Test:M1:Fan has sent none for a while"])
+        self.send(50)  # a value in band: it clears and ends
+        self.assertIsNotNone(self.alarms(query="?state=all")[0]["ended"])
+
+
+class LiveView(AlarmTestCase):
+    def test_viewers_get_alarms(self):
+        self.subscribe()
+        got = self.send(150)
+        self.assertEqual([(a["pv_string"], a["severity"], a["active"]) for a in got], [(PV, "MAJOR", True)])
+        # a new viewer gets the alarms that have not ended right after connecting
+        ws = self.viewer()
+        messages = [json.loads(ws.recv()) for _ in range(2)]  # the latest value, then the alarm
+        self.assertEqual([m["alarm"]["id"] for m in messages if "alarm" in m], [got[0]["id"]])
+
+
+class Webhook(AlarmTestCase):
+    def setUp(self):
+        self.hook = WebhookReceiver()
+        self.addCleanup(self.hook.stop)
+        self.hook.down = True
+        self.extra = {"RTP_ALERT_WEBHOOK_URL": self.hook.url, "RTP_ALERT_WEBHOOK_SECRET": SECRET}
+        super().setUp()
+
+    def test_down_then_up_delivers_once(self):
+        self.subscribe()
+        self.send(150)
+        self.wait_log("retrying in 1 s")
+        self.hook.down = False
+        self.wait_for(lambda: self.hook.posts)
+        time.sleep(2.5)
+        self.assertEqual(len(self.hook.posts), 1)
+        headers, body = self.hook.posts[0]
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        self.assertEqual(headers.get("X-Rtp-Signature"), expected)
+        message = json.loads(body)
+        self.assertEqual((message["event"], message["alarm"]["pv_string"], message["alarm"]["severity"]),
+                         ("opened", PV, "MAJOR"))
+        self.assertEqual(message["text"], "Threshold breached: Test:M1:Fan is 150 rpm")
+        self.assertNotIn("rtp-secret-path", self.s.stderr())  # the URL's secret path is never logged
+
+
+class BadWebhookConfig(unittest.TestCase):
+    def test_short_secret_is_refused_at_start(self):
+        s = Server(env={"RTP_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook", "RTP_ALERT_WEBHOOK_SECRET": "short"})
+        self.addCleanup(s.cleanup)
+        s.start(expect_ok=False)
+        s.proc.wait(timeout=30)
+        self.assertNotEqual(s.proc.returncode, 0)
+        self.assertIn("RTP_ALERT_WEBHOOK_SECRET", s.stderr())
+
+    def test_secret_without_url_is_refused_at_start(self):
+        s = Server(env={"RTP_ALERT_WEBHOOK_SECRET": SECRET})
+        self.addCleanup(s.cleanup)
+        s.start(expect_ok=False)
+        s.proc.wait(timeout=30)
+        self.assertNotEqual(s.proc.returncode, 0)
+        self.assertIn("RTP_ALERT_WEBHOOK_URL", s.stderr())
+
+
+if __name__ == "__main__":
+    main()
