@@ -38,14 +38,14 @@ struct _RtpAlerter {
   char *webhook_url;               /* (owned) (nullable) */
   char *webhook_secret;            /* (owned) (nullable) */
   gboolean webhook_sending;
-  gboolean mail_on;                /* SMTP configured */
+  gboolean mail_on; /* SMTP configured */
   gint64 max_shelve_us;
-  guint history_seq;               /* orders transitions of the same microsecond */
-  GHashTable *last_value;          /* (owned) pv → double *: the last number judged, for re-judging */
-  GHashTable *last_seen;           /* (owned) pv → gint64 * monotonic µs of its last value */
-  GHashTable *silent;              /* (owned) PVs judged INVALID since their last value */
-  gint64 started_us;               /* monotonic: PVs never heard of count as silent from here */
-  gint64 silence_us;               /* 3 monitor intervals without a value: INVALID (0: never) */
+  guint history_seq;      /* orders transitions of the same microsecond */
+  GHashTable *last_value; /* (owned) pv → double *: the last number judged, for re-judging */
+  GHashTable *last_seen;  /* (owned) pv → gint64 * monotonic µs of its last value */
+  GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
+  gint64 started_us;      /* monotonic: PVs never heard of count as silent from here */
+  gint64 silence_us;      /* 3 monitor intervals without a value: INVALID (0: never) */
 };
 
 enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
@@ -139,8 +139,8 @@ rtp_alerter_class_init (RtpAlerterClass *klass)
    * Emitted after the transition was stored.
    */
   signals[SIGNAL_ALARM_CHANGED] = g_signal_new ("alarm-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
-                                                NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING,
-                                                G_TYPE_STRING, G_TYPE_STRING);
+                                                NULL, NULL, G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+                                                G_TYPE_STRING);
 }
 
 static void
@@ -204,11 +204,11 @@ typedef struct {
   const char *first_name, *last_name, *language, *pv_name, *experiment;
 } Sub;
 
-#define SUB_COLUMNS                                                                                                 \
-  "s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, u.preferred_language, "       \
-  "p.human_readable_name, s.warning_min, s.warning_max, s.delay_s, s.latch, s.notify_clear, s.out_since_us, "      \
+#define SUB_COLUMNS                                                                                                    \
+  "s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, u.preferred_language, "            \
+  "p.human_readable_name, s.warning_min, s.warning_max, s.delay_s, s.latch, s.notify_clear, s.out_since_us, "          \
   "p.experiment_short_id"
-#define SUB_FROM                                                                                                    \
+#define SUB_FROM                                                                                                       \
   " FROM subscriptions s JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
 
 static void
@@ -271,32 +271,35 @@ compose (RtpAlerter *self, const Sub *s, Note note, Level level, const char *pv,
   g_autoptr (GString) text = g_string_new (NULL);
   switch (note)
     {
-    case NOTE_REMINDER:
-      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Reminder: %s is still out of its band: %s %s")), pv,
-                                  v, unit);
-      break;
-    case NOTE_CLEARED:
-      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Back in its band: %s is %s %s")), pv, v, unit);
-      break;
-    case NOTE_SHELVE_ENDED:
-      *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Shelving ended, still out of its band: %s is %s %s")),
-                                  pv, v, unit);
-      break;
-    case NOTE_ESCALATED:
-      if (level == LEVEL_INVALID)
-        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")), pv);
-      else
-        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Escalated to MAJOR: %s is %s %s")), pv, v, unit);
-      break;
-    case NOTE_OPENED:
-    default:
-      if (level == LEVEL_INVALID)
-        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")), pv);
-      else if (level == LEVEL_MINOR)
-        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Warning (MINOR): %s is %s %s")), pv, v, unit);
-      else
-        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Threshold breached: %s is %s %s")), pv, v, unit);
-      break;
+      case NOTE_REMINDER:
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Reminder: %s is still out of its band: %s %s")), pv,
+                                    v, unit);
+        break;
+      case NOTE_CLEARED:
+        *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Back in its band: %s is %s %s")), pv, v, unit);
+        break;
+      case NOTE_SHELVE_ENDED:
+        *subject = g_strdup_printf (rtp_i18n_translate (lang,
+                                                        N_ ("Shelving ended, still out of its band: %s is %s %s")),
+                                    pv, v, unit);
+        break;
+      case NOTE_ESCALATED:
+        if (level == LEVEL_INVALID)
+          *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")),
+                                      pv);
+        else
+          *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Escalated to MAJOR: %s is %s %s")), pv, v, unit);
+        break;
+      case NOTE_OPENED:
+      default:
+        if (level == LEVEL_INVALID)
+          *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("No valid value: %s has sent none for a while")),
+                                      pv);
+        else if (level == LEVEL_MINOR)
+          *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Warning (MINOR): %s is %s %s")), pv, v, unit);
+        else
+          *subject = g_strdup_printf (rtp_i18n_translate (lang, N_ ("Threshold breached: %s is %s %s")), pv, v, unit);
+        break;
     }
   g_string_append_printf (text,
                           rtp_i18n_translate (lang, N_ ("Hello %s %s,\n\n"
@@ -386,8 +389,8 @@ breached (Change *c, double value, const Sub *s)
 
 /* The text of a webhook or MQTT message: {"event", "alarm": {…}, "text"}. */
 static char *
-alarm_message (const char *event, const char *id, const char *pv, const char *experiment, const char *user,
-               Level level, const char *value, const char *text)
+alarm_message (const char *event, const char *id, const char *pv, const char *experiment, const char *user, Level level,
+               const char *value, const char *text)
 {
   GString *out = g_string_new ("{\"event\":");
 
@@ -448,9 +451,10 @@ notify (RtpAlerter *self, const Sub *s, const char *alarm, const char *pv, Note 
 static gboolean
 end_alarm (RtpAlerter *self, const char *alarm, Level level, const char *v, gint64 now, GError **error)
 {
-  return rtp_database_exec (self->db, error,
-                            "UPDATE alert_episodes SET closed_us = :now, active = 0, last_change_us = :now WHERE id = :id",
-                            "now", RTP_DB_INT, now, "id", RTP_DB_STR, alarm, NULL) >= 0 &&
+  return rtp_database_exec (
+           self->db, error,
+           "UPDATE alert_episodes SET closed_us = :now, active = 0, last_change_us = :now WHERE id = :id", "now",
+           RTP_DB_INT, now, "id", RTP_DB_STR, alarm, NULL) >= 0 &&
          history (self, alarm, now, "ended", level, v, NULL, NULL, NULL, error);
 }
 
@@ -466,10 +470,11 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
   gboolean active, acknowledged, shelved, expired = FALSE;
   gint64 shelved_until = 0, opened_us, last_notified;
 
-  open = rtp_database_select (self->db, error,
-                              "SELECT id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, "
-                              "opened_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
-                              "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL);
+  open = rtp_database_select (
+    self->db, error,
+    "SELECT id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, "
+    "opened_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
+    "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL);
   if (open == NULL)
     return FALSE;
   if (rtp_db_rows (open) == 0)
@@ -488,13 +493,14 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
       if (s->delay_us > 0 && now - s->out_since_us < s->delay_us)
         return TRUE; /* not out long enough yet */
       new_id = g_uuid_string_random ();
-      if (rtp_database_exec (self->db, error,
-                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
-                             "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
-                             "VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max, :sev, :v, 1, :now)",
-                             "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now",
-                             RTP_DB_INT, now, "v", RTP_DB_STR, v, "min", RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max,
-                             "sev", RTP_DB_STR, level_names[level], NULL) < 0 ||
+      if (rtp_database_exec (
+            self->db, error,
+            "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+            "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
+            "VALUES (:id, :u, :pv, :now, NULL, :now, :v, :min, :max, :sev, :v, 1, :now)",
+            "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now, "v",
+            RTP_DB_STR, v, "min", RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max, "sev", RTP_DB_STR, level_names[level],
+            NULL) < 0 ||
           rtp_database_exec (self->db, error,
                              "UPDATE subscriptions SET out_since_us = NULL WHERE user_id = :u AND pv_string = :pv", "u",
                              RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL) < 0 ||
@@ -522,10 +528,11 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
   if (shelved && shelved_until <= now)
     {
       /* the shelve ran out: said once, and one notification below when still out of band */
-      if (rtp_database_exec (self->db, error,
-                             "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL "
-                             "WHERE id = :id",
-                             "id", RTP_DB_STR, id, NULL) < 0 ||
+      if (rtp_database_exec (
+            self->db, error,
+            "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL "
+            "WHERE id = :id",
+            "id", RTP_DB_STR, id, NULL) < 0 ||
           !history (self, id, now, "unshelved", prev, v, NULL, "expired", NULL, error))
         return FALSE;
       changed (changes, id, pv, prev, "unshelved");
@@ -566,7 +573,8 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
       /* out again after a latched return, or MINOR → MAJOR: said at once */
       if (rtp_database_exec (self->db, error,
                              "UPDATE alert_episodes SET active = 1, severity = :s, last_change_us = :now WHERE id = :id",
-                             "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+                             "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id,
+                             NULL) < 0 ||
           !history (self, id, now, "escalated", level, v, NULL, NULL, NULL, error))
         return FALSE;
       {
@@ -593,8 +601,7 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
       changed (changes, id, pv, level, "deescalated");
       return TRUE;
     }
-  if (expired ||
-      (self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified >= self->renotify_us))
+  if (expired || (self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified >= self->renotify_us))
     {
       if (!notify (self, s, id, pv, expired ? NOTE_SHELVE_ENDED : NOTE_REMINDER, level, v, opened_us, now, error))
         return FALSE;
@@ -664,12 +671,13 @@ decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtr
   if (rtp_db_rows (open) == 0)
     {
       g_autofree char *new_id = g_uuid_string_random ();
-      if (rtp_database_exec (self->db, error,
-                             "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
-                             "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
-                             "VALUES (:id, :u, :pv, :now, NULL, :now, '', :min, :max, 'INVALID', NULL, 1, :now)",
-                             "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now",
-                             RTP_DB_INT, now, "min", RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max, NULL) < 0 ||
+      if (rtp_database_exec (
+            self->db, error,
+            "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, closed_us, last_notified_us, "
+            "breach_value, threshold_min, threshold_max, severity, value, active, last_change_us) "
+            "VALUES (:id, :u, :pv, :now, NULL, :now, '', :min, :max, 'INVALID', NULL, 1, :now)",
+            "id", RTP_DB_STR, new_id, "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, "now", RTP_DB_INT, now, "min",
+            RTP_DB_INT, s->min, "max", RTP_DB_INT, s->max, NULL) < 0 ||
           !history (self, new_id, now, "opened", LEVEL_INVALID, NULL, NULL, NULL, NULL, error) ||
           !notify (self, s, new_id, pv, NOTE_OPENED, LEVEL_INVALID, v, now, now, error))
         return FALSE;
@@ -682,9 +690,10 @@ decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtr
   if (level_from_name (rtp_db_str (open, 0, 1)) == LEVEL_INVALID && rtp_db_int0 (open, 0, 2) != 0)
     return TRUE;
   shelved = rtp_db_int (open, 0, 3, &shelved_until) && shelved_until > now;
-  if (rtp_database_exec (self->db, error,
-                         "UPDATE alert_episodes SET active = 1, severity = 'INVALID', last_change_us = :now WHERE id = :id",
-                         "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+  if (rtp_database_exec (
+        self->db, error,
+        "UPDATE alert_episodes SET active = 1, severity = 'INVALID', last_change_us = :now WHERE id = :id", "now",
+        RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
       !history (self, id, now, "escalated", LEVEL_INVALID, NULL, NULL, NULL, NULL, error))
     return FALSE;
   changed (changes, id, pv, LEVEL_INVALID, "escalated");
@@ -1142,14 +1151,14 @@ rtp_alarm_event_free (RtpAlarmEvent *e)
   g_free (e);
 }
 
-#define ALARM_COLUMNS                                                                                               \
-  "a.id, a.user_id, a.pv_string, p.experiment_short_id, a.severity, COALESCE(a.value, a.breach_value), a.active, " \
-  "a.latched, a.opened_us, a.last_change_us, a.closed_us, a.acknowledged_by, "             \
+#define ALARM_COLUMNS                                                                                                  \
+  "a.id, a.user_id, a.pv_string, p.experiment_short_id, a.severity, COALESCE(a.value, a.breach_value), a.active, "     \
+  "a.latched, a.opened_us, a.last_change_us, a.closed_us, a.acknowledged_by, "                                         \
   "a.acknowledged_us, a.acknowledge_comment, a.shelved_by, a.shelved_until_us, a.shelve_reason, a.notifications"
 #define ALARM_FROM " FROM alert_episodes a JOIN process_variables p ON p.pv_string = a.pv_string "
 /* what a caller may see: own alarms and those of its experiments; :admin 1 sees all */
-#define ALARM_VISIBLE                                                                                               \
-  "(:admin = 1 OR a.user_id = :me OR p.experiment_short_id IN "                                                   \
+#define ALARM_VISIBLE                                                                                                  \
+  "(:admin = 1 OR a.user_id = :me OR p.experiment_short_id IN "                                                        \
   "(SELECT short_id FROM user_experiments WHERE user_id = :me))"
 
 static RtpAlarm *
@@ -1277,8 +1286,9 @@ alarm_for_action (RtpAlerter *self, const RtpUser *caller, const char *id, GErro
       if (exists && g_error_matches (*error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
         {
           g_clear_error (error);
-          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
-                               _ ("Only the subscriber, users assigned to the experiment and administrators may act on this alarm."));
+          g_set_error_literal (
+            error, RTP_ERROR, RTP_ERROR_FORBIDDEN,
+            _ ("Only the subscriber, users assigned to the experiment and administrators may act on this alarm."));
         }
       return NULL;
     }
@@ -1402,10 +1412,11 @@ rtp_alerter_unshelve (RtpAlerter *self, const RtpUser *caller, const char *actor
     return NULL;
   if (alarm->shelved_by != NULL)
     {
-      if (rtp_database_exec (self->db, error,
-                             "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL, "
-                             "last_change_us = :now WHERE id = :id",
-                             "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+      if (rtp_database_exec (
+            self->db, error,
+            "UPDATE alert_episodes SET shelved_by = NULL, shelved_until_us = NULL, shelve_reason = NULL, "
+            "last_change_us = :now WHERE id = :id",
+            "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
           !history (self, id, now, "unshelved", level_from_name (alarm->severity), alarm->value, actor, NULL, NULL,
                     error))
         return NULL;
@@ -1425,11 +1436,12 @@ rtp_alerter_sweep (RtpAlerter *self)
   g_return_if_fail (RTP_IS_ALERTER (self));
   if (!rtp_database_try_leadership (self->db))
     return;
-  m = rtp_database_select (self->db, &error,
-                           "SELECT a.id, a.pv_string, a.severity, a.value FROM alert_episodes a LEFT JOIN subscriptions s "
-                           "ON s.user_id = a.user_id AND s.pv_string = a.pv_string "
-                           "WHERE a.closed_us IS NULL AND s.user_id IS NULL",
-                           NULL);
+  m = rtp_database_select (
+    self->db, &error,
+    "SELECT a.id, a.pv_string, a.severity, a.value FROM alert_episodes a LEFT JOIN subscriptions s "
+    "ON s.user_id = a.user_id AND s.pv_string = a.pv_string "
+    "WHERE a.closed_us IS NULL AND s.user_id IS NULL",
+    NULL);
   for (guint i = 0; m != NULL && i < rtp_db_rows (m); i++)
     {
       g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);

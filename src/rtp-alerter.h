@@ -39,19 +39,19 @@ typedef struct {
   char *user_id;
   char *pv_string;
   char *experiment_short_id;
-  char *severity;            /* "MINOR", "MAJOR" or "INVALID" */
-  char *value;               /* the last value judged, as text */
-  gboolean active;           /* out of band now */
-  gboolean latched;          /* back in band, kept until acknowledged */
+  char *severity;   /* "MINOR", "MAJOR" or "INVALID" */
+  char *value;      /* the last value judged, as text */
+  gboolean active;  /* out of band now */
+  gboolean latched; /* back in band, kept until acknowledged */
   gint64 since_us;
   gint64 last_change_us;
-  gint64 ended_us;           /* 0 while it has not ended */
-  char *acknowledged_by;     /* (nullable) NULL: not acknowledged */
+  gint64 ended_us;       /* 0 while it has not ended */
+  char *acknowledged_by; /* (nullable) NULL: not acknowledged */
   gint64 acknowledged_us;
   char *acknowledge_comment; /* (nullable) */
   char *shelved_by;          /* (nullable) NULL: not shelved */
   gint64 shelved_until_us;
-  char *shelve_reason;       /* (nullable) */
+  char *shelve_reason; /* (nullable) */
   gint64 notifications;
 } RtpAlarm;
 
@@ -61,12 +61,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpAlarm, rtp_alarm_free)
 /* One transition of an alarm's history. */
 typedef struct {
   gint64 time_us;
-  char *event;     /* opened escalated deescalated cleared acknowledged shelved unshelved ended notified */
+  char *event; /* opened escalated deescalated cleared acknowledged shelved unshelved ended notified */
   char *severity;
-  char *value;     /* (nullable) */
-  char *by;        /* (nullable) user_id, or "dbus:uid=N" */
-  char *comment;   /* (nullable) */
-  char *channel;   /* (nullable) email, webhook or mqtt for "notified" */
+  char *value;   /* (nullable) */
+  char *by;      /* (nullable) user_id, or "dbus:uid=N" */
+  char *comment; /* (nullable) */
+  char *channel; /* (nullable) email, webhook or mqtt for "notified" */
 } RtpAlarmEvent;
 
 void rtp_alarm_event_free (RtpAlarmEvent *event);
@@ -95,9 +95,9 @@ typedef struct {
   const char *webhook_url;    /* (nullable) RTP_ALERT_WEBHOOK_URL */
   const char *webhook_secret; /* (nullable) RTP_ALERT_WEBHOOK_SECRET: X-Rtp-Signature */
   double hysteresis;
-  double interval_s;          /* RTP_MONITOR_INTERVAL */
-  gint64 silence_intervals;   /* RTP_ALARM_SILENCE_INTERVALS: not heard of for so many intervals is INVALID (0: never) */
-  GTimeZone *time_zone;       /* for times in mails (the history service's ARCHIVER_TIMEZONE) */
+  double interval_s;        /* RTP_MONITOR_INTERVAL */
+  gint64 silence_intervals; /* RTP_ALARM_SILENCE_INTERVALS: not heard of for so many intervals is INVALID (0: never) */
+  GTimeZone *time_zone;     /* for times in mails (the history service's ARCHIVER_TIMEZONE) */
   const char *threshold_unit; /* THRESHOLD_UNIT */
   RtpMailSettings mail;       /* mail.url or mail.from NULL: no mail (and no alerting without a webhook) */
 } RtpAlertSettings;
@@ -116,26 +116,26 @@ void rtp_alerter_handle_value (RtpAlerter *self, const char *pv_string, double v
 /* The alarms @caller may see (own ones and those of the experiments it is assigned to; admins all),
  * newest first, at most 1000.
  * Returns: (transfer full) (element-type RtpAlarm) (nullable): NULL on a database error */
-GPtrArray  *rtp_alerter_list_alarms (RtpAlerter *self, const RtpUser *caller, const RtpAlarmFilter *filter,
-                                     GError **error);
+GPtrArray *rtp_alerter_list_alarms (RtpAlerter *self, const RtpUser *caller, const RtpAlarmFilter *filter,
+                                    GError **error);
 /* One alarm, when @caller may see it (404 otherwise, as if it did not exist: 403 only for acting).
  * Returns: (transfer full) (nullable) */
-RtpAlarm   *rtp_alerter_get_alarm (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error);
+RtpAlarm *rtp_alerter_get_alarm (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error);
 /* Returns: (transfer full) (element-type RtpAlarmEvent) (nullable) */
-GPtrArray  *rtp_alerter_get_history (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error);
+GPtrArray *rtp_alerter_get_history (RtpAlerter *self, const RtpUser *caller, const char *id, GError **error);
 /* Acting on an alarm: the subscriber, a user assigned to its experiment, or an admin (else 403);
  * 404 unknown, 409 when it has ended. @actor is what the history records. An acknowledged alarm
  * that is back in band ends.
  * Returns: (transfer full) (nullable): the alarm as it is now */
-RtpAlarm   *rtp_alerter_acknowledge (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
-                                     const char *comment, GError **error);
+RtpAlarm *rtp_alerter_acknowledge (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
+                                   const char *comment, GError **error);
 /* @until_us in the future and at most max_shelve_s ahead; @reason required. */
-RtpAlarm   *rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
-                                gint64 until_us, const char *reason, GError **error);
-RtpAlarm   *rtp_alerter_unshelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
-                                  GError **error);
+RtpAlarm *rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
+                              gint64 until_us, const char *reason, GError **error);
+RtpAlarm *rtp_alerter_unshelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
+                                GError **error);
 /* Ends the open alarms whose subscription is gone (unsubscribed, the user unassigned or deleted). */
-void        rtp_alerter_sweep (RtpAlerter *self);
+void rtp_alerter_sweep (RtpAlerter *self);
 
 /* Episodes with their mails, newest first (at most 1000); all of them when @user_id is NULL.
  * Returns: (transfer full) (element-type RtpAlertEpisode) (nullable): NULL on a database error */

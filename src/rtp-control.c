@@ -7,6 +7,7 @@
 #define G_LOG_DOMAIN "RtpControl"
 
 #include "rtp-control.h"
+#include "rtp-time.h"
 #include "rtp-dbus-generated.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -31,6 +32,7 @@ struct _RtpControl {
   gulong value_set_id;
   gulong mqtt_id;
   gulong breached_id;
+  gulong alarm_id;
 };
 
 G_DEFINE_TYPE (RtpControl, rtp_control, G_TYPE_OBJECT)
@@ -100,11 +102,13 @@ dbus_admin (const char *actor)
   return u;
 }
 
-typedef struct {
+typedef struct _Call {
   RtpControl *self;
   GDBusMethodInvocation *invocation; /* (owned) */
   char *a;
   char *b;
+  gint64 n;
+  void (*then) (struct _Call *c, const RtpUser *admin, const char *actor); /* (nullable) after the uid lookup */
 } Call;
 
 static Call *
@@ -469,6 +473,15 @@ publish_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
+publish_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  RtpSetpointValue value = { .kind = RTP_SETPOINT_TEXT, .text = c->b }; /* D-Bus gives the payload text */
+
+  rtp_setpoints_set_async (c->self->services->setpoints, admin, actor, TRUE, c->a, &value, NULL, publish_done,
+                           call_new (c->self, c->invocation, NULL, NULL));
+}
+
+static void
 got_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (Call) c = user_data;
@@ -477,19 +490,27 @@ got_caller_uid (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *actor = NULL;
   g_autoptr (RtpUser) admin = NULL;
   guint32 uid = 0;
-  RtpSetpointValue value = { .kind = RTP_SETPOINT_TEXT };
 
   if (reply == NULL)
     {
       g_dbus_method_invocation_return_gerror (c->invocation, error);
       return;
     }
-  value.text = c->b; /* D-Bus gives the payload text */
   g_variant_get (reply, "(u)", &uid);
   actor = g_strdup_printf ("dbus:uid=%u", uid);
   admin = dbus_admin (actor);
-  rtp_setpoints_set_async (c->self->services->setpoints, admin, actor, TRUE, c->a, &value, NULL, publish_done,
-                           call_new (c->self, c->invocation, NULL, NULL));
+  c->then (c, admin, actor);
+}
+
+/* Runs @c->then with the caller as an administrator named by its Unix user, as the bus daemon
+ * vouches for it (what the audit log and alarm histories record). */
+static void
+as_caller (Call *c)
+{
+  g_dbus_connection_call (g_dbus_method_invocation_get_connection (c->invocation), "org.freedesktop.DBus",
+                          "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetConnectionUnixUser",
+                          g_variant_new ("(s)", g_dbus_method_invocation_get_sender (c->invocation)),
+                          G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, got_caller_uid, c);
 }
 
 static gboolean
@@ -497,14 +518,166 @@ handle_publish_value (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocatio
                       gpointer user_data)
 {
   RtpControl *self = user_data;
+  Call *c = call_new (self, invocation, pv, value);
 
-  /* the audit log names the calling Unix user, as the bus daemon vouches for it */
-  g_dbus_connection_call (g_dbus_method_invocation_get_connection (invocation), "org.freedesktop.DBus",
-                          "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetConnectionUnixUser",
-                          g_variant_new ("(s)", g_dbus_method_invocation_get_sender (invocation)),
-                          G_VARIANT_TYPE ("(u)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, got_caller_uid,
-                          call_new (self, invocation, pv, value));
+  c->then = publish_as;
+  as_caller (c);
   return TRUE;
+}
+
+/* ---- alarms ---------------------------------------------------------------- */
+
+static GVariant *
+alarm_to_variant (RtpControl *self, const RtpAlarm *a)
+{
+  GTimeZone *tz = rtp_history_get_time_zone (self->services->history);
+  GVariantDict d;
+  char buf[64];
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "id", "s", a->id);
+  g_variant_dict_insert (&d, "pv_string", "s", a->pv_string);
+  g_variant_dict_insert (&d, "experiment_short_id", "s", a->experiment_short_id);
+  g_variant_dict_insert (&d, "user_id", "s", a->user_id);
+  g_variant_dict_insert (&d, "severity", "s", a->severity);
+  g_variant_dict_insert (&d, "value", "s", a->value != NULL ? a->value : "");
+  g_variant_dict_insert (&d, "active", "b", a->active);
+  g_variant_dict_insert (&d, "latched", "b", a->latched);
+  rtp_time_format (tz, a->since_us / G_USEC_PER_SEC, 0, buf);
+  g_variant_dict_insert (&d, "since", "s", buf);
+  rtp_time_format (tz, a->last_change_us / G_USEC_PER_SEC, 0, buf);
+  g_variant_dict_insert (&d, "last_change", "s", buf);
+  g_variant_dict_insert (&d, "notifications", "x", a->notifications);
+  if (a->ended_us != 0)
+    {
+      rtp_time_format (tz, a->ended_us / G_USEC_PER_SEC, 0, buf);
+      g_variant_dict_insert (&d, "ended", "s", buf);
+    }
+  if (a->acknowledged_by != NULL)
+    g_variant_dict_insert (&d, "acknowledged_by", "s", a->acknowledged_by);
+  if (a->shelved_by != NULL)
+    {
+      g_variant_dict_insert (&d, "shelved_by", "s", a->shelved_by);
+      rtp_time_format (tz, a->shelved_until_us / G_USEC_PER_SEC, 0, buf);
+      g_variant_dict_insert (&d, "shelved_until", "s", buf);
+      g_variant_dict_insert (&d, "shelve_reason", "s", a->shelve_reason != NULL ? a->shelve_reason : "");
+    }
+  return g_variant_dict_end (&d);
+}
+
+static gboolean
+handle_list_alarms (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *state, gpointer user_data)
+{
+  RtpControl *self = user_data;
+  static const char *const states[] = { "", "active", "unacknowledged", "shelved", "all" };
+  RtpAlarmFilter filter = { 0 };
+  g_autoptr (RtpUser) admin = dbus_admin ("dbus");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) alarms = NULL;
+  GVariantBuilder b;
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (states) && !g_str_equal (state, states[i]); i++)
+    ;
+  if (i == G_N_ELEMENTS (states))
+    {
+      g_dbus_method_invocation_return_error (invocation, RTP_ERROR, RTP_ERROR_INVALID,
+                                             "state: “%s” is not one of \"\", active, unacknowledged, shelved, all",
+                                             state);
+      return TRUE;
+    }
+  filter.state = i;
+  alarms = rtp_alerter_list_alarms (self->services->alerter, admin, &filter, &error);
+  if (alarms == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint j = 0; j < alarms->len; j++)
+    g_variant_builder_add_value (&b, alarm_to_variant (self, g_ptr_array_index (alarms, j)));
+  rtp_dbus_server1_complete_list_alarms (skeleton, invocation, g_variant_builder_end (&b));
+  return TRUE;
+}
+
+static void
+acknowledge_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpAlarm) alarm = rtp_alerter_acknowledge (c->self->services->alerter, admin, actor, c->a,
+                                                        c->b[0] != '\0' ? c->b : NULL, &error);
+
+  if (alarm == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_acknowledge_alarm (c->self->skeleton, c->invocation);
+}
+
+static gboolean
+handle_acknowledge_alarm (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                          const char *comment, gpointer user_data)
+{
+  Call *c = call_new (user_data, invocation, id, comment);
+
+  c->then = acknowledge_as;
+  as_caller (c);
+  return TRUE;
+}
+
+static void
+shelve_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 seconds = CLAMP (c->n, 0, G_MAXINT32);
+  g_autoptr (RtpAlarm) alarm = rtp_alerter_shelve (c->self->services->alerter, admin, actor, c->a,
+                                                   g_get_real_time () + seconds * G_USEC_PER_SEC, c->b, &error);
+
+  if (alarm == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_shelve_alarm (c->self->skeleton, c->invocation);
+}
+
+static gboolean
+handle_shelve_alarm (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *id, gint64 seconds,
+                     const char *reason, gpointer user_data)
+{
+  Call *c = call_new (user_data, invocation, id, reason);
+
+  c->n = seconds;
+  c->then = shelve_as;
+  as_caller (c);
+  return TRUE;
+}
+
+static void
+unshelve_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpAlarm) alarm = rtp_alerter_unshelve (c->self->services->alerter, admin, actor, c->a, &error);
+
+  if (alarm == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_unshelve_alarm (c->self->skeleton, c->invocation);
+}
+
+static gboolean
+handle_unshelve_alarm (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *id, gpointer user_data)
+{
+  Call *c = call_new (user_data, invocation, id, NULL);
+
+  c->then = unshelve_as;
+  as_caller (c);
+  return TRUE;
+}
+
+static void
+on_alarm_changed (RtpAlerter *alerter, const char *id, const char *pv, const char *severity, const char *event,
+                  gpointer user_data)
+{
+  RtpControl *self = user_data;
+  rtp_dbus_server1_emit_alarm_changed (self->skeleton, id, pv, severity, event);
 }
 
 static gboolean
@@ -651,10 +824,15 @@ rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFun
   CONNECT ("import-config", handle_import_config);
   CONNECT ("publish-value", handle_publish_value);
   CONNECT ("reload-config", handle_reload_config);
+  CONNECT ("list-alarms", handle_list_alarms);
+  CONNECT ("acknowledge-alarm", handle_acknowledge_alarm);
+  CONNECT ("shelve-alarm", handle_shelve_alarm);
+  CONNECT ("unshelve-alarm", handle_unshelve_alarm);
 #undef CONNECT
   self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
   self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);
   self->breached_id = g_signal_connect (services->alerter, "threshold-breached", G_CALLBACK (on_breached), self);
+  self->alarm_id = g_signal_connect (services->alerter, "alarm-changed", G_CALLBACK (on_alarm_changed), self);
   return self;
 }
 
@@ -692,6 +870,8 @@ rtp_control_stop (RtpControl *self)
     g_clear_signal_handler (&self->value_set_id, self->services->setpoints);
   if (self->mqtt_id != 0)
     g_clear_signal_handler (&self->mqtt_id, self->services->mqtt);
+  if (self->alarm_id != 0)
+    g_clear_signal_handler (&self->alarm_id, self->services->alerter);
   if (self->breached_id != 0)
     g_clear_signal_handler (&self->breached_id, self->services->alerter);
 }

@@ -87,9 +87,11 @@ static void
 list_alarms (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
-  static const char *const states[] = { [RTP_ALARM_NOT_ENDED] = "open", [RTP_ALARM_ACTIVE] = "active",
+  static const char *const states[] = { [RTP_ALARM_NOT_ENDED] = "open",
+                                        [RTP_ALARM_ACTIVE] = "active",
                                         [RTP_ALARM_UNACKNOWLEDGED] = "unacknowledged",
-                                        [RTP_ALARM_SHELVED] = "shelved", [RTP_ALARM_ALL] = "all" };
+                                        [RTP_ALARM_SHELVED] = "shelved",
+                                        [RTP_ALARM_ALL] = "all" };
   const char *state = rtp_request_get_query (request, "state");
   const char *severity = rtp_request_get_query (request, "severity");
   RtpAlarmFilter filter = { .experiment = rtp_request_get_query (request, "experiment"), .severity = severity };
@@ -104,8 +106,8 @@ list_alarms (RtpRequest *request, gpointer user_data)
         ;
       if (i == G_N_ELEMENTS (states))
         {
-          rtp_request_respond_error_message (request, 400,
-                                             _ ("state: Value must be one of open, active, unacknowledged, shelved, all."));
+          rtp_request_respond_error_message (
+            request, 400, _ ("state: Value must be one of open, active, unacknowledged, shelved, all."));
           return;
         }
       filter.state = i;

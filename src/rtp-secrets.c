@@ -13,8 +13,12 @@
 
 #define LOOKUP_LIMIT_US ((gint64) 1 * G_USEC_PER_SEC)
 
-const char *const rtp_secret_names[] = { "SECRET_KEY",        "DEFAULT_ADMIN_PASSWORD", "RTP_SMTP_PASSWORD",
-                                         "RTP_MQTT_PASSWORD", "RTP_DATABASE_PASSWORD",  "RTP_ALERT_WEBHOOK_SECRET",
+const char *const rtp_secret_names[] = { "SECRET_KEY",
+                                         "DEFAULT_ADMIN_PASSWORD",
+                                         "RTP_SMTP_PASSWORD",
+                                         "RTP_MQTT_PASSWORD",
+                                         "RTP_DATABASE_PASSWORD",
+                                         "RTP_ALERT_WEBHOOK_SECRET",
                                          NULL };
 
 struct _RtpSecrets {

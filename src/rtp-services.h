@@ -58,7 +58,7 @@ RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv
 /* Alarms and subscriptions as the API writes them (rtp-routes-alarms.c, rtp-routes-email.c). */
 JsonObject *rtp_alarm_to_json (const RtpAlarm *alarm, GTimeZone *tz);
 JsonObject *rtp_subscription_to_json (const RtpSubscription *sub);
-void        rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *changes);
+void rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *changes);
 
 /* The contract's list answers: {"<key>": [ … ]}; takes @items. */
 JsonObject *rtp_routes_list_answer (const char *key, JsonArray *items);

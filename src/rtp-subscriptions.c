@@ -81,8 +81,8 @@ queue_to (RtpSubscriptions *self, const char *topic, const char *payload, GError
 
   return rtp_database_exec (self->db, error,
                             "INSERT INTO mqtt_outbox (id, created_us, topic, payload) VALUES (:id, :t, :topic, :p)",
-                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR, topic,
-                            "p", RTP_DB_STR, payload, NULL) >= 0;
+                            "id", RTP_DB_STR, id, "t", RTP_DB_INT, g_get_real_time (), "topic", RTP_DB_STR, topic, "p",
+                            RTP_DB_STR, payload, NULL) >= 0;
 }
 
 static gboolean
@@ -391,7 +391,7 @@ subscription_id (const char *user_id, const char *pv)
   return g_strdup_printf ("user_id=%s,pv_string=%s", user_id, pv);
 }
 
-#define SUBSCRIPTION_COLUMNS                                                                                        \
+#define SUBSCRIPTION_COLUMNS                                                                                           \
   "user_id, pv_string, email, threshold_min, threshold_max, warning_min, warning_max, delay_s, latch, notify_clear"
 
 /* Applies @c to @alarm and checks the result against the band [@min, @max]; FALSE with a 400 naming
@@ -417,7 +417,7 @@ apply_alarm_changes (const RtpAlarmChanges *c, gint64 min, gint64 max, RtpSubscr
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("%s: Value must be either true or false."),
                    c->latch_state == RTP_FIELD_WRONG_TYPE || c->latch_state == RTP_FIELD_NULL ? "latch"
-                                                                                               : "notify_clear");
+                                                                                              : "notify_clear");
       return FALSE;
     }
   if (c->warning_min_state != RTP_FIELD_ABSENT)
@@ -519,7 +519,8 @@ rtp_subscriptions_update_alarm (RtpSubscriptions *self, const RtpUser *caller, c
                          "wmin", RTP_DB_INT_NULL, alarm.has_warning_min ? &alarm.warning_min : NULL, "wmax",
                          RTP_DB_INT_NULL, alarm.has_warning_max ? &alarm.warning_max : NULL, "delay", RTP_DB_INT,
                          alarm.delay_s, "latch", RTP_DB_INT, (gint64) alarm.latch, "clear", RTP_DB_INT,
-                         (gint64) alarm.notify_clear, "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string, NULL) < 0 ||
+                         (gint64) alarm.notify_clear, "u", RTP_DB_STR, user_id, "pv", RTP_DB_STR, pv_string,
+                         NULL) < 0 ||
       !rtp_transaction_commit (tx, error))
     return NULL;
   g_message ("alarm settings of the subscription (user_id=%s,pv_string=%s) changed by %s", user_id, pv_string,
@@ -635,7 +636,6 @@ subscribe_announced (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   change_written_or_reverted (self, task, d, error);
 }
-
 
 void
 rtp_subscriptions_subscribe_async (RtpSubscriptions *self, const RtpUser *caller, const char *pv_string,

@@ -17,9 +17,9 @@ typedef struct {
   gint64 warning_min;
   gboolean has_warning_max;
   gint64 warning_max;
-  gint64 delay_s;           /* out of band this long before the alarm opens */
-  gboolean latch;           /* kept after the value returned, until acknowledged */
-  gboolean notify_clear;    /* a notification when the value is back */
+  gint64 delay_s;        /* out of band this long before the alarm opens */
+  gboolean latch;        /* kept after the value returned, until acknowledged */
+  gboolean notify_clear; /* a notification when the value is back */
 } RtpSubscriptionAlarm;
 
 typedef struct {
@@ -93,8 +93,7 @@ GPtrArray *rtp_subscriptions_list (RtpSubscriptions *self, const char *user_id, 
  * admin may name anyone's, others get 403); 404 when there is none, 400 naming the key.
  * Returns: (transfer full) (nullable): the subscription as it is now */
 RtpSubscription *rtp_subscriptions_update_alarm (RtpSubscriptions *self, const RtpUser *caller, const char *user_id,
-                                                 const char *pv_string, const RtpAlarmChanges *changes,
-                                                 GError **error);
+                                                 const char *pv_string, const RtpAlarmChanges *changes, GError **error);
 /* Every PV somebody subscribed to, sorted.
  * Returns: (transfer full) (nullable): NULL on a database error */
 GStrv rtp_subscriptions_list_pvs (RtpSubscriptions *self, GError **error);

@@ -27,6 +27,11 @@ static const char usage[] =
   "  import FILE                          import a .rtpdb file ('-' for standard input)\n"
   "  publish PV VALUE                     set a value over MQTT (audited as dbus:uid=<your uid>)\n"
   "  reload                               re-read the configuration; lists keys that need a restart\n"
+  "  alarm list [STATE]                   alarms that have not ended (STATE: active, unacknowledged,\n"
+  "                                       shelved or all)\n"
+  "  alarm ack ID [COMMENT]               acknowledge an alarm (recorded as dbus:uid=<your uid>)\n"
+  "  alarm shelve ID SECONDS REASON       shelve an alarm for SECONDS\n"
+  "  alarm unshelve ID                    end a shelving\n"
   "  secret set NAME                      store a secret read from standard input in the keyring\n"
   "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
   "                                       RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD); needs no running server\n"
@@ -352,6 +357,78 @@ cmd_reload (RtpDbusServer1 *proxy, int argc, char **argv)
   return 0;
 }
 
+static int
+cmd_alarm_list (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autoptr (GVariant) alarms = NULL;
+  GVariantIter iter;
+  GVariant *a;
+
+  if (argc > 3)
+    return usage_error ("alarm list takes at most STATE");
+  if (!rtp_dbus_server1_call_list_alarms_sync (proxy, argc == 3 ? argv[2] : "", &alarms, NULL, &error))
+    return failed (error);
+  if (json_output)
+    {
+      print_json (alarms);
+      return 0;
+    }
+  g_variant_iter_init (&iter, alarms);
+  while ((a = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      gboolean active = FALSE;
+      g_variant_lookup (a, "active", "b", &active);
+      g_print ("%s\t%s\t%s\t%s\t%s\t%s%s\n", lookup_s (a, "id"), lookup_s (a, "pv_string"), lookup_s (a, "severity"),
+               active ? "active" : "back in band", lookup_s (a, "since"),
+               lookup_s (a, "acknowledged_by")[0] != '\0' ? "acknowledged" : "unacknowledged",
+               lookup_s (a, "shelved_by")[0] != '\0' ? ", shelved" : "");
+      g_variant_unref (a);
+    }
+  return 0;
+}
+
+static int
+cmd_alarm_ack (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+
+  if (argc != 3 && argc != 4)
+    return usage_error ("alarm ack needs ID [COMMENT]");
+  if (!rtp_dbus_server1_call_acknowledge_alarm_sync (proxy, argv[2], argc == 4 ? argv[3] : "", NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_alarm_shelve (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  char *end = NULL;
+  gint64 seconds;
+
+  if (argc != 5)
+    return usage_error ("alarm shelve needs ID SECONDS REASON");
+  seconds = g_ascii_strtoll (argv[3], &end, 10);
+  if (argv[3][0] == '\0' || *end != '\0' || seconds <= 0)
+    return usage_error ("SECONDS is a whole number above 0");
+  if (!rtp_dbus_server1_call_shelve_alarm_sync (proxy, argv[2], seconds, argv[4], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
+static int
+cmd_alarm_unshelve (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+
+  if (argc != 3)
+    return usage_error ("alarm unshelve needs ID");
+  if (!rtp_dbus_server1_call_unshelve_alarm_sync (proxy, argv[2], NULL, &error))
+    return failed (error);
+  return 0;
+}
+
 /* argv[0] is the command, argv[1] its subcommand where it has one. */
 typedef int (*CommandFunc) (RtpDbusServer1 *proxy, int argc, char **argv);
 
@@ -374,6 +451,10 @@ static const struct {
   { "import", NULL, cmd_import },
   { "publish", NULL, cmd_publish },
   { "reload", NULL, cmd_reload },
+  { "alarm", "list", cmd_alarm_list },
+  { "alarm", "ack", cmd_alarm_ack },
+  { "alarm", "shelve", cmd_alarm_shelve },
+  { "alarm", "unshelve", cmd_alarm_unshelve },
 };
 
 static int

@@ -10,7 +10,12 @@ import time
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rtplib import Mosquitto, Server, ServerTestCase, SmtpReceiver, Subscriber, main
+import os
+import subprocess
+
+from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, SERVER
+
+RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
 PV = "Test:M1:Fan"
 SECRET = "a webhook secret of some length"
@@ -386,6 +391,49 @@ class Webhook(AlarmTestCase):
                          ("opened", PV, "MAJOR"))
         self.assertEqual(message["text"], "Threshold breached: Test:M1:Fan is 150 rpm")
         self.assertNotIn("rtp-secret-path", self.s.stderr())  # the URL's secret path is never logged
+
+
+class DBus(AlarmTestCase):
+    def setUp(self):
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.cleanup)
+        self.extra = {"DBUS_SESSION_BUS_ADDRESS": self.bus.address}
+        super().setUp()
+        self.wait_log("owning the D-Bus name")
+        self.env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=self.bus.address)
+
+    def ctl(self, *args):
+        return subprocess.run([RTPCTL, "--session", *args], env=self.env, capture_output=True, text=True, timeout=60)
+
+    def test_rtpctl_and_signal(self):
+        monitor = subprocess.Popen(["gdbus", "monitor", "--session", "--dest", "org.realtimeplot.Server1"],
+                                   env=self.env, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(monitor.stdout.close)
+        self.addCleanup(monitor.wait)
+        self.addCleanup(monitor.terminate)
+        time.sleep(0.5)
+        self.subscribe()
+        self.send(150)
+        deadline = time.monotonic() + 20
+        line = ""
+        while "AlarmChanged" not in line and time.monotonic() < deadline:
+            line = monitor.stdout.readline()
+        self.assertIn("'Test:M1:Fan', 'MAJOR', 'opened')", line)
+        r = self.ctl("--json", "alarm", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listed = json.loads(r.stdout)
+        self.assertEqual([(a["pv_string"], a["severity"], a["active"]) for a in listed], [(PV, "MAJOR", True)])
+        alarm_id = listed[0]["id"]
+        self.assertEqual(self.ctl("alarm", "shelve", alarm_id, "60", "maintenance").returncode, 0)
+        self.assertIn("shelved", self.ctl("alarm", "list").stdout)
+        self.assertEqual(self.ctl("alarm", "unshelve", alarm_id).returncode, 0)
+        r = self.ctl("alarm", "ack", alarm_id, "seen on the console")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ack = self.alarms()[0]["acknowledged"]
+        self.assertEqual((ack["by"], ack["comment"]), (f"dbus:uid={os.getuid()}", "seen on the console"))
+        self.assertEqual(self.ctl("alarm", "shelve", alarm_id, "60", "").returncode, 1)  # a reason is required
+        self.assertEqual(self.ctl("alarm", "ack", "no-such-alarm").returncode, 1)
+        self.assertEqual(self.ctl("alarm", "list", "bogus").returncode, 1)
 
 
 class BadWebhookConfig(unittest.TestCase):
