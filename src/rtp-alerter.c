@@ -1376,9 +1376,8 @@ rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, 
   if (until_us <= now || until_us - now > self->max_shelve_us)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _ ("until: The end of the shelving must lie in the future and at most %" G_GINT64_FORMAT
-                      " seconds ahead."),
-                   self->max_shelve_us / G_USEC_PER_SEC);
+                   _ ("until: The end of the shelving must lie in the future and at most %lld seconds ahead."),
+                   (long long) (self->max_shelve_us / G_USEC_PER_SEC));
       return NULL;
     }
   if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||

@@ -441,9 +441,8 @@ apply_alarm_changes (const RtpAlarmChanges *c, gint64 min, gint64 max, RtpSubscr
     {
       gboolean low = alarm->has_warning_min && (alarm->warning_min < min || alarm->warning_min > max);
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
-                   _ ("%s: The warning band must lie inside the threshold band [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-                      "]."),
-                   low ? "warning_min" : "warning_max", min, max);
+                   _ ("%s: The warning band must lie inside the threshold band [%lld, %lld]."),
+                   low ? "warning_min" : "warning_max", (long long) min, (long long) max);
       return FALSE;
     }
   if (alarm->has_warning_min && alarm->has_warning_max && alarm->warning_min > alarm->warning_max)

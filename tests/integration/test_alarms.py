@@ -183,6 +183,18 @@ class Severities(AlarmTestCase):
         self.assertEqual(sorted(subjects(self.smtp)),
                          ["Back in its band: Test:M1:Fan is 50 rpm", "Threshold breached: Test:M1:Fan is 150 rpm"])
 
+    def test_german_subscriber(self):
+        self.s.request("PUT", "/auth/users/current", token=self.token, json_body={"preferred_language": "de"})
+        self.subscribe(warning_max=80)
+        self.send(85)
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+        self.assertEqual(subjects(self.smtp), ["Warnung (MINOR): Test:M1:Fan ist 85 rpm"])
+        body = self.smtp.messages()[0].get_payload(decode=True).decode()
+        self.assertIn("Schweregrad: MINOR", body)
+        r = self.s.request("POST", "/alarms/" + self.alarms()[0]["id"] + "/shelve", token=self.token,
+                           json_body={"seconds": 60}, headers={"Accept-Language": "de"})
+        self.assertError(r, 400, "reason: Für das Zurückstellen ist ein Grund nötig.")
+
     def test_settings_are_checked(self):
         r = self.s.request("POST", f"/email/subscribe/{PV}", token=self.token, json_body={"warning_min": -5})
         self.assertError(r, 400, "warning_min: The warning band must lie inside the threshold band [0, 100].")
