@@ -1043,7 +1043,7 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
   self->channel_prefix = g_strdup (s->channel_prefix != NULL ? s->channel_prefix : "rtp");
   self->webhook_url = s->webhook_url != NULL && s->webhook_url[0] != '\0' ? g_strdup (s->webhook_url) : NULL;
   self->webhook_secret = g_strdup (s->webhook_secret);
-  self->max_shelve_us = (s->max_shelve_s > 0 ? s->max_shelve_s : 7 * 24 * 3600) * G_USEC_PER_SEC;
+  self->max_shelve_us = (s->max_shelve_s > 0 ? s->max_shelve_s : (gint64) 7 * 24 * 3600) * G_USEC_PER_SEC;
   self->silence_us = (gint64) (s->silence_intervals * s->interval_s * G_USEC_PER_SEC);
   if (self->webhook_url != NULL)
     {

@@ -355,6 +355,37 @@ class Permissions(AlarmTestCase):
         self.assertEqual(ended[0]["id"], alarm["id"])
 
 
+class HostileInput(AlarmTestCase):
+    def test_bad_bodies_change_nothing(self):
+        self.subscribe()
+        self.send(150)
+        alarm = self.alarms()[0]
+        path = f"/alarms/{alarm['id']}"
+        bad = [
+            ("POST", "/shelve", '{"seconds": 99999999999999999999999, "reason": "x"}'),
+            ("POST", "/shelve", '{"seconds": 60, "reason": "a\\u0000b"}'),
+            ("POST", "/shelve", json.dumps({"seconds": 60, "reason": "x" * 1001})),
+            ("POST", "/shelve", '{"seconds": 60, "reason": ' + "[" * 100 + "]" * 100 + "}"),
+            ("POST", "/shelve", '{"seconds": "60", "reason": "x"}'),
+            ("POST", "/shelve", '{"until": "not a time", "reason": "x"}'),
+            ("POST", "/shelve", '{"seconds": -5, "reason": "x"}'),
+            ("POST", "/acknowledge", '{"comment": 5}'),
+            ("POST", "/acknowledge", '{"comment": "a\\u0000b"}'),
+            ("POST", "/acknowledge", json.dumps({"comment": "x" * 1001})),
+        ]
+        for method, tail, body in bad:
+            r = self.s.request(method, path + tail, token=self.token, body=body)
+            self.assertEqual(r.status, 400, (tail, body[:60], r))
+        after = self.alarms()[0]
+        self.assertEqual((after["acknowledged"], after["shelved"]), (None, None))
+        self.assertEqual([e["event"] for e in self.history(alarm["id"]) if e["event"] != "notified"], ["opened"])
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token,
+                           body='{"warning_min": 1e400}')
+        self.assertEqual(r.status, 400, r)
+        r = self.s.request("GET", "/alarms?experiment=" + "x" * 5000 + "&severity=%00", token=self.token)
+        self.assertEqual(r.status, 400, r)
+
+
 class Invalid(AlarmTestCase):
     extra = {"RTP_ALARM_SILENCE_INTERVALS": "3"}
 
