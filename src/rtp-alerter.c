@@ -11,6 +11,7 @@
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-json.h"
+#include "rtp-stamp-cache.h"
 #include "rtp-webhook.h"
 
 #include <math.h>
@@ -44,6 +45,7 @@ struct _RtpAlerter {
   GHashTable *last_value; /* (owned) pv → double *: the last number judged, for re-judging */
   GHashTable *last_seen;  /* (owned) pv → gint64 * monotonic µs of its last value */
   GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
+  RtpStampCache *pv_subs; /* (owned) pv → PvSubs */
   gint64 started_us;      /* monotonic: PVs never heard of count as silent from here */
   gint64 silence_us;      /* 3 monitor intervals without a value: INVALID (0: never) */
 };
@@ -103,6 +105,7 @@ rtp_alerter_finalize (GObject *object)
   g_hash_table_unref (self->last_value);
   g_hash_table_unref (self->last_seen);
   g_hash_table_unref (self->silent);
+  g_clear_pointer (&self->pv_subs, rtp_stamp_cache_free);
   g_free (self->unit);
   g_free (self->channel_prefix);
   g_free (self->webhook_url);
@@ -776,11 +779,69 @@ rejudge (RtpAlerter *self)
     }
 }
 
+/* A PV's subscriptions and which of them have an alarm that has not ended, kept while the
+ * database's change stamp stands still (any change by any instance drops it): an in-band value
+ * of a PV without alarms then costs no query at all. */
+typedef struct {
+  gint ref;
+  GdaDataModel *subs;     /* (owned) SUB_COLUMNS */
+  GHashTable *open_users; /* (owned) user_ids with an alarm that has not ended */
+} PvSubs;
+
+static PvSubs *
+pv_subs_ref (PvSubs *p)
+{
+  g_atomic_int_inc (&p->ref);
+  return p;
+}
+
+static void
+pv_subs_unref (PvSubs *p)
+{
+  if (!g_atomic_int_dec_and_test (&p->ref))
+    return;
+  g_object_unref (p->subs);
+  g_hash_table_unref (p->open_users);
+  g_free (p);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PvSubs, pv_subs_unref)
+
+static PvSubs *
+pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
+{
+  guint64 stamp = 0;
+  PvSubs *p = rtp_stamp_cache_lookup (self->pv_subs, pv, &stamp);
+  g_autoptr (GdaDataModel) open = NULL;
+
+  if (p != NULL)
+    return p;
+  p = g_new0 (PvSubs, 1);
+  p->ref = 1;
+  p->open_users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  p->subs = rtp_database_select (self->db, error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
+                                 RTP_DB_STR, pv, NULL);
+  if (p->subs == NULL ||
+      (open = rtp_database_select (self->db, error,
+                                   "SELECT user_id FROM alert_episodes WHERE pv_string = :pv AND closed_us IS NULL",
+                                   "pv", RTP_DB_STR, pv, NULL)) == NULL)
+    {
+      g_clear_object (&p->subs);
+      g_hash_table_unref (p->open_users);
+      g_free (p);
+      return NULL;
+    }
+  for (guint i = 0; i < rtp_db_rows (open); i++)
+    g_hash_table_add (p->open_users, g_strdup (rtp_db_str (open, i, 0)));
+  rtp_stamp_cache_store (self->pv_subs, stamp, pv, p);
+  return p;
+}
+
 void
 rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GdaDataModel) subs = NULL;
+  g_autoptr (PvSubs) cached = NULL;
+  GdaDataModel *subs;
   g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
   gboolean notified = FALSE;
@@ -791,23 +852,28 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
   if (!self->alerting || !isfinite (value))
     return;
   g_hash_table_replace (self->last_value, g_strdup (pv), g_memdup2 (&value, sizeof value));
-  subs = rtp_database_select (self->db, &error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
-                              RTP_DB_STR, pv, NULL);
-  if (subs == NULL)
+  cached = pv_subs_get (self, pv, &error);
+  if (cached == NULL)
     {
       g_warning ("monitor: %s", error->message);
       return;
     }
+  subs = cached->subs;
   for (guint i = 0; i < rtp_db_rows (subs); i++)
     {
-      g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
-      g_autoptr (GPtrArray) mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+      g_autoptr (RtpTransaction) tx = NULL;
+      g_autoptr (GPtrArray) mine = NULL;
       gboolean sent = FALSE;
       Sub s;
 
-      if (tx == NULL)
-        break;
       sub_from_row (subs, i, &s);
+      /* nothing to decide: no alarm, no delay running, and the value in band */
+      if (!g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
+          judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
+        continue;
+      mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+      if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
+        break;
       if (!decide (self, &s, pv, value, now, mine, &sent, &error) || !rtp_transaction_commit (tx, &error))
         break; /* rolled back as tx goes */
       g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
@@ -1015,6 +1081,7 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
 
   self = g_object_new (RTP_TYPE_ALERTER, NULL);
   self->db = g_object_ref (db);
+  self->pv_subs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) pv_subs_ref, (GDestroyNotify) pv_subs_unref);
   self->live = g_object_ref (live);
   self->mail_on = s->mail.url != NULL && s->mail.url[0] != '\0' && s->mail.from != NULL;
   self->alerting = self->mail_on || (s->webhook_url != NULL && s->webhook_url[0] != '\0');
