@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import os
 import subprocess
 
-from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, SERVER
+from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -325,6 +325,32 @@ class Reminders(AlarmTestCase):
         after = self.alarms()
         self.assertEqual([(a["id"], a["acknowledged"]["by"]) for a in after], [(alarm["id"], self.user["user_id"])])
         self.assertEqual(len(self.smtp.messages()), 1)
+
+
+@unittest.skipIf(on_postgres(), "two servers on one SQLite file")
+class TwoInstances(AlarmTestCase):
+    extra = {"RTP_ALERT_RENOTIFY_S": "1", "SECRET_KEY": "a shared signing key of more than 32 bytes for both"}
+
+    def test_acknowledged_on_one_stops_reminders_of_the_other(self):
+        self.subscribe()
+        b = Server(env=dict(self.server_env), args=["--database", "sqlite:///" + self.s.db_path()])
+        self.addCleanup(b.cleanup)
+        b.start()
+        deadline = time.monotonic() + 15
+        while len(self.smtp.messages()) < 2 and time.monotonic() < deadline:
+            self.send(150)
+            time.sleep(0.2)
+        self.assertGreaterEqual(len(self.smtp.messages()), 2)  # opened, and a reminder
+        alarm = self.alarms()[0]
+        r = b.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token)  # on the other instance
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.5)
+        count = len(self.smtp.messages())
+        for _ in range(12):
+            self.send(150)
+            time.sleep(0.2)
+        self.assertEqual(len(self.smtp.messages()), count)
+        self.assertEqual(len(self.alarms()), 1)  # one alarm, whichever instance judged
 
 
 class Permissions(AlarmTestCase):
