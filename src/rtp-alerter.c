@@ -1045,15 +1045,22 @@ mail_tick (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* The source answered for @pv: it is not silent (see rejudge). */
+/* The source answered for @pv: it is not silent (see rejudge). A sample whose EPICS severity is
+ * INVALID makes the alarms INVALID, and its value is not judged against the bands. */
 static void
-on_heard (RtpLiveValues *live, const char *pv, gpointer user_data)
+on_heard (RtpLiveValues *live, const char *pv, gint severity, gpointer user_data)
 {
   RtpAlerter *self = user_data;
   gint64 seen = g_get_monotonic_time ();
 
   g_hash_table_replace (self->last_seen, g_strdup (pv), g_memdup2 (&seen, sizeof seen));
-  g_hash_table_remove (self->silent, pv);
+  if (severity != RTP_EPICS_SEVERITY_INVALID)
+    {
+      g_hash_table_remove (self->silent, pv);
+      return;
+    }
+  if (g_hash_table_add (self->silent, g_strdup (pv)) && self->alerting && rtp_database_try_leadership (self->db))
+    mark_invalid (self, pv);
 }
 
 /* Numbers only; each value once, as the live values emit it. */
@@ -1064,7 +1071,8 @@ on_value (RtpLiveValues *live, const char *pv, gint64 time_us, const char *value
   char *end = NULL;
   double number = g_ascii_strtod (value, &end);
 
-  if (end == value || *end != '\0' || !rtp_database_try_leadership (self->db))
+  if (end == value || *end != '\0' || g_hash_table_contains (self->silent, pv) ||
+      !rtp_database_try_leadership (self->db))
     return;
   rtp_alerter_handle_value (self, pv, number);
 }

@@ -227,7 +227,7 @@ split_bins (const char *s, gsize n, const char *part[5], gsize part_len[5])
 static gboolean
 handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
 {
-  RtpSample sample = { 0 };
+  RtpSample sample = { .severity = -1, .status = -1 };
   gboolean have_secs = FALSE;
   gsize i = 1;
   const char *val = "null";
@@ -275,6 +275,18 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
         {
           val = s + v_start;
           val_len = v_end - v_start;
+        }
+      else if ((key_len == 8 && memcmp (key, "severity", 8) == 0) || (key_len == 6 && memcmp (key, "status", 6) == 0))
+        {
+          /* small integers by EPICS; anything else is taken as not given */
+          gint64 n64;
+          if (parse_int (s + v_start, v_end - v_start, &n64) && n64 >= 0 && n64 <= 65535)
+            {
+              if (key_len == 8)
+                sample.severity = (gint) n64;
+              else
+                sample.status = (gint) n64;
+            }
         }
       i = skip_ws (s, v_end, n);
       if (i < n && s[i] == '}')

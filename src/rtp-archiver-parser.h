@@ -15,7 +15,11 @@ typedef struct {
   gsize min_len, max_len, count_len;
   gboolean too_deep; /* the value nests deeper than RTP_JSON_MAX_DEPTH: a bad sample, value is NULL — skip it */
   guint nonfinite;   /* numbers of the value that were not finite doubles and became null */
+  gint severity;     /* the EPICS alarm severity (0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID); -1 when not given */
+  gint status;       /* the EPICS alarm status; -1 when not given */
 } RtpSample;
+
+#define RTP_EPICS_SEVERITY_INVALID 3
 
 /* Return FALSE to stop parsing with an error. */
 typedef gboolean (*RtpSampleFunc) (const RtpSample *sample, gpointer user_data);

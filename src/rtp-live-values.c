@@ -83,12 +83,13 @@ rtp_live_values_class_init (RtpLiveValuesClass *klass)
   /**
    * RtpLiveValues::heard:
    * @pv: the PV
+   * @severity: the EPICS alarm severity of its latest sample (3: INVALID), -1 when the source gives none
    *
    * The source answered for @pv: a poll returned a sample (new or the one already emitted), or a
    * number arrived on its MQTT topic. A PV not heard of for a while has no valid value.
    */
   signals[SIGNAL_HEARD] = g_signal_new ("heard", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                        G_TYPE_NONE, 1, G_TYPE_STRING);
+                                        G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
 }
 
 static void
@@ -177,6 +178,7 @@ typedef struct {
   gint64 secs;
   gint32 nanos;
   char *value;
+  gint severity;
   gboolean have;
 } PollCtx;
 
@@ -207,6 +209,7 @@ keep_latest (const RtpSample *s, gpointer user_data)
       c->have = TRUE;
       c->secs = s->secs;
       c->nanos = s->nanos;
+      c->severity = s->severity;
       g_free (c->value);
       c->value = g_strndup (s->value, s->value_len);
     }
@@ -228,7 +231,7 @@ poll_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       gint64 t = c->secs * G_USEC_PER_SEC + c->nanos / 1000;
 
-      g_signal_emit (self, signals[SIGNAL_HEARD], 0, c->pv);
+      g_signal_emit (self, signals[SIGNAL_HEARD], 0, c->pv, c->severity);
       gint64 *seen = g_hash_table_lookup (self->last_seen, c->pv);
 
       /* each archived sample is emitted once */
@@ -312,7 +315,7 @@ on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gp
       g_debug ("monitor: %s: not a finite number", topic);
       return;
     }
-  g_signal_emit (self, signals[SIGNAL_HEARD], 0, pv);
+  g_signal_emit (self, signals[SIGNAL_HEARD], 0, pv, -1);
   {
     char buf[G_ASCII_DTOSTR_BUF_SIZE];
     emit_value (self, pv, g_get_real_time (), g_ascii_dtostr (buf, sizeof buf, value));

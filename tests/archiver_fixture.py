@@ -12,7 +12,8 @@ when the window holds at most N and otherwise with about N bins whose val is
 
 Data is deterministic and set up by the test through control endpoints:
   POST /control/pv    {"name", "start", "period", "count", "kind": "ramp"|"sine"|"string"|"waveform"|"nan"}
-                      or {"name", "samples": [[secs, nanos, val], …]} (val {"raw": TEXT} is written as TEXT)
+                      or {"name", "samples": [[secs, nanos, val(, severity)], …]} (val {"raw": TEXT} is written as
+                      TEXT; severity is the EPICS alarm severity, 0 NO_ALARM … 3 INVALID, default 0)
   POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown"|"gzip", "delay": s}
                       (gzip: answers with Content-Encoding: gzip, as an appliance behind a compressing proxy)
   POST /control/release   lets held answers go
@@ -89,7 +90,8 @@ class Param:
 
 class Explicit:
     def __init__(self, spec):
-        self.list = sorted((int(s), int(n), v) for s, n, v in spec["samples"])
+        self.list = sorted((int(x[0]), int(x[1]), x[2]) for x in spec["samples"])
+        self.severity = {(int(x[0]), int(x[1])): int(x[3]) for x in spec["samples"] if len(x) > 3}
 
     def samples(self, t0, t1):
         before = None
@@ -109,14 +111,15 @@ class Explicit:
         return sum(1 for _ in self.samples(t0, t1))
 
 
-def sample_json(s, n, v):
+def sample_json(s, n, v, severity=0):
     if isinstance(v, float) and math.isnan(v):
         val = "NaN"  # what the appliance writes for NaN
     elif isinstance(v, dict) and "raw" in v:
         val = v["raw"]  # the test's own JSON text, as a hostile or broken appliance would write it
     else:
         val = json.dumps(v)
-    return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": 0, "status": 0}}'
+    # the appliance writes status 3 (UDF) or the record's alarm status with an INVALID severity
+    return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": {severity}, "status": {3 if severity == 3 else 0}}}'
 
 
 def bins(source, t0, t1, nbins):
@@ -221,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-        self.write_samples(out, name, samples)
+        self.write_samples(out, name, samples, None if op else getattr(source, "severity", None))
         if mode == "gzip":
             data = gzip.compress(out.getvalue(), 9)
             self.send_response(200)
@@ -231,12 +234,13 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
 
-    def write_samples(self, out, name, samples):
+    def write_samples(self, out, name, samples, severity=None):
+        severity = severity or {}
         out.write(f'[{{"meta": {{"name": {json.dumps(name)}, "PREC": "0"}}, "data": ['.encode())
         first = True
         buf = []
         for s, n, v in samples:
-            buf.append(sample_json(s, n, v))
+            buf.append(sample_json(s, n, v, severity.get((s, n), 0)))
             if len(buf) >= CHUNK:
                 out.write(((", " if not first else "") + ", ".join(buf)).encode())
                 first = False

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import os
 import subprocess
 
-from rtplib import Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, SERVER
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -423,6 +423,34 @@ class Invalid(AlarmTestCase):
         self.assertEqual(subjects(self.smtp), ["No valid value: Test:M1:Fan has sent none for a while"])
         self.send(50)  # a value in band: it clears and ends
         self.assertIsNotNone(self.alarms(query="?state=all")[0]["ended"])
+
+
+class EpicsInvalid(AlarmTestCase):
+    """From the archiver: a sample whose EPICS severity is INVALID (3) makes the alarm INVALID and
+    its value is not judged; the next valid sample is."""
+
+    def setUp(self):
+        self.fx = ArchiverFixture().start()
+        self.addCleanup(self.fx.stop)
+        self.extra = {"ARCHIVER_URL": self.fx.url, "RTP_MQTT_VALUE_TOPIC_PREFIX": ""}
+        self.now = int(time.time())
+        super().setUp()
+
+    def wait_log(self, text, seconds=30):
+        if "MQTT topics" not in text:
+            super().wait_log(text, seconds)
+
+    def test_invalid_severity_from_the_archiver(self):
+        self.fx.pv(PV, samples=[[self.now - 20, 0, 150, 3]])  # out of band, but INVALID: not judged as MAJOR
+        self.subscribe()
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        self.assertEqual(alarm["severity"], "INVALID")
+        self.wait_for(lambda: len(self.smtp.messages()) >= 1)
+        self.assertEqual(subjects(self.smtp), ["No valid value: Test:M1:Fan has sent none for a while"])
+        self.fx.pv(PV, samples=[[self.now - 20, 0, 150, 3], [self.now - 10, 0, 60, 0]])
+        ended = self.wait_for(lambda: [a for a in self.alarms(query="?state=all") if a["ended"]])
+        self.assertEqual(ended[0]["id"], alarm["id"])
+        self.assertEqual([e for e, _ in self.transitions(alarm["id"])], ["opened", "cleared", "ended"])
 
 
 class LiveView(AlarmTestCase):
