@@ -130,8 +130,10 @@ GPtrArray *rtp_alerter_get_history (RtpAlerter *self, const RtpUser *caller, con
 RtpAlarm *rtp_alerter_acknowledge (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
                                    const char *comment, GError **error);
 /* @until_us in the future and at most max_shelve_s ahead; @reason required. */
+/* Returns: (transfer full) */
 RtpAlarm *rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
                               gint64 until_us, const char *reason, GError **error);
+/* Returns: (transfer full) */
 RtpAlarm *rtp_alerter_unshelve (RtpAlerter *self, const RtpUser *caller, const char *actor, const char *id,
                                 GError **error);
 /* Ends the open alarms whose subscription is gone (unsubscribed, the user unassigned or deleted). */

@@ -12,6 +12,7 @@ G_DECLARE_FINAL_TYPE (RtpArchiverClient, rtp_archiver_client, RTP, ARCHIVER_CLIE
 
 typedef struct _RtpArchiverTransfer RtpArchiverTransfer;
 
+/* Returns: (transfer full) */
 RtpArchiverClient *rtp_archiver_client_new (const char *base_url, double timeout_s);
 gboolean rtp_archiver_client_is_configured (RtpArchiverClient *self);
 /* Decoded bytes one answer may have; past it the fetch fails with RTP_ERROR_UPSTREAM. */

@@ -27,6 +27,7 @@ typedef gboolean (*RtpSampleFunc) (const RtpSample *sample, gpointer user_data);
 typedef struct _RtpArchiverParser RtpArchiverParser;
 
 /* @bins: read 5-element number arrays [mean, std, min, max, count] as bins (optimized_N answers) */
+/* Returns: (transfer full) */
 RtpArchiverParser *rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, gpointer user_data);
 void rtp_archiver_parser_free (RtpArchiverParser *parser);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpArchiverParser, rtp_archiver_parser_free)

@@ -20,9 +20,11 @@ typedef struct {
 void rtp_config_line_free (RtpConfigLine *line);
 
 /* Parses the text; lines that are not [EXPERIMENT] or [PROCESS_VARIABLE] lines are skipped. */
+/* Returns: (transfer full) */
 GPtrArray *rtp_config_file_parse (const char *text, gsize length);
 
 /* Writing: ';' in a value becomes "&SMKL&". */
+/* Returns: (transfer full) */
 char *rtp_config_file_escape (const char *value);
 void rtp_config_file_append_attribute (GString *out, const char *key, const char *value);
 

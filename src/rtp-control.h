@@ -13,6 +13,7 @@ G_DECLARE_FINAL_TYPE (RtpControl, rtp_control, RTP, CONTROL, GObject)
 /* Re-reads the configuration; returns the keys whose change needs a restart, or NULL with @error. */
 typedef GStrv (*RtpReloadFunc) (gpointer user_data, GError **error);
 
+/* Returns: (transfer full) */
 RtpControl *rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFunc reload,
                              gpointer reload_data);
 /* bus: "session", "system" or "none" */

@@ -32,8 +32,11 @@ typedef enum {
 gboolean rtp_database_parse_uri (const char *uri, RtpDatabaseKind *kind, char **provider, char **cnc_string,
                                  char **auth_string, char **sqlite_path, GError **error);
 
+/* Returns: (transfer full) */
 RtpDatabase *rtp_database_open (const char *uri, GError **error);
+/* Returns: (transfer full) */
 RtpDatabase *rtp_database_open_read_only (const char *uri, GError **error);
+/* Returns: (transfer full) */
 RtpDatabase *rtp_database_open_with_password (const char *uri, const char *password, GError **error);
 gboolean rtp_database_migrate (RtpDatabase *self, GError **error);
 /* Applies migrations up to and including @target only (tests of old files). */
@@ -41,15 +44,19 @@ gboolean rtp_database_migrate_to (RtpDatabase *self, gint64 target, GError **err
 gint64 rtp_database_get_schema_version (RtpDatabase *self, GError **error);
 gint64 rtp_database_get_latest_schema_version (void);
 RtpDatabaseKind rtp_database_get_kind (RtpDatabase *self);
+/* Returns: (transfer none) */
 const char *rtp_database_get_kind_name (RtpDatabase *self);
+/* Returns: (transfer none) */
 const char *rtp_database_get_sqlite_path (RtpDatabase *self);
 void rtp_database_close (RtpDatabase *self);
 
 /* Statements; the variadic list is terminated by NULL. */
+/* Returns: (transfer full) */
 GdaDataModel *rtp_database_select (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
 gint rtp_database_exec (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
 /* First column of the first row as an integer (0 for SQL NULL), -1 on error: COUNT(*), MAX(…). */
 gint64 rtp_database_select_int (RtpDatabase *self, GError **error, const char *sql, ...) G_GNUC_NULL_TERMINATED;
+/* Returns: (transfer full) */
 GdaDataModel *rtp_database_select_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
 gint rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va_list args);
 /* Runs several `;`-separated statements without parameters (migrations). */
@@ -60,6 +67,7 @@ gboolean rtp_database_begin (RtpDatabase *self, GError **error);
 /* A transaction that rolls back when it goes out of scope uncommitted (in the spirit of fwupd's
  * FuDeviceLocker): g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (db, error). */
 typedef struct _RtpTransaction RtpTransaction;
+/* Returns: (transfer full) */
 RtpTransaction *rtp_database_begin_transaction (RtpDatabase *self, GError **error);
 gboolean rtp_transaction_commit (RtpTransaction *tx, GError **error);
 void rtp_transaction_free (RtpTransaction *tx);
@@ -76,6 +84,7 @@ gboolean rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error);
 
 /* Result access. Strings are NULL for SQL NULL. */
 guint rtp_db_rows (GdaDataModel *model);
+/* Returns: (transfer none) */
 const char *rtp_db_str (GdaDataModel *model, guint row, guint col);
 gboolean rtp_db_int (GdaDataModel *model, guint row, guint col, gint64 *out);
 gint64 rtp_db_int0 (GdaDataModel *model, guint row, guint col);
@@ -85,8 +94,11 @@ gint64 rtp_db_int0 (GdaDataModel *model, guint row, guint col);
  * 0x1f (identifiers cannot hold control characters); rtp_db_str_list() reads
  * such a column back as a sorted list of strings (empty for NULL, the aggregate over no rows). One row
  * per parent instead of one per child: libgda builds objects for every row it returns. */
+/* Returns: (transfer full) */
 char *rtp_database_list_agg (RtpDatabase *self, const char *column);
+/* Returns: (transfer full) */
 GPtrArray *rtp_db_str_list (GdaDataModel *model, guint row, guint col);
+/* Returns: (transfer full) */
 GPtrArray *rtp_str_list_copy (GPtrArray *list);
 
 G_END_DECLS

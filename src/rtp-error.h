@@ -32,13 +32,17 @@ guint rtp_error_to_http_status (const GError *error);
 void rtp_error_set_retry_after (GError *error, guint seconds);
 guint rtp_error_get_retry_after (const GError *error);
 /* RTP_ERROR_INVALID naming several fields (e.g. the missing ones of a subscription). */
+/* Returns: (transfer full) */
 GError *rtp_error_new_fields (const char *const *fields);
 const char *const *rtp_error_get_fields (const GError *error);
 /* The common refusals, worded once (API.md's strings); @kind is the translated name of the thing
  * ("user", "process variable", …). */
+/* Returns: (transfer full) */
 GError *rtp_error_new_not_found (const char *kind, const char *id);
+/* Returns: (transfer full) */
 GError *rtp_error_new_exists (const char *kind, const char *id);
 /* A value of the wrong type (API.md: "Some or more values in the JSON body were null or …"). */
+/* Returns: (transfer full) */
 GError *rtp_error_new_wrong_type (void);
 void rtp_error_register_dbus_names (void);
 

@@ -27,8 +27,10 @@ typedef struct {
   gint64 threshold_max;
 } RtpProcessVariable;
 
+/* Returns: (transfer full) */
 RtpExperiment *rtp_experiment_copy (const RtpExperiment *experiment);
 void rtp_experiment_free (RtpExperiment *experiment);
+/* Returns: (transfer full) */
 RtpProcessVariable *rtp_process_variable_copy (const RtpProcessVariable *pv);
 void rtp_process_variable_free (RtpProcessVariable *pv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpExperiment, rtp_experiment_free)
@@ -77,27 +79,38 @@ typedef struct {
 #define RTP_TYPE_EXPERIMENT_STORE (rtp_experiment_store_get_type ())
 G_DECLARE_FINAL_TYPE (RtpExperimentStore, rtp_experiment_store, RTP, EXPERIMENT_STORE, GObject)
 
+/* Returns: (transfer full) */
 RtpExperimentStore *rtp_experiment_store_new (RtpDatabase *db);
 
 /* The experiment's short_id of a pv_string, or NULL (with @error) when it has none. */
+/* Returns: (transfer full) */
 char *rtp_pv_short_id (const char *pv_string, GError **error);
 /* Logs a warning for each stored PV whose name new PVs could not have (taken over or older rows). */
 void rtp_experiment_store_warn_unusual_names (RtpExperimentStore *self);
 
+/* Returns: (transfer full) */
 GPtrArray *rtp_experiment_store_list_experiments (RtpExperimentStore *self, GError **error);
+/* Returns: (transfer full) */
 RtpExperiment *rtp_experiment_store_get_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
+/* Returns: (transfer full) */
 RtpExperiment *rtp_experiment_store_update_experiment (RtpExperimentStore *self, const char *short_id,
                                                        const RtpExperimentChanges *changes, GPtrArray *field_errors,
                                                        GError **error);
+/* Returns: (transfer full) */
 GPtrArray *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, const char *short_id, GError **error);
 
+/* Returns: (transfer full) */
 GPtrArray *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
+/* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error);
+/* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fields,
                                                     GError **error);
+/* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
                                                     const RtpPvFields *changes, GPtrArray *field_errors,
                                                     GError **error);
+/* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_delete_pv (RtpExperimentStore *self, const char *pv_string,
                                                     char **deleted_experiment, GError **error);
 
@@ -119,7 +132,9 @@ gboolean rtp_experiment_store_assign (RtpExperimentStore *self, const char *shor
                                       GError **error);
 gboolean rtp_experiment_store_count (RtpExperimentStore *self, guint *experiments, guint *pvs, GError **error);
 
+/* Returns: (transfer full) */
 char *rtp_experiment_store_export (RtpExperimentStore *self, GError **error);
+/* Returns: (transfer full) */
 RtpImportResult *rtp_experiment_store_import (RtpExperimentStore *self, const char *text, gsize length, GError **error);
 
 G_END_DECLS

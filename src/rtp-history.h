@@ -30,6 +30,7 @@ typedef struct {
 void rtp_history_window_clear (RtpHistoryWindow *window);
 
 /* @config_source: where the current configuration lives (it is replaced on reload) */
+/* Returns: (transfer full) */
 RtpHistory *rtp_history_new (RtpConfig **config_source, RtpArchiverClient *archiver);
 gboolean rtp_history_is_configured (RtpHistory *self);
 

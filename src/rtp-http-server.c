@@ -774,13 +774,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   if (route->flags & RTP_ROUTE_AUTH)
     {
       token = soup_message_headers_get_one (headers, "x-access-tokens");
-      if (token == NULL || token[0] == '\0')
-        {
-          rtp_request_respond_error_message (request, 401,
-                                             _ ("Access to this resource requires a valid access-token."));
-          goto out;
-        }
-      request->caller = rtp_user_manager_verify_token (self->users, token, &error);
+      request->caller = rtp_http_server_authenticate (self, token, &error);
       if (request->caller == NULL)
         {
           rtp_request_respond_error (request, error);
@@ -1223,6 +1217,19 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
                                      g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
   }
   return TRUE;
+}
+
+RtpUser *
+rtp_http_server_authenticate (RtpHttpServer *self, const char *token, GError **error)
+{
+  g_return_val_if_fail (RTP_IS_HTTP_SERVER (self), NULL);
+  if (token == NULL || token[0] == '\0')
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_UNAUTHORIZED,
+                           _ ("Access to this resource requires a valid access-token."));
+      return NULL;
+    }
+  return rtp_user_manager_verify_token (self->users, token, error);
 }
 
 char *

@@ -32,35 +32,50 @@ typedef struct {
   guint max_connections;   /* open client connections at most (0: no limit); the oldest idle ones go first */
 } RtpHttpSettings;
 
+/* Returns: (transfer full) */
 RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);
 void rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern, RtpRouteFlags flags,
                                 RtpRouteFunc func, gpointer user_data);
 gboolean rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error);
+/* Returns: (transfer full) */
 char *rtp_http_server_dup_url (RtpHttpServer *self);
 guint rtp_http_server_get_in_flight (RtpHttpServer *self);
 guint64 rtp_http_server_get_requests_served (RtpHttpServer *self);
 void rtp_http_server_stop_accepting (RtpHttpServer *self);
 void rtp_http_server_disconnect (RtpHttpServer *self);
+/* Returns: (transfer none) */
 SoupServer *rtp_http_server_get_soup_server (RtpHttpServer *self);
 void rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status, const char *message);
+
+/* The token check every authenticated route and /live make: no token → RTP_ERROR_UNAUTHORIZED with the
+ * contract's message; else the user manager's verdict (RTP_ERROR_FORBIDDEN for a token it refuses).
+ * Returns: (transfer full) (nullable) */
+RtpUser *rtp_http_server_authenticate (RtpHttpServer *self, const char *token, GError **error);
 
 /* Splits and percent-decodes a raw path; NULL when a segment is invalid ('..', '%00', bad UTF-8). */
 GStrv rtp_http_split_path (const char *raw_path);
 
 /* Requests */
+/* Returns: (transfer full) */
 RtpRequest *rtp_request_ref (RtpRequest *request);
 void rtp_request_unref (RtpRequest *request);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpRequest, rtp_request_unref)
 
+/* Returns: (transfer none) */
 const char *rtp_request_get_param (RtpRequest *request, guint index);
 guint rtp_request_get_n_params (RtpRequest *request);
+/* Returns: (transfer none) */
 const RtpUser *rtp_request_get_caller (RtpRequest *request);
 /* A request body as the routes see it: a JSON object, or (when @optional) nothing for an empty or
  * whitespace-only body (*object = NULL). Anything else → RTP_ERROR_INVALID with the API's message. */
 gboolean rtp_http_parse_json_body (const char *data, gsize len, gboolean optional, JsonObject **object, GError **error);
+/* Returns: (transfer none) */
 JsonObject *rtp_request_get_body (RtpRequest *request);
+/* Returns: (transfer none) */
 GBytes *rtp_request_get_raw_body (RtpRequest *request);
+/* Returns: (transfer none) */
 const char *rtp_request_get_query (RtpRequest *request, const char *name);
+/* Returns: (transfer none) */
 const char *rtp_request_get_client (RtpRequest *request);
 gboolean rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
 
@@ -79,6 +94,7 @@ void rtp_request_respond_bytes (RtpRequest *request, guint status, const char *c
 void rtp_request_add_header (RtpRequest *request, const char *name, const char *value);
 
 /* Cancelled when the client goes away, so that work for it can stop. */
+/* Returns: (transfer none) */
 GCancellable *rtp_request_get_cancellable (RtpRequest *request);
 
 /* Streaming (chunked) answers. @drained is called as bytes reach the network, with the

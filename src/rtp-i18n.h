@@ -20,8 +20,10 @@ void rtp_i18n_init (void);
 /* The locale that translates into @language ("de"), or (locale_t) 0 for English/unknown. */
 locale_t rtp_i18n_get_locale (const char *language);
 /* The best supported language for an Accept-Language header; "en" when nothing fits. */
+/* Returns: (transfer none) */
 const char *rtp_i18n_negotiate (const char *accept_language);
 /* Translates @msgid into @language without changing the calling thread's locale for long. */
+/* Returns: (transfer none) */
 const char *rtp_i18n_translate (const char *language, const char *msgid) G_GNUC_FORMAT (2);
 
 G_END_DECLS

@@ -15,12 +15,14 @@ typedef struct {
   double timeout_s;       /* connect and publish acknowledgement timeout */
 } RtpMqttSettings;
 
+/* Returns: (transfer full) */
 RtpMqttPublisher *rtp_mqtt_publisher_new (const RtpMqttSettings *settings);
 /* Starts connecting (and keeps reconnecting with back-off). */
 void rtp_mqtt_publisher_start (RtpMqttPublisher *self);
 void rtp_mqtt_publisher_stop (RtpMqttPublisher *self);
 gboolean rtp_mqtt_publisher_is_configured (RtpMqttPublisher *self);
 gboolean rtp_mqtt_publisher_get_connected (RtpMqttPublisher *self);
+/* Returns: (transfer full) */
 char *rtp_mqtt_normalize_url (const char *url);
 
 /* Completes when the broker acknowledged (QoS 1), or fails with RTP_ERROR_UPSTREAM when

@@ -94,15 +94,9 @@ live_check (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
                                                         N_ ("The method is not allowed for the requested URL.")));
       return;
     }
+  /* the token arrives as a subprotocol or ?token=, and is checked as every route's */
   token = find_token (msg, query);
-  if (token == NULL)
-    {
-      rtp_http_server_answer_error (services->http, msg, 401,
-                                    rtp_i18n_translate (language,
-                                                        N_ ("Access to this resource requires a valid access-token.")));
-      return;
-    }
-  user = rtp_user_manager_verify_token (services->users, token, &error);
+  user = rtp_http_server_authenticate (services->http, token, &error);
   if (user == NULL)
     {
       rtp_http_server_answer_error (services->http, msg, rtp_error_to_http_status (error),

@@ -43,9 +43,13 @@ void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_alarms_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
+/* Returns: (transfer full) */
 char *rtp_url_for (const char *prefix, const char *id);
+/* Returns: (transfer full) */
 JsonObject *rtp_user_to_json (const RtpUser *user);
+/* Returns: (transfer full) */
 JsonObject *rtp_experiment_to_json (const RtpExperiment *experiment, gboolean with_users);
+/* Returns: (transfer full) */
 JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
 
 /* Reading a body's member into a service's typed field (rtp-routes-json.c): what arrived; the
@@ -56,11 +60,14 @@ RtpFieldState rtp_routes_read_boolean (JsonObject *body, const char *name, gbool
 RtpFieldState rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out);
 RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out);
 /* Alarms and subscriptions as the API writes them (rtp-routes-alarms.c, rtp-routes-email.c). */
+/* Returns: (transfer full) */
 JsonObject *rtp_alarm_to_json (const RtpAlarm *alarm, GTimeZone *tz);
+/* Returns: (transfer full) */
 JsonObject *rtp_subscription_to_json (const RtpSubscription *sub);
 void rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *changes);
 
 /* The contract's list answers: {"<key>": [ … ]}; takes @items. */
+/* Returns: (transfer full) */
 JsonObject *rtp_routes_list_answer (const char *key, JsonArray *items);
 
 /* The experiment store's access rule for the caller (rtp_experiment_store_check_access); answers

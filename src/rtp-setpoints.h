@@ -14,6 +14,7 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (RtpSetpoints, rtp_setpoints, RTP, SETPOINTS, GObject)
 
 /* @retention_days: audit log entries older than this are removed (0: kept for ever) */
+/* Returns: (transfer full) */
 RtpSetpoints *rtp_setpoints_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPublisher *mqtt,
                                  const char *channel_prefix, guint retention_days);
 

@@ -7,6 +7,7 @@ G_BEGIN_DECLS
 
 typedef struct _RtpStampCache RtpStampCache;
 
+/* Returns: (transfer full) */
 RtpStampCache *rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value);
 void rtp_stamp_cache_free (RtpStampCache *cache);
 gpointer rtp_stamp_cache_lookup (RtpStampCache *cache, const char *key, guint64 *stamp);

@@ -16,6 +16,7 @@ gboolean rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us);
 gsize rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf);
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ", as the appliance reads it */
+/* Returns: (transfer full) */
 char *rtp_time_iso_utc (gint64 us);
 
 G_END_DECLS

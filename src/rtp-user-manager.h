@@ -22,6 +22,7 @@ typedef struct {
 } RtpUser;
 
 void rtp_user_free (RtpUser *user);
+/* Returns: (transfer full) */
 RtpUser *rtp_user_copy (const RtpUser *user);
 gboolean rtp_user_is_admin (const RtpUser *user);
 gboolean rtp_user_get_assigned (const RtpUser *user, const char *short_id, gboolean *assigned);
@@ -38,15 +39,19 @@ typedef struct {
   guint max_pending; /* logins and password checks waiting for a hash, at most (then 503) */
 } RtpUserManagerSettings;
 
+/* Returns: (transfer full) */
 GBytes *rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configured, const char *state_dir,
                                            GError **error);
+/* Returns: (transfer full) */
 RtpUserManager *rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
                                       const RtpUserManagerSettings *settings);
 
 gboolean rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
                                         char **generated_password, GError **error);
 
+/* Returns: (transfer full) */
 RtpUser *rtp_user_manager_get (RtpUserManager *self, const char *user_id, GError **error);
+/* Returns: (transfer full) */
 GPtrArray *rtp_user_manager_list (RtpUserManager *self, GError **error);
 gint64 rtp_user_manager_count (RtpUserManager *self, GError **error);
 
@@ -54,9 +59,12 @@ gint64 rtp_user_manager_count (RtpUserManager *self, GError **error);
 guint rtp_user_manager_get_lockout (RtpUserManager *self, const char *login, const char *client);
 void rtp_user_manager_login_async (RtpUserManager *self, const char *login, const char *password, const char *client,
                                    GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) */
 char *rtp_user_manager_login_finish (RtpUserManager *self, GAsyncResult *result, RtpUser **user, GError **error);
 
+/* Returns: (transfer full) */
 char *rtp_user_manager_issue_token (RtpUserManager *self, const RtpUser *user);
+/* Returns: (transfer full) */
 RtpUser *rtp_user_manager_verify_token (RtpUserManager *self, const char *token, GError **error);
 
 /* The fields of a user a caller may give, as API.md names them (rtp_user_field_names). */
@@ -79,6 +87,7 @@ typedef struct {
   char *text[RTP_USER_N_FIELDS]; /* (owned) (nullable) the value of a field in RTP_FIELD_SET */
 } RtpUserChanges;
 
+/* Returns: (transfer full) */
 RtpUserChanges *rtp_user_changes_new (void);
 void rtp_user_changes_set (RtpUserChanges *changes, RtpUserField field, RtpFieldState state, const char *text);
 void rtp_user_changes_free (RtpUserChanges *changes);
@@ -94,6 +103,7 @@ typedef struct {
  * be null or absent; password is ignored (a temporary one is made). */
 void rtp_user_manager_create_async (RtpUserManager *self, const RtpUserChanges *fields, GCancellable *cancellable,
                                     GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) */
 RtpUser *rtp_user_manager_create_finish (RtpUserManager *self, GAsyncResult *result, char **temporary_password,
                                          GError **error);
 
@@ -102,13 +112,16 @@ void rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller,
                                     GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
 /* @proof_missing: set TRUE when a non-admin asked to change the password without @proof (the
  * password is then not changed, and the adapter says how the proof should have come). */
+/* Returns: (transfer full) */
 RtpUser *rtp_user_manager_update_finish (RtpUserManager *self, GAsyncResult *result, GPtrArray **field_errors,
                                          gboolean *proof_missing, GError **error);
 
 void rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, GCancellable *cancellable,
                                             GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) */
 char *rtp_user_manager_reset_password_finish (RtpUserManager *self, GAsyncResult *result, GError **error);
 
+/* Returns: (transfer full) */
 RtpUser *rtp_user_manager_delete (RtpUserManager *self, const char *user_id, GError **error);
 
 G_END_DECLS
