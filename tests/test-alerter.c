@@ -50,7 +50,6 @@ make_alerter (Fixture *f, const char *smtp_url, gint64 renotify_s)
 static void
 setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
   RtpSubscriptionSettings sub_settings = { .channel_prefix = "rtp", .email_channel = "email", .threshold_unit = "K" };
   RtpMqttSettings mqtt_settings = { .server_url = NULL, .timeout_s = 1 };
 

@@ -65,8 +65,6 @@ archiver_samples (Fixture *f, const char *json)
 static void
 setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr (GError) error = NULL;
-
   f->dir = rtp_test_make_dir ();
   rtp_test_broker_start (&f->broker);
   start_archiver (f);

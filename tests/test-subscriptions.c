@@ -247,6 +247,8 @@ test_cascade_outbox (Fixture *f, gconstpointer data)
   g_autoptr (RtpSubscription) sub = subscribe (f, f->user, "E1:B", &defaults, &error);
   g_autoptr (RtpProcessVariable) deleted = NULL;
   g_autoptr (JsonObject) off = NULL;
+
+  g_assert_nonnull (sub);
   g_autofree char *experiment = NULL;
   gint64 deadline;
 

@@ -302,6 +302,7 @@ test_kept_between_checks (Fixture *f, gconstpointer data)
   {
     g_autoptr (RtpUser) user = rtp_user_manager_verify_token (f->users, short_lived, &error);
     g_assert_no_error (error);
+    g_assert_nonnull (user);
   }
   while (g_get_real_time () / G_USEC_PER_SEC < exp)
     g_usleep (50000);

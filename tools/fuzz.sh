@@ -8,8 +8,9 @@
 # tests/fuzz/corpus/<name>/ so that every later run replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f build-fuzz/build.ninja ] || CC=clang-14 meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
-  -Db_lundef=false >/dev/null
+# --werror: clang warns where gcc does not (a test's unused g_autoptr, a mistyped argument)
+[ -f build-fuzz/build.ninja ] || CC=clang-14 meson setup build-fuzz --werror -Dfuzzing=true \
+  -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 ninja -C build-fuzz >/dev/null
 if [ -z "${1:-}" ]; then
   exec meson test -C build-fuzz --suite fuzz --print-errorlogs --num-processes 2

@@ -10,6 +10,7 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-experiment-store.h"
+#include "rtp-services.h"
 #include "rtp-http-server.h"
 #include "rtp-json.h"
 #include "rtp-jwt.h"
@@ -20,7 +21,7 @@
 
 #include "../rtp-test-util.h"
 
-static gboolean
+G_GNUC_UNUSED static gboolean
 count_sample (const RtpSample *s, gpointer user_data)
 {
   (*(guint *) user_data)++;
@@ -75,7 +76,7 @@ check_refusal (const GError *error)
 int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
-  g_autofree char *text = g_strndup ((const char *) data, size); /* NUL-terminated copy */
+  G_GNUC_UNUSED g_autofree char *text = g_strndup ((const char *) data, size); /* NUL-terminated copy */
 
 #if FUZZ_TARGET == 1
   {
@@ -130,8 +131,12 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
   {
     /* the body as a route gets it, then through the PV and experiment validation of create and update */
     g_autoptr (JsonObject) body = NULL;
-    g_autoptr (JsonObject) base = json_object_new ();
     g_autoptr (GError) error = NULL;
+    g_auto (GStrv) add = NULL;
+    g_auto (GStrv) remove = NULL;
+    RtpPvFields base = { .pv_string_state = RTP_FIELD_SET, .pv_string = "Fz:base" };
+    RtpPvFields fields = { 0 };
+    RtpExperimentChanges changes = { 0 };
     g_autoptr (GPtrArray) field_errors = g_ptr_array_new_with_free_func (g_free);
     RtpProcessVariable *pv;
     RtpExperiment *e;
@@ -147,12 +152,26 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       open_store ();
     g_assert_cmpint (rtp_database_exec (db, NULL, "DELETE FROM process_variables", NULL), >=, 0);
     g_assert_cmpint (rtp_database_exec (db, NULL, "DELETE FROM experiments", NULL), >=, 0);
-    json_object_set_string_member (base, "pv_string", "Fz:base");
-    pv = rtp_experiment_store_create_pv (store, base, &error);
+    pv = rtp_experiment_store_create_pv (store, &base, &error);
     g_assert_no_error (error);
     rtp_process_variable_free (pv);
 
-    pv = rtp_experiment_store_create_pv (store, body, &error);
+    /* read as the routes read it (rtp-routes-json.c) */
+    fields.pv_string_state = rtp_routes_read_string (body, "pv_string", &fields.pv_string);
+    fields.name_state = rtp_routes_read_string (body, "human_readable_name", &fields.human_readable_name);
+    fields.publish_state = rtp_routes_read_boolean (body, "available_for_mqtt_publish",
+                                                    &fields.available_for_mqtt_publish);
+    fields.threshold_min_state = rtp_routes_read_integer (body, "default_threshold_min", &fields.default_threshold_min);
+    fields.threshold_max_state = rtp_routes_read_integer (body, "default_threshold_max", &fields.default_threshold_max);
+    fields.experiment_state = rtp_routes_read_string (body, "experiment_short_id", &fields.experiment_short_id);
+    changes.short_id_state = rtp_routes_read_string (body, "short_id", &changes.short_id);
+    changes.name_state = rtp_routes_read_string (body, "human_readable_name", &changes.human_readable_name);
+    changes.users_to_add_state = rtp_routes_read_strings (body, "users_to_add", &add);
+    changes.users_to_add = (const char *const *) add;
+    changes.users_to_remove_state = rtp_routes_read_strings (body, "users_to_remove", &remove);
+    changes.users_to_remove = (const char *const *) remove;
+
+    pv = rtp_experiment_store_create_pv (store, &fields, &error);
     if (pv != NULL)
       {
         /* what was acknowledged can be read back */
@@ -166,14 +185,14 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       check_refusal (error);
     g_clear_error (&error);
 
-    pv = rtp_experiment_store_update_pv (store, "Fz:base", body, field_errors, &error);
+    pv = rtp_experiment_store_update_pv (store, "Fz:base", &fields, field_errors, &error);
     if (pv != NULL)
       rtp_process_variable_free (pv);
     else
       check_refusal (error);
     g_clear_error (&error);
 
-    e = rtp_experiment_store_update_experiment (store, "Fz", body, field_errors, &error);
+    e = rtp_experiment_store_update_experiment (store, "Fz", &changes, field_errors, &error);
     if (e != NULL)
       rtp_experiment_free (e);
     else if (!g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND)) /* the PV update may have moved it */
@@ -212,7 +231,6 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     /* the writer: any UTF-8 text becomes one JSON string that json-glib reads back unchanged */
     if (g_utf8_validate_len ((const char *) data, size, NULL))
       {
-        g_autofree char *text = g_strndup ((const char *) data, size);
         g_autoptr (GString) written = g_string_new (NULL);
         g_autoptr (GString) normalized = g_string_new (NULL);
         g_autoptr (JsonNode) node = NULL;
