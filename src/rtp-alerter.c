@@ -1090,6 +1090,7 @@ rtp_alerter_new (RtpDatabase *db, RtpLiveValues *live, RtpSubscriptions *subscri
   self = g_object_new (RTP_TYPE_ALERTER, NULL);
   self->db = g_object_ref (db);
   self->pv_subs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) pv_subs_ref, (GDestroyNotify) pv_subs_unref);
+  rtp_stamp_cache_set_max (self->pv_subs, 65536); /* one per subscribed PV: a lab's thousands all kept */
   self->live = g_object_ref (live);
   self->mail_on = s->mail.url != NULL && s->mail.url[0] != '\0' && s->mail.from != NULL;
   self->alerting = self->mail_on || (s->webhook_url != NULL && s->webhook_url[0] != '\0');

@@ -182,6 +182,8 @@ rtp_experiment_store_new (RtpDatabase *db)
                                            (GDestroyNotify) rtp_experiment_free);
   self->pvs = rtp_stamp_cache_new (db, (GBoxedCopyFunc) rtp_process_variable_copy,
                                    (GDestroyNotify) rtp_process_variable_free);
+  /* every MQTT value is checked against its PV: a lab's thousands of PVs all kept */
+  rtp_stamp_cache_set_max (self->pvs, 65536);
   return self;
 }
 

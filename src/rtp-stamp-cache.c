@@ -8,7 +8,7 @@
 
 #include "rtp-stamp-cache.h"
 
-/* past this many values the table starts again empty */
+/* past this many values the table starts again empty (rtp_stamp_cache_set_max changes it) */
 #define MAX_KEPT 4096
 /* A value is read again after this long even when no change was heard of: it bounds what a
  * connection that died without a word (a network cut, no FIN) could hide. */
@@ -20,6 +20,7 @@ struct _RtpStampCache {
   GDestroyNotify free_value;
   GHashTable *values; /* (owned) key → Value, read while the stamp was @stamp */
   guint64 stamp;
+  guint max_kept;
 };
 
 typedef struct {
@@ -45,6 +46,7 @@ rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_v
   kept->copy = copy;
   kept->free_value = free_value;
   kept->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, value_free);
+  kept->max_kept = MAX_KEPT;
   return kept;
 }
 
@@ -95,11 +97,18 @@ rtp_stamp_cache_store (RtpStampCache *kept, guint64 stamp, const char *key, gcon
 
   if (stamp == 0 || rtp_database_get_change_stamp (kept->db) != stamp)
     return;
-  if (g_hash_table_size (kept->values) >= MAX_KEPT)
+  if (g_hash_table_size (kept->values) >= kept->max_kept)
     g_hash_table_remove_all (kept->values);
   v = g_new0 (Value, 1);
   v->kept = kept;
   v->value = kept->copy ((gpointer) value);
   v->read_us = g_get_monotonic_time ();
   g_hash_table_replace (kept->values, g_strdup (key), v);
+}
+
+void
+rtp_stamp_cache_set_max (RtpStampCache *kept, guint max_kept)
+{
+  g_return_if_fail (kept != NULL && max_kept > 0);
+  kept->max_kept = max_kept;
 }

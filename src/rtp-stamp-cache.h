@@ -12,6 +12,9 @@ RtpStampCache *rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestr
 void rtp_stamp_cache_free (RtpStampCache *cache);
 gpointer rtp_stamp_cache_lookup (RtpStampCache *cache, const char *key, guint64 *stamp);
 void rtp_stamp_cache_store (RtpStampCache *cache, guint64 stamp, const char *key, gconstpointer value);
+/* How many values are kept at most (4096 unless set): one per PV for caches that every value of
+ * every PV passes through. */
+void rtp_stamp_cache_set_max (RtpStampCache *cache, guint max_kept);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpStampCache, rtp_stamp_cache_free)
 
