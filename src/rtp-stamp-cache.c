@@ -10,8 +10,10 @@
 
 /* past this many values the table starts again empty (rtp_stamp_cache_set_max changes it) */
 #define MAX_KEPT 4096
-/* A value is read again after this long even when no change was heard of: it bounds what a
- * connection that died without a word (a network cut, no FIN) could hide. */
+/* On PostgreSQL a value is read again after this long even when no change was heard of: it bounds
+ * what a notification connection that died without a word (a network cut, no FIN) could hide. On
+ * SQLite the stamp is the WAL index's header, which every commit of every connection changes: no
+ * age is needed, and none is applied (thousands of PVs re-read at once stalled the main loop). */
 #define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 struct _RtpStampCache {
@@ -21,6 +23,7 @@ struct _RtpStampCache {
   GHashTable *values; /* (owned) key → Value, read while the stamp was @stamp */
   guint64 stamp;
   guint max_kept;
+  gboolean aged; /* values expire after MAX_AGE_US (PostgreSQL) */
 };
 
 typedef struct {
@@ -47,6 +50,7 @@ rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_v
   kept->free_value = free_value;
   kept->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, value_free);
   kept->max_kept = MAX_KEPT;
+  kept->aged = rtp_database_get_kind (db) != RTP_DATABASE_SQLITE;
   return kept;
 }
 
@@ -79,7 +83,7 @@ rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
       return NULL;
     }
   v = g_hash_table_lookup (kept->values, key);
-  if (v == NULL || g_get_monotonic_time () - v->read_us >= MAX_AGE_US)
+  if (v == NULL || (kept->aged && g_get_monotonic_time () - v->read_us >= MAX_AGE_US))
     return NULL;
   return kept->copy (v->value);
 }
