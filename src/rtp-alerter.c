@@ -1434,18 +1434,13 @@ rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, 
   g_autoptr (RtpAlarm) alarm = NULL;
   g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
-  g_autofree char *comment = NULL;
 
   g_return_val_if_fail (RTP_IS_ALERTER (self), NULL);
   g_return_val_if_fail (caller != NULL && actor != NULL && id != NULL, NULL);
-  if (reason == NULL || g_strstrip (g_strdup (reason))[0] == '\0')
+  if (reason == NULL || rtp_validate_is_blank (reason))
     {
-      g_autofree char *copy = reason != NULL ? g_strstrip (g_strdup (reason)) : NULL;
-      if (copy == NULL || copy[0] == '\0')
-        {
-          g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("reason: A reason for shelving is required."));
-          return NULL;
-        }
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("reason: A reason for shelving is required."));
+      return NULL;
     }
   if (!rtp_validate_text ("reason", reason, 1000, error))
     return NULL;
@@ -1459,13 +1454,12 @@ rtp_alerter_shelve (RtpAlerter *self, const RtpUser *caller, const char *actor, 
   if ((tx = rtp_database_begin_transaction (self->db, error)) == NULL ||
       (alarm = alarm_for_action (self, caller, id, error)) == NULL)
     return NULL;
-  comment = g_strdup (reason);
   if (rtp_database_exec (self->db, error,
                          "UPDATE alert_episodes SET shelved_by = :b, shelved_until_us = :u, shelve_reason = :r, "
                          "last_change_us = :now WHERE id = :id",
                          "b", RTP_DB_STR, actor, "u", RTP_DB_INT, until_us, "r", RTP_DB_STR, reason, "now", RTP_DB_INT,
                          now, "id", RTP_DB_STR, id, NULL) < 0 ||
-      !history (self, id, now, "shelved", level_from_name (alarm->severity), alarm->value, actor, comment, NULL, error))
+      !history (self, id, now, "shelved", level_from_name (alarm->severity), alarm->value, actor, reason, NULL, error))
     return NULL;
   changed (changes, id, alarm->pv_string, level_from_name (alarm->severity), "shelved");
   g_message ("alarm %s of %s shelved by %s", id, alarm->pv_string, actor);

@@ -725,15 +725,6 @@ typedef struct {
 } LoginData;
 
 /* Empty once the white space around it is trimmed: such a password is refused, as by the original. */
-static gboolean
-password_is_blank (const char *password)
-{
-  for (const char *p = password; *p != '\0'; p = g_utf8_next_char (p))
-    if (!g_unichar_isspace (g_utf8_get_char (p)))
-      return FALSE;
-  return TRUE;
-}
-
 static void
 login_data_free (LoginData *d)
 {
@@ -1410,7 +1401,7 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
             _ (
               "password: You are not authorized to change the password. Only administrators and the user %s which must authenticate with their access-token + password are allowed to change the password."),
             caller->login_name));
-      else if (password_is_blank (password))
+      else if (rtp_validate_is_blank (password))
         g_ptr_array_add (d->errors, g_strdup (_ ("password: The password must not be empty.")));
       else
         {

@@ -49,6 +49,17 @@ rtp_validate_imported_text (const char *field, const char *value, guint max_char
 }
 
 gboolean
+rtp_validate_is_blank (const char *value)
+{
+  if (!g_utf8_validate (value, -1, NULL))
+    return FALSE;
+  for (const char *p = value; *p != '\0'; p = g_utf8_next_char (p))
+    if (!g_unichar_isspace (g_utf8_get_char (p)))
+      return FALSE;
+  return TRUE;
+}
+
+gboolean
 rtp_validate_email (const char *email)
 {
   /* atext of RFC 5322 without the characters that mean something to SMTP or to a mail header */

@@ -21,6 +21,9 @@ gboolean rtp_validate_text (const char *field, const char *value, guint max_char
  * original service's database had (the file escapes them): an export and its import keep them. */
 gboolean rtp_validate_imported_text (const char *field, const char *value, guint max_chars, GError **error);
 
+/* TRUE when @value is valid UTF-8 holding nothing but white space (Unicode's), or nothing. */
+gboolean rtp_validate_is_blank (const char *value);
+
 /* One RFC 5322 addr-spec (local@domain.tld) and nothing else: no "<>,;", quotes or spaces, which
  * would let one address become several SMTP recipients. */
 gboolean rtp_validate_email (const char *email);

@@ -1,6 +1,7 @@
 /* test-alerter.c: RtpAlerter against a temporary SQLite file; its mails go to an SMTP port where
  * nobody listens, so they wait in the queue (nothing is lost) */
 #include "rtp-alerter.h"
+#include "rtp-error.h"
 #include "rtp-database.h"
 #include "rtp-test-services.h"
 
@@ -180,6 +181,34 @@ test_reminder (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->breached, ==, 1);
 }
 
+/* Shelving needs a reason that is not blank (Unicode white space too); nothing is recorded otherwise. */
+static void
+test_shelve_reason (Fixture *f, gconstpointer data)
+{
+  RtpUser admin = { .user_id = "0", .login_name = "admin", .user_type = "Admin", .preferred_language = "en" };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) episodes = NULL;
+  g_autoptr (RtpAlarm) alarm = NULL;
+  gint64 until = g_get_real_time () + 60 * G_USEC_PER_SEC;
+  const char *id;
+
+  make_alerter (f, f->smtp_url, 0);
+  rtp_alerter_handle_value (f->alerter, "E1:T", 20);
+  episodes = rtp_alerter_list_episodes (f->alerter, NULL, &error);
+  g_assert_no_error (error);
+  id = ((RtpAlertEpisode *) g_ptr_array_index (episodes, 0))->id;
+  g_assert_null (rtp_alerter_shelve (f->alerter, &admin, "test", id, until, NULL, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_null (rtp_alerter_shelve (f->alerter, &admin, "test", id, until, " \t\xc2\xa0 ", &error));
+  g_assert_cmpstr (error->message, ==, "reason: A reason for shelving is required.");
+  g_clear_error (&error);
+  g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alarm_history WHERE event = 'shelved'"), ==, 0);
+  alarm = rtp_alerter_shelve (f->alerter, &admin, "test", id, until, "maintenance", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (alarm->shelve_reason, ==, "maintenance");
+}
+
 /* Without mail settings the alerter says so and judges nothing. */
 static void
 test_off (Fixture *f, gconstpointer data)
@@ -199,5 +228,6 @@ main (int argc, char **argv)
   g_test_add ("/alerter/mail-waits", Fixture, NULL, setup, test_mail_waits, teardown);
   g_test_add ("/alerter/reminder", Fixture, NULL, setup, test_reminder, teardown);
   g_test_add ("/alerter/off", Fixture, NULL, setup, test_off, teardown);
+  g_test_add ("/alerter/shelve-reason", Fixture, NULL, setup, test_shelve_reason, teardown);
   return g_test_run ();
 }
