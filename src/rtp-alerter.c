@@ -709,37 +709,13 @@ decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtr
   return TRUE;
 }
 
+static void judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value);
+
+/* Every subscription of @pv has no valid value: INVALID. */
 static void
 mark_invalid (RtpAlerter *self, const char *pv)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GdaDataModel) subs = NULL;
-  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
-  gint64 now = g_get_real_time ();
-  gboolean notified = FALSE;
-
-  subs = rtp_database_select (self->db, &error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
-                              RTP_DB_STR, pv, NULL);
-  for (guint i = 0; subs != NULL && i < rtp_db_rows (subs); i++)
-    {
-      g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
-      g_autoptr (GPtrArray) mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
-      gboolean sent = FALSE;
-      Sub s;
-
-      if (tx == NULL)
-        break;
-      sub_from_row (subs, i, &s);
-      if (!decide_invalid (self, &s, pv, now, mine, &sent, &error) || !rtp_transaction_commit (tx, &error))
-        break;
-      g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
-      notified |= sent;
-    }
-  if (error != NULL)
-    g_warning ("monitor: %s", error->message);
-  if (notified)
-    wake_senders (self);
-  emit_changes (self, changes);
+  judge_pv (self, pv, TRUE, 0);
 }
 
 /* Once a second on the leading instance: a delay that ran out or a shelve that expired is decided
@@ -836,22 +812,18 @@ pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
   return p;
 }
 
-void
-rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
+/* Decides @pv's subscriptions, each in a transaction of its own, with @value — or, when @invalid,
+ * with no valid value at all; then mails, the outbox and the alarm-changed signals. */
+static void
+judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (PvSubs) cached = NULL;
-  GdaDataModel *subs;
   g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
   gboolean notified = FALSE;
+  GdaDataModel *subs;
 
-  g_return_if_fail (RTP_IS_ALERTER (self));
-  g_return_if_fail (pv != NULL);
-
-  if (!self->alerting || !isfinite (value))
-    return;
-  g_hash_table_replace (self->last_value, g_strdup (pv), g_memdup2 (&value, sizeof value));
   cached = pv_subs_get (self, pv, &error);
   if (cached == NULL)
     {
@@ -864,17 +836,20 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
       g_autoptr (RtpTransaction) tx = NULL;
       g_autoptr (GPtrArray) mine = NULL;
       gboolean sent = FALSE;
+      gboolean done;
       Sub s;
 
       sub_from_row (subs, i, &s);
       /* nothing to decide: no alarm, no delay running, and the value in band */
-      if (!g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
+      if (!invalid && !g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
           judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
         continue;
       mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
       if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
         break;
-      if (!decide (self, &s, pv, value, now, mine, &sent, &error) || !rtp_transaction_commit (tx, &error))
+      done = invalid ? decide_invalid (self, &s, pv, now, mine, &sent, &error)
+                     : decide (self, &s, pv, value, now, mine, &sent, &error);
+      if (!done || !rtp_transaction_commit (tx, &error))
         break; /* rolled back as tx goes */
       g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
       notified |= sent;
@@ -886,46 +861,96 @@ rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
   emit_changes (self, changes);
 }
 
-/* ---- mail queue ---------------------------------------------------------------- */
+void
+rtp_alerter_handle_value (RtpAlerter *self, const char *pv, double value)
+{
+  double *last;
 
+  g_return_if_fail (RTP_IS_ALERTER (self));
+  g_return_if_fail (pv != NULL);
+
+  if (!self->alerting || !isfinite (value))
+    return;
+  /* kept for re-judging (rejudge); overwritten in place: this runs for every value */
+  if ((last = g_hash_table_lookup (self->last_value, pv)) != NULL)
+    *last = value;
+  else
+    g_hash_table_insert (self->last_value, g_strdup (pv), g_memdup2 (&value, sizeof value));
+  judge_pv (self, pv, FALSE, value);
+}
+
+/* ---- mail and webhook queues ---------------------------------------------------------------- */
+
+/* One row of alert_mails or alarm_webhooks on its way out. */
 typedef struct {
   RtpAlerter *self; /* (owned) */
+  const char *table;
   char *id;
   gint64 attempts;
-} MailJob;
+} OutboxJob;
+
+static OutboxJob *
+outbox_job_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint id_column, guint attempts_column)
+{
+  OutboxJob *job = g_new0 (OutboxJob, 1);
+
+  job->self = g_object_ref (self);
+  job->table = table;
+  job->id = g_strdup (rtp_db_str (m, 0, id_column));
+  job->attempts = rtp_db_int0 (m, 0, attempts_column);
+  return job;
+}
+
+static void
+outbox_job_free (OutboxJob *job)
+{
+  g_free (job->id);
+  g_object_unref (job->self);
+  g_free (job);
+}
+
+/* Records one attempt of @job: sent, or the error and the next attempt after a back-off of
+ * 1, 2, 4 … 60 s. */
+static void
+record_attempt (OutboxJob *job, const GError *error)
+{
+  RtpAlerter *self = job->self;
+  g_autoptr (GError) db_error = NULL;
+  g_autofree char *sql = NULL;
+  gint64 now = g_get_real_time ();
+
+  if (error == NULL)
+    {
+      sql = g_strdup_printf ("UPDATE %s SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", job->table);
+      rtp_database_exec (self->db, &db_error, sql, "now", RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
+    }
+  else
+    {
+      gint64 delay = MIN ((gint64) 1 << MIN (job->attempts, 6), 60) * G_USEC_PER_SEC;
+      g_warning ("%s; retrying in %" G_GINT64_FORMAT " s", error->message, delay / G_USEC_PER_SEC);
+      sql = g_strdup_printf ("UPDATE %s SET attempts = attempts + 1, next_attempt_us = :next, last_error = :e "
+                             "WHERE id = :id",
+                             job->table);
+      rtp_database_exec (self->db, &db_error, sql, "next", RTP_DB_INT, now + delay, "e", RTP_DB_STR, error->message,
+                         "id", RTP_DB_STR, job->id, NULL);
+    }
+  if (db_error != NULL)
+    g_warning ("%s: %s", job->table, db_error->message);
+}
 
 static void
 mail_sent (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  MailJob *job = user_data;
+  OutboxJob *job = user_data;
   RtpAlerter *self = job->self;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GError) db_error = NULL;
-  gint64 now = g_get_real_time ();
 
-  if (rtp_mailer_send_finish (result, &error))
-    rtp_database_exec (self->db, &db_error,
-                       "UPDATE alert_mails SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", "now",
-                       RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
-  else
-    {
-      /* back-off: 1, 2, 4 … 60 s */
-      gint64 delay = MIN ((gint64) 1 << MIN (job->attempts, 6), 60) * G_USEC_PER_SEC;
-      g_warning ("%s; retrying in %" G_GINT64_FORMAT " s", error->message, delay / G_USEC_PER_SEC);
-      rtp_database_exec (self->db, &db_error,
-                         "UPDATE alert_mails SET attempts = attempts + 1, next_attempt_us = :next, last_error = :e "
-                         "WHERE id = :id",
-                         "next", RTP_DB_INT, now + delay, "e", RTP_DB_STR, error->message, "id", RTP_DB_STR, job->id,
-                         NULL);
-    }
-  if (db_error != NULL)
-    g_warning ("mail queue: %s", db_error->message);
+  rtp_mailer_send_finish (result, &error);
+  record_attempt (job, error);
   self->mail_sending = FALSE;
   if (error == NULL && self->mail_idle_id == 0)
     self->mail_idle_id = g_idle_add (send_mails_idle, self); /* the next one at once */
-  g_free (job->id);
-  g_object_unref (job->self);
-  g_free (job);
+  outbox_job_free (job);
 }
 
 /* One mail at a time, oldest due first. */
@@ -934,8 +959,6 @@ send_next_mail (RtpAlerter *self)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GdaDataModel) m = NULL;
-  MailJob *job;
-
   if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db))
     return;
   m = rtp_database_select (self->db, &error,
@@ -944,13 +967,9 @@ send_next_mail (RtpAlerter *self)
                            "now", RTP_DB_INT, g_get_real_time (), NULL);
   if (m == NULL || rtp_db_rows (m) == 0)
     return;
-  job = g_new0 (MailJob, 1);
-  job->self = g_object_ref (self);
-  job->id = g_strdup (rtp_db_str (m, 0, 0));
-  job->attempts = rtp_db_int0 (m, 0, 4);
   self->mail_sending = TRUE;
   rtp_mailer_send_async (&self->mail, rtp_db_str (m, 0, 1), rtp_db_str (m, 0, 2), rtp_db_str (m, 0, 3), NULL, mail_sent,
-                         job);
+                         outbox_job_new (self, "alert_mails", m, 0, 4));
 }
 
 static void send_next_webhook (RtpAlerter *self);
@@ -967,46 +986,19 @@ send_mails_idle (gpointer user_data)
 
 /* ---- webhook queue ---------------------------------------------------------------- */
 
-typedef struct {
-  RtpAlerter *self; /* (owned) */
-  char *id;
-  gint64 attempts;
-} WebhookJob;
-
-static void send_next_webhook (RtpAlerter *self);
-
 static void
 webhook_sent (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  WebhookJob *job = user_data;
+  OutboxJob *job = user_data;
   RtpAlerter *self = job->self;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GError) db_error = NULL;
-  gint64 now = g_get_real_time ();
 
-  if (rtp_webhook_post_finish (result, &error))
-    rtp_database_exec (self->db, &db_error,
-                       "UPDATE alarm_webhooks SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", "now",
-                       RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
-  else
-    {
-      /* the same back-off as mail: 1, 2, 4 … 60 s */
-      gint64 delay = MIN ((gint64) 1 << MIN (job->attempts, 6), 60) * G_USEC_PER_SEC;
-      g_warning ("%s; retrying in %" G_GINT64_FORMAT " s", error->message, delay / G_USEC_PER_SEC);
-      rtp_database_exec (self->db, &db_error,
-                         "UPDATE alarm_webhooks SET attempts = attempts + 1, next_attempt_us = :next, last_error = :e "
-                         "WHERE id = :id",
-                         "next", RTP_DB_INT, now + delay, "e", RTP_DB_STR, error->message, "id", RTP_DB_STR, job->id,
-                         NULL);
-    }
-  if (db_error != NULL)
-    g_warning ("webhook queue: %s", db_error->message);
+  rtp_webhook_post_finish (result, &error);
+  record_attempt (job, error);
   self->webhook_sending = FALSE;
   if (error == NULL)
     send_next_webhook (self); /* the next one at once */
-  g_free (job->id);
-  g_object_unref (job->self);
-  g_free (job);
+  outbox_job_free (job);
 }
 
 /* One at a time, oldest due first: the receiver sees transitions in order. */
@@ -1014,7 +1006,6 @@ static void
 send_next_webhook (RtpAlerter *self)
 {
   g_autoptr (GdaDataModel) m = NULL;
-  WebhookJob *job;
 
   if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db))
     return;
@@ -1024,13 +1015,9 @@ send_next_webhook (RtpAlerter *self)
                            "now", RTP_DB_INT, g_get_real_time (), NULL);
   if (m == NULL || rtp_db_rows (m) == 0)
     return;
-  job = g_new0 (WebhookJob, 1);
-  job->self = g_object_ref (self);
-  job->id = g_strdup (rtp_db_str (m, 0, 0));
-  job->attempts = rtp_db_int0 (m, 0, 2);
   self->webhook_sending = TRUE;
   rtp_webhook_post_async (self->webhook_url, self->webhook_secret, rtp_db_str (m, 0, 1), self->mail.timeout_s, NULL,
-                          webhook_sent, job);
+                          webhook_sent, outbox_job_new (self, "alarm_webhooks", m, 0, 2));
 }
 
 static gboolean
@@ -1052,8 +1039,13 @@ on_heard (RtpLiveValues *live, const char *pv, gint severity, gpointer user_data
 {
   RtpAlerter *self = user_data;
   gint64 seen = g_get_monotonic_time ();
+  gint64 *last = g_hash_table_lookup (self->last_seen, pv);
 
-  g_hash_table_replace (self->last_seen, g_strdup (pv), g_memdup2 (&seen, sizeof seen));
+  /* overwritten in place: this runs for every value heard */
+  if (last != NULL)
+    *last = seen;
+  else
+    g_hash_table_insert (self->last_seen, g_strdup (pv), g_memdup2 (&seen, sizeof seen));
   if (severity != RTP_EPICS_SEVERITY_INVALID)
     {
       g_hash_table_remove (self->silent, pv);
