@@ -307,6 +307,8 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
           sample.binned = TRUE;
           sample.value = part[0];
           sample.value_len = part_len[0];
+          sample.std = part[1];
+          sample.std_len = part_len[1];
           sample.min = part[2];
           sample.min_len = part_len[2];
           sample.max = part[3];
@@ -331,6 +333,7 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
         }
     }
   else if (!rtp_json_number_is_finite (sample.value, sample.value_len) ||
+           !rtp_json_number_is_finite (sample.std, sample.std_len) ||
            !rtp_json_number_is_finite (sample.min, sample.min_len) ||
            !rtp_json_number_is_finite (sample.max, sample.max_len) ||
            !rtp_json_number_is_finite (sample.count, sample.count_len))

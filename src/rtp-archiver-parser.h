@@ -10,9 +10,9 @@ typedef struct {
   gint32 nanos;
   const char *value; /* JSON text of the value: a number as written, a string, an array, or null */
   gsize value_len;
-  gboolean binned;               /* an optimized_N bin: value is the mean, min/max/count are set */
-  const char *min, *max, *count; /* JSON number texts, for bins */
-  gsize min_len, max_len, count_len;
+  gboolean binned;                     /* an optimized_N bin: value is the mean, min/max/count are set */
+  const char *std, *min, *max, *count; /* JSON number texts, for bins */
+  gsize std_len, min_len, max_len, count_len;
   gboolean too_deep; /* the value nests deeper than RTP_JSON_MAX_DEPTH: a bad sample, value is NULL — skip it */
   guint nonfinite;   /* numbers of the value that were not finite doubles and became null */
   gint severity;     /* the EPICS alarm severity (0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID); -1 when not given */

@@ -88,6 +88,88 @@ rtp_history_get_time_zone (RtpHistory *self)
   return self->tz;
 }
 
+/* The appliance's post-processors that the API offers. The N-second ones take bin_s. */
+static const struct {
+  const char *name;
+  gboolean takes_bin_s;
+} operators[] = {
+  { "raw", FALSE },        { "optimized", FALSE }, { "optimLastSample", FALSE },
+  { "mean", TRUE },        { "median", TRUE },     { "min", TRUE },
+  { "max", TRUE },         { "std", TRUE },        { "count", TRUE },
+  { "firstSample", TRUE }, { "lastSample", TRUE }, { "firstFill", TRUE },
+  { "lastFill", TRUE },    { "linear", TRUE },     { "nth", TRUE },
+};
+
+#define MAX_BIN_S ((gint64) 366 * 24 * 3600)
+
+static gboolean
+read_operator (const RtpHistoryQuery *query, RtpHistoryWindow *window, GError **error)
+{
+  gboolean takes_bin_s = FALSE;
+
+  for (guint i = 0; query->operator_state == RTP_FIELD_SET && i < G_N_ELEMENTS (operators); i++)
+    if (g_str_equal (query->operator_name, operators[i].name))
+      {
+        window->operator= operators[i].name;
+        takes_bin_s = operators[i].takes_bin_s;
+      }
+  if (query->operator_state == RTP_FIELD_WRONG_TYPE ||
+      (query->operator_state == RTP_FIELD_SET && window->operator== NULL))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("operator: Unknown operator. Use one of raw, optimized, optimLastSample, mean, "
+                              "median, min, max, std, count, firstSample, lastSample, firstFill, lastFill, "
+                              "linear, nth."));
+      return FALSE;
+    }
+  if (query->bin_s_state == RTP_FIELD_WRONG_TYPE ||
+      (query->bin_s_state == RTP_FIELD_SET && (query->bin_s < 1 || query->bin_s > MAX_BIN_S)))
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID,
+                   _ ("bin_s: Value must be a whole number of seconds from 1 to %lld."), (long long) MAX_BIN_S);
+      return FALSE;
+    }
+  if (takes_bin_s && query->bin_s_state != RTP_FIELD_SET)
+    {
+      g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("bin_s: The operator %s needs a bin width in seconds."),
+                   window->operator);
+      return FALSE;
+    }
+  if (!takes_bin_s && query->bin_s_state == RTP_FIELD_SET)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("bin_s: Only the N-second operators (mean, median, min, max, std, count, firstSample, "
+                              "lastSample, firstFill, lastFill, linear, nth) take a bin width."));
+      return FALSE;
+    }
+  window->bin_s = takes_bin_s ? query->bin_s : 0;
+  return TRUE;
+}
+
+gboolean
+rtp_history_window_has_bins (const RtpHistoryWindow *window)
+{
+  if (window->operator== NULL)
+    return window->max_points > 0;
+  return window->max_points > 0 &&
+         (g_str_equal (window->operator, "optimized") || g_str_equal (window->operator, "optimLastSample"));
+}
+
+char *
+rtp_history_expression (const RtpHistoryWindow *window, const char *pv)
+{
+  /* optimized_N: the appliance answers raw samples when the window holds at most N, else ~N bins */
+  if (window->operator== NULL || g_str_equal (window->operator, "optimized"))
+    return window->max_points > 0 ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", window->max_points, pv)
+                                  : g_strdup (pv);
+  if (g_str_equal (window->operator, "optimLastSample"))
+    return window->max_points > 0 ? g_strdup_printf ("optimLastSample_%" G_GINT64_FORMAT "(%s)", window->max_points, pv)
+                                  : g_strdup (pv);
+  if (g_str_equal (window->operator, "raw"))
+    return g_strdup (pv);
+  return g_strdup_printf ("%s_%" G_GINT64_FORMAT "(%s)", window->operator, window->bin_s, pv);
+}
+
 static gboolean
 read_time (RtpHistory *self, const char *name, const char *text, gboolean *given, gint64 *out_us, GError **error)
 {
@@ -112,6 +194,8 @@ rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryW
   gint64 limit = rtp_config_get_int (config, "RTP_MAX_POINTS_LIMIT");
 
   memset (window, 0, sizeof *window);
+  if (!read_operator (query, window, error))
+    return FALSE;
   if (!read_time (self, "since", query->since, &have_since, &window->from_us, error) ||
       !read_time (self, "until", query->until, &have_until, &window->to_us, error))
     return FALSE;
@@ -157,13 +241,11 @@ rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindo
                          gpointer sample_data, GCancellable *cancellable, GAsyncReadyCallback callback,
                          gpointer user_data)
 {
-  /* optimized_N: the appliance answers raw samples when the window holds at most N, else ~N bins */
-  g_autofree char *expr = window->max_points > 0
-                            ? g_strdup_printf ("optimized_%" G_GINT64_FORMAT "(%s)", window->max_points, pv)
-                            : g_strdup (pv);
+  g_autofree char *expr = rtp_history_expression (window, pv);
 
-  return rtp_archiver_client_fetch_async (self->archiver, expr, window->from_us, window->to_us, window->max_points > 0,
-                                          TRUE, on_sample, sample_data, cancellable, callback, user_data);
+  return rtp_archiver_client_fetch_async (self->archiver, expr, window->from_us, window->to_us,
+                                          rtp_history_window_has_bins (window), TRUE, on_sample, sample_data,
+                                          cancellable, callback, user_data);
 }
 
 gboolean

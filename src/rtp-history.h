@@ -5,6 +5,7 @@
 
 #include "rtp-archiver-client.h"
 #include "rtp-config.h"
+#include "rtp-validate.h"
 
 G_BEGIN_DECLS
 
@@ -17,15 +18,29 @@ typedef struct {
   const char *until; /* (nullable) */
   gboolean has_max_points;
   gint64 max_points; /* 0: raw data */
+  /* the appliance's post-processor (API "operator"): absent or null → today's optimized_N or raw */
+  RtpFieldState operator_state;
+  const char *operator_name;
+  RtpFieldState bin_s_state; /* the bin width of the N-second operators */
+  gint64 bin_s;
 } RtpHistoryQuery;
 
 /* The window a query resolved to. */
 typedef struct {
   gint64 from_us;
   gint64 to_us;
-  gint64 max_points; /* 0: raw, streamed; else optimized_N */
-  char *defaulted;   /* (owned) (nullable) the warning when no since was given */
+  gint64 max_points;    /* 0: raw, streamed; else optimized_N (or optimLastSample_N) */
+  const char *operator; /* (nullable) (static) the operator asked for; NULL: optimized_N or raw */
+  gint64 bin_s;         /* for the N-second operators */
+  char *defaulted;      /* (owned) (nullable) the warning when no since was given */
 } RtpHistoryWindow;
+
+/* Whether @window's answer may hold optimized bins ([mean, std, min, max, count] values). */
+gboolean rtp_history_window_has_bins (const RtpHistoryWindow *window);
+
+/* The appliance's expression for @pv over @window: `X:Y`, `optimized_500(X:Y)`, `mean_60(X:Y)`…
+ * Returns: (transfer full) */
+char *rtp_history_expression (const RtpHistoryWindow *window, const char *pv);
 
 void rtp_history_window_clear (RtpHistoryWindow *window);
 
@@ -40,10 +55,11 @@ GTimeZone *rtp_history_get_time_zone (RtpHistory *self);
 
 /* Applies API.md's rules: unparsable times and since after until → RTP_ERROR_INVALID with the
  * contract's message; no since → the last DEFAULT_ARCHIVER_TIME_PERIOD hours up to until (or now),
- * with the warning; max_points from RTP_MAX_POINTS, at most RTP_MAX_POINTS_LIMIT. */
+ * with the warning; max_points from RTP_MAX_POINTS, at most RTP_MAX_POINTS_LIMIT; an operator the
+ * appliance has (bin_s for the N-second ones, refused for the others), else RTP_ERROR_INVALID naming the key. */
 gboolean rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryWindow *window, GError **error);
 
-/* Fetches one PV over @window: optimized_N(pv) (bins read as such) or raw, as a long transfer
+/* Fetches one PV over @window with rtp_history_expression() (bins read as such), as a long transfer
  * (only a stall limit). Samples go to @on_sample on the main thread. */
 RtpArchiverTransfer *rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindow *window,
                                               RtpSampleFunc on_sample, gpointer sample_data, GCancellable *cancellable,

@@ -271,6 +271,12 @@ rtp_request_get_query (RtpRequest *request, const char *name)
 }
 
 const char *
+rtp_request_get_header (RtpRequest *request, const char *name)
+{
+  return soup_message_headers_get_one (soup_server_message_get_request_headers (request->msg), name);
+}
+
+const char *
 rtp_request_get_client (RtpRequest *request)
 {
   return soup_server_message_get_remote_host (request->msg);

@@ -75,6 +75,8 @@ JsonObject *rtp_request_get_body (RtpRequest *request);
 GBytes *rtp_request_get_raw_body (RtpRequest *request);
 /* Returns: (transfer none) */
 const char *rtp_request_get_query (RtpRequest *request, const char *name);
+/* (nullable): a request header, as sent */
+const char *rtp_request_get_header (RtpRequest *request, const char *name);
 /* Returns: (transfer none) */
 const char *rtp_request_get_client (RtpRequest *request);
 gboolean rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);

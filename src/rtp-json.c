@@ -437,3 +437,91 @@ rtp_json_append_string (GString *out, const char *s)
     }
   g_string_append_c (out, '"');
 }
+
+static int
+hex4 (const char *p, const char *end)
+{
+  int v = 0;
+
+  if (end - p < 4)
+    return -1;
+  for (int i = 0; i < 4; i++)
+    {
+      int d = g_ascii_xdigit_value (p[i]);
+      if (d < 0)
+        return -1;
+      v = v * 16 + d;
+    }
+  return v;
+}
+
+void
+rtp_json_append_decoded (GString *out, const char *text, gsize len)
+{
+  const char *p = text, *end = text + len;
+
+  if (len >= 2 && text[0] == '"' && text[len - 1] == '"')
+    {
+      p++;
+      end--;
+    }
+  while (p < end)
+    {
+      const char *run = p;
+      gunichar c;
+      int u;
+
+      while (p < end && *p != '\\')
+        p++;
+      g_string_append_len (out, run, p - run);
+      if (p >= end)
+        break;
+      p++; /* the backslash */
+      if (p >= end)
+        break;
+      switch (*p)
+        {
+          case 'b':
+            g_string_append_c (out, '\b');
+            break;
+          case 'f':
+            g_string_append_c (out, '\f');
+            break;
+          case 'n':
+            g_string_append_c (out, '\n');
+            break;
+          case 'r':
+            g_string_append_c (out, '\r');
+            break;
+          case 't':
+            g_string_append_c (out, '\t');
+            break;
+          case 'u':
+            u = hex4 (p + 1, end);
+            if (u < 0)
+              {
+                g_string_append_unichar (out, 0xfffd);
+                break;
+              }
+            p += 4;
+            c = (gunichar) u;
+            if (c >= 0xd800 && c < 0xdc00 && end - p > 6 && p[1] == '\\' && p[2] == 'u')
+              {
+                int lo = hex4 (p + 3, end);
+                if (lo >= 0xdc00 && lo < 0xe000)
+                  {
+                    c = 0x10000 + ((c - 0xd800) << 10) + ((gunichar) lo - 0xdc00);
+                    p += 6;
+                  }
+              }
+            if (c == 0 || (c >= 0xd800 && c < 0xe000))
+              c = 0xfffd; /* no NUL in a text cell, and no lone surrogate */
+            g_string_append_unichar (out, c);
+            break;
+          default: /* " \ / */
+            g_string_append_c (out, *p);
+            break;
+        }
+      p++;
+    }
+}

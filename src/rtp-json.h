@@ -39,4 +39,8 @@ gboolean rtp_json_number_is_finite (const char *text, gsize len);
  * and every control character; everything else is kept as UTF-8. NULL is written as null. */
 void rtp_json_append_string (GString *out, const char *s);
 
+/* The reader's half: appends the text of the JSON string @text (@len bytes, quotes included, as
+ * rtp_json_normalize() checked it) to @out, escapes resolved. A \\u0000 becomes U+FFFD. */
+void rtp_json_append_decoded (GString *out, const char *text, gsize len);
+
 G_END_DECLS

@@ -141,28 +141,69 @@ rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us)
   return TRUE;
 }
 
-gsize
-rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf)
+/* Writes the date and time of @local (seconds, already in the zone wanted) as
+ * "YYYY-MM-DD<sep>HH:MM:SS" and the fraction of @nanos; returns the length. */
+static int
+format_civil (gint64 local, gint32 nanos, char sep, char *buf)
 {
-  gint32 offset = offset_at (tz, secs);
-  gint64 local = secs + offset;
   gint64 days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
   gint64 sod = local - days * 86400;
   gint64 y;
   unsigned m, d;
   int len;
-  int off_abs = offset < 0 ? -offset : offset;
 
   civil_from_days (days, &y, &m, &d);
-  len = snprintf (buf, 64, "%04" G_GINT64_FORMAT "-%02u-%02u %02d:%02d:%02d", y, m, d, (int) (sod / 3600),
+  len = snprintf (buf, 64, "%04" G_GINT64_FORMAT "-%02u-%02u%c%02d:%02d:%02d", y, m, d, sep, (int) (sod / 3600),
                   (int) (sod / 60 % 60), (int) (sod % 60));
   if (nanos != 0 && nanos % 1000 == 0)
     len += snprintf (buf + len, 64 - (gsize) len, ".%06d", nanos / 1000);
   else if (nanos != 0)
     len += snprintf (buf + len, 64 - (gsize) len, ".%09d", nanos);
+  return len;
+}
+
+gsize
+rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf)
+{
+  gint32 offset = offset_at (tz, secs);
+  int off_abs = offset < 0 ? -offset : offset;
+  int len = format_civil (secs + offset, nanos, ' ', buf);
+
   len += snprintf (buf + len, 64 - (gsize) len, "%c%02d:%02d", offset < 0 ? '-' : '+', off_abs / 3600,
                    off_abs / 60 % 60);
   return (gsize) len;
+}
+
+gsize
+rtp_time_format_utc (gint64 secs, gint32 nanos, char *buf)
+{
+  int len = format_civil (secs, nanos, 'T', buf);
+
+  buf[len++] = 'Z';
+  buf[len] = '\0';
+  return (gsize) len;
+}
+
+gsize
+rtp_time_format_epoch (gint64 secs, gint32 nanos, char *buf)
+{
+  if (secs < 0 && nanos > 0)
+    return (gsize) snprintf (buf, 64, "-%" G_GINT64_FORMAT ".%09d", -(secs + 1), 1000000000 - nanos);
+  return (gsize) snprintf (buf, 64, "%" G_GINT64_FORMAT ".%09d", secs, nanos);
+}
+
+gsize
+rtp_time_format_compact (GTimeZone *tz, gint64 secs, char *buf)
+{
+  gint64 local = secs + offset_at (tz, secs);
+  gint64 days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+  gint64 sod = local - days * 86400;
+  gint64 y;
+  unsigned m, d;
+
+  civil_from_days (days, &y, &m, &d);
+  return (gsize) snprintf (buf, 64, "%04" G_GINT64_FORMAT "%02u%02uT%02d%02d%02d", y, m, d, (int) (sod / 3600),
+                           (int) (sod / 60 % 60), (int) (sod % 60));
 }
 
 char *

@@ -15,6 +15,16 @@ gboolean rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us);
  * returns the length written. */
 gsize rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf);
 
+/* "YYYY-MM-DDTHH:MM:SS[.ffffff|.fffffffff]Z": UTC, the fraction as in rtp_time_format(). @buf holds
+ * 64 bytes; returns the length written. */
+gsize rtp_time_format_utc (gint64 secs, gint32 nanos, char *buf);
+
+/* "<seconds since the epoch>.<nine digits>", e.g. "1642250254.793888256" (or "-1.500000000"). */
+gsize rtp_time_format_epoch (gint64 secs, gint32 nanos, char *buf);
+
+/* "YYYYMMDDTHHMMSS" in @tz, for file names. @buf holds 64 bytes. */
+gsize rtp_time_format_compact (GTimeZone *tz, gint64 secs, char *buf);
+
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ", as the appliance reads it */
 /* Returns: (transfer full) */
 char *rtp_time_iso_utc (gint64 us);

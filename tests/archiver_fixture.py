@@ -2,18 +2,28 @@
 """A stand-in for the EPICS Archiver Appliance's retrieval API, for tests and benchmarks.
 
 It serves, on 127.0.0.1 and a port of its own choosing (printed as "Listening on URL"):
-  GET /retrieval/data/getData.json?pv=PV&from=ISO&to=ISO   with PV, optimized_N(PV) or mean_S(PV)
+  GET /retrieval/data/getData.json?pv=PV&from=ISO&to=ISO   with PV, optimized_N(PV), optimLastSample_N(PV),
+      the N-second operators OP_S(PV) (mean, median, min, max, std, count, firstSample, lastSample, firstFill,
+      lastFill, linear) and nth_N(PV)
   GET /retrieval/bpl/getMetadata?pv=PV
+  GET /retrieval/bpl/getMatchingPVs?pv=GLOB&limit=N   (or regex=REGEX): a JSON array of names
+  POST /retrieval/data/getDataAtTime?at=ISO&includeProxies=true   body: a JSON array of PV names; answer
+      {"<pv>": {"secs", "nanos", "val", "severity", "status"}} for the PVs with a sample at or before `at`
 in the appliance's documented format: [{"meta": {"name": …}, "data": [{"secs", "nanos", "val",
 "severity", "status"}, …]}]. Like the appliance it adds the last sample before `from`, answers
 an unknown PV with 404 "Unable to find typeinfo for pv …", answers optimized_N with raw samples
 when the window holds at most N and otherwise with about N bins whose val is
-[mean, std, min, max, count], and mean_S with one mean per S-second bin.
+[mean, std, min, max, count], and OP_S with one value per S-second bin (bins start at multiples of S
+since the epoch, as the appliance's do; linear is given the bin's mean here).
 
 Data is deterministic and set up by the test through control endpoints:
   POST /control/pv    {"name", "start", "period", "count", "kind": "ramp"|"sine"|"string"|"waveform"|"nan"}
-                      or {"name", "samples": [[secs, nanos, val(, severity)], …]} (val {"raw": TEXT} is written as
-                      TEXT; severity is the EPICS alarm severity, 0 NO_ALARM … 3 INVALID, default 0)
+                      or {"name", "samples": [[secs, nanos, val(, severity(, status))], …]} (val {"raw": TEXT} is
+                      written as TEXT; severity is the EPICS alarm severity, 0 NO_ALARM … 3 INVALID, default 0;
+                      status the alarm status, default 3 (UDF) with INVALID and 0 otherwise)
+                      optional "meta": {"EGU": …, "PREC": …, "DESC": …} for getMetadata and the answers' meta
+  POST /control/missing {"paths": ["/retrieval/data/getDataAtTime", …]}   those endpoints answer 404, as on an
+                      appliance too old to have them
   POST /control/mode  {"mode": "normal"|"slow"|"broken"|"garbage"|"hold"|"empty_unknown"|"gzip", "delay": s}
                       (gzip: answers with Content-Encoding: gzip, as an appliance behind a compressing proxy)
   POST /control/release   lets held answers go
@@ -30,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PVS = {}
 MODE = {"mode": "normal", "delay": 0}
+MISSING = set()
+META = {}
 RELEASE = threading.Event()
 REQUESTS = []
 LOCK = threading.Lock()
@@ -92,6 +104,7 @@ class Explicit:
     def __init__(self, spec):
         self.list = sorted((int(x[0]), int(x[1]), x[2]) for x in spec["samples"])
         self.severity = {(int(x[0]), int(x[1])): int(x[3]) for x in spec["samples"] if len(x) > 3}
+        self.status = {(int(x[0]), int(x[1])): int(x[4]) for x in spec["samples"] if len(x) > 4}
 
     def samples(self, t0, t1):
         before = None
@@ -111,7 +124,7 @@ class Explicit:
         return sum(1 for _ in self.samples(t0, t1))
 
 
-def sample_json(s, n, v, severity=0):
+def sample_json(s, n, v, severity=0, status=None):
     if isinstance(v, float) and math.isnan(v):
         val = "NaN"  # what the appliance writes for NaN
     elif isinstance(v, dict) and "raw" in v:
@@ -119,7 +132,9 @@ def sample_json(s, n, v, severity=0):
     else:
         val = json.dumps(v)
     # the appliance writes status 3 (UDF) or the record's alarm status with an INVALID severity
-    return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": {severity}, "status": {3 if severity == 3 else 0}}}'
+    if status is None:
+        status = 3 if severity == 3 else 0
+    return f'{{"secs": {s}, "nanos": {n}, "val": {val}, "severity": {severity}, "status": {status}}}'
 
 
 def bins(source, t0, t1, nbins):
@@ -136,6 +151,55 @@ def bins(source, t0, t1, nbins):
         std = math.sqrt(sum((x - mean) ** 2 for x in b) / len(b))
         start = t0 + k * width
         yield math.floor(start), 0, [mean, std, min(b), max(b), len(b)]
+
+
+def reduce_bin(op, values):
+    if op in ("mean", "linear"):
+        return sum(values) / len(values)
+    if op == "median":
+        v = sorted(values)
+        k = len(v) // 2
+        return v[k] if len(v) % 2 else (v[k - 1] + v[k]) / 2
+    if op == "min":
+        return min(values)
+    if op == "max":
+        return max(values)
+    if op == "std":
+        mean = sum(values) / len(values)
+        return math.sqrt(sum((x - mean) ** 2 for x in values) / len(values))
+    if op == "count":
+        return float(len(values))
+    if op in ("firstSample", "firstFill"):
+        return values[0]
+    return values[-1]  # lastSample, lastFill
+
+
+BIN_OPS = ("mean", "median", "min", "max", "std", "count", "firstSample", "lastSample", "firstFill", "lastFill", "linear")
+
+
+def second_bins(source, op, width, t0, t1):
+    """One value per `width`-second bin, bins starting at multiples of `width` since the epoch."""
+    buckets = {}
+    for s, n, v in source.samples(t0, t1):
+        t = s + n / 1e9
+        if t < t0:
+            continue
+        buckets.setdefault(int(t // width), []).append(float(v))
+    last = None
+    for k in range(int(t0 // width), int(t1 // width) + 1):
+        if k in buckets:
+            last = reduce_bin(op, buckets[k])
+            yield k * width, 0, last
+        elif op in ("firstFill", "lastFill") and last is not None:
+            yield k * width, 0, last
+
+
+def sample_at(source, t):
+    found = None
+    for s, n, v in source.samples(t, t):
+        if s + n / 1e9 <= t:
+            found = (s, n, v)
+    return found
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,9 +219,31 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/retrieval/"):
+            with LOCK:
+                REQUESTS.append(self.path)
+                REQUESTS.append("body: " + json.dumps(body))
+            if url.path in MISSING or url.path != "/retrieval/data/getDataAtTime":
+                return self.send(404, "not found", "text/plain")
+            at = parse_time(urllib.parse.parse_qs(url.query)["at"][0])
+            answer = {}
+            for name in body:
+                source = PVS.get(name)
+                found = sample_at(source, at) if source is not None else None
+                if found is not None:
+                    s, n, v = found
+                    severity = getattr(source, "severity", {}).get((s, n), 0)
+                    status = getattr(source, "status", {}).get((s, n))
+                    answer[name] = json.loads(sample_json(s, n, v, severity, status))
+            return self.send(200, json.dumps(answer))
         if self.path == "/control/pv":
             with LOCK:
                 PVS[body["name"]] = Explicit(body) if "samples" in body else Param(body)
+                META[body["name"]] = body.get("meta", {})
+        elif self.path == "/control/missing":
+            MISSING.clear()
+            MISSING.update(body.get("paths", []))
         elif self.path == "/control/mode":
             MODE.update(body)
             RELEASE.clear()
@@ -188,19 +274,33 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "garbage":
             return self.send(200, '[{"meta": {"name": "x"}, "data": [{"secs": 1, "nanos": 0, "val": 1.0}, {"secs":')
         expr = q.get("pv", [""])[0]
+        if url.path in MISSING:
+            return self.send(404, "not found", "text/plain")
         if url.path == "/retrieval/bpl/getMetadata":
             if expr in PVS:
-                return self.send(200, json.dumps({"name": expr, "DBRType": "DBR_SCALAR_DOUBLE", "paused": "false"}))
+                meta = {"name": expr, "DBRType": "DBR_SCALAR_DOUBLE", "paused": "false"}
+                meta.update(META.get(expr, {}))
+                return self.send(200, json.dumps(meta))
             return self.send(404, f"Unable to find typeinfo for pv {expr}", "text/plain")
+        if url.path == "/retrieval/bpl/getMatchingPVs":
+            import fnmatch
+            import re
+            limit = int(q.get("limit", ["500"])[0])
+            if "regex" in q:
+                names = [p for p in sorted(PVS) if re.fullmatch(q["regex"][0], p)]
+            else:
+                names = [p for p in sorted(PVS) if fnmatch.fnmatchcase(p, q.get("pv", ["*"])[0])]
+            return self.send(200, json.dumps(names if limit < 0 else names[:limit]))
         if url.path != "/retrieval/data/getData.json":
             return self.send(404, "not found", "text/plain")
         op, arg, name = None, None, expr
         if expr.endswith(")") and "(" in expr:
             opname, name = expr[:-1].split("(", 1)
-            if opname.startswith("optimized_"):
-                op, arg = "optimized", int(opname[len("optimized_"):])
-            elif opname.startswith("mean_"):
-                op, arg = "mean", int(opname[len("mean_"):])
+            opbase, _, n = opname.rpartition("_")
+            if opbase in ("optimized", "optimLastSample", "nth") + BIN_OPS and n.isdigit():
+                op, arg = opbase, int(n)
+            else:
+                return self.send(400, f"Unknown post processor {opname}", "text/plain")
         source = PVS.get(name)
         if source is None:
             if mode == "empty_unknown":
@@ -208,13 +308,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(404, f"Unable to find typeinfo for pv {name}", "text/plain")
         t0 = parse_time(q["from"][0])
         t1 = parse_time(q["to"][0])
-        if op == "optimized" and source.window_count(t0, t1) > arg:
+        raw = False
+        if op in ("optimized", "optimLastSample") and source.window_count(t0, t1) > arg:
             samples = bins(source, t0, t1, arg)
-        elif op == "mean":
-            nb = max(1, math.ceil((t1 - t0) / arg))
-            samples = ((s, n, v[0]) for s, n, v in bins(source, t0, t0 + nb * arg, nb))
+        elif op in BIN_OPS:
+            samples = second_bins(source, op, arg, t0, t1)
+        elif op == "nth":
+            samples = (x for i, x in enumerate(source.samples(t0, t1)) if i % arg == 0)
         else:
             samples = source.samples(t0, t1)
+            raw = True
         out = self.wfile
         if mode == "gzip":
             import gzip
@@ -224,7 +327,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-        self.write_samples(out, name, samples, None if op else getattr(source, "severity", None))
+        self.write_samples(out, name, samples, getattr(source, "severity", None) if raw else None,
+                           getattr(source, "status", None) if raw else None, META.get(name, {}))
         if mode == "gzip":
             data = gzip.compress(out.getvalue(), 9)
             self.send_response(200)
@@ -234,13 +338,16 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
 
-    def write_samples(self, out, name, samples, severity=None):
+    def write_samples(self, out, name, samples, severity=None, status=None, meta=None):
         severity = severity or {}
-        out.write(f'[{{"meta": {{"name": {json.dumps(name)}, "PREC": "0"}}, "data": ['.encode())
+        status = status or {}
+        head = {"name": name, "PREC": "0"}
+        head.update(meta or {})
+        out.write(f'[{{"meta": {json.dumps(head)}, "data": ['.encode())
         first = True
         buf = []
         for s, n, v in samples:
-            buf.append(sample_json(s, n, v, severity.get((s, n), 0)))
+            buf.append(sample_json(s, n, v, severity.get((s, n), 0), status.get((s, n))))
             if len(buf) >= CHUNK:
                 out.write(((", " if not first else "") + ", ".join(buf)).encode())
                 first = False

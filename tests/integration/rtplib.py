@@ -407,6 +407,10 @@ class ArchiverFixture:
     def release(self):
         self.control("/control/release", {})
 
+    def missing(self, *paths):
+        """Those appliance endpoints answer 404, as on an older appliance."""
+        self.control("/control/missing", {"paths": list(paths)})
+
     def requests(self):
         import urllib.request
         with urllib.request.urlopen(self.url + "/control/requests", timeout=30) as r:

@@ -115,8 +115,9 @@ class Decimation(DataTestCase):
         self.assertEqual(r.status, 200, r)
         points = r.json["data"]["process_variables_data"]["Test:Big:Ramp"]
         self.assertTrue(90 <= len(points) <= 100, len(points))
-        self.assertEqual(set(points[0]), {"time", "data", "min", "max", "count"})
+        self.assertEqual(set(points[0]), {"time", "data", "min", "max", "count", "std"})
         self.assertEqual(sum(p["count"] for p in points), 86401)
+        self.assertTrue(all(type(p["count"]) is int for p in points))
         self.assertTrue(all(p["min"] <= p["data"] <= p["max"] for p in points))
         self.assertEqual(r.json["warnings"], [f"The data of Test:Big:Ramp was reduced to {len(points)} points."])
         self.assertIn("optimized_100(Test:Big:Ramp)", urllib.parse.unquote(self.fx.requests()[-1]))
