@@ -31,7 +31,10 @@ struct _RtpArchiverClient {
   GHashTable *transfers; /* RtpArchiverTransfer set */
 };
 
-typedef enum { KIND_DATA, KIND_METADATA } Kind;
+typedef enum { KIND_DATA, KIND_METADATA, KIND_BODY } Kind;
+
+/* A whole JSON answer (search, values at a moment) is held: at most this many bytes. */
+#define MAX_BODY_BYTES ((guint64) 16 * 1024 * 1024)
 
 struct _RtpArchiverTransfer {
   RtpArchiverClient *client; /* (unowned) the client outlives its transfers */
@@ -42,10 +45,12 @@ struct _RtpArchiverTransfer {
   RtpArchiverParser *parser; /* (owned) (nullable) */
   RtpSampleFunc on_sample;
   gpointer sample_data;
-  GError *parse_error; /* (owned) (nullable) */
-  GString *error_body; /* (owned) start of a non-200 answer, for the log */
-  char *pv;            /* (owned) (nullable) the PV asked for, for messages */
-  guint64 received;    /* decoded bytes so far */
+  GError *parse_error;        /* (owned) (nullable) */
+  GString *error_body;        /* (owned) start of a non-200 answer, for the log */
+  char *pv;                   /* (owned) (nullable) the PV asked for, for messages */
+  GString *body;              /* (owned) (nullable) KIND_BODY: the answer */
+  struct curl_slist *headers; /* (owned) (nullable) */
+  guint64 received;           /* decoded bytes so far */
   gboolean too_large;
   gboolean answered; /* the answer's headers arrived */
   guint deadline_id; /* no answer within the timeout: also for transfers queued for a free connection */
@@ -76,6 +81,9 @@ transfer_free (RtpArchiverTransfer *t)
   g_clear_pointer (&t->parser, rtp_archiver_parser_free);
   g_clear_error (&t->parse_error);
   g_string_free (t->error_body, TRUE);
+  if (t->body != NULL)
+    g_string_free (t->body, TRUE);
+  curl_slist_free_all (t->headers);
   g_free (t);
 }
 
@@ -178,7 +186,7 @@ write_cb (char *data, size_t size, size_t nmemb, void *userp)
       return CURL_WRITEFUNC_PAUSE;
     }
   t->received += len;
-  if (t->received > t->client->max_bytes)
+  if (t->received > t->client->max_bytes || (t->kind == KIND_BODY && t->received > MAX_BODY_BYTES))
     {
       t->too_large = TRUE;
       return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
@@ -187,6 +195,11 @@ write_cb (char *data, size_t size, size_t nmemb, void *userp)
     {
       if (t->error_body->len < MAX_ERROR_BODY)
         g_string_append_len (t->error_body, data, (gssize) MIN (len, MAX_ERROR_BODY - t->error_body->len));
+      return len;
+    }
+  if (t->kind == KIND_BODY)
+    {
+      g_string_append_len (t->body, data, (gssize) len);
       return len;
     }
   if (t->parse_error == NULL && !rtp_archiver_parser_feed (t->parser, data, len, &t->parse_error))
@@ -253,7 +266,14 @@ complete (RtpArchiverTransfer *t, CURLcode result)
         }
     }
   /* found; an empty list (how some versions say "unknown PV") simply yields no samples */
-  g_task_set_task_data (task, GINT_TO_POINTER (1), NULL);
+  if (t->kind == KIND_BODY)
+    {
+      gsize len = t->body->len;
+      g_task_set_task_data (task, g_bytes_new_take (g_string_free (g_steal_pointer (&t->body), FALSE), len),
+                            (GDestroyNotify) g_bytes_unref);
+    }
+  else
+    g_task_set_task_data (task, GINT_TO_POINTER (1), NULL);
   g_task_return_boolean (task, TRUE);
 out:
   transfer_free (t);
@@ -543,4 +563,43 @@ rtp_archiver_client_exists_finish (RtpArchiverClient *self, GAsyncResult *result
     return FALSE;
   *exists = GPOINTER_TO_INT (g_task_get_task_data (G_TASK (result))) != 0;
   return TRUE;
+}
+
+void
+rtp_archiver_client_request_async (RtpArchiverClient *self, const char *path_and_query, const char *post_json,
+                                   GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autofree char *url = NULL;
+  RtpArchiverTransfer *t;
+
+  g_task_set_source_tag (task, rtp_archiver_client_request_async);
+  if (self->base_url == NULL)
+    {
+      not_configured (task);
+      return;
+    }
+  url = g_strdup_printf ("%s%s", self->base_url, path_and_query);
+  t = start (self, KIND_BODY, url, FALSE, task);
+  t->body = g_string_new (NULL);
+  if (post_json != NULL)
+    {
+      t->headers = curl_slist_append (NULL, "Content-Type: application/json");
+      curl_easy_setopt (t->easy, CURLOPT_HTTPHEADER, t->headers);
+      curl_easy_setopt (t->easy, CURLOPT_COPYPOSTFIELDS, post_json);
+    }
+}
+
+GBytes *
+rtp_archiver_client_request_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found, GError **error)
+{
+  GBytes *body;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  *found = FALSE;
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return NULL;
+  body = g_task_get_task_data (G_TASK (result));
+  *found = body != NULL;
+  return body != NULL ? g_bytes_ref (body) : g_bytes_new (NULL, 0);
 }

@@ -47,4 +47,18 @@ void rtp_archiver_client_exists_async (RtpArchiverClient *self, const char *pv, 
 gboolean rtp_archiver_client_exists_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *exists,
                                             GError **error);
 
+/**
+ * rtp_archiver_client_request_async:
+ * @path_and_query: from the first '/', escaped, e.g. `/retrieval/bpl/getMatchingPVs?pv=X%3A*&limit=100`
+ * @post_json: (nullable): POSTed as application/json; NULL: a GET
+ *
+ * A whole answer of at most 16 MB (a larger one fails with RTP_ERROR_UPSTREAM). A 404 is no error:
+ * finish reports @found FALSE (an appliance without the endpoint, or an unknown PV).
+ */
+void rtp_archiver_client_request_async (RtpArchiverClient *self, const char *path_and_query, const char *post_json,
+                                        GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full): the answer's bytes (empty when not @found), or NULL with @error */
+GBytes *rtp_archiver_client_request_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found,
+                                            GError **error);
+
 G_END_DECLS

@@ -480,3 +480,130 @@ rtp_archiver_parser_finish (RtpArchiverParser *p, GError **error)
     return bad (error, "the answer ended early");
   return TRUE;
 }
+
+/* ---- getDataAtTime: {"<pv>": {sample}, …} ---------------------------------------------------- */
+
+typedef struct {
+  const char *pv;
+  RtpNamedSampleFunc func;
+  gpointer user_data;
+} AtContext;
+
+static gboolean
+at_sample (const RtpSample *sample, gpointer user_data)
+{
+  AtContext *ctx = user_data;
+  return ctx->func (ctx->pv, sample, ctx->user_data);
+}
+
+gboolean
+rtp_archiver_parse_values_at (const char *s, gsize n, RtpNamedSampleFunc func, gpointer user_data, GError **error)
+{
+  AtContext ctx = { .func = func, .user_data = user_data };
+  g_autoptr (RtpArchiverParser) p = rtp_archiver_parser_new (FALSE, at_sample, &ctx);
+  g_autoptr (GString) key = g_string_new (NULL);
+  gsize i = skip_ws (s, 0, n);
+
+  if (i >= n || s[i] != '{')
+    return bad (error, "the answer is not a JSON object");
+  i++;
+  while (TRUE)
+    {
+      gsize key_end, v_start, v_end;
+
+      i = skip_ws (s, i, n);
+      if (i >= n)
+        return bad (error, "the answer ended early");
+      if (s[i] == '}')
+        {
+          i++;
+          break;
+        }
+      if (s[i] == ',')
+        {
+          i++;
+          continue;
+        }
+      if (s[i] != '"' || (key_end = string_end (s, i, n)) == 0)
+        return bad (error, "expected a PV name");
+      g_string_truncate (key, 0);
+      rtp_json_append_decoded (key, s + i, key_end - i);
+      i = skip_ws (s, key_end, n);
+      if (i >= n || s[i] != ':')
+        return bad (error, "missing ':' after a PV name");
+      v_start = skip_ws (s, i + 1, n);
+      v_end = value_end (s, v_start, n);
+      if (v_end == 0 || v_end == (gsize) -1)
+        return bad (error, "bad value");
+      if (s[v_start] == '{')
+        {
+          ctx.pv = key->str;
+          if (!handle_sample (p, s + v_start, v_end - v_start, error))
+            return FALSE;
+        }
+      else if (!(v_end - v_start == 4 && memcmp (s + v_start, "null", 4) == 0))
+        return bad (error, "a PV's value is not a sample");
+      i = v_end;
+    }
+  if (skip_ws (s, i, n) != n)
+    return bad (error, "text after the end of the answer");
+  return TRUE;
+}
+
+/* ---- getMatchingPVs: ["<pv>", …] -------------------------------------------------------------- */
+
+GStrv
+rtp_archiver_parse_names (const char *s, gsize n, guint max, GError **error)
+{
+  g_autoptr (GStrvBuilder) names = g_strv_builder_new ();
+  g_autoptr (GString) name = g_string_new (NULL);
+  gsize i = skip_ws (s, 0, n);
+  guint count = 0;
+
+  if (i >= n || s[i] != '[')
+    {
+      bad (error, "the answer is not a JSON array");
+      return NULL;
+    }
+  i++;
+  while (TRUE)
+    {
+      gsize end;
+
+      i = skip_ws (s, i, n);
+      if (i >= n)
+        {
+          bad (error, "the answer ended early");
+          return NULL;
+        }
+      if (s[i] == ']')
+        {
+          i++;
+          break;
+        }
+      if (s[i] == ',')
+        {
+          i++;
+          continue;
+        }
+      if (s[i] != '"' || (end = string_end (s, i, n)) == 0)
+        {
+          bad (error, "a PV name is not a string");
+          return NULL;
+        }
+      g_string_truncate (name, 0);
+      rtp_json_append_decoded (name, s + i, end - i);
+      if (count < max && g_utf8_validate (name->str, (gssize) name->len, NULL) && name->len > 0)
+        {
+          g_strv_builder_add (names, name->str);
+          count++;
+        }
+      i = end;
+    }
+  if (skip_ws (s, i, n) != n)
+    {
+      bad (error, "text after the end of the answer");
+      return NULL;
+    }
+  return g_strv_builder_end (names);
+}

@@ -38,4 +38,16 @@ gboolean rtp_archiver_parser_feed (RtpArchiverParser *parser, const char *data, 
 gboolean rtp_archiver_parser_finish (RtpArchiverParser *parser, GError **error);
 guint64 rtp_archiver_parser_get_count (RtpArchiverParser *parser);
 
+/* The answer of getDataAtTime, `{"<pv>": {"secs", "nanos", "val", "severity", "status"}, …}`, whole:
+ * @func gets every PV's sample (@pv is the name as the appliance wrote it). Values are checked as in
+ * getData answers (too deep → sample.too_deep). FALSE (RTP_ERROR_UPSTREAM) when malformed. */
+typedef gboolean (*RtpNamedSampleFunc) (const char *pv, const RtpSample *sample, gpointer user_data);
+gboolean rtp_archiver_parse_values_at (const char *data, gsize len, RtpNamedSampleFunc func, gpointer user_data,
+                                       GError **error);
+
+/* The answer of getMatchingPVs, a JSON array of names: the first @max names (valid UTF-8, not
+ * empty). NULL (RTP_ERROR_UPSTREAM) when malformed.
+ * Returns: (transfer full) */
+GStrv rtp_archiver_parse_names (const char *data, gsize len, guint max, GError **error);
+
 G_END_DECLS

@@ -9,6 +9,7 @@
 #include "rtp-history.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-json.h"
 #include "rtp-time.h"
 
 #include <string.h>
@@ -236,6 +237,18 @@ rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryW
   return TRUE;
 }
 
+gboolean
+rtp_history_resolve_moment (RtpHistory *self, const char *name, const char *text, gint64 *out_us, GError **error)
+{
+  gboolean given;
+
+  if (!read_time (self, name, text, &given, out_us, error))
+    return FALSE;
+  if (!given)
+    *out_us = g_get_real_time ();
+  return TRUE;
+}
+
 RtpArchiverTransfer *
 rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindow *window, RtpSampleFunc on_sample,
                          gpointer sample_data, GCancellable *cancellable, GAsyncReadyCallback callback,
@@ -253,4 +266,239 @@ rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *foun
 {
   g_return_val_if_fail (RTP_IS_HISTORY (self), FALSE);
   return rtp_archiver_client_fetch_finish (self->archiver, result, found, error);
+}
+
+/* ---- values at a moment ---------------------------------------------------------------- */
+
+void
+rtp_value_at_free (RtpValueAt *value)
+{
+  if (value == NULL)
+    return;
+  g_free (value->value);
+  g_free (value);
+}
+
+typedef struct {
+  GHashTable *values; /* (owned) pv → RtpValueAt; every PV asked for is a key of @wanted */
+  GHashTable *wanted; /* (owned) set of the PVs asked for */
+  gint64 at_us;
+  guint outstanding; /* fallback transfers not yet done */
+  GError *error;     /* (owned) (nullable) the first fallback failure */
+} AtJob;
+
+static void
+at_job_free (AtJob *job)
+{
+  g_hash_table_unref (job->values);
+  g_hash_table_unref (job->wanted);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+static gboolean
+sample_after (const RtpSample *s, gint64 at_us)
+{
+  return s->secs > at_us / G_USEC_PER_SEC ||
+         (s->secs == at_us / G_USEC_PER_SEC && (gint64) s->nanos / 1000 > at_us % G_USEC_PER_SEC);
+}
+
+/* Keeps @sample as @pv's value when it is the latest at or before the moment. */
+static gboolean
+keep_value (const char *pv, const RtpSample *sample, gpointer user_data)
+{
+  AtJob *job = user_data;
+  RtpValueAt *old;
+  RtpValueAt *v;
+
+  if (!g_hash_table_contains (job->wanted, pv) || sample_after (sample, job->at_us))
+    return TRUE;
+  if (sample->too_deep)
+    {
+      g_warning ("the archiver's value of %s at the moment asked is nested deeper than %d levels; it is left out", pv,
+                 RTP_JSON_MAX_DEPTH);
+      return TRUE;
+    }
+  old = g_hash_table_lookup (job->values, pv);
+  if (old != NULL && (old->secs > sample->secs || (old->secs == sample->secs && old->nanos > sample->nanos)))
+    return TRUE;
+  v = g_new0 (RtpValueAt, 1);
+  v->secs = sample->secs;
+  v->nanos = sample->nanos;
+  v->value = g_strndup (sample->value, sample->value_len);
+  v->severity = sample->severity;
+  v->status = sample->status;
+  g_hash_table_replace (job->values, g_strdup (pv), v);
+  return TRUE;
+}
+
+typedef struct {
+  GTask *task; /* (unowned) the task holds the job; each fallback transfer holds a task reference */
+  const char *pv;
+} AtFetch;
+
+static gboolean
+fallback_sample (const RtpSample *sample, gpointer user_data)
+{
+  AtFetch *f = user_data;
+  return keep_value (f->pv, sample, g_task_get_task_data (f->task));
+}
+
+static void
+fallback_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AtFetch *f = user_data;
+  g_autoptr (GTask) task = f->task;
+  AtJob *job = g_task_get_task_data (task);
+  g_autoptr (GError) error = NULL;
+  gboolean found;
+
+  if (!rtp_archiver_client_fetch_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error) && job->error == NULL)
+    job->error = g_steal_pointer (&error);
+  g_free (f);
+  if (--job->outstanding > 0)
+    return;
+  if (job->error != NULL)
+    g_task_return_error (task, g_steal_pointer (&job->error));
+  else
+    g_task_return_pointer (task, g_hash_table_ref (job->values), (GDestroyNotify) g_hash_table_unref);
+}
+
+static void
+at_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  RtpHistory *self = g_task_get_source_object (task);
+  AtJob *job = g_task_get_task_data (task);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) body = NULL;
+  gboolean found = FALSE;
+  GHashTableIter iter;
+  gpointer pv;
+
+  body = rtp_archiver_client_request_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error);
+  if (body == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  if (found)
+    {
+      gsize len;
+      const char *data = g_bytes_get_data (body, &len);
+      if (!rtp_archiver_parse_values_at (data, len, keep_value, job, &error))
+        {
+          g_warning ("getDataAtTime: %s", error->message);
+          g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                                   _ ("Could not get process variable data from archiver."));
+        }
+      else
+        g_task_return_pointer (task, g_hash_table_ref (job->values), (GDestroyNotify) g_hash_table_unref);
+      return;
+    }
+  /* an appliance without getDataAtTime: the last sample of a window ending at the moment (the
+   * appliance adds the last sample before a window's start, so a window of one instant is enough) */
+  g_debug ("the archiver has no getDataAtTime; asking getData per PV");
+  job->outstanding = g_hash_table_size (job->wanted);
+  g_hash_table_iter_init (&iter, job->wanted);
+  while (g_hash_table_iter_next (&iter, &pv, NULL))
+    {
+      AtFetch *f = g_new0 (AtFetch, 1);
+      f->task = g_object_ref (task);
+      f->pv = pv;
+      rtp_archiver_client_fetch_async (self->archiver, pv, job->at_us, job->at_us, FALSE, FALSE, fallback_sample, f,
+                                       g_task_get_cancellable (task), fallback_done, f);
+    }
+}
+
+void
+rtp_history_values_at_async (RtpHistory *self, const char *const *pvs, gint64 at_us, GCancellable *cancellable,
+                             GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  AtJob *job = g_new0 (AtJob, 1);
+  g_autoptr (GString) names = g_string_new ("[");
+  g_autofree char *at = rtp_time_iso_utc (at_us);
+  g_autofree char *at_enc = g_uri_escape_string (at, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/retrieval/data/getDataAtTime?at=%s&includeProxies=true", at_enc);
+
+  g_task_set_source_tag (task, rtp_history_values_at_async);
+  job->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) rtp_value_at_free);
+  job->wanted = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  job->at_us = at_us;
+  g_task_set_task_data (task, job, (GDestroyNotify) at_job_free);
+  for (guint i = 0; pvs[i] != NULL; i++)
+    {
+      if (i > 0)
+        g_string_append_c (names, ',');
+      rtp_json_append_string (names, pvs[i]);
+      g_hash_table_add (job->wanted, g_strdup (pvs[i]));
+    }
+  g_string_append_c (names, ']');
+  if (g_hash_table_size (job->wanted) == 0)
+    {
+      g_task_return_pointer (task, g_hash_table_ref (job->values), (GDestroyNotify) g_hash_table_unref);
+      return;
+    }
+  rtp_archiver_client_request_async (self->archiver, path, names->str, cancellable, at_done, g_object_ref (task));
+}
+
+GHashTable *
+rtp_history_values_at_finish (RtpHistory *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- search ---------------------------------------------------------------- */
+
+static void
+search_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  guint limit = GPOINTER_TO_UINT (g_task_get_task_data (task));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) body = NULL;
+  gboolean found = FALSE;
+  GStrv names;
+  gsize len;
+  const char *data;
+
+  body = rtp_archiver_client_request_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error);
+  if (body == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  data = g_bytes_get_data (body, &len);
+  names = found ? rtp_archiver_parse_names (data, len, limit, &error) : NULL;
+  if (names == NULL)
+    {
+      g_warning ("getMatchingPVs: %s", found ? error->message : "the archiver does not know the endpoint (404)");
+      g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                               _ ("Could not get process variable data from archiver."));
+      return;
+    }
+  g_task_return_pointer (task, names, (GDestroyNotify) g_strfreev);
+}
+
+void
+rtp_history_search_async (RtpHistory *self, const char *glob, const char *regex, guint limit, GCancellable *cancellable,
+                          GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autofree char *enc = g_uri_escape_string (regex != NULL ? regex : glob, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/retrieval/bpl/getMatchingPVs?%s=%s&limit=%u",
+                                           regex != NULL ? "regex" : "pv", enc, limit);
+
+  g_task_set_source_tag (task, rtp_history_search_async);
+  g_task_set_task_data (task, GUINT_TO_POINTER (limit), NULL);
+  rtp_archiver_client_request_async (self->archiver, path, NULL, cancellable, search_done, g_object_ref (task));
+}
+
+GStrv
+rtp_history_search_finish (RtpHistory *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }

@@ -59,11 +59,41 @@ GTimeZone *rtp_history_get_time_zone (RtpHistory *self);
  * appliance has (bin_s for the N-second ones, refused for the others), else RTP_ERROR_INVALID naming the key. */
 gboolean rtp_history_resolve (RtpHistory *self, const RtpHistoryQuery *query, RtpHistoryWindow *window, GError **error);
 
+/* @text (nullable: now) as a moment, read as since/until are; @name is the key for the error. */
+gboolean rtp_history_resolve_moment (RtpHistory *self, const char *name, const char *text, gint64 *out_us,
+                                     GError **error);
+
 /* Fetches one PV over @window with rtp_history_expression() (bins read as such), as a long transfer
  * (only a stall limit). Samples go to @on_sample on the main thread. */
 RtpArchiverTransfer *rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindow *window,
                                               RtpSampleFunc on_sample, gpointer sample_data, GCancellable *cancellable,
                                               GAsyncReadyCallback callback, gpointer user_data);
 gboolean rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error);
+
+/* A PV's value at a moment: its last sample at or before it. */
+typedef struct {
+  gint64 secs;
+  gint32 nanos;
+  char *value;   /* (owned) the JSON text of the value */
+  gint severity; /* -1 when the appliance gave none */
+  gint status;
+} RtpValueAt;
+
+void rtp_value_at_free (RtpValueAt *value);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpValueAt, rtp_value_at_free)
+
+/* The values of @pvs at @at_us: one getDataAtTime request; on an appliance without it (404), a
+ * getData window ending at @at_us per PV. Unreachable or garbled → RTP_ERROR_UPSTREAM. */
+void rtp_history_values_at_async (RtpHistory *self, const char *const *pvs, gint64 at_us, GCancellable *cancellable,
+                                  GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) (element-type utf8 RtpValueAt): PV → value; a PV without one is absent */
+GHashTable *rtp_history_values_at_finish (RtpHistory *self, GAsyncResult *result, GError **error);
+
+/* The archived PV names matching @glob (or @regex, when not NULL): getMatchingPVs, at most @limit.
+ * An appliance that does not answer → RTP_ERROR_UPSTREAM. */
+void rtp_history_search_async (RtpHistory *self, const char *glob, const char *regex, guint limit,
+                               GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) */
+GStrv rtp_history_search_finish (RtpHistory *self, GAsyncResult *result, GError **error);
 
 G_END_DECLS

@@ -942,6 +942,220 @@ get_data (RtpRequest *request, gpointer user_data)
     }
 }
 
+/* ---- values at a moment: POST /data/<short_id>/at ---------------------------------------- */
+
+typedef struct {
+  RtpRequest *request; /* (owned) */
+  RtpServices *services;
+  GTimeZone *tz;  /* (owned) */
+  GPtrArray *pvs; /* (owned) the experiment's PVs, NULL-terminated */
+  gint64 at_us;
+} AtRequest;
+
+static void
+at_request_free (AtRequest *r)
+{
+  rtp_request_unref (r->request);
+  g_time_zone_unref (r->tz);
+  g_ptr_array_unref (r->pvs);
+  g_free (r);
+}
+
+static void
+values_at_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AtRequest *r = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GHashTable) values = rtp_history_values_at_finish (RTP_HISTORY (source), result, &error);
+  char time_buf[64];
+
+  rtp_request_enter (r->request);
+  if (values == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        rtp_request_respond_error (r->request, error);
+    }
+  else
+    {
+      g_autoptr (GString) out = g_string_new ("{\"at\":\"");
+      gint64 secs = r->at_us / G_USEC_PER_SEC - (r->at_us % G_USEC_PER_SEC < 0 ? 1 : 0);
+      gint32 nanos = (gint32) ((r->at_us - secs * G_USEC_PER_SEC) * 1000);
+      gsize len;
+      GBytes *bytes;
+
+      g_string_append_len (out, time_buf, (gssize) rtp_time_format (r->tz, secs, nanos, time_buf));
+      g_string_append (out, "\",\"values\":{");
+      for (guint i = 0; g_ptr_array_index (r->pvs, i) != NULL; i++)
+        {
+          const char *pv = g_ptr_array_index (r->pvs, i);
+          const RtpValueAt *v = g_hash_table_lookup (values, pv);
+          if (i > 0)
+            g_string_append_c (out, ',');
+          rtp_json_append_string (out, pv);
+          if (v == NULL)
+            {
+              g_string_append (out, ":null");
+              continue;
+            }
+          g_string_append (out, ":{\"time\":\"");
+          g_string_append_len (out, time_buf, (gssize) rtp_time_format (r->tz, v->secs, v->nanos, time_buf));
+          g_string_append (out, "\",\"data\":");
+          g_string_append (out, v->value);
+          if (v->severity >= 0)
+            g_string_append_printf (out, ",\"severity\":%d", v->severity);
+          else
+            g_string_append (out, ",\"severity\":null");
+          if (v->status >= 0)
+            g_string_append_printf (out, ",\"status\":%d}", v->status);
+          else
+            g_string_append (out, ",\"status\":null}");
+        }
+      g_string_append (out, "}}");
+      len = out->len;
+      bytes = g_bytes_new_take (g_string_free (g_steal_pointer (&out), FALSE), len);
+      rtp_request_respond_bytes (r->request, 200, "application/json; charset=utf-8", bytes);
+      g_bytes_unref (bytes);
+    }
+  rtp_request_leave (r->request);
+  at_request_free (r);
+}
+
+static void
+get_values_at (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *short_id = rtp_request_get_param (request, 0);
+  JsonObject *body = rtp_request_get_body (request);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpExperiment) experiment = NULL;
+  const char *at = NULL;
+  AtRequest *r;
+
+  experiment = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
+  if (experiment == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (!rtp_routes_check_access (services, request, short_id, RTP_ACCESS_READ) ||
+      !time_member (request, body, "at", &at))
+    return;
+  r = g_new0 (AtRequest, 1);
+  if (!rtp_history_resolve_moment (services->history, "at", at, &r->at_us, &error))
+    {
+      g_free (r);
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (!rtp_history_is_configured (services->history))
+    {
+      g_autoptr (GError)
+        e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _ ("Could not get process variable data from archiver."));
+      g_free (r);
+      rtp_request_respond_error (request, e);
+      return;
+    }
+  r->request = rtp_request_ref (request);
+  r->services = services;
+  r->tz = g_time_zone_ref (rtp_history_get_time_zone (services->history));
+  r->pvs = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < experiment->pv_strings->len; i++)
+    g_ptr_array_add (r->pvs, g_strdup (g_ptr_array_index (experiment->pv_strings, i)));
+  g_ptr_array_add (r->pvs, NULL);
+  rtp_request_pause (request);
+  rtp_history_values_at_async (services->history, (const char *const *) r->pvs->pdata, r->at_us,
+                               rtp_request_get_cancellable (request), values_at_done, r);
+}
+
+/* ---- search: GET /archiver/pvs ---------------------------------------------------------- */
+
+typedef struct {
+  RtpRequest *request; /* (owned) */
+  RtpServices *services;
+} SearchRequest;
+
+static void
+search_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  SearchRequest *sr = user_data;
+  g_autoptr (RtpRequest) request = sr->request;
+  RtpServices *services = sr->services;
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) names = rtp_history_search_finish (RTP_HISTORY (source), result, &error);
+  JsonArray *pvs;
+
+  g_free (sr);
+  rtp_request_enter (request);
+  if (names == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        rtp_request_respond_error (request, error);
+      rtp_request_leave (request);
+      return;
+    }
+  pvs = json_array_new ();
+  for (guint i = 0; names[i] != NULL; i++)
+    {
+      g_autoptr (GError) lookup_error = NULL;
+      g_autoptr (RtpProcessVariable) pv = rtp_experiment_store_get_pv (services->experiments, names[i], &lookup_error);
+      JsonObject *o;
+      if (pv == NULL && !g_error_matches (lookup_error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+        {
+          json_array_unref (pvs);
+          rtp_request_respond_error (request, lookup_error);
+          rtp_request_leave (request);
+          return;
+        }
+      o = json_object_new ();
+      json_object_set_string_member (o, "pv_string", names[i]);
+      json_object_set_boolean_member (o, "configured", pv != NULL);
+      if (pv != NULL)
+        json_object_set_string_member (o, "experiment_short_id", pv->experiment_short_id);
+      else
+        json_object_set_null_member (o, "experiment_short_id");
+      json_array_add_object_element (pvs, o);
+    }
+  rtp_request_respond_object (request, 200, rtp_routes_list_answer ("pvs", pvs));
+  rtp_request_leave (request);
+}
+
+static void
+search_pvs (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const char *pattern = rtp_request_get_query (request, "pattern");
+  const char *regex = rtp_request_get_query (request, "regex");
+  const char *limit_text = rtp_request_get_query (request, "limit");
+  guint64 limit = 100;
+  SearchRequest *sr;
+
+  if ((pattern == NULL) == (regex == NULL) || (pattern != NULL && *pattern == '\0') ||
+      (regex != NULL && *regex == '\0'))
+    {
+      rtp_request_respond_error_message (
+        request, 400, _ ("pattern: Give either a glob pattern (pattern=…) or a regular expression (regex=…)."));
+      return;
+    }
+  if (limit_text != NULL && (!g_ascii_string_to_unsigned (limit_text, 10, 1, 1000, &limit, NULL)))
+    {
+      rtp_request_respond_error_message (request, 400, _ ("limit: Value must be an integer from 1 to 1000."));
+      return;
+    }
+  if (!rtp_history_is_configured (services->history))
+    {
+      g_autoptr (GError)
+        e = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s", _ ("Could not get process variable data from archiver."));
+      rtp_request_respond_error (request, e);
+      return;
+    }
+  sr = g_new0 (SearchRequest, 1);
+  sr->request = rtp_request_ref (request);
+  sr->services = services;
+  rtp_request_pause (request);
+  rtp_history_search_async (services->history, pattern, regex, (guint) limit, rtp_request_get_cancellable (request),
+                            search_done, sr);
+}
+
 /* ---- validate ---------------------------------------------------------------- */
 
 static void
@@ -981,6 +1195,9 @@ rtp_routes_data_register (RtpHttpServer *http, RtpServices *services)
 {
   rtp_http_server_add_route (http, "POST", "/data/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL, get_data, services);
   rtp_http_server_add_route (http, "POST", "/data/*/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL, get_data, services);
+  rtp_http_server_add_route (http, "POST", "/data/*/at", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL, get_values_at,
+                             services);
+  rtp_http_server_add_route (http, "GET", "/archiver/pvs", RTP_ROUTE_ADMIN, search_pvs, services);
   rtp_http_server_add_route (http, "GET", "/data/validate_pv_string/*", RTP_ROUTE_ADMIN, validate_pv, services);
   rtp_http_server_add_route (http, "GET", "/validate_pv_string/*", RTP_ROUTE_ADMIN, validate_pv, services);
 }

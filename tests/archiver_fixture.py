@@ -226,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
                 REQUESTS.append("body: " + json.dumps(body))
             if url.path in MISSING or url.path != "/retrieval/data/getDataAtTime":
                 return self.send(404, "not found", "text/plain")
+            if MODE["mode"] == "garbage":
+                return self.send(200, '{"X:Y": {"secs": 1, "nanos": 0, "val": 1.0}, "X:Z": {"secs":')
             at = parse_time(urllib.parse.parse_qs(url.query)["at"][0])
             answer = {}
             for name in body:

@@ -16,11 +16,13 @@ def ts(y, mo, d, h, mi, s=0):
 
 
 class DataTestCase(ServerTestCase):
+    extra_env = {}
+
     def setUp(self):
         self.fx = ArchiverFixture().start()
         self.addCleanup(self.fx.stop)
         self.server_env = {"ARCHIVER_URL": self.fx.url, "ARCHIVER_TIMEZONE": "Europe/Berlin",
-                           "RTP_ARCHIVER_TIMEOUT": "1", "DEFAULT_ARCHIVER_TIME_PERIOD": "3"}
+                           "RTP_ARCHIVER_TIMEOUT": "1", "DEFAULT_ARCHIVER_TIME_PERIOD": "3", **self.extra_env}
         super().setUp()
         t0 = ts(2022, 1, 15, 12, 37, 34)
         # three fraction forms, and one sample before the window

@@ -195,6 +195,12 @@ class Export(DataTestCase):
                                              else dict(self.window, **extra)), 400, message)
         self.assertEqual(self.fx.requests(), [])  # nothing reached the archiver
 
+
+
+class ExportMemory(DataTestCase):
+    # ASan's quarantine would count 256 MB of freed memory as held
+    extra_env = {"ASAN_OPTIONS": "detect_leaks=0:quarantine_size_mb=8"}
+
     def test_export_of_a_million_points_streams_in_bounded_memory(self):
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
         self.fx.pv("Test:Big:Ramp", start=ts(2022, 1, 1, 0, 0), period=0.5, count=1000000)
@@ -257,6 +263,102 @@ class Operators(DataTestCase):
                            json_body=dict(window, operator="mean", bin_s=300, format="csv"))
         self.assertEqual(parse_csv(r.raw), [["time", "Test:Big:Ramp"], ["2022-01-01 01:00:00+01:00", "149.5"],
                                             ["2022-01-01 01:05:00+01:00", "449.5"], ["2022-01-01 01:10:00+01:00", "600.0"]])
+
+
+class Search(DataTestCase):
+    def test_admins_find_archived_names(self):
+        self.fx.pv("Other:X:Temp", samples=[[1, 0, 1.0]])
+        self.fx.pv("Test:M2:Temp", samples=[[1, 0, 1.0]])
+        r = self.s.request("GET", "/archiver/pvs?pattern=*:Temp", token=self.admin)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"pvs": [
+            {"pv_string": "Other:X:Temp", "configured": False, "experiment_short_id": None},
+            {"pv_string": "Test:M2:Temp", "configured": False, "experiment_short_id": None}]})
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.fx.requests()[-1]).query)
+        self.assertEqual(urllib.parse.urlsplit(self.fx.requests()[-1]).path, "/retrieval/bpl/getMatchingPVs")
+        self.assertEqual(q, {"pv": ["*:Temp"], "limit": ["100"]})
+        r = self.s.request("GET", "/archiver/pvs?regex=Test:M1:.*&limit=2", token=self.admin)
+        self.assertEqual(r.json, {"pvs": [
+            {"pv_string": "Test:M1:Fan", "configured": True, "experiment_short_id": "Test"},
+            {"pv_string": "Test:M1:Str", "configured": True, "experiment_short_id": "Test"}]})
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.fx.requests()[-1]).query)
+        self.assertEqual(q, {"regex": ["Test:M1:.*"], "limit": ["2"]})
+
+    def test_refusals(self):
+        self.assertError(self.s.request("GET", "/archiver/pvs?pattern=*", token=self.token), 403,
+                         "Only administrators are allowed to access this endpoint.")
+        self.assertEqual(self.s.request("GET", "/archiver/pvs?pattern=*").status, 401)
+        both = "pattern: Give either a glob pattern (pattern=…) or a regular expression (regex=…)."
+        for query in ["", "?pattern=", "?pattern=a&regex=b", "?limit=5"]:
+            with self.subTest(query=query):
+                self.assertError(self.s.request("GET", "/archiver/pvs" + query, token=self.admin), 400, both)
+        for limit in ["0", "1001", "ten", "-1", "99999999999999999999999"]:
+            with self.subTest(limit=limit):
+                self.assertError(self.s.request("GET", f"/archiver/pvs?pattern=*&limit={limit}", token=self.admin), 400,
+                                 "limit: Value must be an integer from 1 to 1000.")
+        self.assertEqual(self.fx.requests(), [])
+        self.fx.missing("/retrieval/bpl/getMatchingPVs")
+        self.assertError(self.s.request("GET", "/archiver/pvs?pattern=*", token=self.admin), 502,
+                         "Could not get process variable data from archiver.")
+        self.fx.missing()
+        self.fx.mode("garbage")
+        self.assertError(self.s.request("GET", "/archiver/pvs?pattern=*", token=self.admin), 502,
+                         "Could not get process variable data from archiver.")
+
+
+class ValuesAt(DataTestCase):
+    def setUp(self):
+        super().setUp()
+        t0 = ts(2022, 1, 15, 12, 37, 34)
+        self.fx.pv("Test:M1:Fan", samples=[[t0 - 100, 0, 9.5, 0, 0], [t0, 250000000, 1.25, 1, 4], [t0 + 60, 0, 3.0]])
+        self.fx.pv("Test:M1:Str", samples=[[t0 + 1, 0, "on"]])
+
+    def check(self):
+        r = self.data("/data/Test/at", {"at": "2022-01-15 13:37:40"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"at": "2022-01-15 13:37:40+01:00", "values": {
+            "Test:M1:Fan": {"time": "2022-01-15 13:37:34.250000+01:00", "data": 1.25, "severity": 1, "status": 4},
+            "Test:M1:Str": {"time": "2022-01-15 13:37:35+01:00", "data": "on", "severity": 0, "status": 0},
+            "Test:M1:Unknown": None}})
+        r = self.data("/data/Test/at", {"at": "2022-01-15T12:37:00Z"})
+        self.assertEqual(r.json["values"], {
+            "Test:M1:Fan": {"time": "2022-01-15 13:35:54+01:00", "data": 9.5, "severity": 0, "status": 0},
+            "Test:M1:Str": None, "Test:M1:Unknown": None})
+
+    def test_from_get_data_at_time(self):
+        self.check()
+        posts = [q for q in self.fx.requests() if "getDataAtTime" in q]
+        self.assertEqual(len(posts), 2)  # one request per moment, for every PV
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(posts[0]).query)
+        self.assertEqual(q, {"at": ["2022-01-15T12:37:40.000Z"], "includeProxies": ["true"]})
+        body = self.fx.requests()[self.fx.requests().index(posts[0]) + 1]
+        self.assertEqual(json.loads(body[len("body: "):]), ["Test:M1:Fan", "Test:M1:Str", "Test:M1:Unknown"])
+        self.assertFalse(any("getData.json" in q for q in self.fx.requests()))
+
+    def test_older_appliance_falls_back_to_get_data(self):
+        self.fx.missing("/retrieval/data/getDataAtTime")
+        self.check()
+        self.assertTrue(any("getData.json" in q for q in self.fx.requests()))
+
+    def test_refusals(self):
+        _, stranger = self.create_user("stan")
+        self.assertError(self.data("/data/Test/at", {"at": "2022-01-15 13:37:40"}, token=stranger), 403,
+                         "Only users that are assigned to the experiment and admins can access it.")
+        self.assertError(self.data("/data/Nope/at", {"at": "2022-01-15 13:37:40"}), 404,
+                         "The experiment (Nope) is not present in the database.")
+        self.assertError(self.data("/data/Test/at", {"at": "noon"}), 400,
+                         "at: The time (noon) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601.")
+        self.assertError(self.data("/data/Test/at", {"at": 12}), 400,
+                         "at: The time (12) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601.")
+        self.assertEqual(self.fx.requests(), [])
+        self.fx.mode("garbage")
+        self.assertError(self.data("/data/Test/at", {"at": "2022-01-15 13:37:40"}), 502,
+                         "Could not get process variable data from archiver.")
+        # no time: now
+        self.fx.mode("normal")
+        r = self.data("/data/Test/at", {})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["values"]["Test:M1:Fan"]["data"], 3.0)
 
 
 if __name__ == "__main__":
