@@ -7,11 +7,16 @@
 #define G_LOG_DOMAIN "RtpControl"
 
 #include "rtp-control.h"
+#include "rtp-export.h"
 #include "rtp-time.h"
 #include "rtp-dbus-generated.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 
+#include <gio/gunixfdlist.h>
+#include <gio/gunixoutputstream.h>
+#include <glib-unix.h>
+#include <unistd.h>
 #include <string.h>
 
 #define BUS_NAME "org.realtimeplot.Server1"
@@ -694,6 +699,341 @@ handle_reload_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocatio
   return TRUE;
 }
 
+/* ---- GetData: the /data answer written into the caller's file descriptor ------------------ */
+
+/* The sink of an export: what the export writes is queued and written to the descriptor
+ * asynchronously (the descriptor is made non-blocking), one write at a time; the caller's call
+ * returns when everything is written, or with the error. */
+typedef struct {
+  gint ref_count;
+  RtpControl *self;                  /* (owned) */
+  GDBusMethodInvocation *invocation; /* (owned) (nullable) until answered */
+  GOutputStream *out;                /* (owned) */
+  GQueue pending;                    /* of GBytes */
+  gsize queued;
+  gboolean writing;
+  gboolean ended;
+  RtpExport *export;         /* (nullable) until the export released the sink */
+  GCancellable *cancellable; /* (owned) cancelled when the descriptor cannot be written */
+  GError *write_error;       /* (owned) (nullable) */
+} FdSink;
+
+static FdSink *
+fd_sink_ref (FdSink *s)
+{
+  g_atomic_int_inc (&s->ref_count);
+  return s;
+}
+
+static void
+fd_sink_unref (FdSink *s)
+{
+  if (!g_atomic_int_dec_and_test (&s->ref_count))
+    return;
+  g_queue_clear_full (&s->pending, (GDestroyNotify) g_bytes_unref);
+  g_object_unref (s->out);
+  g_object_unref (s->cancellable);
+  g_clear_error (&s->write_error);
+  g_clear_object (&s->invocation);
+  g_object_unref (s->self);
+  g_free (s);
+}
+
+static void
+fd_sink_answer (FdSink *s, const GError *error)
+{
+  GDBusMethodInvocation *invocation = g_steal_pointer (&s->invocation);
+
+  if (invocation == NULL)
+    return;
+  if (error != NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_get_data (s->self->skeleton, invocation, NULL);
+  g_object_unref (invocation);
+}
+
+static void fd_sink_kick (FdSink *s);
+
+static void
+fd_sink_wrote (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  FdSink *s = user_data;
+  g_autoptr (GError) error = NULL;
+  gssize n = g_output_stream_write_bytes_finish (G_OUTPUT_STREAM (source), result, &error);
+  GBytes *head = g_queue_pop_head (&s->pending);
+
+  s->writing = FALSE;
+  if (n < 0)
+    {
+      g_bytes_unref (head);
+      if (s->write_error == NULL)
+        {
+          g_message ("GetData: the caller's descriptor cannot be written (%s); the export stops", error->message);
+          s->write_error = g_error_new (RTP_ERROR, RTP_ERROR_FAILED, "cannot write the answer: %s", error->message);
+          g_cancellable_cancel (s->cancellable);
+          fd_sink_answer (s, s->write_error);
+        }
+      fd_sink_unref (s);
+      return;
+    }
+  s->queued -= (gsize) n;
+  if ((gsize) n < g_bytes_get_size (head))
+    g_queue_push_head (&s->pending, g_bytes_new_from_bytes (head, (gsize) n, g_bytes_get_size (head) - (gsize) n));
+  g_bytes_unref (head);
+  if (s->export != NULL && !s->ended)
+    rtp_export_drained (s->export, s->queued);
+  fd_sink_kick (s);
+  fd_sink_unref (s);
+}
+
+static void
+fd_sink_kick (FdSink *s)
+{
+  if (s->writing || s->write_error != NULL)
+    return;
+  if (g_queue_is_empty (&s->pending))
+    {
+      if (s->ended)
+        {
+          g_output_stream_close (s->out, NULL, NULL);
+          fd_sink_answer (s, NULL);
+        }
+      return;
+    }
+  s->writing = TRUE;
+  g_output_stream_write_bytes_async (s->out, g_queue_peek_head (&s->pending), G_PRIORITY_DEFAULT, NULL, fd_sink_wrote,
+                                     fd_sink_ref (s));
+}
+
+static void
+fd_sink_push (FdSink *s, GBytes *bytes)
+{
+  if (s->write_error != NULL || g_bytes_get_size (bytes) == 0)
+    {
+      g_bytes_unref (bytes);
+      return;
+    }
+  s->queued += g_bytes_get_size (bytes);
+  g_queue_push_tail (&s->pending, bytes);
+  fd_sink_kick (s);
+}
+
+static void
+fd_begin (gpointer sink, RtpExport *export, const char *content_type, const char *disposition)
+{
+  FdSink *s = sink;
+  s->export = export;
+}
+
+static void
+fd_write (gpointer sink, GString *text)
+{
+  gsize len = text->len;
+
+  fd_sink_push (sink, g_bytes_new (text->str, len));
+  g_string_truncate (text, 0);
+}
+
+static gsize
+fd_queued (gpointer sink)
+{
+  return ((FdSink *) sink)->queued;
+}
+
+static void
+fd_end (gpointer sink)
+{
+  FdSink *s = sink;
+  s->ended = TRUE;
+  s->export = NULL;
+  fd_sink_kick (s);
+}
+
+static void
+fd_abort (gpointer sink)
+{
+  FdSink *s = sink;
+  g_autoptr (GError) error = g_error_new_literal (RTP_ERROR, RTP_ERROR_UPSTREAM,
+                                                  _ ("Could not get process variable data from archiver."));
+  s->export = NULL;
+  fd_sink_answer (s, error); /* what was written stays, cut off */
+}
+
+static void
+fd_complete (gpointer sink, const char *content_type, const char *disposition, GBytes *body)
+{
+  FdSink *s = sink;
+  fd_sink_push (s, g_bytes_ref (body));
+  fd_end (s);
+}
+
+static void
+fd_fail (gpointer sink, const GError *error)
+{
+  FdSink *s = sink;
+  s->export = NULL;
+  fd_sink_answer (s, error);
+}
+
+/* The export is done with the sink: whatever it did not answer (it was cancelled) is answered here. */
+static void
+fd_release (gpointer sink)
+{
+  FdSink *s = sink;
+  s->export = NULL;
+  if (s->write_error == NULL && !s->ended)
+    {
+      g_autoptr (GError) error = g_error_new_literal (RTP_ERROR, RTP_ERROR_FAILED, "the export was cancelled");
+      fd_sink_answer (s, error);
+    }
+  fd_sink_unref (s);
+}
+
+static const RtpExportSinkFuncs fd_sink_funcs = {
+  .begin = fd_begin,
+  .write = fd_write,
+  .queued = fd_queued,
+  .end = fd_end,
+  .abort = fd_abort,
+  .complete = fd_complete,
+  .fail = fd_fail,
+};
+
+/* One option of GetData: absent, of @type (SET), or of another type. */
+static RtpFieldState
+option (GVariant *options, const char *key, const GVariantType *type, GVariant **out)
+{
+  g_autoptr (GVariant) v = g_variant_lookup_value (options, key, NULL);
+
+  if (v == NULL)
+    return RTP_FIELD_ABSENT;
+  if (!g_variant_is_of_type (v, type))
+    return RTP_FIELD_WRONG_TYPE;
+  *out = g_steal_pointer (&v);
+  return RTP_FIELD_SET;
+}
+
+static gboolean
+handle_get_data (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, GUnixFDList *fd_list,
+                 const char *short_id, const char *pv, GVariant *options, GVariant *fd_handle, gpointer user_data)
+{
+  static const char *const known[] = { "since",  "until", "max_points",  "operator", "bin_s",
+                                       "format", "align", "time_format", "include",  NULL };
+  RtpControl *self = user_data;
+  RtpServices *services = self->services;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpExperiment) experiment = NULL;
+  g_autoptr (GVariant) since = NULL, until = NULL, max_points = NULL, op = NULL, bin_s = NULL;
+  g_autoptr (GVariant) format = NULL, align = NULL, time_format = NULL, include = NULL;
+  g_autofree const char **include_list = NULL;
+  RtpHistoryQuery query = { 0 };
+  RtpHistoryWindow window = { 0 };
+  RtpExportRequest request = { 0 };
+  RtpExportOptions export_options;
+  GVariantIter iter;
+  const char *key;
+  FdSink *s;
+  int fd;
+
+  g_variant_iter_init (&iter, options);
+  while (g_variant_iter_next (&iter, "{&sv}", &key, NULL))
+    if (!g_strv_contains (known, key))
+      {
+        g_dbus_method_invocation_return_error (invocation, RTP_ERROR, RTP_ERROR_INVALID, "%s: not an option of GetData",
+                                               key);
+        return TRUE;
+      }
+  if (fd_list == NULL || g_unix_fd_list_get_length (fd_list) != 1 || g_variant_get_handle (fd_handle) != 0)
+    {
+      g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_INVALID,
+                                                     "fd: pass one file descriptor open for writing");
+      return TRUE;
+    }
+  experiment = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
+  if (experiment == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  if (pv[0] != '\0' && !g_ptr_array_find_with_equal_func (experiment->pv_strings, pv, g_str_equal, NULL))
+    {
+      g_autoptr (GError) missing = rtp_error_new_not_found (_ ("process variable"), pv);
+      return_error (invocation, missing);
+      return TRUE;
+    }
+  /* the same keys and types as the /data body; a number may come as x, i or u */
+  if (option (options, "since", G_VARIANT_TYPE_STRING, &since) == RTP_FIELD_WRONG_TYPE ||
+      option (options, "until", G_VARIANT_TYPE_STRING, &until) == RTP_FIELD_WRONG_TYPE)
+    {
+      g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_INVALID,
+                                                     "since, until: a time is a string (s)");
+      return TRUE;
+    }
+  query.since = since != NULL ? g_variant_get_string (since, NULL) : NULL;
+  query.until = until != NULL ? g_variant_get_string (until, NULL) : NULL;
+  if (option (options, "max_points", G_VARIANT_TYPE_INT64, &max_points) == RTP_FIELD_WRONG_TYPE)
+    {
+      g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_INVALID,
+                                                     _ ("max_points: Value must be a non-negative integer."));
+      return TRUE;
+    }
+  if (max_points != NULL)
+    {
+      query.has_max_points = TRUE;
+      query.max_points = g_variant_get_int64 (max_points);
+    }
+  query.operator_state = option (options, "operator", G_VARIANT_TYPE_STRING, &op);
+  query.operator_name = op != NULL ? g_variant_get_string (op, NULL) : NULL;
+  query.bin_s_state = option (options, "bin_s", G_VARIANT_TYPE_INT64, &bin_s);
+  query.bin_s = bin_s != NULL ? g_variant_get_int64 (bin_s) : 0;
+  request.format_state = option (options, "format", G_VARIANT_TYPE_STRING, &format);
+  request.format = format != NULL ? g_variant_get_string (format, NULL) : NULL;
+  request.align_state = option (options, "align", G_VARIANT_TYPE_STRING, &align);
+  request.align = align != NULL ? g_variant_get_string (align, NULL) : NULL;
+  request.time_format_state = option (options, "time_format", G_VARIANT_TYPE_STRING, &time_format);
+  request.time_format = time_format != NULL ? g_variant_get_string (time_format, NULL) : NULL;
+  request.include_state = option (options, "include", G_VARIANT_TYPE_STRING_ARRAY, &include);
+  include_list = include != NULL ? g_variant_get_strv (include, NULL) : NULL;
+  request.include = include_list;
+  if (!rtp_export_read_options (&request, &export_options, &error) ||
+      !rtp_history_resolve (services->history, &query, &window, &error))
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  if (!rtp_history_is_configured (services->history))
+    {
+      rtp_history_window_clear (&window);
+      g_dbus_method_invocation_return_error_literal (invocation, RTP_ERROR, RTP_ERROR_UPSTREAM,
+                                                     _ ("Could not get process variable data from archiver."));
+      return TRUE;
+    }
+  fd = g_unix_fd_list_get (fd_list, 0, &error);
+  if (fd < 0 || !g_unix_set_fd_nonblocking (fd, TRUE, &error))
+    {
+      if (fd >= 0)
+        close (fd);
+      rtp_history_window_clear (&window);
+      return_error (invocation, error);
+      return TRUE;
+    }
+  s = g_new0 (FdSink, 1);
+  s->ref_count = 1;
+  s->self = g_object_ref (self);
+  s->invocation = g_object_ref (invocation);
+  s->out = g_unix_output_stream_new (fd, TRUE);
+  s->cancellable = g_cancellable_new ();
+  g_queue_init (&s->pending);
+  g_message ("GetData %s%s%s as %s for a D-Bus caller", short_id, pv[0] != '\0' ? "/" : "", pv,
+             export_options.format == RTP_EXPORT_JSON  ? "JSON"
+             : export_options.format == RTP_EXPORT_CSV ? "CSV"
+                                                       : "TSV");
+  rtp_export_start (services->history, experiment, pv[0] != '\0' ? pv : NULL, &window, &export_options, &fd_sink_funcs,
+                    s, fd_release, s->cancellable);
+  return TRUE;
+}
+
 /* ---- signals and properties ---------------------------------------------------------------- */
 
 static void
@@ -828,6 +1168,7 @@ rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFun
   CONNECT ("acknowledge-alarm", handle_acknowledge_alarm);
   CONNECT ("shelve-alarm", handle_shelve_alarm);
   CONNECT ("unshelve-alarm", handle_unshelve_alarm);
+  CONNECT ("get-data", handle_get_data);
 #undef CONNECT
   self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
   self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);

@@ -767,3 +767,71 @@ rtp_export_start (RtpHistory *history, const RtpExperiment *experiment, const ch
                                              job->cancellable, fetch_done, f);
     }
 }
+
+static gboolean
+pick (RtpFieldState state, const char *text, const char *const *names, int *out)
+{
+  if (state == RTP_FIELD_ABSENT || state == RTP_FIELD_NULL)
+    return TRUE;
+  for (int i = 0; state == RTP_FIELD_SET && names[i] != NULL; i++)
+    if (g_str_equal (text, names[i]))
+      {
+        *out = i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+gboolean
+rtp_export_read_options (const RtpExportRequest *request, RtpExportOptions *options, GError **error)
+{
+  static const char *const formats[] = { "json", "csv", "tsv", NULL };
+  static const char *const aligns[] = { "none", "previous", NULL };
+  static const char *const times[] = { "local", "iso", "epoch", NULL };
+  int format = 0, align = 0, time_form = 0;
+
+  memset (options, 0, sizeof *options);
+  if (!pick (request->format_state, request->format, formats, &format))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("format: Value must be \"json\", \"csv\" or \"tsv\"."));
+      return FALSE;
+    }
+  if (!pick (request->align_state, request->align, aligns, &align))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, _ ("align: Value must be \"none\" or \"previous\"."));
+      return FALSE;
+    }
+  if (!pick (request->time_format_state, request->time_format, times, &time_form))
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("time_format: Value must be \"local\", \"iso\" or \"epoch\"."));
+      return FALSE;
+    }
+  options->format = (RtpExportFormat) format;
+  options->align_previous = align == 1;
+  options->time_form = (RtpExportTime) time_form;
+  if (request->include_state == RTP_FIELD_SET)
+    for (guint i = 0; request->include[i] != NULL; i++)
+      {
+        if (g_str_equal (request->include[i], "severity"))
+          options->severity = TRUE;
+        else if (g_str_equal (request->include[i], "status"))
+          options->status = TRUE;
+        else
+          {
+            g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                                 _ ("include: Value must be a list of \"severity\" and \"status\"."));
+            return FALSE;
+          }
+      }
+  else if (request->include_state == RTP_FIELD_WRONG_TYPE)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ ("include: Value must be a list of \"severity\" and \"status\"."));
+      return FALSE;
+    }
+  if (options->format != RTP_EXPORT_JSON && options->severity)
+    options->status = TRUE; /* <pv>.severity comes with <pv>.status */
+  return TRUE;
+}

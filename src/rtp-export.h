@@ -7,6 +7,7 @@
 
 #include "rtp-experiment-store.h"
 #include "rtp-history.h"
+#include "rtp-validate.h"
 
 G_BEGIN_DECLS
 
@@ -21,6 +22,22 @@ typedef struct {
   gboolean status;         /* points carry status */
   RtpExportTime time_form; /* local (ARCHIVER_TIMEZONE with offset), iso (UTC, Z) or epoch seconds */
 } RtpExportOptions;
+
+/* The presentation keys as they arrived (the /data body, the D-Bus options). */
+typedef struct {
+  RtpFieldState format_state;
+  const char *format; /* json | csv | tsv */
+  RtpFieldState align_state;
+  const char *align; /* none | previous */
+  RtpFieldState time_format_state;
+  const char *time_format; /* local | iso | epoch */
+  RtpFieldState include_state;
+  const char *const *include; /* severity, status */
+} RtpExportRequest;
+
+/* Absent or null keys take the defaults (JSON, none, local, nothing included); anything else that
+ * is not one of the values → RTP_ERROR_INVALID naming the key. */
+gboolean rtp_export_read_options (const RtpExportRequest *request, RtpExportOptions *options, GError **error);
 
 typedef struct _RtpExport RtpExport;
 

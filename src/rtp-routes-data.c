@@ -119,77 +119,35 @@ time_member (RtpRequest *request, JsonObject *body, const char *name, const char
   return FALSE;
 }
 
-/* The presentation keys (format, align, include, time_format). FALSE: answered with a 400 naming the key. */
+/* The presentation keys (format, align, include, time_format); without a format, the Accept
+ * header may ask for CSV or TSV. FALSE: answered with a 400 naming the key. */
 static gboolean
 read_options (RtpRequest *request, JsonObject *body, RtpExportOptions *options)
 {
-  const char *text = NULL;
+  RtpExportRequest r = { 0 };
   g_auto (GStrv) include = NULL;
-  RtpFieldState state;
+  g_autoptr (GError) error = NULL;
 
-  memset (options, 0, sizeof *options);
-  state = rtp_routes_read_string (body, "format", &text);
-  if (state == RTP_FIELD_SET && g_str_equal (text, "json"))
-    options->format = RTP_EXPORT_JSON;
-  else if (state == RTP_FIELD_SET && g_str_equal (text, "csv"))
-    options->format = RTP_EXPORT_CSV;
-  else if (state == RTP_FIELD_SET && g_str_equal (text, "tsv"))
-    options->format = RTP_EXPORT_TSV;
-  else if (state == RTP_FIELD_ABSENT || state == RTP_FIELD_NULL)
+  r.format_state = rtp_routes_read_string (body, "format", &r.format);
+  if (r.format_state == RTP_FIELD_ABSENT || r.format_state == RTP_FIELD_NULL)
     {
       const char *accept = rtp_request_get_header (request, "Accept");
       if (accept != NULL && strstr (accept, "text/csv") != NULL)
-        options->format = RTP_EXPORT_CSV;
+        r.format = "csv";
       else if (accept != NULL && strstr (accept, "text/tab-separated-values") != NULL)
-        options->format = RTP_EXPORT_TSV;
+        r.format = "tsv";
+      if (r.format != NULL)
+        r.format_state = RTP_FIELD_SET;
     }
-  else
+  r.align_state = rtp_routes_read_string (body, "align", &r.align);
+  r.time_format_state = rtp_routes_read_string (body, "time_format", &r.time_format);
+  r.include_state = rtp_routes_read_strings (body, "include", &include);
+  r.include = (const char *const *) include;
+  if (!rtp_export_read_options (&r, options, &error))
     {
-      rtp_request_respond_error_message (request, 400, _ ("format: Value must be \"json\", \"csv\" or \"tsv\"."));
+      rtp_request_respond_error (request, error);
       return FALSE;
     }
-
-  state = rtp_routes_read_string (body, "align", &text);
-  if (state == RTP_FIELD_SET && (g_str_equal (text, "none") || g_str_equal (text, "previous")))
-    options->align_previous = g_str_equal (text, "previous");
-  else if (state != RTP_FIELD_ABSENT && state != RTP_FIELD_NULL)
-    {
-      rtp_request_respond_error_message (request, 400, _ ("align: Value must be \"none\" or \"previous\"."));
-      return FALSE;
-    }
-
-  state = rtp_routes_read_string (body, "time_format", &text);
-  if (state == RTP_FIELD_SET && g_str_equal (text, "local"))
-    options->time_form = RTP_EXPORT_TIME_LOCAL;
-  else if (state == RTP_FIELD_SET && g_str_equal (text, "iso"))
-    options->time_form = RTP_EXPORT_TIME_ISO;
-  else if (state == RTP_FIELD_SET && g_str_equal (text, "epoch"))
-    options->time_form = RTP_EXPORT_TIME_EPOCH;
-  else if (state != RTP_FIELD_ABSENT && state != RTP_FIELD_NULL)
-    {
-      rtp_request_respond_error_message (request, 400,
-                                         _ ("time_format: Value must be \"local\", \"iso\" or \"epoch\"."));
-      return FALSE;
-    }
-
-  state = rtp_routes_read_strings (body, "include", &include);
-  for (guint i = 0; state == RTP_FIELD_SET && include[i] != NULL; i++)
-    {
-      if (g_str_equal (include[i], "severity"))
-        options->severity = TRUE;
-      else if (g_str_equal (include[i], "status"))
-        options->status = TRUE;
-      else
-        state = RTP_FIELD_WRONG_TYPE;
-    }
-  if (state == RTP_FIELD_WRONG_TYPE)
-    {
-      rtp_request_respond_error_message (request, 400,
-                                         _ ("include: Value must be a list of \"severity\" and \"status\"."));
-      return FALSE;
-    }
-  if (options->format != RTP_EXPORT_JSON && options->severity)
-    options->status = TRUE; /* <pv>.severity comes with <pv>.status */
   return TRUE;
 }
 

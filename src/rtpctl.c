@@ -3,6 +3,10 @@
 #include "rtp-dbus-generated.h"
 #include "rtp-secrets.h"
 
+#include <gio/gunixfdlist.h>
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
+#include <glib-unix.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +36,11 @@ static const char usage[] =
   "  alarm ack ID [COMMENT]               acknowledge an alarm (recorded as dbus:uid=<your uid>)\n"
   "  alarm shelve ID SECONDS REASON       shelve an alarm for SECONDS\n"
   "  alarm unshelve ID                    end a shelving\n"
+  "  data SHORT_ID [PV] [--since TIME] [--until TIME] [--csv|--tsv] [--max-points N]\n"
+  "       [--operator OP [--bin-s N]] [--align previous] [--time-format iso|epoch|local]\n"
+  "       [--include severity,status]\n"
+  "                                       archived data as POST /data answers it (JSON unless --csv\n"
+  "                                       or --tsv), on standard output: rtpctl data X --csv > x.csv\n"
   "  secret set NAME                      store a secret read from standard input in the keyring\n"
   "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
   "                                       RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD,\n"
@@ -430,6 +439,130 @@ cmd_alarm_unshelve (RtpDbusServer1 *proxy, int argc, char **argv)
   return 0;
 }
 
+typedef struct {
+  GMainLoop *loop;
+  gboolean call_done, copy_done;
+  GError *error; /* (owned) (nullable) the call's */
+  GError *copy_error;
+} DataState;
+
+static void
+data_check_done (DataState *st)
+{
+  /* a refused call ends at once; a successful one once everything was copied */
+  if (st->call_done && (st->error != NULL || st->copy_done))
+    g_main_loop_quit (st->loop);
+}
+
+static void
+data_called (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  DataState *st = user_data;
+
+  rtp_dbus_server1_call_get_data_finish (RTP_DBUS_SERVER1 (source), NULL, result, &st->error);
+  st->call_done = TRUE;
+  data_check_done (st);
+}
+
+static void
+data_copied (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  DataState *st = user_data;
+
+  g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, &st->copy_error);
+  g_output_stream_flush (G_OUTPUT_STREAM (source), NULL, NULL);
+  st->copy_done = TRUE;
+  data_check_done (st);
+}
+
+static int
+cmd_data (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  static const char *const string_options[][2] = {
+    { "--since", "since" },
+    { "--until", "until" },
+    { "--operator", "operator" },
+    { "--align", "align" },
+    { "--time-format", "time_format" },
+  };
+  g_auto (GVariantDict) options = G_VARIANT_DICT_INIT (NULL);
+  g_autoptr (GUnixFDList) fds = NULL;
+  g_autoptr (GInputStream) in = NULL;
+  g_autoptr (GOutputStream) out = NULL;
+  g_autoptr (GMainLoop) loop = NULL;
+  DataState st = { 0 };
+  const char *pv = "";
+  GError *error = NULL;
+  int pipe_fds[2];
+  int i = 2;
+
+  if (argc < 2)
+    return usage_error ("data needs SHORT_ID");
+  if (argc > 2 && !g_str_has_prefix (argv[2], "--"))
+    pv = argv[i++];
+  for (; i < argc; i++)
+    {
+      gboolean known = FALSE;
+      for (guint k = 0; k < G_N_ELEMENTS (string_options); k++)
+        if (g_str_equal (argv[i], string_options[k][0]))
+          {
+            if (i + 1 >= argc)
+              return usage_error ("an option needs a value");
+            g_variant_dict_insert (&options, string_options[k][1], "s", argv[++i]);
+            known = TRUE;
+          }
+      if (known)
+        continue;
+      if (g_str_equal (argv[i], "--csv") || g_str_equal (argv[i], "--tsv"))
+        g_variant_dict_insert (&options, "format", "s", argv[i] + 2);
+      else if (g_str_equal (argv[i], "--max-points") || g_str_equal (argv[i], "--bin-s"))
+        {
+          char *end = NULL;
+          gint64 n;
+          if (i + 1 >= argc)
+            return usage_error ("an option needs a value");
+          n = g_ascii_strtoll (argv[i + 1], &end, 10);
+          if (argv[i + 1][0] == '\0' || *end != '\0')
+            return usage_error ("--max-points and --bin-s take a whole number");
+          g_variant_dict_insert (&options, g_str_equal (argv[i], "--bin-s") ? "bin_s" : "max_points", "x", n);
+          i++;
+        }
+      else if (g_str_equal (argv[i], "--include"))
+        {
+          g_auto (GStrv) parts = NULL;
+          if (i + 1 >= argc)
+            return usage_error ("an option needs a value");
+          parts = g_strsplit (argv[++i], ",", -1);
+          g_variant_dict_insert_value (&options, "include", g_variant_new_strv ((const char *const *) parts, -1));
+        }
+      else
+        return usage_error ("unknown option of data");
+    }
+  if (!g_unix_open_pipe (pipe_fds, FD_CLOEXEC, &error))
+    return failed (error);
+  fds = g_unix_fd_list_new_from_array (&pipe_fds[1], 1); /* the list owns the write end */
+  in = g_unix_input_stream_new (pipe_fds[0], TRUE);
+  out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  loop = g_main_loop_new (NULL, FALSE);
+  st.loop = loop;
+  /* an export of a long window takes as long as it takes */
+  g_dbus_proxy_set_default_timeout (G_DBUS_PROXY (proxy), G_MAXINT);
+  rtp_dbus_server1_call_get_data (proxy, argv[1], pv, g_variant_dict_end (&options), g_variant_new_handle (0), fds,
+                                  NULL, data_called, &st);
+  g_clear_object (&fds); /* our copy of the write end closes once the message is sent */
+  g_output_stream_splice_async (out, in, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL, data_copied,
+                                &st);
+  g_main_loop_run (loop);
+  if (st.error != NULL)
+    {
+      g_clear_error (&st.copy_error);
+      return failed (st.error);
+    }
+  if (st.copy_error != NULL)
+    return failed (st.copy_error);
+  return 0;
+}
+
 /* argv[0] is the command, argv[1] its subcommand where it has one. */
 typedef int (*CommandFunc) (RtpDbusServer1 *proxy, int argc, char **argv);
 
@@ -456,6 +589,7 @@ static const struct {
   { "alarm", "ack", cmd_alarm_ack },
   { "alarm", "shelve", cmd_alarm_shelve },
   { "alarm", "unshelve", cmd_alarm_unshelve },
+  { "data", NULL, cmd_data },
 };
 
 static int

@@ -4,10 +4,12 @@ import csv
 import http.client
 import io
 import json
+import os
+import subprocess
 import time
 import urllib.parse
 
-from rtplib import ServerTestCase, main, vm_mb
+from rtplib import PrivateBus, SERVER, main, vm_mb
 from test_data import DataTestCase, ts
 
 def parse_csv(text, sep=","):
@@ -359,6 +361,81 @@ class ValuesAt(DataTestCase):
         r = self.data("/data/Test/at", {})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["values"]["Test:M1:Fan"]["data"], 3.0)
+
+
+class DBusData(DataTestCase):
+    """D-Bus GetData and `rtpctl data`: the same answers as POST /data, written into a pipe."""
+    RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
+
+    def setUp(self):
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.cleanup)
+        self.extra_env = self.bus.env()
+        super().setUp()
+        self.env = dict(os.environ, **self.bus.env())
+        deadline = time.monotonic() + 30
+        while "owning the D-Bus name" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def ctl(self, *args):
+        return subprocess.run([self.RTPCTL, *args], env=self.env, capture_output=True, timeout=120)
+
+    def test_same_answers_as_http(self):
+        for args, body in [(["--csv"], {"format": "csv"}), ([], {}), (["--tsv", "--include", "severity"],
+                                                                   {"format": "tsv", "include": ["severity"]}),
+                           (["--max-points", "0", "--time-format", "epoch", "--align", "previous", "--csv"],
+                            {"max_points": 0, "time_format": "epoch", "align": "previous", "format": "csv"})]:
+            with self.subTest(args=args):
+                r = self.ctl("data", "Test", "--since", self.window["since"], "--until", self.window["until"], *args)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                http_answer = self.data(body=dict(self.window, **body))
+                self.assertEqual(r.stdout.decode(), http_answer.raw)
+        r = self.ctl("data", "Test", "Test:M1:Str", "--since", self.window["since"], "--until", self.window["until"],
+                     "--csv", "--max-points", "0")
+        self.assertEqual(r.stdout.decode(), "time,Test:M1:Str\r\n2022-01-15 13:37:35+01:00,on\r\n")
+
+    def test_a_long_export_through_the_pipe(self):
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
+        r = self.ctl("data", "Test", "Test:Big:Ramp", "--since", "2022-01-01 01:00:00", "--until", "2022-01-03 01:00:00",
+                     "--max-points", "0", "--csv")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = r.stdout.decode().split("\r\n")
+        self.assertEqual(rows[0], "time,Test:Big:Ramp")
+        self.assertEqual(len(rows), 172801 + 2)  # the header, the rows, and the empty text after the last \r\n
+        self.assertEqual(rows[-2], "2022-01-03 01:00:00+01:00,172800.0")
+
+    def test_refusals(self):
+        r = self.ctl("data", "Nope", "--csv")
+        self.assertEqual((r.returncode, r.stderr.decode()), (1, "rtpctl: The experiment (Nope) is not present in the database.\n"))
+        r = self.ctl("data", "Test", "Test:Other", "--csv")
+        self.assertEqual(r.stderr.decode(), "rtpctl: The process variable (Test:Other) is not present in the database.\n")
+        r = self.ctl("data", "Test", "--operator", "mean")
+        self.assertEqual(r.stderr.decode(), "rtpctl: bin_s: The operator mean needs a bin width in seconds.\n")
+        r = self.ctl("data", "Test", "--since", "noon")
+        self.assertEqual(r.stderr.decode(),
+                         "rtpctl: since: The time (noon) is not valid. Use YYYY-MM-DD HH:MM:SS or ISO 8601.\n")
+        r = self.ctl("data", "Test", "--colour", "red")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(self.fx.requests(), [])
+        r = subprocess.run(["gdbus", "call", "--session", "--dest", "org.realtimeplot.Server1", "--object-path",
+                            "/org/realtimeplot/Server1", "--method", "org.realtimeplot.Server1.GetData", "Test", "",
+                            "{'colour': <'red'>}", "0"], env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertIn("colour: not an option of GetData", r.stderr)
+        self.fx.mode("broken")
+        r = self.ctl("data", "Test", "--csv")
+        self.assertEqual((r.returncode, r.stderr.decode()), (1, "rtpctl: Could not get process variable data from archiver.\n"))
+
+    def test_a_reader_that_goes_away(self):
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
+        p = subprocess.Popen(f"'{self.RTPCTL}' data Test Test:Big:Ramp --since '2022-01-01 01:00:00' "
+                             f"--until '2022-01-03 01:00:00' --max-points 0 --csv | head -c 100 > /dev/null",
+                             shell=True, env=self.env)
+        p.wait(120)
+        deadline = time.monotonic() + 30
+        while "cannot be written" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("GetData: the caller's descriptor cannot be written", self.s.stderr())
+        self.assertEqual(self.data().status, 200)  # the server goes on
 
 
 if __name__ == "__main__":
