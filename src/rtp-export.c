@@ -68,6 +68,8 @@ struct _RtpExport {
   const char *content_type;
   char *disposition;   /* (owned) (nullable) CSV/TSV: Content-Disposition */
   GPtrArray *warnings; /* (owned) */
+  GHashTable *meta;    /* (owned) (nullable) include meta: pv → metadata text, once fetched */
+  gboolean meta_pending;
   PvFetch *fetches;    /* (owned) one per PV */
   guint outstanding;   /* transfers not yet completed */
   guint current;       /* the PV whose points are being written */
@@ -106,6 +108,7 @@ job_free (Job *job)
   g_ptr_array_unref (job->pvs);
   g_ptr_array_unref (job->warnings);
   g_free (job->disposition);
+  g_clear_pointer (&job->meta, g_hash_table_unref);
   if (job->out != NULL)
     g_string_free (job->out, TRUE);
   g_free (job);
@@ -196,7 +199,23 @@ append_prefix (Job *job, GString *out)
 static void
 append_suffix (Job *job, GString *out)
 {
-  g_string_append (out, "}},\"warnings\":[");
+  g_string_append (out, "}");
+  if (job->options.meta)
+    {
+      g_string_append (out, ",\"process_variables_meta\":{");
+      for (guint i = 0; i < job->pvs->len; i++)
+        {
+          const char *pv = g_ptr_array_index (job->pvs, i);
+          const char *meta = job->meta != NULL ? g_hash_table_lookup (job->meta, pv) : NULL;
+          if (i > 0)
+            g_string_append_c (out, ',');
+          rtp_json_append_string (out, pv);
+          g_string_append_c (out, ':');
+          g_string_append (out, meta != NULL ? meta : "null");
+        }
+      g_string_append_c (out, '}');
+    }
+  g_string_append (out, "},\"warnings\":[");
   for (guint i = 0; i < job->warnings->len; i++)
     {
       if (i > 0)
@@ -612,10 +631,30 @@ advance (Job *job)
           stream_flush (job);
       }
     }
-  if (job->current < job->pvs->len)
-    return;
+  if (job->current < job->pvs->len || job->meta_pending)
+    return; /* the metadata's arrival calls again */
   append_suffix (job, job->out);
   finish_answer (job);
+}
+
+static void
+metadata_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Job *job = user_data;
+  g_autoptr (GError) error = NULL;
+
+  job->meta = rtp_history_metadata_finish (job->history, result, &error);
+  job->meta_pending = FALSE;
+  if (job->sink_funcs->enter != NULL)
+    job->sink_funcs->enter (job->sink);
+  if (job->meta == NULL && !job->finished)
+    fail (job, error);
+  else if (!job->finished)
+    advance (job);
+  if (job->sink_funcs->leave != NULL)
+    job->sink_funcs->leave (job->sink);
+  if (--job->outstanding == 0)
+    job_free (job);
 }
 
 static void
@@ -757,6 +796,14 @@ rtp_export_start (RtpHistory *history, const RtpExperiment *experiment, const ch
       job->reader_cancel_id = g_cancellable_connect (reader_cancellable, G_CALLBACK (reader_gone), job, NULL);
     }
   job->outstanding = job->pvs->len;
+  if (options->meta)
+    {
+      g_ptr_array_add (job->pvs, NULL); /* NULL-terminated for the call, then taken off again */
+      job->meta_pending = TRUE;
+      job->outstanding++;
+      rtp_history_metadata_async (history, (const char *const *) job->pvs->pdata, job->cancellable, metadata_done, job);
+      g_ptr_array_set_size (job->pvs, job->pvs->len - 1);
+    }
   for (guint i = 0; i < job->pvs->len; i++)
     {
       PvFetch *f = &job->fetches[i];
@@ -818,17 +865,26 @@ rtp_export_read_options (const RtpExportRequest *request, RtpExportOptions *opti
           options->severity = TRUE;
         else if (g_str_equal (request->include[i], "status"))
           options->status = TRUE;
+        else if (g_str_equal (request->include[i], "meta"))
+          options->meta = TRUE;
         else
           {
             g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
-                                 _ ("include: Value must be a list of \"severity\" and \"status\"."));
+                                 _ ("include: Value must be a list of \"severity\", \"status\" and \"meta\"."));
             return FALSE;
           }
       }
   else if (request->include_state == RTP_FIELD_WRONG_TYPE)
     {
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
-                           _ ("include: Value must be a list of \"severity\" and \"status\"."));
+                           _ ("include: Value must be a list of \"severity\", \"status\" and \"meta\"."));
+      return FALSE;
+    }
+  if (options->meta && options->format != RTP_EXPORT_JSON)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           _ (
+                             "include: \"meta\" is given in JSON answers only; a CSV or TSV file has no room for it."));
       return FALSE;
     }
   if (options->format != RTP_EXPORT_JSON && options->severity)

@@ -20,6 +20,7 @@ typedef struct {
   gboolean align_previous; /* CSV/TSV: a PV without a sample at a row's time repeats its last cells */
   gboolean severity;       /* points carry severity (CSV: <pv>.severity, and <pv>.status) */
   gboolean status;         /* points carry status */
+  gboolean meta;           /* JSON: the answer carries process_variables_meta */
   RtpExportTime time_form; /* local (ARCHIVER_TIMEZONE with offset), iso (UTC, Z) or epoch seconds */
 } RtpExportOptions;
 
@@ -32,7 +33,7 @@ typedef struct {
   RtpFieldState time_format_state;
   const char *time_format; /* local | iso | epoch */
   RtpFieldState include_state;
-  const char *const *include; /* severity, status */
+  const char *const *include; /* severity, status, meta (JSON only) */
 } RtpExportRequest;
 
 /* Absent or null keys take the defaults (JSON, none, local, nothing included); anything else that

@@ -20,7 +20,23 @@ struct _RtpHistory {
   RtpArchiverClient *archiver; /* (owned) */
   GTimeZone *tz;               /* (owned) (nullable) built for @tz_name */
   char *tz_name;               /* (owned) (nullable) ARCHIVER_TIMEZONE when @tz was built */
+  GHashTable *metadata;        /* (owned) pv → CachedMetadata */
 };
+
+typedef struct {
+  char *json; /* (owned) (nullable) the metadata object's text; NULL: the appliance does not know the PV */
+  gint64 fetched_us;
+} CachedMetadata;
+
+static void
+cached_metadata_free (CachedMetadata *c)
+{
+  g_free (c->json);
+  g_free (c);
+}
+
+#define MAX_CACHED_METADATA 65536
+#define MAX_METADATA_BYTES ((gsize) 256 * 1024)
 
 G_DEFINE_TYPE (RtpHistory, rtp_history, G_TYPE_OBJECT)
 
@@ -32,6 +48,7 @@ rtp_history_finalize (GObject *object)
   g_clear_object (&self->archiver);
   g_clear_pointer (&self->tz, g_time_zone_unref);
   g_free (self->tz_name);
+  g_hash_table_unref (self->metadata);
   G_OBJECT_CLASS (rtp_history_parent_class)->finalize (object);
 }
 
@@ -44,6 +61,7 @@ rtp_history_class_init (RtpHistoryClass *klass)
 static void
 rtp_history_init (RtpHistory *self)
 {
+  self->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) cached_metadata_free);
 }
 
 RtpHistory *
@@ -498,6 +516,136 @@ rtp_history_search_async (RtpHistory *self, const char *glob, const char *regex,
 
 GStrv
 rtp_history_search_finish (RtpHistory *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- metadata ---------------------------------------------------------------- */
+
+typedef struct {
+  GHashTable *result; /* (owned) pv → metadata text */
+  guint outstanding;
+  GError *error; /* (owned) (nullable) */
+} MetaJob;
+
+static void
+meta_job_free (MetaJob *job)
+{
+  g_hash_table_unref (job->result);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+typedef struct {
+  GTask *task; /* (owned) */
+  char *pv;    /* (owned) */
+} MetaFetch;
+
+static void
+meta_fetch_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MetaFetch *f = user_data;
+  GTask *task = f->task;
+  RtpHistory *self = g_task_get_source_object (task);
+  MetaJob *job = g_task_get_task_data (task);
+  g_autoptr (GError) error = NULL;
+  gboolean found = FALSE;
+  g_autoptr (GBytes) body = rtp_archiver_client_request_finish (RTP_ARCHIVER_CLIENT (source), result, &found, &error);
+
+  if (body == NULL)
+    {
+      if (job->error == NULL)
+        job->error = g_steal_pointer (&error);
+    }
+  else
+    {
+      g_autoptr (GString) text = g_string_new (NULL);
+      gsize len;
+      const char *data = g_bytes_get_data (body, &len);
+      guint replaced = 0;
+      CachedMetadata *c = g_new0 (CachedMetadata, 1);
+
+      if (found)
+        {
+          gsize i = 0;
+          while (i < len && g_ascii_isspace (data[i]))
+            i++;
+          if (len > MAX_METADATA_BYTES || i >= len || data[i] != '{' ||
+              rtp_json_normalize (data, len, RTP_JSON_MAX_DEPTH, text, &replaced) != RTP_JSON_OK)
+            {
+              g_warning ("getMetadata of %s: not a JSON object of at most %zu bytes", f->pv, MAX_METADATA_BYTES);
+              if (job->error == NULL)
+                job->error = g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "%s",
+                                          _ ("Could not get process variable data from archiver."));
+              cached_metadata_free (c);
+              c = NULL;
+            }
+          else
+            c->json = g_strdup (text->str);
+        }
+      if (c != NULL)
+        {
+          c->fetched_us = g_get_monotonic_time ();
+          if (c->json != NULL)
+            g_hash_table_replace (job->result, g_strdup (f->pv), g_strdup (c->json));
+          if (g_hash_table_size (self->metadata) >= MAX_CACHED_METADATA)
+            g_hash_table_remove_all (self->metadata);
+          g_hash_table_replace (self->metadata, g_strdup (f->pv), c);
+        }
+    }
+  g_free (f->pv);
+  g_free (f);
+  if (--job->outstanding == 0)
+    {
+      if (job->error != NULL)
+        g_task_return_error (task, g_steal_pointer (&job->error));
+      else
+        g_task_return_pointer (task, g_hash_table_ref (job->result), (GDestroyNotify) g_hash_table_unref);
+    }
+  g_object_unref (task);
+}
+
+void
+rtp_history_metadata_async (RtpHistory *self, const char *const *pvs, GCancellable *cancellable,
+                            GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  MetaJob *job = g_new0 (MetaJob, 1);
+  gint64 max_age_us = rtp_config_get_int (*self->config, "RTP_METADATA_CACHE_S") * G_USEC_PER_SEC;
+  gint64 now = g_get_monotonic_time ();
+
+  g_task_set_source_tag (task, rtp_history_metadata_async);
+  job->result = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_task_set_task_data (task, job, (GDestroyNotify) meta_job_free);
+  job->outstanding = 1; /* until every fetch has started */
+  for (guint i = 0; pvs[i] != NULL; i++)
+    {
+      CachedMetadata *c = g_hash_table_lookup (self->metadata, pvs[i]);
+      g_autofree char *enc = NULL;
+      g_autofree char *path = NULL;
+      MetaFetch *f;
+
+      if (c != NULL && now - c->fetched_us < max_age_us)
+        {
+          if (c->json != NULL)
+            g_hash_table_replace (job->result, g_strdup (pvs[i]), g_strdup (c->json));
+          continue;
+        }
+      enc = g_uri_escape_string (pvs[i], NULL, FALSE);
+      path = g_strdup_printf ("/retrieval/bpl/getMetadata?pv=%s", enc);
+      f = g_new0 (MetaFetch, 1);
+      f->task = g_object_ref (task);
+      f->pv = g_strdup (pvs[i]);
+      job->outstanding++;
+      rtp_archiver_client_request_async (self->archiver, path, NULL, cancellable, meta_fetch_done, f);
+    }
+  if (--job->outstanding == 0)
+    g_task_return_pointer (task, g_hash_table_ref (job->result), (GDestroyNotify) g_hash_table_unref);
+}
+
+GHashTable *
+rtp_history_metadata_finish (RtpHistory *self, GAsyncResult *result, GError **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   return g_task_propagate_pointer (G_TASK (result), error);

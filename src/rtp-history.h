@@ -89,6 +89,14 @@ void rtp_history_values_at_async (RtpHistory *self, const char *const *pvs, gint
 /* Returns: (transfer full) (element-type utf8 RtpValueAt): PV → value; a PV without one is absent */
 GHashTable *rtp_history_values_at_finish (RtpHistory *self, GAsyncResult *result, GError **error);
 
+/* The appliance's metadata of @pvs (getMetadata: EGU, PREC, DESC, HOPR, LOPR, …), each fetched at
+ * most once per RTP_METADATA_CACHE_S. Unreachable or garbled → RTP_ERROR_UPSTREAM. */
+void rtp_history_metadata_async (RtpHistory *self, const char *const *pvs, GCancellable *cancellable,
+                                 GAsyncReadyCallback callback, gpointer user_data);
+/* Returns: (transfer full) (element-type utf8 utf8): PV → its metadata as a JSON object's text; a
+ * PV the appliance does not know is absent */
+GHashTable *rtp_history_metadata_finish (RtpHistory *self, GAsyncResult *result, GError **error);
+
 /* The archived PV names matching @glob (or @regex, when not NULL): getMatchingPVs, at most @limit.
  * An appliance that does not answer → RTP_ERROR_UPSTREAM. */
 void rtp_history_search_async (RtpHistory *self, const char *glob, const char *regex, guint limit,

@@ -150,6 +150,27 @@ class Export(DataTestCase):
         self.assertEqual(rows[0], ["time", "Test:M1:Fan", "Test:M1:Fan.severity", "Test:M1:Fan.status"])
         self.assertEqual(rows[2][1:], ["2.5", "1", "4"])
 
+    def test_meta_from_the_appliance_cached(self):
+        t0 = self.t0
+        self.fx.pv("Test:M1:Fan", samples=[[t0, 0, 1.0]], meta={"EGU": "mA", "PREC": "3", "DESC": "Fan current",
+                                                                "HOPR": "20", "LOPR": "0"})
+        r = self.export(dict(self.window, include=["meta"]))
+        self.assertEqual(r.status, 200, r)
+        meta = r.json["data"]["process_variables_meta"]
+        self.assertEqual(meta["Test:M1:Fan"], {"name": "Test:M1:Fan", "DBRType": "DBR_SCALAR_DOUBLE", "paused": "false",
+                                               "EGU": "mA", "PREC": "3", "DESC": "Fan current", "HOPR": "20", "LOPR": "0"})
+        self.assertEqual(set(meta), {"Test:M1:Fan", "Test:M1:Str", "Test:M1:Unknown"})
+        self.assertIsNotNone(meta["Test:M1:Str"])
+        self.assertEqual(r.json["data"]["process_variables_data"]["Test:M1:Fan"][0]["data"], 1.0)
+        asked = [q for q in self.fx.requests() if "getMetadata" in q]
+        self.assertEqual(len(asked), 3)
+        r = self.export(dict(self.window, include=["meta"]), "/data/Test/Test:M1:Fan")
+        self.assertEqual(set(r.json["data"]["process_variables_meta"]), {"Test:M1:Fan"})
+        self.assertEqual(len([q for q in self.fx.requests() if "getMetadata" in q]), 3)  # kept for RTP_METADATA_CACHE_S
+        self.assertNotIn("process_variables_meta", self.export(self.window).json["data"])
+        self.assertError(self.export(dict(self.window, include=["meta"], format="csv")), 400,
+                         'include: "meta" is given in JSON answers only; a CSV or TSV file has no room for it.')
+
     def test_binned_columns(self):
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
         body = {"since": "2022-01-01 01:00:00", "until": "2022-01-01 02:00:00", "max_points": 10}
@@ -171,9 +192,9 @@ class Export(DataTestCase):
                  ({"format": 1}, 'format: Value must be "json", "csv" or "tsv".'),
                  ({"align": "next"}, 'align: Value must be "none" or "previous".'),
                  ({"time_format": "unix"}, 'time_format: Value must be "local", "iso" or "epoch".'),
-                 ({"include": ["severity", "colour"]}, 'include: Value must be a list of "severity" and "status".'),
-                 ({"include": "severity"}, 'include: Value must be a list of "severity" and "status".'),
-                 ({"include": [["severity"]]}, 'include: Value must be a list of "severity" and "status".'),
+                 ({"include": ["severity", "colour"]}, 'include: Value must be a list of "severity", "status" and "meta".'),
+                 ({"include": "severity"}, 'include: Value must be a list of "severity", "status" and "meta".'),
+                 ({"include": [["severity"]]}, 'include: Value must be a list of "severity", "status" and "meta".'),
                  ({"operator": "average"}, "operator: Unknown operator. Use one of raw, optimized, optimLastSample, "
                                            "mean, median, min, max, std, count, firstSample, lastSample, firstFill, "
                                            "lastFill, linear, nth."),
