@@ -51,6 +51,7 @@ struct _RtpArchiverTransfer {
   GString *body;              /* (owned) (nullable) KIND_BODY: the answer */
   struct curl_slist *headers; /* (owned) (nullable) */
   guint64 received;           /* decoded bytes so far */
+  guint64 max_bytes;          /* decoded bytes this answer may have */
   gboolean too_large;
   gboolean answered; /* the answer's headers arrived */
   guint deadline_id; /* no answer within the timeout: also for transfers queued for a free connection */
@@ -186,7 +187,7 @@ write_cb (char *data, size_t size, size_t nmemb, void *userp)
       return CURL_WRITEFUNC_PAUSE;
     }
   t->received += len;
-  if (t->received > t->client->max_bytes || (t->kind == KIND_BODY && t->received > MAX_BODY_BYTES))
+  if (t->received > t->max_bytes)
     {
       t->too_large = TRUE;
       return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
@@ -204,6 +205,11 @@ write_cb (char *data, size_t size, size_t nmemb, void *userp)
     }
   if (t->parse_error == NULL && !rtp_archiver_parser_feed (t->parser, data, len, &t->parse_error))
     return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+  if (rtp_archiver_parser_get_pv_bytes (t->parser) > t->client->max_bytes)
+    {
+      t->too_large = TRUE; /* one PV of an answer of several */
+      return 0;
+    }
   return len;
 }
 
@@ -218,10 +224,13 @@ complete (RtpArchiverTransfer *t, CURLcode result)
     goto out;
   if (t->too_large)
     {
-      g_warning ("%s: the answer is larger than RTP_ARCHIVER_MAX_BYTES (%" G_GUINT64_FORMAT " bytes)", t->url,
+      const char *name = t->parser != NULL ? rtp_archiver_parser_get_name (t->parser) : NULL;
+      g_warning ("%s: the answer is larger than RTP_ARCHIVER_MAX_BYTES (%" G_GUINT64_FORMAT " bytes per PV)", t->url,
                  t->client->max_bytes);
       g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, _ ("The archiver's answer for %s is too large."),
-                               t->pv != NULL ? t->pv : t->url);
+                               name != NULL    ? name
+                               : t->pv != NULL ? t->pv
+                                               : _ ("several process variables"));
       goto out;
     }
   if (t->parse_error != NULL)
@@ -345,6 +354,7 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
 
   t->client = self;
   t->kind = kind;
+  t->max_bytes = kind == KIND_BODY ? MIN (self->max_bytes, MAX_BODY_BYTES) : self->max_bytes;
   t->url = g_strdup (url);
   t->task = g_object_ref (task);
   t->error_body = g_string_new (NULL);
@@ -602,4 +612,45 @@ rtp_archiver_client_request_finish (RtpArchiverClient *self, GAsyncResult *resul
   body = g_task_get_task_data (G_TASK (result));
   *found = body != NULL;
   return body != NULL ? g_bytes_ref (body) : g_bytes_new (NULL, 0);
+}
+
+RtpArchiverTransfer *
+rtp_archiver_client_fetch_many_async (RtpArchiverClient *self, const char *const *pv_exprs, gint64 from_us,
+                                      gint64 to_us, gboolean bins, RtpPvStartFunc on_pv, RtpSampleFunc on_sample,
+                                      gpointer sample_data, GCancellable *cancellable, GAsyncReadyCallback callback,
+                                      gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autofree char *from = rtp_time_iso_utc (from_us);
+  g_autofree char *to = rtp_time_iso_utc (to_us);
+  g_autofree char *from_enc = NULL;
+  g_autofree char *to_enc = NULL;
+  g_autoptr (GString) url = NULL;
+  RtpArchiverTransfer *t;
+
+  g_task_set_source_tag (task, rtp_archiver_client_fetch_many_async);
+  if (self->base_url == NULL)
+    {
+      not_configured (task);
+      return NULL;
+    }
+  from_enc = g_uri_escape_string (from, NULL, FALSE);
+  to_enc = g_uri_escape_string (to, NULL, FALSE);
+  url = g_string_new (self->base_url);
+  g_string_append_printf (url, "/retrieval/data/getDataForPVs.json?from=%s&to=%s", from_enc, to_enc);
+  for (guint i = 0; pv_exprs[i] != NULL; i++)
+    {
+      g_autofree char *enc = g_uri_escape_string (pv_exprs[i], NULL, FALSE);
+      g_string_append_printf (url, "&pv=%s", enc);
+    }
+  t = start (self, KIND_DATA, url->str, TRUE, task);
+  {
+    guint n = MAX (g_strv_length ((char **) pv_exprs), 1); /* the limit is per PV */
+    t->max_bytes = self->max_bytes > G_MAXUINT64 / n ? G_MAXUINT64 : self->max_bytes * n;
+  }
+  curl_easy_setopt (t->easy, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt (t->easy, CURLOPT_POSTFIELDSIZE, 0L);
+  t->parser = rtp_archiver_parser_new (bins, on_sample, sample_data);
+  rtp_archiver_parser_set_pv_func (t->parser, on_pv);
+  return t;
 }

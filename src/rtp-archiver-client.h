@@ -38,6 +38,15 @@ RtpArchiverTransfer *rtp_archiver_client_fetch_async (RtpArchiverClient *self, c
 gboolean rtp_archiver_client_fetch_finish (RtpArchiverClient *self, GAsyncResult *result, gboolean *found,
                                            GError **error);
 
+/* As rtp_archiver_client_fetch_async() for several PVs in one request (POST getDataForPVs.json with
+ * `pv=` repeated; a long transfer): @on_pv announces each PV's samples. An appliance without the
+ * endpoint answers 404: finish reports @found FALSE and nothing was delivered. */
+RtpArchiverTransfer *rtp_archiver_client_fetch_many_async (RtpArchiverClient *self, const char *const *pv_exprs,
+                                                           gint64 from_us, gint64 to_us, gboolean bins,
+                                                           RtpPvStartFunc on_pv, RtpSampleFunc on_sample,
+                                                           gpointer sample_data, GCancellable *cancellable,
+                                                           GAsyncReadyCallback callback, gpointer user_data);
+
 /* Back-pressure: a paused transfer reads nothing more from the network. */
 void rtp_archiver_transfer_set_paused (RtpArchiverTransfer *transfer, gboolean paused);
 

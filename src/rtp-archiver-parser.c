@@ -34,6 +34,9 @@ struct _RtpArchiverParser {
   gpointer user_data;
   guint64 count;
   GString *scratch;
+  RtpPvStartFunc pv_func; /* (nullable) */
+  char *name;             /* (owned) (nullable) the current PV object's meta name */
+  guint64 pv_bytes;       /* bytes fed since the current PV object began (about: counted per feed) */
 };
 
 #define MAX_PENDING ((gsize) 16 * 1024 * 1024) /* one value may not exceed this */
@@ -57,7 +60,26 @@ rtp_archiver_parser_free (RtpArchiverParser *p)
     return;
   g_string_free (p->buf, TRUE);
   g_string_free (p->scratch, TRUE);
+  g_free (p->name);
   g_free (p);
+}
+
+guint64
+rtp_archiver_parser_get_pv_bytes (RtpArchiverParser *p)
+{
+  return p->pv_bytes;
+}
+
+const char *
+rtp_archiver_parser_get_name (RtpArchiverParser *p)
+{
+  return p->name;
+}
+
+void
+rtp_archiver_parser_set_pv_func (RtpArchiverParser *p, RtpPvStartFunc func)
+{
+  p->pv_func = func;
 }
 
 guint64
@@ -148,6 +170,39 @@ parse_int (const char *s, gsize len, gint64 *out)
   errno = 0;
   *out = g_ascii_strtoll (tmp, &end, 10);
   return *end == '\0' && errno == 0;
+}
+
+/* The "name" member of a flat meta object, or NULL. */
+static char *
+meta_name (const char *s, gsize n)
+{
+  gsize i = 1;
+
+  while (TRUE)
+    {
+      gsize key_end, v_start, v_end;
+
+      i = skip_ws (s, i, n);
+      if (i < n && s[i] == ',')
+        i = skip_ws (s, i + 1, n);
+      if (i >= n || s[i] != '"' || (key_end = string_end (s, i, n)) == 0)
+        return NULL;
+      v_start = skip_ws (s, key_end, n);
+      if (v_start >= n || s[v_start] != ':')
+        return NULL;
+      v_start = skip_ws (s, v_start + 1, n);
+      v_end = value_end (s, v_start, n);
+      if (v_end == 0 || v_end == (gsize) -1)
+        return NULL;
+      if (key_end - i == 6 && memcmp (s + i, "\"name\"", 6) == 0 && s[v_start] == '"')
+        {
+          g_autoptr (GString) name = g_string_new (NULL);
+          rtp_json_append_decoded (name, s + v_start, v_end - v_start);
+          return g_utf8_validate (name->str, (gssize) name->len, NULL) ? g_string_free (g_steal_pointer (&name), FALSE)
+                                                                       : NULL;
+        }
+      i = v_end;
+    }
 }
 
 /* Checks a value and returns its JSON text (possibly rewritten into scratch): numbers that are not
@@ -375,7 +430,11 @@ run (RtpArchiverParser *p, GError **error)
             if (s[i] == ']')
               p->state = S_END;
             else if (s[i] == '{')
-              p->state = S_PV_KEY;
+              {
+                p->state = S_PV_KEY;
+                g_clear_pointer (&p->name, g_free);
+                p->pv_bytes = 0;
+              }
             else if (s[i] != ',')
               return bad (error, "unexpected text in the outer array");
             i++;
@@ -392,10 +451,11 @@ run (RtpArchiverParser *p, GError **error)
               {
                 gsize key_end = string_end (s, i, n);
                 gsize colon, v_start, v_end;
-                gboolean is_data;
+                gboolean is_data, is_meta;
                 if (key_end == 0)
                   goto need_more;
                 is_data = key_end - i == 6 && memcmp (s + i, "\"data\"", 6) == 0;
+                is_meta = key_end - i == 6 && memcmp (s + i, "\"meta\"", 6) == 0;
                 colon = skip_ws (s, key_end, n);
                 if (colon >= n)
                   goto need_more;
@@ -406,6 +466,8 @@ run (RtpArchiverParser *p, GError **error)
                   goto need_more;
                 if (is_data)
                   {
+                    if (p->pv_func != NULL && !p->pv_func (p->name, p->user_data))
+                      return bad (error, "stopped by the reader");
                     p->state = S_DATA_START;
                     i = v_start;
                     break;
@@ -415,7 +477,12 @@ run (RtpArchiverParser *p, GError **error)
                   return bad (error, "bad value");
                 if (v_end == 0)
                   goto need_more;
-                i = v_end; /* meta and anything else: skipped */
+                if (is_meta && s[v_start] == '{')
+                  {
+                    g_free (p->name);
+                    p->name = meta_name (s + v_start, v_end - v_start);
+                  }
+                i = v_end; /* anything else: skipped */
               }
             else
               return bad (error, "unexpected text in a PV object");
@@ -465,6 +532,7 @@ gboolean
 rtp_archiver_parser_feed (RtpArchiverParser *p, const char *data, gsize len, GError **error)
 {
   g_string_append_len (p->buf, data, (gssize) len);
+  p->pv_bytes += len;
   return run (p, error);
 }
 

@@ -32,6 +32,16 @@ RtpArchiverParser *rtp_archiver_parser_new (gboolean bins, RtpSampleFunc func, g
 void rtp_archiver_parser_free (RtpArchiverParser *parser);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpArchiverParser, rtp_archiver_parser_free)
 
+/* An answer of several PVs (getDataForPVs.json) holds one {"meta": {"name": …}, "data": […]} per PV:
+ * @func is called as each PV's data begins, with the name its meta gave (NULL when it gave none),
+ * before that PV's samples. Return FALSE to stop parsing with an error. */
+typedef gboolean (*RtpPvStartFunc) (const char *name, gpointer user_data);
+void rtp_archiver_parser_set_pv_func (RtpArchiverParser *parser, RtpPvStartFunc func);
+/* (nullable): the meta name of the PV being read */
+const char *rtp_archiver_parser_get_name (RtpArchiverParser *parser);
+/* About how many bytes of the answer the PV being read has taken so far (counted per feed). */
+guint64 rtp_archiver_parser_get_pv_bytes (RtpArchiverParser *parser);
+
 /* Feeds bytes as they arrive; FALSE (RTP_ERROR_UPSTREAM) when the answer is malformed. */
 gboolean rtp_archiver_parser_feed (RtpArchiverParser *parser, const char *data, gsize len, GError **error);
 /* FALSE when the answer ended before its JSON did. */

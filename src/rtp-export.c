@@ -66,9 +66,12 @@ struct _RtpExport {
   guint n_cols;       /* CSV/TSV: the columns of one PV */
   gsize queue_budget; /* CSV/TSV: bytes one PV's queue may hold before its transfer pauses */
   const char *content_type;
-  char *disposition;   /* (owned) (nullable) CSV/TSV: Content-Disposition */
-  GPtrArray *warnings; /* (owned) */
-  GHashTable *meta;    /* (owned) (nullable) include meta: pv → metadata text, once fetched */
+  char *disposition;                   /* (owned) (nullable) CSV/TSV: Content-Disposition */
+  GPtrArray *warnings;                 /* (owned) */
+  GHashTable *meta;                    /* (owned) (nullable) include meta: pv → metadata text, once fetched */
+  RtpArchiverTransfer *multi_transfer; /* (nullable) the one getDataForPVs.json transfer */
+  gboolean *multi_seen;                /* (owned) (nullable) which PVs its answer has given */
+  gboolean multi_opened;               /* a PV's array is open in the answer */
   gboolean meta_pending;
   PvFetch *fetches;    /* (owned) one per PV */
   guint outstanding;   /* transfers not yet completed */
@@ -109,6 +112,7 @@ job_free (Job *job)
   g_ptr_array_unref (job->warnings);
   g_free (job->disposition);
   g_clear_pointer (&job->meta, g_hash_table_unref);
+  g_free (job->multi_seen);
   if (job->out != NULL)
     g_string_free (job->out, TRUE);
   g_free (job);
@@ -724,6 +728,148 @@ export_disposition (Job *job)
                           job->options.format == RTP_EXPORT_TSV ? "tsv" : "csv");
 }
 
+/* One transfer per PV, all at once. */
+static void
+start_fetches (Job *job)
+{
+  if (job->options.format == RTP_EXPORT_JSON)
+    open_pv (job, 0);
+  job->outstanding += job->pvs->len;
+  for (guint i = 0; i < job->pvs->len; i++)
+    {
+      PvFetch *f = &job->fetches[i];
+      f->waiting = i > 0 && job->options.format == RTP_EXPORT_JSON ? g_string_new (NULL) : NULL;
+      f->transfer = rtp_history_fetch_async (job->history, g_ptr_array_index (job->pvs, i), &job->window, on_sample, f,
+                                             job->cancellable, fetch_done, f);
+    }
+}
+
+/* ---- JSON of several PVs: one getDataForPVs.json request ------------------------------------
+ *
+ * The appliance answers PV after PV, which is the order the JSON answer is written in, so the
+ * samples go straight into the answer (the object's keys in the appliance's order). A PV the
+ * appliance left out is written as [] at the end, as an unknown PV always was. An appliance
+ * without the endpoint answers 404 before any sample: then every PV is fetched on its own. */
+
+static gboolean
+name_is (const char *name, const char *pv)
+{
+  gsize n, p;
+
+  if (g_str_equal (name, pv))
+    return TRUE;
+  /* some appliance versions name the PV by the expression asked, optimized_500(X:Y) */
+  n = strlen (name);
+  p = strlen (pv);
+  return n > p + 2 && name[n - 1] == ')' && name[n - p - 2] == '(' && memcmp (name + n - p - 1, pv, p) == 0;
+}
+
+static gboolean
+multi_on_pv (const char *name, gpointer user_data)
+{
+  Job *job = user_data;
+  guint index = G_MAXUINT;
+
+  if (job->finished)
+    return TRUE;
+  for (guint i = 0; name != NULL && i < job->pvs->len && index == G_MAXUINT; i++)
+    if (!job->multi_seen[i] && name_is (name, g_ptr_array_index (job->pvs, i)))
+      index = i;
+  for (guint i = 0; index == G_MAXUINT && i < job->pvs->len; i++)
+    if (!job->multi_seen[i])
+      index = i; /* no name, or one we cannot place: the PVs come in the order asked */
+  if (index == G_MAXUINT)
+    {
+      g_warning ("getDataForPVs.json answered more PVs than asked (%s)", name != NULL ? name : "no name");
+      return FALSE;
+    }
+  if (job->multi_opened)
+    {
+      g_string_append_c (job->out, ']');
+      note_reduced (job, job->current);
+    }
+  job->fetches[job->current].transfer = NULL;
+  job->multi_seen[index] = TRUE;
+  job->current = index;
+  job->fetches[index].transfer = job->multi_transfer; /* for the back-pressure of stream_flush */
+  if (job->multi_opened)
+    g_string_append_c (job->out, ',');
+  job->multi_opened = TRUE;
+  rtp_json_append_string (job->out, g_ptr_array_index (job->pvs, index));
+  g_string_append (job->out, ":[");
+  return TRUE;
+}
+
+static gboolean
+multi_on_sample (const RtpSample *sample, gpointer user_data)
+{
+  Job *job = user_data;
+
+  if (!job->multi_opened)
+    return FALSE; /* samples before any PV */
+  return on_sample (sample, &job->fetches[job->current]);
+}
+
+static void
+multi_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Job *job = user_data;
+  g_autoptr (GError) error = NULL;
+  gboolean found = FALSE;
+
+  job->fetches[job->current].transfer = NULL;
+  job->multi_transfer = NULL;
+  if (job->sink_funcs->enter != NULL)
+    job->sink_funcs->enter (job->sink);
+  if (!rtp_history_fetch_finish (job->history, result, &found, &error))
+    {
+      if (!job->finished)
+        fail (job, error);
+    }
+  else if (!job->finished && !found && !job->multi_opened)
+    {
+      g_message ("the archiver has no getDataForPVs.json; asking getData.json per PV");
+      job->current = 0;
+      start_fetches (job);
+    }
+  else if (!job->finished)
+    {
+      if (job->multi_opened)
+        {
+          g_string_append_c (job->out, ']');
+          note_reduced (job, job->current);
+        }
+      for (guint i = 0; i < job->pvs->len; i++)
+        if (!job->multi_seen[i])
+          {
+            if (job->multi_opened)
+              g_string_append_c (job->out, ',');
+            job->multi_opened = TRUE;
+            rtp_json_append_string (job->out, g_ptr_array_index (job->pvs, i));
+            g_string_append (job->out, ":[]");
+          }
+      job->current = job->pvs->len;
+      advance (job); /* the suffix, once the metadata is there too */
+    }
+  if (job->sink_funcs->leave != NULL)
+    job->sink_funcs->leave (job->sink);
+  if (--job->outstanding == 0)
+    job_free (job);
+}
+
+static void
+start_multi (Job *job)
+{
+  g_ptr_array_add (job->pvs, NULL); /* NULL-terminated for the call, then taken off again */
+  job->multi_seen = g_new0 (gboolean, job->pvs->len);
+  job->outstanding++;
+  job->multi_transfer = rtp_history_fetch_many_async (job->history, (const char *const *) job->pvs->pdata, &job->window,
+                                                      multi_on_pv, multi_on_sample, job, job->cancellable, multi_done,
+                                                      job);
+  g_ptr_array_set_size (job->pvs, job->pvs->len - 1);
+  job->fetches[0].transfer = job->multi_transfer;
+}
+
 void
 rtp_export_start (RtpHistory *history, const RtpExperiment *experiment, const char *only_pv, RtpHistoryWindow *window,
                   const RtpExportOptions *options, const RtpExportSinkFuncs *sink_funcs, gpointer sink,
@@ -788,14 +934,16 @@ rtp_export_start (RtpHistory *history, const RtpExperiment *experiment, const ch
       job_free (job);
       return;
     }
-  if (options->format == RTP_EXPORT_JSON)
-    open_pv (job, 0);
   if (reader_cancellable != NULL)
     {
       job->reader_cancellable = g_object_ref (reader_cancellable);
       job->reader_cancel_id = g_cancellable_connect (reader_cancellable, G_CALLBACK (reader_gone), job, NULL);
     }
-  job->outstanding = job->pvs->len;
+  for (guint i = 0; i < job->pvs->len; i++)
+    {
+      job->fetches[i].job = job;
+      job->fetches[i].index = i;
+    }
   if (options->meta)
     {
       g_ptr_array_add (job->pvs, NULL); /* NULL-terminated for the call, then taken off again */
@@ -804,15 +952,10 @@ rtp_export_start (RtpHistory *history, const RtpExperiment *experiment, const ch
       rtp_history_metadata_async (history, (const char *const *) job->pvs->pdata, job->cancellable, metadata_done, job);
       g_ptr_array_set_size (job->pvs, job->pvs->len - 1);
     }
-  for (guint i = 0; i < job->pvs->len; i++)
-    {
-      PvFetch *f = &job->fetches[i];
-      f->job = job;
-      f->index = i;
-      f->waiting = i > 0 && options->format == RTP_EXPORT_JSON ? g_string_new (NULL) : NULL;
-      f->transfer = rtp_history_fetch_async (history, g_ptr_array_index (job->pvs, i), &job->window, on_sample, f,
-                                             job->cancellable, fetch_done, f);
-    }
+  if (options->format == RTP_EXPORT_JSON && job->pvs->len > 1)
+    start_multi (job);
+  else
+    start_fetches (job);
 }
 
 static gboolean

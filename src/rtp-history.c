@@ -279,6 +279,21 @@ rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindo
                                           cancellable, callback, user_data);
 }
 
+RtpArchiverTransfer *
+rtp_history_fetch_many_async (RtpHistory *self, const char *const *pvs, const RtpHistoryWindow *window,
+                              RtpPvStartFunc on_pv, RtpSampleFunc on_sample, gpointer sample_data,
+                              GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (GPtrArray) exprs = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; pvs[i] != NULL; i++)
+    g_ptr_array_add (exprs, rtp_history_expression (window, pvs[i]));
+  g_ptr_array_add (exprs, NULL);
+  return rtp_archiver_client_fetch_many_async (self->archiver, (const char *const *) exprs->pdata, window->from_us,
+                                               window->to_us, rtp_history_window_has_bins (window), on_pv, on_sample,
+                                               sample_data, cancellable, callback, user_data);
+}
+
 gboolean
 rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error)
 {

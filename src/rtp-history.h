@@ -68,6 +68,13 @@ gboolean rtp_history_resolve_moment (RtpHistory *self, const char *name, const c
 RtpArchiverTransfer *rtp_history_fetch_async (RtpHistory *self, const char *pv, const RtpHistoryWindow *window,
                                               RtpSampleFunc on_sample, gpointer sample_data, GCancellable *cancellable,
                                               GAsyncReadyCallback callback, gpointer user_data);
+/* All of @pvs over @window in one request (getDataForPVs.json): @on_pv says whose samples follow.
+ * On an appliance without it, finish reports @found FALSE before any sample. */
+RtpArchiverTransfer *rtp_history_fetch_many_async (RtpHistory *self, const char *const *pvs,
+                                                   const RtpHistoryWindow *window, RtpPvStartFunc on_pv,
+                                                   RtpSampleFunc on_sample, gpointer sample_data,
+                                                   GCancellable *cancellable, GAsyncReadyCallback callback,
+                                                   gpointer user_data);
 gboolean rtp_history_fetch_finish (RtpHistory *self, GAsyncResult *result, gboolean *found, GError **error);
 
 /* A PV's value at a moment: its last sample at or before it. */

@@ -7,6 +7,8 @@ It serves, on 127.0.0.1 and a port of its own choosing (printed as "Listening on
       lastFill, linear) and nth_N(PV)
   GET /retrieval/bpl/getMetadata?pv=PV
   GET /retrieval/bpl/getMatchingPVs?pv=GLOB&limit=N   (or regex=REGEX): a JSON array of names
+  POST /retrieval/data/getDataForPVs.json?from=ISO&to=ISO&pv=EXPR&pv=EXPR…   the PVs it knows, in the order
+      asked, each as in getData.json (an unknown PV is left out)
   POST /retrieval/data/getDataAtTime?at=ISO&includeProxies=true   body: a JSON array of PV names; answer
       {"<pv>": {"secs", "nanos", "val", "severity", "status"}} for the PVs with a sample at or before `at`
 in the appliance's documented format: [{"meta": {"name": …}, "data": [{"secs", "nanos", "val",
@@ -223,9 +225,15 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/retrieval/"):
             with LOCK:
                 REQUESTS.append(self.path)
-                REQUESTS.append("body: " + json.dumps(body))
-            if url.path in MISSING or url.path != "/retrieval/data/getDataAtTime":
+                if body != {}:
+                    REQUESTS.append("body: " + json.dumps(body))
+            if url.path in MISSING or url.path not in ("/retrieval/data/getDataAtTime",
+                                                       "/retrieval/data/getDataForPVs.json"):
                 return self.send(404, "not found", "text/plain")
+            if url.path == "/retrieval/data/getDataForPVs.json":
+                if self.apply_mode():
+                    return
+                return self.get_data_for_pvs(urllib.parse.parse_qs(url.query))
             if MODE["mode"] == "garbage":
                 return self.send(200, '{"X:Y": {"secs": 1, "nanos": 0, "val": 1.0}, "X:Z": {"secs":')
             at = parse_time(urllib.parse.parse_qs(url.query)["at"][0])
@@ -255,14 +263,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(404, "no such control")
         self.send(200, "{}")
 
-    def do_GET(self):
-        url = urllib.parse.urlsplit(self.path)
-        q = urllib.parse.parse_qs(url.query)
-        if url.path == "/control/requests":
-            with LOCK:
-                return self.send(200, json.dumps({"requests": REQUESTS}))
-        with LOCK:
-            REQUESTS.append(self.path)
+    def apply_mode(self):
+        """The fault modes; True when the answer was given (or refused) here."""
         mode = MODE["mode"]
         if mode == "hold":
             RELEASE.wait(60)
@@ -272,9 +274,66 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.wfile.flush()
             self.connection.close()
-            return
+            return True
         elif mode == "garbage":
-            return self.send(200, '[{"meta": {"name": "x"}, "data": [{"secs": 1, "nanos": 0, "val": 1.0}, {"secs":')
+            self.send(200, '[{"meta": {"name": "x"}, "data": [{"secs": 1, "nanos": 0, "val": 1.0}, {"secs":')
+            return True
+        return False
+
+    def select(self, expr, t0, t1):
+        """(name, samples, severity, status) of a PV expression; None for an unknown PV; a str for a bad one."""
+        op, arg, name = None, None, expr
+        if expr.endswith(")") and "(" in expr:
+            opname, name = expr[:-1].split("(", 1)
+            opbase, _, n = opname.rpartition("_")
+            if opbase in ("optimized", "optimLastSample", "nth") + BIN_OPS and n.isdigit():
+                op, arg = opbase, int(n)
+            else:
+                return f"Unknown post processor {opname}"
+        source = PVS.get(name)
+        if source is None:
+            return None
+        if op in ("optimized", "optimLastSample") and source.window_count(t0, t1) > arg:
+            return name, bins(source, t0, t1, arg), None, None
+        if op in BIN_OPS:
+            return name, second_bins(source, op, arg, t0, t1), None, None
+        if op == "nth":
+            return name, (x for i, x in enumerate(source.samples(t0, t1)) if i % arg == 0), None, None
+        return name, source.samples(t0, t1), getattr(source, "severity", None), getattr(source, "status", None)
+
+    def get_data_for_pvs(self, q):
+        """POST getDataForPVs.json?from=&to=&pv=…&pv=…: the PVs the appliance knows, in the order asked."""
+        t0 = parse_time(q["from"][0])
+        t1 = parse_time(q["to"][0])
+        selected = [self.select(expr, t0, t1) for expr in q.get("pv", [])]
+        bad = [x for x in selected if isinstance(x, str)]
+        if bad:
+            return self.send(400, bad[0], "text/plain")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"[")
+        first = True
+        for x in selected:
+            if x is None:
+                continue
+            if not first:
+                self.wfile.write(b", ")
+            first = False
+            self.write_pv(self.wfile, *x, META.get(x[0], {}))
+        self.wfile.write(b"]")
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        if url.path == "/control/requests":
+            with LOCK:
+                return self.send(200, json.dumps({"requests": REQUESTS}))
+        with LOCK:
+            REQUESTS.append(self.path)
+        mode = MODE["mode"]
+        if self.apply_mode():
+            return
         expr = q.get("pv", [""])[0]
         if url.path in MISSING:
             return self.send(404, "not found", "text/plain")
@@ -295,31 +354,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, json.dumps(names if limit < 0 else names[:limit]))
         if url.path != "/retrieval/data/getData.json":
             return self.send(404, "not found", "text/plain")
-        op, arg, name = None, None, expr
-        if expr.endswith(")") and "(" in expr:
-            opname, name = expr[:-1].split("(", 1)
-            opbase, _, n = opname.rpartition("_")
-            if opbase in ("optimized", "optimLastSample", "nth") + BIN_OPS and n.isdigit():
-                op, arg = opbase, int(n)
-            else:
-                return self.send(400, f"Unknown post processor {opname}", "text/plain")
-        source = PVS.get(name)
-        if source is None:
+        t0 = parse_time(q["from"][0])
+        t1 = parse_time(q["to"][0])
+        selected = self.select(expr, t0, t1)
+        if isinstance(selected, str):
+            return self.send(400, selected, "text/plain")
+        if selected is None:
+            name = expr[:-1].split("(", 1)[1] if expr.endswith(")") and "(" in expr else expr
             if mode == "empty_unknown":
                 return self.send(200, "[]")
             return self.send(404, f"Unable to find typeinfo for pv {name}", "text/plain")
-        t0 = parse_time(q["from"][0])
-        t1 = parse_time(q["to"][0])
-        raw = False
-        if op in ("optimized", "optimLastSample") and source.window_count(t0, t1) > arg:
-            samples = bins(source, t0, t1, arg)
-        elif op in BIN_OPS:
-            samples = second_bins(source, op, arg, t0, t1)
-        elif op == "nth":
-            samples = (x for i, x in enumerate(source.samples(t0, t1)) if i % arg == 0)
-        else:
-            samples = source.samples(t0, t1)
-            raw = True
         out = self.wfile
         if mode == "gzip":
             import gzip
@@ -329,8 +373,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-        self.write_samples(out, name, samples, getattr(source, "severity", None) if raw else None,
-                           getattr(source, "status", None) if raw else None, META.get(name, {}))
+        out.write(b"[")
+        self.write_pv(out, *selected, META.get(selected[0], {}))
+        out.write(b"]")
         if mode == "gzip":
             data = gzip.compress(out.getvalue(), 9)
             self.send_response(200)
@@ -340,12 +385,13 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
 
-    def write_samples(self, out, name, samples, severity=None, status=None, meta=None):
+    def write_pv(self, out, name, samples, severity=None, status=None, meta=None):
+        """One PV of an answer: {"meta": {"name", …}, "data": [samples]}."""
         severity = severity or {}
         status = status or {}
         head = {"name": name, "PREC": "0"}
         head.update(meta or {})
-        out.write(f'[{{"meta": {json.dumps(head)}, "data": ['.encode())
+        out.write(f'{{"meta": {json.dumps(head)}, "data": ['.encode())
         first = True
         buf = []
         for s, n, v in samples:
@@ -356,7 +402,7 @@ class Handler(BaseHTTPRequestHandler):
                 buf = []
         if buf:
             out.write(((", " if not first else "") + ", ".join(buf)).encode())
-        out.write(b"] }]")
+        out.write(b"] }")
 
 
 class Server(ThreadingHTTPServer):

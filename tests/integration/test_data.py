@@ -54,12 +54,23 @@ class Data(DataTestCase):
             "Test:M1:Str": [{"time": "2022-01-15 13:37:35+01:00", "data": "on"}],
             "Test:M1:Unknown": []})  # Deviation: an unknown PV is [], not a 502
         self.assertEqual(r.json["warnings"], [])
-        # the window went to the appliance in UTC
-        req = [q for q in self.fx.requests() if "Test%3AM1%3AFan" in q or "Test:M1:Fan" in q][-1]
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(req).query)
+        # one request for the experiment, the window in UTC
+        reqs = self.fx.requests()
+        self.assertEqual(len(reqs), 1, reqs)
+        self.assertEqual(urllib.parse.urlsplit(reqs[0]).path, "/retrieval/data/getDataForPVs.json")
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(reqs[0]).query)
         self.assertEqual(q["from"], ["2022-01-15T12:37:34.000Z"])
         self.assertEqual(q["to"], ["2022-01-15T12:37:40.000Z"])
-        self.assertEqual(q["pv"], ["optimized_5000(Test:M1:Fan)"])
+        self.assertEqual(q["pv"], ["optimized_5000(Test:M1:Fan)", "optimized_5000(Test:M1:Str)",
+                                   "optimized_5000(Test:M1:Unknown)"])
+        # an appliance without getDataForPVs.json: the same answer from one getData.json per PV
+        self.fx.missing("/retrieval/data/getDataForPVs.json")
+        again = self.data()
+        self.assertEqual(again.json, r.json)
+        reqs = self.fx.requests()[1:]
+        self.assertEqual(sorted(urllib.parse.parse_qs(urllib.parse.urlsplit(q).query)["pv"][0] for q in reqs
+                                if "getData.json" in q),
+                         ["optimized_5000(Test:M1:Fan)", "optimized_5000(Test:M1:Str)", "optimized_5000(Test:M1:Unknown)"])
 
     def test_iso_input_and_single_pv(self):
         r = self.data("/data/Test/Test:M1:Str", {"since": "2022-01-15T12:37:34Z", "until": "2022-01-15T13:37:40+01:00"})
