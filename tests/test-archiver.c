@@ -1,5 +1,6 @@
 /* test-archiver.c: time windows, time formatting, and the appliance answer parser */
 #include "rtp-archiver-parser.h"
+#include "rtp-csv.h"
 #include "rtp-error.h"
 #include "rtp-time.h"
 
@@ -231,6 +232,106 @@ test_parser_large (void)
   g_string_free (c.out, TRUE);
 }
 
+typedef struct {
+  GPtrArray *names;
+  GPtrArray *values;
+} Named;
+
+static gboolean
+keep_named (const char *pv, const RtpSample *s, gpointer user_data)
+{
+  Named *n = user_data;
+  g_ptr_array_add (n->names, g_strdup (pv));
+  g_ptr_array_add (n->values, g_strndup (s->value, s->value_len));
+  return TRUE;
+}
+
+/* getDataAtTime's object of samples, and getMatchingPVs' array of names. */
+static void
+test_parse_values_at_and_names (void)
+{
+  Named n = { g_ptr_array_new_with_free_func (g_free), g_ptr_array_new_with_free_func (g_free) };
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) names = NULL;
+  const char *at = "{\"X:\\u00e9\": {\"secs\": 5, \"nanos\": 0, \"val\": NaN, \"severity\": 3}, \"X:N\": null, "
+                   "\"X:W\": {\"secs\": 6, \"nanos\": 1, \"val\": [1, 2.5]}}";
+
+  g_assert_true (rtp_archiver_parse_values_at (at, strlen (at), keep_named, &n, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (n.names->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (n.names, 0), ==, "X:\u00e9");
+  g_assert_cmpstr (g_ptr_array_index (n.values, 0), ==, "null"); /* NaN is not JSON */
+  g_assert_cmpstr (g_ptr_array_index (n.values, 1), ==, "[1,2.5]");
+  g_assert_false (rtp_archiver_parse_values_at ("[1]", 3, keep_named, &n, &error));
+  g_assert_error (error, RTP_ERROR, RTP_ERROR_UPSTREAM);
+  g_clear_error (&error);
+  g_assert_false (rtp_archiver_parse_values_at ("{\"X\": 5}", 8, keep_named, &n, &error));
+  g_clear_error (&error);
+  g_assert_false (rtp_archiver_parse_values_at ("{\"X\": {\"secs\": 1}", 17, keep_named, &n, &error));
+  g_clear_error (&error);
+
+  names = rtp_archiver_parse_names ("[\"A:B\", \"\", 5, \"C:\\\"D\"]", 24, 10, &error);
+  g_assert_null (names);
+  g_clear_error (&error);
+  names = rtp_archiver_parse_names (" [\"A:B\", \"\", \"C:\\\"D\", \"E\"] ", 27, 2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (names), ==, 2); /* the empty name is left out; at most 2 */
+  g_assert_cmpstr (names[0], ==, "A:B");
+  g_assert_cmpstr (names[1], ==, "C:\"D");
+  g_ptr_array_unref (n.names);
+  g_ptr_array_unref (n.values);
+}
+
+static void
+test_csv_cells (void)
+{
+  static const struct {
+    const char *json, *cell;
+  } cases[] = {
+    { "1.5", "1.5" },         { "-3", "-3" },
+    { "null", "" },           { "\"on\"", "on" },
+    { "\"=1+2\"", "'=1+2" },  { "\"-x\"", "'-x" },
+    { "\"@a\"", "'@a" },      { "\"\\tx\"", "'\tx" },
+    { "\"a,b\"", "\"a,b\"" }, { "\"say \\\"hi\\\"\"", "\"say \"\"hi\"\"\"" },
+    { "[1,2]", "\"[1,2]\"" }, { "\"\\u00e9\\n\"", "\"\u00e9\n\"" },
+    { "true", "true" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GString) cell = g_string_new (NULL);
+      rtp_csv_append_value (cell, cases[i].json, strlen (cases[i].json), ',');
+      g_assert_cmpstr (cell->str, ==, cases[i].cell);
+    }
+  {
+    g_autoptr (GString) cell = g_string_new (NULL);
+    rtp_csv_append_value (cell, "\"a,b\tc\"", 7, '\t'); /* TSV quotes on the tab only */
+    g_assert_cmpstr (cell->str, ==, "\"a,b\tc\"");
+    g_string_truncate (cell, 0);
+    rtp_csv_append_count (cell, "18.0", 4);
+    rtp_csv_append_count (cell, ",2.5", 4);
+    g_assert_cmpstr (cell->str, ==, "18,2.5");
+  }
+}
+
+static void
+test_time_forms (void)
+{
+  char buf[64];
+  g_autoptr (GTimeZone) berlin = g_time_zone_new_identifier ("Europe/Berlin");
+
+  rtp_time_format_utc (1642250254, 793888256, buf);
+  g_assert_cmpstr (buf, ==, "2022-01-15T12:37:34.793888256Z");
+  rtp_time_format_utc (1642250254, 0, buf);
+  g_assert_cmpstr (buf, ==, "2022-01-15T12:37:34Z");
+  rtp_time_format_epoch (1642250254, 250000000, buf);
+  g_assert_cmpstr (buf, ==, "1642250254.250000000");
+  rtp_time_format_epoch (-2, 500000000, buf);
+  g_assert_cmpstr (buf, ==, "-1.500000000");
+  rtp_time_format_compact (berlin, 1642250254, buf);
+  g_assert_cmpstr (buf, ==, "20220115T133734");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -240,5 +341,8 @@ main (int argc, char **argv)
   g_test_add_func ("/archiver/parser-good", test_parser_good);
   g_test_add_func ("/archiver/parser-malformed", test_parser_malformed);
   g_test_add_func ("/archiver/parser-large", test_parser_large);
+  g_test_add_func ("/archiver/values-at-and-names", test_parse_values_at_and_names);
+  g_test_add_func ("/archiver/csv-cells", test_csv_cells);
+  g_test_add_func ("/archiver/time-forms", test_time_forms);
   return g_test_run ();
 }

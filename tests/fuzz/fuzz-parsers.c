@@ -2,10 +2,13 @@
  * build time with -DFUZZ_TARGET=n: 1 JWT, 2 .rtpdb import file, 3 archiver answer (fed in two
  * pieces), 4 path splitting, 5 time windows, 6 configuration file, 7 JSON request bodies through
  * the body parser of the routes and the PV/experiment validation of create and update, 8 the JSON
- * checks every input passes before json-glib (rtp-json.c). Each must never crash, leak or hang,
- * whatever the input. */
+ * checks every input passes before json-glib (rtp-json.c), 9 the cells of the CSV/TSV export
+ * (rtp-csv.c: a cell must read back as one cell). The archiver target also reads the input as a
+ * getDataAtTime answer, a getMatchingPVs answer and an answer of several PVs. Each must never crash,
+ * leak or hang, whatever the input. */
 #include "rtp-archiver-parser.h"
 #include "rtp-config-file.h"
+#include "rtp-csv.h"
 #include "rtp-config.h"
 #include "rtp-database.h"
 #include "rtp-error.h"
@@ -26,6 +29,43 @@ count_sample (const RtpSample *s, gpointer user_data)
 {
   (*(guint *) user_data)++;
   return s->too_deep ? s->value == NULL : s->value_len > 0;
+}
+
+G_GNUC_UNUSED static gboolean
+count_named (const char *pv, const RtpSample *s, gpointer user_data)
+{
+  g_assert (pv != NULL);
+  return count_sample (s, user_data);
+}
+
+G_GNUC_UNUSED static gboolean
+count_pv (const char *name, gpointer user_data)
+{
+  g_assert (name == NULL || g_utf8_validate (name, -1, NULL));
+  return TRUE;
+}
+
+/* A cell as rtp-csv.c wrote it reads back as one cell: quoted with every inner quote doubled, or
+ * holding none of the separator, a quote, CR or LF. */
+G_GNUC_UNUSED static void
+check_cell (const GString *cell, char sep)
+{
+  if (cell->len > 0 && cell->str[0] == '"')
+    {
+      g_assert (cell->len >= 2 && cell->str[cell->len - 1] == '"');
+      for (gsize i = 1; i + 1 < cell->len; i++)
+        if (cell->str[i] == '"')
+          g_assert (cell->str[++i] == '"' && i + 1 < cell->len);
+    }
+  else
+    for (gsize i = 0; i < cell->len; i++)
+      g_assert (cell->str[i] != sep && cell->str[i] != '"' && cell->str[i] != '\r' && cell->str[i] != '\n');
+  {
+    /* never a formula: = + @ or a tab never start what a spreadsheet reads ('-' starts numbers only) */
+    gsize first = cell->len > 0 && cell->str[0] == '"' ? 1 : 0;
+    if (first < cell->len)
+      g_assert (memchr ("=+@\t", cell->str[first], 4) == NULL);
+  }
 }
 
 int LLVMFuzzerTestOneInput (const guint8 *data, size_t size);
@@ -101,9 +141,17 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     guint n = 0;
     g_autoptr (RtpArchiverParser) p = rtp_archiver_parser_new (size % 2 == 0, count_sample, &n);
     gsize half = size / 2;
+    g_autoptr (RtpArchiverParser) many = rtp_archiver_parser_new (FALSE, count_sample, &n);
+    g_auto (GStrv) names = rtp_archiver_parse_names ((const char *) data, size, 100, NULL);
     if (rtp_archiver_parser_feed (p, (const char *) data, half, NULL) &&
         rtp_archiver_parser_feed (p, (const char *) data + half, size - half, NULL))
       rtp_archiver_parser_finish (p, NULL);
+    rtp_archiver_parser_set_pv_func (many, count_pv);
+    if (rtp_archiver_parser_feed (many, (const char *) data, size, NULL))
+      rtp_archiver_parser_finish (many, NULL);
+    rtp_archiver_parse_values_at ((const char *) data, size, count_named, &n, NULL);
+    for (guint i = 0; names != NULL && names[i] != NULL; i++)
+      g_assert (g_utf8_validate (names[i], -1, NULL) && names[i][0] != '\0' && i < 100);
   }
 #elif FUZZ_TARGET == 4
   {
@@ -200,6 +248,33 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     for (guint i = 0; i < field_errors->len; i++)
       g_assert_true (g_utf8_validate (g_ptr_array_index (field_errors, i), -1, NULL));
   }
+#elif FUZZ_TARGET == 9
+  if (size > 0)
+    {
+      char sep = data[0] % 2 == 0 ? ',' : '\t';
+      g_autoptr (GString) json = g_string_new (NULL);
+      g_autoptr (GString) cell = g_string_new (NULL);
+      guint replaced = 0;
+
+      /* the input's rest as a value from the archiver (normalized, as the parser hands it on) */
+      if (rtp_json_normalize ((const char *) data + 1, size - 1, RTP_JSON_MAX_DEPTH, json, &replaced) == RTP_JSON_OK)
+        {
+          rtp_csv_append_value (cell, json->str, json->len, sep);
+          check_cell (cell, sep);
+          if (json->str[0] != '[' && json->str[0] != '{')
+            g_assert (g_utf8_validate (cell->str, (gssize) cell->len, NULL));
+        }
+      /* and as text */
+      g_string_truncate (cell, 0);
+      if (g_utf8_validate ((const char *) data + 1, (gssize) size - 1, NULL))
+        {
+          rtp_csv_append_text (cell, (const char *) data + 1, size - 1, sep);
+          if (memchr (data + 1, '\0', size - 1) == NULL)
+            check_cell (cell, sep);
+        }
+      g_string_truncate (cell, 0);
+      rtp_csv_append_count (cell, (const char *) data + 1, size - 1);
+    }
 #elif FUZZ_TARGET == 8
   {
     /* what the normaliser lets through is JSON that json-glib reads without trouble, and the same
