@@ -1,89 +1,145 @@
 #!/usr/bin/env python3
-"""Benchmark of /data (issue: "Archived PV data"). Prints figures; asserts nothing.
+"""Benchmark of /data (issue "Data out for analysis"). Prints figures; asserts nothing.
 
-1. One PV with 1 000 000 archived points, fetched through the server with max_points 0
-   (streamed raw), against fetching the same JSON straight from the archiver fixture with
-   curl, in the same run: both times, the ratio, and the server's peak RSS (VmHWM).
-2. Requests/s of a 500-point chart request (the default decimated path) at 32 connections,
-   with wrk (Debian package wrk).
+The archiver is bench/static_archiver (built in this tree): answers generated once into a directory
+and served from memory by a small C server, so that it is never the bottleneck.
 
-    python3 bench/data_bench.py [--server build/src/realtimeplot-server]
+1. 4 PVs × 200 000 raw points through POST /data (max_points 0), as JSON and as CSV, against fetching
+   the same four answers straight from the static archiver with curl (in parallel, as the server
+   fetches them): both times, the ratio, and the server's peak RSS above idle (VmHWM − VmRSS).
+2. 20 PVs × 500 points (the frontend's chart request, the default optimized path) at 32 connections
+   with wrk, paired with the bare SoupServer ceiling (bench/ceiling) run just before it.
+
+    python3 bench/data_bench.py [--build build] [--server PATH] [--rounds 3] [--seconds 5]
+
+--server measures another binary (an older commit's, for a before/after pair) with this tree's tools.
 """
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import rtplib  # noqa: E402
+from http_bench import status, wrk  # noqa: E402
+
+START = int(datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp())
 
 
-vm = rtplib.vm_mb
+def answer(name, count, period=1.0):
+    """The appliance's getData.json answer for `name`: count samples of a sine, one per `period` s."""
+    import math
+    parts = []
+    for i in range(count):
+        t = START + i * period
+        secs = int(t)
+        parts.append(f'{{"secs":{secs},"nanos":{int(round((t - secs) * 1e9))},"val":{math.sin(i / 10.0)!r},'
+                     f'"severity":0,"status":0}}')
+    return f'[{{"meta":{{"name":"{name}","PREC":"3","EGU":"mA"}},"data":[' + ",".join(parts) + "]}]"
 
 
 def main():
     args = sys.argv[1:]
-    if "--server" in args:
-        i = args.index("--server")
-        rtplib.SERVER = os.path.abspath(args[i + 1])
-    fx = rtplib.ArchiverFixture().start()
-    start = int(datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp())
-    fx.pv("Bench:One:Million", start=start, period=1, count=1000000, kind="sine")
-    fx.pv("Bench:One:Chart", start=start, period=1, count=500, kind="sine")
-    s = rtplib.Server(env={"ARCHIVER_URL": fx.url, "ARCHIVER_TIMEZONE": "UTC", "RTP_ARCHIVER_TIMEOUT": "30"}, verbose=False)
+    build = os.path.abspath(args[args.index("--build") + 1] if "--build" in args else os.path.join(HERE, "..", "build"))
+    rtplib.SERVER = os.path.abspath(args[args.index("--server") + 1]) if "--server" in args else \
+        os.path.join(build, "src", "realtimeplot-server")
+    rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
+    seconds = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 5
+    answers = tempfile.mkdtemp(prefix="rtp-bench-answers-")
+    big = [f"Bench:Big:PV{i}" for i in range(4)]
+    chart = [f"Chart:M:PV{i:02d}" for i in range(20)]
+    for pv in big:
+        with open(os.path.join(answers, pv), "w") as f:
+            f.write(answer(pv, 200000))
+    for pv in chart:
+        text = answer(pv, 500)
+        for expr in [pv, f"optimized_5000({pv})"]:  # 500 points: the appliance answers raw samples
+            with open(os.path.join(answers, expr), "w") as f:
+                f.write(text)
+    archiver = subprocess.Popen([os.path.join(build, "bench", "static_archiver"), answers], stdout=subprocess.PIPE,
+                                text=True)
+    archiver_url = re.search(r"(http://\S+)", archiver.stdout.readline()).group(1)
+    ceiling = subprocess.Popen([os.path.join(build, "bench", "ceiling")], stdout=subprocess.PIPE, text=True)
+    ceiling_url = re.search(r"(http://\S+)", ceiling.stdout.readline()).group(1)
+    s = rtplib.Server(env={"ARCHIVER_URL": archiver_url, "ARCHIVER_TIMEZONE": "Europe/Berlin",
+                           "RTP_ARCHIVER_TIMEOUT": "30"}, verbose=False)
+    work = tempfile.mkdtemp(prefix="rtp-bench-data-")
     try:
         s.start()
         token = s.login()
-        for pv in ["Bench:One:Million", "Bench:One:Chart"]:
-            s.request("POST", "/experiments/pvs", token=token, json_body={"pv_string": pv})
-        since, until = "2022-01-01 00:00:00", "2022-01-12 13:46:39"
-        q = urllib.parse.urlencode({"pv": "Bench:One:Million", "from": "2022-01-01T00:00:00.000Z", "to": "2022-01-12T13:46:39.000Z"})
-        with tempfile.TemporaryDirectory() as d:
-            direct_file = os.path.join(d, "direct.json")
-            t0 = time.perf_counter()
-            subprocess.run(["curl", "-s", "-o", direct_file, f"{fx.url}/retrieval/data/getData.json?{q}"], check=True)
-            direct = time.perf_counter() - t0
-            direct_size = os.path.getsize(direct_file)
-            body = json.dumps({"since": since, "until": until, "max_points": 0})
-            out_file = os.path.join(d, "server.json")
-            t0 = time.perf_counter()
-            subprocess.run(["curl", "-s", "-o", out_file, "-X", "POST", "-H", f"x-access-tokens: {token}",
-                            "-d", body, f"{s.url}data/Exp/Bench:One:Million".replace("/Exp/", "/Bench/")], check=True)
-            through = time.perf_counter() - t0
-            with open(out_file) as f:
-                n = len(json.load(f)["data"]["process_variables_data"]["Bench:One:Million"])
-            server_size = os.path.getsize(out_file)
-        peak = vm(s.proc.pid, "VmHWM")
-        print(f"1M points straight from the fixture (curl): {direct:.2f} s, {direct_size / 1e6:.1f} MB")
-        print(f"1M points through the server (max_points 0): {through:.2f} s, {server_size / 1e6:.1f} MB, {n} points")
-        print(f"ratio server/direct: {through / direct:.2f} (target <= 1.5)")
-        print(f"server peak RSS (VmHWM): {peak:.1f} MB (target <= 64 MB)")
+        r = s.request("POST", "/file/import", token=token,
+                      body="".join(f"[PROCESS_VARIABLE];pv_string={pv}\n" for pv in big + chart))
+        assert r.status == 200, r
+        window = {"since": "2022-01-01 00:00:00", "until": "2022-01-04 00:00:00"}
+        idle = status(s.proc.pid)["VmRSS"]
 
-        lua = os.path.join(tempfile.gettempdir(), f"rtp-bench-{os.getpid()}.lua")
-        with open(lua, "w") as f:
-            f.write('wrk.method = "POST"\n'
-                    f'wrk.body = \'{{"since": "2022-01-01 00:00:00", "until": "2022-01-01 00:08:19"}}\'\n'
-                    f'wrk.headers["x-access-tokens"] = "{token}"\n'
-                    'wrk.headers["Content-Type"] = "application/json"\n')
-        try:
-            out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", "10s", "--latency", "-s", lua,
-                                  f"{s.url}data/Bench/Bench:One:Chart"], capture_output=True, text=True, timeout=120).stdout
-        finally:
-            os.unlink(lua)
-        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        print(f"500-point chart request, 32 connections: {rps.group(1) if rps else '?'} requests/s, "
-              f"p99 {p99.group(1) if p99 else '?'}, non-2xx {errors.group(1) if errors else 0}")
+        def direct():
+            def one(pv):
+                out = os.path.join(work, "direct-" + pv)
+                subprocess.run(["curl", "-s", "-o", out, f"{archiver_url}/retrieval/data/getData.json?pv={pv}"
+                                f"&from=2021-12-31T23:00:00.000Z&to=2022-01-03T23:00:00.000Z"], check=True)
+                return os.path.getsize(out)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                size = sum(pool.map(one, big))
+            return time.perf_counter() - t0, size
+
+        def through(fmt):
+            out = os.path.join(work, "server." + fmt)
+            body = json.dumps(dict(window, max_points=0, format=fmt))
+            t0 = time.perf_counter()
+            subprocess.run(["curl", "-s", "-f", "-o", out, "-X", "POST", "-H", f"x-access-tokens: {token}",
+                            "-H", "Content-Type: application/json", "-d", body, f"{s.url}data/Bench"], check=True)
+            return time.perf_counter() - t0, os.path.getsize(out)
+
+        rows = {"direct": [], "json": [], "csv": []}
+        for _ in range(rounds):
+            rows["direct"].append(direct())
+            rows["json"].append(through("json"))
+            rows["csv"].append(through("csv"))
+        peak = status(s.proc.pid)["VmHWM"] - idle
+        d = statistics.median(t for t, _ in rows["direct"])
+        print(f"4 PVs × 200 000 raw points ({rounds} rounds, medians):")
+        print(f"  straight from the static archiver (curl, 4 in parallel): {d:.3f} s, "
+              f"{rows['direct'][0][1] / 1e6:.1f} MB")
+        for fmt in ["json", "csv"]:
+            t = statistics.median(x for x, _ in rows[fmt])
+            print(f"  through POST /data as {fmt.upper():4}: {t:.3f} s, {rows[fmt][0][1] / 1e6:.1f} MB, "
+                  f"{t / d:.2f}× the archiver (target ≤ 3×)")
+        print(f"  server peak RSS above idle: {peak:.1f} MB (idle {idle:.1f} MB; target ≤ 64 MB)")
+
+        headers = {"x-access-tokens": token, "Content-Type": "application/json"}
+        body = json.dumps({"since": "2022-01-01 01:00:00", "until": "2022-01-01 01:08:19"})
+        results = []
+        for _ in range(rounds):
+            c = wrk(ceiling_url, 32, seconds)
+            e = wrk(f"{s.url}data/Chart", 32, seconds, method="POST", body=body, headers=headers)
+            results.append((c, e))
+        c_rps = statistics.median(c[0] for c, _ in results)
+        e_rps = statistics.median(e[0] for _, e in results)
+        print(f"20 PVs × 500 points (the chart request), 32 connections ({rounds} × {seconds} s, medians):")
+        print(f"  bare SoupServer ceiling: {c_rps:.0f} req/s")
+        print(f"  POST /data/<exp>: {e_rps:.0f} req/s, p50 {statistics.median(e[1] for _, e in results):.1f} ms, "
+              f"p99 {statistics.median(e[2] for _, e in results):.1f} ms, "
+              f"non-2xx {sum(e[3] for _, e in results)}, "
+              f"{statistics.median(e[0] / c[0] for c, e in results):.3f}× the ceiling")
         s.stop()
     finally:
         s.cleanup()
-        fx.stop()
+        archiver.terminate()
+        ceiling.terminate()
+        archiver.wait()
+        ceiling.wait()
+        shutil.rmtree(answers, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

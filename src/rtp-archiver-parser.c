@@ -117,6 +117,12 @@ string_end (const char *s, gsize i, gsize n)
   return 0;
 }
 
+/* What value_end() looks for: 1 a quote, 2 an opening and 3 a closing bracket, 4 a delimiter of a
+ * scalar token (',', white space; the closing brackets end a token too). One table look-up per byte. */
+static const guint8 token_class[256] = {
+  ['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3, [','] = 4, [' '] = 4, ['\n'] = 4, ['\r'] = 4, ['\t'] = 4,
+};
+
 /* End (exclusive) of the JSON value starting at s[i], 0 when incomplete, (gsize) -1 when invalid. */
 static gsize
 value_end (const char *s, gsize i, gsize n)
@@ -130,31 +136,51 @@ value_end (const char *s, gsize i, gsize n)
       int depth = 0;
       for (; i < n; i++)
         {
-          char c = s[i];
-          if (c == '"')
+          switch (token_class[(guchar) s[i]])
             {
-              gsize e = string_end (s, i, n);
-              if (e == 0)
-                return 0;
-              i = e - 1;
-            }
-          else if (c == '{' || c == '[')
-            depth++;
-          else if (c == '}' || c == ']')
-            {
-              if (--depth == 0)
-                return i + 1;
-              if (depth < 0)
-                return (gsize) -1;
+              case 1:
+                {
+                  gsize e = string_end (s, i, n);
+                  if (e == 0)
+                    return 0;
+                  i = e - 1;
+                }
+                break;
+              case 2:
+                depth++;
+                break;
+              case 3:
+                if (--depth == 0)
+                  return i + 1;
+                if (depth < 0)
+                  return (gsize) -1;
+                break;
+              default:
+                break;
             }
         }
       return 0;
     }
   /* a scalar token ends at a delimiter; at the end of the buffer it may go on */
   for (gsize j = i; j < n; j++)
-    if (s[j] == ',' || s[j] == '}' || s[j] == ']' || s[j] == ' ' || s[j] == '\n' || s[j] == '\r' || s[j] == '\t')
+    if (token_class[(guchar) s[j]] >= 3)
       return j > i ? j : (gsize) -1;
   return 0;
+}
+
+/* End of a plain integer token (-?[0-9]+) at s[i] followed by a delimiter, or 0 when the token is
+ * something else or may go on past the buffer: the common case of a sample's keys, in one pass. */
+static gsize
+scan_digits (const char *s, gsize i, gsize n)
+{
+  gsize j = i < n && s[i] == '-' ? i + 1 : i;
+  gsize first = j;
+
+  while (j < n && s[j] >= '0' && s[j] <= '9')
+    j++;
+  if (j == first || j >= n || token_class[(guchar) s[j]] < 3)
+    return 0;
+  return j;
 }
 
 static gboolean
@@ -163,6 +189,19 @@ parse_int (const char *s, gsize len, gint64 *out)
   char tmp[32];
   char *end = NULL;
 
+  /* the usual case by hand: up to 18 digits, maybe a minus */
+  if (len > 0 && len <= 18)
+    {
+      gsize i = s[0] == '-' ? 1 : 0;
+      gint64 v = 0;
+      for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10 + (s[i] - '0');
+      if (i == len && len > (s[0] == '-' ? 1u : 0u))
+        {
+          *out = s[0] == '-' ? -v : v;
+          return TRUE;
+        }
+    }
   if (len == 0 || len >= sizeof tmp)
     return FALSE;
   memcpy (tmp, s, len);
@@ -279,8 +318,18 @@ split_bins (const char *s, gsize n, const char *part[5], gsize part_len[5])
   return skip_ws (s, i, n - 1) == n - 1;
 }
 
+#define NEED_MORE()                                                                                                    \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      *used = 0;                                                                                                       \
+      return TRUE;                                                                                                     \
+    }                                                                                                                  \
+  while (0)
+
+/* Reads the sample object starting at s[0] == '{' in one pass from at most @n bytes and hands it
+ * to the reader: *used is its length, or 0 when it is not complete yet (more input needed). */
 static gboolean
-handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
+read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError **error)
 {
   RtpSample sample = { .severity = -1, .status = -1 };
   gboolean have_secs = FALSE;
@@ -289,7 +338,9 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
   gsize val_len = 4;
 
   i = skip_ws (s, i, n);
-  if (i < n && s[i] == '}')
+  if (i >= n)
+    NEED_MORE ();
+  if (s[i] == '}')
     return bad (error, "an empty sample");
   while (TRUE)
     {
@@ -298,20 +349,28 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
       gsize key_len;
 
       i = skip_ws (s, i, n);
-      if (i >= n || s[i] != '"')
+      if (i >= n)
+        NEED_MORE ();
+      if (s[i] != '"')
         return bad (error, "a sample is not an object of keys");
       key_end = string_end (s, i, n);
       if (key_end == 0)
-        return bad (error, "unterminated key");
+        NEED_MORE ();
       key = s + i + 1;
       key_len = key_end - i - 2;
       i = skip_ws (s, key_end, n);
-      if (i >= n || s[i] != ':')
+      if (i >= n)
+        NEED_MORE ();
+      if (s[i] != ':')
         return bad (error, "missing ':'");
       v_start = skip_ws (s, i + 1, n);
-      v_end = value_end (s, v_start, n);
-      if (v_end == 0 || v_end == (gsize) -1)
+      v_end = scan_digits (s, v_start, n);
+      if (v_end == 0)
+        v_end = value_end (s, v_start, n); /* not a plain integer */
+      if (v_end == (gsize) -1)
         return bad (error, "bad value");
+      if (v_end == 0)
+        NEED_MORE ();
       if (key_len == 4 && memcmp (key, "secs", 4) == 0)
         {
           if (!parse_int (s + v_start, v_end - v_start, &sample.secs) || sample.secs < -62135596800 ||
@@ -344,12 +403,15 @@ handle_sample (RtpArchiverParser *p, const char *s, gsize n, GError **error)
             }
         }
       i = skip_ws (s, v_end, n);
-      if (i < n && s[i] == '}')
+      if (i >= n)
+        NEED_MORE ();
+      if (s[i] == '}')
         break;
-      if (i >= n || s[i] != ',')
+      if (s[i] != ',')
         return bad (error, "expected ',' or '}' in a sample");
       i++;
     }
+  *used = i + 1;
   if (!have_secs)
     return bad (error, "a sample has no secs");
 
@@ -503,14 +565,12 @@ run (RtpArchiverParser *p, GError **error)
               i++;
             else if (s[i] == '{')
               {
-                gsize end = value_end (s, i, n);
-                if (end == (gsize) -1)
-                  return bad (error, "bad sample");
-                if (end == 0)
-                  goto need_more;
-                if (!handle_sample (p, s + i, end - i, error))
+                gsize used = 0;
+                if (!read_sample (p, s + i, n - i, &used, error))
                   return FALSE;
-                i = end;
+                if (used == 0)
+                  goto need_more;
+                i += used;
               }
             else
               return bad (error, "a sample is not an object");
@@ -605,9 +665,12 @@ rtp_archiver_parse_values_at (const char *s, gsize n, RtpNamedSampleFunc func, g
         return bad (error, "bad value");
       if (s[v_start] == '{')
         {
+          gsize used = 0;
           ctx.pv = key->str;
-          if (!handle_sample (p, s + v_start, v_end - v_start, error))
+          if (!read_sample (p, s + v_start, v_end - v_start, &used, error))
             return FALSE;
+          if (used != v_end - v_start)
+            return bad (error, "a sample ends early");
         }
       else if (!(v_end - v_start == 4 && memcmp (s + v_start, "null", 4) == 0))
         return bad (error, "a PV's value is not a sample");

@@ -66,6 +66,10 @@ rtp_json_number_is_finite (const char *text, gsize len)
   g_autofree char *large = NULL;
   const char *z;
 
+  /* without an exponent, fewer than 300 characters cannot reach DBL_MAX (~1.8e308): the usual case,
+   * decided without strtod */
+  if (len < 300 && memchr (text, 'e', len) == NULL && memchr (text, 'E', len) == NULL)
+    return TRUE;
   if (len < sizeof small)
     {
       memcpy (small, text, len);

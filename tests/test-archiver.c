@@ -314,6 +314,37 @@ test_csv_cells (void)
   }
 }
 
+/* The kept offsets agree with GDateTime around transitions, in zones with odd offsets too. */
+static void
+test_format_matches_gdatetime (void)
+{
+  static const char *const zones[] = { "Europe/Berlin", "Australia/Lord_Howe", "America/St_Johns", "Asia/Kolkata",
+                                       "UTC" };
+  GRand *rand = g_rand_new_with_seed (7);
+
+  for (guint z = 0; z < G_N_ELEMENTS (zones); z++)
+    {
+      g_autoptr (GTimeZone) tz = g_time_zone_new_identifier (zones[z]);
+      gint64 t = 1648342800 - 4000; /* before the end of March 2022 */
+      g_assert_nonnull (tz);
+      for (guint i = 0; i < 20000; i++)
+        {
+          char buf[64];
+          g_autoptr (GDateTime) dt = NULL;
+          g_autofree char *want = NULL;
+          t += g_rand_int_range (rand, 1, i % 2 == 0 ? 700 : 90000);
+          dt = g_date_time_new_from_unix_utc (t);
+          {
+            g_autoptr (GDateTime) local = g_date_time_to_timezone (dt, tz);
+            want = g_date_time_format (local, "%Y-%m-%d %H:%M:%S%:z");
+          }
+          rtp_time_format (tz, t, 0, buf);
+          g_assert_cmpstr (buf, ==, want);
+        }
+    }
+  g_rand_free (rand);
+}
+
 static void
 test_time_forms (void)
 {
@@ -344,5 +375,6 @@ main (int argc, char **argv)
   g_test_add_func ("/archiver/values-at-and-names", test_parse_values_at_and_names);
   g_test_add_func ("/archiver/csv-cells", test_csv_cells);
   g_test_add_func ("/archiver/time-forms", test_time_forms);
+  g_test_add_func ("/archiver/time-format-matches-gdatetime", test_format_matches_gdatetime);
   return g_test_run ();
 }
