@@ -224,6 +224,14 @@ class ExportMemory(DataTestCase):
     # ASan's quarantine would count 256 MB of freed memory as held
     extra_env = {"ASAN_OPTIONS": "detect_leaks=0:quarantine_size_mb=8"}
 
+    def test_refusals_in_the_callers_language(self):
+        user, token = self.create_user("greta", preferred_language="de")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [user["user_id"]]})
+        r = self.s.request("POST", "/data/Test", token=token, json_body={"format": "xlsx"})
+        self.assertError(r, 400, 'format: Der Wert muss "json", "csv" oder "tsv" sein.')
+        r = self.s.request("POST", "/data/Test", token=token, json_body={"operator": "mean"})
+        self.assertError(r, 400, "bin_s: Der Operator mean braucht eine Intervallbreite in Sekunden.")
+
     def test_export_of_a_million_points_streams_in_bounded_memory(self):
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
         self.fx.pv("Test:Big:Ramp", start=ts(2022, 1, 1, 0, 0), period=0.5, count=1000000)
