@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.parse
 
-from rtplib import PrivateBus, SERVER, main, vm_mb
+from rtplib import PrivateBus, SERVER, main, reset_peak, vm_mb
 from test_data import DataTestCase, ts
 
 def parse_csv(text, sep=","):
@@ -236,7 +236,7 @@ class ExportMemory(DataTestCase):
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
         self.fx.pv("Test:Big:Ramp", start=ts(2022, 1, 1, 0, 0), period=0.5, count=1000000)
         self.fx.pv("Test:M1:Fan", start=ts(2022, 1, 1, 0, 0), period=7, count=100000)
-        base = vm_mb(self.s.proc.pid, "VmRSS")
+        base = reset_peak(self.s.proc.pid)
         conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=120)
         body = json.dumps({"since": "2022-01-01 01:00:00", "until": "2022-01-06 19:53:20", "max_points": 0,
                            "format": "csv", "align": "previous"})
@@ -262,6 +262,41 @@ class ExportMemory(DataTestCase):
         self.assertEqual(rows, 1000000)
         self.assertEqual(last.split(",")[1], "999999.0")
         self.assertLess(grown, 64)
+
+
+class NonReadingClients(DataTestCase):
+    """Clients that ask for a long CSV export (one transfer per PV) or a JSON answer of several PVs (one
+    getDataForPVs.json transfer) and never read: dropped after RTP_CLIENT_TIMEOUT, memory bounded,
+    everybody else served."""
+    extra_env = {"RTP_CLIENT_TIMEOUT": "2", "RTP_ARCHIVER_TIMEOUT": "30",
+                 "ASAN_OPTIONS": "detect_leaks=0:quarantine_size_mb=8"}
+
+    def test_they_starve_nobody_and_hold_little(self):
+        import socket
+        self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:Big:Ramp"})
+        base = reset_peak(self.s.proc.pid)
+        sockets = []
+        for i in range(8):
+            body = json.dumps({"max_points": 0, "since": "2022-01-01 01:00:00", "until": "2022-01-06 00:00:00",
+                               "format": "csv" if i % 2 else "json"}).encode()
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(("127.0.0.1", self.s.port))
+            c.sendall(b"POST /data/Test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"x-access-tokens: " + self.token.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+                      b"\r\n\r\n" + body)
+            sockets.append(c)
+            self.addCleanup(c.close)
+        deadline = time.monotonic() + 60
+        while self.s.stderr().count("it took nothing of its streamed answer") < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.s.stderr().count("it took nothing of its streamed answer"), 8)
+        grown = vm_mb(self.s.proc.pid, "VmHWM") - base
+        print(f"8 non-reading clients of 400 000-point answers: peak RSS {grown:.1f} MB above the start")
+        self.assertLess(grown, 100)
+        r = self.data("/data/Test/Test:M1:Fan", dict(self.window, format="csv", max_points=0))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(parse_csv(r.raw)), 5)
 
 
 class Operators(DataTestCase):
