@@ -123,6 +123,9 @@ def main():
             c = wrk(ceiling_url, 32, seconds)
             e = wrk(f"{s.url}data/Chart", 32, seconds, method="POST", body=body, headers=headers)
             results.append((c, e))
+        check = s.request("POST", "/data/Chart", token=token, body=body, headers={"Content-Type": "application/json"})
+        if check.status != 200:
+            print(f"  (a chart request after the runs answered {check.status}: {check.raw[:200]})")
         c_rps = statistics.median(c[0] for c, _ in results)
         e_rps = statistics.median(e[0] for _, e in results)
         print(f"20 PVs × 500 points (the chart request), 32 connections ({rounds} × {seconds} s, medians):")

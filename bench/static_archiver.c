@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ write_all (int fd, struct iovec *iov, int n)
 {
   while (n > 0)
     {
-      ssize_t w = writev (fd, iov, n);
+      ssize_t w = writev (fd, iov, n); /* SIGPIPE is ignored: a reader that went away is an error here */
       if (w < 0 && errno == EINTR)
         continue;
       if (w <= 0)
@@ -184,6 +185,7 @@ main (int argc, char **argv)
       fprintf (stderr, "usage: static_archiver DIR\n");
       return 2;
     }
+  signal (SIGPIPE, SIG_IGN);
   answers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_bytes_unref);
   dir = g_dir_open (argv[1], 0, &error);
   if (dir == NULL)

@@ -220,6 +220,14 @@ complete (RtpArchiverTransfer *t, CURLcode result)
   GTask *task = g_object_ref (t->task);
 
   g_hash_table_steal (t->client->transfers, t);
+  /* Returning the task may run its callback at once, and a callback that cancels (the export
+   * cancels its other transfers when one fails) would otherwise reach on_cancelled() for this
+   * transfer too, returning the task a second time. */
+  if (t->cancel_id != 0)
+    {
+      g_cancellable_disconnect (g_task_get_cancellable (task), t->cancel_id);
+      t->cancel_id = 0;
+    }
   if (g_task_return_error_if_cancelled (task))
     goto out;
   if (t->too_large)
@@ -375,6 +383,8 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
     {
       /* a million points take a while: give up only when nothing arrives for the timeout */
       curl_easy_setopt (t->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      /* long answers: fewer, larger reads (and parser feeds) than curl's 16 KB */
+      curl_easy_setopt (t->easy, CURLOPT_BUFFERSIZE, 256L * 1024L);
       curl_easy_setopt (t->easy, CURLOPT_LOW_SPEED_TIME, MAX (1L, timeout_ms / 1000));
     }
   else

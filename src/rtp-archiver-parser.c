@@ -27,7 +27,6 @@ typedef enum {
 
 struct _RtpArchiverParser {
   GString *buf;
-  gsize pos;
   State state;
   gboolean bins;
   RtpSampleFunc func;
@@ -469,11 +468,9 @@ read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError *
 
 /* Runs the state machine over what is buffered; stops where input runs out. */
 static gboolean
-run (RtpArchiverParser *p, GError **error)
+run (RtpArchiverParser *p, const char *s, gsize n, gsize *consumed, GError **error)
 {
-  const char *s = p->buf->str;
-  gsize n = p->buf->len;
-  gsize i = p->pos;
+  gsize i = 0;
 
   while (TRUE)
     {
@@ -582,25 +579,39 @@ run (RtpArchiverParser *p, GError **error)
 need_more:
   if (n - i > MAX_PENDING)
     return bad (error, "a value is too large");
-  /* keep only the unfinished tail */
-  g_string_erase (p->buf, 0, (gssize) i);
-  p->pos = 0;
+  *consumed = i;
   return TRUE;
 }
 
 gboolean
 rtp_archiver_parser_feed (RtpArchiverParser *p, const char *data, gsize len, GError **error)
 {
-  g_string_append_len (p->buf, data, (gssize) len);
+  gsize used = 0;
+
   p->pv_bytes += len;
-  return run (p, error);
+  if (p->buf->len == 0)
+    {
+      /* read straight from the transfer's buffer; only an unfinished tail is kept */
+      if (!run (p, data, len, &used, error))
+        return FALSE;
+      g_string_append_len (p->buf, data + used, (gssize) (len - used));
+      return TRUE;
+    }
+  g_string_append_len (p->buf, data, (gssize) len);
+  if (!run (p, p->buf->str, p->buf->len, &used, error))
+    return FALSE;
+  g_string_erase (p->buf, 0, (gssize) used);
+  return TRUE;
 }
 
 gboolean
 rtp_archiver_parser_finish (RtpArchiverParser *p, GError **error)
 {
-  if (!run (p, error))
+  gsize used = 0;
+
+  if (!run (p, p->buf->str, p->buf->len, &used, error))
     return FALSE;
+  g_string_erase (p->buf, 0, (gssize) used);
   for (gsize i = 0; i < p->buf->len; i++)
     if (!g_ascii_isspace (p->buf->str[i]))
       return bad (error, "the answer ended early");

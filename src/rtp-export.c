@@ -826,6 +826,8 @@ multi_on_sample (const RtpSample *sample, gpointer user_data)
 {
   Job *job = user_data;
 
+  if (job->finished)
+    return TRUE; /* answered (or the reader went away): the rest is read and dropped until the cancel */
   if (!job->multi_opened)
     return FALSE; /* samples before any PV */
   return on_sample (sample, &job->fetches[job->current]);

@@ -11,7 +11,9 @@
 #include "rtp-i18n.h"
 #include "rtp-json.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct {
   char *method;
@@ -64,9 +66,13 @@ struct _RtpRequest {
   RtpDrainFunc drained;
   gpointer drained_data;
   gulong wrote_id;
-  gint64 progress_us; /* when the client last took streamed bytes (or the stream began) */
-  guint stall_id;     /* checks that a streamed answer's client keeps reading */
+  gint64 progress_us;   /* when the client last took streamed bytes (or the stream began) */
+  guint stall_id;       /* checks that a streamed answer's client keeps reading */
+  GSource *gone_source; /* (owned) (nullable) watches the client's socket while a handler waits */
 };
+
+static void stop_watching_client (RtpRequest *request);
+static void stream_stop (RtpRequest *request);
 
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
 
@@ -229,6 +235,7 @@ rtp_request_unref (RtpRequest *request)
   g_clear_pointer (&request->raw_body, g_bytes_unref);
   g_clear_pointer (&request->query, g_hash_table_unref);
   g_free (request->language);
+  stop_watching_client (request);
   g_clear_object (&request->cancellable);
   g_free (request);
 }
@@ -451,14 +458,64 @@ rtp_request_respond_messages (RtpRequest *request, const char *message)
   rtp_request_respond_object (request, 200, object);
 }
 
+static void
+stop_watching_client (RtpRequest *request)
+{
+  if (request->gone_source != NULL)
+    {
+      g_source_destroy (request->gone_source);
+      g_clear_pointer (&request->gone_source, g_source_unref);
+    }
+}
+
+/* The client's socket became readable while the request waits: an end of stream (or an error)
+ * means it went away — libsoup reads nothing while a message is paused, so it would only notice
+ * when the answer is written. Bytes of a pipelined request end the watch (they stay unread). */
+static gboolean
+client_readable (GSocket *socket, GIOCondition condition, gpointer user_data)
+{
+  RtpRequest *request = user_data;
+  char byte;
+  gssize n = recv (g_socket_get_fd (socket), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return G_SOURCE_CONTINUE;
+  g_clear_pointer (&request->gone_source, g_source_unref);
+  if (n <= 0 && !request->finished)
+    {
+      g_autoptr (RtpRequest) hold = rtp_request_ref (request);
+      g_debug ("the client of %s went away while its request waited",
+               g_uri_get_path (soup_server_message_get_uri (request->msg)));
+      if (request->cancellable != NULL)
+        g_cancellable_cancel (request->cancellable);
+      /* and the message ends now, answered or not: a paused message would hold its connection
+       * (and a place among RTP_MAX_CONNECTIONS) until the server stops */
+      if (!request->finished)
+        {
+          stream_stop (request);
+          g_socket_shutdown (socket, TRUE, TRUE, NULL);
+          request->paused = FALSE;
+          soup_server_message_unpause (request->msg);
+        }
+    }
+  return G_SOURCE_REMOVE;
+}
+
 GCancellable *
 rtp_request_get_cancellable (RtpRequest *request)
 {
   if (request->cancellable == NULL)
     {
+      GSocket *socket = request->finished ? NULL : soup_server_message_get_socket (request->msg);
       request->cancellable = g_cancellable_new ();
       if (request->finished)
         g_cancellable_cancel (request->cancellable); /* the client is gone already */
+      else if (socket != NULL)
+        {
+          request->gone_source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+          g_source_set_callback (request->gone_source, G_SOURCE_FUNC (client_readable), request, NULL);
+          g_source_attach (request->gone_source, NULL);
+        }
     }
   return request->cancellable;
 }
@@ -473,8 +530,6 @@ wrote_body_data (SoupServerMessage *msg, guint chunk_size, gpointer user_data)
   if (request->drained != NULL)
     request->drained (request->queued, request->drained_data);
 }
-
-static void stream_stop (RtpRequest *request);
 
 /* A client that takes no bytes of a streamed answer for the client timeout is dropped: it would
  * hold the archiver transfer (and one of its connections) paused for ever. */
@@ -600,7 +655,7 @@ add_cors_headers (RtpHttpServer *self, SoupServerMessage *msg)
 static void
 request_finished (SoupServerMessage *msg, gpointer user_data)
 {
-  RtpRequest *request = user_data;
+  g_autoptr (RtpRequest) request = rtp_request_ref (user_data); /* the handler's own goes just below */
 
   /* The request holds the message and these handlers hold the request: cut the cycle
    * (the "finished" handler's reference goes with its disconnection). */
@@ -609,6 +664,7 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
     {
       request->finished = TRUE;
       g_clear_handle_id (&request->stall_id, g_source_remove);
+      stop_watching_client (request);
       if (request->cancellable != NULL)
         g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;

@@ -5,6 +5,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -297,6 +298,33 @@ class NonReadingClients(DataTestCase):
         r = self.data("/data/Test/Test:M1:Fan", dict(self.window, format="csv", max_points=0))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(len(parse_csv(r.raw)), 5)
+
+
+class ClientsThatLeave(DataTestCase):
+    """Clients that close their connection while the appliance is still answering (wrk ending a run,
+    a browser tab closed): their transfers stop, the connections are freed, nothing is returned twice."""
+
+    def test_the_server_goes_on(self):
+        self.fx.mode("slow", delay=1)
+        body = json.dumps(dict(self.window, max_points=0)).encode()
+        for _ in range(2):
+            clients = []
+            for i in range(12):
+                c = socket.create_connection(("127.0.0.1", self.s.port))
+                c.sendall(b"POST /data/Test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"x-access-tokens: " + self.token.encode() + b"\r\nContent-Length: " +
+                          str(len(body)).encode() + b"\r\n\r\n" + body)
+                clients.append(c)
+            time.sleep(0.3)
+            for c in clients:
+                c.close()
+            time.sleep(1.5)
+        self.fx.mode("normal")
+        r = self.data()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json["data"]["process_variables_data"]["Test:M1:Fan"]), 4)
+        self.assertNotIn("CRITICAL", self.s.stderr())
+        self.assertNotIn("stopped by the reader", self.s.stderr())
 
 
 class Operators(DataTestCase):
