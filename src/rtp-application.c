@@ -332,6 +332,7 @@ start (RtpApplication *self, GError **error)
     s->live = rtp_live_values_new (s->db, s->experiments, s->mqtt);
     s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, subscription_settings.channel_prefix,
                                       (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
+    rtp_setpoints_set_live_values (s->setpoints, s->live);
   }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");

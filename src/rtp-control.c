@@ -322,6 +322,14 @@ pv_to_variant (gconstpointer item)
     g_variant_dict_insert (&d, "default_threshold_min", "x", pv->threshold_min);
   if (pv->has_threshold_max)
     g_variant_dict_insert (&d, "default_threshold_max", "x", pv->threshold_max);
+  if (pv->setpoint_min != NULL)
+    g_variant_dict_insert (&d, "setpoint_min", "d", g_ascii_strtod (pv->setpoint_min, NULL));
+  if (pv->setpoint_max != NULL)
+    g_variant_dict_insert (&d, "setpoint_max", "d", g_ascii_strtod (pv->setpoint_max, NULL));
+  if (pv->setpoint_max_step != NULL)
+    g_variant_dict_insert (&d, "setpoint_max_step", "d", g_ascii_strtod (pv->setpoint_max_step, NULL));
+  if (pv->readback_pv != NULL)
+    g_variant_dict_insert (&d, "readback_pv", "s", pv->readback_pv);
   return g_variant_dict_end (&d);
 }
 
@@ -353,6 +361,24 @@ variant_integer (GVariant *v, gint64 *out)
   return RTP_FIELD_SET;
 }
 
+/* A number: d, or an integer (x, i). */
+static RtpFieldState
+variant_number (GVariant *v, double *out)
+{
+  gint64 n;
+  RtpFieldState state;
+
+  if (v != NULL && g_variant_is_of_type (v, G_VARIANT_TYPE_DOUBLE))
+    {
+      *out = g_variant_get_double (v);
+      return RTP_FIELD_SET;
+    }
+  state = variant_integer (v, &n);
+  if (state == RTP_FIELD_SET)
+    *out = (double) n;
+  return state;
+}
+
 static gboolean
 handle_create_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *pv_string, GVariant *fields,
                   gpointer user_data)
@@ -379,7 +405,22 @@ handle_create_pv (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, c
     }
   f.threshold_min_state = variant_integer (min, &f.default_threshold_min);
   f.threshold_max_state = variant_integer (max, &f.default_threshold_max);
-  pv = rtp_experiment_store_create_pv (self->services->experiments, &f, &error);
+  {
+    g_autoptr (GVariant) sp_min = g_variant_lookup_value (fields, "setpoint_min", NULL);
+    g_autoptr (GVariant) sp_max = g_variant_lookup_value (fields, "setpoint_max", NULL);
+    g_autoptr (GVariant) sp_step = g_variant_lookup_value (fields, "setpoint_max_step", NULL);
+    g_autoptr (GVariant) readback = g_variant_lookup_value (fields, "readback_pv", NULL);
+    f.setpoint_min_state = variant_number (sp_min, &f.setpoint_min);
+    f.setpoint_max_state = variant_number (sp_max, &f.setpoint_max);
+    f.setpoint_max_step_state = variant_number (sp_step, &f.setpoint_max_step);
+    if (readback != NULL)
+      {
+        f.readback_pv_state = g_variant_is_of_type (readback, G_VARIANT_TYPE_STRING) ? RTP_FIELD_SET
+                                                                                     : RTP_FIELD_WRONG_TYPE;
+        f.readback_pv = f.readback_pv_state == RTP_FIELD_SET ? g_variant_get_string (readback, NULL) : NULL;
+      }
+    pv = rtp_experiment_store_create_pv (self->services->experiments, &f, &error);
+  }
   if (pv == NULL)
     return_error (invocation, error);
   else

@@ -76,11 +76,12 @@ rtp_error_to_http_status (const GError *error)
     RtpError code;
     guint status;
   } map[] = {
-    { RTP_ERROR_FAILED, 500 },    { RTP_ERROR_INVALID, 400 },   { RTP_ERROR_UNAUTHORIZED, 401 },
-    { RTP_ERROR_FORBIDDEN, 403 }, { RTP_ERROR_NOT_FOUND, 404 }, { RTP_ERROR_NOT_ACCEPTABLE, 406 },
-    { RTP_ERROR_EXISTS, 409 },    { RTP_ERROR_CONFLICT, 409 },  { RTP_ERROR_TOO_LARGE, 413 },
-    { RTP_ERROR_TOO_MANY, 429 },  { RTP_ERROR_UPSTREAM, 502 },  { RTP_ERROR_UNAVAILABLE, 503 },
-    { RTP_ERROR_READONLY, 503 },  { RTP_ERROR_BUSY, 503 },      { RTP_ERROR_UNCONFIRMED, 502 },
+    { RTP_ERROR_FAILED, 500 },        { RTP_ERROR_INVALID, 400 },   { RTP_ERROR_UNAUTHORIZED, 401 },
+    { RTP_ERROR_FORBIDDEN, 403 },     { RTP_ERROR_NOT_FOUND, 404 }, { RTP_ERROR_NOT_ACCEPTABLE, 406 },
+    { RTP_ERROR_EXISTS, 409 },        { RTP_ERROR_CONFLICT, 409 },  { RTP_ERROR_TOO_LARGE, 413 },
+    { RTP_ERROR_TOO_MANY, 429 },      { RTP_ERROR_UPSTREAM, 502 },  { RTP_ERROR_UNAVAILABLE, 503 },
+    { RTP_ERROR_READONLY, 503 },      { RTP_ERROR_BUSY, 503 },      { RTP_ERROR_UNCONFIRMED, 502 },
+    { RTP_ERROR_UNPROCESSABLE, 422 },
   };
 
   if (error == NULL || error->domain != RTP_ERROR)
@@ -111,6 +112,7 @@ rtp_error_register_dbus_names (void)
     { RTP_ERROR_UPSTREAM, "org.realtimeplot.Server1.Error.Upstream" },
     { RTP_ERROR_UNAVAILABLE, "org.realtimeplot.Server1.Error.Unavailable" },
     { RTP_ERROR_READONLY, "org.realtimeplot.Server1.Error.ReadOnly" },
+    { RTP_ERROR_UNPROCESSABLE, "org.realtimeplot.Server1.Error.Unprocessable" },
   };
   static gsize done = 0;
 

@@ -23,6 +23,7 @@ typedef enum {
   RTP_ERROR_READONLY,       /* 503: database cannot store changes */
   RTP_ERROR_BUSY,           /* 503: a bounded queue is full; try again shortly (Retry-After: 1) */
   RTP_ERROR_UNCONFIRMED,    /* 502: sent, but the broker did not confirm in time: the outcome is not known */
+  RTP_ERROR_UNPROCESSABLE,  /* 422: well formed, but a rule refuses it (a set-point's guard rails) */
 } RtpError;
 
 GQuark rtp_error_quark (void);

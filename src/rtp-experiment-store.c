@@ -13,11 +13,14 @@
 #include "rtp-stamp-cache.h"
 #include "rtp-user-manager.h"
 
+#include <math.h>
 #include <string.h>
 
 #define PV_COLUMNS                                                                                                     \
   "pv_string, human_readable_name, experiment_short_id, available_for_mqtt_publish, default_threshold_min, "           \
   "default_threshold_max"
+/* what is read: the columns the original service had, then the guard rails (migration 8) */
+#define PV_READ_COLUMNS PV_COLUMNS ", setpoint_min, setpoint_max, setpoint_max_step, readback_pv"
 
 /* load_experiments(): one row per experiment with its PVs and users aggregated (two aggregates from
  * rtp_database_list_agg, then an optional WHERE) */
@@ -90,7 +93,17 @@ rtp_process_variable_copy (const RtpProcessVariable *pv)
   copy->pv_string = g_strdup (pv->pv_string);
   copy->human_readable_name = g_strdup (pv->human_readable_name);
   copy->experiment_short_id = g_strdup (pv->experiment_short_id);
+  copy->setpoint_min = g_strdup (pv->setpoint_min);
+  copy->setpoint_max = g_strdup (pv->setpoint_max);
+  copy->setpoint_max_step = g_strdup (pv->setpoint_max_step);
+  copy->readback_pv = g_strdup (pv->readback_pv);
   return copy;
+}
+
+gboolean
+rtp_process_variable_has_guard_rails (const RtpProcessVariable *pv)
+{
+  return pv->setpoint_min != NULL || pv->setpoint_max != NULL || pv->setpoint_max_step != NULL;
 }
 
 void
@@ -101,6 +114,10 @@ rtp_process_variable_free (RtpProcessVariable *pv)
   g_free (pv->pv_string);
   g_free (pv->human_readable_name);
   g_free (pv->experiment_short_id);
+  g_free (pv->setpoint_min);
+  g_free (pv->setpoint_max);
+  g_free (pv->setpoint_max_step);
+  g_free (pv->readback_pv);
   g_free (pv);
 }
 
@@ -260,6 +277,10 @@ pv_from_row (GdaDataModel *model, guint row)
   pv->available_for_mqtt_publish = rtp_db_int0 (model, row, 3) != 0;
   pv->has_threshold_min = rtp_db_int (model, row, 4, &pv->threshold_min);
   pv->has_threshold_max = rtp_db_int (model, row, 5, &pv->threshold_max);
+  pv->setpoint_min = g_strdup (rtp_db_str (model, row, 6));
+  pv->setpoint_max = g_strdup (rtp_db_str (model, row, 7));
+  pv->setpoint_max_step = g_strdup (rtp_db_str (model, row, 8));
+  pv->readback_pv = g_strdup (rtp_db_str (model, row, 9));
   return pv;
 }
 
@@ -572,7 +593,7 @@ rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, G
 {
   g_autoptr (GdaDataModel) m = rtp_database_select (
     self->db, error,
-    "SELECT " PV_COLUMNS
+    "SELECT " PV_READ_COLUMNS
     " FROM process_variables WHERE COALESCE(:e, experiment_short_id) = experiment_short_id ORDER BY pv_string",
     "e", RTP_DB_STR, short_id, NULL);
   GPtrArray *out;
@@ -594,8 +615,8 @@ rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GE
 
   if (pv != NULL)
     return pv;
-  m = rtp_database_select (self->db, error, "SELECT " PV_COLUMNS " FROM process_variables WHERE pv_string = :pv", "pv",
-                           RTP_DB_STR, pv_string, NULL);
+  m = rtp_database_select (self->db, error, "SELECT " PV_READ_COLUMNS " FROM process_variables WHERE pv_string = :pv",
+                           "pv", RTP_DB_STR, pv_string, NULL);
   if (m == NULL)
     return NULL;
   if (rtp_db_rows (m) == 0)
@@ -617,7 +638,13 @@ typedef struct {
   gboolean set_max;
   const gint64 *max;
   gint64 max_value;
+  /* guard rails: the number texts (NULL: the rule goes) */
+  gboolean set_rails[4]; /* setpoint_min, setpoint_max, setpoint_max_step, readback_pv */
+  const char *rails[4];
+  char rail_text[3][G_ASCII_DTOSTR_BUF_SIZE];
 } PvFields;
+
+static const char *const rail_columns[4] = { "setpoint_min", "setpoint_max", "setpoint_max_step", "readback_pv" };
 
 static gboolean
 pv_exists (RtpExperimentStore *self, const char *pv_string, gboolean *exists, GError **error)
@@ -663,7 +690,114 @@ update_pv_fields (RtpExperimentStore *self, const char *pv_string, const PvField
                                        "UPDATE process_variables SET default_threshold_max = :v WHERE pv_string = :pv",
                                        "v", RTP_DB_INT_NULL, f->max, "pv", RTP_DB_STR, pv_string, NULL) < 0)
     return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (rail_columns); i++)
+    {
+      g_autofree char *sql = NULL;
+      if (!f->set_rails[i])
+        continue;
+      sql = g_strdup_printf ("UPDATE process_variables SET %s = :v WHERE pv_string = :pv", rail_columns[i]);
+      if (rtp_database_exec (self->db, error, sql, "v", RTP_DB_STR, f->rails[i], "pv", RTP_DB_STR, pv_string, NULL) < 0)
+        return FALSE;
+    }
   return TRUE;
+}
+
+static gboolean update_pv_fields (RtpExperimentStore *self, const char *pv_string, const PvFields *f, GError **error);
+
+/* Only the guard rails of @f (after an insert, which writes the other columns). */
+static gboolean
+update_pv_rails (RtpExperimentStore *self, const char *pv_string, const PvFields *f, GError **error)
+{
+  PvFields rails = { 0 };
+
+  memcpy (rails.set_rails, f->set_rails, sizeof rails.set_rails);
+  memcpy ((void *) rails.rails, f->rails, sizeof rails.rails);
+  return update_pv_fields (self, pv_string, &rails, error);
+}
+
+/* The shortest text that reads back as @v ("1200", not "1200.0000000000002" nor "1.2e3"). */
+static void
+number_text (double v, char buf[G_ASCII_DTOSTR_BUF_SIZE])
+{
+  for (int digits = 15; digits <= 17; digits++)
+    {
+      char fmt[8];
+      g_snprintf (fmt, sizeof fmt, "%%.%dg", digits);
+      g_ascii_formatd (buf, G_ASCII_DTOSTR_BUF_SIZE, fmt, v);
+      if (g_ascii_strtod (buf, NULL) == v)
+        return;
+    }
+}
+
+/* Reads the guard rails of @fields into @f: their messages go to @field_errors (or, when it is NULL,
+ * the first one to @error). @existing (nullable) holds the rules that stay. */
+static gboolean
+read_rails (const RtpPvFields *fields, const RtpProcessVariable *existing, PvFields *f, GPtrArray *field_errors,
+            GError **error)
+{
+  const RtpFieldState states[3] = { fields->setpoint_min_state, fields->setpoint_max_state,
+                                    fields->setpoint_max_step_state };
+  const double values[3] = { fields->setpoint_min, fields->setpoint_max, fields->setpoint_max_step };
+  g_autoptr (GPtrArray) messages = g_ptr_array_new_with_free_func (g_free);
+  double min = -G_MAXDOUBLE, max = G_MAXDOUBLE;
+  gboolean have_min = FALSE, have_max = FALSE;
+
+  for (guint i = 0; i < 3; i++)
+    {
+      if (states[i] == RTP_FIELD_ABSENT)
+        continue;
+      if (states[i] == RTP_FIELD_WRONG_TYPE || (states[i] == RTP_FIELD_SET && !isfinite (values[i])) ||
+          (i == 2 && states[i] == RTP_FIELD_SET && values[i] <= 0))
+        {
+          g_ptr_array_add (messages, i == 2
+                                       ? g_strdup (_ ("setpoint_max_step: Value must be a number above 0, or null."))
+                                       : g_strdup_printf (_ ("%s: Value must be a number, or null."), rail_columns[i]));
+          continue;
+        }
+      f->set_rails[i] = TRUE;
+      if (states[i] == RTP_FIELD_SET)
+        {
+          number_text (values[i], f->rail_text[i]);
+          f->rails[i] = f->rail_text[i];
+        }
+    }
+  if (fields->readback_pv_state != RTP_FIELD_ABSENT)
+    {
+      if (fields->readback_pv_state == RTP_FIELD_WRONG_TYPE ||
+          (fields->readback_pv_state == RTP_FIELD_SET && !validate_pv_string (fields->readback_pv, NULL)))
+        g_ptr_array_add (messages, g_strdup (_ ("readback_pv: Value must be a process variable name, or null.")));
+      else
+        {
+          f->set_rails[3] = TRUE;
+          f->rails[3] = fields->readback_pv_state == RTP_FIELD_SET ? fields->readback_pv : NULL;
+        }
+    }
+  /* the range as it will be: what was given, else what stays */
+  if (f->set_rails[0] ? f->rails[0] != NULL : existing != NULL && existing->setpoint_min != NULL)
+    {
+      min = g_ascii_strtod (f->set_rails[0] ? f->rails[0] : existing->setpoint_min, NULL);
+      have_min = TRUE;
+    }
+  if (f->set_rails[1] ? f->rails[1] != NULL : existing != NULL && existing->setpoint_max != NULL)
+    {
+      max = g_ascii_strtod (f->set_rails[1] ? f->rails[1] : existing->setpoint_max, NULL);
+      have_max = TRUE;
+    }
+  if (have_min && have_max && min > max && (f->set_rails[0] || f->set_rails[1]))
+    {
+      g_ptr_array_add (messages, g_strdup (_ ("setpoint_max: Value must not be below setpoint_min.")));
+      f->set_rails[0] = f->set_rails[1] = FALSE;
+    }
+  if (messages->len == 0)
+    return TRUE;
+  if (field_errors != NULL)
+    {
+      for (guint i = 0; i < messages->len; i++)
+        g_ptr_array_add (field_errors, g_strdup (g_ptr_array_index (messages, i)));
+      return TRUE;
+    }
+  g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID, g_ptr_array_index (messages, 0));
+  return FALSE;
 }
 
 /* A threshold as given: a number, or none (null). FALSE for any other type. */
@@ -721,6 +855,8 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
   f.set_publish = fields->publish_state != RTP_FIELD_ABSENT;
   f.set_min = fields->threshold_min_state != RTP_FIELD_ABSENT;
   f.set_max = fields->threshold_max_state != RTP_FIELD_ABSENT;
+  if (!read_rails (fields, NULL, &f, NULL, error))
+    return NULL;
 
   tx = rtp_database_begin_transaction (self->db, error);
   if (tx == NULL)
@@ -741,7 +877,7 @@ rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fie
         }
       return NULL;
     }
-  if (!rtp_transaction_commit (tx, error))
+  if (!update_pv_rails (self, pv_string, &f, error) || !rtp_transaction_commit (tx, error))
     return NULL;
   g_message ("process variable '%s' created", pv_string);
   return rtp_experiment_store_get_pv (self, pv_string, error);
@@ -855,6 +991,7 @@ rtp_experiment_store_update_pv (RtpExperimentStore *self, const char *pv_string,
       else
         f.set_max = TRUE;
     }
+  read_rails (changes, existing, &f, field_errors, NULL);
   if (changes->experiment_state != RTP_FIELD_ABSENT)
     {
       gboolean same = changes->experiment_state == RTP_FIELD_SET &&
@@ -996,6 +1133,15 @@ rtp_experiment_store_export (RtpExperimentStore *self, GError **error)
                                             pv->available_for_mqtt_publish ? "True" : "False");
           rtp_config_file_append_attribute (out, "default_threshold_min", min);
           rtp_config_file_append_attribute (out, "default_threshold_max", max);
+          /* written only when set: a site without guard rails exports what the original service reads */
+          if (pv->setpoint_min != NULL)
+            rtp_config_file_append_attribute (out, "setpoint_min", pv->setpoint_min);
+          if (pv->setpoint_max != NULL)
+            rtp_config_file_append_attribute (out, "setpoint_max", pv->setpoint_max);
+          if (pv->setpoint_max_step != NULL)
+            rtp_config_file_append_attribute (out, "setpoint_max_step", pv->setpoint_max_step);
+          if (pv->readback_pv != NULL)
+            rtp_config_file_append_attribute (out, "readback_pv", pv->readback_pv);
           g_string_append_c (out, '\n');
         }
       g_string_append_c (out, '\n');
@@ -1055,6 +1201,31 @@ fields_from_line (RtpConfigLine *line, PvFields *f)
           f->max = &f->max_value;
         }
     }
+  {
+    RtpPvFields rails = { 0 };
+    RtpFieldState *states[3] = { &rails.setpoint_min_state, &rails.setpoint_max_state, &rails.setpoint_max_step_state };
+    double *values[3] = { &rails.setpoint_min, &rails.setpoint_max, &rails.setpoint_max_step };
+    for (guint i = 0; i < 3; i++)
+      if (g_hash_table_contains (a, rail_columns[i]))
+        {
+          char *end = NULL;
+          v = g_hash_table_lookup (a, rail_columns[i]);
+          *states[i] = v == NULL ? RTP_FIELD_NULL : RTP_FIELD_SET;
+          if (v != NULL)
+            {
+              *values[i] = g_ascii_strtod (v, &end);
+              if (end == v || *end != '\0')
+                return FALSE;
+            }
+        }
+    if (g_hash_table_contains (a, "readback_pv"))
+      {
+        rails.readback_pv = g_hash_table_lookup (a, "readback_pv");
+        rails.readback_pv_state = rails.readback_pv == NULL ? RTP_FIELD_NULL : RTP_FIELD_SET;
+      }
+    if (!read_rails (&rails, NULL, f, NULL, NULL))
+      return FALSE;
+  }
   return TRUE;
 }
 
@@ -1075,7 +1246,8 @@ import_pv_line (RtpExperimentStore *self, RtpConfigLine *line, gboolean set_expe
     }
   if (!pv_exists (self, pv_string, &exists, error))
     return FALSE;
-  if (exists ? !update_pv_fields (self, pv_string, &f, error) : !insert_pv (self, pv_string, &f, error))
+  if (exists ? !update_pv_fields (self, pv_string, &f, error)
+             : !insert_pv (self, pv_string, &f, error) || !update_pv_rails (self, pv_string, &f, error))
     return FALSE;
   if (set_experiment_name)
     {

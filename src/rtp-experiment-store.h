@@ -25,7 +25,15 @@ typedef struct {
   gint64 threshold_min;
   gboolean has_threshold_max;
   gint64 threshold_max;
+  /* guard rails of set-points: the text of each number as it was given (NULL: no such rule) */
+  char *setpoint_min;      /* (nullable) */
+  char *setpoint_max;      /* (nullable) */
+  char *setpoint_max_step; /* (nullable) largest |new − last known value| */
+  char *readback_pv;       /* (nullable) the PV that reads the result back; NULL: the PV itself */
 } RtpProcessVariable;
+
+/* Whether @pv has a range or a step rule (then only numbers may be set). */
+gboolean rtp_process_variable_has_guard_rails (const RtpProcessVariable *pv);
 
 /* Returns: (transfer full) */
 RtpExperiment *rtp_experiment_copy (const RtpExperiment *experiment);
@@ -62,6 +70,15 @@ typedef struct {
   gint64 default_threshold_max;
   RtpFieldState experiment_state; /* changes only: it follows from pv_string, so it may only repeat it */
   const char *experiment_short_id;
+  /* guard rails: numbers (SET, with the value), null (the rule goes), or absent */
+  RtpFieldState setpoint_min_state;
+  double setpoint_min;
+  RtpFieldState setpoint_max_state;
+  double setpoint_max;
+  RtpFieldState setpoint_max_step_state;
+  double setpoint_max_step;
+  RtpFieldState readback_pv_state;
+  const char *readback_pv;
 } RtpPvFields;
 
 /* Changes to an experiment, each as it arrived; the strings are borrowed for the call. */

@@ -57,6 +57,22 @@ rtp_process_variable_to_json (const RtpProcessVariable *pv)
     json_object_set_int_member (o, "default_threshold_max", pv->threshold_max);
   else
     json_object_set_null_member (o, "default_threshold_max");
+  /* the guard rails only when set: a PV without them is the JSON the frontend knows */
+  {
+    const char *const names[3] = { "setpoint_min", "setpoint_max", "setpoint_max_step" };
+    const char *const texts[3] = { pv->setpoint_min, pv->setpoint_max, pv->setpoint_max_step };
+    for (guint i = 0; i < 3; i++)
+      if (texts[i] != NULL)
+        {
+          gint64 n;
+          if (g_ascii_string_to_signed (texts[i], 10, G_MININT64, G_MAXINT64, &n, NULL))
+            json_object_set_int_member (o, names[i], n);
+          else
+            json_object_set_double_member (o, names[i], g_ascii_strtod (texts[i], NULL));
+        }
+    if (pv->readback_pv != NULL)
+      json_object_set_string_member (o, "readback_pv", pv->readback_pv);
+  }
   return o;
 }
 
@@ -211,6 +227,10 @@ read_pv_fields (JsonObject *body, RtpPvFields *f)
   f->threshold_min_state = rtp_routes_read_integer (body, "default_threshold_min", &f->default_threshold_min);
   f->threshold_max_state = rtp_routes_read_integer (body, "default_threshold_max", &f->default_threshold_max);
   f->experiment_state = rtp_routes_read_string (body, "experiment_short_id", &f->experiment_short_id);
+  f->setpoint_min_state = rtp_routes_read_number (body, "setpoint_min", &f->setpoint_min);
+  f->setpoint_max_state = rtp_routes_read_number (body, "setpoint_max", &f->setpoint_max);
+  f->setpoint_max_step_state = rtp_routes_read_number (body, "setpoint_max_step", &f->setpoint_max_step);
+  f->readback_pv_state = rtp_routes_read_string (body, "readback_pv", &f->readback_pv);
 }
 
 static void

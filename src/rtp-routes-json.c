@@ -69,6 +69,21 @@ rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out)
 }
 
 RtpFieldState
+rtp_routes_read_number (JsonObject *body, const char *name, double *out)
+{
+  RtpFieldState state;
+  JsonNode *node = member (body, name, &state);
+
+  if (holds (node, G_TYPE_INT64))
+    *out = (double) json_node_get_int (node);
+  else if (holds (node, G_TYPE_DOUBLE))
+    *out = json_node_get_double (node);
+  else
+    return state;
+  return RTP_FIELD_SET;
+}
+
+RtpFieldState
 rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out)
 {
   RtpFieldState state;

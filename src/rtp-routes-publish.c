@@ -5,20 +5,97 @@
 #include "rtp-i18n.h"
 #include "rtp-services.h"
 
+#include <string.h>
+
+typedef struct {
+  RtpRequest *request; /* (owned) */
+  gboolean verify;
+} SetCall;
+
 static void
 set_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  g_autoptr (RtpRequest) request = user_data;
+  SetCall *call = user_data;
+  g_autoptr (RtpRequest) request = call->request;
   g_autoptr (GError) error = NULL;
+  g_autoptr (RtpSetpointResult) r = rtp_setpoints_write_finish (RTP_SETPOINTS (source), result, &error);
+  gboolean verify = call->verify;
 
+  g_free (call);
   rtp_request_enter (request);
-  if (!rtp_setpoints_set_finish (RTP_SETPOINTS (source), result, &error))
-    rtp_request_respond_error (request, error);
+  if (r == NULL)
+    rtp_request_respond_error (request, error); /* also when the client went away: libsoup then ends the message */
   else
-    rtp_request_respond_messages (
-      request,
-      _ ("Your request has been sent to the MQTT server. It may take a while for the changes to take effect."));
+    {
+      /* the contract's answer exactly; with verify, whether the read-back PV confirmed the value */
+      JsonObject *o = json_object_new ();
+      JsonArray *messages = json_array_new ();
+      json_array_add_string_element (
+        messages,
+        _ ("Your request has been sent to the MQTT server. It may take a while for the changes to take effect."));
+      json_object_set_array_member (o, "messages", messages);
+      if (verify)
+        {
+          JsonNode *readback = r->readback != NULL ? json_from_string (r->readback, NULL) : NULL;
+          json_object_set_boolean_member (o, "verified", g_str_equal (r->outcome, "verified"));
+          if (readback != NULL)
+            json_object_set_member (o, "readback", readback);
+          else
+            json_object_set_null_member (o, "readback");
+        }
+      rtp_request_respond_object (request, 200, o);
+    }
   rtp_request_leave (request);
+}
+
+/* verify, tolerance, timeout_s, force. FALSE: answered with a 400 naming the key. */
+static gboolean
+read_options (RtpRequest *request, JsonObject *body, RtpSetpointOptions *options)
+{
+  gint64 timeout = 10;
+  RtpFieldState state;
+
+  memset (options, 0, sizeof *options);
+  state = rtp_routes_read_boolean (body, "verify", &options->verify);
+  if (state == RTP_FIELD_WRONG_TYPE)
+    {
+      rtp_request_respond_error_message (request, 400, _ ("verify: Value must be either true or false."));
+      return FALSE;
+    }
+  state = rtp_routes_read_boolean (body, "force", &options->force);
+  if (state == RTP_FIELD_WRONG_TYPE)
+    {
+      rtp_request_respond_error_message (request, 400, _ ("force: Value must be either true or false."));
+      return FALSE;
+    }
+  state = rtp_routes_read_number (body, "tolerance", &options->tolerance);
+  if (state == RTP_FIELD_WRONG_TYPE || (state == RTP_FIELD_SET && !(options->tolerance >= 0)))
+    {
+      rtp_request_respond_error_message (request, 400, _ ("tolerance: Value must be a number of at least 0."));
+      return FALSE;
+    }
+  state = rtp_routes_read_integer (body, "timeout_s", &timeout);
+  if (state == RTP_FIELD_WRONG_TYPE || timeout < 1 || timeout > 60)
+    {
+      rtp_request_respond_error_message (request, 400, _ ("timeout_s: Value must be a whole number from 1 to 60."));
+      return FALSE;
+    }
+  options->timeout_s = (guint) timeout;
+  return TRUE;
+}
+
+static void
+write_value (RtpRequest *request, RtpServices *services, const char *pv, const RtpSetpointValue *value,
+             const RtpSetpointOptions *options, gboolean as_admin)
+{
+  const RtpUser *caller = rtp_request_get_caller (request);
+  SetCall *call = g_new0 (SetCall, 1);
+
+  call->request = rtp_request_ref (request);
+  call->verify = options->verify;
+  rtp_request_pause (request);
+  rtp_setpoints_write_async (services->setpoints, caller, caller->user_id, as_admin, pv, value, options,
+                             rtp_request_get_cancellable (request), set_done, call);
 }
 
 /* A JSON scalar as the value to set: numbers as JSON wrote them or as the shortest text that
@@ -63,9 +140,9 @@ publish_value (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   JsonNode *value = json_object_get_member (rtp_request_get_body (request), "value");
-  const RtpUser *caller = rtp_request_get_caller (request);
   g_autofree char *text = NULL;
   RtpSetpointValue setpoint = { 0 };
+  RtpSetpointOptions options;
 
   /* Deviation (API.md): 0, false and "" are values; only an absent or null value is missing */
   if (value == NULL || JSON_NODE_HOLDS_NULL (value))
@@ -79,9 +156,42 @@ publish_value (RtpRequest *request, gpointer user_data)
       rtp_request_respond_error (request, wrong);
       return;
     }
-  rtp_request_pause (request);
-  rtp_setpoints_set_async (services->setpoints, caller, caller->user_id, FALSE, rtp_request_get_param (request, 0),
-                           &setpoint, NULL, set_done, rtp_request_ref (request));
+  if (!read_options (request, rtp_request_get_body (request), &options))
+    return;
+  write_value (request, services, rtp_request_get_param (request, 0), &setpoint, &options, FALSE);
+}
+
+/* POST /publish/log/<id>/revert: the entry's previous value, through the same rules. */
+static void
+revert_entry (RtpRequest *request, gpointer user_data)
+{
+  RtpServices *services = user_data;
+  const RtpUser *caller = rtp_request_get_caller (request);
+  const char *id = rtp_request_get_param (request, 0);
+  g_autoptr (GError) error = NULL;
+  RtpSetpointLogEntry *entry = rtp_setpoints_get_entry (services->setpoints, id, &error);
+  RtpSetpointValue value = { .kind = RTP_SETPOINT_TEXT };
+  RtpSetpointOptions options = { .reverts = id };
+
+  if (entry == NULL)
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+  if (!rtp_user_is_admin (caller) && g_strcmp0 (entry->user_id, caller->user_id) != 0)
+    rtp_request_respond_error_message (request, 403, _ ("Only the writer of an entry and admins can revert it."));
+  else if (entry->previous == NULL)
+    {
+      g_autofree char *message = g_strdup_printf (_ ("The entry %s has no previous value of %s to go back to."), id,
+                                                  entry->pv_string);
+      rtp_request_respond_error_message (request, 409, message);
+    }
+  else
+    {
+      value.text = entry->previous;
+      write_value (request, services, entry->pv_string, &value, &options, FALSE);
+    }
+  rtp_setpoint_log_entry_free (entry);
 }
 
 static void
@@ -123,6 +233,21 @@ publish_log (RtpRequest *request, gpointer user_data)
       json_object_set_string_member (entry, "pv_string", e->pv_string);
       json_object_set_string_member (entry, "value", e->value);
       json_object_set_string_member (entry, "outcome", e->outcome);
+      json_object_set_string_member (entry, "id", e->id);
+      if (e->previous != NULL)
+        json_object_set_string_member (entry, "previous", e->previous);
+      else
+        json_object_set_null_member (entry, "previous");
+      if (e->reason != NULL)
+        json_object_set_string_member (entry, "reason", e->reason);
+      else
+        json_object_set_null_member (entry, "reason");
+      if (e->readback != NULL)
+        json_object_set_string_member (entry, "readback", e->readback);
+      if (e->reverts != NULL)
+        json_object_set_string_member (entry, "reverts", e->reverts);
+      if (e->snapshot != NULL)
+        json_object_set_string_member (entry, "snapshot", e->snapshot);
       json_array_add_object_element (entries, entry);
     }
   o = json_object_new ();
@@ -135,4 +260,6 @@ rtp_routes_publish_register (RtpHttpServer *http, RtpServices *services)
 {
   rtp_http_server_add_route (http, "GET", "/publish/log", RTP_ROUTE_ADMIN, publish_log, services);
   rtp_http_server_add_route (http, "PUT", "/publish/*", RTP_ROUTE_AUTH | RTP_ROUTE_JSON, publish_value, services);
+  rtp_http_server_add_route (http, "POST", "/publish/log/*/revert", RTP_ROUTE_AUTH | RTP_ROUTE_JSON_OPTIONAL,
+                             revert_entry, services);
 }

@@ -58,6 +58,8 @@ JsonObject *rtp_process_variable_to_json (const RtpProcessVariable *pv);
 RtpFieldState rtp_routes_read_string (JsonObject *body, const char *name, const char **out);
 RtpFieldState rtp_routes_read_boolean (JsonObject *body, const char *name, gboolean *out);
 RtpFieldState rtp_routes_read_integer (JsonObject *body, const char *name, gint64 *out);
+/* an integer or a fraction */
+RtpFieldState rtp_routes_read_number (JsonObject *body, const char *name, double *out);
 RtpFieldState rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out);
 /* Alarms and subscriptions as the API writes them (rtp-routes-alarms.c, rtp-routes-email.c). */
 /* Returns: (transfer full) */

@@ -154,7 +154,7 @@ test_publish_and_log (Fixture *f, gconstpointer data)
   e = g_ptr_array_index (log, 0);
   g_assert_cmpstr (e->user_id, ==, "u1");
   g_assert_cmpstr (e->value, ==, "1200");
-  g_assert_cmpstr (e->outcome, ==, "acknowledged");
+  g_assert_cmpstr (e->outcome, ==, "published");
   g_clear_pointer (&log, g_ptr_array_unref);
   log = rtp_setpoints_log (f->setpoints, "Lab:Locked", 10, &error);
   g_assert_cmpuint (log->len, ==, 0);

@@ -127,7 +127,7 @@ class DBus(ServerTestCase):
             monitor.terminate()
             monitor.wait()
             monitor.stdout.close()
-        self.assertEqual(self.s.db("SELECT user_id, value, outcome FROM publish_log"), [(f"dbus:uid={os.getuid()}", "42", "acknowledged")])
+        self.assertEqual(self.s.db("SELECT user_id, value, outcome FROM publish_log"), [(f"dbus:uid={os.getuid()}", "42", "published")])
         r = self.ctl("publish", "Test:M1:Nope", "1")
         self.assertEqual(r.stderr, "rtpctl: The process variable (Test:M1:Nope) is not present in the database.\n")
 
