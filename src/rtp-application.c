@@ -333,6 +333,7 @@ start (RtpApplication *self, GError **error)
     s->setpoints = rtp_setpoints_new (s->db, s->experiments, s->mqtt, subscription_settings.channel_prefix,
                                       (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
     rtp_setpoints_set_live_values (s->setpoints, s->live);
+    s->snapshots = rtp_snapshots_new (s->db, s->experiments, s->history, s->live, s->setpoints);
   }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
@@ -349,6 +350,7 @@ start (RtpApplication *self, GError **error)
   rtp_routes_data_register (s->http, s);
   rtp_routes_live_register (s->http, s);
   rtp_routes_alarms_register (s->http, s);
+  rtp_routes_snapshots_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -463,6 +465,7 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->http);
   if (s->mqtt != NULL)
     rtp_mqtt_publisher_stop (s->mqtt);
+  g_clear_object (&s->snapshots);
   g_clear_object (&s->setpoints);
   g_clear_object (&s->history);
   g_clear_object (&s->archiver);

@@ -8,6 +8,7 @@
 #include "rtp-experiment-store.h"
 #include "rtp-mqtt-publisher.h"
 #include "rtp-setpoints.h"
+#include "rtp-snapshots.h"
 #include "rtp-subscriptions.h"
 #include "rtp-live-values.h"
 #include "rtp-alerter.h"
@@ -26,6 +27,7 @@ typedef struct {
   RtpLiveValues *live;
   RtpAlerter *alerter;
   RtpSetpoints *setpoints;
+  RtpSnapshots *snapshots;
   RtpArchiverClient *archiver;
   RtpArchiverClient *monitor_archiver; /* the live values' own connections: their polls never wait behind /data */
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
@@ -41,6 +43,7 @@ void rtp_routes_email_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_alarms_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_snapshots_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 /* Returns: (transfer full) */

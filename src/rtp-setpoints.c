@@ -243,6 +243,7 @@ typedef struct {
   char *id;       /* the audit entry, once published */
   char *readback; /* the PV read back */
   gboolean verify;
+  gboolean dry_run;
   gboolean is_number;
   double number;
   double tolerance;
@@ -410,6 +411,13 @@ published (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 refuse (RtpSetpoints *self, GTask *task, const AuditLine *line, GError *error)
 {
+  SetData *d = g_task_get_task_data (task);
+
+  if (d->dry_run)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
   g_free (audit (self, line, "refused", error->message));
   g_message ("refused %s=%s by %s: %s", line->pv, line->value, line->actor, error->message);
   g_task_return_error (task, error);
@@ -545,10 +553,16 @@ rtp_setpoints_write_async (RtpSetpoints *self, const RtpUser *caller, const char
       d->verify = options->verify;
       d->tolerance = options->tolerance;
       d->timeout_s = CLAMP (options->timeout_s, 1, 60);
+      d->dry_run = options->dry_run;
     }
   g_task_set_task_data (task, d, (GDestroyNotify) set_data_free);
   if (!check_rails (self, task, pv, caller, as_admin, value, options, d))
     return;
+  if (d->dry_run)
+    {
+      return_result (task, "would_publish", NULL);
+      return;
+    }
   rtp_mqtt_publisher_publish_async (self->mqtt, topic, d->value, strlen (d->value), 1, NULL, published,
                                     g_object_ref (task));
 }

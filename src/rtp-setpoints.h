@@ -56,6 +56,7 @@ typedef struct {
   guint timeout_s;      /* how long to wait for the read-back value */
   const char *reverts;  /* (nullable) recorded in the audit entry */
   const char *snapshot; /* (nullable) recorded in the audit entry */
+  gboolean dry_run;     /* every check, then nothing published nor audited: outcome "would_publish" */
 } RtpSetpointOptions;
 
 /* What a write did. */
