@@ -112,6 +112,10 @@ typedef struct _Call {
   GDBusMethodInvocation *invocation; /* (owned) */
   char *a;
   char *b;
+  char *c3; /* (nullable) more arguments of the methods that have them */
+  char *c4;
+  GStrv strv;
+  gboolean flag;
   gint64 n;
   void (*then) (struct _Call *c, const RtpUser *admin, const char *actor); /* (nullable) after the uid lookup */
 } Call;
@@ -134,6 +138,9 @@ call_free (Call *c)
   g_object_unref (c->invocation);
   g_free (c->a);
   g_free (c->b);
+  g_free (c->c3);
+  g_free (c->c4);
+  g_strfreev (c->strv);
   g_free (c);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Call, call_free)
@@ -740,6 +747,177 @@ handle_reload_config (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocatio
   return TRUE;
 }
 
+/* ---- snapshots ---------------------------------------------------------------- */
+
+static char *
+control_local_time (RtpControl *self, gint64 us)
+{
+  char buf[64];
+  gint64 secs = us >= 0 ? us / G_USEC_PER_SEC : (us - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC;
+
+  rtp_time_format (rtp_history_get_time_zone (self->services->history), secs,
+                   (gint32) ((us - secs * G_USEC_PER_SEC) * 1000), buf);
+  return g_strdup (buf);
+}
+
+static GVariant *
+snapshot_to_variant (RtpControl *self, const RtpSnapshot *s)
+{
+  GVariantDict d;
+  g_autofree char *taken = control_local_time (self, s->taken_us);
+  g_autofree char *at = s->has_at ? control_local_time (self, s->at_us) : g_strdup ("");
+
+  g_variant_dict_init (&d, NULL);
+  g_variant_dict_insert (&d, "id", "s", s->id);
+  g_variant_dict_insert (&d, "experiment_short_id", "s", s->experiment_short_id);
+  g_variant_dict_insert (&d, "name", "s", s->name);
+  g_variant_dict_insert (&d, "comment", "s", s->comment != NULL ? s->comment : "");
+  g_variant_dict_insert (&d, "taken_at", "s", taken);
+  g_variant_dict_insert (&d, "taken_by", "s", s->taken_by);
+  g_variant_dict_insert (&d, "at", "s", at);
+  if (s->values != NULL)
+    {
+      GVariantBuilder values;
+      g_variant_builder_init (&values, G_VARIANT_TYPE_VARDICT);
+      for (guint i = 0; i < s->values->len; i++)
+        {
+          const RtpSnapshotValue *v = g_ptr_array_index (s->values, i);
+          g_variant_builder_add (&values, "{sv}", v->pv_string,
+                                 g_variant_new_string (v->value != NULL ? v->value : ""));
+        }
+      g_variant_dict_insert_value (&d, "values", g_variant_builder_end (&values));
+    }
+  return g_variant_dict_end (&d);
+}
+
+static void
+snapshot_taken (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpSnapshot) s = rtp_snapshots_take_finish (RTP_SNAPSHOTS (source), result, &error);
+
+  if (s == NULL)
+    return_error (c->invocation, error);
+  else
+    rtp_dbus_server1_complete_take_snapshot (c->self->skeleton, c->invocation, snapshot_to_variant (c->self, s));
+}
+
+static void
+take_snapshot_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  RtpServices *services = c->self->services;
+  g_autoptr (GError) error = NULL;
+  gint64 at_us = 0;
+  gboolean has_at = c->c4 != NULL && c->c4[0] != '\0';
+
+  if (has_at && !rtp_history_resolve_moment (services->history, "at", c->c4, &at_us, &error))
+    {
+      return_error (c->invocation, error);
+      return;
+    }
+  rtp_snapshots_take_async (services->snapshots, c->a, c->b, c->c3 != NULL && c->c3[0] != '\0' ? c->c3 : NULL, has_at,
+                            at_us, actor, NULL, snapshot_taken, call_new (c->self, c->invocation, NULL, NULL));
+}
+
+static gboolean
+handle_take_snapshot (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *short_id,
+                      const char *name, const char *comment, const char *at, gpointer user_data)
+{
+  Call *c = call_new (user_data, invocation, short_id, name);
+
+  c->c3 = g_strdup (comment);
+  c->c4 = g_strdup (at);
+  c->then = take_snapshot_as;
+  as_caller (c);
+  return TRUE;
+}
+
+static gboolean
+handle_list_snapshots (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *short_id,
+                       gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_snapshots_list (self->services->snapshots, short_id, &error);
+  GVariantBuilder b;
+
+  if (list == NULL)
+    {
+      return_error (invocation, error);
+      return TRUE;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    g_variant_builder_add_value (&b, snapshot_to_variant (self, g_ptr_array_index (list, i)));
+  rtp_dbus_server1_complete_list_snapshots (skeleton, invocation, g_variant_builder_end (&b));
+  return TRUE;
+}
+
+static gboolean
+handle_get_snapshot (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *short_id, const char *id,
+                     gpointer user_data)
+{
+  RtpControl *self = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpSnapshot) s = rtp_snapshots_get (self->services->snapshots, short_id, id, &error);
+
+  if (s == NULL)
+    return_error (invocation, error);
+  else
+    rtp_dbus_server1_complete_get_snapshot (skeleton, invocation, snapshot_to_variant (self, s));
+  return TRUE;
+}
+
+static void
+snapshot_restored (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (Call) c = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) list = rtp_snapshots_restore_finish (RTP_SNAPSHOTS (source), result, &error);
+  GVariantBuilder b;
+
+  if (list == NULL)
+    {
+      return_error (c->invocation, error);
+      return;
+    }
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
+  for (guint i = 0; i < list->len; i++)
+    {
+      const RtpRestoreResult *r = g_ptr_array_index (list, i);
+      GVariantDict d;
+      g_variant_dict_init (&d, NULL);
+      g_variant_dict_insert (&d, "pv_string", "s", r->pv_string);
+      g_variant_dict_insert (&d, "outcome", "s", r->outcome);
+      if (r->reason != NULL)
+        g_variant_dict_insert (&d, "reason", "s", r->reason);
+      g_variant_builder_add_value (&b, g_variant_dict_end (&d));
+    }
+  rtp_dbus_server1_complete_restore_snapshot (c->self->skeleton, c->invocation, g_variant_builder_end (&b));
+}
+
+static void
+restore_snapshot_as (Call *c, const RtpUser *admin, const char *actor)
+{
+  rtp_snapshots_restore_async (c->self->services->snapshots, admin, actor, TRUE, c->a, c->b,
+                               c->strv != NULL && c->strv[0] != NULL ? (const char *const *) c->strv : NULL, c->flag,
+                               NULL, snapshot_restored, call_new (c->self, c->invocation, NULL, NULL));
+}
+
+static gboolean
+handle_restore_snapshot (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, const char *short_id,
+                         const char *id, const char *const *pvs, gboolean dry_run, gpointer user_data)
+{
+  Call *c = call_new (user_data, invocation, short_id, id);
+
+  c->strv = g_strdupv ((char **) pvs);
+  c->flag = dry_run;
+  c->then = restore_snapshot_as;
+  as_caller (c);
+  return TRUE;
+}
+
 /* ---- GetData: the /data answer written into the caller's file descriptor ------------------ */
 
 /* The sink of an export: what the export writes is queued and written to the descriptor
@@ -1210,6 +1388,10 @@ rtp_control_new (RtpServices *services, const char *listen_address, RtpReloadFun
   CONNECT ("shelve-alarm", handle_shelve_alarm);
   CONNECT ("unshelve-alarm", handle_unshelve_alarm);
   CONNECT ("get-data", handle_get_data);
+  CONNECT ("take-snapshot", handle_take_snapshot);
+  CONNECT ("list-snapshots", handle_list_snapshots);
+  CONNECT ("get-snapshot", handle_get_snapshot);
+  CONNECT ("restore-snapshot", handle_restore_snapshot);
 #undef CONNECT
   self->value_set_id = g_signal_connect (services->setpoints, "value-set", G_CALLBACK (on_value_set), self);
   self->mqtt_id = g_signal_connect (services->mqtt, "notify::connected", G_CALLBACK (on_mqtt_connected), self);

@@ -41,6 +41,12 @@ static const char usage[] =
   "       [--include severity,status]\n"
   "                                       archived data as POST /data answers it (JSON unless --csv\n"
   "                                       or --tsv), on standard output: rtpctl data X --csv > x.csv\n"
+  "  snapshot take SHORT_ID NAME [--comment TEXT] [--at TIME]\n"
+  "                                       save every PV's value now (or at TIME)\n"
+  "  snapshot list SHORT_ID               the experiment's snapshots, newest first\n"
+  "  snapshot show SHORT_ID ID            a snapshot with its values\n"
+  "  snapshot restore SHORT_ID ID [--dry-run] [PV…]\n"
+  "                                       write the saved values back through the guard rails\n"
   "  secret set NAME                      store a secret read from standard input in the keyring\n"
   "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
   "                                       RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD,\n"
@@ -563,6 +569,122 @@ cmd_data (RtpDbusServer1 *proxy, int argc, char **argv)
   return 0;
 }
 
+static void
+print_snapshot (GVariant *snapshot)
+{
+  g_autoptr (GVariant) values = g_variant_lookup_value (snapshot, "values", G_VARIANT_TYPE_VARDICT);
+  GVariantIter iter;
+  const char *pv;
+  GVariant *value;
+
+  g_print ("%s\t%s\ttaken %s by %s%s%s\n", lookup_s (snapshot, "id"), lookup_s (snapshot, "name"),
+           lookup_s (snapshot, "taken_at"), lookup_s (snapshot, "taken_by"),
+           lookup_s (snapshot, "at")[0] != '\0' ? ", values of " : "", lookup_s (snapshot, "at"));
+  if (values == NULL)
+    return;
+  g_variant_iter_init (&iter, values);
+  while (g_variant_iter_next (&iter, "{&sv}", &pv, &value))
+    {
+      const char *text = g_variant_is_of_type (value, G_VARIANT_TYPE_STRING) ? g_variant_get_string (value, NULL) : "";
+      g_print ("  %s\t%s\n", pv, text[0] != '\0' ? text : "(no value)");
+      g_variant_unref (value);
+    }
+}
+
+static int
+cmd_snapshot (RtpDbusServer1 *proxy, int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autoptr (GVariant) out = NULL;
+  const char *sub = argv[1];
+
+  if (g_str_equal (sub, "take"))
+    {
+      const char *comment = "", *at = "";
+      if (argc < 4)
+        return usage_error ("snapshot take needs SHORT_ID NAME");
+      for (int i = 4; i < argc; i++)
+        {
+          if (i + 1 < argc && g_str_equal (argv[i], "--comment"))
+            comment = argv[++i];
+          else if (i + 1 < argc && g_str_equal (argv[i], "--at"))
+            at = argv[++i];
+          else
+            return usage_error ("snapshot take takes --comment TEXT and --at TIME");
+        }
+      if (!rtp_dbus_server1_call_take_snapshot_sync (proxy, argv[2], argv[3], comment, at, &out, NULL, &error))
+        return failed (error);
+    }
+  else if (g_str_equal (sub, "list"))
+    {
+      GVariantIter iter;
+      GVariant *s;
+      if (argc != 3)
+        return usage_error ("snapshot list needs SHORT_ID");
+      if (!rtp_dbus_server1_call_list_snapshots_sync (proxy, argv[2], &out, NULL, &error))
+        return failed (error);
+      if (json_output)
+        {
+          print_json (out);
+          return 0;
+        }
+      g_variant_iter_init (&iter, out);
+      while ((s = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          print_snapshot (s);
+          g_variant_unref (s);
+        }
+      return 0;
+    }
+  else if (g_str_equal (sub, "show"))
+    {
+      if (argc != 4)
+        return usage_error ("snapshot show needs SHORT_ID ID");
+      if (!rtp_dbus_server1_call_get_snapshot_sync (proxy, argv[2], argv[3], &out, NULL, &error))
+        return failed (error);
+    }
+  else if (g_str_equal (sub, "restore"))
+    {
+      g_autoptr (GPtrArray) pvs = g_ptr_array_new ();
+      gboolean dry_run = FALSE;
+      GVariantIter iter;
+      GVariant *r;
+      int refused = 0;
+      if (argc < 4)
+        return usage_error ("snapshot restore needs SHORT_ID ID");
+      for (int i = 4; i < argc; i++)
+        {
+          if (g_str_equal (argv[i], "--dry-run"))
+            dry_run = TRUE;
+          else
+            g_ptr_array_add (pvs, argv[i]);
+        }
+      g_ptr_array_add (pvs, NULL);
+      if (!rtp_dbus_server1_call_restore_snapshot_sync (proxy, argv[2], argv[3], (const char *const *) pvs->pdata,
+                                                        dry_run, &out, NULL, &error))
+        return failed (error);
+      if (json_output)
+        {
+          print_json (out);
+          return 0;
+        }
+      g_variant_iter_init (&iter, out);
+      while ((r = g_variant_iter_next_value (&iter)) != NULL)
+        {
+          const char *outcome = lookup_s (r, "outcome");
+          refused += g_str_equal (outcome, "refused") || g_str_equal (outcome, "failed");
+          g_print ("%s\t%s%s%s\n", lookup_s (r, "pv_string"), outcome, lookup_s (r, "reason")[0] != '\0' ? "\t" : "",
+                   lookup_s (r, "reason"));
+          g_variant_unref (r);
+        }
+      return refused > 0 ? 1 : 0;
+    }
+  else
+    return usage_error ("snapshot take|list|show|restore");
+  json_output ? print_json (out) : print_snapshot (out);
+  return 0;
+}
+
 /* argv[0] is the command, argv[1] its subcommand where it has one. */
 typedef int (*CommandFunc) (RtpDbusServer1 *proxy, int argc, char **argv);
 
@@ -590,6 +712,10 @@ static const struct {
   { "alarm", "shelve", cmd_alarm_shelve },
   { "alarm", "unshelve", cmd_alarm_unshelve },
   { "data", NULL, cmd_data },
+  { "snapshot", "take", cmd_snapshot },
+  { "snapshot", "list", cmd_snapshot },
+  { "snapshot", "show", cmd_snapshot },
+  { "snapshot", "restore", cmd_snapshot },
 };
 
 static int

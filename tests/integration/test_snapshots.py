@@ -2,15 +2,20 @@
 rails… snapshots"), with a real mosquitto broker and the archiver fixture."""
 import csv
 import io
+import json
+import os
+import subprocess
 import time
 
-from rtplib import ArchiverFixture, Mosquitto, ServerTestCase, Subscriber, main
+from rtplib import SERVER, ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, Subscriber, main, on_postgres
 from test_data import ts
 
 NOT_ASSIGNED = "Only users that are assigned to the experiment and admins can access it."
 
 
 class SnapshotTestCase(ServerTestCase):
+    extra_env = {}
+
     def setUp(self):
         self.fx = ArchiverFixture().start()
         self.addCleanup(self.fx.stop)
@@ -18,7 +23,7 @@ class SnapshotTestCase(ServerTestCase):
         self.addCleanup(self.broker.cleanup)
         self.server_env = {"ARCHIVER_URL": self.fx.url, "ARCHIVER_TIMEZONE": "Europe/Berlin",
                            "MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}", "MQTT_CHANNEL_PREFIX": "lab",
-                           "RTP_ARCHIVER_TIMEOUT": "2"}
+                           "RTP_ARCHIVER_TIMEOUT": "2", **self.extra_env}
         super().setUp()
         self.sub = Subscriber(self.broker.port)
         self.addCleanup(self.sub.close)
@@ -147,6 +152,65 @@ class Snapshots(SnapshotTestCase):
         self.assertError(self.s.request("POST", path, token=stranger, json_body={}), 403, NOT_ASSIGNED)
         self.assertError(self.s.request("POST", path, token=self.token, json_body={"dry_run": "yes"}), 400,
                          "dry_run: Value must be either true or false.")
+
+
+class TwoInstances(SnapshotTestCase):
+    def test_taken_on_one_instance_restored_on_another(self):
+        b = Server(env=dict(self.server_env), args=[] if on_postgres() else ["--database", "sqlite:///" + self.s.db_path()])
+        self.addCleanup(b.cleanup)
+        if on_postgres():
+            os.makedirs(b.dir, exist_ok=True)
+            with open(os.path.join(b.dir, "pg_database"), "w") as f:
+                f.write(self.s.pg_database)
+        b.start()
+        snap = self.take({"name": "on a"}).json["snapshot"]
+        admin_b = b.login("admin", self.s.admin_password)
+        admin_id = b.request("GET", "/auth/users/current", token=admin_b).json["user"]["user_id"]
+        b.request("PUT", "/experiments/Test", token=admin_b, json_body={"users_to_add": [admin_id]})
+        self.assertEqual([x["name"] for x in b.request("GET", "/snapshots/Test", token=admin_b).json["snapshots"]], ["on a"])
+        r = b.request("POST", f"/snapshots/Test/{snap['id']}/restore", token=admin_b, json_body={"pvs": ["Test:M1:Pump"]})
+        self.assertEqual((r.status, r.json), (200, {"results": {"Test:M1:Pump": {"outcome": "published"}}}))
+        self.assertEqual(self.sub.get(), ("lab/Test/M1/Pump", "on", 1))
+
+
+class SnapshotsOverDBus(SnapshotTestCase):
+    RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
+
+    def setUp(self):
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.cleanup)
+        self.extra_env = self.bus.env()
+        super().setUp()
+        self.env = dict(os.environ, **self.bus.env())
+        deadline = time.monotonic() + 30
+        while "owning the D-Bus name" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def ctl(self, *args):
+        return subprocess.run([self.RTPCTL, *args], env=self.env, capture_output=True, text=True, timeout=60)
+
+    def test_take_list_show_restore(self):
+        r = self.ctl("--json", "snapshot", "take", "Test", "shift start", "--comment", "from the workstation")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        snap = json.loads(r.stdout)
+        self.assertEqual((snap["name"], snap["comment"], snap["taken_by"]), ("shift start", "from the workstation",
+                                                                              f"dbus:uid={os.getuid()}"))
+        self.assertEqual(snap["values"]["Test:M1:Pump"], '"on"')
+        r = self.ctl("snapshot", "list", "Test")
+        self.assertIn("shift start", r.stdout)
+        r = self.ctl("snapshot", "show", "Test", snap["id"])
+        self.assertIn("Test:M1:Fan\t150.0", r.stdout)
+        self.assertIn("Test:M1:Gone\t(no value)", r.stdout)
+        r = self.ctl("snapshot", "restore", "Test", snap["id"], "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("Test:M1:Pump\twould_publish", r.stdout)
+        self.sub.expect_nothing(0.5)
+        r = self.ctl("snapshot", "restore", "Test", snap["id"], "Test:M1:Pump")
+        self.assertEqual((r.returncode, r.stdout), (0, "Test:M1:Pump\tpublished\n"))
+        self.assertEqual(self.sub.get(), ("lab/Test/M1/Pump", "on", 1))
+        self.assertEqual(self.s.db("SELECT user_id, snapshot FROM publish_log"), [(f"dbus:uid={os.getuid()}", snap["id"])])
+        r = self.ctl("snapshot", "take", "Test", "shift start")
+        self.assertEqual((r.returncode, r.stderr), (1, "rtpctl: A snapshot (shift start) is already present in the database.\n"))
 
 
 if __name__ == "__main__":
