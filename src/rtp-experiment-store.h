@@ -58,27 +58,28 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpImportResult, rtp_import_result_free)
 /* The fields of a PV a caller gives (to create one, or the changes to one), each as it arrived;
  * the strings are borrowed for the call. Null is a value for the name and the thresholds (none). */
 typedef struct {
-  RtpFieldState pv_string_state;
+  /* the values (8 bytes each first, then the 4-byte states: no padding between them) */
   const char *pv_string;
-  RtpFieldState name_state;
   const char *human_readable_name;
+  gint64 default_threshold_min;
+  gint64 default_threshold_max;
+  const char *experiment_short_id; /* changes only: it follows from pv_string, so it may only repeat it */
+  /* guard rails: numbers (SET, with the value), null (the rule goes), or absent */
+  double setpoint_min;
+  double setpoint_max;
+  double setpoint_max_step;
+  const char *readback_pv;
+  RtpFieldState pv_string_state;
+  RtpFieldState name_state;
   RtpFieldState publish_state;
   gboolean available_for_mqtt_publish;
   RtpFieldState threshold_min_state;
-  gint64 default_threshold_min;
   RtpFieldState threshold_max_state;
-  gint64 default_threshold_max;
-  RtpFieldState experiment_state; /* changes only: it follows from pv_string, so it may only repeat it */
-  const char *experiment_short_id;
-  /* guard rails: numbers (SET, with the value), null (the rule goes), or absent */
+  RtpFieldState experiment_state;
   RtpFieldState setpoint_min_state;
-  double setpoint_min;
   RtpFieldState setpoint_max_state;
-  double setpoint_max;
   RtpFieldState setpoint_max_step_state;
-  double setpoint_max_step;
   RtpFieldState readback_pv_state;
-  const char *readback_pv;
 } RtpPvFields;
 
 /* Changes to an experiment, each as it arrived; the strings are borrowed for the call. */

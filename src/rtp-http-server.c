@@ -483,7 +483,7 @@ client_readable (GSocket *socket, GIOCondition condition, gpointer user_data)
   g_clear_pointer (&request->gone_source, g_source_unref);
   if (n <= 0 && !request->finished)
     {
-      g_autoptr (RtpRequest) hold = rtp_request_ref (request);
+      RtpRequest *hold = rtp_request_ref (request); /* the cancel handlers may drop the others */
       g_debug ("the client of %s went away while its request waited",
                g_uri_get_path (soup_server_message_get_uri (request->msg)));
       if (request->cancellable != NULL)
@@ -497,6 +497,7 @@ client_readable (GSocket *socket, GIOCondition condition, gpointer user_data)
           request->paused = FALSE;
           soup_server_message_unpause (request->msg);
         }
+      rtp_request_unref (hold);
     }
   return G_SOURCE_REMOVE;
 }

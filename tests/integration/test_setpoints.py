@@ -117,6 +117,15 @@ class GuardRails(SetpointTestCase):
         self.assertEqual(self.put({"value": "12 rpm"}, pv="Test:M1:Free").status, 200)
         self.assertEqual(self.sub.get(), ("lab/Test/M1/Free", "12 rpm", 1))
 
+    def test_refusals_in_the_callers_language(self):
+        user, token = self.create_user("greta", preferred_language="de")
+        self.s.request("PUT", "/experiments/Test", token=self.admin, json_body={"users_to_add": [user["user_id"]]})
+        self.assertError(self.put({"value": 2500}, token=token), 422,
+                         "value: 2500 liegt außerhalb des erlaubten Bereichs [0, 2000] von Test:M1:Fan.")
+        self.assertError(self.put({"value": 1000}, token=token), 409,
+                         "Der aktuelle Wert von Test:M1:Fan ist nicht bekannt, daher kann die Schrittgrenze nicht "
+                         "geprüft werden.")
+
     def test_step_rule(self):
         self.assertError(self.put({"value": 1000}), 409,
                          "The current value of Test:M1:Fan is not known, so the step limit cannot be checked.")
