@@ -239,16 +239,6 @@ unshelve (RtpRequest *request, gpointer user_data)
   respond_alarm (request, services, alarm, error);
 }
 
-void
-rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *c)
-{
-  c->warning_min_state = rtp_routes_read_integer (body, "warning_min", &c->warning_min);
-  c->warning_max_state = rtp_routes_read_integer (body, "warning_max", &c->warning_max);
-  c->delay_state = rtp_routes_read_integer (body, "delay_s", &c->delay_s);
-  c->latch_state = rtp_routes_read_boolean (body, "latch", &c->latch);
-  c->notify_clear_state = rtp_routes_read_boolean (body, "notify_clear", &c->notify_clear);
-}
-
 static void
 update_subscription (RtpRequest *request, gpointer user_data)
 {

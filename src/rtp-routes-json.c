@@ -114,3 +114,14 @@ rtp_routes_list_answer (const char *key, JsonArray *items)
   json_object_set_array_member (o, key, items);
   return o;
 }
+
+/* The alarm settings of a subscription (POST /email/subscribe and PUT /alarms/subscriptions share them). */
+void
+rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *c)
+{
+  c->warning_min_state = rtp_routes_read_integer (body, "warning_min", &c->warning_min);
+  c->warning_max_state = rtp_routes_read_integer (body, "warning_max", &c->warning_max);
+  c->delay_state = rtp_routes_read_integer (body, "delay_s", &c->delay_s);
+  c->latch_state = rtp_routes_read_boolean (body, "latch", &c->latch);
+  c->notify_clear_state = rtp_routes_read_boolean (body, "notify_clear", &c->notify_clear);
+}
