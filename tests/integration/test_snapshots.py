@@ -118,6 +118,7 @@ class Snapshots(SnapshotTestCase):
                          400, "tolerance: Value must be a number of at least 0.")
 
     def test_restore_dry_run_and_refusals(self):
+        self.fx.pv("Test:M1:Gone", samples=[[self.now - 30, 0, 7.0]])
         snap = self.take({"name": "ref"}).json["snapshot"]
         # since then: a tighter guard rail on the fan, and one PV deleted
         self.s.request("PUT", "/experiments/pvs/Test:M1:Fan", token=self.admin, json_body={"setpoint_max": 120})
@@ -127,7 +128,7 @@ class Snapshots(SnapshotTestCase):
         path = f"/snapshots/Test/{snap['id']}/restore"
         expected = {
             "Test:M1:Fan": {"outcome": "refused", "reason": "value: 150.0 is outside the allowed range [-inf, 120] of Test:M1:Fan."},
-            "Test:M1:Gone": {"outcome": "skipped", "reason": "No value was saved for this process variable."},
+            "Test:M1:Gone": {"outcome": "skipped", "reason": "The process variable (Test:M1:Gone) is not present in the database."},
             "Test:M1:Pump": {"outcome": "would_publish"},
             "Test:M1:Temp": {"outcome": "skipped", "reason": "The requested process variable does not accept user-set values."}}
         r = self.s.request("POST", path, token=self.token, json_body={"dry_run": True})
@@ -147,7 +148,12 @@ class Snapshots(SnapshotTestCase):
         self.sub.get()
         # the saved value of the deleted PV stays visible
         shown = self.s.request("GET", f"/snapshots/Test/{snap['id']}", token=self.token).json["snapshot"]
-        self.assertIn("Test:M1:Gone", shown["values"])
+        self.assertEqual(shown["values"]["Test:M1:Gone"]["value"], 7.0)
+        # an export and import of the configuration leaves snapshots alone
+        export = self.s.request("GET", "/file/export", token=self.admin).raw
+        self.assertNotIn("snapshot", export.lower())
+        self.assertEqual(self.s.request("POST", "/file/import", token=self.admin, body=export).status, 200)
+        self.assertEqual(self.s.db("SELECT COUNT(*) FROM snapshot_values WHERE snapshot_id = ?", (snap["id"],)), [(4,)])
         _, stranger = self.create_user("stan")
         self.assertError(self.s.request("POST", path, token=stranger, json_body={}), 403, NOT_ASSIGNED)
         self.assertError(self.s.request("POST", path, token=self.token, json_body={"dry_run": "yes"}), 400,
