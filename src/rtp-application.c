@@ -334,6 +334,7 @@ start (RtpApplication *self, GError **error)
                                       (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
     rtp_setpoints_set_live_values (s->setpoints, s->live);
     s->snapshots = rtp_snapshots_new (s->db, s->experiments, s->history, s->live, s->setpoints);
+    s->health = rtp_health_new (&s->config, s->db, s->archiver, s->mqtt);
   }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
@@ -351,6 +352,7 @@ start (RtpApplication *self, GError **error)
   rtp_routes_live_register (s->http, s);
   rtp_routes_alarms_register (s->http, s);
   rtp_routes_snapshots_register (s->http, s);
+  rtp_routes_health_register (s->http, s);
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -466,6 +468,7 @@ rtp_application_shutdown (GApplication *app)
   if (s->mqtt != NULL)
     rtp_mqtt_publisher_stop (s->mqtt);
   g_clear_object (&s->snapshots);
+  g_clear_object (&s->health);
   g_clear_object (&s->setpoints);
   g_clear_object (&s->history);
   g_clear_object (&s->archiver);

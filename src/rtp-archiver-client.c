@@ -354,6 +354,17 @@ deadline_passed (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* @url for the log: a password in ARCHIVER_URL's user info is never written out. */
+static char *
+redacted (const char *url)
+{
+  g_autoptr (GUri) uri = g_uri_parse (url, G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED, NULL);
+
+  if (uri == NULL || g_uri_get_password (uri) == NULL)
+    return g_strdup (url);
+  return g_uri_to_string_partial (uri, G_URI_HIDE_PASSWORD);
+}
+
 static RtpArchiverTransfer *
 start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, GTask *task)
 {
@@ -363,7 +374,7 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
   t->client = self;
   t->kind = kind;
   t->max_bytes = kind == KIND_BODY ? MIN (self->max_bytes, MAX_BODY_BYTES) : self->max_bytes;
-  t->url = g_strdup (url);
+  t->url = redacted (url);
   t->task = g_object_ref (task);
   t->error_body = g_string_new (NULL);
   t->easy = curl_easy_init ();

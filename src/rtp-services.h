@@ -9,6 +9,7 @@
 #include "rtp-mqtt-publisher.h"
 #include "rtp-setpoints.h"
 #include "rtp-snapshots.h"
+#include "rtp-health.h"
 #include "rtp-subscriptions.h"
 #include "rtp-live-values.h"
 #include "rtp-alerter.h"
@@ -28,6 +29,7 @@ typedef struct {
   RtpAlerter *alerter;
   RtpSetpoints *setpoints;
   RtpSnapshots *snapshots;
+  RtpHealth *health; /* /ready's probes */
   RtpArchiverClient *archiver;
   RtpArchiverClient *monitor_archiver; /* the live values' own connections: their polls never wait behind /data */
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
@@ -44,6 +46,7 @@ void rtp_routes_data_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_live_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_alarms_register (RtpHttpServer *http, RtpServices *services);
 void rtp_routes_snapshots_register (RtpHttpServer *http, RtpServices *services);
+void rtp_routes_health_register (RtpHttpServer *http, RtpServices *services);
 
 /* Shared JSON representations */
 /* Returns: (transfer full) */

@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 ./tools/setup.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
+# an uninstalled server finds the build's own translations (installed ones are in <prefix>/share/locale)
+export RTP_LOCALEDIR="${RTP_LOCALEDIR:-$PWD/build/po}"
 exec ./build/src/realtimeplot-server "$@"

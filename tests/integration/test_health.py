@@ -1,0 +1,69 @@
+"""GET /health and GET /ready (issue "Operate it like a service", first part)."""
+import concurrent.futures
+import time
+import urllib.parse
+
+from rtplib import ArchiverFixture, Mosquitto, ServerTestCase, free_port, main
+
+
+class Health(ServerTestCase):
+    def setUp(self):
+        self.fx = ArchiverFixture().start()
+        self.addCleanup(self.fx.stop)
+        self.broker = Mosquitto().start()
+        self.addCleanup(self.broker.cleanup)
+        self.smtp_port = free_port()  # nothing listens there
+        url = urllib.parse.urlsplit(self.fx.url)
+        self.server_env = {"ARCHIVER_URL": f"http://archiveuser:s3cret-pass@{url.netloc}",
+                           "MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}",
+                           "RTP_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}", "RTP_SMTP_FROM": "rtp@lab.example.org"}
+        super().setUp()
+        deadline = time.monotonic() + 30
+        while "connected to the MQTT broker" not in self.s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def test_liveness_needs_nothing(self):
+        r = self.s.request("GET", "/health")
+        self.assertEqual((r.status, r.json), (200, {"status": "ok", "version": "0.1.0"}))
+
+    def test_readiness(self):
+        r = self.s.request("GET", "/ready")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"status": "degraded", "checks": {
+            "database": "ok", "archiver": "ok", "mqtt": "ok", "smtp": "error: not reachable",
+            "directory": "unconfigured"}})
+        self.assertNotIn("127.0.0.1", r.raw)  # no host, no credentials: the configuration decides what is public
+        self.assertNotIn("s3cret", r.raw)
+        # the broker goes: degraded, still 200 (single features are gone, not the service)
+        self.broker.stop()
+        self.fx.stop()
+        time.sleep(5.2)  # the probes of the last 5 s are reused
+        deadline = time.monotonic() + 30
+        while True:
+            r = self.s.request("GET", "/ready")
+            if r.json["checks"]["mqtt"] != "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["status"], r.json["checks"]["mqtt"], r.json["checks"]["archiver"]),
+                         ("degraded", "error: not connected", "error: not reachable"))
+        self.assertNotIn("s3cret", self.s.stderr()[-3000:] + r.raw)
+
+    def test_probes_are_shared_and_rate_limited(self):
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: self.s.request("GET", "/ready"), range(100)))
+        self.assertEqual({a.status for a in answers}, {200})
+        probes = [q for q in self.fx.requests() if "getVersion" in q]
+        self.assertLessEqual(len(probes), 2, probes)  # one per 5 s, whatever the callers (2: a boundary)
+
+
+class Unconfigured(ServerTestCase):
+    def test_a_bare_server_is_ready(self):
+        r = self.s.request("GET", "/ready")
+        self.assertEqual((r.status, r.json["status"]), (200, "ok"))
+        self.assertEqual(r.json["checks"], {"database": "ok", "archiver": "unconfigured", "mqtt": "unconfigured",
+                                            "smtp": "unconfigured", "directory": "unconfigured"})
+
+
+if __name__ == "__main__":
+    main()
