@@ -69,9 +69,25 @@ struct _RtpRequest {
   gint64 progress_us;   /* when the client last took streamed bytes (or the stream began) */
   guint stall_id;       /* checks that a streamed answer's client keeps reading */
   GSource *gone_source; /* (owned) (nullable) watches the client's socket while a handler waits */
+  char *id;             /* (owned) X-Request-Id: the client's when sane, else made here */
 };
 
 static void stop_watching_client (RtpRequest *request);
+
+/* The client's X-Request-Id when it is sane (1 to 64 of [A-Za-z0-9._-]: nothing a log line or a
+ * header could be made to carry), else 16 random hex digits. */
+static char *
+request_id (const char *given)
+{
+  gsize n = given != NULL ? strlen (given) : 0;
+  gboolean sane = n > 0 && n <= 64;
+
+  for (gsize i = 0; sane && i < n; i++)
+    sane = g_ascii_isalnum (given[i]) || given[i] == '.' || given[i] == '_' || given[i] == '-';
+  if (sane)
+    return g_strdup (given);
+  return g_strdup_printf ("%08x%08x", g_random_int (), g_random_int ());
+}
 static void stream_stop (RtpRequest *request);
 
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
@@ -236,6 +252,7 @@ rtp_request_unref (RtpRequest *request)
   g_clear_pointer (&request->query, g_hash_table_unref);
   g_free (request->language);
   stop_watching_client (request);
+  g_free (request->id);
   g_clear_object (&request->cancellable);
   g_free (request);
 }
@@ -669,9 +686,9 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
       if (request->cancellable != NULL)
         g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;
-      g_debug ("%s %s → %u (%.1f ms)", soup_server_message_get_method (msg),
+      g_debug ("%s %s → %u (%.1f ms) [%s]", soup_server_message_get_method (msg),
                g_uri_get_path (soup_server_message_get_uri (msg)), soup_server_message_get_status (msg),
-               (g_get_monotonic_time () - request->start_us) / 1000.0);
+               (g_get_monotonic_time () - request->start_us) / 1000.0, request->id);
     }
 }
 
@@ -787,6 +804,8 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
+  request->id = request_id (soup_message_headers_get_one (headers, "X-Request-Id"));
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", request->id);
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;

@@ -57,6 +57,24 @@ class Health(ServerTestCase):
         self.assertLessEqual(len(probes), 2, probes)  # one per 5 s, whatever the callers (2: a boundary)
 
 
+class RequestIds(ServerTestCase):
+    def test_sane_ids_are_echoed_others_replaced(self):
+        import re
+        r = self.s.request("GET", "/health", headers={"X-Request-Id": "lb-42.a_b"})
+        self.assertEqual(r.header("X-Request-Id"), "lb-42.a_b")
+        r = self.s.request("GET", "/auth/users/current", headers={"X-Request-Id": "trace-7"})
+        self.assertEqual((r.status, r.header("X-Request-Id")), (401, "trace-7"))  # errors carry it too
+        seen = set()
+        for bad in ["x" * 65, "a b", "<script>", "ä", ""]:
+            r = self.s.request("GET", "/health", headers={"X-Request-Id": bad})
+            rid = r.header("X-Request-Id")
+            self.assertRegex(rid, r"^[0-9a-f]{16}$", bad)
+            seen.add(rid)
+        r = self.s.request("GET", "/health")
+        self.assertRegex(r.header("X-Request-Id"), r"^[0-9a-f]{16}$")
+        self.assertEqual(len(seen), 5)  # made fresh for each request
+
+
 class Unconfigured(ServerTestCase):
     def test_a_bare_server_is_ready(self):
         r = self.s.request("GET", "/ready")
