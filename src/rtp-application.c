@@ -17,6 +17,8 @@
 #include <glib/gstdio.h>
 #include <unistd.h>
 #include <stdio.h>
+#include "rtp-notify.h"
+
 #include <string.h>
 
 struct _RtpApplication {
@@ -38,6 +40,8 @@ struct _RtpApplication {
   guint sigterm_id;
   guint drain_id;
   guint trim_id;
+  guint watchdog_id; /* WATCHDOG=1 to systemd, from the main loop: a wedged loop is restarted */
+  guint status_id;   /* STATUS= with the requests served */
   gint64 stop_deadline_us;
 };
 
@@ -195,6 +199,7 @@ on_signal (gpointer user_data)
     return G_SOURCE_CONTINUE;
   self->stopping = TRUE;
   g_message ("stopping: finishing requests in flight");
+  rtp_notify ("STOPPING=1\nSTATUS=Stopping: finishing requests in flight");
   if (self->services.http != NULL)
     rtp_http_server_stop_accepting (self->services.http);
   self->stop_deadline_us = g_get_monotonic_time () +
@@ -202,6 +207,27 @@ on_signal (gpointer user_data)
                                      G_USEC_PER_SEC);
   /* let answers already queued be written before the loop ends */
   self->drain_id = g_timeout_add (20, finish_stop, self);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+notify_watchdog (gpointer user_data)
+{
+  rtp_notify ("WATCHDOG=1");
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+notify_status (gpointer user_data)
+{
+  RtpApplication *self = user_data;
+  g_autofree char *status = NULL;
+
+  if (self->services.http == NULL)
+    return G_SOURCE_CONTINUE;
+  status = g_strdup_printf ("STATUS=Serving; %" G_GUINT64_FORMAT " requests served",
+                            rtp_http_server_get_requests_served (self->services.http));
+  rtp_notify (status);
   return G_SOURCE_CONTINUE;
 }
 
@@ -440,8 +466,18 @@ rtp_application_startup (GApplication *app)
   /* only once SIGTERM is handled: whoever waits for this line may stop the server at once */
   {
     g_autofree char *url = rtp_http_server_dup_url (self->services.http);
+    g_autofree char *ready = g_strdup_printf ("READY=1\nSTATUS=Listening on %s", url);
+    guint64 watchdog = rtp_notify_watchdog_usec ();
     g_print ("Listening on %s\n", url);
     fflush (stdout);
+    rtp_notify (ready);
+    self->status_id = g_timeout_add_seconds (10, notify_status, self);
+    if (watchdog > 0)
+      {
+        /* half the interval, as systemd recommends; from the main loop, so only a live loop pings */
+        self->watchdog_id = g_timeout_add (MAX (watchdog / 2000, 1), notify_watchdog, self);
+        g_message ("systemd watchdog: a ping every %" G_GUINT64_FORMAT " ms", MAX (watchdog / 2000, 1));
+      }
   }
 }
 
@@ -459,6 +495,8 @@ rtp_application_shutdown (GApplication *app)
 
   g_clear_handle_id (&self->drain_id, g_source_remove);
   g_clear_handle_id (&self->trim_id, g_source_remove);
+  g_clear_handle_id (&self->watchdog_id, g_source_remove);
+  g_clear_handle_id (&self->status_id, g_source_remove);
   if (self->control != NULL)
     rtp_control_stop (self->control);
   g_clear_object (&self->control);

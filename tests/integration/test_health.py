@@ -1,9 +1,15 @@
 """GET /health and GET /ready (issue "Operate it like a service", first part)."""
 import concurrent.futures
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
+import unittest
 import urllib.parse
 
-from rtplib import ArchiverFixture, Mosquitto, ServerTestCase, free_port, main
+from rtplib import SERVER, ArchiverFixture, Mosquitto, Server, ServerTestCase, free_port, main
 
 
 class Health(ServerTestCase):
@@ -73,6 +79,71 @@ class RequestIds(ServerTestCase):
         r = self.s.request("GET", "/health")
         self.assertRegex(r.header("X-Request-Id"), r"^[0-9a-f]{16}$")
         self.assertEqual(len(seen), 5)  # made fresh for each request
+
+
+class Systemd(unittest.TestCase):
+    """Type=notify and the watchdog, with a NOTIFY_SOCKET the test reads (no systemd needed)."""
+
+    def notify_socket(self):
+        d = tempfile.mkdtemp(prefix="rtp-notify-")
+        self.addCleanup(shutil.rmtree, d, True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(os.path.join(d, "notify"))
+        sock.settimeout(10)
+        self.addCleanup(sock.close)
+        return sock
+
+    def messages(self, sock, until, seconds=10):
+        got = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                break
+            if until(got):
+                break
+        return got
+
+    def test_ready_watchdog_stopping(self):
+        sock = self.notify_socket()
+        s = Server(env={"NOTIFY_SOCKET": sock.getsockname(), "WATCHDOG_USEC": "200000"})
+        self.addCleanup(s.cleanup)
+        s.start()
+        got = self.messages(sock, lambda g: sum(m == "WATCHDOG=1" for m in g) >= 3)
+        self.assertTrue(got[0].startswith("READY=1\nSTATUS=Listening on http://127.0.0.1:"), got)
+        self.assertGreaterEqual(sum(m == "WATCHDOG=1" for m in got), 3, got)  # every 0.1 s from the main loop
+        s.stop()
+        got = self.messages(sock, lambda g: any(m.startswith("STOPPING=1") for m in g), 5)
+        self.assertTrue(any(m.startswith("STOPPING=1") for m in got), got)
+
+    def test_a_watchdog_meant_for_another_process_is_not_fed(self):
+        sock = self.notify_socket()
+        s = Server(env={"NOTIFY_SOCKET": sock.getsockname(), "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+        self.addCleanup(s.cleanup)
+        s.start()
+        got = self.messages(sock, lambda g: False, 1.0)
+        self.assertEqual([m.split("\n")[0] for m in got], ["READY=1"])
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze is not installed")
+    def test_the_unit_verifies(self):
+        unit = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(SERVER))), "data",
+                            "realtimeplot-server.service")
+        with open(unit) as f:
+            text = f.read()
+        self.assertIn("Type=notify", text)
+        self.assertIn("WatchdogSec=", text)
+        bindir = os.path.dirname(os.path.abspath(SERVER))
+        d = tempfile.mkdtemp(prefix="rtp-unit-")
+        self.addCleanup(shutil.rmtree, d, True)
+        local = os.path.join(d, "realtimeplot-server.service")
+        with open(local, "w") as f:  # the programs as built here, not yet installed
+            f.write("\n".join(f"ExecStart={bindir}/realtimeplot-server " + l.split(" ", 1)[1]
+                              if l.startswith("ExecStart=") else
+                              f"ExecReload={bindir}/rtpctl " + l.split(" ", 1)[1] if l.startswith("ExecReload=") else l
+                              for l in text.splitlines()))
+        r = subprocess.run(["systemd-analyze", "verify", local], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 class Unconfigured(ServerTestCase):
