@@ -10,7 +10,7 @@
 #include "rtp-health.h"
 #include "rtp-error.h"
 
-#define PROBE_AGE_US (5 * G_USEC_PER_SEC)
+#define PROBE_AGE_US ((gint64) 5 * G_USEC_PER_SEC)
 
 struct _RtpHealth {
   GObject parent_instance;
