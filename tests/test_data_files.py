@@ -40,7 +40,7 @@ class DataFiles(unittest.TestCase):
     def test_unit_hardening(self):
         with open(os.path.join(BUILD, "data", "realtimeplot-server.service")) as f:
             unit = f.read()
-        for line in ["Type=dbus", "BusName=org.realtimeplot.Server1", "ProtectSystem=strict", "StateDirectory=realtimeplot",
+        for line in ["Type=notify", "WatchdogSec=30", "BusName=org.realtimeplot.Server1", "ProtectSystem=strict", "StateDirectory=realtimeplot",
                      "Environment=HOME=%S/realtimeplot", "NoNewPrivileges=true"]:
             self.assertIn(line + "\n", unit)
         self.assertNotIn("@", unit.replace("@system-service", ""))  # every placeholder filled in

@@ -169,6 +169,9 @@ class TwoInstances(SnapshotTestCase):
             with open(os.path.join(b.dir, "pg_database"), "w") as f:
                 f.write(self.s.pg_database)
         b.start()
+        deadline = time.monotonic() + 30
+        while "connected to the MQTT broker" not in b.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)  # B's broker connection comes up after it listens
         snap = self.take({"name": "on a"}).json["snapshot"]
         admin_b = b.login("admin", self.s.admin_password)
         admin_id = b.request("GET", "/auth/users/current", token=admin_b).json["user"]["user_id"]
