@@ -753,10 +753,8 @@ static char *
 control_local_time (RtpControl *self, gint64 us)
 {
   char buf[64];
-  gint64 secs = us >= 0 ? us / G_USEC_PER_SEC : (us - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC;
 
-  rtp_time_format (rtp_history_get_time_zone (self->services->history), secs,
-                   (gint32) ((us - secs * G_USEC_PER_SEC) * 1000), buf);
+  rtp_time_format_us (rtp_history_get_time_zone (self->services->history), us, buf);
   return g_strdup (buf);
 }
 

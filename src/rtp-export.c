@@ -662,6 +662,24 @@ advance (Job *job)
   finish_answer (job);
 }
 
+/* Around the export's callbacks: the sink's context (an HTTP request's language) */
+static void
+sink_enter (Job *job)
+{
+  if (job->sink_funcs->enter != NULL)
+    job->sink_funcs->enter (job->sink);
+}
+
+/* ...and after one: a completed operation gives up its hold on the job; the last frees it. */
+static void
+sink_leave_and_release (Job *job)
+{
+  if (job->sink_funcs->leave != NULL)
+    job->sink_funcs->leave (job->sink);
+  if (--job->outstanding == 0)
+    job_free (job);
+}
+
 static void
 metadata_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -670,16 +688,12 @@ metadata_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   job->meta = rtp_history_metadata_finish (job->history, result, &error);
   job->meta_pending = FALSE;
-  if (job->sink_funcs->enter != NULL)
-    job->sink_funcs->enter (job->sink);
+  sink_enter (job);
   if (job->meta == NULL && !job->finished)
     fail (job, error);
   else if (!job->finished)
     advance (job);
-  if (job->sink_funcs->leave != NULL)
-    job->sink_funcs->leave (job->sink);
-  if (--job->outstanding == 0)
-    job_free (job);
+  sink_leave_and_release (job);
 }
 
 static void
@@ -692,8 +706,7 @@ fetch_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   f->transfer = NULL;
   f->done = TRUE;
-  if (job->sink_funcs->enter != NULL)
-    job->sink_funcs->enter (job->sink);
+  sink_enter (job);
   if (!rtp_history_fetch_finish (job->history, result, &found, &error))
     {
       if (!job->finished)
@@ -709,10 +722,7 @@ fetch_done (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   else if (!job->finished)
     advance (job);
-  if (job->sink_funcs->leave != NULL)
-    job->sink_funcs->leave (job->sink);
-  if (--job->outstanding == 0)
-    job_free (job);
+  sink_leave_and_release (job);
 }
 
 static gboolean
@@ -842,8 +852,7 @@ multi_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   job->fetches[job->current].transfer = NULL;
   job->multi_transfer = NULL;
-  if (job->sink_funcs->enter != NULL)
-    job->sink_funcs->enter (job->sink);
+  sink_enter (job);
   if (!rtp_history_fetch_finish (job->history, result, &found, &error))
     {
       if (!job->finished)
@@ -874,10 +883,7 @@ multi_done (GObject *source, GAsyncResult *result, gpointer user_data)
       job->current = job->pvs->len;
       advance (job); /* the suffix, once the metadata is there too */
     }
-  if (job->sink_funcs->leave != NULL)
-    job->sink_funcs->leave (job->sink);
-  if (--job->outstanding == 0)
-    job_free (job);
+  sink_leave_and_release (job);
 }
 
 static void

@@ -251,12 +251,10 @@ values_at_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else
     {
       g_autoptr (GString) out = g_string_new ("{\"at\":\"");
-      gint64 secs = r->at_us / G_USEC_PER_SEC - (r->at_us % G_USEC_PER_SEC < 0 ? 1 : 0);
-      gint32 nanos = (gint32) ((r->at_us - secs * G_USEC_PER_SEC) * 1000);
       gsize len;
       GBytes *bytes;
 
-      g_string_append_len (out, time_buf, (gssize) rtp_time_format (r->tz, secs, nanos, time_buf));
+      g_string_append_len (out, time_buf, (gssize) rtp_time_format_us (r->tz, r->at_us, time_buf));
       g_string_append (out, "\",\"values\":{");
       for (guint i = 0; g_ptr_array_index (r->pvs, i) != NULL; i++)
         {

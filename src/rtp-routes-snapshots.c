@@ -40,10 +40,8 @@ static char *
 local_time (RtpServices *services, gint64 us)
 {
   char buf[64];
-  gint64 secs = us >= 0 ? us / G_USEC_PER_SEC : (us - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC;
 
-  rtp_time_format (rtp_history_get_time_zone (services->history), secs, (gint32) ((us - secs * G_USEC_PER_SEC) * 1000),
-                   buf);
+  rtp_time_format_us (rtp_history_get_time_zone (services->history), us, buf);
   return g_strdup (buf);
 }
 

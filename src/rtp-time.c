@@ -255,6 +255,14 @@ rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf)
 }
 
 gsize
+rtp_time_format_us (GTimeZone *tz, gint64 us, char *buf)
+{
+  gint64 secs = us >= 0 ? us / G_USEC_PER_SEC : (us - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC;
+
+  return rtp_time_format (tz, secs, (gint32) ((us - secs * G_USEC_PER_SEC) * 1000), buf);
+}
+
+gsize
 rtp_time_format_utc (gint64 secs, gint32 nanos, char *buf)
 {
   int len = format_civil (secs, nanos, 'T', buf);

@@ -15,6 +15,9 @@ gboolean rtp_time_parse (const char *text, GTimeZone *tz, gint64 *out_us);
  * returns the length written. */
 gsize rtp_time_format (GTimeZone *tz, gint64 secs, gint32 nanos, char *buf);
 
+/* rtp_time_format() of @us (microseconds since the epoch, negative ones too). */
+gsize rtp_time_format_us (GTimeZone *tz, gint64 us, char *buf);
+
 /* "YYYY-MM-DDTHH:MM:SS[.ffffff|.fffffffff]Z": UTC, the fraction as in rtp_time_format(). @buf holds
  * 64 bytes; returns the length written. */
 gsize rtp_time_format_utc (gint64 secs, gint32 nanos, char *buf);
