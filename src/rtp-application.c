@@ -312,6 +312,31 @@ start (RtpApplication *self, GError **error)
   user_settings.lockout_s = (guint) rtp_config_get_int (config, "RTP_LOGIN_LOCKOUT_S");
   s->users = rtp_user_manager_new (s->db, g_bytes_get_data (key, NULL), g_bytes_get_size (key), &user_settings);
   {
+    g_autofree char *bind_password = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_LDAP_BIND_PASSWORD");
+    RtpDirectorySettings directory = {
+      .urls = rtp_config_get_string (config, "RTP_LDAP_URL"),
+      .starttls = rtp_config_is_set (config, "RTP_LDAP_STARTTLS")
+                    ? (int) rtp_config_get_int (config, "RTP_LDAP_STARTTLS")
+                    : -1,
+      .insecure = rtp_config_get_int (config, "RTP_LDAP_INSECURE") != 0,
+      .ca_file = rtp_config_get_string (config, "RTP_LDAP_CA_FILE"),
+      .bind_dn = rtp_config_get_string (config, "RTP_LDAP_BIND_DN"),
+      .bind_password = bind_password,
+      .base_dn = rtp_config_get_string (config, "RTP_LDAP_BASE_DN"),
+      .user_filter = rtp_config_get_string (config, "RTP_LDAP_USER_FILTER"),
+      .attr_first_name = rtp_config_get_string (config, "RTP_LDAP_ATTR_FIRST_NAME"),
+      .attr_last_name = rtp_config_get_string (config, "RTP_LDAP_ATTR_LAST_NAME"),
+      .attr_email = rtp_config_get_string (config, "RTP_LDAP_ATTR_EMAIL"),
+      .admin_group = rtp_config_get_string (config, "RTP_LDAP_ADMIN_GROUP"),
+      .experiment_groups = rtp_config_get_string (config, "RTP_LDAP_EXPERIMENT_GROUPS"),
+      .timeout_s = rtp_config_get_double (config, "RTP_LDAP_TIMEOUT"),
+    };
+    s->directory = rtp_directory_new (&directory, error);
+    if (s->directory == NULL)
+      return FALSE;
+    rtp_user_manager_set_directory (s->users, s->directory);
+  }
+  {
     g_autofree char *admin_password = rtp_secrets_lookup_with_fallback (self->secrets, config,
                                                                         "DEFAULT_ADMIN_PASSWORD");
     if (!rtp_user_manager_ensure_admin (s->users, rtp_config_get_string (config, "DEFAULT_ADMIN_NAME"), admin_password,
@@ -360,7 +385,7 @@ start (RtpApplication *self, GError **error)
                                       (guint) rtp_config_get_int (config, "RTP_AUDIT_RETENTION_DAYS"));
     rtp_setpoints_set_live_values (s->setpoints, s->live);
     s->snapshots = rtp_snapshots_new (s->db, s->experiments, s->history, s->live, s->setpoints);
-    s->health = rtp_health_new (&s->config, s->db, s->archiver, s->mqtt);
+    s->health = rtp_health_new (&s->config, s->db, s->archiver, s->mqtt, s->directory);
   }
 
   http_settings.max_body_bytes = (gsize) rtp_config_get_int (config, "RTP_MAX_BODY_BYTES");
@@ -517,6 +542,7 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->mqtt);
   g_clear_object (&s->experiments);
   g_clear_object (&s->users);
+  g_clear_object (&s->directory);
   if (s->db != NULL)
     rtp_database_close (s->db);
   g_clear_object (&s->db);

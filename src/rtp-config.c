@@ -73,11 +73,25 @@ static const KeyInfo keys[] = {
   { "RTP_SHUTDOWN_TIMEOUT", KIND_DOUBLE, FALSE, "10", 0, 3600 },
   { "RTP_CLIENT_TIMEOUT", KIND_DOUBLE, FALSE, "15", 0, 3600 },
   { "RTP_MAX_CONNECTIONS", KIND_INT, FALSE, "1024", 0, 1000000 },
+  { "RTP_LDAP_URL", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_STARTTLS", KIND_INT, FALSE, NULL, 0, 1 },
+  { "RTP_LDAP_INSECURE", KIND_INT, FALSE, "0", 0, 1 },
+  { "RTP_LDAP_CA_FILE", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_BIND_DN", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_BIND_PASSWORD", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_BASE_DN", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_USER_FILTER", KIND_STRING, FALSE, "(&(objectClass=person)(uid=%s))", 0, 0 },
+  { "RTP_LDAP_ATTR_FIRST_NAME", KIND_STRING, FALSE, "givenName", 0, 0 },
+  { "RTP_LDAP_ATTR_LAST_NAME", KIND_STRING, FALSE, "sn", 0, 0 },
+  { "RTP_LDAP_ATTR_EMAIL", KIND_STRING, FALSE, "mail", 0, 0 },
+  { "RTP_LDAP_ADMIN_GROUP", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_EXPERIMENT_GROUPS", KIND_STRING, FALSE, NULL, 0, 0 },
+  { "RTP_LDAP_TIMEOUT", KIND_DOUBLE, FALSE, "5", 0, 600 },
 };
 
 /* Doubles whose range must exclude 0 (timeouts): validated with min 0 exclusive. */
 static const char *const positive_doubles[] = { "RTP_ARCHIVER_TIMEOUT", "RTP_MQTT_TIMEOUT", "RTP_MONITOR_INTERVAL",
-                                                "RTP_CLIENT_TIMEOUT", NULL };
+                                                "RTP_CLIENT_TIMEOUT",   "RTP_LDAP_TIMEOUT", NULL };
 
 struct _RtpConfig {
   GObject parent_instance;

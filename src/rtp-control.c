@@ -67,6 +67,7 @@ user_to_variant (gconstpointer item)
   g_variant_dict_insert (&d, "email", "s", u->email != NULL ? u->email : "");
   g_variant_dict_insert (&d, "user_type", "s", u->user_type);
   g_variant_dict_insert (&d, "preferred_language", "s", u->preferred_language);
+  g_variant_dict_insert (&d, "source", "s", u->from_directory ? "directory" : "local");
   return g_variant_dict_end (&d);
 }
 
@@ -173,6 +174,7 @@ handle_get_status (RtpDbusServer1 *skeleton, GDBusMethodInvocation *invocation, 
   g_variant_dict_insert (&d, "process_variables", "u", pvs);
   g_variant_dict_insert (&d, "mqtt_connected", "b", rtp_mqtt_publisher_get_connected (s->mqtt));
   g_variant_dict_insert (&d, "archiver_configured", "b", rtp_archiver_client_is_configured (s->archiver));
+  g_variant_dict_insert (&d, "directory", "s", rtp_directory_get_state (s->directory));
   g_variant_dict_insert (&d, "requests_served", "t", rtp_http_server_get_requests_served (s->http));
   g_variant_dict_insert (&d, "mqtt_outbox", "u", rtp_subscriptions_outbox_length (s->subscriptions));
   rtp_dbus_server1_complete_get_status (skeleton, invocation, g_variant_dict_end (&d));

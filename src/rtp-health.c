@@ -18,6 +18,7 @@ struct _RtpHealth {
   RtpDatabase *db;             /* (owned) */
   RtpArchiverClient *archiver; /* (owned) */
   RtpMqttPublisher *mqtt;      /* (owned) */
+  RtpDirectory *directory;     /* (owned) */
   char *states[RTP_N_CHECKS];  /* (owned) the last results */
   gint64 probed_us;            /* when they were probed (0: never) */
   guint pending;               /* probes running */
@@ -43,6 +44,7 @@ rtp_health_finalize (GObject *object)
   g_clear_object (&self->db);
   g_clear_object (&self->archiver);
   g_clear_object (&self->mqtt);
+  g_clear_object (&self->directory);
   for (guint i = 0; i < RTP_N_CHECKS; i++)
     g_free (self->states[i]);
   g_ptr_array_unref (self->waiting);
@@ -62,7 +64,8 @@ rtp_health_init (RtpHealth *self)
 }
 
 RtpHealth *
-rtp_health_new (RtpConfig **config_source, RtpDatabase *db, RtpArchiverClient *archiver, RtpMqttPublisher *mqtt)
+rtp_health_new (RtpConfig **config_source, RtpDatabase *db, RtpArchiverClient *archiver, RtpMqttPublisher *mqtt,
+                RtpDirectory *directory)
 {
   RtpHealth *self = g_object_new (RTP_TYPE_HEALTH, NULL);
 
@@ -70,6 +73,7 @@ rtp_health_new (RtpConfig **config_source, RtpDatabase *db, RtpArchiverClient *a
   self->db = g_object_ref (db);
   self->archiver = g_object_ref (archiver);
   self->mqtt = g_object_ref (mqtt);
+  self->directory = g_object_ref (directory);
   return self;
 }
 
@@ -138,6 +142,18 @@ smtp_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
+directory_answered (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  RtpHealth *self = user_data;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = rtp_directory_probe_finish (RTP_DIRECTORY (source), result, &error);
+
+  /* the reason stays in the log (rtp-directory says it once) */
+  set_state (self, RTP_CHECK_DIRECTORY, ok ? "ok" : "error: not available");
+  probe_done (self);
+}
+
+static void
 probe (RtpHealth *self)
 {
   RtpConfig *config = *self->config;
@@ -191,7 +207,14 @@ probe (RtpHealth *self)
         }
     }
 
-  set_state (self, RTP_CHECK_DIRECTORY, "unconfigured"); /* no directory login yet */
+  if (!rtp_directory_is_configured (self->directory))
+    set_state (self, RTP_CHECK_DIRECTORY, "unconfigured");
+  else
+    {
+      self->probes[RTP_CHECK_DIRECTORY]++;
+      self->pending++;
+      rtp_directory_probe_async (self->directory, NULL, directory_answered, self);
+    }
   probe_done (self);
 }
 

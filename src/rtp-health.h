@@ -6,6 +6,7 @@
 #include "rtp-archiver-client.h"
 #include "rtp-config.h"
 #include "rtp-database.h"
+#include "rtp-directory.h"
 #include "rtp-mqtt-publisher.h"
 
 G_BEGIN_DECLS
@@ -27,7 +28,7 @@ const char *rtp_check_name (RtpCheck check);
 
 /* Returns: (transfer full) */
 RtpHealth *rtp_health_new (RtpConfig **config_source, RtpDatabase *db, RtpArchiverClient *archiver,
-                           RtpMqttPublisher *mqtt);
+                           RtpMqttPublisher *mqtt, RtpDirectory *directory);
 
 /* The state of every dependency: "ok", "unconfigured" or "error: <reason>" — a reason that names no
  * host, URL or secret. A probe older than 5 s is repeated; callers meanwhile share the one running. */

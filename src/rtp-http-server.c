@@ -354,6 +354,27 @@ rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password)
   return TRUE;
 }
 
+/**
+ * rtp_request_basic_auth_unusable:
+ *
+ * Returns: %TRUE when the request carries `Authorization: Basic` with a `login:password` pair that no
+ *   account can have (a NUL byte, text that is not UTF-8): a login attempt that matches nobody
+ */
+gboolean
+rtp_request_basic_auth_unusable (RtpRequest *request)
+{
+  const char *header = soup_message_headers_get_one (soup_server_message_get_request_headers (request->msg),
+                                                     "Authorization");
+  g_autofree guchar *decoded = NULL;
+  gsize len = 0;
+
+  if (header == NULL || g_ascii_strncasecmp (header, "Basic ", 6) != 0)
+    return FALSE;
+  decoded = g_base64_decode (header + 6, &len);
+  return decoded != NULL && len > 2 && memchr (decoded, ':', len) != NULL &&
+         (memchr (decoded, 0, len) != NULL || !g_utf8_validate ((const char *) decoded, (gssize) len, NULL));
+}
+
 void
 rtp_request_pause (RtpRequest *request)
 {

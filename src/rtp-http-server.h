@@ -80,6 +80,7 @@ const char *rtp_request_get_header (RtpRequest *request, const char *name);
 /* Returns: (transfer none) */
 const char *rtp_request_get_client (RtpRequest *request);
 gboolean rtp_request_get_basic_auth (RtpRequest *request, char **login, char **password);
+gboolean rtp_request_basic_auth_unusable (RtpRequest *request);
 
 /* A handler that cannot answer at once pauses; any respond call resumes. */
 void rtp_request_pause (RtpRequest *request);

@@ -31,6 +31,8 @@ rtp_user_to_json (const RtpUser *user)
     json_object_set_null_member (o, "email");
   json_object_set_string_member (o, "user_type", user->user_type);
   json_object_set_string_member (o, "preferred_language", user->preferred_language);
+  if (user->from_directory)
+    json_object_set_string_member (o, "source", "directory");
   for (guint i = 0; ids != NULL && i < ids->len; i++)
     {
       g_autofree char *url = rtp_url_for ("/experiments/", g_ptr_array_index (ids, i));
@@ -84,6 +86,13 @@ get_access_token (RtpRequest *request, gpointer user_data)
   g_autofree char *login = NULL;
   g_autofree char *password = NULL;
 
+  if (rtp_request_basic_auth_unusable (request))
+    {
+      /* a NUL or bytes that are not UTF-8: nobody's login, and never cut short into someone's */
+      rtp_request_respond_error_message (request, 403,
+                                         _ ("The login_name and password combination is not present in the database."));
+      return;
+    }
   if (!rtp_request_get_basic_auth (request, &login, &password) || login[0] == '\0' || password[0] == '\0')
     {
       rtp_request_respond_error_message (request, 401,

@@ -34,6 +34,7 @@ typedef struct {
   RtpArchiverClient *monitor_archiver; /* the live values' own connections: their polls never wait behind /data */
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
   RtpHttpServer *http;
+  RtpDirectory *directory; /* directory logins (unconfigured when RTP_LDAP_URL is unset) */
 } RtpServices;
 
 /* Route registration, one per rtp-routes-<area>.c */

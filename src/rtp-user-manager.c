@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #define USER_COLUMNS                                                                                                   \
-  "user_id, login_name, first_name, last_name, email, user_type, preferred_language, password_version"
+  "user_id, login_name, first_name, last_name, email, user_type, preferred_language, password_version, source"
 
 struct _RtpUserManager {
   GObject parent_instance;
@@ -40,8 +40,9 @@ struct _RtpUserManager {
   char *select_by_login; /* (owned) the same with password_hash */
   char *select_all;      /* (owned) */
   /* the token check's two memories, main thread only (see verify_token) */
-  GHashTable *verified; /* (owned) token → VerifiedToken: tokens whose signature was checked */
-  RtpStampCache *users; /* (owned) user_id → RtpUser */
+  GHashTable *verified;    /* (owned) token → VerifiedToken: tokens whose signature was checked */
+  RtpStampCache *users;    /* (owned) user_id → RtpUser */
+  RtpDirectory *directory; /* (owned) (nullable) */
 };
 
 typedef struct {
@@ -98,6 +99,7 @@ rtp_user_copy (const RtpUser *user)
   copy->user_type = g_strdup (user->user_type);
   copy->preferred_language = g_strdup (user->preferred_language);
   copy->password_version = user->password_version;
+  copy->from_directory = user->from_directory;
   copy->experiment_ids = rtp_str_list_copy (user->experiment_ids);
   return copy;
 }
@@ -152,7 +154,8 @@ user_from_row (GdaDataModel *model, guint row)
   user->user_type = g_strdup (rtp_db_str (model, row, 5));
   user->preferred_language = g_strdup (rtp_db_str (model, row, 6));
   user->password_version = rtp_db_int0 (model, row, 7);
-  user->experiment_ids = rtp_db_str_list (model, row, 8);
+  user->from_directory = g_strcmp0 (rtp_db_str (model, row, 8), "directory") == 0;
+  user->experiment_ids = rtp_db_str_list (model, row, 9);
   return user;
 }
 
@@ -189,6 +192,7 @@ rtp_user_manager_finalize (GObject *object)
   g_free (self->select_all);
   g_hash_table_unref (self->verified);
   rtp_stamp_cache_free (self->users);
+  g_clear_object (&self->directory);
   G_OBJECT_CLASS (rtp_user_manager_parent_class)->finalize (object);
 }
 
@@ -233,6 +237,12 @@ rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
   self->lockout_s = settings->lockout_s > 0 ? settings->lockout_s : 60;
   self->max_pending = settings->max_pending > 0 ? settings->max_pending : 64;
   return self;
+}
+
+void
+rtp_user_manager_set_directory (RtpUserManager *self, RtpDirectory *directory)
+{
+  g_set_object (&self->directory, directory);
 }
 
 static gboolean
@@ -346,7 +356,7 @@ get_by_login (RtpUserManager *self, const char *login, char **password_hash, GEr
       return NULL;
     }
   if (password_hash != NULL)
-    *password_hash = g_strdup (rtp_db_str (model, 0, 9));
+    *password_hash = g_strdup (rtp_db_str (model, 0, 10));
   return user_from_row (model, 0);
 }
 
@@ -768,6 +778,194 @@ login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_task_return_pointer (outer, rtp_user_manager_issue_token (self, d->user), g_free);
 }
 
+/* ---- directory logins ------------------------------------------------------------ */
+
+static gboolean
+experiment_exists (RtpUserManager *self, const char *short_id, gboolean *exists, GError **error)
+{
+  gint64 n = rtp_database_select_int (self->db, error, "SELECT COUNT(*) FROM experiments WHERE short_id = :id", "id",
+                                      RTP_DB_STR, short_id, NULL);
+  if (n < 0)
+    return FALSE;
+  *exists = n > 0;
+  return TRUE;
+}
+
+/* The row of a directory user whose login the directory no longer accepts as a member: every token of
+ * theirs ends (password_version rises) and the assignments their groups gave go. */
+static void
+retire_directory_user (RtpUserManager *self, const RtpUser *user, const char *why)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, &error);
+
+  if (tx == NULL ||
+      rtp_database_exec (self->db, &error,
+                         "UPDATE users SET password_version = password_version + 1 WHERE user_id = :id", "id",
+                         RTP_DB_STR, user->user_id, NULL) < 0 ||
+      rtp_database_exec (self->db, &error, "DELETE FROM user_experiments WHERE user_id = :id AND source = 'directory'",
+                         "id", RTP_DB_STR, user->user_id, NULL) < 0 ||
+      !rtp_transaction_commit (tx, &error))
+    {
+      g_warning ("could not revoke the tokens of the directory user '%s': %s", user->login_name, error->message);
+      return;
+    }
+  g_message ("directory user '%s' %s: their tokens are revoked", user->login_name, why);
+}
+
+/* Creates or updates the row of the directory user @login from @entry, in one transaction.
+ * Returns: (transfer full): the user id */
+static char *
+sync_directory_user (RtpUserManager *self, const char *login, const RtpDirectoryEntry *entry, GError **error)
+{
+  g_autoptr (RtpTransaction) tx = rtp_database_begin_transaction (self->db, error);
+  g_autoptr (GdaDataModel) row = NULL;
+  g_autoptr (GdaDataModel) assigned = NULL;
+  g_autofree char *user_id = NULL;
+  const char *type = entry->admin ? "Admin" : "User";
+  const char *first = entry->first_name != NULL ? entry->first_name : login;
+  const char *last = entry->last_name != NULL ? entry->last_name : "";
+  const char *email = entry->email != NULL && rtp_validate_email (entry->email) ? entry->email : NULL;
+  gboolean changed = FALSE;
+
+  if (tx == NULL)
+    return NULL;
+  /* the entry is the identity: the row of its DN, else the directory row of this login */
+  row = rtp_database_select (
+    self->db, error,
+    "SELECT user_id, user_type, login_name FROM users WHERE source = 'directory' AND "
+    "(directory_dn = :dn OR login_name = :login) ORDER BY CASE WHEN directory_dn = :dn THEN 0 ELSE 1 END",
+    "dn", RTP_DB_STR, entry->dn, "login", RTP_DB_STR, login, NULL);
+  if (row == NULL)
+    return NULL;
+  if (rtp_db_rows (row) == 0)
+    {
+      user_id = g_uuid_string_random ();
+      if (rtp_database_exec (self->db, error,
+                             "INSERT INTO users (user_id, login_name, first_name, last_name, email, password_hash, "
+                             "user_type, preferred_language, password_version, source, directory_dn) "
+                             "VALUES (:id, :login, :first, :last, :email, :hash, :type, 'en', 0, 'directory', :dn)",
+                             "id", RTP_DB_STR, user_id, "login", RTP_DB_STR, login, "first", RTP_DB_STR, first, "last",
+                             RTP_DB_STR, last, "email", RTP_DB_STR, email, "hash", RTP_DB_STR,
+                             RTP_DIRECTORY_PASSWORD_MARKER, "type", RTP_DB_STR, type, "dn", RTP_DB_STR, entry->dn,
+                             NULL) < 0)
+        return NULL;
+      g_message ("created the directory user '%s' (%s, %s) from %s", login, user_id, type, entry->dn);
+    }
+  else
+    {
+      gboolean demoted = g_strcmp0 (rtp_db_str (row, 0, 1), "Admin") == 0 && !entry->admin;
+      user_id = g_strdup (rtp_db_str (row, 0, 0));
+      changed = g_strcmp0 (rtp_db_str (row, 0, 1), type) != 0;
+      if (rtp_database_exec (self->db, error,
+                             "UPDATE users SET first_name = :first, last_name = :last, email = :email, "
+                             "user_type = :type, directory_dn = :dn, password_version = password_version + :bump "
+                             "WHERE user_id = :id",
+                             "first", RTP_DB_STR, first, "last", RTP_DB_STR, last, "email", RTP_DB_STR, email, "type",
+                             RTP_DB_STR, type, "dn", RTP_DB_STR, entry->dn, "bump", RTP_DB_INT, (gint64) demoted, "id",
+                             RTP_DB_STR, user_id, NULL) < 0)
+        return NULL;
+      if (changed)
+        g_message ("directory user '%s' is now %s (from the directory's groups)", rtp_db_str (row, 0, 2), type);
+    }
+
+  /* the groups' assignments follow the groups; those made here stay */
+  assigned = rtp_database_select (self->db, error, "SELECT short_id, source FROM user_experiments WHERE user_id = :id",
+                                  "id", RTP_DB_STR, user_id, NULL);
+  if (assigned == NULL)
+    return NULL;
+  for (guint i = 0; i < rtp_db_rows (assigned); i++)
+    {
+      const char *short_id = rtp_db_str (assigned, i, 0);
+      if (g_strcmp0 (rtp_db_str (assigned, i, 1), "directory") == 0 &&
+          !g_ptr_array_find_with_equal_func (entry->experiments, short_id, g_str_equal, NULL) &&
+          rtp_database_exec (self->db, error, "DELETE FROM user_experiments WHERE user_id = :id AND short_id = :e",
+                             "id", RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
+        return NULL;
+    }
+  for (guint i = 0; i < entry->experiments->len; i++)
+    {
+      const char *short_id = g_ptr_array_index (entry->experiments, i);
+      gboolean present = FALSE, exists = FALSE;
+
+      for (guint j = 0; j < rtp_db_rows (assigned) && !present; j++)
+        present = g_strcmp0 (rtp_db_str (assigned, j, 0), short_id) == 0;
+      if (present)
+        continue;
+      if (!experiment_exists (self, short_id, &exists, error))
+        return NULL;
+      if (!exists)
+        {
+          g_warning ("RTP_LDAP_EXPERIMENT_GROUPS names the experiment '%s', which does not exist", short_id);
+          continue;
+        }
+      if (rtp_database_exec (self->db, error,
+                             "INSERT INTO user_experiments (user_id, short_id, source) VALUES (:id, :e, 'directory')",
+                             "id", RTP_DB_STR, user_id, "e", RTP_DB_STR, short_id, NULL) < 0)
+        return NULL;
+    }
+  if (!rtp_transaction_commit (tx, error))
+    return NULL;
+  return g_steal_pointer (&user_id);
+}
+
+static void
+login_directory_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) outer = user_data;
+  RtpUserManager *self = g_task_get_source_object (outer);
+  LoginData *d = g_task_get_task_data (outer);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpDirectoryEntry) entry = rtp_directory_authenticate_finish (RTP_DIRECTORY (source), result, &error);
+  g_autofree char *user_id = NULL;
+
+  if (entry == NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_UNAVAILABLE))
+    {
+      finish_attempt (self, d->login, d->client, FALSE);
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_UNAVAILABLE, "%s",
+                               _ ("The directory service is not available."));
+      return;
+    }
+  if (entry != NULL && !entry->grouped)
+    {
+      g_clear_pointer (&entry, rtp_directory_entry_free);
+      g_set_error_literal (&error, RTP_ERROR, RTP_ERROR_NOT_FOUND, "in no configured group");
+    }
+  if (entry == NULL)
+    {
+      /* a directory user the directory no longer knows (or whose groups were all taken away) */
+      if (d->user != NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+        retire_directory_user (self, d->user,
+                               g_str_equal (error->message, "in no configured group") ? "is in no configured group"
+                                                                                      : "is gone from the directory");
+      finish_attempt (self, d->login, d->client, TRUE);
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
+                               _ ("The login_name and password combination is not present in the database."));
+      return;
+    }
+  finish_attempt (self, d->login, d->client, FALSE);
+  user_id = sync_directory_user (self, d->login, entry, &error);
+  if (user_id == NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_EXISTS))
+    {
+      /* another instance made the row at the same moment: it is there now */
+      g_clear_error (&error);
+      user_id = sync_directory_user (self, d->login, entry, &error);
+    }
+  if (user_id == NULL)
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  rtp_user_free (d->user);
+  d->user = rtp_user_manager_get (self, user_id, &error);
+  if (d->user == NULL)
+    {
+      g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  g_task_return_pointer (outer, rtp_user_manager_issue_token (self, d->user), g_free);
+}
+
 void
 rtp_user_manager_login_async (RtpUserManager *self, const char *login, const char *password, const char *client,
                               GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
@@ -796,6 +994,23 @@ rtp_user_manager_login_async (RtpUserManager *self, const char *login, const cha
       finish_attempt (self, login, client, FALSE);
       password_job_free (job);
       g_task_return_error (outer, g_steal_pointer (&error));
+      return;
+    }
+  if (self->directory != NULL && rtp_directory_is_configured (self->directory) &&
+      (d->user == NULL || d->user->from_directory))
+    {
+      /* not a local password: the directory decides, for a name that could be a login here
+       * (the directory's matching ignores case and outer spaces: "alice " would be alice) */
+      password_job_free (job);
+      if (!rtp_validate_login_name (login, NULL))
+        {
+          finish_attempt (self, login, client, TRUE);
+          g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
+                                   _ ("The login_name and password combination is not present in the database."));
+          return;
+        }
+      rtp_directory_authenticate_async (self->directory, login, password, cancellable, login_directory_done,
+                                        g_steal_pointer (&outer));
       return;
     }
   if (self->dummy_hash == NULL)
@@ -1391,7 +1606,10 @@ rtp_user_manager_update_async (RtpUserManager *self, const RtpUser *caller, cons
   if (given (changes, RTP_USER_FIELD_PASSWORD))
     {
       const char *password = text_of (changes, RTP_USER_FIELD_PASSWORD);
-      if (!rtp_user_is_admin (caller) && (proof == NULL || proof->password == NULL))
+      if (target->from_directory)
+        g_ptr_array_add (d->errors,
+                         g_strdup (_ ("password: The password of a directory account is changed in the directory.")));
+      else if (!rtp_user_is_admin (caller) && (proof == NULL || proof->password == NULL))
         d->proof_missing = TRUE;
       else if (!rtp_user_is_admin (caller) && proof->login != NULL && proof->login[0] != '\0' &&
                g_strcmp0 (proof->login, caller->login_name) != 0)
@@ -1504,6 +1722,12 @@ rtp_user_manager_reset_password_async (RtpUserManager *self, const char *login, 
   if (user == NULL)
     {
       g_task_return_error (outer, error);
+      return;
+    }
+  if (user->from_directory)
+    {
+      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_INVALID, "%s",
+                               _ ("password: The password of a directory account is changed in the directory."));
       return;
     }
   g_task_set_task_data (outer, g_strdup (user->user_id), g_free);

@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 
 #include "rtp-database.h"
+#include "rtp-directory.h"
 #include "rtp-validate.h"
 
 G_BEGIN_DECLS
@@ -17,6 +18,7 @@ typedef struct {
   char *user_type; /* "Admin" or "User" */
   char *preferred_language;
   gint64 password_version;
+  gboolean from_directory;   /* made and kept up to date by directory logins (no password here) */
   GPtrArray *experiment_ids; /* (nullable) short_ids the user is assigned to, sorted; NULL for a user not read
                               * from the database (the D-Bus caller) */
 } RtpUser;
@@ -30,6 +32,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpUser, rtp_user_free)
 
 #define RTP_TYPE_USER_MANAGER (rtp_user_manager_get_type ())
 G_DECLARE_FINAL_TYPE (RtpUserManager, rtp_user_manager, RTP, USER_MANAGER, GObject)
+
+/* The password_hash of a directory user: no password matches it. */
+#define RTP_DIRECTORY_PASSWORD_MARKER "!directory"
 
 typedef struct {
   const char *legacy_salt; /* PASSWORD_SALT of the original service, or NULL */
@@ -45,6 +50,8 @@ GBytes *rtp_user_manager_load_signing_key (RtpDatabase *db, const char *configur
 /* Returns: (transfer full) */
 RtpUserManager *rtp_user_manager_new (RtpDatabase *db, const guint8 *signing_key, gsize key_len,
                                       const RtpUserManagerSettings *settings);
+/* Logins of users without a local password go to @directory (when it is configured). */
+void rtp_user_manager_set_directory (RtpUserManager *self, RtpDirectory *directory);
 
 gboolean rtp_user_manager_ensure_admin (RtpUserManager *self, const char *login, const char *password,
                                         char **generated_password, GError **error);

@@ -50,7 +50,8 @@ static const char usage[] =
   "  secret set NAME                      store a secret read from standard input in the keyring\n"
   "                                       (SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD,\n"
   "                                       RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD,\n"
-  "                                       RTP_ALERT_WEBHOOK_SECRET); needs no running server\n"
+  "                                       RTP_ALERT_WEBHOOK_SECRET, RTP_LDAP_BIND_PASSWORD);\n"
+  "                                       needs no running server\n"
   "\n"
   "Options:\n"
   "  --session        talk to the server on the session bus (default)\n"
@@ -139,8 +140,9 @@ cmd_user_list (RtpDbusServer1 *proxy, int argc, char **argv)
   g_variant_iter_init (&iter, users);
   while ((u = g_variant_iter_next_value (&iter)) != NULL)
     {
-      g_print ("%s\t%s\t%s %s\t%s\t%s\n", lookup_s (u, "user_id"), lookup_s (u, "login_name"),
-               lookup_s (u, "first_name"), lookup_s (u, "last_name"), lookup_s (u, "user_type"), lookup_s (u, "email"));
+      g_print ("%s\t%s\t%s %s\t%s\t%s\t%s\n", lookup_s (u, "user_id"), lookup_s (u, "login_name"),
+               lookup_s (u, "first_name"), lookup_s (u, "last_name"), lookup_s (u, "user_type"), lookup_s (u, "email"),
+               lookup_s (u, "source"));
       g_variant_unref (u);
     }
   return 0;

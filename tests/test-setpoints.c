@@ -56,7 +56,7 @@ setup (Fixture *f, gconstpointer data)
                 "INSERT INTO process_variables (pv_string, experiment_short_id, available_for_mqtt_publish) "
                 "VALUES ('Lab:M1:Fan', 'Lab', 1), ('Lab:Locked', 'Lab', 0), ('Lab:a/b', 'Lab', 1)",
                 3);
-  rtp_test_sql (f->db, "INSERT INTO user_experiments VALUES ('u1', 'Lab')", 1);
+  rtp_test_sql (f->db, "INSERT INTO user_experiments (user_id, short_id) VALUES ('u1', 'Lab')", 1);
   f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);

@@ -51,7 +51,7 @@ setup (Fixture *f, gconstpointer data)
                 "INSERT INTO process_variables (pv_string, experiment_short_id, default_threshold_min, "
                 "default_threshold_max) VALUES ('E1:A', 'E1', NULL, NULL), ('E1:B', 'E1', 0, 10)",
                 2);
-  rtp_test_sql (f->db, "INSERT INTO user_experiments VALUES ('u1', 'E1')", 1);
+  rtp_test_sql (f->db, "INSERT INTO user_experiments (user_id, short_id) VALUES ('u1', 'E1')", 1);
   f->users = rtp_test_user_manager (f->db);
   f->store = rtp_experiment_store_new (f->db);
   f->user = rtp_user_manager_get (f->users, "u1", &error);

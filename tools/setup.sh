@@ -7,10 +7,11 @@ PACKAGES=(
   # build
   meson ninja-build pkg-config gcc gettext clang-format-14 clang-tidy-14 cppcheck gcovr
   libglib2.0-dev libsoup-3.0-dev libjson-glib-dev libgda-5.0-dev libgda-5.0-postgres
-  libcurl4-gnutls-dev libpaho-mqtt-dev libsecret-1-dev libargon2-dev libpq-dev
+  libcurl4-gnutls-dev libpaho-mqtt-dev libsecret-1-dev libargon2-dev libpq-dev libldap-dev
   # tests
   python3 python3-paho-mqtt python3-psycopg2 python3-aiosmtpd python3-websocket valgrind wrk mosquitto mosquitto-clients curl sqlite3 locales
   dbus dbus-daemon gnome-keyring postgresql clang-14 libclang-rt-14-dev
+  slapd ldap-utils openssl python3-prometheus-client
 )
 
 SUDO=""

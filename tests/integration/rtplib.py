@@ -596,3 +596,145 @@ class SmtpReceiver:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Slapd:
+    """A real OpenLDAP slapd (Debian's slapd) on 127.0.0.1 and a free port: an mdb database under
+    dc=lab,dc=test filled with slapadd, and TLS (STARTTLS and ldaps) with a certificate made for the run.
+
+    People: alice (in the admin group and experiment group A), bob (group A), carol (no group),
+    dave (group B); the search account cn=reader with password 'readerpw'. Each person's password is
+    '<name>pw'."""
+
+    SUFFIX = "dc=lab,dc=test"
+    ROOT_DN = "cn=root,dc=lab,dc=test"
+    ROOT_PW = "rootpw"
+    READER_DN = "cn=reader,dc=lab,dc=test"
+    READER_PW = "readerpw"
+    ADMINS = "cn=rtp-admins,ou=groups,dc=lab,dc=test"
+    GROUP_A = "cn=exp-a,ou=groups,dc=lab,dc=test"
+    GROUP_B = "cn=exp-b,ou=groups,dc=lab,dc=test"
+
+    @staticmethod
+    def available():
+        return shutil.which("slapd") is not None or os.path.exists("/usr/sbin/slapd")
+
+    def __init__(self, tls=True):
+        self.dir = tempfile.mkdtemp(prefix="rtp-ldap-")
+        self.tls = tls
+        self.port = None
+        self.tls_port = None
+        self.proc = None
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        self._configure()
+
+    def _run(self, *cmd, stdin=None):
+        r = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"{cmd[0]} failed: {r.stderr}")
+        return r.stdout
+
+    def _certificates(self):
+        d = self.dir
+        self._run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rtp test CA",
+                  "-keyout", f"{d}/ca.key", "-out", self.ca_file)
+        with open(f"{d}/san.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        self._run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                  "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
+        self._run("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", self.ca_file, "-CAkey", f"{d}/ca.key",
+                  "-CAcreateserial", "-days", "2", "-extfile", f"{d}/san.ext", "-out", f"{d}/server.pem")
+
+    def _configure(self):
+        d = self.dir
+        os.makedirs(f"{d}/db")
+        tls = ""
+        if self.tls:
+            self._certificates()
+            tls = (f"TLSCACertificateFile {self.ca_file}\nTLSCertificateFile {d}/server.pem\n"
+                   f"TLSCertificateKeyFile {d}/server.key\n")
+        schema = "/etc/ldap/schema"
+        self.conf = f"{d}/slapd.conf"
+        with open(self.conf, "w") as f:
+            f.write(f"include {schema}/core.schema\ninclude {schema}/cosine.schema\n"
+                    f"include {schema}/inetorgperson.schema\ninclude {schema}/nis.schema\n"
+                    f"modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {d}/slapd.pid\n{tls}"
+                    f"database mdb\nsuffix \"{self.SUFFIX}\"\nrootdn \"{self.ROOT_DN}\"\nrootpw {self.ROOT_PW}\n"
+                    f"directory {d}/db\nmaxsize 10485760\n"
+                    "access to attrs=userPassword by self write by anonymous auth by * none\n"
+                    "access to * by users read by * none\n")
+        people = [("alice", "Alice", "Adams", "alice@lab.test"), ("bob", "Bob", "Brown", "bob@lab.test"),
+                  ("carol", "Carol", "Clark", None), ("dave", "Dave", "Dörr", "dave@lab.test")]
+        ldif = [f"dn: {self.SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: lab\no: Lab\n",
+                f"dn: ou=people,{self.SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
+                f"dn: ou=groups,{self.SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n",
+                f"dn: {self.READER_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+                f"cn: reader\nuserPassword: {self.READER_PW}\n"]
+        for uid, given, sn, mail in people:
+            entry = (f"dn: uid={uid},ou=people,{self.SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\n"
+                     f"cn: {given} {sn}\ngivenName: {given}\nuserPassword: {uid}pw\n")
+            entry += f"sn:: {base64.b64encode(sn.encode()).decode()}\n"
+            if mail:
+                entry += f"mail: {mail}\n"
+            ldif.append(entry)
+        groups = [(self.ADMINS, ["alice"]), (self.GROUP_A, ["alice", "bob"]), (self.GROUP_B, ["dave"])]
+        for dn, members in groups:
+            entry = f"dn: {dn}\nobjectClass: groupOfNames\ncn: {dn.split(',')[0][3:]}\n"
+            entry += "".join(f"member: uid={m},ou=people,{self.SUFFIX}\n" for m in members)
+            ldif.append(entry)
+        self._run("slapadd", "-f", self.conf, "-q", stdin="\n".join(ldif))
+
+    def url(self, secure=False):
+        return f"ldaps://127.0.0.1:{self.tls_port}" if secure else f"ldap://127.0.0.1:{self.port}"
+
+    def start(self):
+        for _ in range(10):
+            self.port = self.port or free_port()
+            urls = f"ldap://127.0.0.1:{self.port}/"
+            if self.tls:
+                self.tls_port = self.tls_port or free_port()
+                urls += f" ldaps://127.0.0.1:{self.tls_port}/"
+            log = open(os.path.join(self.dir, "slapd.log"), "ab")
+            self.proc = subprocess.Popen(["slapd", "-f", self.conf, "-h", urls, "-d", "0"], stdout=log, stderr=log)
+            log.close()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+            self.port = self.tls_port = None
+        raise AssertionError("slapd did not start")
+
+    def modify(self, ldif):
+        """Changes the directory as its administrator would (ldapmodify over the network)."""
+        self._run("ldapmodify", "-x", "-H", self.url(), "-D", self.ROOT_DN, "-w", self.ROOT_PW, stdin=ldif)
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def server_env(self, secure=False, **extra):
+        """The server's RTP_LDAP_* settings for this directory."""
+        env = {"RTP_LDAP_URL": self.url(secure), "RTP_LDAP_CA_FILE": self.ca_file if self.tls else "",
+               "RTP_LDAP_BIND_DN": self.READER_DN, "RTP_LDAP_BIND_PASSWORD": self.READER_PW,
+               "RTP_LDAP_BASE_DN": self.SUFFIX, "RTP_LDAP_ADMIN_GROUP": self.ADMINS,
+               "RTP_LDAP_EXPERIMENT_GROUPS": f"{self.GROUP_A}=EXPA; {self.GROUP_B}=EXPB", "RTP_LDAP_TIMEOUT": "2"}
+        env.update(extra)
+        return env

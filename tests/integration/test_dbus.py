@@ -169,7 +169,7 @@ class DBus(ServerTestCase):
         self.assertEqual(status["database_kind"], "postgresql" if on_postgres() else "sqlite")
         self.assertEqual(status["users"], "2")
         r = self.ctl("user", "list")
-        self.assertIn(f"{ada}\tada\tAda Lovelace\tUser\tada@lab.org", r.stdout.splitlines())
+        self.assertIn(f"{ada}\tada\tAda Lovelace\tUser\tada@lab.org\tlocal", r.stdout.splitlines())
         self.assertIn("0\tadmin\t", r.stdout)
         r = self.ctl("pv", "list")
         self.assertEqual(r.stdout.splitlines(), ["Lab:M1:Fan\tFan one\tpublishable", "Lab:M1:Temp\t\t-"])
