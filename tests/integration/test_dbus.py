@@ -168,6 +168,7 @@ class DBus(ServerTestCase):
         self.assertEqual(status["listen_address"], self.s.url)
         self.assertEqual(status["database_kind"], "postgresql" if on_postgres() else "sqlite")
         self.assertEqual(status["users"], "2")
+        self.assertEqual(status["directory"], "unconfigured")
         r = self.ctl("user", "list")
         self.assertIn(f"{ada}\tada\tAda Lovelace\tUser\tada@lab.org\tlocal", r.stdout.splitlines())
         self.assertIn("0\tadmin\t", r.stdout)
