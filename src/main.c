@@ -1,5 +1,6 @@
 /* main.c: create the application, run it */
 #include "rtp-application.h"
+#include "rtp-log.h"
 
 #include <malloc.h>
 
@@ -17,6 +18,7 @@ main (int argc, char **argv)
    * their own mapping instead, M_MMAP_THRESHOLD, costs a page fault per page on every hash: logins
    * ran at a quarter of the speed.) */
   mallopt (M_ARENA_MAX, 1);
+  rtp_log_install ();
   app = rtp_application_new ();
   status = g_application_run (G_APPLICATION (app), argc, argv);
 

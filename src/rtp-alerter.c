@@ -7,6 +7,7 @@
  * time, with back-off: nothing is lost while the SMTP server is away. */
 #define G_LOG_DOMAIN "RtpAlerter"
 
+#include "rtp-metrics.h"
 #include "rtp-alerter.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -946,6 +947,7 @@ mail_sent (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   rtp_mailer_send_finish (result, &error);
+  rtp_metrics_inc (error == NULL ? RTP_METRIC_ALERT_EMAIL_SENT : RTP_METRIC_ALERT_EMAIL_FAILED);
   record_attempt (job, error);
   self->mail_sending = FALSE;
   if (error == NULL && self->mail_idle_id == 0)
@@ -994,6 +996,7 @@ webhook_sent (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   rtp_webhook_post_finish (result, &error);
+  rtp_metrics_inc (error == NULL ? RTP_METRIC_ALERT_WEBHOOK_SENT : RTP_METRIC_ALERT_WEBHOOK_FAILED);
   record_attempt (job, error);
   self->webhook_sending = FALSE;
   if (error == NULL)

@@ -8,6 +8,7 @@
 #include "rtp-i18n.h"
 #include "rtp-password.h"
 #include "rtp-secrets.h"
+#include "rtp-log.h"
 #include "rtp-services.h"
 
 #include <glib-unix.h>
@@ -27,6 +28,7 @@ struct _RtpApplication {
   RtpServices services; /* (owned) members */
   RtpControl *control;  /* (owned) (nullable) */
   gboolean migrate_only;
+  gboolean list_routes;  /* --list-routes */
   RtpSecrets *secrets;   /* (owned) */
   char *config_path;     /* (owned) (nullable) --config; NULL: .env if present */
   GHashTable *overrides; /* (owned) command-line settings, re-applied on reload */
@@ -58,6 +60,8 @@ static const GOptionEntry options[] = {
   { "migrate-from", 0, 0, G_OPTION_ARG_FILENAME, NULL,
     "Copy the data of FILE (the original service's SQLite database, or one of ours) into the configured database, print the counts and exit",
     "FILE" },
+  { "list-routes", 0, 0, G_OPTION_ARG_NONE, NULL,
+    "Print the HTTP routes (METHOD PATTERN, * for a path parameter) after start-up checks, and exit", NULL },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, NULL, "Log debug messages", NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and exit", NULL },
   { NULL },
@@ -132,6 +136,7 @@ rtp_application_handle_local_options (GApplication *app, GVariantDict *dict)
     self->state_dir = g_strdup (value);
   if (g_variant_dict_lookup (dict, "migrate-from", "^&ay", &value))
     self->migrate_from = g_strdup (value);
+  self->list_routes = g_variant_dict_contains (dict, "list-routes");
   if (g_variant_dict_lookup (dict, "bus", "&s", &value))
     self->bus = g_strdup (value);
   else
@@ -237,6 +242,12 @@ trim_memory (gpointer user_data)
 {
   malloc_trim (0);
   return G_SOURCE_CONTINUE;
+}
+
+static void
+print_route (const char *method, const char *pattern, gpointer data)
+{
+  g_print ("%s %s\n", method, pattern);
 }
 
 static gboolean
@@ -393,7 +404,21 @@ start (RtpApplication *self, GError **error)
   http_settings.cors_origin = rtp_config_get_string (config, "RTP_CORS_ORIGIN");
   http_settings.client_timeout_s = rtp_config_get_double (config, "RTP_CLIENT_TIMEOUT");
   http_settings.max_connections = (guint) rtp_config_get_int (config, "RTP_MAX_CONNECTIONS");
+  /* on by default where the log is structured (journald) */
+  http_settings.access_log = rtp_config_is_set (config, "RTP_ACCESS_LOG")
+                               ? rtp_config_get_int (config, "RTP_ACCESS_LOG") != 0
+                               : rtp_log_to_journal ();
   s->http = rtp_http_server_new (s->users, &http_settings);
+  s->metrics_token = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_METRICS_TOKEN");
+  if (s->metrics_token != NULL && s->metrics_token[0] == '\0')
+    g_clear_pointer (&s->metrics_token, g_free);
+  if (s->metrics_token != NULL && strlen (s->metrics_token) < 16)
+    {
+      g_set_error_literal (error, RTP_ERROR, RTP_ERROR_INVALID,
+                           "RTP_METRICS_TOKEN: a token must have at least 16 characters");
+      return FALSE;
+    }
+  s->metrics_public = rtp_config_get_int (config, "RTP_METRICS_PUBLIC") != 0;
   rtp_routes_auth_register (s->http, s);
   rtp_routes_experiments_register (s->http, s);
   rtp_routes_file_register (s->http, s);
@@ -404,6 +429,13 @@ start (RtpApplication *self, GError **error)
   rtp_routes_alarms_register (s->http, s);
   rtp_routes_snapshots_register (s->http, s);
   rtp_routes_health_register (s->http, s);
+  if (self->list_routes)
+    {
+      rtp_http_server_foreach_route (s->http, print_route, NULL);
+      fflush (stdout);
+      self->migrate_only = TRUE; /* nothing held: the application ends after start-up */
+      return TRUE;
+    }
 
   if (!rtp_http_server_listen (s->http, rtp_config_get_string (config, "FLASK_RUN_HOST"),
                                (guint) rtp_config_get_int (config, "FLASK_RUN_PORT"), error))
@@ -543,6 +575,7 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->experiments);
   g_clear_object (&s->users);
   g_clear_object (&s->directory);
+  g_clear_pointer (&s->metrics_token, g_free);
   if (s->db != NULL)
     rtp_database_close (s->db);
   g_clear_object (&s->db);

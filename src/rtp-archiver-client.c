@@ -7,6 +7,7 @@
  * → g_timeout_add); completed transfers are collected with curl_multi_info_read(). */
 #define G_LOG_DOMAIN "RtpArchiver"
 
+#include "rtp-metrics.h"
 #include "rtp-archiver-client.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -58,6 +59,7 @@ struct _RtpArchiverTransfer {
   gboolean want_pause;
   gboolean is_paused;
   gulong cancel_id;
+  gint64 started_us;
   char error_buf[CURL_ERROR_SIZE];
 };
 
@@ -218,6 +220,7 @@ complete (RtpArchiverTransfer *t, CURLcode result)
 {
   long code = response_code (t);
   GTask *task = g_object_ref (t->task);
+  RtpMetric outcome = RTP_METRIC_ARCHIVER_ERROR;
 
   g_hash_table_steal (t->client->transfers, t);
   /* Returning the task may run its callback at once, and a callback that cancels (the export
@@ -229,7 +232,10 @@ complete (RtpArchiverTransfer *t, CURLcode result)
       t->cancel_id = 0;
     }
   if (g_task_return_error_if_cancelled (task))
-    goto out;
+    {
+      outcome = RTP_METRIC_ARCHIVER_CANCELLED;
+      goto out;
+    }
   if (t->too_large)
     {
       const char *name = t->parser != NULL ? rtp_archiver_parser_get_name (t->parser) : NULL;
@@ -259,6 +265,7 @@ complete (RtpArchiverTransfer *t, CURLcode result)
   if (code == 404)
     {
       g_debug ("%s: not known to the archiver", t->url);
+      outcome = RTP_METRIC_ARCHIVER_NOT_FOUND;
       g_task_set_task_data (task, GINT_TO_POINTER (0), NULL);
       g_task_return_boolean (task, TRUE);
       goto out;
@@ -291,8 +298,11 @@ complete (RtpArchiverTransfer *t, CURLcode result)
     }
   else
     g_task_set_task_data (task, GINT_TO_POINTER (1), NULL);
+  outcome = RTP_METRIC_ARCHIVER_OK;
   g_task_return_boolean (task, TRUE);
 out:
+  rtp_metrics_inc (outcome);
+  rtp_histogram_observe (rtp_metrics_archiver_duration (), g_get_monotonic_time () - t->started_us);
   transfer_free (t);
   g_object_unref (task);
 }
@@ -372,6 +382,7 @@ start (RtpArchiverClient *self, Kind kind, const char *url, gboolean streaming, 
   long timeout_ms = (long) (self->timeout_s * 1000);
 
   t->client = self;
+  t->started_us = g_get_monotonic_time ();
   t->kind = kind;
   t->max_bytes = kind == KIND_BODY ? MIN (self->max_bytes, MAX_BODY_BYTES) : self->max_bytes;
   t->url = redacted (url);

@@ -5,6 +5,7 @@
  * the parsed statement is cached. No SQL is ever built from user input. */
 #define G_LOG_DOMAIN "RtpDatabase"
 
+#include "rtp-metrics.h"
 #include "rtp-database.h"
 
 #include <libgda/gda-connection-private.h>
@@ -139,6 +140,8 @@ classify_error (RtpDatabase *self, GError *gda_error, GError **error)
       g_set_error_literal (error, RTP_ERROR, RTP_ERROR_CONFLICT, m);
       return;
     }
+  /* past the constraint violations (answers, not failures): an error to count */
+  rtp_metrics_inc (RTP_METRIC_DB_ERRORS);
   if (strstr (m, "readonly database") != NULL || strstr (m, "database or disk is full") != NULL ||
       strstr (m, "disk I/O error") != NULL || strstr (m, "No space left") != NULL ||
       strstr (m, "read-only transaction") != NULL || strstr (m, "could not extend file") != NULL)

@@ -10,13 +10,31 @@
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-json.h"
+#include "rtp-log.h"
+#include "rtp-metrics.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
+/* What /metrics tells of one route (or of requests that matched none, per method): written by the
+ * main thread only, which answers every request, so no lock and no atomic is needed. */
+typedef struct {
+  char *route;   /* the registered pattern, or "none" */
+  char *method;  /* the route's, or for "none" one of a fixed few */
+  GArray *codes; /* CodeCount */
+  RtpHistogram duration;
+} RouteStats;
+
+typedef struct {
+  guint code;
+  guint64 count;
+} CodeCount;
+
 typedef struct {
   char *method;
+  char *pattern;
+  RouteStats stats;
   GStrv segments;      /* pattern; "*" matches one segment */
   guint32 specificity; /* literal segments, leftmost weighs most */
   RtpRouteFlags flags;
@@ -43,6 +61,8 @@ struct _RtpHttpServer {
   guint in_flight;
   guint64 served;
   gboolean accepting;
+  gboolean access_log;
+  GHashTable *unmatched; /* method → RouteStats of requests that matched no route */
 };
 
 struct _RtpRequest {
@@ -70,6 +90,9 @@ struct _RtpRequest {
   guint stall_id;       /* checks that a streamed answer's client keeps reading */
   GSource *gone_source; /* (owned) (nullable) watches the client's socket while a handler waits */
   char *id;             /* (owned) X-Request-Id: the client's when sane, else made here */
+  const char *saved_id; /* the request id that was current before rtp_request_enter */
+  Route *route;         /* (unowned) (nullable) the route it matched */
+  guint64 bytes_out;    /* of a streamed answer */
 };
 
 static void stop_watching_client (RtpRequest *request);
@@ -93,8 +116,62 @@ static void stream_stop (RtpRequest *request);
 G_DEFINE_TYPE (RtpHttpServer, rtp_http_server, G_TYPE_OBJECT)
 
 static void
+route_stats_clear (RouteStats *stats)
+{
+  g_free (stats->route);
+  g_free (stats->method);
+  g_clear_pointer (&stats->codes, g_array_unref);
+}
+
+static void
+route_stats_free (RouteStats *stats)
+{
+  route_stats_clear (stats);
+  g_free (stats);
+}
+
+static void
+route_stats_count (RouteStats *stats, guint code, gint64 duration_us)
+{
+  guint i;
+
+  for (i = 0; i < stats->codes->len; i++)
+    if (g_array_index (stats->codes, CodeCount, i).code == code)
+      break;
+  if (i == stats->codes->len)
+    {
+      CodeCount c = { code, 0 };
+      g_array_append_val (stats->codes, c);
+    }
+  g_array_index (stats->codes, CodeCount, i).count++;
+  rtp_histogram_observe (&stats->duration, duration_us);
+}
+
+/* The statistics of a request that matched no route: by method, the few a client may send
+ * (anything else is "other", so that no label value comes from a client). */
+static RouteStats *
+unmatched_stats (RtpHttpServer *self, const char *method)
+{
+  static const char *const known[] = { "GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", NULL };
+  const char *m = method != NULL && g_strv_contains (known, method) ? method : "other";
+  RouteStats *stats = g_hash_table_lookup (self->unmatched, m);
+
+  if (stats == NULL)
+    {
+      stats = g_new0 (RouteStats, 1);
+      stats->route = g_strdup ("none");
+      stats->method = g_strdup (m);
+      stats->codes = g_array_new (FALSE, FALSE, sizeof (CodeCount));
+      g_hash_table_insert (self->unmatched, stats->method, stats);
+    }
+  return stats;
+}
+
+static void
 route_free (Route *route)
 {
+  route_stats_clear (&route->stats);
+  g_free (route->pattern);
   g_free (route->method);
   g_strfreev (route->segments);
   g_free (route);
@@ -121,6 +198,7 @@ rtp_http_server_finalize (GObject *object)
   RtpHttpServer *self = RTP_HTTP_SERVER (object);
 
   g_ptr_array_unref (self->routes);
+  g_hash_table_unref (self->unmatched);
   g_hash_table_unref (self->conns);
   g_free (self->cors_origin);
   g_free (self->url);
@@ -139,6 +217,7 @@ rtp_http_server_init (RtpHttpServer *self)
 {
   self->routes = g_ptr_array_new_with_free_func ((GDestroyNotify) route_free);
   self->conns = g_hash_table_new (NULL, NULL);
+  self->unmatched = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) route_stats_free);
   self->accepting = TRUE;
 }
 
@@ -184,6 +263,10 @@ rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *
   Route *route = g_new0 (Route, 1);
 
   route->method = g_strdup (method);
+  route->pattern = g_strdup (pattern);
+  route->stats.route = g_strdup (pattern);
+  route->stats.method = g_strdup (method);
+  route->stats.codes = g_array_new (FALSE, FALSE, sizeof (CodeCount));
   route->segments = rtp_http_split_path (pattern);
   g_assert (route->segments != NULL);
   for (guint i = 0; route->segments[i] != NULL; i++)
@@ -311,12 +394,14 @@ rtp_request_enter (RtpRequest *request)
 {
   locale_t loc = rtp_i18n_get_locale (request->language);
   request->saved_locale = uselocale (loc != (locale_t) 0 ? loc : LC_GLOBAL_LOCALE);
+  request->saved_id = rtp_log_set_request_id (request->id);
 }
 
 void
 rtp_request_leave (RtpRequest *request)
 {
   uselocale (request->saved_locale != (locale_t) 0 ? request->saved_locale : LC_GLOBAL_LOCALE);
+  rtp_log_set_request_id (request->saved_id);
 }
 
 /**
@@ -627,6 +712,7 @@ rtp_request_stream_write (RtpRequest *request, GString *text)
   soup_message_body_append (soup_server_message_get_response_body (request->msg), SOUP_MEMORY_COPY, text->str, len);
   g_string_truncate (text, 0);
   request->queued += len;
+  request->bytes_out += len;
   /* libsoup pauses a chunked answer by itself when it runs out of chunks */
   request->paused = FALSE;
   soup_server_message_unpause (request->msg);
@@ -691,6 +777,31 @@ add_cors_headers (RtpHttpServer *self, SoupServerMessage *msg)
   soup_message_headers_replace (resp, "Access-Control-Expose-Headers", "Content-Disposition");
 }
 
+/* Counts a request for /metrics and writes its access log line: method, route (never the raw path,
+ * so never a query string with a token), status, bytes, duration, user and request id. */
+static void
+request_done (RtpHttpServer *self, SoupServerMessage *msg, Route *route, const RtpUser *caller, const char *id,
+              gint64 start_us, guint64 streamed)
+{
+  const char *method = soup_server_message_get_method (msg);
+  RouteStats *stats = route != NULL ? &route->stats : unmatched_stats (self, method);
+  guint status = soup_server_message_get_status (msg);
+  gint64 duration_us = g_get_monotonic_time () - start_us;
+  SoupMessageBody *body = soup_server_message_get_response_body (msg);
+  guint64 bytes = streamed > 0 ? streamed : (guint64) MAX (body->length, 0);
+
+  route_stats_count (stats, status, duration_us);
+  if (self->access_log)
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "RTP_REQUEST_ID", "%s", id != NULL ? id : "-", "RTP_USER_ID",
+                      "%s", caller != NULL ? caller->user_id : "-", "RTP_ROUTE", "%s", stats->route, "RTP_STATUS", "%u",
+                      status, "MESSAGE", "%s %s %u %" G_GUINT64_FORMAT " B %.1f ms user=%s id=%s", stats->method,
+                      route != NULL ? route->pattern : "(no route)", status, bytes, (double) duration_us / 1000.0,
+                      caller != NULL ? caller->user_id : "-", id != NULL ? id : "-");
+  else
+    g_debug ("%s %s → %u (%.1f ms) [%s]", method, g_uri_get_path (soup_server_message_get_uri (msg)), status,
+             (double) duration_us / 1000.0, id != NULL ? id : "-");
+}
+
 static void
 request_finished (SoupServerMessage *msg, gpointer user_data)
 {
@@ -707,9 +818,8 @@ request_finished (SoupServerMessage *msg, gpointer user_data)
       if (request->cancellable != NULL)
         g_cancellable_cancel (request->cancellable);
       request->server->in_flight--;
-      g_debug ("%s %s → %u (%.1f ms) [%s]", soup_server_message_get_method (msg),
-               g_uri_get_path (soup_server_message_get_uri (msg)), soup_server_message_get_status (msg),
-               (g_get_monotonic_time () - request->start_us) / 1000.0, request->id);
+      request_done (request->server, msg, request->route, request->caller, request->id, request->start_us,
+                    request->streaming ? request->bytes_out : 0);
     }
 }
 
@@ -802,6 +912,7 @@ answer_preflight (SoupServerMessage *msg, const char *allowed)
 }
 
 static gboolean guard_answered (SoupServerMessage *msg);
+static const char *message_request_id (SoupServerMessage *msg);
 
 static void
 server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
@@ -825,8 +936,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
-  request->id = request_id (soup_message_headers_get_one (headers, "X-Request-Id"));
-  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", request->id);
+  request->id = g_strdup (message_request_id (msg));
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;
@@ -856,6 +966,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
       answer_preflight (msg, allowed->str);
       goto out;
     }
+  request->route = route;
   if (route == NULL)
     {
       rtp_request_add_header (request, "Allow", allowed->str);
@@ -1021,6 +1132,9 @@ typedef struct {
   gsize received;
   gboolean answered; /* refused before the body was read: the body is discarded, not kept */
   GSocket *socket;   /* (unowned) the connection's, for its count */
+  char *id;          /* (owned) (nullable) the request id, once the headers are there */
+  gint64 start_us;
+  Route *route; /* (unowned) (nullable) the route found before the body, for the count of a refusal */
   gint64 deadline_us;
   GList link; /* in server->guards while armed (link.data != NULL) */
 } Guard;
@@ -1087,7 +1201,25 @@ guard_free (gpointer data)
 {
   Guard *g = data;
   guard_disarm (g);
+  g_free (g->id);
   g_free (g);
+}
+
+/* The request id of @msg: made when its headers arrived, so that a refusal before the body carries
+ * it too. */
+static const char *
+message_request_id (SoupServerMessage *msg)
+{
+  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+
+  if (g == NULL)
+    return "-";
+  if (g->id == NULL)
+    {
+      g->id = request_id (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "X-Request-Id"));
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", g->id);
+    }
+  return g->id;
 }
 
 /* Answers before the body is read: the body is drained without being kept (libsoup reads it
@@ -1157,6 +1289,7 @@ body_limit (Guard *g)
   route = segments != NULL
             ? find_route (self, (const char *const *) segments, soup_server_message_get_method (msg), allowed)
             : NULL;
+  g->route = route;
   if (route == NULL || !(route->flags & RTP_ROUTE_LARGE_BODY))
     return self->max_body_bytes;
   token = soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "x-access-tokens");
@@ -1189,6 +1322,7 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
   goffset length = soup_message_headers_get_content_length (headers);
 
   guard_rearm (limit); /* the body, if any, must be complete within the client timeout */
+  message_request_id (msg);
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_NONE ||
       (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length == 0))
     return;
@@ -1213,6 +1347,13 @@ message_finished (SoupServerMessage *msg, gpointer user_data)
   Guard *g = user_data;
 
   guard_disarm (g);
+  if (g->answered)
+    {
+      /* refused before the body: no handler saw it, so it is counted and logged here */
+      rtp_log_set_request_id (g->id);
+      request_done (g->server, msg, g->route, NULL, g->id, g->start_us, 0);
+      rtp_log_set_request_id (NULL);
+    }
   conn_request_finished (g->server, g->socket, soup_server_message_get_status (msg) == SOUP_STATUS_SWITCHING_PROTOCOLS);
   g->socket = NULL;
 }
@@ -1241,6 +1382,7 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
 
   g->server = user_data;
   g->msg = msg;
+  g->start_us = g_get_monotonic_time ();
   g->socket = soup_server_message_get_socket (msg);
   if (g->socket != NULL)
     conn_request_started (g->server, g->socket);
@@ -1264,6 +1406,7 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   self->cors_origin = g_strdup (settings->cors_origin);
   self->client_timeout_ms = (guint) (settings->client_timeout_s * 1000);
   self->max_connections = settings->max_connections;
+  self->access_log = settings->access_log;
   self->soup = soup_server_new ("raw-paths", TRUE, "server-header", NULL, NULL);
   soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
@@ -1340,6 +1483,80 @@ rtp_http_server_dup_url (RtpHttpServer *self)
 {
   g_return_val_if_fail (RTP_IS_HTTP_SERVER (self), NULL);
   return g_strdup (self->url);
+}
+
+static void
+write_route_stats (GString *out, const RouteStats *stats, gboolean histogram)
+{
+  g_autoptr (GString) labels = g_string_new ("route=\"");
+
+  rtp_metrics_append_label (labels, stats->route);
+  g_string_append (labels, "\",method=\"");
+  rtp_metrics_append_label (labels, stats->method);
+  g_string_append_c (labels, '"');
+  if (histogram)
+    {
+      if (stats->duration.count > 0)
+        rtp_histogram_write (out, "rtp_http_request_duration_seconds", labels->str, &stats->duration);
+      return;
+    }
+  for (guint i = 0; i < stats->codes->len; i++)
+    {
+      const CodeCount *c = &g_array_index (stats->codes, CodeCount, i);
+      g_string_append_printf (out, "rtp_http_requests_total{%s,code=\"%u\"} %" G_GUINT64_FORMAT "\n", labels->str,
+                              c->code, c->count);
+    }
+}
+
+/**
+ * rtp_http_server_write_metrics:
+ *
+ * Appends the HTTP metrics in Prometheus' text format: requests by route (the registered pattern,
+ * or "none"), method and status code, their durations by route, and the requests in flight. Label
+ * values come from the route table only: however many distinct paths clients ask for, the number
+ * of series stays bounded.
+ */
+void
+rtp_http_server_write_metrics (RtpHttpServer *self, GString *out)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_string_append (out, "# HELP rtp_http_requests_total HTTP requests answered, by route, method and status code.\n"
+                        "# TYPE rtp_http_requests_total counter\n");
+  for (guint i = 0; i < self->routes->len; i++)
+    write_route_stats (out, &((Route *) g_ptr_array_index (self->routes, i))->stats, FALSE);
+  g_hash_table_iter_init (&iter, self->unmatched);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    write_route_stats (out, value, FALSE);
+  g_string_append (out, "# HELP rtp_http_request_duration_seconds Time from the request's arrival to its answer.\n"
+                        "# TYPE rtp_http_request_duration_seconds histogram\n");
+  for (guint i = 0; i < self->routes->len; i++)
+    write_route_stats (out, &((Route *) g_ptr_array_index (self->routes, i))->stats, TRUE);
+  g_hash_table_iter_init (&iter, self->unmatched);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    write_route_stats (out, value, TRUE);
+  g_string_append_printf (out,
+                          "# HELP rtp_http_requests_in_flight Requests being handled or answered.\n"
+                          "# TYPE rtp_http_requests_in_flight gauge\n"
+                          "rtp_http_requests_in_flight %u\n",
+                          self->in_flight);
+}
+
+/**
+ * rtp_http_server_foreach_route:
+ *
+ * Calls @func with the method and pattern of every registered route, in registration order.
+ */
+void
+rtp_http_server_foreach_route (RtpHttpServer *self,
+                               void (*func) (const char *method, const char *pattern, gpointer data), gpointer data)
+{
+  for (guint i = 0; i < self->routes->len; i++)
+    {
+      Route *route = g_ptr_array_index (self->routes, i);
+      func (route->method, route->pattern, data);
+    }
 }
 
 guint

@@ -30,6 +30,7 @@ typedef struct {
   const char *cors_origin; /* NULL: echo the request's Origin, or "*" */
   double client_timeout_s; /* headers within, a whole body within, and no stalled stream longer than, this */
   guint max_connections;   /* open client connections at most (0: no limit); the oldest idle ones go first */
+  gboolean access_log;     /* one line per request (RTP_ACCESS_LOG) */
 } RtpHttpSettings;
 
 /* Returns: (transfer full) */
@@ -40,6 +41,10 @@ gboolean rtp_http_server_listen (RtpHttpServer *self, const char *host, guint po
 /* Returns: (transfer full) */
 char *rtp_http_server_dup_url (RtpHttpServer *self);
 guint rtp_http_server_get_in_flight (RtpHttpServer *self);
+void rtp_http_server_write_metrics (RtpHttpServer *self, GString *out);
+void rtp_http_server_foreach_route (RtpHttpServer *self,
+                                    void (*func) (const char *method, const char *pattern, gpointer data),
+                                    gpointer data);
 guint64 rtp_http_server_get_requests_served (RtpHttpServer *self);
 void rtp_http_server_stop_accepting (RtpHttpServer *self);
 void rtp_http_server_disconnect (RtpHttpServer *self);

@@ -9,6 +9,7 @@
  * first connections are retried here, with back-off. */
 #define G_LOG_DOMAIN "RtpMqtt"
 
+#include "rtp-metrics.h"
 #include "rtp-mqtt-publisher.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -546,8 +547,17 @@ rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic, con
 gboolean
 rtp_mqtt_publisher_publish_finish (RtpMqttPublisher *self, GAsyncResult *result, GError **error)
 {
+  GError *local = NULL;
+  gboolean ok;
+
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-  return g_task_propagate_boolean (G_TASK (result), error);
+  ok = g_task_propagate_boolean (G_TASK (result), &local);
+  rtp_metrics_inc (ok                                                          ? RTP_METRIC_MQTT_PUBLISHED
+                   : g_error_matches (local, RTP_ERROR, RTP_ERROR_UNCONFIRMED) ? RTP_METRIC_MQTT_UNCONFIRMED
+                                                                               : RTP_METRIC_MQTT_FAILED);
+  if (local != NULL)
+    g_propagate_error (error, local);
+  return ok;
 }
 
 void

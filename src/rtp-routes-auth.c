@@ -1,6 +1,7 @@
 /* rtp-routes-auth.c: /auth — login, users (API.md "Users and authentication") */
 #define G_LOG_DOMAIN "RtpRoutesAuth"
 
+#include "rtp-metrics.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-services.h"
@@ -66,6 +67,10 @@ login_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   rtp_request_enter (request);
   token = rtp_user_manager_login_finish (RTP_USER_MANAGER (source), result, &user, &error);
+  rtp_metrics_inc (token != NULL                                             ? RTP_METRIC_LOGIN_SUCCESS
+                   : g_error_matches (error, RTP_ERROR, RTP_ERROR_TOO_MANY)  ? RTP_METRIC_LOGIN_LOCKED
+                   : g_error_matches (error, RTP_ERROR, RTP_ERROR_FORBIDDEN) ? RTP_METRIC_LOGIN_FAILURE
+                                                                             : RTP_METRIC_LOGIN_UNAVAILABLE);
   if (token == NULL)
     rtp_request_respond_error (request, error);
   else
@@ -88,6 +93,7 @@ get_access_token (RtpRequest *request, gpointer user_data)
 
   if (rtp_request_basic_auth_unusable (request))
     {
+      rtp_metrics_inc (RTP_METRIC_LOGIN_FAILURE);
       /* a NUL or bytes that are not UTF-8: nobody's login, and never cut short into someone's */
       rtp_request_respond_error_message (request, 403,
                                          _ ("The login_name and password combination is not present in the database."));

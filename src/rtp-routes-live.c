@@ -12,6 +12,7 @@
  * 4403 (4401 when the token is no longer accepted). */
 #define G_LOG_DOMAIN "RtpRoutesLive"
 
+#include "rtp-metrics.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 #include "rtp-services.h"
@@ -154,6 +155,7 @@ typedef struct {
 static void
 viewer_free (Viewer *v)
 {
+  rtp_metrics_gauge_add (RTP_GAUGE_LIVE_VIEWERS, -1);
   /* A connection may finish closing after the server stopped and the live values are gone (libsoup
    * waits up to 5 s for the close frame of a client that does not read): nothing to undo there. */
   if (v->services->live != NULL)
@@ -334,6 +336,7 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
     }
   experiment = rtp_experiment_store_get_experiment (services->experiments, auth->short_id, NULL);
   v = g_new0 (Viewer, 1);
+  rtp_metrics_gauge_add (RTP_GAUGE_LIVE_VIEWERS, 1);
   v->services = services;
   v->conn = g_object_ref (conn);
   /* the connection's io stream is libsoup's own wrapper: the socket comes from the message */

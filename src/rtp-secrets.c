@@ -20,6 +20,7 @@ const char *const rtp_secret_names[] = { "SECRET_KEY",
                                          "RTP_DATABASE_PASSWORD",
                                          "RTP_ALERT_WEBHOOK_SECRET",
                                          "RTP_LDAP_BIND_PASSWORD",
+                                         "RTP_METRICS_TOKEN",
                                          NULL };
 
 struct _RtpSecrets {
@@ -151,7 +152,7 @@ rtp_secrets_store (const char *name, const char *value, GError **error)
     {
       g_set_error (error, RTP_ERROR, RTP_ERROR_INVALID, "%s is not a secret the server reads (one of: %s)", name,
                    "SECRET_KEY, DEFAULT_ADMIN_PASSWORD, RTP_SMTP_PASSWORD, RTP_MQTT_PASSWORD, RTP_DATABASE_PASSWORD, "
-                   "RTP_ALERT_WEBHOOK_SECRET, RTP_LDAP_BIND_PASSWORD");
+                   "RTP_ALERT_WEBHOOK_SECRET, RTP_LDAP_BIND_PASSWORD, RTP_METRICS_TOKEN");
       return FALSE;
     }
   return secret_password_store_sync (schema (), SECRET_COLLECTION_DEFAULT, label, value, NULL, error, "name", name,

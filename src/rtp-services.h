@@ -35,6 +35,8 @@ typedef struct {
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
   RtpHttpServer *http;
   RtpDirectory *directory; /* directory logins (unconfigured when RTP_LDAP_URL is unset) */
+  char *metrics_token;     /* (nullable) RTP_METRICS_TOKEN: a Bearer token that may read /metrics */
+  gboolean metrics_public; /* RTP_METRICS_PUBLIC=1: anyone may read /metrics */
 } RtpServices;
 
 /* Route registration, one per rtp-routes-<area>.c */

@@ -1,6 +1,7 @@
 """The service files: the systemd unit passes systemd-analyze verify (a copy whose binaries point
 into the build tree), the bus policy and interface are well-formed, and meson install puts
 everything where systems look for it."""
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,32 @@ class DataFiles(unittest.TestCase):
                   "DeletePv", "AssignUser", "ExportConfig", "ImportConfig", "PublishValue", "ReloadConfig"]:
             self.assertIn(m, methods)
 
+    def test_openapi_document_is_what_its_source_writes(self):
+        r = subprocess.run([sys.executable, os.path.join(SOURCE, "data", "openapi.py")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(SOURCE, "data", "openapi.json")) as f:
+            self.assertEqual(f.read(), r.stdout, "run: python3 data/openapi.py > data/openapi.json")
+
+    def test_openapi_document_is_valid_openapi_3_1(self):
+        import jsonschema
+        with open(os.path.join(SOURCE, "data", "openapi.json")) as f:
+            doc = json.load(f)
+        with open(os.path.join(SOURCE, "tests", "openapi", "oas-3.1-schema.json")) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator(schema).validate(doc)
+        for name, component in doc["components"]["schemas"].items():
+            jsonschema.Draft202012Validator.check_schema(component)
+        # every operation answers the error envelope for its errors, every $ref resolves
+        resolver = jsonschema.RefResolver.from_schema(doc)
+        for path, item in doc["paths"].items():
+            for method, operation in item.items():
+                if method == "parameters":
+                    continue
+                self.assertEqual(operation["responses"]["default"]["content"]["application/json"]["schema"],
+                                 {"$ref": "#/components/schemas/Error"}, (method, path))
+        for name in doc["components"]["schemas"]:
+            resolver.resolve(f"#/components/schemas/{name}")
+
     def test_install(self):
         with tempfile.TemporaryDirectory() as dest:
             r = subprocess.run(["meson", "install", "-C", BUILD, "--destdir", dest, "--no-rebuild", "--quiet"],
@@ -68,7 +95,7 @@ class DataFiles(unittest.TestCase):
                 found.update(os.path.join(root, f)[len(dest):] for f in files)
             names = {os.path.basename(f) for f in found}
             for f in ["realtimeplot-server", "rtpctl", "realtimeplot-server.service", "org.realtimeplot.Server1.service",
-                      "org.realtimeplot.Server1.conf", "server.env.example", "realtimeplot-server.mo"]:
+                      "org.realtimeplot.Server1.conf", "server.env.example", "realtimeplot-server.mo", "openapi.json"]:
                 self.assertIn(f, names, sorted(found))
 
 

@@ -11,7 +11,7 @@ PACKAGES=(
   # tests
   python3 python3-paho-mqtt python3-psycopg2 python3-aiosmtpd python3-websocket valgrind wrk mosquitto mosquitto-clients curl sqlite3 locales
   dbus dbus-daemon gnome-keyring postgresql clang-14 libclang-rt-14-dev
-  slapd ldap-utils openssl python3-prometheus-client
+  slapd ldap-utils openssl python3-prometheus-client python3-jsonschema
 )
 
 SUDO=""

@@ -78,6 +78,80 @@ class Response:
         return f"<{self.status} {self.raw[:300]!r}>"
 
 
+# ---- the OpenAPI contract: every JSON answer a test receives is checked against data/openapi.json ----
+
+OPENAPI_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "data", "openapi.json")
+_CONTRACT = None
+
+
+class ContractError(AssertionError):
+    pass
+
+
+def openapi_document():
+    with open(OPENAPI_PATH) as f:
+        return json.load(f)
+
+
+def _contract():
+    global _CONTRACT
+    if _CONTRACT is None:
+        import jsonschema
+        doc = openapi_document()
+        routes = []
+        for template, item in doc["paths"].items():
+            parts = template.strip("/").split("/")
+            regex = "^/" + "/".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+            literal = [not p.startswith("{") for p in parts]
+            routes.append((re.compile(regex), literal, template, item))
+        resolver = jsonschema.RefResolver.from_schema(doc)
+        _CONTRACT = (doc, routes, resolver, jsonschema)
+    return _CONTRACT
+
+
+def operation_for(method, raw_path):
+    """The document's path template and operation of a request (the most literal template wins, as the
+    server's router decides), or (None, None)."""
+    _, routes, _, _ = _contract()
+    path = raw_path.split("?", 1)[0]
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]  # the router takes a trailing slash as the original did
+    best = None
+    for regex, literal, template, item in routes:
+        if regex.match(path) and method.lower() in item:
+            if best is None or literal > best[0]:
+                best = (literal, template, item[method.lower()])
+    return (best[1], best[2]) if best else (None, None)
+
+
+def check_contract(method, raw_path, response):
+    """Validates a JSON answer against the response schema the document gives for its route and status
+    (the error envelope for errors, and for paths no route has). Off with RTP_OPENAPI_CHECK=0."""
+    if os.environ.get("RTP_OPENAPI_CHECK") == "0" or response.json is None:
+        return
+    ctype = (response.header("Content-Type") or "").split(";")[0].strip()
+    if ctype != "application/json":
+        return
+    doc, _, resolver, jsonschema = _contract()
+    template, operation = operation_for(method, raw_path)
+    if operation is None:
+        if response.status < 400:
+            raise ContractError(f"{method} {raw_path} answered {response.status} but is not in data/openapi.json")
+        schema = {"$ref": "#/components/schemas/Error"}
+    else:
+        answer = operation["responses"].get(str(response.status)) or operation["responses"].get("default")
+        if str(response.status) not in operation["responses"] and response.status < 400:
+            raise ContractError(f"{method} {template}: status {response.status} is not in data/openapi.json")
+        schema = answer.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            raise ContractError(f"{method} {template} {response.status}: a JSON answer the document does not give")
+    try:
+        jsonschema.Draft202012Validator(schema, resolver=resolver).validate(response.json)
+    except jsonschema.ValidationError as e:
+        raise ContractError(f"{method} {raw_path} {response.status}: the answer does not match data/openapi.json: "
+                            f"{e.message} at {list(e.absolute_path)}\n{response.raw[:500]}") from None
+
+
 class Server:
     """One server process with its own state directory, HOME and XDG dirs."""
 
@@ -212,9 +286,11 @@ class Server:
         try:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
-            return Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+            response = Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
         finally:
             conn.close()
+        check_contract(method, path, response)
+        return response
 
     def login(self, login="admin", password=None, source="127.0.0.1"):
         r = self.request("POST", "/auth/get_access_token", basic=(login, password or self.admin_password),

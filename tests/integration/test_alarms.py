@@ -74,6 +74,7 @@ class AlarmTestCase(ServerTestCase):
         self.server_env.update(self.extra)
         super().setUp()
         self.wait_log("reading values from MQTT topics lab/values/#")
+        self.wait_log("connected to the MQTT broker")  # subscribing is announced over MQTT first
         self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
             "pv_string": PV, "default_threshold_min": 0, "default_threshold_max": 100})
         self.user, self.token = self.create_user("ulla", email="ulla@lab.example.org")
