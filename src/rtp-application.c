@@ -363,6 +363,7 @@ start (RtpApplication *self, GError **error)
     }
 
   s->experiments = rtp_experiment_store_new (s->db);
+  s->answers = rtp_routes_answers_new (s->db);
   rtp_experiment_store_warn_unusual_names (s->experiments);
   s->archiver = rtp_archiver_client_new (rtp_config_get_string (config, "ARCHIVER_URL"),
                                          rtp_config_get_double (config, "RTP_ARCHIVER_TIMEOUT"));
@@ -576,6 +577,7 @@ rtp_application_shutdown (GApplication *app)
   g_clear_object (&s->users);
   g_clear_object (&s->directory);
   g_clear_pointer (&s->metrics_token, g_free);
+  g_clear_pointer (&s->answers, rtp_stamp_cache_free);
   if (s->db != NULL)
     rtp_database_close (s->db);
   g_clear_object (&s->db);

@@ -50,6 +50,7 @@ struct _RtpDatabase {
   /* rtp_database_get_change_stamp() */
   guint64 stamp;         /* raised at every change this connection makes or learns of */
   gint64 pg_count;       /* PostgreSQL: rtp_change_count.n as last read */
+  gint64 pg_read_us;     /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
   char *shm_path;        /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
   int shm_fd;            /* SQLite: @shm_path, read-only, or -1 */
   gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
@@ -228,15 +229,41 @@ probe_connection (RtpDatabase *self)
  * experiments, PVs) raises rtp_change_count.n (triggers of migration 0006), whoever makes it.
  * One round trip on libgda's libpq connection, far cheaper than a libgda statement; a change
  * committed before it is seen by it. */
+/* What the change counter must reflect: changes committed before this monotonic time (the arrival of
+ * the request being handled, rtp_database_set_changes_since); G_MAXINT64 outside requests: every call
+ * reads the counter. Main thread only, as RtpDatabase. */
+static gint64 changes_since_us = G_MAXINT64;
+
+/**
+ * rtp_database_set_changes_since:
+ * @since_us: a monotonic time, or G_MAXINT64
+ *
+ * Until the next call, rtp_database_get_change_stamp() needs to see only the changes committed before
+ * @since_us: on PostgreSQL a counter read sent after @since_us is reused instead of asking again, so
+ * that one request (or several that arrived before one read) pays one round trip, and a change
+ * committed before a request arrived is still seen by it. The HTTP server sets it to a request's
+ * arrival while it is handled, and back to G_MAXINT64 after.
+ */
+void
+rtp_database_set_changes_since (gint64 since_us)
+{
+  changes_since_us = since_us;
+}
+
 static gboolean
 pg_changes_known (RtpDatabase *self)
 {
   PGresult *r;
   gboolean ok;
+  gint64 sent_us;
 
   probe_connection (self);
   if (self->pconn == NULL || self->broken)
     return FALSE;
+  if (self->pg_read_us != 0 && self->pg_read_us > changes_since_us)
+    return TRUE; /* read after the request arrived: every change committed before it is counted */
+  sent_us = g_get_monotonic_time ();
+  self->pg_read_us = 0;
   r = PQexec (self->pconn, "SELECT n FROM rtp_change_count");
   ok = PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1;
   if (ok)
@@ -247,6 +274,7 @@ pg_changes_known (RtpDatabase *self)
           self->pg_count = n;
           self->stamp++;
         }
+      self->pg_read_us = sent_us;
     }
   else if (PQstatus (self->pconn) != CONNECTION_OK)
     {

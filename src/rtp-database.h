@@ -75,6 +75,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpTransaction, rtp_transaction_free)
 gboolean rtp_database_commit (RtpDatabase *self, GError **error);
 void rtp_database_rollback (RtpDatabase *self);
 guint64 rtp_database_get_change_stamp (RtpDatabase *self);
+void rtp_database_set_changes_since (gint64 since_us);
 gboolean rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error);
 void rtp_database_rollback_to (RtpDatabase *self, const char *name);
 gboolean rtp_database_release (RtpDatabase *self, const char *name, GError **error);

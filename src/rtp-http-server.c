@@ -92,6 +92,7 @@ struct _RtpRequest {
   char *id;             /* (owned) X-Request-Id: the client's when sane, else made here */
   const char *saved_id; /* the request id that was current before rtp_request_enter */
   Route *route;         /* (unowned) (nullable) the route it matched */
+  gint64 arrived_us;    /* when its headers had been read (monotonic) */
   guint64 bytes_out;    /* of a streamed answer */
 };
 
@@ -395,6 +396,8 @@ rtp_request_enter (RtpRequest *request)
   locale_t loc = rtp_i18n_get_locale (request->language);
   request->saved_locale = uselocale (loc != (locale_t) 0 ? loc : LC_GLOBAL_LOCALE);
   request->saved_id = rtp_log_set_request_id (request->id);
+  /* what the request reads must show every change committed before it arrived, no more is needed */
+  rtp_database_set_changes_since (request->arrived_us);
 }
 
 void
@@ -402,6 +405,7 @@ rtp_request_leave (RtpRequest *request)
 {
   uselocale (request->saved_locale != (locale_t) 0 ? request->saved_locale : LC_GLOBAL_LOCALE);
   rtp_log_set_request_id (request->saved_id);
+  rtp_database_set_changes_since (G_MAXINT64);
 }
 
 /**
@@ -490,12 +494,43 @@ rtp_request_respond_bytes (RtpRequest *request, guint status, const char *conten
   if (request->finished)
     return; /* the client went away while we worked */
   soup_server_message_set_status (request->msg, status, NULL);
-  soup_server_message_set_response (request->msg, content_type, SOUP_MEMORY_COPY, data, len);
+  if (body != NULL && len > 4096)
+    {
+      /* a large answer (a kept list) goes out as it is, without a copy */
+      SoupMessageBody *b = soup_server_message_get_response_body (request->msg);
+      soup_message_headers_replace (soup_server_message_get_response_headers (request->msg), "Content-Type",
+                                    content_type);
+      soup_message_body_truncate (b);
+      soup_message_body_append_bytes (b, body);
+    }
+  else
+    soup_server_message_set_response (request->msg, content_type, SOUP_MEMORY_COPY, data, len);
   if (request->paused)
     {
       request->paused = FALSE;
       soup_server_message_unpause (request->msg);
     }
+}
+
+/**
+ * rtp_json_object_to_bytes:
+ * @object: (transfer full)
+ *
+ * Returns: (transfer full): @object as compact JSON text
+ */
+GBytes *
+rtp_json_object_to_bytes (JsonObject *object)
+{
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  JsonNode *node = json_node_init_object (json_node_alloc (), object);
+  gsize len = 0;
+  char *text;
+
+  json_object_unref (object);
+  json_generator_set_root (gen, node);
+  text = json_generator_to_data (gen, &len);
+  json_node_unref (node);
+  return g_bytes_new_take (text, len);
 }
 
 void
@@ -913,6 +948,7 @@ answer_preflight (SoupServerMessage *msg, const char *allowed)
 
 static gboolean guard_answered (SoupServerMessage *msg);
 static const char *message_request_id (SoupServerMessage *msg);
+static gint64 message_arrival (SoupServerMessage *msg, gint64 fallback_us);
 
 static void
 server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
@@ -936,6 +972,7 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
+  request->arrived_us = message_arrival (msg, request->start_us);
   request->id = g_strdup (message_request_id (msg));
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
@@ -1134,7 +1171,9 @@ typedef struct {
   GSocket *socket;   /* (unowned) the connection's, for its count */
   char *id;          /* (owned) (nullable) the request id, once the headers are there */
   gint64 start_us;
-  Route *route; /* (unowned) (nullable) the route found before the body, for the count of a refusal */
+  gint64 headers_us; /* when the headers were read: the request had arrived (a keep-alive connection
+                      * starts waiting for its next request long before it comes) */
+  Route *route;      /* (unowned) (nullable) the route found before the body, for the count of a refusal */
   gint64 deadline_us;
   GList link; /* in server->guards while armed (link.data != NULL) */
 } Guard;
@@ -1203,6 +1242,14 @@ guard_free (gpointer data)
   guard_disarm (g);
   g_free (g->id);
   g_free (g);
+}
+
+/* When the request of @msg had arrived: its headers were read. */
+static gint64
+message_arrival (SoupServerMessage *msg, gint64 fallback_us)
+{
+  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+  return g != NULL && g->headers_us != 0 ? g->headers_us : fallback_us;
 }
 
 /* The request id of @msg: made when its headers arrived, so that a refusal before the body carries
@@ -1322,6 +1369,7 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
   goffset length = soup_message_headers_get_content_length (headers);
 
   guard_rearm (limit); /* the body, if any, must be complete within the client timeout */
+  limit->headers_us = g_get_monotonic_time ();
   message_request_id (msg);
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_NONE ||
       (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length == 0))
@@ -1351,7 +1399,7 @@ message_finished (SoupServerMessage *msg, gpointer user_data)
     {
       /* refused before the body: no handler saw it, so it is counted and logged here */
       rtp_log_set_request_id (g->id);
-      request_done (g->server, msg, g->route, NULL, g->id, g->start_us, 0);
+      request_done (g->server, msg, g->route, NULL, g->id, g->headers_us != 0 ? g->headers_us : g->start_us, 0);
       rtp_log_set_request_id (NULL);
     }
   conn_request_finished (g->server, g->socket, soup_server_message_get_status (msg) == SOUP_STATUS_SWITCHING_PROTOCOLS);

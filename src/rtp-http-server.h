@@ -99,6 +99,8 @@ void rtp_request_respond_error (RtpRequest *request, const GError *error);
 void rtp_request_respond_error_message (RtpRequest *request, guint status, const char *message);
 void rtp_request_respond_messages (RtpRequest *request, const char *message);
 void rtp_request_respond_bytes (RtpRequest *request, guint status, const char *content_type, GBytes *body);
+/* Returns: (transfer full) */
+GBytes *rtp_json_object_to_bytes (JsonObject *object);
 void rtp_request_add_header (RtpRequest *request, const char *name, const char *value);
 
 /* Cancelled when the client goes away, so that work for it can stop. */

@@ -117,10 +117,14 @@ list_users (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) users = rtp_user_manager_list (services->users, &error);
+  g_autoptr (GPtrArray) users = NULL;
   JsonObject *o;
   JsonArray *array;
+  guint64 stamp = 0;
 
+  if (rtp_routes_respond_kept (request, services, "users", &stamp))
+    return;
+  users = rtp_user_manager_list (services->users, &error);
   if (users == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -131,7 +135,7 @@ list_users (RtpRequest *request, gpointer user_data)
     json_array_add_object_element (array, rtp_user_to_json (g_ptr_array_index (users, i)));
   o = json_object_new ();
   json_object_set_array_member (o, "users", array);
-  rtp_request_respond_object (request, 200, o);
+  rtp_routes_respond_and_keep (request, services, "users", stamp, o);
 }
 
 /* Each user field of the body as it arrived (string, null, another type, or absent). */
@@ -204,8 +208,13 @@ get_user (RtpRequest *request, gpointer user_data)
   const char *id = target_user_id (request);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpUser) user = NULL;
+  g_autofree char *key = NULL;
+  guint64 stamp = 0;
 
   if (id == NULL)
+    return;
+  key = g_strconcat ("user\n", id, NULL);
+  if (rtp_routes_respond_kept (request, services, key, &stamp))
     return;
   /* the caller was read from the database for this very request (token check): no second query */
   if (g_str_equal (id, rtp_request_get_caller (request)->user_id))
@@ -215,7 +224,7 @@ get_user (RtpRequest *request, gpointer user_data)
   if (user == NULL)
     rtp_request_respond_error (request, error);
   else
-    rtp_request_respond_object (request, 200, wrap_user (user));
+    rtp_routes_respond_and_keep (request, services, key, stamp, wrap_user (user));
 }
 
 static void

@@ -5,6 +5,8 @@
 #include "rtp-i18n.h"
 #include "rtp-services.h"
 
+#include <string.h>
+
 static void
 add_url_array (JsonObject *o, const char *member, const char *prefix, GPtrArray *ids)
 {
@@ -104,10 +106,14 @@ list_experiments (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) list = rtp_experiment_store_list_experiments (services->experiments, &error);
+  g_autoptr (GPtrArray) list = NULL;
   JsonArray *array;
   JsonObject *o;
+  guint64 stamp = 0;
 
+  if (rtp_routes_respond_kept (request, services, "experiments", &stamp))
+    return;
+  list = rtp_experiment_store_list_experiments (services->experiments, &error);
   if (list == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -118,7 +124,7 @@ list_experiments (RtpRequest *request, gpointer user_data)
     json_array_add_object_element (array, rtp_experiment_to_json (g_ptr_array_index (list, i), TRUE));
   o = json_object_new ();
   json_object_set_array_member (o, "experiments", array);
-  rtp_request_respond_object (request, 200, o);
+  rtp_routes_respond_and_keep (request, services, "experiments", stamp, o);
 }
 
 static void
@@ -138,9 +144,22 @@ get_experiment (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   const char *short_id = rtp_request_get_param (request, 0);
+  gboolean admin = rtp_user_is_admin (rtp_request_get_caller (request));
+  g_autofree char *key = g_strconcat (admin ? "experiment\nadmin\n" : "experiment\nuser\n", short_id, NULL);
   g_autoptr (GError) error = NULL;
-  g_autoptr (RtpExperiment) e = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
+  g_autoptr (RtpExperiment) e = NULL;
+  guint64 stamp = 0;
+  g_autoptr (GBytes) kept = rtp_stamp_cache_lookup (services->answers, key, &stamp);
+  JsonObject *o;
 
+  if (kept != NULL)
+    {
+      /* kept at the current stamp: the experiment exists, so the access check comes next, as after a read */
+      if (rtp_routes_check_access (services, request, short_id, RTP_ACCESS_READ))
+        rtp_routes_send (request, kept);
+      return;
+    }
+  e = rtp_experiment_store_get_experiment (services->experiments, short_id, &error);
   if (e == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -148,7 +167,9 @@ get_experiment (RtpRequest *request, gpointer user_data)
     }
   if (!rtp_routes_check_access (services, request, short_id, RTP_ACCESS_READ))
     return;
-  respond_experiment (request, e, NULL);
+  o = json_object_new ();
+  json_object_set_object_member (o, "experiment", rtp_experiment_to_json (e, admin));
+  rtp_routes_respond_and_keep (request, services, key, stamp, o);
 }
 
 static void
@@ -249,10 +270,14 @@ list_pvs (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) list = rtp_experiment_store_list_pvs (services->experiments, NULL, &error);
+  g_autoptr (GPtrArray) list = NULL;
   JsonArray *array;
   JsonObject *o;
+  guint64 stamp = 0;
 
+  if (rtp_routes_respond_kept (request, services, "pvs", &stamp))
+    return;
+  list = rtp_experiment_store_list_pvs (services->experiments, NULL, &error);
   if (list == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -263,7 +288,7 @@ list_pvs (RtpRequest *request, gpointer user_data)
     json_array_add_object_element (array, rtp_process_variable_to_json (g_ptr_array_index (list, i)));
   o = json_object_new ();
   json_object_set_array_member (o, "process_variables", array);
-  rtp_request_respond_object (request, 200, o);
+  rtp_routes_respond_and_keep (request, services, "pvs", stamp, o);
 }
 
 static void
@@ -302,10 +327,26 @@ static void
 get_pv (RtpRequest *request, gpointer user_data)
 {
   RtpServices *services = user_data;
+  const char *name = rtp_request_get_param (request, 0);
+  g_autofree char *key = g_strconcat ("pv\n", name, NULL);
   g_autoptr (GError) error = NULL;
-  g_autoptr (RtpProcessVariable)
-    pv = rtp_experiment_store_get_pv (services->experiments, rtp_request_get_param (request, 0), &error);
+  g_autoptr (RtpProcessVariable) pv = NULL;
+  guint64 stamp = 0;
+  g_autoptr (GBytes) kept = rtp_stamp_cache_lookup (services->answers, key, &stamp);
+  JsonObject *o;
 
+  if (kept != NULL)
+    {
+      /* the experiment of a kept PV: what follows the answer's last NUL (see below) */
+      gsize len = 0;
+      const char *data = g_bytes_get_data (kept, &len);
+      const char *scope = memchr (data, 0, len);
+      g_autoptr (GBytes) answer = g_bytes_new_from_bytes (kept, 0, (gsize) (scope - data));
+      if (rtp_routes_check_access (services, request, scope + 1, RTP_ACCESS_READ))
+        rtp_routes_send (request, answer);
+      return;
+    }
+  pv = rtp_experiment_store_get_pv (services->experiments, name, &error);
   if (pv == NULL)
     {
       rtp_request_respond_error (request, error);
@@ -313,7 +354,24 @@ get_pv (RtpRequest *request, gpointer user_data)
     }
   if (!rtp_routes_check_access (services, request, pv->experiment_short_id, RTP_ACCESS_READ))
     return;
-  respond_pv (request, pv, NULL);
+  o = json_object_new ();
+  json_object_set_object_member (o, "process_variable", rtp_process_variable_to_json (pv));
+  {
+    /* kept with its experiment after a NUL, for the access check of the next caller */
+    g_autoptr (GBytes) answer = rtp_json_object_to_bytes (o);
+    gsize len = 0;
+    const char *data = g_bytes_get_data (answer, &len);
+    g_autoptr (GByteArray) with_scope = g_byte_array_sized_new ((guint) len + 64);
+    g_autoptr (GBytes) keep = NULL;
+
+    g_byte_array_append (with_scope, (const guint8 *) data, (guint) len);
+    g_byte_array_append (with_scope, (const guint8 *) "", 1);
+    g_byte_array_append (with_scope, (const guint8 *) pv->experiment_short_id,
+                         (guint) strlen (pv->experiment_short_id));
+    keep = g_byte_array_free_to_bytes (g_steal_pointer (&with_scope));
+    rtp_stamp_cache_store (services->answers, stamp, key, keep);
+    rtp_routes_send (request, answer);
+  }
 }
 
 static void

@@ -106,6 +106,39 @@ rtp_routes_read_strings (JsonObject *body, const char *name, GStrv *out)
   return RTP_FIELD_SET;
 }
 
+RtpStampCache *
+rtp_routes_answers_new (RtpDatabase *db)
+{
+  return rtp_stamp_cache_new (db, (GBoxedCopyFunc) g_bytes_ref, (GDestroyNotify) g_bytes_unref);
+}
+
+gboolean
+rtp_routes_respond_kept (RtpRequest *request, RtpServices *services, const char *key, guint64 *stamp)
+{
+  g_autoptr (GBytes) kept = rtp_stamp_cache_lookup (services->answers, key, stamp);
+
+  if (kept == NULL)
+    return FALSE;
+  rtp_request_respond_bytes (request, 200, "application/json; charset=utf-8", kept);
+  return TRUE;
+}
+
+void
+rtp_routes_send (RtpRequest *request, GBytes *answer)
+{
+  rtp_request_respond_bytes (request, 200, "application/json; charset=utf-8", answer);
+}
+
+void
+rtp_routes_respond_and_keep (RtpRequest *request, RtpServices *services, const char *key, guint64 stamp,
+                             JsonObject *answer)
+{
+  g_autoptr (GBytes) bytes = rtp_json_object_to_bytes (answer);
+
+  rtp_stamp_cache_store (services->answers, stamp, key, bytes);
+  rtp_request_respond_bytes (request, 200, "application/json; charset=utf-8", bytes);
+}
+
 JsonObject *
 rtp_routes_list_answer (const char *key, JsonArray *items)
 {

@@ -15,6 +15,7 @@
 #include "rtp-alerter.h"
 #include "rtp-http-server.h"
 #include "rtp-user-manager.h"
+#include "rtp-stamp-cache.h"
 
 G_BEGIN_DECLS
 
@@ -35,6 +36,7 @@ typedef struct {
   RtpHistory *history;                 /* every read of archived data for HTTP and D-Bus */
   RtpHttpServer *http;
   RtpDirectory *directory; /* directory logins (unconfigured when RTP_LDAP_URL is unset) */
+  RtpStampCache *answers;  /* finished answers that change only with the database (rtp_routes_respond_kept) */
   char *metrics_token;     /* (nullable) RTP_METRICS_TOKEN: a Bearer token that may read /metrics */
   gboolean metrics_public; /* RTP_METRICS_PUBLIC=1: anyone may read /metrics */
 } RtpServices;
@@ -76,6 +78,20 @@ JsonObject *rtp_alarm_to_json (const RtpAlarm *alarm, GTimeZone *tz);
 /* Returns: (transfer full) */
 JsonObject *rtp_subscription_to_json (const RtpSubscription *sub);
 void rtp_routes_read_alarm_changes (JsonObject *body, RtpAlarmChanges *changes);
+
+/* Kept answers (rtp-routes-json.c): the finished bytes of answers that only change when the database
+ * does, under its change stamp (the mechanism of the kept users: any change by this instance, another
+ * one or direct SQL moves it; nothing is kept while it is 0), so that a list is built once per change
+ * instead of once per request. Keys name the answer and the caller class it was made for. */
+RtpStampCache *rtp_routes_answers_new (RtpDatabase *db);
+/* Answers @request from what is kept under @key and returns TRUE; else sets @stamp for
+ * rtp_routes_respond_and_keep() and returns FALSE. Check the caller's access first. */
+gboolean rtp_routes_respond_kept (RtpRequest *request, RtpServices *services, const char *key, guint64 *stamp);
+/* Sends a kept answer (from rtp_stamp_cache_lookup (services->answers, …), after the caller's checks). */
+void rtp_routes_send (RtpRequest *request, GBytes *answer);
+/* Answers @request with @answer (taken) and keeps its bytes under @key when nothing changed since @stamp. */
+void rtp_routes_respond_and_keep (RtpRequest *request, RtpServices *services, const char *key, guint64 stamp,
+                                  JsonObject *answer);
 
 /* The contract's list answers: {"<key>": [ … ]}; takes @items. */
 /* Returns: (transfer full) */

@@ -164,6 +164,52 @@ class ChangesSeenByEveryInstance:
         b.stop()
         a.stop()
 
+    def test_kept_lists_follow_changes_from_anywhere_at_the_very_next_request(self):
+        a, b = self.pair()
+        admin = a.login("admin", a.admin_password)
+        admin_b = b.login("admin", a.admin_password)
+
+        def lists_on_b():
+            out = {}
+            for path, key in [("/experiments", "experiments"), ("/experiments/pvs", "process_variables"),
+                              ("/auth/users", "users")]:
+                r = b.request("GET", path, token=admin_b)
+                self.assertEqual(r.status, 200, r)
+                out[key] = r.json[key]
+            return out
+
+        r = a.request("POST", "/experiments/pvs", token=admin, json_body={"pv_string": "List:M:One"})
+        self.assertEqual(r.status, 200, r)
+        first = lists_on_b()
+        self.assertEqual(lists_on_b(), first)  # kept: the same answer
+        self.assertEqual([e["short_id"] for e in first["experiments"]], ["List"])
+        # a change through the other instance: seen by the very next list request
+        r = a.request("POST", "/experiments/pvs", token=admin, json_body={"pv_string": "List:M:Two",
+                                                                          "human_readable_name": "Two"})
+        self.assertEqual(r.status, 200, r)
+        now = lists_on_b()
+        self.assertEqual(sorted(p["pv_string"] for p in now["process_variables"]), ["List:M:One", "List:M:Two"])
+        self.assertEqual(len(now["experiments"][0]["process_variable_urls"]), 2)
+        r = a.request("POST", "/auth/users", token=admin, json_body={
+            "login_name": "lister", "first_name": "L", "last_name": "I", "user_type": "User"})
+        self.assertIn("lister", [u["login_name"] for u in lists_on_b()["users"]])
+        # straight in the database: the same
+        a.db("UPDATE process_variables SET human_readable_name = 'Straight' WHERE pv_string = 'List:M:Two'")
+        a.db("UPDATE experiments SET human_readable_name = 'Renamed' WHERE short_id = 'List'")
+        a.db("UPDATE users SET first_name = 'Lee' WHERE login_name = 'lister'")
+        now = lists_on_b()
+        self.assertEqual({p["pv_string"]: p["human_readable_name"] for p in now["process_variables"]}["List:M:Two"],
+                         "Straight")
+        self.assertEqual(now["experiments"][0]["human_readable_name"], "Renamed")
+        self.assertEqual({u["login_name"]: u["first_name"] for u in now["users"]}["lister"], "Lee")
+        r = b.request("GET", "/experiments/List", token=admin_b)
+        self.assertEqual(r.json["experiment"]["human_readable_name"], "Renamed")
+        a.db("UPDATE experiments SET human_readable_name = 'Again' WHERE short_id = 'List'")
+        r = b.request("GET", "/experiments/List", token=admin_b)
+        self.assertEqual(r.json["experiment"]["human_readable_name"], "Again")
+        b.stop()
+        a.stop()
+
     def test_a_change_made_straight_in_the_database_counts_at_once(self):
         a, b = self.pair()
         admin = a.login("admin", a.admin_password)
