@@ -8,7 +8,10 @@ The machine is a VM whose speed drifts by ±20 % over minutes, so every run of a
 with a run of the ceiling just before it, each pair is repeated (--rounds), and the table shows
 medians: req/s and latencies of the endpoint's runs, and the median of the paired ratios.
 
-    python3 bench/http_bench.py [--build build] [--seconds 3] [--rounds 3]
+    python3 bench/http_bench.py [--build build] [--seconds 3] [--rounds 3] [--experiments 50] [--only TEXT]
+
+--experiments N imports N experiments of 20 PVs (GET /experiments answers grow with it); --only keeps the
+endpoints whose name contains TEXT (the ceiling is always run).
 """
 import statistics
 import json
@@ -64,6 +67,8 @@ def main():
     build = args[args.index("--build") + 1] if "--build" in args else os.path.join(HERE, "..", "build")
     seconds = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 3
     rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
+    n_experiments = int(args[args.index("--experiments") + 1]) if "--experiments" in args else 50
+    only = args[args.index("--only") + 1] if "--only" in args else None
     rtplib.SERVER = os.path.abspath(os.path.join(build, "src", "realtimeplot-server"))
     ceiling = subprocess.Popen([os.path.join(build, "bench", "ceiling")], stdout=subprocess.PIPE, text=True)
     ceiling_url = re.search(r"(http://\S+)", ceiling.stdout.readline()).group(1)
@@ -71,7 +76,7 @@ def main():
     fx = rtplib.ArchiverFixture().start()
     start = int(datetime(2022, 1, 1, tzinfo=timezone.utc).timestamp())
     lines = []
-    for e in range(50):
+    for e in range(n_experiments):
         lines.append(f"[EXPERIMENT];short_id=E{e:02d};human_readable_name=Experiment {e}")
         lines += [f"[PROCESS_VARIABLE];pv_string=E{e:02d}:M:PV{p:02d};human_readable_name=PV {p}" for p in range(20)]
     for p in range(10):
@@ -86,7 +91,7 @@ def main():
         startup = time.perf_counter() - t0
         token = s.login("admin", "bench admin pw")
         r = s.request("POST", "/file/import", token=token, body="\n".join(lines).encode(), timeout=300)
-        assert r.json["number_of_process_variables_now_in_database"] == 1010, r.json
+        assert r.json["number_of_process_variables_now_in_database"] == n_experiments * 20 + 10, r.json
         time.sleep(31)  # the server trims freed memory every 30 s
         idle = status(s.proc.pid)
         auth = {"x-access-tokens": token}
@@ -95,7 +100,8 @@ def main():
             ("bare SoupServer, constant JSON (ceiling)", ceiling_url, "GET", None, {}),
             ("GET /auth/users/current", s.url + "auth/users/current", "GET", None, auth),
             ("GET /experiments/pvs/<pv>", s.url + "experiments/pvs/E07:M:PV03", "GET", None, auth),
-            ("GET /experiments (50 × 20 PVs)", s.url + "experiments", "GET", None, auth),
+            ("GET /experiments/<id>", s.url + "experiments/E07", "GET", None, auth),
+            (f"GET /experiments ({n_experiments} × 20 PVs)", s.url + "experiments", "GET", None, auth),
             ("POST /data/<exp> (10 PVs × 500 points)", s.url + "data/Data", "POST",
              '{"since": "2022-01-01 00:00:00", "until": "2022-01-01 00:08:19"}', dict(auth, **{"Content-Type": "application/json"})),
             ("POST /auth/get_access_token (argon2id)", s.url + "auth/get_access_token", "POST", None, basic),
@@ -104,6 +110,8 @@ def main():
         ratios = {}  # (name, conns) → [rps / the paired ceiling run's rps]
         hwm = {}
         ceiling_row = rows[0]
+        if only is not None:
+            rows = [rows[0]] + [r for r in rows[1:] if only in r[0]]
         for name, url, method, body, headers in rows[1:]:
             for conns in (1, 32, 128):
                 for _ in range(rounds):

@@ -28,6 +28,14 @@ typedef struct {
   GdaSet *params;     /* (owned) (nullable) */
 } CachedStatement;
 
+/* A statement as a caller wrote it, with which of its parameters were NULL (those are written into
+ * the SQL, see append_null), and what it became: so that the SQL is rewritten once, not per call. */
+typedef struct {
+  guint32 nulls; /* the XOR of the names' hashes of the NULL parameters, 0: none */
+  guint n_params;
+  CachedStatement *cached; /* (unowned) in self->cache */
+} Prepared;
+
 struct _RtpDatabase {
   GObject parent_instance;
 
@@ -35,6 +43,7 @@ struct _RtpDatabase {
   RtpDatabaseKind kind;
   char *sqlite_path;     /* (owned) (nullable) */
   GHashTable *cache;     /* (owned) rewritten SQL → CachedStatement */
+  GHashTable *prepared;  /* (owned) SQL as written → GArray of Prepared: what it became, per NULL pattern */
   GdaSqlParser *delimit; /* (owned) a parser that only splits: its statements are passed through untracked */
   GHashTable *raw_cache; /* (owned) SQL → GdaStatement parsed by @delimit */
   gboolean in_transaction;
@@ -74,6 +83,7 @@ rtp_database_finalize (GObject *object)
   RtpDatabase *self = RTP_DATABASE (object);
 
   rtp_database_close (self);
+  g_hash_table_unref (self->prepared);
   g_hash_table_unref (self->cache);
   g_clear_object (&self->delimit);
   g_free (self->provider);
@@ -96,6 +106,7 @@ static void
 rtp_database_init (RtpDatabase *self)
 {
   self->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, cached_statement_free);
+  self->prepared = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_array_unref);
   self->delimit = gda_sql_parser_new ();
   g_object_set (self->delimit, "mode", GDA_SQL_PARSER_MODE_DELIMIT, NULL);
   self->raw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
@@ -111,6 +122,7 @@ rtp_database_close (RtpDatabase *self)
   if (self->shm_fd >= 0)
     close (self->shm_fd);
   self->shm_fd = -1;
+  g_hash_table_remove_all (self->prepared);
   g_hash_table_remove_all (self->cache);
   if (self->cnc != NULL)
     {
@@ -780,6 +792,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   self->last_attempt_us = now;
   if (self->cnc != NULL)
     {
+      g_hash_table_remove_all (self->prepared);
       g_hash_table_remove_all (self->cache);
       g_hash_table_remove_all (self->raw_cache);
       self->pconn = NULL;
@@ -813,25 +826,52 @@ prepare (RtpDatabase *self, const char *sql, GArray *params, GError **error)
 
   if (!ensure_connection (self, error))
     return NULL;
-  rewritten = rewrite_sql (sql, params, error);
-  if (rewritten == NULL)
-    return NULL;
-  cached = g_hash_table_lookup (self->cache, rewritten);
-  if (cached == NULL)
-    {
-      GdaSet *set = NULL;
-      GdaStatement *stmt = gda_connection_parse_sql_string (self->cnc, rewritten, &set, &local_error);
-      if (stmt == NULL)
-        {
-          g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot parse SQL '%s': %s", sql,
-                       local_error != NULL ? local_error->message : "?");
+  {
+    GArray *variants = g_hash_table_lookup (self->prepared, sql);
+    guint32 nulls = 0;
+
+    for (guint i = 0; i < params->len; i++)
+      if (g_array_index (params, Param, i).is_null)
+        nulls ^= g_str_hash (g_array_index (params, Param, i).name) | 1u;
+    cached = NULL;
+    for (guint i = 0; variants != NULL && i < variants->len && cached == NULL; i++)
+      {
+        Prepared *v = &g_array_index (variants, Prepared, i);
+        if (v->nulls == nulls && v->n_params == params->len)
+          cached = v->cached;
+      }
+    if (cached == NULL)
+      {
+        rewritten = rewrite_sql (sql, params, error);
+        if (rewritten == NULL)
           return NULL;
+        cached = g_hash_table_lookup (self->cache, rewritten);
+        if (cached == NULL)
+          {
+            GdaSet *set = NULL;
+            GdaStatement *stmt = gda_connection_parse_sql_string (self->cnc, rewritten, &set, &local_error);
+            if (stmt == NULL)
+              {
+                g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "cannot parse SQL '%s': %s", sql,
+                             local_error != NULL ? local_error->message : "?");
+                return NULL;
+              }
+            cached = g_new0 (CachedStatement, 1);
+            cached->stmt = stmt;
+            cached->params = set;
+            g_hash_table_insert (self->cache, g_steal_pointer (&rewritten), cached);
+          }
+        if (variants == NULL)
+          {
+            variants = g_array_new (FALSE, FALSE, sizeof (Prepared));
+            g_hash_table_insert (self->prepared, g_strdup (sql), variants);
+          }
+        {
+          Prepared v = { nulls, params->len, cached };
+          g_array_append_val (variants, v);
         }
-      cached = g_new0 (CachedStatement, 1);
-      cached->stmt = stmt;
-      cached->params = set;
-      g_hash_table_insert (self->cache, g_steal_pointer (&rewritten), cached);
-    }
+      }
+  }
 
   for (guint i = 0; i < params->len; i++)
     {

@@ -110,7 +110,15 @@ request_id (const char *given)
     sane = g_ascii_isalnum (given[i]) || given[i] == '.' || given[i] == '_' || given[i] == '-';
   if (sane)
     return g_strdup (given);
-  return g_strdup_printf ("%08x%08x", g_random_int (), g_random_int ());
+  {
+    static const char hex[] = "0123456789abcdef";
+    guint64 r = ((guint64) g_random_int () << 32) | g_random_int ();
+    char *id = g_malloc (17);
+    for (int i = 15; i >= 0; i--, r >>= 4)
+      id[i] = hex[r & 0xf];
+    id[16] = '\0';
+    return id;
+  }
 }
 static void stream_stop (RtpRequest *request);
 
@@ -832,7 +840,8 @@ request_done (RtpHttpServer *self, SoupServerMessage *msg, Route *route, const R
                       status, "MESSAGE", "%s %s %u %" G_GUINT64_FORMAT " B %.1f ms user=%s id=%s", stats->method,
                       route != NULL ? route->pattern : "(no route)", status, bytes, (double) duration_us / 1000.0,
                       caller != NULL ? caller->user_id : "-", id != NULL ? id : "-");
-  else
+  else if (!g_log_writer_default_would_drop (G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN))
+    /* (the check first: g_debug formats its line even when nobody reads it) */
     g_debug ("%s %s → %u (%.1f ms) [%s]", method, g_uri_get_path (soup_server_message_get_uri (msg)), status,
              (double) duration_us / 1000.0, id != NULL ? id : "-");
 }
