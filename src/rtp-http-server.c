@@ -835,8 +835,9 @@ request_done (RtpHttpServer *self, SoupServerMessage *msg, Route *route, const R
 
   route_stats_count (stats, status, duration_us);
   if (self->access_log)
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "RTP_REQUEST_ID", "%s", id != NULL ? id : "-", "RTP_USER_ID",
-                      "%s", caller != NULL ? caller->user_id : "-", "RTP_ROUTE", "%s", stats->route, "RTP_STATUS", "%u",
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "CODE_FILE", __FILE__, "CODE_LINE", G_STRINGIFY (__LINE__),
+                      "CODE_FUNC", G_STRFUNC, "RTP_REQUEST_ID", "%s", id != NULL ? id : "-", "RTP_USER_ID", "%s",
+                      caller != NULL ? caller->user_id : "-", "RTP_ROUTE", "%s", stats->route, "RTP_STATUS", "%u",
                       status, "MESSAGE", "%s %s %u %" G_GUINT64_FORMAT " B %.1f ms user=%s id=%s", stats->method,
                       route != NULL ? route->pattern : "(no route)", status, bytes, (double) duration_us / 1000.0,
                       caller != NULL ? caller->user_id : "-", id != NULL ? id : "-");
