@@ -60,6 +60,7 @@ struct _RtpDatabase {
   guint64 stamp;         /* raised at every change this connection makes or learns of */
   gint64 pg_count;       /* PostgreSQL: rtp_change_count.n as last read */
   gint64 pg_read_us;     /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
+  PGconn *pg_prepared;   /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
   char *shm_path;        /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
   int shm_fd;            /* SQLite: @shm_path, read-only, or -1 */
   gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
@@ -200,6 +201,7 @@ find_pconn (RtpDatabase *self)
   PGconn *pconn;
 
   self->pconn = NULL;
+  self->pg_prepared = NULL; /* a new connection knows no prepared statement */
   if (self->kind != RTP_DATABASE_POSTGRESQL || self->cnc == NULL)
     return;
   data = gda_connection_internal_get_provider_data_error (self->cnc, NULL);
@@ -276,7 +278,18 @@ pg_changes_known (RtpDatabase *self)
     return TRUE; /* read after the request arrived: every change committed before it is counted */
   sent_us = g_get_monotonic_time ();
   self->pg_read_us = 0;
-  r = PQexec (self->pconn, "SELECT n FROM rtp_change_count");
+  if (self->pg_prepared != self->pconn)
+    {
+      /* prepared once per connection: the server then only executes it (no parse and plan per request) */
+      PGresult *p = PQprepare (self->pconn, "rtp_change_count_read", "SELECT n FROM rtp_change_count", 0, NULL);
+      if (PQresultStatus (p) == PGRES_COMMAND_OK)
+        self->pg_prepared = self->pconn;
+      PQclear (p);
+    }
+  if (self->pg_prepared == self->pconn)
+    r = PQexecPrepared (self->pconn, "rtp_change_count_read", 0, NULL, NULL, NULL, 0);
+  else
+    r = PQexec (self->pconn, "SELECT n FROM rtp_change_count");
   ok = PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1;
   if (ok)
     {
@@ -288,6 +301,8 @@ pg_changes_known (RtpDatabase *self)
         }
       self->pg_read_us = sent_us;
     }
+  else if (PQstatus (self->pconn) == CONNECTION_OK)
+    self->pg_prepared = NULL; /* prepared again at the next read */
   else if (PQstatus (self->pconn) != CONNECTION_OK)
     {
       g_warning ("the database connection failed (%s)", PQerrorMessage (self->pconn));
