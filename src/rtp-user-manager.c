@@ -926,18 +926,13 @@ login_directory_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                _ ("The directory service is not available."));
       return;
     }
-  if (entry != NULL && !entry->grouped)
+  if (entry == NULL || !entry->grouped)
     {
-      g_clear_pointer (&entry, rtp_directory_entry_free);
-      g_set_error_literal (&error, RTP_ERROR, RTP_ERROR_NOT_FOUND, "in no configured group");
-    }
-  if (entry == NULL)
-    {
-      /* a directory user the directory no longer knows (or whose groups were all taken away) */
-      if (d->user != NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
-        retire_directory_user (self, d->user,
-                               g_str_equal (error->message, "in no configured group") ? "is in no configured group"
-                                                                                      : "is gone from the directory");
+      /* a directory user the directory no longer knows, or whose groups were all taken away */
+      if (d->user != NULL && entry != NULL)
+        retire_directory_user (self, d->user, "is in no configured group");
+      else if (d->user != NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
+        retire_directory_user (self, d->user, "is gone from the directory");
       finish_attempt (self, d->login, d->client, TRUE);
       g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
                                _ ("The login_name and password combination is not present in the database."));
