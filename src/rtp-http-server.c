@@ -8,6 +8,7 @@
 
 #include "rtp-http-server.h"
 #include "rtp-error.h"
+#include "rtp-http-listener.h"
 #include "rtp-i18n.h"
 #include "rtp-json.h"
 #include "rtp-log.h"
@@ -45,9 +46,10 @@ typedef struct {
 struct _RtpHttpServer {
   GObject parent_instance;
 
-  SoupServer *soup;      /* (owned) */
-  RtpUserManager *users; /* (owned) */
-  GPtrArray *routes;     /* (owned) Route */
+  SoupServer *soup;          /* (owned) */
+  RtpHttpListener *listener; /* (owned) (nullable) once it listens */
+  RtpUserManager *users;     /* (owned) */
+  GPtrArray *routes;         /* (owned) Route */
   gsize max_body_bytes;
   gsize max_import_bytes;
   char *cors_origin; /* (owned) (nullable) */
@@ -191,6 +193,7 @@ rtp_http_server_dispose (GObject *object)
 {
   RtpHttpServer *self = RTP_HTTP_SERVER (object);
 
+  g_clear_pointer (&self->listener, rtp_http_listener_free);
   if (self->soup != NULL)
     soup_server_disconnect (self->soup);
   g_clear_object (&self->soup);
@@ -673,7 +676,7 @@ rtp_request_get_cancellable (RtpRequest *request)
 {
   if (request->cancellable == NULL)
     {
-      GSocket *socket = request->finished ? NULL : soup_server_message_get_socket (request->msg);
+      GSocket *socket = request->finished ? NULL : rtp_http_message_get_socket (request->msg);
       request->cancellable = g_cancellable_new ();
       if (request->finished)
         g_cancellable_cancel (request->cancellable); /* the client is gone already */
@@ -795,7 +798,7 @@ rtp_request_stream_abort (RtpRequest *request)
   stream_stop (request);
   if (request->finished)
     return;
-  socket = soup_server_message_get_socket (request->msg);
+  socket = rtp_http_message_get_socket (request->msg);
   if (socket != NULL)
     g_socket_shutdown (socket, TRUE, TRUE, NULL);
   soup_server_message_unpause (request->msg);
@@ -1191,7 +1194,7 @@ typedef struct {
 static void
 client_too_slow (Guard *g)
 {
-  GSocket *socket = soup_server_message_get_socket (g->msg);
+  GSocket *socket = rtp_http_message_get_socket (g->msg);
 
   g_debug ("closing a connection from %s: nothing complete arrived within the client timeout",
            soup_server_message_get_remote_host (g->msg));
@@ -1381,6 +1384,8 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
   guard_rearm (limit); /* the body, if any, must be complete within the client timeout */
   limit->headers_us = g_get_monotonic_time ();
   message_request_id (msg);
+  if (rtp_http_message_take_dot_segment (msg))
+    refuse_early (limit, 404, N_ ("The requested URL was not found on the server.")); /* "..": see rtp-request-line.c */
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_NONE ||
       (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH && length == 0))
     return;
@@ -1441,7 +1446,7 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
   g->server = user_data;
   g->msg = msg;
   g->start_us = g_get_monotonic_time ();
-  g->socket = soup_server_message_get_socket (msg);
+  g->socket = rtp_http_message_get_socket (msg);
   if (g->socket != NULL)
     conn_request_started (g->server, g->socket);
   guard_rearm (g); /* the request line and headers must arrive in time */
@@ -1500,9 +1505,10 @@ rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GErro
   if (socket == NULL)
     return FALSE;
   g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
-  if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error) ||
-      !soup_server_listen_socket (self->soup, socket, 0, error))
+  if (!g_socket_bind (socket, socket_address, TRUE, error) || !g_socket_listen (socket, error))
     return FALSE;
+  g_clear_pointer (&self->listener, rtp_http_listener_free);
+  self->listener = rtp_http_listener_new (self->soup, socket);
   /* from the socket itself: soup_server_get_uris() of libsoup 3.2 leaks the local address */
   {
     g_autoptr (GSocketAddress) local = g_socket_get_local_address (socket, error);
@@ -1639,6 +1645,7 @@ rtp_http_server_stop_accepting (RtpHttpServer *self)
 void
 rtp_http_server_disconnect (RtpHttpServer *self)
 {
+  g_clear_pointer (&self->listener, rtp_http_listener_free);
   soup_server_disconnect (self->soup);
 }
 

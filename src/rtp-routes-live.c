@@ -12,6 +12,7 @@
  * 4403 (4401 when the token is no longer accepted). */
 #define G_LOG_DOMAIN "RtpRoutesLive"
 
+#include "rtp-http-listener.h"
 #include "rtp-metrics.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
@@ -340,7 +341,7 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   v->services = services;
   v->conn = g_object_ref (conn);
   /* the connection's io stream is libsoup's own wrapper: the socket comes from the message */
-  v->socket = soup_server_message_get_socket (msg) != NULL ? g_object_ref (soup_server_message_get_socket (msg)) : NULL;
+  v->socket = rtp_http_message_get_socket (msg) != NULL ? g_object_ref (rtp_http_message_get_socket (msg)) : NULL;
   v->user_id = g_strdup (auth->user_id);
   v->short_id = g_strdup (auth->short_id);
   v->token = g_strdup (auth->token);

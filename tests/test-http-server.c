@@ -2,6 +2,7 @@
  * a real SoupServer on 127.0.0.1, a SoupSession client, a temporary SQLite file for the tokens */
 #include "rtp-database.h"
 #include "rtp-http-server.h"
+#include "rtp-request-line.h"
 #include "rtp-test-services.h"
 
 #include <string.h>
@@ -271,11 +272,69 @@ test_pipeline (Fixture *f, gconstpointer data)
   answer_clear (&a);
 }
 
+/* The watch behind "path segments such as .. never reach a handler (404)" (rtp-request-line.c) */
+static void
+test_request_line (void)
+{
+  static const struct {
+    const char *target;
+    gboolean dotted;
+  } targets[] = {
+    { "/experiments/Test/..", TRUE },
+    { "/./a", TRUE },
+    { "/a/%2e", TRUE },
+    { "/a/%2E%2e/b", TRUE },
+    { "/a/.%2e?q", TRUE },
+    { "http://h:1/a/../b", TRUE },
+    { "/a/...", FALSE },
+    { "/a/.b", FALSE },
+    { "/a/%2e%2e%2e", FALSE },
+    { "/a?x=/../", FALSE },
+    { "/a#/..", FALSE },
+    { "*", FALSE },
+    { "http://h/..x", FALSE },
+    { "http:/..", FALSE },
+    { "", FALSE },
+  };
+  g_autoptr (RtpLineWatch) w = rtp_line_watch_new ();
+  const char *stream = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /a/b/%2e%2e?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "{\"GET /c/.. HTTP/1.1\r\n"   /* not at a line start: not a request line */
+                       "POST\t/d/./e\t HTTP/1.0\r\n" /* blanks as libsoup allows them */
+                       "get /f/.. HTTP/1.1\r\n";     /* libsoup would take it, no route has it */
+
+  for (guint i = 0; i < G_N_ELEMENTS (targets); i++)
+    g_assert_cmpint (rtp_request_target_has_dot_segment (targets[i].target, strlen (targets[i].target)), ==,
+                     targets[i].dotted);
+  /* in pieces of 3 bytes: lines across reads are seen whole */
+  for (gsize i = 0; i < strlen (stream); i += 3)
+    rtp_line_watch_feed (w, stream + i, MIN (3, strlen (stream) - i));
+  g_assert_cmpuint (rtp_line_watch_get_pending (w), ==, 2);
+  g_assert_false (rtp_line_watch_take (w, "/a", NULL));
+  g_assert_false (rtp_line_watch_take (w, "/a/", NULL)); /* the query differs */
+  g_assert_true (rtp_line_watch_take (w, "/a/", "x=1"));
+  g_assert_cmpuint (rtp_line_watch_get_pending (w), ==, 1);
+  g_assert_true (rtp_line_watch_take (w, "/d/e", NULL));
+  g_assert_cmpuint (rtp_line_watch_get_pending (w), ==, 0);
+  /* bounded: only the last eight are kept */
+  for (guint i = 0; i < 100; i++)
+    {
+      g_autofree char *line = g_strdup_printf ("GET /x%u/y/.. HTTP/1.1\r\n", i);
+      rtp_line_watch_feed (w, line, strlen (line));
+    }
+  g_assert_cmpuint (rtp_line_watch_get_pending (w), ==, 8);
+  g_assert_false (rtp_line_watch_take (w, "/x91/", NULL));
+  g_assert_true (rtp_line_watch_take (w, "/x93/", NULL)); /* and the one before it goes with it */
+  g_assert_cmpuint (rtp_line_watch_get_pending (w), ==, 6);
+  g_assert_false (rtp_line_watch_take (w, "/x92/", NULL));
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/http-server/routing", Fixture, NULL, setup, test_routing, teardown);
   g_test_add ("/http-server/pipeline", Fixture, NULL, setup, test_pipeline, teardown);
+  g_test_add_func ("/http-server/request-line", test_request_line);
   return g_test_run ();
 }

@@ -3,7 +3,8 @@
  * pieces), 4 path splitting, 5 time windows, 6 configuration file, 7 JSON request bodies through
  * the body parser of the routes and the PV/experiment validation of create and update, 8 the JSON
  * checks every input passes before json-glib (rtp-json.c), 9 the cells of the CSV/TSV export
- * (rtp-csv.c: a cell must read back as one cell). The archiver target also reads the input as a
+ * (rtp-csv.c: a cell must read back as one cell), 10 the request-line watch of a connection
+ * (rtp-request-line.c: what it keeps does not depend on how the bytes were cut into reads). The archiver target also reads the input as a
  * getDataAtTime answer, a getMatchingPVs answer and an answer of several PVs. Each must never crash,
  * leak or hang, whatever the input. */
 #include "rtp-archiver-parser.h"
@@ -16,6 +17,7 @@
 #include "rtp-services.h"
 #include "rtp-http-server.h"
 #include "rtp-json.h"
+#include "rtp-request-line.h"
 #include "rtp-jwt.h"
 #include "rtp-time.h"
 
@@ -247,6 +249,27 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       check_refusal (error);
     for (guint i = 0; i < field_errors->len; i++)
       g_assert_true (g_utf8_validate (g_ptr_array_index (field_errors, i), -1, NULL));
+  }
+#elif FUZZ_TARGET == 10
+  {
+    g_autoptr (RtpLineWatch) whole = rtp_line_watch_new ();
+    g_autoptr (RtpLineWatch) halves = rtp_line_watch_new ();
+    g_autoptr (RtpLineWatch) bytes = rtp_line_watch_new ();
+    gsize cut = size > 0 ? data[0] % size : 0;
+
+    rtp_line_watch_feed (whole, (const char *) data, size);
+    rtp_line_watch_feed (halves, (const char *) data, cut);
+    rtp_line_watch_feed (halves, (const char *) data + cut, size - cut);
+    for (gsize i = 0; i < size && size <= 4096; i++)
+      rtp_line_watch_feed (bytes, (const char *) data + i, 1);
+    g_assert_cmpuint (rtp_line_watch_get_pending (whole), <=, 8);
+    g_assert_cmpuint (rtp_line_watch_get_pending (whole), ==, rtp_line_watch_get_pending (halves));
+    if (size <= 4096)
+      g_assert_cmpuint (rtp_line_watch_get_pending (whole), ==, rtp_line_watch_get_pending (bytes));
+    if (memchr (data, '\n', size) == NULL)
+      g_assert_cmpuint (rtp_line_watch_get_pending (whole), ==, 0); /* only complete lines count */
+    g_assert (rtp_line_watch_take (whole, "/", NULL) == rtp_line_watch_take (halves, "/", NULL));
+    rtp_request_target_has_dot_segment ((const char *) data, size);
   }
 #elif FUZZ_TARGET == 9
   if (size > 0)

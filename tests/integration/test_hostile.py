@@ -3,6 +3,8 @@
 Each test here failed on the code before the fix it covers: the server died, held unbounded
 memory, or silently stored or sent a corrupted value."""
 import base64
+import http.client
+import io
 import json
 import socket
 import time
@@ -188,6 +190,95 @@ class Routes(ServerTestCase):
         r = self.s.request("PATCH", "/experiments/pvs", token=self.admin)
         self.assertEqual(r.status, 405)
         self.assertEqual(sorted(r.header("Allow").split(", ")), ["DELETE", "GET", "OPTIONS", "POST", "PUT"])
+
+
+class DotSegments(ServerTestCase):
+    """API.md: path segments such as `..` never reach a handler (404). GLib's URI parser removes
+    them inside libsoup (`/experiments/Test/..` became `/experiments`), so the server watches the
+    request lines as they arrive (src/rtp-request-line.c)."""
+    NOT_FOUND = b'{"errors":["The requested URL was not found on the server."]}'
+
+    def setUp(self):
+        super().setUp()
+        r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={"pv_string": "Test:A"})
+        self.assertEqual(r.status, 200, r)
+
+    def exchange(self, data, pieces=1, answers=1):
+        """Sends @data (in @pieces), reads up to @answers responses: [(status, body), ...]."""
+        class Buffered(io.BufferedReader):
+            def close(self):  # HTTPResponse closes its file after each body: the next reads on
+                pass
+
+        class OneFile:  # every HTTPResponse reads on from the same buffered file
+            def __init__(self, f):
+                self.f = f
+
+            def makefile(self, *args, **kwargs):
+                return self.f
+
+        s = socket.create_connection(("127.0.0.1", self.s.port), timeout=30)
+        try:
+            step = max(1, len(data) // pieces)
+            for i in range(0, len(data), step):
+                s.sendall(data[i:i + step])
+                if pieces > 1:
+                    time.sleep(0.005)
+            f = Buffered(socket.SocketIO(s, "rb"))
+            got = []
+            for _ in range(answers):
+                r = http.client.HTTPResponse(OneFile(f))
+                try:
+                    r.begin()
+                except http.client.RemoteDisconnected:
+                    break
+                got.append((r.status, r.read()))
+            return got
+        finally:
+            s.close()
+
+    def get(self, target, method="GET", pieces=1):
+        head = f"{method} {target} HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode()
+        return self.exchange(head, pieces)
+
+    def test_dot_segments_are_404_in_every_spelling(self):
+        for target in ["/experiments/Test/..", "/experiments/Test/../pvs", "/experiments/./Test",
+                       "/./experiments", "/experiments/Test/%2e%2E", "/experiments/Test/.%2e/pvs",
+                       "/experiments/Test/..?x=1", "/experiments/Test/..#f", "/auth/users/0/..",
+                       f"http://127.0.0.1:{self.s.port}/experiments/Test/.."]:
+            with self.subTest(target=target):
+                self.assertEqual(self.get(target), [(404, self.NOT_FOUND)])
+        # a request line that arrives a few bytes at a time is seen whole
+        self.assertEqual(self.get("/experiments/Test/..", pieces=12), [(404, self.NOT_FOUND)])
+        # the same paths without dot segments are answered
+        self.assertEqual(self.s.request("GET", "/experiments/", token=self.admin).status, 200)
+        self.assertEqual(self.get("/experiments/Test")[0][0], 200)
+        self.assertEqual(self.get("/experiments/Test/...")[0][0], 404)  # not a dot segment: no such route
+
+    def test_a_dot_segment_changes_nothing(self):
+        self.assertEqual(self.get("/experiments/x/../Test", method="DELETE"), [(404, self.NOT_FOUND)])
+        self.assertEqual(self.s.db("SELECT short_id FROM experiments"), [("Test",)])
+        self.assertEqual(self.s.db("SELECT pv_string FROM process_variables"), [("Test:A",)])
+
+    def test_pipelined_requests_are_told_apart(self):
+        head = f"Host: x\r\nx-access-tokens: {self.admin}\r\n\r\n"
+        answers = self.exchange((f"GET /experiments/Test HTTP/1.1\r\n{head}"
+                                 f"GET /experiments/Test/.. HTTP/1.1\r\n{head}").encode(), answers=2)
+        self.assertEqual([status for status, _ in answers], [200, 404])
+        self.assertEqual(json.loads(answers[0][1])["experiment"]["short_id"], "Test")
+        answers = self.exchange((f"GET /experiments/Test/%2e%2e HTTP/1.1\r\n{head}"
+                                 f"GET /experiments/Test HTTP/1.1\r\n{head}").encode(), answers=2)
+        self.assertEqual(answers[0], (404, self.NOT_FOUND))  # and the connection is closed after it
+
+    def test_a_body_that_looks_like_requests_is_only_a_body(self):
+        # many request-looking lines in a body: the watch keeps a bounded few, and the next request
+        # on the connection, for another path, is answered
+        body = "".join(f"GET /experiments/a{i}/.. HTTP/1.1\r\n" for i in range(1000)).encode()
+        head = (f"PUT /experiments/Test HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        follow = f"GET /experiments/Test HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode()
+        answers = self.exchange(head + body + follow, answers=2)
+        self.assertEqual([status for status, _ in answers], [400, 200])
+        self.assertIn(NOT_JSON, answers[0][1].decode())
 
 
 class ExportFormat(ServerTestCase):
