@@ -167,17 +167,58 @@ value_end (const char *s, gsize i, gsize n)
   return 0;
 }
 
-/* End of a plain integer token (-?[0-9]+) at s[i] followed by a delimiter, or 0 when the token is
- * something else or may go on past the buffer: the common case of a sample's keys, in one pass. */
+/* A plain integer token (-?[0-9]{1,18}) at s[i] followed by a delimiter: its end, with its value in
+ * *value, in one pass; 0 when the token is something else or may go on past the buffer. The common
+ * case of a sample's keys. */
 static gsize
-scan_digits (const char *s, gsize i, gsize n)
+scan_int (const char *s, gsize i, gsize n, gint64 *value)
+{
+  gboolean negative = i < n && s[i] == '-';
+  gsize j = negative ? i + 1 : i;
+  gsize first = j;
+  gint64 v = 0;
+
+  while (j < n && s[j] >= '0' && s[j] <= '9' && j - first < 18)
+    v = v * 10 + (s[j++] - '0');
+  if (j == first || j >= n || token_class[(guchar) s[j]] < 3)
+    return 0;
+  *value = negative ? -v : v;
+  return j;
+}
+
+/* A JSON number (RFC 8259 grammar) at s[i] followed by a delimiter: its end, in one pass; 0 when the
+ * token is something else or may go on past the buffer. *exponent: it has one (only then can it be
+ * out of a double's range, see rtp_json_number_is_finite). The common case of a sample's value. */
+static gsize
+scan_number (const char *s, gsize i, gsize n, gboolean *exponent)
 {
   gsize j = i < n && s[i] == '-' ? i + 1 : i;
-  gsize first = j;
 
-  while (j < n && s[j] >= '0' && s[j] <= '9')
+  if (j >= n || !g_ascii_isdigit (s[j]))
+    return 0;
+  if (s[j] == '0')
     j++;
-  if (j == first || j >= n || token_class[(guchar) s[j]] < 3)
+  else
+    while (j < n && g_ascii_isdigit (s[j]))
+      j++;
+  if (j < n && s[j] == '.')
+    {
+      if (++j >= n || !g_ascii_isdigit (s[j]))
+        return 0;
+      while (j < n && g_ascii_isdigit (s[j]))
+        j++;
+    }
+  *exponent = j < n && (s[j] == 'e' || s[j] == 'E');
+  if (*exponent)
+    {
+      if (++j < n && (s[j] == '+' || s[j] == '-'))
+        j++;
+      if (j >= n || !g_ascii_isdigit (s[j]))
+        return 0;
+      while (j < n && g_ascii_isdigit (s[j]))
+        j++;
+    }
+  if (j >= n || token_class[(guchar) s[j]] < 3)
     return 0;
   return j;
 }
@@ -335,6 +376,8 @@ read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError *
   gsize i = 1;
   const char *val = "null";
   gsize val_len = 4;
+  gboolean val_number = FALSE; /* val is a number scanned by scan_number() or scan_int() */
+  gboolean exponent = FALSE;
 
   i = skip_ws (s, i, n);
   if (i >= n)
@@ -346,6 +389,8 @@ read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError *
       gsize key_end, v_start, v_end;
       const char *key;
       gsize key_len;
+      gint64 int_value = 0;
+      gboolean is_val, is_int, is_number, v_exponent = FALSE;
 
       i = skip_ws (s, i, n);
       if (i >= n)
@@ -363,42 +408,47 @@ read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError *
       if (s[i] != ':')
         return bad (error, "missing ':'");
       v_start = skip_ws (s, i + 1, n);
-      v_end = scan_digits (s, v_start, n);
-      if (v_end == 0)
-        v_end = value_end (s, v_start, n); /* not a plain integer */
+      is_val = key_len == 3 && memcmp (key, "val", 3) == 0;
+      is_int = (v_end = scan_int (s, v_start, n, &int_value)) != 0;
+      is_number = is_int || (is_val && (v_end = scan_number (s, v_start, n, &v_exponent)) != 0);
+      if (!is_number)
+        v_end = value_end (s, v_start, n); /* not a plain number */
       if (v_end == (gsize) -1)
         return bad (error, "bad value");
       if (v_end == 0)
         NEED_MORE ();
+      if (!is_int && !is_val && !parse_int (s + v_start, v_end - v_start, &int_value))
+        int_value = G_MININT64; /* not an integer: refused below where one is needed */
       if (key_len == 4 && memcmp (key, "secs", 4) == 0)
         {
-          if (!parse_int (s + v_start, v_end - v_start, &sample.secs) || sample.secs < -62135596800 ||
-              sample.secs > 253402300799)
+          if (int_value < -62135596800 || int_value > 253402300799)
             return bad (error, "secs is not a time");
+          sample.secs = int_value;
           have_secs = TRUE;
         }
       else if (key_len == 5 && memcmp (key, "nanos", 5) == 0)
         {
-          gint64 nanos;
-          if (!parse_int (s + v_start, v_end - v_start, &nanos) || nanos < 0 || nanos > 999999999)
+          if (int_value < 0 || int_value > 999999999)
             return bad (error, "nanos out of range");
-          sample.nanos = (gint32) nanos;
+          sample.nanos = (gint32) int_value;
         }
-      else if (key_len == 3 && memcmp (key, "val", 3) == 0)
+      else if (is_val)
         {
           val = s + v_start;
           val_len = v_end - v_start;
+          /* scan_int() takes leading zeros, which JSON does not */
+          val_number = is_int ? rtp_json_is_number (val, val_len) : is_number;
+          exponent = !is_int && v_exponent;
         }
       else if ((key_len == 8 && memcmp (key, "severity", 8) == 0) || (key_len == 6 && memcmp (key, "status", 6) == 0))
         {
           /* small integers by EPICS; anything else is taken as not given */
-          gint64 n64;
-          if (parse_int (s + v_start, v_end - v_start, &n64) && n64 >= 0 && n64 <= 65535)
+          if (int_value >= 0 && int_value <= 65535)
             {
               if (key_len == 8)
-                sample.severity = (gint) n64;
+                sample.severity = (gint) int_value;
               else
-                sample.status = (gint) n64;
+                sample.status = (gint) int_value;
             }
         }
       i = skip_ws (s, v_end, n);
@@ -433,7 +483,19 @@ read_sample (RtpArchiverParser *p, const char *s, gsize n, gsize *used, GError *
           sample.count_len = part_len[4];
         }
     }
-  if (!sample.binned)
+  if (!sample.binned && val_number)
+    {
+      /* the common case, checked while it was scanned */
+      if (exponent && !rtp_json_number_is_finite (val, val_len))
+        {
+          val = "null";
+          val_len = 4;
+          sample.nonfinite++;
+        }
+      sample.value = val;
+      sample.value_len = val_len;
+    }
+  else if (!sample.binned)
     {
       switch (normalize_value (p, &val, &val_len, &sample.nonfinite))
         {

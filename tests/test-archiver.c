@@ -176,6 +176,17 @@ test_parser_good (void)
     "[{\"meta\":{\"name\":\"A\"},\"data\":[]},{\"meta\":{\"name\":\"B\"},\"data\":[{\"secs\":1,\"nanos\":0,\"val\":1}]}]",
     FALSE, &r, &error));
   g_assert_cmpstr (r, ==, "1.000000000=1;");
+  g_clear_pointer (&r, g_free);
+  /* the numbers of the fast path: exponents (out of a double's range: null), zeros, signs, 18+ digits */
+  g_assert_true (
+    parse_all ("[{\"meta\":{},\"data\":[{\"secs\":1,\"val\":1e999},{\"secs\":2,\"val\":-2.5E-3},"
+               "{\"secs\":3,\"val\":0},{\"secs\":4,\"val\":-0.0},{\"secs\":5,\"val\":1234567890123456789012},"
+               "{\"secs\":000000000000000000006,\"nanos\":000001,\"val\":-7}]}]",
+               FALSE, &r, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (r, ==,
+                   "1.000000000=null;2.000000000=-2.5E-3;3.000000000=0;4.000000000=-0.0;"
+                   "5.000000000=1234567890123456789012;6.000000001=-7;");
 }
 
 static void
@@ -200,6 +211,13 @@ test_parser_malformed (void)
     "<html>502 Bad Gateway</html>",
     "[{\"data\": [{\"secs\": 1, \"val\": 1,}]}]",
     "[{\"data\": [{\"secs\" 1}]}]",
+    "[{\"data\": [{\"secs\": 1, \"val\": 007}]}]", /* leading zeros are not JSON */
+    "[{\"data\": [{\"secs\": 1, \"val\": -01.5}]}]",
+    "[{\"data\": [{\"secs\": 1, \"val\": 1.}]}]",
+    "[{\"data\": [{\"secs\": 1, \"val\": 1e}]}]",
+    "[{\"data\": [{\"secs\": 1, \"val\": .5}]}]",
+    "[{\"data\": [{\"secs\": 1, \"val\": +5}]}]",
+    "[{\"data\": [{\"secs\": 01x, \"val\": 5}]}]",
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
