@@ -189,25 +189,28 @@ put_digits (char *p, guint64 v, int width)
 
 /* Writes the date and time of @local (seconds, already in the zone wanted) as
  * "YYYY-MM-DD<sep>HH:MM:SS" and the fraction of @nanos; returns the length. Digits are written by
- * hand: this runs once per sample of every answer, and printf was a third of its time. */
+ * hand: this runs once per sample of every answer, and printf was a third of its time. The text up
+ * to the minute is kept: the next sample is usually in the same minute. */
 static __thread struct {
-  gint64 days;
-  char text[24]; /* "YYYY-MM-DD" of @days */
+  gint64 minute; /* @local / 60, rounded down */
+  char sep;
+  char text[40]; /* "YYYY-MM-DD<sep>HH:MM:" of @minute */
   int len;
-} kept_date = { G_MININT64, "", 0 };
+} kept_minute = { G_MININT64, 0, "", 0 };
 
 static int
 format_civil (gint64 local, gint32 nanos, char sep, char *buf)
 {
-  gint64 days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
-  gint64 sod = local - days * 86400;
+  gint64 minute = local >= 0 ? local / 60 : (local - 59) / 60;
   char *p = buf;
 
-  if (kept_date.days != days) /* the date of the last sample is usually this one's */
+  if (kept_minute.minute != minute || kept_minute.sep != sep)
     {
+      gint64 days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+      gint64 sod = local - days * 86400;
       gint64 y;
       unsigned m, d;
-      char *q = kept_date.text;
+      char *q = kept_minute.text;
 
       civil_from_days (days, &y, &m, &d);
       if (y < 0 || y > 9999)
@@ -218,17 +221,18 @@ format_civil (gint64 local, gint32 nanos, char sep, char *buf)
       q = put_digits (q, m, 2);
       *q++ = '-';
       q = put_digits (q, d, 2);
-      kept_date.len = (int) (q - kept_date.text);
-      kept_date.days = days;
+      *q++ = sep;
+      q = put_digits (q, (guint64) (sod / 3600), 2);
+      *q++ = ':';
+      q = put_digits (q, (guint64) (sod / 60 % 60), 2);
+      *q++ = ':';
+      kept_minute.len = (int) (q - kept_minute.text);
+      kept_minute.minute = minute;
+      kept_minute.sep = sep;
     }
-  memcpy (p, kept_date.text, (gsize) kept_date.len);
-  p += kept_date.len;
-  *p++ = sep;
-  p = put_digits (p, (guint64) (sod / 3600), 2);
-  *p++ = ':';
-  p = put_digits (p, (guint64) (sod / 60 % 60), 2);
-  *p++ = ':';
-  p = put_digits (p, (guint64) (sod % 60), 2);
+  memcpy (p, kept_minute.text, (gsize) kept_minute.len);
+  p += kept_minute.len;
+  p = put_digits (p, (guint64) (local - minute * 60), 2);
   if (nanos != 0)
     {
       *p++ = '.';
