@@ -329,21 +329,21 @@ get_pv (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
   const char *name = rtp_request_get_param (request, 0);
   g_autofree char *key = g_strconcat ("pv\n", name, NULL);
+  /* beside the answer, the PV's experiment, for the access check of the next caller */
+  g_autofree char *scope_key = g_strconcat ("pv-experiment\n", name, NULL);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpProcessVariable) pv = NULL;
-  guint64 stamp = 0;
+  guint64 stamp = 0, scope_stamp = 0;
   g_autoptr (GBytes) kept = rtp_stamp_cache_lookup (services->answers, key, &stamp);
+  g_autoptr (GBytes) kept_scope = kept != NULL ? rtp_stamp_cache_lookup (services->answers, scope_key, &scope_stamp)
+                                               : NULL;
   JsonObject *o;
 
-  if (kept != NULL)
+  if (kept != NULL && kept_scope != NULL)
     {
-      /* the experiment of a kept PV: what follows the answer's last NUL (see below) */
-      gsize len = 0;
-      const char *data = g_bytes_get_data (kept, &len);
-      const char *scope = memchr (data, 0, len);
-      g_autoptr (GBytes) answer = g_bytes_new_from_bytes (kept, 0, (gsize) (scope - data));
-      if (rtp_routes_check_access (services, request, scope + 1, RTP_ACCESS_READ))
-        rtp_routes_send (request, answer);
+      g_autofree char *experiment = g_strndup (g_bytes_get_data (kept_scope, NULL), g_bytes_get_size (kept_scope));
+      if (rtp_routes_check_access (services, request, experiment, RTP_ACCESS_READ))
+        rtp_routes_send (request, kept);
       return;
     }
   pv = rtp_experiment_store_get_pv (services->experiments, name, &error);
@@ -357,19 +357,11 @@ get_pv (RtpRequest *request, gpointer user_data)
   o = json_object_new ();
   json_object_set_object_member (o, "process_variable", rtp_process_variable_to_json (pv));
   {
-    /* kept with its experiment after a NUL, for the access check of the next caller */
     g_autoptr (GBytes) answer = rtp_json_object_to_bytes (o);
-    gsize len = 0;
-    const char *data = g_bytes_get_data (answer, &len);
-    g_autoptr (GByteArray) with_scope = g_byte_array_sized_new ((guint) len + 64);
-    g_autoptr (GBytes) keep = NULL;
+    g_autoptr (GBytes) scope = g_bytes_new (pv->experiment_short_id, strlen (pv->experiment_short_id));
 
-    g_byte_array_append (with_scope, (const guint8 *) data, (guint) len);
-    g_byte_array_append (with_scope, (const guint8 *) "", 1);
-    g_byte_array_append (with_scope, (const guint8 *) pv->experiment_short_id,
-                         (guint) strlen (pv->experiment_short_id));
-    keep = g_byte_array_free_to_bytes (g_steal_pointer (&with_scope));
-    rtp_stamp_cache_store (services->answers, stamp, key, keep);
+    rtp_stamp_cache_store (services->answers, stamp, scope_key, scope);
+    rtp_stamp_cache_store (services->answers, stamp, key, answer);
     rtp_routes_send (request, answer);
   }
 }

@@ -744,6 +744,15 @@ login_data_free (LoginData *d)
   g_free (d);
 }
 
+/* One refusal for every failed login (unknown name, wrong password, a directory entry in no
+ * configured group, a name that cannot be a login): nothing tells a guesser which it was. */
+static void
+refuse_login (GTask *task)
+{
+  g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
+                           _ ("The login_name and password combination is not present in the database."));
+}
+
 static void
 login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -761,8 +770,7 @@ login_hashed (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (d->user == NULL || !job->verified)
     {
-      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
-                               _ ("The login_name and password combination is not present in the database."));
+      refuse_login (outer);
       return;
     }
   if (job->needs_upgrade && job->new_hash != NULL)
@@ -934,8 +942,7 @@ login_directory_done (GObject *source, GAsyncResult *result, gpointer user_data)
       else if (d->user != NULL && g_error_matches (error, RTP_ERROR, RTP_ERROR_NOT_FOUND))
         retire_directory_user (self, d->user, "is gone from the directory");
       finish_attempt (self, d->login, d->client, TRUE);
-      g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
-                               _ ("The login_name and password combination is not present in the database."));
+      refuse_login (outer);
       return;
     }
   finish_attempt (self, d->login, d->client, FALSE);
@@ -1000,8 +1007,7 @@ rtp_user_manager_login_async (RtpUserManager *self, const char *login, const cha
       if (!rtp_validate_login_name (login, NULL))
         {
           finish_attempt (self, login, client, TRUE);
-          g_task_return_new_error (outer, RTP_ERROR, RTP_ERROR_FORBIDDEN, "%s",
-                                   _ ("The login_name and password combination is not present in the database."));
+          refuse_login (outer);
           return;
         }
       rtp_directory_authenticate_async (self->directory, login, password, cancellable, login_directory_done,
