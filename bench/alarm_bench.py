@@ -8,11 +8,16 @@ is the idle figure. Prints the achieved value rate, req/s and p50/p99 for idle a
 ratio; asserts nothing. On the project's 2-core machine the publishers, mosquitto and wrk share the
 cores with the server: the loaded figure includes their CPU, not only the server's work.
 
+First, independent of what else the machine runs: the server's CPU time per MQTT value (utime + stime
+over --cpu-rounds values of every PV sent as fast as the publishers can).
+
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
+                                 [--cpu-rounds 20] [--cpu-only]
 """
 import argparse
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 
@@ -45,6 +50,28 @@ def publisher(port, pvs, rate, seconds, counter):
         counter.value += sent
 
 
+def cpu_seconds(pid):
+    """utime + stime of the process, in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def flood(port, pvs, rounds, counter):
+    """Publishes `rounds` values of each PV as fast as the client can, then waits for the broker."""
+    import paho.mqtt.client as mqtt
+    client = mqtt.Client()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for r in range(rounds):
+        for i, pv in enumerate(pvs):
+            client.publish("bench/values/" + pv.replace(":", "/"), str(40 + (r + i) % 20), qos=0)
+    client.publish("bench/done", "1", qos=1).wait_for_publish()
+    client.loop_stop()
+    with counter.get_lock():
+        counter.value += rounds * len(pvs)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -52,6 +79,8 @@ def main():
     ap.add_argument("--rate", type=float, default=10)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-value figure")
+    ap.add_argument("--cpu-rounds", type=int, default=20, help="values per PV for the CPU-per-value figure")
     args = ap.parse_args()
     os.environ.setdefault("RTP_SERVER", os.path.join(HERE, "..", args.build, "src", "realtimeplot-server"))
 
@@ -82,6 +111,38 @@ def main():
                 sys.exit(f"subscribing {pv}: {r.status} {r.raw}")
         subs = len(server.request("GET", "/email/subscriptions", token=admin).json["subscriptions"])
         print(f"subscriptions: {subs}")
+        # the server's CPU per value, whatever else runs on the machine: values as fast as the
+        # publishers go, no HTTP load; the server's CPU time over the values it was sent
+        counter = multiprocessing.Value("q", 0)
+        share = [pvs[i::args.publishers] for i in range(args.publishers)]
+        procs = [multiprocessing.Process(target=flood, args=(broker.port, part, args.cpu_rounds, counter)) for part in share]
+        for p in procs:
+            p.start()
+        for p in procs:  # the first round fills the caches: it is measured too, and is small beside the rest
+            p.join()
+        time.sleep(1)
+        before = cpu_seconds(server.proc.pid)
+        perf = None
+        if os.environ.get("RTP_BENCH_PERF"):  # a profile of the measured phase, for perf report
+            perf = subprocess.Popen(["perf", "record", "--call-graph", os.environ.get("RTP_BENCH_PERF_GRAPH", "fp"), "-o", os.environ["RTP_BENCH_PERF"], "-p",
+                                     str(server.proc.pid)], stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        counter.value = 0
+        t0 = time.monotonic()
+        procs = [multiprocessing.Process(target=flood, args=(broker.port, part, args.cpu_rounds, counter)) for part in share]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        time.sleep(1)  # what the broker still holds reaches the server
+        used = cpu_seconds(server.proc.pid) - before
+        if perf is not None:
+            perf.send_signal(2)
+            perf.wait()
+        print(f"server CPU per MQTT value: {used / counter.value * 1e6:.1f} us "
+              f"({counter.value} values in {time.monotonic() - t0 - 1:.1f} s, {used:.2f} s of server CPU)")
+        if args.cpu_only:
+            return
         url = server.url + "auth/users/current"
         headers = {"x-access-tokens": admin}
         idle = wrk(url, 32, args.seconds, headers=headers)

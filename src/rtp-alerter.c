@@ -761,7 +761,9 @@ rejudge (RtpAlerter *self)
  * of a PV without alarms then costs no query at all. */
 typedef struct {
   gint ref;
-  GdaDataModel *subs;     /* (owned) SUB_COLUMNS */
+  GdaDataModel *subs; /* (owned) SUB_COLUMNS */
+  Sub *rows;          /* (owned) @subs read once (its texts stay in @subs): every value runs through them */
+  guint n_rows;
   GHashTable *open_users; /* (owned) user_ids with an alarm that has not ended */
 } PvSubs;
 
@@ -778,6 +780,7 @@ pv_subs_unref (PvSubs *p)
   if (!g_atomic_int_dec_and_test (&p->ref))
     return;
   g_object_unref (p->subs);
+  g_free (p->rows);
   g_hash_table_unref (p->open_users);
   g_free (p);
 }
@@ -809,6 +812,10 @@ pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
     }
   for (guint i = 0; i < rtp_db_rows (open); i++)
     g_hash_table_add (p->open_users, g_strdup (rtp_db_str (open, i, 0)));
+  p->n_rows = rtp_db_rows (p->subs);
+  p->rows = g_new (Sub, MAX (p->n_rows, 1));
+  for (guint i = 0; i < p->n_rows; i++)
+    sub_from_row (p->subs, i, &p->rows[i]);
   rtp_stamp_cache_store (self->pv_subs, stamp, pv, p);
   return p;
 }
@@ -823,7 +830,6 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
   g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
   gboolean notified = FALSE;
-  GdaDataModel *subs;
 
   cached = pv_subs_get (self, pv, &error);
   if (cached == NULL)
@@ -831,8 +837,7 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
       g_warning ("monitor: %s", error->message);
       return;
     }
-  subs = cached->subs;
-  for (guint i = 0; i < rtp_db_rows (subs); i++)
+  for (guint i = 0; i < cached->n_rows; i++)
     {
       g_autoptr (RtpTransaction) tx = NULL;
       g_autoptr (GPtrArray) mine = NULL;
@@ -840,7 +845,7 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
       gboolean done;
       Sub s;
 
-      sub_from_row (subs, i, &s);
+      s = cached->rows[i];
       /* nothing to decide: no alarm, no delay running, and the value in band */
       if (!invalid && !g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
           judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)

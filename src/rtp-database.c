@@ -65,6 +65,7 @@ struct _RtpDatabase {
   int shm_fd;            /* SQLite: @shm_path, read-only, or -1 */
   gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
   guint8 shm_header[48]; /* SQLite: its header as last read */
+  gint64 shm_read_us;    /* SQLite: when it was read (monotonic), 0: not valid */
 };
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
@@ -253,10 +254,12 @@ static gint64 changes_since_us = G_MAXINT64;
  * @since_us: a monotonic time, or G_MAXINT64
  *
  * Until the next call, rtp_database_get_change_stamp() needs to see only the changes committed before
- * @since_us: on PostgreSQL a counter read sent after @since_us is reused instead of asking again, so
- * that one request (or several that arrived before one read) pays one round trip, and a change
- * committed before a request arrived is still seen by it. The HTTP server sets it to a request's
- * arrival while it is handled, and back to G_MAXINT64 after.
+ * @since_us: a read of the change counter (PostgreSQL) or of the WAL index header (SQLite) made after
+ * @since_us is reused instead of asking again, so that one request (or several that arrived before
+ * one read) pays one round trip or pread(), and a change committed before a request arrived is still
+ * seen by it. Changes of this process bump the stamp themselves. The HTTP server sets it to a
+ * request's arrival while it is handled, the live values to an MQTT message's arrival while it is
+ * judged, and both back to G_MAXINT64 after.
  */
 void
 rtp_database_set_changes_since (gint64 since_us)
@@ -336,10 +339,17 @@ sqlite_changes_known (RtpDatabase *self)
           return FALSE;
         }
       memset (self->shm_header, 0, sizeof self->shm_header);
+      self->shm_read_us = 0;
       self->stamp++;
     }
+  if (self->shm_read_us != 0 && self->shm_read_us > changes_since_us)
+    return TRUE; /* read after the request (or message) arrived: as on PostgreSQL */
+  self->shm_read_us = g_get_monotonic_time ();
   if (pread (self->shm_fd, header, sizeof header, 0) != (ssize_t) sizeof header)
-    return FALSE;
+    {
+      self->shm_read_us = 0;
+      return FALSE;
+    }
   if (memcmp (header, self->shm_header, sizeof header) != 0)
     {
       memcpy (self->shm_header, header, sizeof header);

@@ -626,6 +626,23 @@ rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GE
   return pv;
 }
 
+/**
+ * rtp_experiment_store_has_pv:
+ *
+ * Returns: whether @pv_string exists (a database error counts as no), without copying the PV when
+ * it is kept: every MQTT value asks.
+ */
+gboolean
+rtp_experiment_store_has_pv (RtpExperimentStore *self, const char *pv_string)
+{
+  g_autoptr (RtpProcessVariable) pv = NULL;
+
+  if (rtp_stamp_cache_contains (self->pvs, pv_string))
+    return TRUE;
+  pv = rtp_experiment_store_get_pv (self, pv_string, NULL);
+  return pv != NULL;
+}
+
 /* The settable fields of a PV; what is not "set" stays as it is (or default on creation). */
 typedef struct {
   gboolean set_name;

@@ -121,6 +121,7 @@ GPtrArray *rtp_experiment_store_delete_experiment (RtpExperimentStore *self, con
 GPtrArray *rtp_experiment_store_list_pvs (RtpExperimentStore *self, const char *short_id, GError **error);
 /* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_get_pv (RtpExperimentStore *self, const char *pv_string, GError **error);
+gboolean rtp_experiment_store_has_pv (RtpExperimentStore *self, const char *pv_string);
 /* Returns: (transfer full) */
 RtpProcessVariable *rtp_experiment_store_create_pv (RtpExperimentStore *self, const RtpPvFields *fields,
                                                     GError **error);

@@ -9,6 +9,7 @@
 
 #include "rtp-live-values.h"
 #include "rtp-json.h"
+#include "rtp-database.h"
 
 #include <math.h>
 #include <string.h>
@@ -285,29 +286,39 @@ poll_tick (gpointer user_data)
 
 /* ---- MQTT value topics ---------------------------------------------------------------- */
 
+static void handle_message_value (RtpLiveValues *self, const char *topic, const char *pv, const char *data, gsize len);
+
 static void
 on_value_message (RtpMqttPublisher *mqtt, const char *topic, GBytes *payload, gpointer user_data)
 {
   RtpLiveValues *self = user_data;
   gsize n = strlen (self->value_prefix);
-  g_autofree char *text = NULL;
   g_autofree char *pv = NULL;
-  char *end = NULL;
-  double value;
   gsize len = 0;
   const char *data = g_bytes_get_data (payload, &len);
 
   if (strncmp (topic, self->value_prefix, n) != 0 || topic[n] != '/')
     return;
   pv = g_strdelimit (g_strdup (topic + n + 1), "/", ':');
-  {
-    g_autoptr (RtpProcessVariable) known = rtp_experiment_store_get_pv (self->experiments, pv, NULL);
-    if (known == NULL)
-      {
-        g_debug ("monitor: %s: no such process variable", topic);
-        return;
-      }
-  }
+  /* what the database held when the message arrived is what it is judged against: one read of the
+   * change stamp serves the messages of one batch */
+  rtp_database_set_changes_since (rtp_mqtt_publisher_get_message_arrival (mqtt));
+  handle_message_value (self, topic, pv, data, len);
+  rtp_database_set_changes_since (G_MAXINT64);
+}
+
+static void
+handle_message_value (RtpLiveValues *self, const char *topic, const char *pv, const char *data, gsize len)
+{
+  g_autofree char *text = NULL;
+  char *end = NULL;
+  double value;
+
+  if (!rtp_experiment_store_has_pv (self->experiments, pv))
+    {
+      g_debug ("monitor: %s: no such process variable", topic);
+      return;
+    }
   text = g_strstrip (g_strndup (data, len));
   value = g_ascii_strtod (text, &end);
   if (end == text || *end != '\0' || !isfinite (value))

@@ -1,7 +1,9 @@
 /* rtp-mqtt-publisher.c: MQTT over paho.mqtt.c's asynchronous client
  *
  * paho calls back on its own threads. Those callbacks only copy what they were given and
- * hand it to the main context with g_main_context_invoke_full(); no GObject is touched
+ * hand it to the main context with g_main_context_invoke_full(); messages are queued instead, and
+ * one dispatch hands a batch of them on (a value topic may bring tens of thousands a second: one
+ * main-loop source each cost more than judging the value). No GObject is touched
  * from paho's threads. The object is reached through a small shared record whose pointer
  * to it is cleared (under a lock) when the object goes away, so late callbacks do nothing.
  *
@@ -23,7 +25,16 @@ typedef struct {
   GMutex lock;
   RtpMqttPublisher *self; /* (nullable) cleared on dispose */
   GMainContext *context;  /* (owned) */
+  GQueue messages;        /* Event of EV_MESSAGE, under @lock, oldest first */
+  gboolean drain_pending; /* a dispatch of @messages is on its way */
+  guint64 dropped;        /* messages not queued: the queue was full (under @lock) */
 } Shared;
+
+/* What the queue of received messages holds at most: past it, messages are dropped and counted
+ * (the main loop is that far behind; memory stays bounded whatever the broker sends). */
+#define MAX_QUEUED_MESSAGES 100000
+/* Messages handed on per dispatch: between two batches the main loop answers requests. */
+#define MESSAGES_PER_DISPATCH 256
 
 struct _RtpMqttPublisher {
   GObject parent_instance;
@@ -41,8 +52,9 @@ struct _RtpMqttPublisher {
   guint retry_id;
   guint retry_delay_s;
   guint next_op;
-  GHashTable *pending;      /* (owned) op id → GTask */
-  GPtrArray *subscriptions; /* (owned) topic filters */
+  GHashTable *pending;       /* (owned) op id → GTask */
+  gint64 message_arrival_us; /* while "message" is emitted: when it arrived (monotonic) */
+  GPtrArray *subscriptions;  /* (owned) topic filters */
 };
 
 enum { PROP_0, PROP_CONNECTED, N_PROPS };
@@ -51,6 +63,8 @@ enum { SIGNAL_MESSAGE, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 G_DEFINE_TYPE (RtpMqttPublisher, rtp_mqtt_publisher, G_TYPE_OBJECT)
+
+static void event_free (gpointer data);
 
 static Shared *
 shared_ref (Shared *s)
@@ -65,6 +79,7 @@ shared_unref (Shared *s)
   if (!g_atomic_ref_count_dec (&s->ref_count))
     return;
   g_main_context_unref (s->context);
+  g_queue_clear_full (&s->messages, event_free);
   g_mutex_clear (&s->lock);
   g_free (s);
 }
@@ -79,13 +94,15 @@ typedef struct {
   guint op;
   char *text; /* (owned) cause, error, or topic */
   GBytes *payload;
+  gint64 arrived_us;
 } Event;
 
 static void
 event_free (gpointer data)
 {
   Event *ev = data;
-  shared_unref (ev->shared);
+  if (ev->shared != NULL)
+    shared_unref (ev->shared);
   g_free (ev->text);
   g_clear_pointer (&ev->payload, g_bytes_unref);
   g_free (ev);
@@ -93,17 +110,40 @@ event_free (gpointer data)
 
 static gboolean handle_event (gpointer data);
 
+static gboolean drain_messages (gpointer data);
+
 /* Called on paho's threads: copy, and send home. */
 static void
 post (Shared *shared, EventKind kind, guint op, const char *text, GBytes *payload)
 {
   Event *ev = g_new0 (Event, 1);
 
-  ev->shared = shared_ref (shared);
   ev->kind = kind;
   ev->op = op;
   ev->text = g_strdup (text);
   ev->payload = payload;
+  if (kind == EV_MESSAGE)
+    {
+      gboolean schedule = FALSE;
+
+      ev->arrived_us = g_get_monotonic_time ();
+      g_mutex_lock (&shared->lock);
+      if (g_queue_get_length (&shared->messages) >= MAX_QUEUED_MESSAGES)
+        shared->dropped++;
+      else
+        {
+          g_queue_push_tail (&shared->messages, g_steal_pointer (&ev));
+          schedule = !shared->drain_pending;
+          shared->drain_pending = TRUE;
+        }
+      g_mutex_unlock (&shared->lock);
+      g_clear_pointer (&ev, event_free);
+      if (schedule)
+        g_main_context_invoke_full (shared->context, G_PRIORITY_DEFAULT, drain_messages, shared_ref (shared),
+                                    (GDestroyNotify) shared_unref);
+      return;
+    }
+  ev->shared = shared_ref (shared);
   g_main_context_invoke_full (shared->context, G_PRIORITY_DEFAULT, handle_event, ev, event_free);
   /* cppcheck-suppress memleak ; ev belongs to the main context now, event_free releases it */
 }
@@ -279,6 +319,55 @@ handle_event (gpointer data)
     }
   g_object_unref (self);
   return G_SOURCE_REMOVE;
+}
+
+/* On the main context: up to MESSAGES_PER_DISPATCH queued messages, in order; again at the next
+ * dispatch while more are queued, so that requests are answered between two batches. */
+static gboolean
+drain_messages (gpointer data)
+{
+  Shared *shared = data;
+  g_autoptr (RtpMqttPublisher) self = NULL;
+  GQueue batch = G_QUEUE_INIT;
+  guint64 dropped;
+  gboolean more;
+
+  g_mutex_lock (&shared->lock);
+  self = shared->self != NULL ? g_object_ref (shared->self) : NULL;
+  for (guint i = 0; i < MESSAGES_PER_DISPATCH && !g_queue_is_empty (&shared->messages); i++)
+    g_queue_push_tail (&batch, g_queue_pop_head (&shared->messages));
+  more = !g_queue_is_empty (&shared->messages);
+  shared->drain_pending = more;
+  dropped = shared->dropped;
+  shared->dropped = 0;
+  g_mutex_unlock (&shared->lock);
+  if (dropped > 0)
+    g_warning ("%" G_GUINT64_FORMAT " MQTT messages were dropped: %u were waiting to be handled already", dropped,
+               MAX_QUEUED_MESSAGES);
+  while (!g_queue_is_empty (&batch))
+    {
+      Event *ev = g_queue_pop_head (&batch);
+      if (self != NULL)
+        {
+          self->message_arrival_us = ev->arrived_us;
+          g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, ev->text, ev->payload);
+        }
+      event_free (ev);
+    }
+  return more ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/**
+ * rtp_mqtt_publisher_get_message_arrival:
+ *
+ * Returns: while "message" is emitted, when that message arrived (g_get_monotonic_time()); what
+ * was in the database before then is what a handler needs to see of it.
+ */
+gint64
+rtp_mqtt_publisher_get_message_arrival (RtpMqttPublisher *self)
+{
+  g_return_val_if_fail (RTP_IS_MQTT_PUBLISHER (self), 0);
+  return self->message_arrival_us;
 }
 
 static void

@@ -20,6 +20,7 @@ RtpMqttPublisher *rtp_mqtt_publisher_new (const RtpMqttSettings *settings);
 /* Starts connecting (and keeps reconnecting with back-off). */
 void rtp_mqtt_publisher_start (RtpMqttPublisher *self);
 void rtp_mqtt_publisher_stop (RtpMqttPublisher *self);
+gint64 rtp_mqtt_publisher_get_message_arrival (RtpMqttPublisher *self);
 gboolean rtp_mqtt_publisher_is_configured (RtpMqttPublisher *self);
 gboolean rtp_mqtt_publisher_get_connected (RtpMqttPublisher *self);
 /* Returns: (transfer full) */

@@ -88,6 +88,20 @@ rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
   return kept->copy (v->value);
 }
 
+/* Whether a value is kept for @key, without copying it. */
+gboolean
+rtp_stamp_cache_contains (RtpStampCache *kept, const char *key)
+{
+  guint64 stamp = 0;
+  Value *v;
+
+  stamp = rtp_database_get_change_stamp (kept->db);
+  if (stamp == 0 || stamp != kept->stamp)
+    return FALSE; /* rtp_stamp_cache_lookup() will empty it */
+  v = g_hash_table_lookup (kept->values, key);
+  return v != NULL && !(kept->aged && g_get_monotonic_time () - v->read_us >= MAX_AGE_US);
+}
+
 /**
  * rtp_stamp_cache_store:
  * @stamp: what rtp_stamp_cache_lookup() gave before the read

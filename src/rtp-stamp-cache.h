@@ -11,6 +11,7 @@ typedef struct _RtpStampCache RtpStampCache;
 RtpStampCache *rtp_stamp_cache_new (RtpDatabase *db, GBoxedCopyFunc copy, GDestroyNotify free_value);
 void rtp_stamp_cache_free (RtpStampCache *cache);
 gpointer rtp_stamp_cache_lookup (RtpStampCache *cache, const char *key, guint64 *stamp);
+gboolean rtp_stamp_cache_contains (RtpStampCache *cache, const char *key);
 void rtp_stamp_cache_store (RtpStampCache *cache, guint64 stamp, const char *key, gconstpointer value);
 /* How many values are kept at most (4096 unless set): one per PV for caches that every value of
  * every PV passes through. */
