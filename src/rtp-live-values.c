@@ -8,11 +8,27 @@
 #define G_LOG_DOMAIN "RtpLiveValues"
 
 #include "rtp-live-values.h"
+#include "rtp-marshal.h"
 #include "rtp-json.h"
 #include "rtp-database.h"
 
 #include <math.h>
 #include <string.h>
+
+/* A PV's latest value */
+typedef struct {
+  gint64 time_us;
+  char *value; /* (owned) its JSON text */
+} Latest;
+
+static void
+latest_free (gpointer data)
+{
+  Latest *l = data;
+
+  g_free (l->value);
+  g_free (l);
+}
 
 struct _RtpLiveValues {
   GObject parent_instance;
@@ -24,8 +40,7 @@ struct _RtpLiveValues {
   RtpSubscriptions *subscriptions; /* (owned) (nullable) polled too, when leading */
   char *value_prefix;              /* (owned) (nullable) */
   GHashTable *watched;             /* (owned) pv → viewer count */
-  GHashTable *latest;              /* (owned) pv → latest value's JSON text, for new viewers */
-  GHashTable *latest_time;         /* (owned) pv → gint64 * µs */
+  GHashTable *latest;              /* (owned) pv → Latest, for new viewers */
   GHashTable *last_seen;           /* (owned) pv → gint64 * sample time emitted last */
   GHashTable *warned_too_deep;     /* (owned) PVs whose too deeply nested values were logged once */
   gulong message_id;
@@ -62,7 +77,6 @@ rtp_live_values_finalize (GObject *object)
   g_free (self->value_prefix);
   g_hash_table_unref (self->watched);
   g_hash_table_unref (self->latest);
-  g_hash_table_unref (self->latest_time);
   g_hash_table_unref (self->last_seen);
   g_hash_table_unref (self->warned_too_deep);
   G_OBJECT_CLASS (rtp_live_values_parent_class)->finalize (object);
@@ -79,8 +93,10 @@ rtp_live_values_class_init (RtpLiveValuesClass *klass)
    * @time_us: the sample's time, µs since the epoch
    * @value: the value as JSON text
    */
-  signals[SIGNAL_VALUE] = g_signal_new ("value", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                        G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_STRING);
+  signals[SIGNAL_VALUE] = g_signal_new ("value", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                                        rtp_marshal_VOID__STRING_INT64_STRING, G_TYPE_NONE, 3, G_TYPE_STRING,
+                                        G_TYPE_INT64, G_TYPE_STRING);
+  g_signal_set_va_marshaller (signals[SIGNAL_VALUE], G_TYPE_FROM_CLASS (klass), rtp_marshal_VOID__STRING_INT64_STRINGv);
   /**
    * RtpLiveValues::heard:
    * @pv: the PV
@@ -89,16 +105,16 @@ rtp_live_values_class_init (RtpLiveValuesClass *klass)
    * The source answered for @pv: a poll returned a sample (new or the one already emitted), or a
    * number arrived on its MQTT topic. A PV not heard of for a while has no valid value.
    */
-  signals[SIGNAL_HEARD] = g_signal_new ("heard", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                        G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
+  signals[SIGNAL_HEARD] = g_signal_new ("heard", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                                        rtp_marshal_VOID__STRING_INT, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_INT);
+  g_signal_set_va_marshaller (signals[SIGNAL_HEARD], G_TYPE_FROM_CLASS (klass), rtp_marshal_VOID__STRING_INTv);
 }
 
 static void
 rtp_live_values_init (RtpLiveValues *self)
 {
   self->watched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  self->latest = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  self->latest_time = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->latest = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, latest_free);
   self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->warned_too_deep = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }
@@ -122,22 +138,34 @@ rtp_live_values_new (RtpDatabase *db, RtpExperimentStore *experiments, RtpMqttPu
 static void
 emit_value (RtpLiveValues *self, const char *pv, gint64 t, const char *value)
 {
-  g_hash_table_replace (self->latest, g_strdup (pv), g_strdup (value));
-  g_hash_table_replace (self->latest_time, g_strdup (pv), g_memdup2 (&t, sizeof t));
+  Latest *l = g_hash_table_lookup (self->latest, pv);
+
+  /* updated in place: every value of every PV comes here */
+  if (l == NULL)
+    {
+      l = g_new0 (Latest, 1);
+      g_hash_table_insert (self->latest, g_strdup (pv), l);
+    }
+  if (l->value == NULL || strcmp (l->value, value) != 0)
+    {
+      g_free (l->value);
+      l->value = g_strdup (value);
+    }
+  l->time_us = t;
   g_signal_emit (self, signals[SIGNAL_VALUE], 0, pv, t, value);
 }
 
 gboolean
 rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us, const char **value)
 {
-  gint64 *t;
+  Latest *l;
 
   g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
-  t = g_hash_table_lookup (self->latest_time, pv);
-  if (t == NULL)
+  l = g_hash_table_lookup (self->latest, pv);
+  if (l == NULL)
     return FALSE;
-  *time_us = *t;
-  *value = g_hash_table_lookup (self->latest, pv);
+  *time_us = l->time_us;
+  *value = l->value;
   return TRUE;
 }
 

@@ -13,6 +13,7 @@
 
 #include "rtp-metrics.h"
 #include "rtp-mqtt-publisher.h"
+#include "rtp-marshal.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
 
@@ -464,8 +465,9 @@ rtp_mqtt_publisher_class_init (RtpMqttPublisherClass *klass)
    * @topic: the topic
    * @payload: the payload (GBytes)
    */
-  signals[SIGNAL_MESSAGE] = g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                                          G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
+  signals[SIGNAL_MESSAGE] = g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                                          rtp_marshal_VOID__STRING_BOXED, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BYTES);
+  g_signal_set_va_marshaller (signals[SIGNAL_MESSAGE], G_TYPE_FROM_CLASS (klass), rtp_marshal_VOID__STRING_BOXEDv);
 }
 
 static void
