@@ -410,6 +410,7 @@ start (RtpApplication *self, GError **error)
                                ? rtp_config_get_int (config, "RTP_ACCESS_LOG") != 0
                                : rtp_log_to_journal ();
   s->http = rtp_http_server_new (s->users, &http_settings);
+  rtp_http_server_set_database (s->http, s->db);
   s->metrics_token = rtp_secrets_lookup_with_fallback (self->secrets, config, "RTP_METRICS_TOKEN");
   if (s->metrics_token != NULL && s->metrics_token[0] == '\0')
     g_clear_pointer (&s->metrics_token, g_free);

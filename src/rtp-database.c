@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <unistd.h>
 #include <string.h>
@@ -66,7 +67,20 @@ struct _RtpDatabase {
   gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
   guint8 shm_header[48]; /* SQLite: its header as last read */
   gint64 shm_read_us;    /* SQLite: when it was read (monotonic), 0: not valid */
+  /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
+  PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
+  GSource *fence_source; /* (owned) (nullable) @fence_conn's socket readable */
+  gboolean fence_busy;   /* a read is on its way */
+  gint64 fence_sent_us;  /* when it was sent */
+  gint64 fence_retry_us; /* when connecting may be tried again after a failure */
+  GQueue fence_waiters;  /* FenceWaiter, in arrival order */
 };
+
+typedef struct {
+  gint64 since_us;
+  RtpStampReadyFunc func;
+  gpointer user_data;
+} FenceWaiter;
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 
@@ -116,9 +130,12 @@ rtp_database_init (RtpDatabase *self)
   self->shm_fd = -1;
 }
 
+static void fence_drop (RtpDatabase *self, const char *why);
+
 void
 rtp_database_close (RtpDatabase *self)
 {
+  fence_drop (self, NULL);
   self->pconn = NULL;
   self->stamp++;
   if (self->shm_fd >= 0)
@@ -314,6 +331,213 @@ pg_changes_known (RtpDatabase *self)
     }
   PQclear (r);
   return ok;
+}
+
+/* ---- stamp fence (PostgreSQL) ----------------------------------------------------------------
+ *
+ * Every request must see the changes committed before it arrived, so on PostgreSQL each one paid a
+ * synchronous round trip for the change counter, one after the other on the main thread. Instead,
+ * a request whose arrival no completed read covers waits (rtp_database_when_stamp_known) for a
+ * read sent after it arrived; one read, sent on a connection of its own without blocking, serves
+ * every request that arrived before it was sent. Requests that arrive while it is on its way wait
+ * for the next one. When the fence cannot work (its connection fails) the waiters go on at once and
+ * their own synchronous read decides, as before. */
+
+static void
+fence_wake (RtpDatabase *self, gboolean all)
+{
+  GQueue ready = G_QUEUE_INIT;
+
+  for (GList *l = self->fence_waiters.head; l != NULL;)
+    {
+      GList *next = l->next;
+      FenceWaiter *w = l->data;
+      if (all || (self->pg_read_us != 0 && self->pg_read_us > w->since_us))
+        {
+          g_queue_unlink (&self->fence_waiters, l);
+          g_queue_push_tail_link (&ready, l);
+        }
+      l = next;
+    }
+  while (!g_queue_is_empty (&ready))
+    {
+      FenceWaiter *w = g_queue_pop_head (&ready);
+      w->func (w->user_data);
+      g_free (w);
+    }
+}
+
+static void
+fence_drop (RtpDatabase *self, const char *why)
+{
+  if (why != NULL)
+    g_message ("the shared change-counter read is off for 5 s (%s); each request reads it itself", why);
+  if (self->fence_source != NULL)
+    {
+      g_source_destroy (self->fence_source);
+      g_clear_pointer (&self->fence_source, g_source_unref);
+    }
+  g_clear_pointer (&self->fence_conn, PQfinish);
+  self->fence_busy = FALSE;
+  self->fence_retry_us = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  fence_wake (self, TRUE);
+}
+
+static gboolean fence_readable (gint fd, GIOCondition condition, gpointer user_data);
+
+static gboolean
+fence_send (RtpDatabase *self)
+{
+  if (!PQsendQueryPrepared (self->fence_conn, "rtp_change_count_read", 0, NULL, NULL, NULL, 0))
+    {
+      fence_drop (self, PQerrorMessage (self->fence_conn));
+      return FALSE;
+    }
+  self->fence_sent_us = g_get_monotonic_time ();
+  self->fence_busy = TRUE;
+  if (PQflush (self->fence_conn) < 0)
+    {
+      fence_drop (self, PQerrorMessage (self->fence_conn));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* A connection like libgda's (its parameters read back from libpq), in non-blocking mode, with the
+ * counter read prepared. Made at the first need, synchronously (once). */
+static gboolean
+fence_connect (RtpDatabase *self)
+{
+  PQconninfoOption *info;
+  g_autoptr (GPtrArray) keys = g_ptr_array_new ();
+  g_autoptr (GPtrArray) values = g_ptr_array_new ();
+  PGresult *r;
+
+  if (self->pconn == NULL || g_get_monotonic_time () < self->fence_retry_us)
+    return FALSE;
+  info = PQconninfo (self->pconn);
+  if (info == NULL)
+    return FALSE;
+  for (PQconninfoOption *o = info; o->keyword != NULL; o++)
+    if (o->val != NULL && o->val[0] != '\0')
+      {
+        g_ptr_array_add (keys, o->keyword);
+        g_ptr_array_add (values, o->val);
+      }
+  g_ptr_array_add (keys, "application_name");
+  g_ptr_array_add (values, "realtimeplot-server change counter");
+  g_ptr_array_add (keys, NULL);
+  g_ptr_array_add (values, NULL);
+  self->fence_conn = PQconnectdbParams ((const char *const *) keys->pdata, (const char *const *) values->pdata, 0);
+  PQconninfoFree (info);
+  if (PQstatus (self->fence_conn) != CONNECTION_OK)
+    {
+      fence_drop (self, PQerrorMessage (self->fence_conn));
+      return FALSE;
+    }
+  r = PQprepare (self->fence_conn, "rtp_change_count_read", "SELECT n FROM rtp_change_count", 0, NULL);
+  if (PQresultStatus (r) != PGRES_COMMAND_OK)
+    {
+      PQclear (r);
+      fence_drop (self, PQerrorMessage (self->fence_conn));
+      return FALSE;
+    }
+  PQclear (r);
+  PQsetnonblocking (self->fence_conn, 1);
+  self->fence_source = g_unix_fd_source_new (PQsocket (self->fence_conn), G_IO_IN | G_IO_HUP | G_IO_ERR);
+  g_source_set_callback (self->fence_source, G_SOURCE_FUNC (fence_readable), self, NULL);
+  g_source_attach (self->fence_source, NULL);
+  return TRUE;
+}
+
+static gboolean
+fence_readable (gint fd, GIOCondition condition, gpointer user_data)
+{
+  RtpDatabase *self = user_data;
+  PGresult *r;
+  gboolean ok = FALSE;
+
+  if (!PQconsumeInput (self->fence_conn) || PQstatus (self->fence_conn) != CONNECTION_OK ||
+      (condition & (G_IO_HUP | G_IO_ERR)) != 0)
+    {
+      fence_drop (self, PQerrorMessage (self->fence_conn)); /* destroys this source too */
+      return G_SOURCE_REMOVE;
+    }
+  if (PQisBusy (self->fence_conn))
+    return G_SOURCE_CONTINUE;
+  while ((r = PQgetResult (self->fence_conn)) != NULL)
+    {
+      if (PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1)
+        {
+          gint64 n = g_ascii_strtoll (PQgetvalue (r, 0, 0), NULL, 10);
+          ok = TRUE;
+          if (n != self->pg_count)
+            {
+              self->pg_count = n;
+              self->stamp++;
+            }
+          if (self->fence_sent_us > self->pg_read_us)
+            self->pg_read_us = self->fence_sent_us;
+        }
+      PQclear (r);
+    }
+  if (!self->fence_busy)
+    return G_SOURCE_CONTINUE; /* nothing was asked: the server speaking up on an idle connection */
+  self->fence_busy = FALSE;
+  if (!ok)
+    {
+      fence_drop (self, "the counter read failed");
+      return G_SOURCE_REMOVE;
+    }
+  fence_wake (self, FALSE); /* handlers run here: one of them may have closed the database */
+  if (self->fence_conn == NULL)
+    return G_SOURCE_REMOVE;
+  if (!g_queue_is_empty (&self->fence_waiters) && !self->fence_busy)
+    fence_send (self); /* those that arrived while it was on its way */
+  return self->fence_conn != NULL ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/**
+ * rtp_database_stamp_known_since:
+ *
+ * Returns: whether rtp_database_get_change_stamp() can answer for a request that arrived at @since_us
+ *   without asking the database server: always on SQLite (one pread), on PostgreSQL when a counter
+ *   read sent after @since_us has completed.
+ */
+gboolean
+rtp_database_stamp_known_since (RtpDatabase *self, gint64 since_us)
+{
+  if (self->kind != RTP_DATABASE_POSTGRESQL || self->in_transaction)
+    return TRUE;
+  return self->pg_read_us != 0 && self->pg_read_us > since_us;
+}
+
+/**
+ * rtp_database_when_stamp_known:
+ * @since_us: the request's arrival
+ * @func: called once, from the main loop, when a counter read sent after @since_us completed — or at
+ *   once when that cannot happen (no PostgreSQL, the fence's connection failed): the request's own
+ *   read then decides
+ *
+ * Several requests waiting at the same moment share one read.
+ */
+void
+rtp_database_when_stamp_known (RtpDatabase *self, gint64 since_us, RtpStampReadyFunc func, gpointer user_data)
+{
+  FenceWaiter *w;
+
+  if (rtp_database_stamp_known_since (self, since_us) || (self->fence_conn == NULL && !fence_connect (self)))
+    {
+      func (user_data);
+      return;
+    }
+  w = g_new (FenceWaiter, 1);
+  w->since_us = since_us;
+  w->func = func;
+  w->user_data = user_data;
+  g_queue_push_tail (&self->fence_waiters, w);
+  if (!self->fence_busy)
+    fence_send (self); /* on failure the waiters were woken */
 }
 
 /* SQLite in WAL mode: every commit, by any connection of any process, rewrites the header of

@@ -75,6 +75,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RtpTransaction, rtp_transaction_free)
 gboolean rtp_database_commit (RtpDatabase *self, GError **error);
 void rtp_database_rollback (RtpDatabase *self);
 guint64 rtp_database_get_change_stamp (RtpDatabase *self);
+typedef void (*RtpStampReadyFunc) (gpointer user_data);
+gboolean rtp_database_stamp_known_since (RtpDatabase *self, gint64 since_us);
+void rtp_database_when_stamp_known (RtpDatabase *self, gint64 since_us, RtpStampReadyFunc func, gpointer user_data);
 void rtp_database_set_changes_since (gint64 since_us);
 gboolean rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error);
 void rtp_database_rollback_to (RtpDatabase *self, const char *name);

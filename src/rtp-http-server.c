@@ -49,6 +49,7 @@ struct _RtpHttpServer {
   SoupServer *soup;          /* (owned) */
   RtpHttpListener *listener; /* (owned) (nullable) once it listens */
   RtpUserManager *users;     /* (owned) */
+  RtpDatabase *db;           /* (owned) (nullable) for the stamp fence */
   GPtrArray *routes;         /* (owned) Route */
   gsize max_body_bytes;
   gsize max_import_bytes;
@@ -201,6 +202,7 @@ rtp_http_server_dispose (GObject *object)
   while (!g_queue_is_empty (&self->guards))
     g_queue_pop_head_link (&self->guards)->data = NULL; /* Guard.link is embedded: unlinked, marked disarmed */
   g_clear_object (&self->users);
+  g_clear_object (&self->db);
   G_OBJECT_CLASS (rtp_http_server_parent_class)->dispose (object);
 }
 
@@ -963,6 +965,66 @@ static gboolean guard_answered (SoupServerMessage *msg);
 static const char *message_request_id (SoupServerMessage *msg);
 static gint64 message_arrival (SoupServerMessage *msg, gint64 fallback_us);
 
+/* The token, role and body checks, then the route's handler; inside rtp_request_enter(). */
+static void
+dispatch (RtpRequest *request)
+{
+  RtpHttpServer *self = request->server;
+  Route *route = request->route;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (request->msg);
+  g_autoptr (GError) error = NULL;
+  const char *token;
+
+  if (route->flags & RTP_ROUTE_AUTH)
+    {
+      token = soup_message_headers_get_one (headers, "x-access-tokens");
+      request->caller = rtp_http_server_authenticate (self, token, &error);
+      if (request->caller == NULL)
+        {
+          rtp_request_respond_error (request, error);
+          return;
+        }
+      g_free (request->language);
+      request->language = g_strdup (request->caller->preferred_language);
+      rtp_request_leave (request);
+      rtp_request_enter (request);
+      if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (request->caller))
+        {
+          rtp_request_respond_error_message (request, 403,
+                                             _ ("Only administrators are allowed to access this endpoint."));
+          return;
+        }
+    }
+  if (!parse_body (request, route->flags, &error))
+    {
+      rtp_request_respond_error (request, error);
+      return;
+    }
+
+  route->func (request, route->user_data);
+  if (!request->responded && !request->paused)
+    {
+      g_critical ("handler for %s %s neither answered nor paused", soup_server_message_get_method (request->msg),
+                  g_uri_get_path (soup_server_message_get_uri (request->msg)));
+      rtp_request_respond_error_message (request, 500,
+                                         _ ("An internal error occurred. It was logged for the operators."));
+    }
+}
+
+static void
+fence_passed (gpointer user_data)
+{
+  g_autoptr (RtpRequest) request = user_data;
+
+  if (request->finished)
+    return; /* the client went away meanwhile */
+  rtp_request_enter (request);
+  request->paused = FALSE; /* a handler that answers later pauses again */
+  soup_server_message_unpause (request->msg);
+  dispatch (request);
+  rtp_request_leave (request);
+}
+
 static void
 server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
 {
@@ -972,8 +1034,6 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   g_autoptr (RtpRequest) request = NULL;
   g_autoptr (GString) allowed = g_string_new (NULL);
   g_auto (GStrv) segments = NULL;
-  g_autoptr (GError) error = NULL;
-  const char *token;
   Route *route;
 
   add_cors_headers (self, msg);
@@ -1034,40 +1094,17 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   }
   if (query != NULL)
     request->query = g_hash_table_ref (query);
-
-  if (route->flags & RTP_ROUTE_AUTH)
+  request->route = route;
+  if (self->db != NULL && !rtp_database_stamp_known_since (self->db, request->arrived_us))
     {
-      token = soup_message_headers_get_one (headers, "x-access-tokens");
-      request->caller = rtp_http_server_authenticate (self, token, &error);
-      if (request->caller == NULL)
-        {
-          rtp_request_respond_error (request, error);
-          goto out;
-        }
-      g_free (request->language);
-      request->language = g_strdup (request->caller->preferred_language);
+      /* wait, without blocking, for a read of the change counter that every request arrived by
+       * then shares (PostgreSQL); the handler runs from fence_passed() */
+      rtp_request_pause (request);
       rtp_request_leave (request);
-      rtp_request_enter (request);
-      if ((route->flags & RTP_ROUTE_ADMIN) == RTP_ROUTE_ADMIN && !rtp_user_is_admin (request->caller))
-        {
-          rtp_request_respond_error_message (request, 403,
-                                             _ ("Only administrators are allowed to access this endpoint."));
-          goto out;
-        }
+      rtp_database_when_stamp_known (self->db, request->arrived_us, fence_passed, rtp_request_ref (request));
+      return;
     }
-  if (!parse_body (request, route->flags, &error))
-    {
-      rtp_request_respond_error (request, error);
-      goto out;
-    }
-
-  route->func (request, route->user_data);
-  if (!request->responded && !request->paused)
-    {
-      g_critical ("handler for %s %s neither answered nor paused", method, path);
-      rtp_request_respond_error_message (request, 500,
-                                         _ ("An internal error occurred. It was logged for the operators."));
-    }
+  dispatch (request);
 
 out:
   rtp_request_leave (request);
@@ -1457,6 +1494,14 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
+
+/* The database whose change counter requests wait for without blocking (PostgreSQL; on SQLite nothing
+ * waits). */
+void
+rtp_http_server_set_database (RtpHttpServer *self, RtpDatabase *db)
+{
+  g_set_object (&self->db, db);
+}
 
 RtpHttpServer *
 rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)

@@ -37,6 +37,7 @@ typedef struct {
 RtpHttpServer *rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings);
 void rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *pattern, RtpRouteFlags flags,
                                 RtpRouteFunc func, gpointer user_data);
+void rtp_http_server_set_database (RtpHttpServer *self, RtpDatabase *db);
 gboolean rtp_http_server_listen (RtpHttpServer *self, const char *host, guint port, GError **error);
 /* Returns: (transfer full) */
 char *rtp_http_server_dup_url (RtpHttpServer *self);

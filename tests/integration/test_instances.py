@@ -318,6 +318,41 @@ class Instances(ChangesSeenByEveryInstance, unittest.TestCase):
         b.stop()
         self.a.stop()
 
+    def test_requests_waiting_together_share_a_read_and_see_every_change_before_them(self):
+        """The stamp fence: concurrent requests share one change-counter read, sent after they
+        arrived; a change committed before a request arrived is seen by it, whatever was kept."""
+        from concurrent.futures import ThreadPoolExecutor
+        b = self.second()
+        admin = self.a.login()
+        uid = self.a.request("POST", "/auth/users", token=admin, json_body={
+            "login_name": "fenced", "first_name": "Before", "last_name": "F", "user_type": "User"}).json["user"]["user_id"]
+
+        def names(server, n=32):
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(lambda _: server.request("GET", f"/auth/users/{uid}", token=admin), range(n)))
+            self.assertEqual({r.status for r in answers}, {200})
+            return {r.json["user"]["first_name"] for r in answers}
+
+        for round_ in range(5):
+            self.assertEqual(names(b), {"Before" if round_ == 0 else f"After {round_ - 1}"})
+            self.a.db("UPDATE users SET first_name = %s WHERE user_id = %s", (f"After {round_}", uid))
+            self.assertEqual(names(b), {f"After {round_}"})  # every one of them, on the other instance
+        self.assertEqual(b.request("GET", "/auth/users/current", token=admin).status, 200)
+
+    def test_the_shared_read_survives_losing_its_connection(self):
+        token = self.a.login()
+        self.assertEqual(self.a.request("GET", "/experiments", token=token).status, 200)
+        # the fence's own connection ends: requests are still answered (each then reads the counter
+        # itself) and see a change made meanwhile
+        self.a.db("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'realtimeplot-server change counter'")
+        self.a.db("INSERT INTO experiments (short_id, human_readable_name) VALUES ('Meanwhile', 'M')")
+        for _ in range(3):
+            r = self.a.request("GET", "/experiments", token=token)
+            self.assertEqual(r.status, 200, r)
+            self.assertIn("Meanwhile", [e["short_id"] for e in r.json["experiments"]])
+        self.a.stop()
+
     def test_database_restart_is_answered_with_503_and_recovered(self):
         token = self.a.login()
         for _ in range(2):  # the user is kept between requests now
