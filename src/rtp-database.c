@@ -379,7 +379,7 @@ fence_drop (RtpDatabase *self, const char *why)
     }
   g_clear_pointer (&self->fence_conn, PQfinish);
   self->fence_busy = FALSE;
-  self->fence_retry_us = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  self->fence_retry_us = g_get_monotonic_time () + (gint64) 5 * G_USEC_PER_SEC;
   fence_wake (self, TRUE);
 }
 
