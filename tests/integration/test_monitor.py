@@ -258,7 +258,8 @@ class MqttValues(MonitorTestCase):
     def test_values_from_topics(self):
         import paho.mqtt.publish as publish
         self.wait_log("reading values from MQTT topics lab/values/#")
-        time.sleep(0.5)
+        self.wait_log("connected to the MQTT broker")
+        time.sleep(0.5)  # its subscription reaches the broker
         for value in ["50", "150", "155"]:
             publish.single("lab/values/Test/M1/Fan", value, qos=1, hostname="127.0.0.1", port=self.broker.port)
         mails = self.wait_mails(1)
@@ -269,7 +270,8 @@ class MqttValues(MonitorTestCase):
         import paho.mqtt.publish as publish
         import websocket
         self.wait_log("reading values from MQTT topics lab/values/#")
-        time.sleep(0.5)
+        self.wait_log("connected to the MQTT broker")
+        time.sleep(0.5)  # its subscription reaches the broker
         live = self.s.url.replace("http://", "ws://") + "live/Test"
         before = websocket.create_connection(live, subprotocols=["rtp.v1", self.token], timeout=30)
         self.addCleanup(before.close)

@@ -20,6 +20,8 @@ class SetpointTestCase(ServerTestCase):
                            "RTP_MQTT_VALUE_TOPIC_PREFIX": "lab/values", "RTP_MQTT_TIMEOUT": "2"}
         super().setUp()
         self.wait_log("reading values from MQTT topics lab/values/#")
+        # a set-point sent before the server is connected is answered 502 and never published
+        self.wait_log("connected to the MQTT broker")
         self.sub = Subscriber(self.broker.port)
         self.addCleanup(self.sub.close)
         r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
