@@ -70,6 +70,7 @@ struct _RtpDatabase {
   /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
   PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
   GSource *fence_source; /* (owned) (nullable) @fence_conn's socket readable */
+  guint fence_timer;     /* while @fence_conn exists: gives up on a read that takes too long */
   gboolean fence_busy;   /* a read is on its way */
   gint64 fence_sent_us;  /* when it was sent */
   gint64 fence_retry_us; /* when connecting may be tried again after a failure */
@@ -377,6 +378,7 @@ fence_drop (RtpDatabase *self, const char *why)
       g_source_destroy (self->fence_source);
       g_clear_pointer (&self->fence_source, g_source_unref);
     }
+  g_clear_handle_id (&self->fence_timer, g_source_remove);
   g_clear_pointer (&self->fence_conn, PQfinish);
   self->fence_busy = FALSE;
   self->fence_retry_us = g_get_monotonic_time () + (gint64) 5 * G_USEC_PER_SEC;
@@ -384,6 +386,25 @@ fence_drop (RtpDatabase *self, const char *why)
 }
 
 static gboolean fence_readable (gint fd, GIOCondition condition, gpointer user_data);
+
+/* A read not answered within FENCE_TIMEOUT_S (a hung server, a connection that died without a
+ * word): the waiting requests go on and read the counter themselves, the fence is dropped and
+ * made again later. */
+#define FENCE_TIMEOUT_S 5
+
+static gboolean
+fence_check (gpointer user_data)
+{
+  RtpDatabase *self = user_data;
+
+  if (self->fence_busy && g_get_monotonic_time () - self->fence_sent_us > (gint64) FENCE_TIMEOUT_S * G_USEC_PER_SEC)
+    {
+      self->fence_timer = 0; /* removed by returning G_SOURCE_REMOVE */
+      fence_drop (self, "no answer within 5 s");
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
 
 static gboolean
 fence_send (RtpDatabase *self)
@@ -447,6 +468,7 @@ fence_connect (RtpDatabase *self)
   self->fence_source = g_unix_fd_source_new (PQsocket (self->fence_conn), G_IO_IN | G_IO_HUP | G_IO_ERR);
   g_source_set_callback (self->fence_source, G_SOURCE_FUNC (fence_readable), self, NULL);
   g_source_attach (self->fence_source, NULL);
+  self->fence_timer = g_timeout_add_seconds (1, fence_check, self);
   return TRUE;
 }
 

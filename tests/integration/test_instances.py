@@ -353,6 +353,26 @@ class Instances(ChangesSeenByEveryInstance, unittest.TestCase):
             self.assertIn("Meanwhile", [e["short_id"] for e in r.json["experiments"]])
         self.a.stop()
 
+    def test_a_hung_shared_read_holds_requests_for_seconds_not_forever(self):
+        import signal
+        token = self.a.login()
+        self.assertEqual(self.a.request("GET", "/experiments", token=token).status, 200)
+        rows = self.a.db("SELECT pid FROM pg_stat_activity WHERE application_name = 'realtimeplot-server change counter'")
+        self.assertEqual(len(rows), 1, rows)
+        pid = rows[0][0]
+        os.kill(pid, signal.SIGSTOP)  # its backend answers nothing, and says nothing either
+        self.addCleanup(os.kill, pid, signal.SIGCONT)
+        self.a.db("INSERT INTO experiments (short_id, human_readable_name) VALUES ('Meanwhile', 'M')")
+        start = time.monotonic()
+        r = self.a.request("GET", "/experiments", token=token, timeout=30)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("Meanwhile", [e["short_id"] for e in r.json["experiments"]])
+        self.assertLess(time.monotonic() - start, 15)
+        self.assertIn("the shared change-counter read is off", self.a.stderr())
+        for _ in range(3):  # and the requests after it do not wait
+            self.assertEqual(self.a.request("GET", "/experiments", token=token, timeout=5).status, 200)
+        self.a.stop()
+
     def test_database_restart_is_answered_with_503_and_recovered(self):
         token = self.a.login()
         for _ in range(2):  # the user is kept between requests now
