@@ -12,7 +12,7 @@ First, independent of what else the machine runs: the server's CPU time per MQTT
 over --cpu-rounds values of every PV sent as fast as the publishers can).
 
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
-                                 [--cpu-rounds 20] [--cpu-only]
+                                 [--cpu-rounds 20] [--cpu-only] [--c-publishers]
 """
 import argparse
 import multiprocessing
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--rate", type=float, default=10)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--c-publishers", action="store_true",
+                    help="values from bench/mqtt_flood (C) instead of Python publishers, for the loaded phase")
     ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-value figure")
     ap.add_argument("--cpu-rounds", type=int, default=20, help="values per PV for the CPU-per-value figure")
     args = ap.parse_args()
@@ -152,15 +154,26 @@ def main():
         counter = multiprocessing.Value("q", 0)
         share = [pvs[i::args.publishers] for i in range(args.publishers)]
         warmup = 5  # the first values of each PV fill the caches (three queries each): not measured
-        procs = [multiprocessing.Process(target=publisher, args=(broker.port, part, args.rate, args.seconds + warmup + 2,
-                                                                 counter))
-                 for part in share]
-        for p in procs:
-            p.start()
-        time.sleep(warmup)
-        loaded = wrk(url, 32, args.seconds, headers=headers)
-        for p in procs:
-            p.join()
+        if args.c_publishers:
+            flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
+            per = (args.pvs + args.publishers - 1) // args.publishers
+            cprocs = [subprocess.Popen([flood_exe, str(broker.port), "bench/values", str(i * per),
+                                        str(max(0, min(per, args.pvs - i * per))), str(args.rate),
+                                        str(args.seconds + warmup + 2)], stdout=subprocess.PIPE, text=True)
+                      for i in range(args.publishers)]
+            time.sleep(warmup)
+            loaded = wrk(url, 32, args.seconds, headers=headers)
+            counter.value = sum(int(p.communicate()[0].strip() or 0) for p in cprocs)
+        else:
+            procs = [multiprocessing.Process(target=publisher, args=(broker.port, part, args.rate,
+                                                                     args.seconds + warmup + 2, counter))
+                     for part in share]
+            for p in procs:
+                p.start()
+            time.sleep(warmup)
+            loaded = wrk(url, 32, args.seconds, headers=headers)
+            for p in procs:
+                p.join()
         achieved = counter.value / (args.seconds + warmup + 2)
         print(f"values published: {counter.value} ({achieved:.0f}/s; asked {args.pvs * args.rate:.0f}/s)")
         print("| GET /auth/users/current, 32 connections | req/s | p50 ms | p99 ms |")
