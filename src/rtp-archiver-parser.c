@@ -186,41 +186,16 @@ scan_int (const char *s, gsize i, gsize n, gint64 *value)
   return j;
 }
 
-/* A JSON number (RFC 8259 grammar) at s[i] followed by a delimiter: its end, in one pass; 0 when the
- * token is something else or may go on past the buffer. *exponent: it has one (only then can it be
- * out of a double's range, see rtp_json_number_is_finite). The common case of a sample's value. */
+/* A JSON number at s[i] followed by a delimiter: its end, in one pass; 0 when the token is something
+ * else or may go on past the buffer. The common case of a sample's value. */
 static gsize
 scan_number (const char *s, gsize i, gsize n, gboolean *exponent)
 {
-  gsize j = i < n && s[i] == '-' ? i + 1 : i;
+  gsize span = i < n ? rtp_json_number_span (s + i, n - i, exponent) : 0;
 
-  if (j >= n || !g_ascii_isdigit (s[j]))
+  if (span == 0 || i + span >= n || token_class[(guchar) s[i + span]] < 3)
     return 0;
-  if (s[j] == '0')
-    j++;
-  else
-    while (j < n && g_ascii_isdigit (s[j]))
-      j++;
-  if (j < n && s[j] == '.')
-    {
-      if (++j >= n || !g_ascii_isdigit (s[j]))
-        return 0;
-      while (j < n && g_ascii_isdigit (s[j]))
-        j++;
-    }
-  *exponent = j < n && (s[j] == 'e' || s[j] == 'E');
-  if (*exponent)
-    {
-      if (++j < n && (s[j] == '+' || s[j] == '-'))
-        j++;
-      if (j >= n || !g_ascii_isdigit (s[j]))
-        return 0;
-      while (j < n && g_ascii_isdigit (s[j]))
-        j++;
-    }
-  if (j >= n || token_class[(guchar) s[j]] < 3)
-    return 0;
-  return j;
+  return i + span;
 }
 
 static gboolean

@@ -24,15 +24,25 @@ is_number_char (char c)
   return g_ascii_isdigit (c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-gboolean
-rtp_json_is_number (const char *s, gsize len)
+/**
+ * rtp_json_number_span:
+ * @exponent: (out) (optional): whether the number has an exponent (only then can it be out of a
+ *   double's range, see rtp_json_number_is_finite())
+ *
+ * Returns: the length of the JSON number (RFC 8259 grammar) at the start of @s, or 0 when @s does
+ *   not start with a complete one (a fraction or an exponent begun and not finished counts as
+ *   none). What follows it is not looked at.
+ */
+gsize
+rtp_json_number_span (const char *s, gsize len, gboolean *exponent)
 {
   gsize i = 0;
+  gboolean e = FALSE;
 
   if (i < len && s[i] == '-')
     i++;
   if (i >= len || !g_ascii_isdigit (s[i]))
-    return FALSE;
+    return 0;
   if (s[i] == '0')
     i++;
   else
@@ -42,21 +52,30 @@ rtp_json_is_number (const char *s, gsize len)
     {
       i++;
       if (i >= len || !g_ascii_isdigit (s[i]))
-        return FALSE;
+        return 0;
       while (i < len && g_ascii_isdigit (s[i]))
         i++;
     }
   if (i < len && (s[i] == 'e' || s[i] == 'E'))
     {
+      e = TRUE;
       i++;
       if (i < len && (s[i] == '+' || s[i] == '-'))
         i++;
       if (i >= len || !g_ascii_isdigit (s[i]))
-        return FALSE;
+        return 0;
       while (i < len && g_ascii_isdigit (s[i]))
         i++;
     }
-  return i == len;
+  if (exponent != NULL)
+    *exponent = e;
+  return i;
+}
+
+gboolean
+rtp_json_is_number (const char *s, gsize len)
+{
+  return len > 0 && rtp_json_number_span (s, len, NULL) == len;
 }
 
 gboolean

@@ -31,6 +31,7 @@ RtpJsonProblem rtp_json_normalize (const char *data, gsize len, guint max_depth,
 
 /* Exactly JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 gboolean rtp_json_is_number (const char *text, gsize len);
+gsize rtp_json_number_span (const char *text, gsize len, gboolean *exponent);
 
 /* TRUE when @text (of @len bytes) is a JSON number that is a finite double. */
 gboolean rtp_json_number_is_finite (const char *text, gsize len);
