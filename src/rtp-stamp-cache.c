@@ -64,14 +64,10 @@ rtp_stamp_cache_free (RtpStampCache *kept)
   g_free (kept);
 }
 
-/**
- * rtp_stamp_cache_lookup:
- * @stamp: (out): the change stamp now, for rtp_stamp_cache_store() after a read
- *
- * Returns: (transfer full) (nullable): a copy of the value kept for @key, or %NULL: read it
- */
-gpointer
-rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
+/* The value kept for @key while it may still be used; *stamp is the database's stamp now. A moved
+ * stamp drops every value. */
+static Value *
+kept_value (RtpStampCache *kept, const char *key, guint64 *stamp)
 {
   Value *v;
 
@@ -85,21 +81,30 @@ rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
   v = g_hash_table_lookup (kept->values, key);
   if (v == NULL || (kept->aged && g_get_monotonic_time () - v->read_us >= MAX_AGE_US))
     return NULL;
-  return kept->copy (v->value);
+  return v;
+}
+
+/**
+ * rtp_stamp_cache_lookup:
+ * @stamp: (out): the change stamp now, for rtp_stamp_cache_store() after a read
+ *
+ * Returns: (transfer full) (nullable): a copy of the value kept for @key, or %NULL: read it
+ */
+gpointer
+rtp_stamp_cache_lookup (RtpStampCache *kept, const char *key, guint64 *stamp)
+{
+  Value *v = kept_value (kept, key, stamp);
+
+  return v != NULL ? kept->copy (v->value) : NULL;
 }
 
 /* Whether a value is kept for @key, without copying it. */
 gboolean
 rtp_stamp_cache_contains (RtpStampCache *kept, const char *key)
 {
-  guint64 stamp = 0;
-  Value *v;
+  guint64 stamp;
 
-  stamp = rtp_database_get_change_stamp (kept->db);
-  if (stamp == 0 || stamp != kept->stamp)
-    return FALSE; /* rtp_stamp_cache_lookup() will empty it */
-  v = g_hash_table_lookup (kept->values, key);
-  return v != NULL && !(kept->aged && g_get_monotonic_time () - v->read_us >= MAX_AGE_US);
+  return kept_value (kept, key, &stamp) != NULL;
 }
 
 /**
