@@ -285,6 +285,31 @@ rtp_database_set_changes_since (gint64 since_us)
   changes_since_us = since_us;
 }
 
+/* The statement both counter reads run: prepared once per connection, so that the server only
+ * executes it (no parse and plan per request). */
+#define COUNT_STATEMENT "rtp_change_count_read"
+#define COUNT_SQL "SELECT n FROM rtp_change_count"
+
+/* The answer of a counter read sent at @sent_us: the stamp moves when the count did, and every
+ * change committed before @sent_us is now known. FALSE when it is not a count. */
+static gboolean
+take_count (RtpDatabase *self, PGresult *r, gint64 sent_us)
+{
+  gint64 n;
+
+  if (PQresultStatus (r) != PGRES_TUPLES_OK || PQntuples (r) != 1 || PQnfields (r) != 1)
+    return FALSE;
+  n = g_ascii_strtoll (PQgetvalue (r, 0, 0), NULL, 10);
+  if (n != self->pg_count)
+    {
+      self->pg_count = n;
+      self->stamp++;
+    }
+  if (sent_us > self->pg_read_us)
+    self->pg_read_us = sent_us;
+  return TRUE;
+}
+
 static gboolean
 pg_changes_known (RtpDatabase *self)
 {
@@ -301,30 +326,19 @@ pg_changes_known (RtpDatabase *self)
   self->pg_read_us = 0;
   if (self->pg_prepared != self->pconn)
     {
-      /* prepared once per connection: the server then only executes it (no parse and plan per request) */
-      PGresult *p = PQprepare (self->pconn, "rtp_change_count_read", "SELECT n FROM rtp_change_count", 0, NULL);
+      PGresult *p = PQprepare (self->pconn, COUNT_STATEMENT, COUNT_SQL, 0, NULL);
       if (PQresultStatus (p) == PGRES_COMMAND_OK)
         self->pg_prepared = self->pconn;
       PQclear (p);
     }
   if (self->pg_prepared == self->pconn)
-    r = PQexecPrepared (self->pconn, "rtp_change_count_read", 0, NULL, NULL, NULL, 0);
+    r = PQexecPrepared (self->pconn, COUNT_STATEMENT, 0, NULL, NULL, NULL, 0);
   else
-    r = PQexec (self->pconn, "SELECT n FROM rtp_change_count");
-  ok = PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1;
-  if (ok)
-    {
-      gint64 n = g_ascii_strtoll (PQgetvalue (r, 0, 0), NULL, 10);
-      if (n != self->pg_count)
-        {
-          self->pg_count = n;
-          self->stamp++;
-        }
-      self->pg_read_us = sent_us;
-    }
-  else if (PQstatus (self->pconn) == CONNECTION_OK)
+    r = PQexec (self->pconn, COUNT_SQL);
+  ok = take_count (self, r, sent_us);
+  if (!ok && PQstatus (self->pconn) == CONNECTION_OK)
     self->pg_prepared = NULL; /* prepared again at the next read */
-  else if (PQstatus (self->pconn) != CONNECTION_OK)
+  else if (!ok)
     {
       g_warning ("the database connection failed (%s)", PQerrorMessage (self->pconn));
       self->broken = TRUE;
@@ -343,6 +357,9 @@ pg_changes_known (RtpDatabase *self)
  * every request that arrived before it was sent. Requests that arrive while it is on its way wait
  * for the next one. When the fence cannot work (its connection fails) the waiters go on at once and
  * their own synchronous read decides, as before. */
+
+/* How long the fence stays off after it failed. */
+#define FENCE_RETRY_S 5
 
 static void
 fence_wake (RtpDatabase *self, gboolean all)
@@ -372,7 +389,7 @@ static void
 fence_drop (RtpDatabase *self, const char *why)
 {
   if (why != NULL)
-    g_message ("the shared change-counter read is off for 5 s (%s); each request reads it itself", why);
+    g_message ("the shared change-counter read is off for %d s (%s); each request reads it itself", FENCE_RETRY_S, why);
   if (self->fence_source != NULL)
     {
       g_source_destroy (self->fence_source);
@@ -381,7 +398,7 @@ fence_drop (RtpDatabase *self, const char *why)
   g_clear_handle_id (&self->fence_timer, g_source_remove);
   g_clear_pointer (&self->fence_conn, PQfinish);
   self->fence_busy = FALSE;
-  self->fence_retry_us = g_get_monotonic_time () + (gint64) 5 * G_USEC_PER_SEC;
+  self->fence_retry_us = g_get_monotonic_time () + (gint64) FENCE_RETRY_S * G_USEC_PER_SEC;
   fence_wake (self, TRUE);
 }
 
@@ -400,7 +417,7 @@ fence_check (gpointer user_data)
   if (self->fence_busy && g_get_monotonic_time () - self->fence_sent_us > (gint64) FENCE_TIMEOUT_S * G_USEC_PER_SEC)
     {
       self->fence_timer = 0; /* removed by returning G_SOURCE_REMOVE */
-      fence_drop (self, "no answer within 5 s");
+      fence_drop (self, "no answer within " G_STRINGIFY (FENCE_TIMEOUT_S) " s");
       return G_SOURCE_REMOVE;
     }
   return G_SOURCE_CONTINUE;
@@ -409,7 +426,7 @@ fence_check (gpointer user_data)
 static gboolean
 fence_send (RtpDatabase *self)
 {
-  if (!PQsendQueryPrepared (self->fence_conn, "rtp_change_count_read", 0, NULL, NULL, NULL, 0))
+  if (!PQsendQueryPrepared (self->fence_conn, COUNT_STATEMENT, 0, NULL, NULL, NULL, 0))
     {
       fence_drop (self, PQerrorMessage (self->fence_conn));
       return FALSE;
@@ -456,7 +473,7 @@ fence_connect (RtpDatabase *self)
       fence_drop (self, PQerrorMessage (self->fence_conn));
       return FALSE;
     }
-  r = PQprepare (self->fence_conn, "rtp_change_count_read", "SELECT n FROM rtp_change_count", 0, NULL);
+  r = PQprepare (self->fence_conn, COUNT_STATEMENT, COUNT_SQL, 0, NULL);
   if (PQresultStatus (r) != PGRES_COMMAND_OK)
     {
       PQclear (r);
@@ -489,18 +506,7 @@ fence_readable (gint fd, GIOCondition condition, gpointer user_data)
     return G_SOURCE_CONTINUE;
   while ((r = PQgetResult (self->fence_conn)) != NULL)
     {
-      if (PQresultStatus (r) == PGRES_TUPLES_OK && PQntuples (r) == 1 && PQnfields (r) == 1)
-        {
-          gint64 n = g_ascii_strtoll (PQgetvalue (r, 0, 0), NULL, 10);
-          ok = TRUE;
-          if (n != self->pg_count)
-            {
-              self->pg_count = n;
-              self->stamp++;
-            }
-          if (self->fence_sent_us > self->pg_read_us)
-            self->pg_read_us = self->fence_sent_us;
-        }
+      ok = take_count (self, r, self->fence_sent_us) || ok;
       PQclear (r);
     }
   if (!self->fence_busy)
