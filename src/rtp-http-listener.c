@@ -321,16 +321,25 @@ rtp_http_listener_free (RtpHttpListener *self)
 
 /* ---- per message ---------------------------------------------------------------------------- */
 
+/* What accept_client() put on the remote address of @msg's connection, or NULL for a connection
+ * of libsoup's own listener (which has a GSocket of its own and no such data). */
+static gpointer
+connection_data (SoupServerMessage *msg, GQuark quark)
+{
+  GSocketAddress *remote;
+
+  if (soup_server_message_get_socket (msg) != NULL)
+    return NULL;
+  remote = soup_server_message_get_remote_address (msg);
+  return remote != NULL ? g_object_get_qdata (G_OBJECT (remote), quark) : NULL;
+}
+
 GSocket *
 rtp_http_message_get_socket (SoupServerMessage *msg)
 {
   GSocket *socket = soup_server_message_get_socket (msg);
-  GSocketAddress *remote;
 
-  if (socket != NULL)
-    return socket; /* a connection of libsoup's own listener */
-  remote = soup_server_message_get_remote_address (msg);
-  return remote != NULL ? g_object_get_qdata (G_OBJECT (remote), client_socket_quark ()) : NULL;
+  return socket != NULL ? socket : connection_data (msg, client_socket_quark ());
 }
 
 /**
@@ -342,9 +351,7 @@ rtp_http_message_get_socket (SoupServerMessage *msg)
 gboolean
 rtp_http_message_take_dot_segment (SoupServerMessage *msg)
 {
-  GSocketAddress *remote = soup_server_message_get_socket (msg) == NULL ? soup_server_message_get_remote_address (msg)
-                                                                        : NULL;
-  RtpLineWatch *watch = remote != NULL ? g_object_get_qdata (G_OBJECT (remote), line_watch_quark ()) : NULL;
+  RtpLineWatch *watch = connection_data (msg, line_watch_quark ());
   GUri *uri;
 
   if (watch == NULL || rtp_line_watch_get_pending (watch) == 0)

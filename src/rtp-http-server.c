@@ -1094,7 +1094,6 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   }
   if (query != NULL)
     request->query = g_hash_table_ref (query);
-  request->route = route;
   if (self->db != NULL && !rtp_database_stamp_known_since (self->db, request->arrived_us))
     {
       /* wait, without blocking, for a read of the change counter that every request arrived by
