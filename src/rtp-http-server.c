@@ -89,17 +89,62 @@ struct _RtpRequest {
   RtpDrainFunc drained;
   gpointer drained_data;
   gulong wrote_id;
-  gint64 progress_us;   /* when the client last took streamed bytes (or the stream began) */
-  guint stall_id;       /* checks that a streamed answer's client keeps reading */
-  GSource *gone_source; /* (owned) (nullable) watches the client's socket while a handler waits */
-  char *id;             /* (owned) X-Request-Id: the client's when sane, else made here */
-  const char *saved_id; /* the request id that was current before rtp_request_enter */
-  Route *route;         /* (unowned) (nullable) the route it matched */
-  gint64 arrived_us;    /* when its headers had been read (monotonic) */
-  guint64 bytes_out;    /* of a streamed answer */
+  gint64 progress_us;          /* when the client last took streamed bytes (or the stream began) */
+  guint stall_id;              /* checks that a streamed answer's client keeps reading */
+  GSource *gone_source;        /* (owned) (nullable) watches the client's socket while a handler waits */
+  gboolean disconnect_watched; /* "disconnected" is connected: the request waits (paused or streaming) */
+  char *id;                    /* (owned) X-Request-Id: the client's when sane, else made here */
+  const char *saved_id;        /* the request id that was current before rtp_request_enter */
+  Route *route;                /* (unowned) (nullable) the route it matched */
+  gint64 arrived_us;           /* when its headers had been read (monotonic) */
+  guint64 bytes_out;           /* of a streamed answer */
 };
 
 static void stop_watching_client (RtpRequest *request);
+
+/* Per request being read: the body limit, and a deadline against clients that trickle (libsoup
+ * 3.2 has no header or idle timeouts of its own: a slowloris would hold a connection forever).
+ * Every deadline is "now + the client timeout", so the server's queue of guards stays in
+ * deadline order when a rearmed guard moves to its tail; one timer sweeps its head a few times
+ * per timeout, instead of a timer source added and removed twice per request. */
+typedef struct {
+  RtpHttpServer *server;
+  SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
+  gsize limit;
+  gsize received;
+  gboolean answered; /* refused before the body was read: the body is discarded, not kept */
+  GSocket *socket;   /* (unowned) the connection's, for its count */
+  char *id;          /* (owned) (nullable) the request id, once the headers are there */
+  gint64 start_us;
+  gint64 headers_us; /* when the headers were read: the request had arrived (a keep-alive connection
+                      * starts waiting for its next request long before it comes) */
+  Route *route;      /* (unowned) (nullable) the route found before the body, for the count of a refusal */
+  gint64 deadline_us;
+  GList link;          /* in server->guards while armed (link.data != NULL) */
+  RtpRequest *request; /* (owned) (nullable) the handler's, from server_callback() until the message ends */
+} Guard;
+
+G_DEFINE_QUARK (rtp - http - guard, guard)
+
+/* (nullable) the guard request_started() gave @msg */
+static Guard *
+guard_of (SoupServerMessage *msg)
+{
+  return g_object_get_qdata (G_OBJECT (msg), guard_quark ());
+}
+
+static void request_finished (SoupServerMessage *msg, gpointer user_data);
+
+/* A request that waits (paused, or streaming its answer) learns when its connection is closed under
+ * it (the server stopping): libsoup would not finish its message then. */
+static void
+watch_disconnect (RtpRequest *request)
+{
+  if (request->disconnect_watched)
+    return;
+  request->disconnect_watched = TRUE;
+  g_signal_connect (request->msg, "disconnected", G_CALLBACK (request_finished), request);
+}
 
 /* The client's X-Request-Id when it is sane (1 to 64 of [A-Za-z0-9._-]: nothing a log line or a
  * header could be made to carry), else 16 random hex digits. */
@@ -483,6 +528,7 @@ rtp_request_pause (RtpRequest *request)
   if (request->responded || request->paused)
     return;
   request->paused = TRUE;
+  watch_disconnect (request);
   soup_server_message_pause (request->msg);
 }
 
@@ -739,6 +785,7 @@ rtp_request_stream_begin (RtpRequest *request, guint status, const char *content
   soup_message_body_set_accumulate (soup_server_message_get_response_body (request->msg), FALSE);
   soup_message_headers_replace (headers, "Content-Type", content_type);
   request->wrote_id = g_signal_connect (request->msg, "wrote-body-data", G_CALLBACK (wrote_body_data), request);
+  watch_disconnect (request);
   request->progress_us = g_get_monotonic_time ();
   if (request->server->client_timeout_ms > 0)
     request->stall_id = g_timeout_add_full (G_PRIORITY_DEFAULT, MAX (request->server->client_timeout_ms / 4, 10),
@@ -855,10 +902,13 @@ request_done (RtpHttpServer *self, SoupServerMessage *msg, Route *route, const R
 static void
 request_finished (SoupServerMessage *msg, gpointer user_data)
 {
-  g_autoptr (RtpRequest) request = rtp_request_ref (user_data); /* the handler's own goes just below */
+  g_autoptr (RtpRequest) request = rtp_request_ref (user_data);
+  Guard *g = guard_of (msg);
 
-  /* The request holds the message and these handlers hold the request: cut the cycle
-   * (the "finished" handler's reference goes with its disconnection). */
+  /* The request holds the message and the message's guard holds the request: cut the cycle; the
+   * handlers of a waiting request go too. */
+  if (g != NULL && g->request == request)
+    rtp_request_unref (g_steal_pointer (&g->request));
   g_signal_handlers_disconnect_by_data (msg, request);
   if (!request->finished)
     {
@@ -1050,9 +1100,15 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;
-  g_signal_connect_data (msg, "finished", G_CALLBACK (request_finished), rtp_request_ref (request),
-                         (GClosureNotify) (void (*) (void)) rtp_request_unref, 0);
-  g_signal_connect (msg, "disconnected", G_CALLBACK (request_finished), request);
+  {
+    /* message_done() finishes it; "disconnected" is watched only while it waits (watch_disconnect) */
+    Guard *g = guard_of (msg);
+    if (g != NULL)
+      g->request = rtp_request_ref (request);
+    else
+      g_signal_connect_data (msg, "finished", G_CALLBACK (request_finished), rtp_request_ref (request),
+                             (GClosureNotify) (void (*) (void)) rtp_request_unref, 0);
+  }
 
   rtp_request_enter (request);
 
@@ -1206,27 +1262,6 @@ conn_request_finished (RtpHttpServer *self, GSocket *socket, gboolean upgraded)
 
 /* ---- body limits ---------------------------------------------------------------- */
 
-/* Per request being read: the body limit, and a deadline against clients that trickle (libsoup
- * 3.2 has no header or idle timeouts of its own: a slowloris would hold a connection forever).
- * Every deadline is "now + the client timeout", so the server's queue of guards stays in
- * deadline order when a rearmed guard moves to its tail; one timer sweeps its head a few times
- * per timeout, instead of a timer source added and removed twice per request. */
-typedef struct {
-  RtpHttpServer *server;
-  SoupServerMessage *msg; /* (unowned) the guard lives no longer than the message */
-  gsize limit;
-  gsize received;
-  gboolean answered; /* refused before the body was read: the body is discarded, not kept */
-  GSocket *socket;   /* (unowned) the connection's, for its count */
-  char *id;          /* (owned) (nullable) the request id, once the headers are there */
-  gint64 start_us;
-  gint64 headers_us; /* when the headers were read: the request had arrived (a keep-alive connection
-                      * starts waiting for its next request long before it comes) */
-  Route *route;      /* (unowned) (nullable) the route found before the body, for the count of a refusal */
-  gint64 deadline_us;
-  GList link; /* in server->guards while armed (link.data != NULL) */
-} Guard;
-
 static void
 client_too_slow (Guard *g)
 {
@@ -1289,6 +1324,7 @@ guard_free (gpointer data)
 {
   Guard *g = data;
   guard_disarm (g);
+  g_clear_pointer (&g->request, rtp_request_unref);
   g_free (g->id);
   g_free (g);
 }
@@ -1297,7 +1333,7 @@ guard_free (gpointer data)
 static gint64
 message_arrival (SoupServerMessage *msg, gint64 fallback_us)
 {
-  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+  Guard *g = guard_of (msg);
   return g != NULL && g->headers_us != 0 ? g->headers_us : fallback_us;
 }
 
@@ -1306,7 +1342,7 @@ message_arrival (SoupServerMessage *msg, gint64 fallback_us)
 static const char *
 message_request_id (SoupServerMessage *msg)
 {
-  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+  Guard *g = guard_of (msg);
 
   if (g == NULL)
     return "-";
@@ -1362,7 +1398,7 @@ refuse_early (Guard *g, guint status, const char *message)
 static gboolean
 guard_answered (SoupServerMessage *msg)
 {
-  Guard *g = g_object_get_data (G_OBJECT (msg), "rtp-guard");
+  Guard *g = guard_of (msg);
   return g != NULL && g->answered;
 }
 
@@ -1435,12 +1471,6 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
 }
 
 static void
-got_body (SoupServerMessage *msg, gpointer user_data)
-{
-  guard_disarm (user_data); /* read completely: the handler's time now */
-}
-
-static void
 message_finished (SoupServerMessage *msg, gpointer user_data)
 {
   Guard *g = user_data;
@@ -1474,11 +1504,46 @@ got_chunk (SoupServerMessage *msg, GBytes *chunk, gpointer user_data)
     }
 }
 
+/* Called by libsoup when the headers of a request have been read (an early handler: no signal
+ * handlers connected per message). */
+static void
+early_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query, gpointer user_data)
+{
+  Guard *g = guard_of (msg);
+
+  if (g != NULL)
+    got_headers (msg, g);
+}
+
+static void
+request_read (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
+{
+  Guard *g = guard_of (msg);
+
+  if (g != NULL)
+    guard_disarm (g); /* read completely: the handler's time now */
+}
+
+/* "request-finished" and "request-aborted": the message was answered or given up */
+static void
+message_done (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
+{
+  Guard *g = guard_of (msg);
+
+  rtp_http_message_ended (msg);
+  if (g == NULL)
+    return;
+  message_finished (msg, g);
+  if (g->request != NULL)
+    request_finished (msg, g->request);
+}
+
 static void
 request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
 {
   Guard *g = g_new0 (Guard, 1);
 
+  rtp_http_message_started (msg);
   g->server = user_data;
   g->msg = msg;
   g->start_us = g_get_monotonic_time ();
@@ -1486,10 +1551,19 @@ request_started (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
   if (g->socket != NULL)
     conn_request_started (g->server, g->socket);
   guard_rearm (g); /* the request line and headers must arrive in time */
-  g_signal_connect (msg, "got-headers", G_CALLBACK (got_headers), g);
-  g_signal_connect (msg, "got-body", G_CALLBACK (got_body), g);
-  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), g);
-  g_object_set_data_full (G_OBJECT (msg), "rtp-guard", g, guard_free);
+  g_object_set_qdata_full (G_OBJECT (msg), guard_quark (), g, guard_free);
+}
+
+/**
+ * rtp_http_server_guard_path:
+ *
+ * Requests under @path, which libsoup hands to a handler registered there, get the checks every
+ * request gets when its headers arrive (deadline, request id, dot segments, body limit).
+ */
+void
+rtp_http_server_guard_path (RtpHttpServer *self, const char *path)
+{
+  soup_server_add_early_handler (self->soup, path, early_callback, self, NULL);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -1516,7 +1590,11 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   self->access_log = settings->access_log;
   self->soup = soup_server_new ("raw-paths", TRUE, "server-header", NULL, NULL);
   soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
+  soup_server_add_early_handler (self->soup, NULL, early_callback, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
+  g_signal_connect (self->soup, "request-read", G_CALLBACK (request_read), self);
+  g_signal_connect (self->soup, "request-finished", G_CALLBACK (message_done), self);
+  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (message_done), self);
   return self;
 }
 

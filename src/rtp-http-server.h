@@ -51,6 +51,7 @@ void rtp_http_server_stop_accepting (RtpHttpServer *self);
 void rtp_http_server_disconnect (RtpHttpServer *self);
 /* Returns: (transfer none) */
 SoupServer *rtp_http_server_get_soup_server (RtpHttpServer *self);
+void rtp_http_server_guard_path (RtpHttpServer *self, const char *path);
 void rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint status, const char *message);
 
 /* The token check every authenticated route and /live make: no token → RTP_ERROR_UNAUTHORIZED with the

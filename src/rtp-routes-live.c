@@ -383,5 +383,6 @@ rtp_routes_live_register (RtpHttpServer *http, RtpServices *services)
   static const char *protocols[] = { "rtp.v1", NULL };
 
   soup_server_add_handler (soup, "/live", live_check, services, NULL);
+  rtp_http_server_guard_path (http, "/live"); /* libsoup hands /live to these handlers, not the server's */
   soup_server_add_websocket_handler (soup, "/live", NULL, (char **) protocols, live_connected, services, NULL);
 }

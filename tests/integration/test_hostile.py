@@ -6,7 +6,10 @@ import base64
 import http.client
 import io
 import json
+import os
 import socket
+import struct
+import threading
 import time
 
 from rtplib import ArchiverFixture, ServerTestCase, main, on_postgres, vm_mb
@@ -514,6 +517,147 @@ class Connections(ServerTestCase):
             c.sendall(f"x-access-tokens: {self.admin}\r\n\r\n".encode())
             c.settimeout(10)
             self.assertTrue(c.recv(12).startswith(b"HTTP/1.1 200"))
+
+
+class AnswerWrites(ServerTestCase):
+    """An answer's head goes out with MSG_MORE when a body follows (src/rtp-http-listener.c): one
+    segment per small answer, and nothing may be left waiting in the kernel — not without a body,
+    not when the client does not read."""
+
+    def connect(self):
+        c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        self.addCleanup(c.close)
+        return c
+
+    @staticmethod
+    def read_answer(c, buffered=b"", head_only=False):
+        """One answer from @c: (status, headers, body, what was read past it)."""
+        data = buffered
+        while b"\r\n\r\n" not in data:
+            chunk = c.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed after {data[:200]!r}")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        n = 0 if head_only else int(headers.get("content-length", "0"))
+        while len(rest) < n:
+            chunk = c.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed inside a body")
+            rest += chunk
+        return int(lines[0].split()[1]), headers, rest[:n], rest[n:]
+
+    def data_segments_in(self, c):
+        info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+        return struct.unpack_from("I", info, 152)[0]  # struct tcp_info's tcpi_data_segs_in
+
+    def test_a_small_answer_is_one_segment(self):
+        c = self.connect()
+        for _ in range(5):
+            c.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
+            status, _, body, rest = self.read_answer(c)
+            self.assertEqual((status, json.loads(body)["user"]["login_name"], rest), (200, "admin", b""))
+        # head and body together: 5, where libsoup alone sends 10 (bench/ceiling)
+        self.assertEqual(self.data_segments_in(c), 5)
+
+    def test_answers_without_a_body_are_not_held(self):
+        c = self.connect()
+        c.sendall(b"OPTIONS /experiments HTTP/1.1\r\nHost: x\r\nOrigin: http://a\r\n\r\n")
+        status, _, body, rest = self.read_answer(c)
+        self.assertEqual((status, body), (204, b""))
+        c = self.connect()  # (libsoup closes after a 204: it has no Content-Length)
+        c.sendall(f"HEAD /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
+        status, headers, _, rest = self.read_answer(c, head_only=True)
+        self.assertNotIn(status, (200, 500))  # HEAD is not a route's method; answered, not held
+        c.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
+        status, _, body, rest = self.read_answer(c, rest)
+        self.assertEqual((status, rest), (200, b""))
+        self.assertEqual(json.loads(body)["user"]["user_id"], "0")
+
+    def test_a_client_that_does_not_read_gets_every_answer_whole(self):
+        n = 20000
+        slow = self.connect()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the server's writes block early
+        request = f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode()
+        sender = threading.Thread(target=slow.sendall, args=(request * n,))  # blocks while nobody reads
+        sender.start()
+        self.addCleanup(sender.join)
+        time.sleep(0.5)  # ~8 MB of answers the client does not read yet: more than the socket buffers hold
+        # the server is not stuck on it
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+        rest = b""
+        for i in range(n):
+            status, _, body, rest = self.read_answer(slow, rest)
+            self.assertEqual(status, 200, i)
+            self.assertEqual(json.loads(body)["user"]["login_name"], "admin")
+        self.assertEqual(rest, b"")
+
+
+class ClosedConnections(ServerTestCase):
+    """libsoup 3.2 left a kept-alive connection open when its client closed it between requests
+    (CLOSE-WAIT, one file descriptor each, until accept() failed); the server closes them itself."""
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.s.proc.pid}/fd"))
+
+    def request(self, c, n=1):
+        c.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode() * n)
+
+    def test_connections_their_clients_close_are_closed(self):
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+        before = self.open_fds()
+        for _ in range(100):
+            c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+            self.request(c)
+            data = b""
+            while not data.endswith(b"}"):
+                data += c.recv(65536)
+            c.close()
+        deadline = time.monotonic() + 10
+        while self.open_fds() > before + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(self.open_fds(), before + 1)  # was before + 100
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+
+    def test_clients_that_reset_between_requests_are_let_go(self):
+        before = self.open_fds()
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+            self.request(c)
+            data = b""
+            while not data.endswith(b"}"):
+                data += c.recv(65536)
+            self.request(c)
+            time.sleep(0.05)  # its answer arrives unread: closing now sends a reset
+            c.close()
+        deadline = time.monotonic() + 10
+        while self.open_fds() > before + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(self.open_fds(), before + 1)
+
+    def test_a_client_that_stops_sending_still_gets_its_answers(self):
+        c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        self.addCleanup(c.close)
+        self.request(c, 2)
+        c.shutdown(socket.SHUT_WR)  # done sending, still reading
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 2)  # both answered, then closed
+        self.assertTrue(data.endswith(b"}"))
+
+    def test_a_client_that_closes_inside_a_request_is_let_go(self):
+        before = self.open_fds()
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+            c.sendall(b"GET /auth/users/current HTTP/1.1\r\nHost: x\r\n")  # no end of the headers
+            c.close()
+        deadline = time.monotonic() + 10
+        while self.open_fds() > before + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(self.open_fds(), before + 1)
 
 
 class ArchiverValues(ServerTestCase):
