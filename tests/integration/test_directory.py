@@ -210,9 +210,15 @@ class DirectoryDown(DirectoryTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["checks"]["directory"], "error: not available")
         self.assertNotIn(str(self.ldap.port), r.raw if isinstance(r.raw, str) else r.raw.decode())
-        # back: logins work again (the pooled connection is replaced)
+        # back: logins work again (the pooled connection is replaced). A slapd just started may not
+        # answer within RTP_LDAP_TIMEOUT (2 s) on a loaded machine: 503 until it does, then 200.
         self.ldap.start()
-        self.assertEqual(self.login("alice", "alicepw").status, 200)
+        statuses = []
+        deadline = time.monotonic() + 20
+        while (not statuses or statuses[-1] != 200) and time.monotonic() < deadline:
+            statuses.append(self.login("alice", "alicepw").status)
+        self.assertEqual(statuses[-1], 200, statuses)
+        self.assertEqual(set(statuses) - {200, 503}, set(), statuses)
 
     def test_hung_directory_answers_503_within_the_timeout_and_others_are_served(self):
         self.assertEqual(self.login("bob", "bobpw").status, 200)  # a pooled connection exists
