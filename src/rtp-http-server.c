@@ -159,8 +159,18 @@ request_id (const char *given)
   if (sane)
     return g_strdup (given);
   {
+    /* xorshift64*, seeded once per thread from GLib's generator (whose global one takes a lock per
+     * call): ids to tell requests apart in logs, not secrets */
     static const char hex[] = "0123456789abcdef";
-    guint64 r = ((guint64) g_random_int () << 32) | g_random_int ();
+    static __thread guint64 state;
+    guint64 r;
+
+    while (state == 0)
+      state = ((guint64) g_random_int () << 32) | g_random_int ();
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    r = state * 0x2545F4914F6CDD1DULL;
     char *id = g_malloc (17);
     for (int i = 15; i >= 0; i--, r >>= 4)
       id[i] = hex[r & 0xf];
@@ -348,8 +358,8 @@ route_matches (const Route *route, const char *const *segments)
   return route->segments[i] == NULL && segments[i] == NULL;
 }
 
-/* Finds the most specific route for @segments and @method (or NULL) and, in @allowed, the
- * methods of every route the path matches. A literal segment wins only for the methods it has:
+/* Finds the most specific route for @segments and @method (or NULL) and, in @allowed (nullable:
+ * only a 405 or a preflight needs them), the methods of every route the path matches. A literal segment wins only for the methods it has:
  * PUT /experiments/pvs reaches the experiment "pvs", since /experiments/pvs has GET and POST only. */
 static Route *
 find_route (RtpHttpServer *self, const char *const *segments, const char *method, GString *allowed)
@@ -361,12 +371,16 @@ find_route (RtpHttpServer *self, const char *const *segments, const char *method
       Route *r = g_ptr_array_index (self->routes, i);
       if (!route_matches (r, segments))
         continue;
-      if (strstr (allowed->str, r->method) == NULL)
-        g_string_append_printf (allowed, "%s%s", allowed->len > 0 ? ", " : "", r->method);
+      if (allowed != NULL && strstr (allowed->str, r->method) == NULL)
+        {
+          if (allowed->len > 0)
+            g_string_append (allowed, ", ");
+          g_string_append (allowed, r->method);
+        }
       if (g_str_equal (r->method, method) && (found == NULL || r->specificity > found->specificity))
         found = r;
     }
-  if (allowed->len > 0)
+  if (allowed != NULL && allowed->len > 0)
     g_string_append (allowed, ", OPTIONS");
   return found;
 }
@@ -856,20 +870,24 @@ rtp_request_stream_abort (RtpRequest *request)
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static void
-add_cors_headers (RtpHttpServer *self, SoupServerMessage *msg)
+add_cors_headers (RtpHttpServer *self, SoupServerMessage *msg, gboolean fresh)
 {
   SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
   SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
   const char *origin = soup_message_headers_get_one (req, "Origin");
+  /* on fresh headers (none of these yet) an append does not look for one to replace */
+  void (*set) (SoupMessageHeaders *, const char *, const char *) = fresh ? soup_message_headers_append
+                                                                         : soup_message_headers_replace;
 
   if (self->cors_origin != NULL)
-    soup_message_headers_replace (resp, "Access-Control-Allow-Origin", self->cors_origin);
+    set (resp, "Access-Control-Allow-Origin", self->cors_origin);
   else
     {
-      soup_message_headers_replace (resp, "Access-Control-Allow-Origin", origin != NULL ? origin : "*");
-      soup_message_headers_append (resp, "Vary", "Origin");
+      set (resp, "Access-Control-Allow-Origin", origin != NULL ? origin : "*");
+      if (fresh || soup_message_headers_get_one (resp, "Vary") == NULL)
+        soup_message_headers_append (resp, "Vary", "Origin");
     }
-  soup_message_headers_replace (resp, "Access-Control-Expose-Headers", "Content-Disposition");
+  set (resp, "Access-Control-Expose-Headers", "Content-Disposition");
 }
 
 /* Counts a request for /metrics and writes its access log line: method, route (never the raw path,
@@ -1011,9 +1029,8 @@ answer_preflight (SoupServerMessage *msg, const char *allowed)
   soup_server_message_set_status (msg, 204, NULL);
 }
 
-static gboolean guard_answered (SoupServerMessage *msg);
-static const char *message_request_id (SoupServerMessage *msg);
-static gint64 message_arrival (SoupServerMessage *msg, gint64 fallback_us);
+static const char *guard_request_id (Guard *g);
+static void guard_disarm (Guard *g);
 
 /* The token, role and body checks, then the route's handler; inside rtp_request_enter(). */
 static void
@@ -1081,34 +1098,35 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   RtpHttpServer *self = user_data;
   const char *method = soup_server_message_get_method (msg);
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  Guard *g = guard_of (msg);
   g_autoptr (RtpRequest) request = NULL;
-  g_autoptr (GString) allowed = g_string_new (NULL);
+  g_autoptr (GString) allowed = NULL;
   g_auto (GStrv) segments = NULL;
   Route *route;
 
-  add_cors_headers (self, msg);
-  if (guard_answered (msg))
-    return; /* answered when the headers arrived; the body was discarded */
+  if (g != NULL && g->answered)
+    return; /* answered when the headers arrived; the body was discarded (libsoup does not call then) */
+  add_cors_headers (self, msg, TRUE);
 
   request = g_new0 (RtpRequest, 1);
   g_atomic_ref_count_init (&request->ref_count);
   request->server = g_object_ref (self);
   request->msg = g_object_ref (msg);
   request->start_us = g_get_monotonic_time ();
-  request->arrived_us = message_arrival (msg, request->start_us);
-  request->id = g_strdup (message_request_id (msg));
+  request->arrived_us = g != NULL && g->headers_us != 0 ? g->headers_us : request->start_us;
+  request->id = g_strdup (guard_request_id (g));
   request->language = g_strdup (rtp_i18n_negotiate (soup_message_headers_get_one (headers, "Accept-Language")));
   self->in_flight++;
   self->served++;
-  {
-    /* message_done() finishes it; "disconnected" is watched only while it waits (watch_disconnect) */
-    Guard *g = guard_of (msg);
-    if (g != NULL)
-      g->request = rtp_request_ref (request);
-    else
-      g_signal_connect_data (msg, "finished", G_CALLBACK (request_finished), rtp_request_ref (request),
-                             (GClosureNotify) (void (*) (void)) rtp_request_unref, 0);
-  }
+  if (g != NULL)
+    {
+      guard_disarm (g);                       /* read completely: the handler's time now */
+      g->request = rtp_request_ref (request); /* message_done() finishes it; "disconnected" is watched
+                                               * only while it waits (watch_disconnect) */
+    }
+  else
+    g_signal_connect_data (msg, "finished", G_CALLBACK (request_finished), rtp_request_ref (request),
+                           (GClosureNotify) (void (*) (void)) rtp_request_unref, 0);
 
   rtp_request_enter (request);
 
@@ -1120,7 +1138,12 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
     }
 
   segments = rtp_http_split_path (path);
-  route = segments != NULL ? find_route (self, (const char *const *) segments, method, allowed) : NULL;
+  route = segments != NULL ? find_route (self, (const char *const *) segments, method, NULL) : NULL;
+  if (segments != NULL && (route == NULL || g_str_equal (method, "OPTIONS")))
+    {
+      allowed = g_string_new (NULL);
+      find_route (self, (const char *const *) segments, method, allowed);
+    }
   if (segments == NULL || (route == NULL && allowed->len == 0))
     {
       rtp_request_respond_error_message (request, 404, _ ("The requested URL was not found on the server."));
@@ -1329,27 +1352,18 @@ guard_free (gpointer data)
   g_free (g);
 }
 
-/* When the request of @msg had arrived: its headers were read. */
-static gint64
-message_arrival (SoupServerMessage *msg, gint64 fallback_us)
-{
-  Guard *g = guard_of (msg);
-  return g != NULL && g->headers_us != 0 ? g->headers_us : fallback_us;
-}
-
-/* The request id of @msg: made when its headers arrived, so that a refusal before the body carries
- * it too. */
+/* The request id of the guard's message: made when its headers arrived, so that a refusal before
+ * the body carries it too. */
 static const char *
-message_request_id (SoupServerMessage *msg)
+guard_request_id (Guard *g)
 {
-  Guard *g = guard_of (msg);
-
   if (g == NULL)
     return "-";
   if (g->id == NULL)
     {
-      g->id = request_id (soup_message_headers_get_one (soup_server_message_get_request_headers (msg), "X-Request-Id"));
-      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", g->id);
+      g->id = request_id (
+        soup_message_headers_get_one (soup_server_message_get_request_headers (g->msg), "X-Request-Id"));
+      soup_message_headers_replace (soup_server_message_get_response_headers (g->msg), "X-Request-Id", g->id);
     }
   return g->id;
 }
@@ -1375,7 +1389,7 @@ rtp_http_server_answer_error (RtpHttpServer *self, SoupServerMessage *msg, guint
   json_object_set_array_member (o, "errors", errors);
   node = json_node_init_object (json_node_alloc (), o);
   text = json_to_string (node, FALSE);
-  add_cors_headers (self, msg);
+  add_cors_headers (self, msg, FALSE);
   soup_server_message_set_status (msg, status, NULL);
   soup_server_message_set_response (msg, "application/json; charset=utf-8", SOUP_MEMORY_TAKE, text, strlen (text));
 }
@@ -1393,13 +1407,6 @@ refuse_early (Guard *g, guint status, const char *message)
   rtp_http_server_answer_error (g->server, msg, status, rtp_i18n_translate (language, message));
   soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Connection", "close");
   soup_message_body_set_accumulate (soup_server_message_get_request_body (msg), FALSE);
-}
-
-static gboolean
-guard_answered (SoupServerMessage *msg)
-{
-  Guard *g = guard_of (msg);
-  return g != NULL && g->answered;
 }
 
 /* The body limit of a request, decided before its body is read. The large limit of an import
@@ -1455,7 +1462,7 @@ got_headers (SoupServerMessage *msg, gpointer user_data)
 
   guard_rearm (limit); /* the body, if any, must be complete within the client timeout */
   limit->headers_us = g_get_monotonic_time ();
-  message_request_id (msg);
+  guard_request_id (limit);
   if (rtp_http_message_take_dot_segment (msg))
     refuse_early (limit, 404, N_ ("The requested URL was not found on the server.")); /* "..": see rtp-request-line.c */
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_NONE ||
@@ -1513,15 +1520,6 @@ early_callback (SoupServer *server, SoupServerMessage *msg, const char *path, GH
 
   if (g != NULL)
     got_headers (msg, g);
-}
-
-static void
-request_read (SoupServer *server, SoupServerMessage *msg, gpointer user_data)
-{
-  Guard *g = guard_of (msg);
-
-  if (g != NULL)
-    guard_disarm (g); /* read completely: the handler's time now */
 }
 
 /* "request-finished" and "request-aborted": the message was answered or given up */
@@ -1592,7 +1590,6 @@ rtp_http_server_new (RtpUserManager *users, const RtpHttpSettings *settings)
   soup_server_add_handler (self->soup, NULL, server_callback, self, NULL);
   soup_server_add_early_handler (self->soup, NULL, early_callback, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
-  g_signal_connect (self->soup, "request-read", G_CALLBACK (request_read), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (message_done), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (message_done), self);
   return self;
