@@ -38,6 +38,8 @@ typedef struct {
   RouteStats stats;
   GStrv segments;      /* pattern; "*" matches one segment */
   guint32 specificity; /* literal segments, leftmost weighs most */
+  guint n_segments;
+  guint64 wildcards; /* bit i: segment i is "*" */
   RtpRouteFlags flags;
   RtpRouteFunc func;
   gpointer user_data;
@@ -341,6 +343,9 @@ rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *
   for (guint i = 0; route->segments[i] != NULL; i++)
     if (!g_str_equal (route->segments[i], "*"))
       route->specificity |= 1u << (31 - MIN (i, 31));
+    else
+      route->wildcards |= G_GUINT64_CONSTANT (1) << MIN (i, 63);
+  route->n_segments = g_strv_length (route->segments);
   route->flags = flags;
   route->func = func;
   route->user_data = user_data;
@@ -348,14 +353,14 @@ rtp_http_server_add_route (RtpHttpServer *self, const char *method, const char *
 }
 
 static gboolean
-route_matches (const Route *route, const char *const *segments)
+route_matches (const Route *route, const char *const *segments, guint n_segments)
 {
-  guint i;
-
-  for (i = 0; route->segments[i] != NULL && segments[i] != NULL; i++)
-    if (!g_str_equal (route->segments[i], "*") && !g_str_equal (route->segments[i], segments[i]))
+  if (route->n_segments != n_segments)
+    return FALSE;
+  for (guint i = 0; i < n_segments; i++)
+    if (!(route->wildcards & (G_GUINT64_CONSTANT (1) << MIN (i, 63))) && strcmp (route->segments[i], segments[i]) != 0)
       return FALSE;
-  return route->segments[i] == NULL && segments[i] == NULL;
+  return TRUE;
 }
 
 /* Finds the most specific route for @segments and @method (or NULL) and, in @allowed (nullable:
@@ -365,11 +370,12 @@ static Route *
 find_route (RtpHttpServer *self, const char *const *segments, const char *method, GString *allowed)
 {
   Route *found = NULL;
+  guint n = g_strv_length ((GStrv) segments);
 
   for (guint i = 0; i < self->routes->len; i++)
     {
       Route *r = g_ptr_array_index (self->routes, i);
-      if (!route_matches (r, segments))
+      if (!route_matches (r, segments, n))
         continue;
       if (allowed != NULL && strstr (allowed->str, r->method) == NULL)
         {
