@@ -1,6 +1,7 @@
 /* test-http-server.c: RtpHttpServer's router and pipeline in-process (as libsoup's own tests do):
  * a real SoupServer on 127.0.0.1, a SoupSession client, a temporary SQLite file for the tokens */
 #include "rtp-database.h"
+#include "rtp-http-listener.h"
 #include "rtp-http-server.h"
 #include "rtp-request-line.h"
 #include "rtp-test-services.h"
@@ -329,6 +330,37 @@ test_request_line (void)
   g_assert_false (rtp_line_watch_take (w, "/x92/", NULL));
 }
 
+/* The output stream holds a head back (MSG_MORE) only when a body of at least one byte follows it:
+ * a head held without its body would wait for libsoup's flush. */
+static void
+test_head_announces_body (void)
+{
+  static const struct {
+    const char *head;
+    gboolean body;
+  } heads[] = {
+    { "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 188\r\n\r\n", TRUE },
+    { "HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\nX-Request-Id: a\r\n\r\n", TRUE },
+    { "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n", TRUE },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", FALSE },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 000\r\n\r\n", FALSE },
+    { "HTTP/1.1 204 No Content\r\nAllow: GET\r\n\r\n", FALSE },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", FALSE },
+    { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", FALSE },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n", FALSE },              /* not a whole head */
+    { "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"a\":1}", FALSE }, /* head and body: not a head */
+    { "{\"text\": \"\r\nContent-Length: 5\r\n\r\n\"}", FALSE },          /* a body that looks like one */
+    { "HTTP/1.1 200", FALSE },
+    { "", FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (heads); i++)
+    {
+      g_test_message ("%s", heads[i].head);
+      g_assert_cmpint (rtp_http_head_announces_body (heads[i].head, strlen (heads[i].head)), ==, heads[i].body);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -336,5 +368,6 @@ main (int argc, char **argv)
   g_test_add ("/http-server/routing", Fixture, NULL, setup, test_routing, teardown);
   g_test_add ("/http-server/pipeline", Fixture, NULL, setup, test_pipeline, teardown);
   g_test_add_func ("/http-server/request-line", test_request_line);
+  g_test_add_func ("/http-server/head-announces-body", test_head_announces_body);
   return g_test_run ();
 }
