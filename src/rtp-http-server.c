@@ -1147,27 +1147,28 @@ server_callback (SoupServer *server, SoupServerMessage *msg, const char *path, G
   route = segments != NULL ? find_route (self, (const char *const *) segments, method, NULL) : NULL;
   if (segments != NULL && (route == NULL || g_str_equal (method, "OPTIONS")))
     {
+      /* the methods the path has: only a preflight, a 404 or a 405 needs them */
       allowed = g_string_new (NULL);
       find_route (self, (const char *const *) segments, method, allowed);
+      if (allowed->len > 0 && g_str_equal (method, "OPTIONS"))
+        {
+          request->responded = TRUE;
+          answer_preflight (msg, allowed->str);
+          goto out;
+        }
+      if (allowed->len > 0 && route == NULL)
+        {
+          rtp_request_add_header (request, "Allow", allowed->str);
+          rtp_request_respond_error_message (request, 405, _ ("The method is not allowed for the requested URL."));
+          goto out;
+        }
     }
-  if (segments == NULL || (route == NULL && allowed->len == 0))
+  if (route == NULL)
     {
       rtp_request_respond_error_message (request, 404, _ ("The requested URL was not found on the server."));
       goto out;
     }
-  if (g_str_equal (method, "OPTIONS"))
-    {
-      request->responded = TRUE;
-      answer_preflight (msg, allowed->str);
-      goto out;
-    }
   request->route = route;
-  if (route == NULL)
-    {
-      rtp_request_add_header (request, "Allow", allowed->str);
-      rtp_request_respond_error_message (request, 405, _ ("The method is not allowed for the requested URL."));
-      goto out;
-    }
 
   /* path parameters, in order */
   {
