@@ -13,7 +13,7 @@
  *
  * A connection accepted this way has no GSocket in libsoup's eyes (soup_server_message_get_socket()
  * answers NULL), so the client's socket and the watch ride on the remote address object, which
- * libsoup keeps for the connection's whole life and hands out per message..
+ * libsoup keeps for the connection's whole life and hands out per message.
  *
  * The connection's output stream sends an answer's head and body in one TCP segment: libsoup writes
  * them in two calls, one right after the other, and each send on its own would go out as a segment
@@ -120,7 +120,7 @@ G_DECLARE_FINAL_TYPE (RtpWatchedInput, rtp_watched_input, RTP, WATCHED_INPUT, GF
 struct _RtpWatchedInput {
   GFilterInputStream parent_instance;
   RtpLineWatch *watch; /* (owned) */
-  GSocket *socket;     /* (unowned) the connection's, which outlives its streams */
+  GSocket *socket;     /* (unowned) the connection's, held by the base stream (a GSocketInputStream) */
   ConnState *state;    /* (owned) */
 };
 
@@ -246,7 +246,7 @@ G_DECLARE_FINAL_TYPE (RtpConnOutput, rtp_conn_output, RTP, CONN_OUTPUT, GOutputS
 
 struct _RtpConnOutput {
   GOutputStream parent_instance;
-  GSocket *socket; /* (unowned) the connection's, which outlives its streams */
+  GSocket *socket; /* (owned) the connection's (libsoup may keep the stream a moment longer) */
   gboolean held;   /* a head was sent with MSG_MORE and waits in the kernel for its body */
 };
 
@@ -379,8 +379,16 @@ rtp_conn_output_pollable_init (GPollableOutputStreamInterface *iface)
 }
 
 static void
+rtp_conn_output_finalize (GObject *object)
+{
+  g_clear_object (&RTP_CONN_OUTPUT (object)->socket);
+  G_OBJECT_CLASS (rtp_conn_output_parent_class)->finalize (object);
+}
+
+static void
 rtp_conn_output_class_init (RtpConnOutputClass *klass)
 {
+  G_OBJECT_CLASS (klass)->finalize = rtp_conn_output_finalize;
   G_OUTPUT_STREAM_CLASS (klass)->write_fn = conn_output_write;
   G_OUTPUT_STREAM_CLASS (klass)->flush = conn_output_flush;
   G_OUTPUT_STREAM_CLASS (klass)->close_fn = conn_output_close;
@@ -433,7 +441,7 @@ watched_connection_get_output_stream (GIOStream *stream)
     {
       RtpConnOutput *output = g_object_new (RTP_TYPE_CONN_OUTPUT, NULL);
 
-      output->socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (self));
+      output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (self)));
       self->output = G_OUTPUT_STREAM (output);
     }
   return self->output;

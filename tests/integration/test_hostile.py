@@ -559,8 +559,9 @@ class AnswerWrites(ServerTestCase):
             c.sendall(f"GET /auth/users/current HTTP/1.1\r\nHost: x\r\nx-access-tokens: {self.admin}\r\n\r\n".encode())
             status, _, body, rest = self.read_answer(c)
             self.assertEqual((status, json.loads(body)["user"]["login_name"], rest), (200, "admin", b""))
-        # head and body together: 5, where libsoup alone sends 10 (bench/ceiling)
-        self.assertEqual(self.data_segments_in(c), 5)
+        # head and body together: 5, where libsoup alone sends 10 (bench/ceiling). An ACK that arrives
+        # between the two sends pushes the head out alone (rare; ASan makes the gap wider): at most one.
+        self.assertIn(self.data_segments_in(c), (5, 6))
 
     def test_answers_without_a_body_are_not_held(self):
         c = self.connect()
