@@ -112,6 +112,25 @@ conn_state_peer_closed (ConnState *state)
   return TRUE;
 }
 
+/* ---- the socket under both streams ---------------------------------------------------------- */
+
+static gboolean
+socket_ready (GSocket *socket, GIOCondition condition)
+{
+  return (g_socket_condition_check (socket, condition) & condition) != 0;
+}
+
+/* the socket's own source under the pollable one, as GSocketInputStream and GSocketOutputStream make
+ * it (a base stream's source wrapped once more would be one more source to block and unblock at every
+ * dispatch) */
+static GSource *
+socket_stream_source (gpointer stream, GSocket *socket, GIOCondition condition, GCancellable *cancellable)
+{
+  g_autoptr (GSource) socket_source = g_socket_create_source (socket, condition, NULL);
+
+  return g_pollable_source_new_full (stream, socket_source, cancellable);
+}
+
 /* ---- the input stream: the socket's, seen by the watch ------------------------------------ */
 
 #define RTP_TYPE_WATCHED_INPUT (rtp_watched_input_get_type ())
@@ -183,17 +202,13 @@ watched_can_poll (GPollableInputStream *stream)
 static gboolean
 watched_is_readable (GPollableInputStream *stream)
 {
-  return (g_socket_condition_check (RTP_WATCHED_INPUT (stream)->socket, G_IO_IN) & G_IO_IN) != 0;
+  return socket_ready (RTP_WATCHED_INPUT (stream)->socket, G_IO_IN);
 }
 
-/* the socket's own source under the pollable one, as GSocketInputStream makes it (the base stream's
- * source wrapped once more would be one more source to block and unblock at every dispatch) */
 static GSource *
 watched_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 {
-  g_autoptr (GSource) socket_source = g_socket_create_source (RTP_WATCHED_INPUT (stream)->socket, G_IO_IN, NULL);
-
-  return g_pollable_source_new_full (stream, socket_source, cancellable);
+  return socket_stream_source (stream, RTP_WATCHED_INPUT (stream)->socket, G_IO_IN, cancellable);
 }
 
 static gssize
@@ -358,15 +373,13 @@ conn_output_can_poll (GPollableOutputStream *stream)
 static gboolean
 conn_output_is_writable (GPollableOutputStream *stream)
 {
-  return (g_socket_condition_check (RTP_CONN_OUTPUT (stream)->socket, G_IO_OUT) & G_IO_OUT) != 0;
+  return socket_ready (RTP_CONN_OUTPUT (stream)->socket, G_IO_OUT);
 }
 
 static GSource *
 conn_output_create_source (GPollableOutputStream *stream, GCancellable *cancellable)
 {
-  g_autoptr (GSource) socket_source = g_socket_create_source (RTP_CONN_OUTPUT (stream)->socket, G_IO_OUT, NULL);
-
-  return g_pollable_source_new_full (stream, socket_source, cancellable);
+  return socket_stream_source (stream, RTP_CONN_OUTPUT (stream)->socket, G_IO_OUT, cancellable);
 }
 
 static void

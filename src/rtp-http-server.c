@@ -364,8 +364,9 @@ route_matches (const Route *route, const char *const *segments, guint n_segments
 }
 
 /* Finds the most specific route for @segments and @method (or NULL) and, in @allowed (nullable:
- * only a 405 or a preflight needs them), the methods of every route the path matches. A literal segment wins only for the methods it has:
- * PUT /experiments/pvs reaches the experiment "pvs", since /experiments/pvs has GET and POST only. */
+ * only a 405 or a preflight needs them), the methods of every route the path matches. A literal
+ * segment wins only for the methods it has: PUT /experiments/pvs reaches the experiment "pvs", since
+ * /experiments/pvs has GET and POST only. */
 static Route *
 find_route (RtpHttpServer *self, const char *const *segments, const char *method, GString *allowed)
 {
