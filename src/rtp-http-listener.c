@@ -121,14 +121,170 @@ socket_ready (GSocket *socket, GIOCondition condition)
 }
 
 /* the socket's own source under the pollable one, as GSocketInputStream and GSocketOutputStream make
- * it (a base stream's source wrapped once more would be one more source to block and unblock at every
- * dispatch) */
+ * it: what a stream waits with when the connection's poll record cannot serve (below) */
 static GSource *
 socket_stream_source (gpointer stream, GSocket *socket, GIOCondition condition, GCancellable *cancellable)
 {
   g_autoptr (GSource) socket_source = g_socket_create_source (socket, condition, NULL);
 
   return g_pollable_source_new_full (stream, socket_source, cancellable);
+}
+
+/* ---- waiting for the socket without changing what the main loop polls ----------------------------
+ *
+ * libsoup makes a new source each time it waits for a connection (for every request on a kept-alive
+ * connection) and destroys it when it is dispatched. With the socket's own source, each one adds the
+ * descriptor to the main context's poll records and removes it again, and blocks and unblocks it
+ * around its dispatch; GLib 2.74 writes its wake-up eventfd at every one of these changes and, since
+ * the set changed, throws away the next poll's results and polls again (gmain.c,
+ * g_main_context_add_poll_unlocked(), g_main_context_check(): "poll_changed"). Measured: 8 eventfd
+ * writes, one read and one extra main-loop iteration per request, for the bare SoupServer too.
+ *
+ * So each connection has one poll record for its whole life: a ConnPoll, attached once, whose GPollFD
+ * asks for what the connection's waiters ask for at this iteration. A waiter (ConnWait) has no
+ * descriptor of its own: its prepare() adds its condition to the record's events, its check() reads
+ * the record's revents (GLib fills them before any check(); the record has a higher priority than
+ * any waiter, so it is polled whenever a waiter may be checked). The record's check() clears the
+ * events again after each poll, so a descriptor nobody waits for is polled for nothing: a readable
+ * connection whose request is being answered does not wake the loop. GLib copies every record's
+ * events into poll()'s array at each iteration (g_main_context_query(), which says it allows
+ * changing them behind its back). A connection that hangs up while nobody waits would make poll()
+ * return at once at every iteration: the record then leaves the poll set, and every later waiter is
+ * ready at once (the read or write that follows tells libsoup what happened). */
+typedef struct {
+  GSource source;
+  GPollFD pollfd;
+  gboolean dead; /* the descriptor is no longer polled: closed, or hung up while nobody waited */
+} ConnPoll;
+
+static gboolean
+conn_poll_check (GSource *source)
+{
+  ConnPoll *cp = (ConnPoll *) source;
+  gboolean nobody_waited = cp->pollfd.events == 0;
+
+  cp->pollfd.events = 0; /* asked for again by the waiters' next prepare() */
+  return !cp->dead && nobody_waited && (cp->pollfd.revents & (G_IO_ERR | G_IO_HUP | G_IO_NVAL)) != 0;
+}
+
+static gboolean
+conn_poll_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  ConnPoll *cp = (ConnPoll *) source;
+
+  g_debug ("a connection hung up while nobody waited for it: its descriptor is no longer polled");
+  cp->dead = TRUE;
+  g_source_remove_poll (source, &cp->pollfd);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs conn_poll_funcs = {
+  .check = conn_poll_check,
+  .dispatch = conn_poll_dispatch,
+};
+
+static GSource *
+conn_poll_new (GSocket *socket)
+{
+  GSource *source = g_source_new (&conn_poll_funcs, sizeof (ConnPoll));
+  ConnPoll *cp = (ConnPoll *) source;
+
+  cp->pollfd.fd = g_socket_get_fd (socket);
+  g_source_add_poll (source, &cp->pollfd);
+  g_source_set_priority (source, G_PRIORITY_HIGH);
+  g_source_set_static_name (source, "rtp connection poll");
+  return source;
+}
+
+/* before the connection's descriptor is closed: the main context must not poll it any more */
+static void
+conn_poll_close (GSource *source)
+{
+  ((ConnPoll *) source)->dead = TRUE;
+  g_source_destroy (source);
+}
+
+typedef struct {
+  GSource source;
+  GSource *poll; /* (owned) the ConnPoll */
+  GIOCondition condition;
+} ConnWait;
+
+static gboolean
+conn_wait_prepare (GSource *source, gint *timeout)
+{
+  ConnWait *w = (ConnWait *) source;
+  ConnPoll *cp = (ConnPoll *) w->poll;
+
+  *timeout = -1;
+  if (cp->dead)
+    return TRUE;
+  cp->pollfd.events |= w->condition;
+  return FALSE;
+}
+
+static gboolean
+conn_wait_check (GSource *source)
+{
+  ConnWait *w = (ConnWait *) source;
+  ConnPoll *cp = (ConnPoll *) w->poll;
+
+  return cp->dead || (cp->pollfd.revents & (w->condition | G_IO_ERR | G_IO_HUP | G_IO_NVAL)) != 0;
+}
+
+static gboolean
+conn_wait_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  return callback != NULL ? callback (user_data) : G_SOURCE_CONTINUE;
+}
+
+static void
+conn_wait_finalize (GSource *source)
+{
+  g_source_unref (((ConnWait *) source)->poll);
+}
+
+/* the waiter is the child of a GPollableSource, which gives it a dummy closure as its callback */
+static gboolean
+conn_wait_closure_callback (gpointer data)
+{
+  GValue result = G_VALUE_INIT;
+  gboolean again;
+
+  g_value_init (&result, G_TYPE_BOOLEAN);
+  g_closure_invoke (data, &result, 0, NULL, NULL);
+  again = g_value_get_boolean (&result);
+  g_value_unset (&result);
+  return again;
+}
+
+static GSourceFuncs conn_wait_funcs = {
+  .prepare = conn_wait_prepare,
+  .check = conn_wait_check,
+  .dispatch = conn_wait_dispatch,
+  .finalize = conn_wait_finalize,
+  .closure_callback = conn_wait_closure_callback,
+};
+
+/* A pollable source for @stream: ready when @socket is ready for @condition */
+static GSource *
+conn_stream_source (gpointer stream, GSource *poll, GSocket *socket, GIOCondition condition, GCancellable *cancellable)
+{
+  GMainContext *context = g_main_context_default ();
+  g_autoptr (GSource) wait = NULL;
+
+  /* the record serves waiters of the main context (all of the server's); anything else (a context
+   * pushed as a thread's default) waits with the socket's source */
+  if (poll == NULL || g_main_context_get_thread_default () != NULL ||
+      (g_source_get_context (poll) != NULL && g_source_get_context (poll) != context) || g_source_is_destroyed (poll))
+    return socket_stream_source (stream, socket, condition, cancellable);
+  if (g_source_get_context (poll) == NULL)
+    g_source_attach (poll, context);
+  wait = g_source_new (&conn_wait_funcs, sizeof (ConnWait));
+  ((ConnWait *) wait)->poll = g_source_ref (poll);
+  ((ConnWait *) wait)->condition = condition;
+  g_source_set_static_name (wait, "rtp connection wait");
+  return g_pollable_source_new_full (stream, wait, cancellable);
 }
 
 /* ---- the input stream: the socket's, seen by the watch ------------------------------------ */
@@ -141,6 +297,7 @@ struct _RtpWatchedInput {
   RtpLineWatch *watch; /* (owned) */
   GSocket *socket;     /* (unowned) the connection's, held by the base stream (a GSocketInputStream) */
   ConnState *state;    /* (owned) */
+  GSource *poll;       /* (owned) the connection's ConnPoll */
 };
 
 static void rtp_watched_input_pollable_init (GPollableInputStreamInterface *iface);
@@ -208,7 +365,9 @@ watched_is_readable (GPollableInputStream *stream)
 static GSource *
 watched_create_source (GPollableInputStream *stream, GCancellable *cancellable)
 {
-  return socket_stream_source (stream, RTP_WATCHED_INPUT (stream)->socket, G_IO_IN, cancellable);
+  RtpWatchedInput *self = RTP_WATCHED_INPUT (stream);
+
+  return conn_stream_source (stream, self->poll, self->socket, G_IO_IN, cancellable);
 }
 
 static gssize
@@ -238,6 +397,7 @@ rtp_watched_input_finalize (GObject *object)
 {
   g_clear_pointer (&RTP_WATCHED_INPUT (object)->watch, rtp_line_watch_unref);
   g_clear_pointer (&RTP_WATCHED_INPUT (object)->state, conn_state_unref);
+  g_clear_pointer (&RTP_WATCHED_INPUT (object)->poll, g_source_unref);
   G_OBJECT_CLASS (rtp_watched_input_parent_class)->finalize (object);
 }
 
@@ -262,6 +422,7 @@ G_DECLARE_FINAL_TYPE (RtpConnOutput, rtp_conn_output, RTP, CONN_OUTPUT, GOutputS
 struct _RtpConnOutput {
   GOutputStream parent_instance;
   GSocket *socket; /* (owned) the connection's (libsoup may keep the stream a moment longer) */
+  GSource *poll;   /* (owned) the connection's ConnPoll */
   gboolean held;   /* a head was sent with MSG_MORE and waits in the kernel for its body */
 };
 
@@ -379,7 +540,9 @@ conn_output_is_writable (GPollableOutputStream *stream)
 static GSource *
 conn_output_create_source (GPollableOutputStream *stream, GCancellable *cancellable)
 {
-  return socket_stream_source (stream, RTP_CONN_OUTPUT (stream)->socket, G_IO_OUT, cancellable);
+  RtpConnOutput *self = RTP_CONN_OUTPUT (stream);
+
+  return conn_stream_source (stream, self->poll, self->socket, G_IO_OUT, cancellable);
 }
 
 static void
@@ -395,6 +558,7 @@ static void
 rtp_conn_output_finalize (GObject *object)
 {
   g_clear_object (&RTP_CONN_OUTPUT (object)->socket);
+  g_clear_pointer (&RTP_CONN_OUTPUT (object)->poll, g_source_unref);
   G_OBJECT_CLASS (rtp_conn_output_parent_class)->finalize (object);
 }
 
@@ -421,6 +585,7 @@ struct _RtpWatchedConnection {
   GTcpConnection parent_instance;
   RtpLineWatch *watch;   /* (owned) */
   ConnState *state;      /* (owned) */
+  GSource *poll;         /* (owned) the ConnPoll of its socket, attached at the first wait */
   GInputStream *input;   /* (owned) (nullable) made at the first ask */
   GOutputStream *output; /* (owned) (nullable) made at the first ask */
 };
@@ -440,6 +605,7 @@ watched_connection_get_input_stream (GIOStream *stream)
       input->watch = rtp_line_watch_ref (self->watch);
       input->state = conn_state_ref (self->state);
       input->socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (self));
+      input->poll = g_source_ref (self->poll);
       self->input = G_INPUT_STREAM (input);
     }
   return self->input;
@@ -455,6 +621,7 @@ watched_connection_get_output_stream (GIOStream *stream)
       RtpConnOutput *output = g_object_new (RTP_TYPE_CONN_OUTPUT, NULL);
 
       output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (self)));
+      output->poll = g_source_ref (self->poll);
       self->output = G_OUTPUT_STREAM (output);
     }
   return self->output;
@@ -466,6 +633,7 @@ watched_connection_close (GIOStream *stream, GCancellable *cancellable, GError *
   RtpWatchedConnection *self = RTP_WATCHED_CONNECTION (stream);
 
   conn_state_closed (self->state);
+  conn_poll_close (self->poll);
   if (self->output != NULL)
     g_output_stream_close (self->output, cancellable, NULL);
   return G_IO_STREAM_CLASS (rtp_watched_connection_parent_class)->close_fn (stream, cancellable, error);
@@ -481,6 +649,9 @@ rtp_watched_connection_finalize (GObject *object)
   g_clear_pointer (&self->watch, rtp_line_watch_unref);
   conn_state_closed (self->state);
   g_clear_pointer (&self->state, conn_state_unref);
+  if (self->poll != NULL)
+    conn_poll_close (self->poll);
+  g_clear_pointer (&self->poll, g_source_unref);
   G_OBJECT_CLASS (rtp_watched_connection_parent_class)->finalize (object);
 }
 
@@ -533,6 +704,7 @@ accept_client (RtpHttpListener *self, GSocket *client)
   conn = g_object_new (RTP_TYPE_WATCHED_CONNECTION, "socket", client, NULL);
   conn->watch = rtp_line_watch_new ();
   conn->state = g_new0 (ConnState, 1);
+  conn->poll = conn_poll_new (client);
   g_atomic_ref_count_init (&conn->state->ref_count);
   g_object_set_qdata_full (G_OBJECT (remote), client_socket_quark (), g_object_ref (client), g_object_unref);
   g_object_set_qdata_full (G_OBJECT (remote), line_watch_quark (), rtp_line_watch_ref (conn->watch),

@@ -684,6 +684,36 @@ class ArchiverValues(ServerTestCase):
                     f"2 numbers of {PV} were not finite (infinite or not a number) and are given as null."])
         self.assertIn("nested deeper than 64 levels", self.s.stderr())
 
+    def test_a_client_that_resets_while_its_answer_is_fetched_costs_nothing(self):
+        """Each connection keeps one poll record for its whole life (rtp-http-listener.c, ConnPoll): a
+        client that resets while its answer is being fetched is let go at once, without the main loop
+        spinning on the reset connection meanwhile."""
+        cpu = lambda: sum(int(x) for x in open(f"/proc/{self.s.proc.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        fds = lambda: len(os.listdir(f"/proc/{self.s.proc.pid}/fd"))
+        before = fds()
+        self.fx.mode("hold")
+        self.addCleanup(self.fx.release)
+        c = socket.create_connection(("127.0.0.1", self.s.port), timeout=10)
+        body = b'{"since": "2022-01-15T12:37:00Z", "until": "2022-01-15T12:38:00Z"}'
+        c.sendall(b"POST /data/Test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"x-access-tokens: " + self.admin.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 10
+        while not self.fx.requests() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(self.fx.requests())  # the server waits for the archiver
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # a reset
+        deadline = time.monotonic() + 10
+        while fds() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(fds(), before)  # closed while the archiver still holds the answer
+        ticks = cpu()
+        time.sleep(1)
+        spent = (cpu() - ticks) / os.sysconf("SC_CLK_TCK")
+        self.assertLess(spent, 0.3)  # a main loop woken at every iteration spends the whole second
+        self.assertEqual(self.s.request("GET", "/auth/users/current", token=self.admin).status, 200)
+        self.fx.release()
+
     def test_max_points_is_bounded(self):
         r = self.s.request("POST", "/data/Test", token=self.admin, json_body={"max_points": 1000000000})
         self.assertError(r, 400, "max_points: Value must be at most 100000.")
