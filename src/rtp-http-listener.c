@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define ACCEPT_BATCH 16
 #define ACCEPT_PAUSE_MS 100u /* after an error such as EMFILE: not a busy loop, not a dead listener */
@@ -417,13 +418,19 @@ rtp_watched_input_init (RtpWatchedInput *self)
 /* ---- the output stream: an answer's head and body in one segment -------------------------------- */
 
 #define RTP_TYPE_CONN_OUTPUT (rtp_conn_output_get_type ())
+#define CONN_OUTPUT_HEAD_MAX 2048 /* a longer head goes out at once, with MSG_MORE */
 G_DECLARE_FINAL_TYPE (RtpConnOutput, rtp_conn_output, RTP, CONN_OUTPUT, GOutputStream)
 
 struct _RtpConnOutput {
   GOutputStream parent_instance;
   GSocket *socket; /* (owned) the connection's (libsoup may keep the stream a moment longer) */
   GSource *poll;   /* (owned) the connection's ConnPoll */
+  ConnState *state; /* (owned) whose latest message is the one answered */
   gboolean held;   /* a head was sent with MSG_MORE and waits in the kernel for its body */
+  /* a head kept back to go out with the first write of its body, in one sendmsg() */
+  char head[CONN_OUTPUT_HEAD_MAX];
+  gsize head_len;
+  gsize head_sent; /* of head_len: what a partial sendmsg() sent of it */
 };
 
 static void rtp_conn_output_pollable_init (GPollableOutputStreamInterface *iface);
@@ -461,24 +468,67 @@ conn_output_push (RtpConnOutput *self)
 }
 
 static gssize
+send_error (RtpConnOutput *self, int saved, GError **error)
+{
+  conn_output_push (self); /* whatever waits in the kernel goes out */
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "%s", g_strerror (saved));
+  return -1;
+}
+
+/* A head kept back, and @count bytes of its body, in one sendmsg(). Returns: the bytes of the body
+ * sent; would-block while not even the head has gone out whole. */
+static gssize
+send_head_and_body (RtpConnOutput *self, const void *buffer, gsize count, GError **error)
+{
+  struct iovec iov[2] = { { self->head + self->head_sent, self->head_len - self->head_sent },
+                          { (void *) buffer, count } };
+  struct msghdr msg = { .msg_iov = iov, .msg_iovlen = count > 0 ? 2 : 1 };
+  gsize rest = self->head_len - self->head_sent;
+  ssize_t n;
+
+  do
+    n = sendmsg (g_socket_get_fd (self->socket), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return send_error (self, errno, error);
+  if ((gsize) n < rest || ((gsize) n == rest && count > 0))
+    {
+      self->head_sent += MIN ((gsize) n, rest);
+      if (self->head_sent == self->head_len)
+        self->head_len = self->head_sent = 0;
+      return send_error (self, EAGAIN, error); /* the head was reported written already; the body waits */
+    }
+  self->head_len = self->head_sent = 0;
+  return (gssize) ((gsize) n - rest);
+}
+
+static gssize
 conn_output_send (RtpConnOutput *self, const void *buffer, gsize count, GError **error)
 {
   int flags = MSG_DONTWAIT | MSG_NOSIGNAL;
-  gboolean head = rtp_http_head_announces_body (buffer, count);
+  gboolean head;
   ssize_t n;
 
+  if (self->head_len > 0)
+    return send_head_and_body (self, buffer, count, error);
+  head = rtp_http_head_announces_body (buffer, count);
+  /* a head whose body follows (not the answer to a HEAD) is kept and sent with the body's first
+   * write: one system call for a small answer instead of two */
+  if (head && count <= sizeof self->head && self->state->last != NULL &&
+      soup_server_message_get_method (self->state->last) != SOUP_METHOD_HEAD)
+    {
+      memcpy (self->head, buffer, count);
+      self->head_len = count;
+      self->head_sent = 0;
+      return (gssize) count;
+    }
   if (head)
     flags |= MSG_MORE;
   do
     n = send (g_socket_get_fd (self->socket), buffer, count, flags);
   while (n < 0 && errno == EINTR);
   if (n < 0)
-    {
-      int saved = errno;
-      conn_output_push (self); /* whatever waits in the kernel goes out */
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "%s", g_strerror (saved));
-      return -1;
-    }
+    return send_error (self, errno, error);
   /* a head sent in part is followed by its rest, then its body, both without MSG_MORE */
   self->held = head && (gsize) n == count;
   return n;
@@ -511,18 +561,29 @@ conn_output_write (GOutputStream *stream, const void *buffer, gsize count, GCanc
     }
 }
 
+/* a kept head whose body never came (an answer libsoup ended early) goes out on its own */
+static gboolean
+conn_output_send_kept (RtpConnOutput *self, GError **error)
+{
+  return self->head_len == 0 || send_head_and_body (self, NULL, 0, error) >= 0;
+}
+
 static gboolean
 conn_output_flush (GOutputStream *stream, GCancellable *cancellable, GError **error)
 {
-  conn_output_push (RTP_CONN_OUTPUT (stream));
-  return TRUE;
+  RtpConnOutput *self = RTP_CONN_OUTPUT (stream);
+
+  conn_output_push (self);
+  return conn_output_send_kept (self, error);
 }
 
 static gboolean
 conn_output_close (GOutputStream *stream, GCancellable *cancellable, GError **error)
 {
-  conn_output_push (RTP_CONN_OUTPUT (stream)); /* the socket itself is the connection's to close */
-  return TRUE;
+  RtpConnOutput *self = RTP_CONN_OUTPUT (stream);
+
+  conn_output_push (self); /* the socket itself is the connection's to close */
+  return conn_output_send_kept (self, error);
 }
 
 static gboolean
@@ -559,6 +620,7 @@ rtp_conn_output_finalize (GObject *object)
 {
   g_clear_object (&RTP_CONN_OUTPUT (object)->socket);
   g_clear_pointer (&RTP_CONN_OUTPUT (object)->poll, g_source_unref);
+  g_clear_pointer (&RTP_CONN_OUTPUT (object)->state, conn_state_unref);
   G_OBJECT_CLASS (rtp_conn_output_parent_class)->finalize (object);
 }
 
@@ -622,6 +684,7 @@ watched_connection_get_output_stream (GIOStream *stream)
 
       output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (self)));
       output->poll = g_source_ref (self->poll);
+      output->state = conn_state_ref (self->state);
       self->output = G_OUTPUT_STREAM (output);
     }
   return self->output;
