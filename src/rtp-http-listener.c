@@ -207,7 +207,8 @@ conn_poll_close (GSource *source)
 
 typedef struct {
   GSource source;
-  GSource *poll; /* (owned) the ConnPoll */
+  GSource *poll;   /* (owned) the ConnPoll */
+  GObject *stream; /* (owned) what the callback (a GPollableSourceFunc) is given */
   GIOCondition condition;
 } ConnWait;
 
@@ -233,29 +234,39 @@ conn_wait_check (GSource *source)
   return cp->dead || (cp->pollfd.revents & (w->condition | G_IO_ERR | G_IO_HUP | G_IO_NVAL)) != 0;
 }
 
+/* the waiter is the stream's pollable source itself, as g_pollable_source_new() makes one (not one
+ * more source and closure under it) */
 static gboolean
 conn_wait_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
-  return callback != NULL ? callback (user_data) : G_SOURCE_CONTINUE;
+  ConnWait *w = (ConnWait *) source;
+
+  return callback != NULL ? ((GPollableSourceFunc) (void (*) (void)) callback) (w->stream, user_data)
+                          : G_SOURCE_CONTINUE;
 }
 
 static void
 conn_wait_finalize (GSource *source)
 {
   g_source_unref (((ConnWait *) source)->poll);
+  g_object_unref (((ConnWait *) source)->stream);
 }
 
-/* the waiter is the child of a GPollableSource, which gives it a dummy closure as its callback */
+/* a closure as the callback (libsoup gives the source a dummy one) */
 static gboolean
-conn_wait_closure_callback (gpointer data)
+conn_wait_closure_callback (GObject *stream, gpointer data)
 {
+  GValue param = G_VALUE_INIT;
   GValue result = G_VALUE_INIT;
   gboolean again;
 
   g_value_init (&result, G_TYPE_BOOLEAN);
-  g_closure_invoke (data, &result, 0, NULL, NULL);
+  g_value_init (&param, G_TYPE_OBJECT);
+  g_value_set_object (&param, stream);
+  g_closure_invoke (data, &result, 1, &param, NULL);
   again = g_value_get_boolean (&result);
   g_value_unset (&result);
+  g_value_unset (&param);
   return again;
 }
 
@@ -264,7 +275,7 @@ static GSourceFuncs conn_wait_funcs = {
   .check = conn_wait_check,
   .dispatch = conn_wait_dispatch,
   .finalize = conn_wait_finalize,
-  .closure_callback = conn_wait_closure_callback,
+  .closure_callback = (GSourceFunc) (void (*) (void)) conn_wait_closure_callback,
 };
 
 /* A pollable source for @stream: ready when @socket is ready for @condition */
@@ -276,16 +287,17 @@ conn_stream_source (gpointer stream, GSource *poll, GSocket *socket, GIOConditio
 
   /* the record serves waiters of the main context (all of the server's); anything else (a context
    * pushed as a thread's default) waits with the socket's source */
-  if (poll == NULL || g_main_context_get_thread_default () != NULL ||
+  if (poll == NULL || cancellable != NULL || g_main_context_get_thread_default () != NULL ||
       (g_source_get_context (poll) != NULL && g_source_get_context (poll) != context) || g_source_is_destroyed (poll))
     return socket_stream_source (stream, socket, condition, cancellable);
   if (g_source_get_context (poll) == NULL)
     g_source_attach (poll, context);
   wait = g_source_new (&conn_wait_funcs, sizeof (ConnWait));
   ((ConnWait *) wait)->poll = g_source_ref (poll);
+  ((ConnWait *) wait)->stream = g_object_ref (stream);
   ((ConnWait *) wait)->condition = condition;
   g_source_set_static_name (wait, "rtp connection wait");
-  return g_pollable_source_new_full (stream, wait, cancellable);
+  return g_steal_pointer (&wait);
 }
 
 /* ---- the input stream: the socket's, seen by the watch ------------------------------------ */
@@ -423,10 +435,10 @@ G_DECLARE_FINAL_TYPE (RtpConnOutput, rtp_conn_output, RTP, CONN_OUTPUT, GOutputS
 
 struct _RtpConnOutput {
   GOutputStream parent_instance;
-  GSocket *socket; /* (owned) the connection's (libsoup may keep the stream a moment longer) */
-  GSource *poll;   /* (owned) the connection's ConnPoll */
+  GSocket *socket;  /* (owned) the connection's (libsoup may keep the stream a moment longer) */
+  GSource *poll;    /* (owned) the connection's ConnPoll */
   ConnState *state; /* (owned) whose latest message is the one answered */
-  gboolean held;   /* a head was sent with MSG_MORE and waits in the kernel for its body */
+  gboolean held;    /* a head was sent with MSG_MORE and waits in the kernel for its body */
   /* a head kept back to go out with the first write of its body, in one sendmsg() */
   char head[CONN_OUTPUT_HEAD_MAX];
   gsize head_len;
