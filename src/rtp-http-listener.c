@@ -18,9 +18,14 @@
  * The connection's output stream sends an answer's head and body in one TCP segment: libsoup writes
  * them in two calls, one right after the other, and each send on its own would go out as a segment
  * of its own and wake the client twice (measured: one segment per small answer instead of two is
- * 8-10 % more small GETs a second). A head that announces a body (a Content-Length above 0) is sent
- * with MSG_MORE, so the kernel keeps it until the body's send; when no body follows (HEAD, an
- * answer libsoup ends early), libsoup's flush at the end of the answer pushes it out. */
+ * 8-10 % more small GETs a second). A head that announces a body (a Content-Length above 0) is kept
+ * and goes out with the body's first write in one sendmsg(); the answer to a HEAD, which has no
+ * body, and a head too long to keep are sent with MSG_MORE, so the kernel keeps them until the
+ * body's send or libsoup's flush at the end of the answer.
+ *
+ * Each connection has one poll record for its whole life (ConnPoll, below): libsoup's waits for the
+ * connection do not add and remove descriptors, which GLib pays for with an eventfd write and one
+ * more main-loop iteration each. */
 #define G_LOG_DOMAIN "RtpHttpServer"
 
 #include "rtp-http-listener.h"

@@ -33,6 +33,11 @@ static const CounterInfo counter_info[RTP_N_METRICS] = {
     "outcome=\"published\"" },
   { "rtp_mqtt_publish_total", NULL, "outcome=\"failed\"" },
   { "rtp_mqtt_publish_total", NULL, "outcome=\"unconfirmed\"" },
+  { "rtp_mqtt_received_total",
+    "Messages received on the subscribed topics (values), by outcome: queued for the main loop, or dropped "
+    "because too many were waiting.",
+    "outcome=\"queued\"" },
+  { "rtp_mqtt_received_total", NULL, "outcome=\"dropped\"" },
   { "rtp_alerts_total", "Alarm notifications, by channel and outcome.", "channel=\"email\",outcome=\"sent\"" },
   { "rtp_alerts_total", NULL, "channel=\"email\",outcome=\"failed\"" },
   { "rtp_alerts_total", NULL, "channel=\"webhook\",outcome=\"sent\"" },

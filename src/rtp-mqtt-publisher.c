@@ -130,9 +130,13 @@ post (Shared *shared, EventKind kind, guint op, const char *text, GBytes *payloa
       ev->arrived_us = g_get_monotonic_time ();
       g_mutex_lock (&shared->lock);
       if (g_queue_get_length (&shared->messages) >= MAX_QUEUED_MESSAGES)
-        shared->dropped++;
+        {
+          shared->dropped++;
+          rtp_metrics_inc (RTP_METRIC_MQTT_DROPPED);
+        }
       else
         {
+          rtp_metrics_inc (RTP_METRIC_MQTT_RECEIVED);
           g_queue_push_tail (&shared->messages, g_steal_pointer (&ev));
           schedule = !shared->drain_pending;
           shared->drain_pending = TRUE;

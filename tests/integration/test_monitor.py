@@ -266,6 +266,26 @@ class MqttValues(MonitorTestCase):
         time.sleep(1)
         self.assertEqual([subject(m) for m in self.smtp.messages()], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
+    def test_received_values_are_counted(self):
+        import paho.mqtt.publish as publish
+        from prometheus_client.parser import text_string_to_metric_families
+        self.wait_log("connected to the MQTT broker")
+        time.sleep(0.5)  # its subscription reaches the broker
+
+        def received(outcome):
+            text = self.s.request("GET", "/metrics", token=self.admin).raw
+            return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
+                       for s in f.samples if s.labels.get("outcome") == outcome)
+
+        self.assertEqual(received("queued"), 0)
+        msgs = [{"topic": "lab/values/Test/M1/Fan", "payload": str(i), "qos": 1} for i in range(20)]
+        msgs += [{"topic": "lab/values/No/Such/Pv", "payload": "1", "qos": 1}, {"topic": "lab/values/x", "payload": "no"}]
+        publish.multiple(msgs, hostname="127.0.0.1", port=self.broker.port)
+        deadline = time.monotonic() + 10
+        while received("queued") < 22 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual((received("queued"), received("dropped")), (22, 0))  # every message, known PV or not
+
     def test_only_known_pvs_are_kept(self):
         import paho.mqtt.publish as publish
         import websocket
