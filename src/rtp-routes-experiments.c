@@ -329,22 +329,29 @@ get_pv (RtpRequest *request, gpointer user_data)
   RtpServices *services = user_data;
   const char *name = rtp_request_get_param (request, 0);
   g_autofree char *key = g_strconcat ("pv\n", name, NULL);
-  /* beside the answer, the PV's experiment, for the access check of the next caller */
-  g_autofree char *scope_key = g_strconcat ("pv-experiment\n", name, NULL);
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpProcessVariable) pv = NULL;
-  guint64 stamp = 0, scope_stamp = 0;
+  guint64 stamp = 0;
+  /* kept: the PV's experiment (for the access check of the next caller), a NUL, then the answer */
   g_autoptr (GBytes) kept = rtp_stamp_cache_lookup (services->answers, key, &stamp);
-  g_autoptr (GBytes) kept_scope = kept != NULL ? rtp_stamp_cache_lookup (services->answers, scope_key, &scope_stamp)
-                                               : NULL;
   JsonObject *o;
 
-  if (kept != NULL && kept_scope != NULL)
+  if (kept != NULL)
     {
-      g_autofree char *experiment = g_strndup (g_bytes_get_data (kept_scope, NULL), g_bytes_get_size (kept_scope));
-      if (rtp_routes_check_access (services, request, experiment, RTP_ACCESS_READ))
-        rtp_routes_send (request, kept);
-      return;
+      gsize size = 0;
+      const char *experiment = g_bytes_get_data (kept, &size);
+      const char *nul = memchr (experiment, '\0', size);
+
+      if (nul != NULL)
+        {
+          gsize offset = (gsize) (nul - experiment) + 1;
+          if (rtp_routes_check_access (services, request, experiment, RTP_ACCESS_READ))
+            {
+              g_autoptr (GBytes) answer = g_bytes_new_from_bytes (kept, offset, size - offset);
+              rtp_routes_send (request, answer);
+            }
+          return;
+        }
     }
   pv = rtp_experiment_store_get_pv (services->experiments, name, &error);
   if (pv == NULL)
@@ -358,10 +365,15 @@ get_pv (RtpRequest *request, gpointer user_data)
   json_object_set_object_member (o, "process_variable", rtp_process_variable_to_json (pv));
   {
     g_autoptr (GBytes) answer = rtp_json_object_to_bytes (o);
-    g_autoptr (GBytes) scope = g_bytes_new (pv->experiment_short_id, strlen (pv->experiment_short_id));
+    gsize n = strlen (pv->experiment_short_id) + 1;
+    GByteArray *both = g_byte_array_sized_new ((guint) (n + g_bytes_get_size (answer)));
 
-    rtp_stamp_cache_store (services->answers, stamp, scope_key, scope);
-    rtp_stamp_cache_store (services->answers, stamp, key, answer);
+    g_byte_array_append (both, (const guint8 *) pv->experiment_short_id, (guint) n);
+    g_byte_array_append (both, g_bytes_get_data (answer, NULL), (guint) g_bytes_get_size (answer));
+    {
+      g_autoptr (GBytes) keep = g_byte_array_free_to_bytes (both);
+      rtp_stamp_cache_store (services->answers, stamp, key, keep);
+    }
     rtp_routes_send (request, answer);
   }
 }
