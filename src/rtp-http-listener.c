@@ -290,10 +290,10 @@ conn_stream_source (gpointer stream, GSource *poll, GSocket *socket, GIOConditio
   GMainContext *context = g_main_context_default ();
   g_autoptr (GSource) wait = NULL;
 
-  /* the record serves waiters of the main context (all of the server's); anything else (a context
-   * pushed as a thread's default) waits with the socket's source */
-  if (poll == NULL || cancellable != NULL || g_main_context_get_thread_default () != NULL ||
-      (g_source_get_context (poll) != NULL && g_source_get_context (poll) != context) || g_source_is_destroyed (poll))
+  /* the record serves waiters of the main context (all of the server's; it is attached there and
+   * nowhere else); anything else (a context pushed as a thread's default, a cancellable, a closed
+   * connection) waits with the socket's source */
+  if (cancellable != NULL || g_main_context_get_thread_default () != NULL || g_source_is_destroyed (poll))
     return socket_stream_source (stream, socket, condition, cancellable);
   if (g_source_get_context (poll) == NULL)
     g_source_attach (poll, context);
@@ -510,7 +510,7 @@ send_head_and_body (RtpConnOutput *self, const void *buffer, gsize count, GError
     return send_error (self, errno, error);
   if ((gsize) n < rest || ((gsize) n == rest && count > 0))
     {
-      self->head_sent += MIN ((gsize) n, rest);
+      self->head_sent += (gsize) n; /* n <= rest here */
       if (self->head_sent == self->head_len)
         self->head_len = self->head_sent = 0;
       return send_error (self, EAGAIN, error); /* the head was reported written already; the body waits */
@@ -585,21 +585,14 @@ conn_output_send_kept (RtpConnOutput *self, GError **error)
   return self->head_len == 0 || send_head_and_body (self, NULL, 0, error) >= 0;
 }
 
+/* also what closing the stream does: g_output_stream_close() flushes first, and there is nothing
+ * else to close (the socket is the connection's) */
 static gboolean
 conn_output_flush (GOutputStream *stream, GCancellable *cancellable, GError **error)
 {
   RtpConnOutput *self = RTP_CONN_OUTPUT (stream);
 
   conn_output_push (self);
-  return conn_output_send_kept (self, error);
-}
-
-static gboolean
-conn_output_close (GOutputStream *stream, GCancellable *cancellable, GError **error)
-{
-  RtpConnOutput *self = RTP_CONN_OUTPUT (stream);
-
-  conn_output_push (self); /* the socket itself is the connection's to close */
   return conn_output_send_kept (self, error);
 }
 
@@ -647,7 +640,6 @@ rtp_conn_output_class_init (RtpConnOutputClass *klass)
   G_OBJECT_CLASS (klass)->finalize = rtp_conn_output_finalize;
   G_OUTPUT_STREAM_CLASS (klass)->write_fn = conn_output_write;
   G_OUTPUT_STREAM_CLASS (klass)->flush = conn_output_flush;
-  G_OUTPUT_STREAM_CLASS (klass)->close_fn = conn_output_close;
 }
 
 static void

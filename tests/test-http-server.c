@@ -330,8 +330,9 @@ test_request_line (void)
   g_assert_false (rtp_line_watch_take (w, "/x92/", NULL));
 }
 
-/* The output stream holds a head back (MSG_MORE) only when a body of at least one byte follows it:
- * a head held without its body would wait for libsoup's flush. */
+/* The output stream keeps a head back (to send it with its body in one sendmsg(), or with MSG_MORE)
+ * only when a body of at least one byte follows it: a head kept without its body would wait for
+ * libsoup's flush. */
 static void
 test_head_announces_body (void)
 {
