@@ -716,6 +716,7 @@ static void judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double
 static void
 mark_invalid (RtpAlerter *self, const char *pv)
 {
+  rtp_live_values_forward (self->live, pv); /* its next value ends the silence */
   judge_pv (self, pv, TRUE, 0);
 }
 
@@ -749,8 +750,9 @@ rejudge (RtpAlerter *self)
     {
       const gint64 *seen = g_hash_table_lookup (self->last_seen, subscribed[i]);
       if (mono - (seen != NULL ? *seen : self->started_us) < self->silence_us ||
-          g_hash_table_contains (self->silent, subscribed[i]))
-        continue;
+          g_hash_table_contains (self->silent, subscribed[i]) ||
+          !rtp_live_values_claim_silence (self->live, subscribed[i], mono - self->silence_us))
+        continue; /* heard (on the main loop, or settled on arrival) */
       g_hash_table_add (self->silent, g_strdup (subscribed[i]));
       mark_invalid (self, subscribed[i]);
     }
@@ -830,6 +832,8 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
   g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   gint64 now = g_get_real_time ();
   gboolean notified = FALSE;
+  gboolean quiet = !invalid;
+  double lo = -INFINITY, hi = INFINITY;
 
   cached = pv_subs_get (self, pv, &error);
   if (cached == NULL)
@@ -849,7 +853,13 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
       /* nothing to decide: no alarm, no delay running, and the value in band */
       if (!invalid && !g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
           judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
-        continue;
+        {
+          /* the values this row judges the same way: inside both bands */
+          lo = MAX (lo, MAX ((double) s.min, s.has_wmin ? (double) s.wmin : -INFINITY));
+          hi = MIN (hi, MIN ((double) s.max, s.has_wmax ? (double) s.wmax : INFINITY));
+          continue;
+        }
+      quiet = FALSE;
       mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
       if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
         break;
@@ -862,6 +872,8 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
     }
   if (error != NULL)
     g_warning ("monitor: %s", error->message);
+  else if (quiet)
+    rtp_live_values_set_quiet (self->live, pv, lo, hi); /* its next such values are settled on arrival */
   if (notified)
     wake_senders (self);
   emit_changes (self, changes);

@@ -85,6 +85,17 @@ typedef struct {
 
 G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 
+enum { SIGNAL_CHANGED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+/* The data may have changed (a change of ours, or one of another connection learnt of). */
+static void
+bump_stamp (RtpDatabase *self)
+{
+  self->stamp++;
+  g_signal_emit (self, signals[SIGNAL_CHANGED], 0);
+}
+
 static void
 cached_statement_free (gpointer data)
 {
@@ -117,6 +128,14 @@ static void
 rtp_database_class_init (RtpDatabaseClass *klass)
 {
   G_OBJECT_CLASS (klass)->finalize = rtp_database_finalize;
+  /**
+   * RtpDatabase::changed:
+   *
+   * Emitted whenever the change stamp moves (see rtp_database_get_change_stamp()): by a change
+   * this connection made, or one of another connection it learnt of while reading the stamp.
+   */
+  signals[SIGNAL_CHANGED] = g_signal_new ("changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                          G_TYPE_NONE, 0);
 }
 
 static void
@@ -138,7 +157,7 @@ rtp_database_close (RtpDatabase *self)
 {
   fence_drop (self, NULL);
   self->pconn = NULL;
-  self->stamp++;
+  self->stamp++; /* no "changed": this also runs in finalize */
   if (self->shm_fd >= 0)
     close (self->shm_fd);
   self->shm_fd = -1;
@@ -255,7 +274,7 @@ probe_connection (RtpDatabase *self)
   PQconsumeInput (self->pconn);
   g_warning ("the database server closed the connection (%s)", PQerrorMessage (self->pconn));
   self->broken = TRUE;
-  self->stamp++;
+  bump_stamp (self);
 }
 
 /* PostgreSQL: every committed change to the tables whose rows are kept (users, assignments,
@@ -303,7 +322,7 @@ take_count (RtpDatabase *self, PGresult *r, gint64 sent_us)
   if (n != self->pg_count)
     {
       self->pg_count = n;
-      self->stamp++;
+      bump_stamp (self);
     }
   if (sent_us > self->pg_read_us)
     self->pg_read_us = sent_us;
@@ -342,7 +361,7 @@ pg_changes_known (RtpDatabase *self)
     {
       g_warning ("the database connection failed (%s)", PQerrorMessage (self->pconn));
       self->broken = TRUE;
-      self->stamp++;
+      bump_stamp (self);
     }
   PQclear (r);
   return ok;
@@ -592,7 +611,7 @@ sqlite_changes_known (RtpDatabase *self)
         }
       memset (self->shm_header, 0, sizeof self->shm_header);
       self->shm_read_us = 0;
-      self->stamp++;
+      bump_stamp (self);
     }
   if (self->shm_read_us != 0 && self->shm_read_us > changes_since_us)
     return TRUE; /* read after the request (or message) arrived: as on PostgreSQL */
@@ -605,7 +624,7 @@ sqlite_changes_known (RtpDatabase *self)
   if (memcmp (header, self->shm_header, sizeof header) != 0)
     {
       memcpy (self->shm_header, header, sizeof header);
-      self->stamp++;
+      bump_stamp (self);
     }
   return TRUE;
 }
@@ -1073,7 +1092,7 @@ ensure_connection (RtpDatabase *self, GError **error)
       g_hash_table_remove_all (self->cache);
       g_hash_table_remove_all (self->raw_cache);
       self->pconn = NULL;
-      self->stamp++;
+      bump_stamp (self);
       gda_connection_close (self->cnc);
       g_clear_object (&self->cnc);
     }
@@ -1089,7 +1108,7 @@ ensure_connection (RtpDatabase *self, GError **error)
   self->broken = FALSE;
   self->leader = FALSE; /* a session lock goes with its connection */
   find_pconn (self);
-  self->stamp++;
+  bump_stamp (self);
   g_message ("reconnected to the database");
   return TRUE;
 }
@@ -1238,7 +1257,7 @@ rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va
   if (cached == NULL)
     return -1;
   rows = gda_connection_statement_execute_non_select (self->cnc, cached->stmt, cached->params, NULL, &local_error);
-  self->stamp++;
+  bump_stamp (self);
   if (rows < 0 && local_error != NULL)
     {
       classify_error (self, local_error, error);
@@ -1296,7 +1315,7 @@ rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
 
       if (stmt[0] == '\0')
         continue;
-      self->stamp++;
+      bump_stamp (self);
       if (gda_connection_execute_non_select_command (self->cnc, stmt, &local_error) < 0 && local_error != NULL)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "%s (in: %s)", local_error->message, stmt);
@@ -1420,7 +1439,7 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
         }
       g_hash_table_insert (self->raw_cache, g_strdup (sql), stmt);
     }
-  self->stamp++;
+  bump_stamp (self);
   if (gda_connection_statement_execute_non_select (self->cnc, stmt, NULL, NULL, &local_error) < 0 &&
       local_error != NULL)
     {
@@ -1604,7 +1623,7 @@ exec_migration_script (RtpDatabase *self, const char *name, const char *script, 
       g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "no access to libgda's PostgreSQL connection to run %s", name);
       return FALSE;
     }
-  self->stamp++;
+  bump_stamp (self);
   r = PQexec (self->pconn, script);
   ok = PQresultStatus (r) == PGRES_COMMAND_OK;
   if (!ok)

@@ -4,13 +4,24 @@
  * that a live viewer watches (and, on the instance that alerts, each subscribed PV), and MQTT
  * topics <prefix>/<pv with : as /> that carry one number each. Each archived sample is emitted
  * once ("value"); the latest one is kept so that a new viewer sees a value at once. Only PVs of
- * the database are kept: the table must not grow with every topic anyone publishes. */
+ * the database are kept: the table must not grow with every topic anyone publishes.
+ *
+ * MQTT values that need nothing but being kept (a number inside the bands of a PV without alarms
+ * and without viewers) are settled on paho's thread by the value gate (rtp-value-gate.c) and never
+ * reach the main loop; the alerter says which PVs are quiet, and any change of the database makes
+ * every value go through the main loop again until it has judged it. */
+
+/* How often a change made by another instance is looked for while values are settled by the gate
+ * (changes of this process reach it at once): the longest a new subscription or band set elsewhere
+ * may wait before values are judged against it. */
+#define GATE_CHECK_MS 100
 #define G_LOG_DOMAIN "RtpLiveValues"
 
 #include "rtp-live-values.h"
 #include "rtp-marshal.h"
 #include "rtp-json.h"
 #include "rtp-database.h"
+#include "rtp-value-gate.h"
 
 #include <math.h>
 #include <string.h>
@@ -43,7 +54,10 @@ struct _RtpLiveValues {
   GHashTable *latest;              /* (owned) pv → Latest, for new viewers */
   GHashTable *last_seen;           /* (owned) pv → gint64 * sample time emitted last */
   GHashTable *warned_too_deep;     /* (owned) PVs whose too deeply nested values were logged once */
+  RtpValueGate *gate;              /* (owned) (nullable) while MQTT values are read */
   gulong message_id;
+  gulong db_changed_id;
+  guint gate_check_id;
   guint poll_id;
   guint polls_outstanding;
 };
@@ -59,6 +73,9 @@ rtp_live_values_dispose (GObject *object)
   RtpLiveValues *self = RTP_LIVE_VALUES (object);
 
   g_clear_handle_id (&self->poll_id, g_source_remove);
+  g_clear_handle_id (&self->gate_check_id, g_source_remove);
+  if (self->db != NULL)
+    g_clear_signal_handler (&self->db_changed_id, self->db);
   if (self->mqtt != NULL)
     g_clear_signal_handler (&self->message_id, self->mqtt);
   g_clear_object (&self->archiver);
@@ -75,6 +92,7 @@ rtp_live_values_finalize (GObject *object)
   RtpLiveValues *self = RTP_LIVE_VALUES (object);
 
   g_free (self->value_prefix);
+  g_clear_pointer (&self->gate, rtp_value_gate_unref);
   g_hash_table_unref (self->watched);
   g_hash_table_unref (self->latest);
   g_hash_table_unref (self->last_seen);
@@ -156,17 +174,64 @@ emit_value (RtpLiveValues *self, const char *pv, gint64 t, const char *value)
 }
 
 gboolean
-rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us, const char **value)
+rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us, char **value)
 {
   Latest *l;
+  gint64 settled_us;
+  double settled;
 
   g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
   l = g_hash_table_lookup (self->latest, pv);
+  /* a newer value may have been settled by the gate without reaching the main loop */
+  if (self->gate != NULL && rtp_value_gate_get_latest (self->gate, pv, &settled_us, &settled) &&
+      (l == NULL || settled_us > l->time_us))
+    {
+      char buf[G_ASCII_DTOSTR_BUF_SIZE];
+      *time_us = settled_us;
+      *value = g_strdup (g_ascii_dtostr (buf, sizeof buf, settled));
+      return TRUE;
+    }
   if (l == NULL)
     return FALSE;
   *time_us = l->time_us;
-  *value = l->value;
+  *value = g_strdup (l->value);
   return TRUE;
+}
+
+/**
+ * rtp_live_values_set_quiet:
+ *
+ * The alerter judged a value of @pv and found nothing to do; any value in [@lo, @hi] would be
+ * judged the same until the database changes. Such MQTT values are then settled on arrival.
+ */
+void
+rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv, double lo, double hi)
+{
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  if (self->gate != NULL && !g_hash_table_contains (self->watched, pv))
+    rtp_value_gate_set_quiet (self->gate, pv, lo, hi);
+}
+
+/* Every value of @pv reaches the main loop again (it has an alarm now). */
+void
+rtp_live_values_forward (RtpLiveValues *self, const char *pv)
+{
+  g_return_if_fail (RTP_IS_LIVE_VALUES (self));
+  if (self->gate != NULL)
+    rtp_value_gate_forward (self->gate, pv);
+}
+
+/**
+ * rtp_live_values_claim_silence:
+ *
+ * @pv was not heard on the main loop since @heard_before_us (monotonic): FALSE when a value of it
+ * was settled since then; otherwise TRUE, and every later value of it reaches the main loop.
+ */
+gboolean
+rtp_live_values_claim_silence (RtpLiveValues *self, const char *pv, gint64 heard_before_us)
+{
+  g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), TRUE);
+  return self->gate == NULL || rtp_value_gate_claim_silence (self->gate, pv, heard_before_us);
 }
 
 void
@@ -177,6 +242,8 @@ rtp_live_values_watch (RtpLiveValues *self, const char *pv)
   g_return_if_fail (RTP_IS_LIVE_VALUES (self));
   n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
   g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n + 1));
+  if (n == 0 && self->gate != NULL)
+    rtp_value_gate_set_watched (self->gate, pv, TRUE); /* a viewer gets every value */
 }
 
 void
@@ -187,7 +254,11 @@ rtp_live_values_unwatch (RtpLiveValues *self, const char *pv)
   g_return_if_fail (RTP_IS_LIVE_VALUES (self));
   n = GPOINTER_TO_UINT (g_hash_table_lookup (self->watched, pv));
   if (n <= 1)
-    g_hash_table_remove (self->watched, pv);
+    {
+      g_hash_table_remove (self->watched, pv);
+      if (self->gate != NULL)
+        rtp_value_gate_set_watched (self->gate, pv, FALSE);
+    }
   else
     g_hash_table_replace (self->watched, g_strdup (pv), GUINT_TO_POINTER (n - 1));
 }
@@ -361,6 +432,33 @@ handle_message_value (RtpLiveValues *self, const char *topic, const char *pv, co
   }
 }
 
+static void
+on_database_changed (RtpDatabase *db, gpointer user_data)
+{
+  RtpLiveValues *self = user_data;
+  rtp_value_gate_forward_all (self->gate);
+}
+
+/* Changes made by other instances are learnt of when the change stamp is read: read it now and
+ * then while nothing else does (the "changed" handler opens the gate); no stamp known, no gate. */
+static gboolean
+gate_check (gpointer user_data)
+{
+  RtpLiveValues *self = user_data;
+
+  rtp_database_set_changes_since (g_get_monotonic_time ());
+  if (rtp_database_get_change_stamp (self->db) == 0)
+    rtp_value_gate_forward_all (self->gate);
+  rtp_database_set_changes_since (G_MAXINT64);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+gate_take (const char *topic, gsize topic_len, const void *payload, gsize len, gpointer user_data)
+{
+  return rtp_value_gate_take (user_data, topic, topic_len, payload, len);
+}
+
 void
 rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *s)
 {
@@ -377,7 +475,18 @@ rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *s)
   if (s->value_topic_prefix != NULL && s->value_topic_prefix[0] != '\0')
     {
       g_autofree char *filter = g_strconcat (s->value_topic_prefix, "/#", NULL);
+      GHashTableIter iter;
+      gpointer pv;
+
       self->value_prefix = g_strdup (s->value_topic_prefix);
+      self->gate = rtp_value_gate_new (s->value_topic_prefix);
+      g_hash_table_iter_init (&iter, self->watched);
+      while (g_hash_table_iter_next (&iter, &pv, NULL))
+        rtp_value_gate_set_watched (self->gate, pv, TRUE);
+      self->db_changed_id = g_signal_connect (self->db, "changed", G_CALLBACK (on_database_changed), self);
+      self->gate_check_id = g_timeout_add (GATE_CHECK_MS, gate_check, self);
+      rtp_mqtt_publisher_set_filter (self->mqtt, gate_take, rtp_value_gate_ref (self->gate),
+                                     (GDestroyNotify) rtp_value_gate_unref);
       rtp_mqtt_publisher_subscribe (self->mqtt, filter);
       self->message_id = g_signal_connect (self->mqtt, "message", G_CALLBACK (on_value_message), self);
       g_message ("live values: reading values from MQTT topics %s", filter);

@@ -35,7 +35,14 @@ void rtp_live_values_unwatch (RtpLiveValues *self, const char *pv_string);
 /* The alerter's PVs: every subscribed PV is polled too, on the one instance that alerts. */
 void rtp_live_values_poll_subscribed (RtpLiveValues *self, RtpSubscriptions *subscriptions);
 
-/* The last value emitted for @pv_string; @value stays owned by @self. */
-gboolean rtp_live_values_get_latest (RtpLiveValues *self, const char *pv_string, gint64 *time_us, const char **value);
+/* The last value emitted (or settled on arrival) for @pv_string: @value (transfer full). */
+gboolean rtp_live_values_get_latest (RtpLiveValues *self, const char *pv_string, gint64 *time_us, char **value);
+
+/* The alerter's word on MQTT values (see rtp-value-gate.h): values of @pv_string in [@lo, @hi]
+ * need nothing until the database changes; every value of @pv_string is judged again; a PV not
+ * heard of is claimed silent unless a settled value says otherwise. */
+void rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv_string, double lo, double hi);
+void rtp_live_values_forward (RtpLiveValues *self, const char *pv_string);
+gboolean rtp_live_values_claim_silence (RtpLiveValues *self, const char *pv_string, gint64 heard_before_us);
 
 G_END_DECLS

@@ -34,10 +34,11 @@ static const CounterInfo counter_info[RTP_N_METRICS] = {
   { "rtp_mqtt_publish_total", NULL, "outcome=\"failed\"" },
   { "rtp_mqtt_publish_total", NULL, "outcome=\"unconfirmed\"" },
   { "rtp_mqtt_received_total",
-    "Messages received on the subscribed topics (values), by outcome: queued for the main loop, or dropped "
-    "because too many were waiting.",
+    "Messages received on the subscribed topics (values), by outcome: queued for the main loop, dropped "
+    "because too many were waiting, or settled on arrival (a number inside the bands of a PV without alarms).",
     "outcome=\"queued\"" },
   { "rtp_mqtt_received_total", NULL, "outcome=\"dropped\"" },
+  { "rtp_mqtt_received_total", NULL, "outcome=\"settled\"" },
   { "rtp_alerts_total", "Alarm notifications, by channel and outcome.", "channel=\"email\",outcome=\"sent\"" },
   { "rtp_alerts_total", NULL, "channel=\"email\",outcome=\"failed\"" },
   { "rtp_alerts_total", NULL, "channel=\"webhook\",outcome=\"sent\"" },

@@ -29,6 +29,10 @@ typedef struct {
   GQueue messages;        /* Event of EV_MESSAGE, under @lock, oldest first */
   gboolean drain_pending; /* a dispatch of @messages is on its way */
   guint64 dropped;        /* messages not queued: the queue was full (under @lock) */
+  /* set once before the first subscription, read on paho's thread: messages it settles are not queued */
+  RtpMqttFilterFunc filter;
+  gpointer filter_data;
+  GDestroyNotify filter_destroy;
 } Shared;
 
 /* What the queue of received messages holds at most: past it, messages are dropped and counted
@@ -81,6 +85,8 @@ shared_unref (Shared *s)
     return;
   g_main_context_unref (s->context);
   g_queue_clear_full (&s->messages, event_free);
+  if (s->filter_destroy != NULL)
+    s->filter_destroy (s->filter_data);
   g_mutex_clear (&s->lock);
   g_free (s);
 }
@@ -175,8 +181,18 @@ on_connection_lost (void *context, char *cause)
 static int
 on_message (void *context, char *topic, int topic_len, MQTTAsync_message *message)
 {
-  g_autofree char *t = topic_len > 0 ? g_strndup (topic, (gsize) topic_len) : g_strdup (topic);
-  post (context, EV_MESSAGE, 0, t, g_bytes_new (message->payload, (gsize) message->payloadlen));
+  Shared *shared = context;
+  RtpMqttFilterFunc filter = g_atomic_pointer_get (&shared->filter);
+
+  if (filter != NULL && message->payloadlen >= 0 &&
+      filter (topic, topic_len > 0 ? (gsize) topic_len : strlen (topic), message->payload, (gsize) message->payloadlen,
+              shared->filter_data))
+    rtp_metrics_inc (RTP_METRIC_MQTT_SETTLED);
+  else
+    {
+      g_autofree char *t = topic_len > 0 ? g_strndup (topic, (gsize) topic_len) : g_strdup (topic);
+      post (context, EV_MESSAGE, 0, t, g_bytes_new (message->payload, (gsize) message->payloadlen));
+    }
   MQTTAsync_freeMessage (&message);
   MQTTAsync_free (topic);
   return 1;
@@ -360,6 +376,25 @@ drain_messages (gpointer data)
       event_free (ev);
     }
   return more ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/**
+ * rtp_mqtt_publisher_set_filter:
+ * @func: called on paho's thread for every message received, before it is queued; when it
+ *   returns TRUE the message is settled and "message" is not emitted for it
+ *
+ * Once, before the first rtp_mqtt_publisher_subscribe(). @func must be thread-safe and touch no
+ * GObject; @destroy frees @user_data when the last callback can no longer run.
+ */
+void
+rtp_mqtt_publisher_set_filter (RtpMqttPublisher *self, RtpMqttFilterFunc func, gpointer user_data,
+                               GDestroyNotify destroy)
+{
+  g_return_if_fail (RTP_IS_MQTT_PUBLISHER (self));
+  g_return_if_fail (self->shared->filter == NULL);
+  self->shared->filter_data = user_data;
+  self->shared->filter_destroy = destroy;
+  g_atomic_pointer_set (&self->shared->filter, func);
 }
 
 /**

@@ -33,6 +33,12 @@ void rtp_mqtt_publisher_publish_async (RtpMqttPublisher *self, const char *topic
                                        gpointer user_data);
 gboolean rtp_mqtt_publisher_publish_finish (RtpMqttPublisher *self, GAsyncResult *result, GError **error);
 
+/* Called on paho's thread for each message received: TRUE when it needs nothing more (no "message"). */
+typedef gboolean (*RtpMqttFilterFunc) (const char *topic, gsize topic_len, const void *payload, gsize len,
+                                       gpointer user_data);
+void rtp_mqtt_publisher_set_filter (RtpMqttPublisher *self, RtpMqttFilterFunc func, gpointer user_data,
+                                    GDestroyNotify destroy);
+
 /* Subscribes to @topic_filter (kept across reconnects); "message" is emitted for each message. */
 void rtp_mqtt_publisher_subscribe (RtpMqttPublisher *self, const char *topic_filter);
 

@@ -360,7 +360,7 @@ live_connected (SoupServer *server, SoupServerMessage *msg, const char *path, So
   for (guint i = 0; i < v->pvs->len; i++)
     {
       gint64 t;
-      const char *value;
+      g_autofree char *value = NULL;
       if (rtp_live_values_get_latest (services->live, g_ptr_array_index (v->pvs, i), &t, &value))
         on_value (services->live, g_ptr_array_index (v->pvs, i), t, value, v);
     }

@@ -197,11 +197,11 @@ rtp_setpoints_last_known (RtpSetpoints *self, const char *pv_string)
 {
   g_autoptr (GdaDataModel) m = NULL;
   gint64 live_us = G_MININT64;
-  const char *live_value = NULL;
+  g_autofree char *live_value = NULL;
 
   if (self->live != NULL && rtp_live_values_get_latest (self->live, pv_string, &live_us, &live_value) &&
       live_value != NULL && g_str_equal (live_value, "null"))
-    live_value = NULL;
+    g_clear_pointer (&live_value, g_free);
   m = rtp_database_select (self->db, NULL,
                            "SELECT value, created_us FROM publish_log WHERE pv_string = :pv AND outcome IN "
                            "('published', 'verified', 'not_verified') ORDER BY created_us DESC LIMIT 1",
@@ -216,7 +216,7 @@ rtp_setpoints_last_known (RtpSetpoints *self, const char *pv_string)
       rtp_json_append_decoded (text, live_value, strlen (live_value));
       return g_string_free (g_steal_pointer (&text), FALSE);
     }
-  return g_strdup (live_value);
+  return g_steal_pointer (&live_value);
 }
 
 /* @text as a number: all of it, finite. */

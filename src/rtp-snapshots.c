@@ -132,7 +132,7 @@ merge_live (RtpSnapshots *self, GPtrArray *pvs, GHashTable *values)
       const char *pv = g_ptr_array_index (pvs, i);
       const RtpValueAt *archived = g_hash_table_lookup (values, pv);
       gint64 time_us;
-      const char *value;
+      g_autofree char *value = NULL;
       if (rtp_live_values_get_latest (self->live, pv, &time_us, &value) && value != NULL &&
           (archived == NULL || time_us >= archived->secs * G_USEC_PER_SEC + archived->nanos / 1000))
         {

@@ -129,7 +129,7 @@ static void
 test_mqtt_values (Fixture *f, gconstpointer data)
 {
   RtpLiveSettings settings = { .value_topic_prefix = "lab/values", .interval_s = 1 };
-  const char *value = NULL;
+  g_autofree char *value = NULL;
   gint64 t = 0;
 
   rtp_live_values_start (f->live, &settings);
@@ -153,6 +153,7 @@ test_mqtt_values (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (g_ptr_array_index (f->seen, 0), "E1:B=-3@"));
   g_assert_true (rtp_live_values_get_latest (f->live, "E1:B", &t, &value));
   g_assert_cmpstr (value, ==, "-3");
+  g_clear_pointer (&value, g_free);
   g_assert_false (rtp_live_values_get_latest (f->live, "E1:Nope", &t, &value));
 }
 

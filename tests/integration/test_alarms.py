@@ -425,6 +425,40 @@ class Invalid(AlarmTestCase):
         self.send(50)  # a value in band: it clears and ends
         self.assertIsNotNone(self.alarms(query="?state=all")[0]["ended"])
 
+    def test_values_settled_on_arrival_are_heard(self):
+        """Without viewers, in-band values are settled on paho's thread: they still count as heard,
+        and a PV that falls silent afterwards is INVALID; its next value ends that."""
+        import paho.mqtt.client as mqtt
+        self.subscribe()
+        client = mqtt.Client()
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        self.addCleanup(client.loop_stop)
+        self.addCleanup(client.disconnect)
+
+        def publish_for(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                client.publish("lab/values/Test/M1/Fan", "50", qos=1).wait_for_publish(5)
+                time.sleep(0.05)
+
+        publish_for(1)  # an INVALID alarm of the silence before ends with the first value
+        self.wait_for(lambda: self.alarms() == [])
+        settled, ever = self.received("settled"), len(self.alarms(query="?state=all"))
+        publish_for(2)  # 3 monitor intervals of silence fit many times into this
+        self.assertGreater(self.received("settled"), settled)
+        self.assertEqual(len(self.alarms(query="?state=all")), ever)  # no INVALID alarm meanwhile
+        alarm = self.wait_for(lambda: self.alarms())[0]  # silent now
+        self.assertEqual(alarm["severity"], "INVALID")
+        client.publish("lab/values/Test/M1/Fan", "50", qos=1).wait_for_publish(5)
+        self.wait_for(lambda: self.alarms() == [])
+
+    def received(self, outcome):
+        from prometheus_client.parser import text_string_to_metric_families
+        text = self.s.request("GET", "/metrics", token=self.admin).raw
+        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
+                   for s in f.samples if s.labels.get("outcome") == outcome)
+
 
 class EpicsInvalid(AlarmTestCase):
     """From the archiver: a sample whose EPICS severity is INVALID (3) makes the alarm INVALID and

@@ -8,7 +8,8 @@ import unittest
 import os
 import subprocess
 
-from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, reserve_port
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, reserve_port,\
+    shared_postgres
 
 PV = "Test:M1:Fan"
 
@@ -253,7 +254,8 @@ class DBusSignal(MonitorTestCase):
 
 class MqttValues(MonitorTestCase):
     with_archiver = False
-    extra = {"RTP_MQTT_VALUE_TOPIC_PREFIX": "lab/values"}
+    extra = {"RTP_MQTT_VALUE_TOPIC_PREFIX": "lab/values",
+             "SECRET_KEY": "a shared signing key of more than 32 bytes for both"}
 
     def test_values_from_topics(self):
         import paho.mqtt.publish as publish
@@ -266,25 +268,84 @@ class MqttValues(MonitorTestCase):
         time.sleep(1)
         self.assertEqual([subject(m) for m in self.smtp.messages()], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
-    def test_received_values_are_counted(self):
-        import paho.mqtt.publish as publish
+    def received(self, outcome):
         from prometheus_client.parser import text_string_to_metric_families
+        text = self.s.request("GET", "/metrics", token=self.admin).raw
+        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
+                   for s in f.samples if s.labels.get("outcome") == outcome)
+
+    def publish(self, *values, pv="Test/M1/Fan"):
+        import paho.mqtt.publish as publish
+        publish.multiple([{"topic": f"lab/values/{pv}", "payload": str(v), "qos": 1} for v in values],
+                         hostname="127.0.0.1", port=self.broker.port)
+
+    def wait_received(self, total):
+        deadline = time.monotonic() + 10
+        while sum(self.received(o) for o in ("queued", "settled", "dropped")) < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def judged_in_band(self):
+        """One in-band value through the main loop: the alerter finds nothing to do and says so."""
         self.wait_log("connected to the MQTT broker")
         time.sleep(0.5)  # its subscription reaches the broker
+        self.publish(50)
+        self.wait_received(1)
+        time.sleep(0.2)  # judged on the main loop
 
-        def received(outcome):
-            text = self.s.request("GET", "/metrics", token=self.admin).raw
-            return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
-                       for s in f.samples if s.labels.get("outcome") == outcome)
+    def test_received_values_are_counted(self):
+        self.wait_log("connected to the MQTT broker")
+        time.sleep(0.5)  # its subscription reaches the broker
+        self.assertEqual(self.received("queued"), 0)
+        self.judged_in_band()
+        self.assertEqual(self.received("queued"), 1)
+        # in band: settled on arrival; an unknown PV, a text and an out-of-band value go to the main loop
+        self.publish(*range(20, 39))
+        self.publish(1, pv="No/Such/Pv")
+        self.publish("no", 150)
+        self.wait_received(23)
+        self.assertEqual((self.received("queued"), self.received("settled"), self.received("dropped")), (4, 19, 0))
+        self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
-        self.assertEqual(received("queued"), 0)
-        msgs = [{"topic": "lab/values/Test/M1/Fan", "payload": str(i), "qos": 1} for i in range(20)]
-        msgs += [{"topic": "lab/values/No/Such/Pv", "payload": "1", "qos": 1}, {"topic": "lab/values/x", "payload": "no"}]
-        publish.multiple(msgs, hostname="127.0.0.1", port=self.broker.port)
-        deadline = time.monotonic() + 10
-        while received("queued") < 22 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertEqual((received("queued"), received("dropped")), (22, 0))  # every message, known PV or not
+    def test_a_band_changed_here_judges_the_next_value(self):
+        self.judged_in_band()
+        self.publish(45)
+        self.wait_received(2)
+        self.assertEqual(self.received("settled"), 1)
+        r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 40})
+        self.assertEqual(r.status, 200, r)
+        self.publish(45)  # the same value: inside the old band, outside the new one
+        self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Warning (MINOR): Test:M1:Fan is 45 rpm"])
+        self.assertEqual(self.received("settled"), 1)
+
+    def test_a_band_changed_on_another_instance_judges_the_next_value(self):
+        env = dict(self.server_env, RTP_MQTT_VALUE_TOPIC_PREFIX="")  # the other one reads no values
+        database = shared_postgres().uri(self.s.pg_database) if on_postgres() else "sqlite:///" + self.s.db_path()
+        b = Server(env=env, args=["--database", database])
+        self.addCleanup(b.cleanup)
+        b.start()
+        self.judged_in_band()
+        r = b.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 40})
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.2)  # learnt of within 0.1 s, without any request to this instance
+        self.publish(45)
+        self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Warning (MINOR): Test:M1:Fan is 45 rpm"])
+        self.assertEqual(self.received("settled"), 0)
+
+    def test_a_new_viewer_gets_the_latest_settled_value(self):
+        import websocket
+        self.judged_in_band()
+        self.publish(60, 61.5)
+        self.wait_received(3)
+        self.assertEqual(self.received("settled"), 2)
+        ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
+                                         subprotocols=["rtp.v1", self.token], timeout=30)
+        self.addCleanup(ws.close)
+        first = json.loads(ws.recv())
+        self.assertEqual((first["pv"], first["data"]), (PV, 61.5))
+        # watched now: every value reaches the viewer, none is settled
+        self.publish(62)
+        self.assertEqual(json.loads(ws.recv())["data"], 62)
+        self.assertEqual(self.received("settled"), 2)
 
     def test_only_known_pvs_are_kept(self):
         import paho.mqtt.publish as publish
