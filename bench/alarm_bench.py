@@ -4,8 +4,9 @@
 N subscribed PVs (default 5000) receive values on RTP_MQTT_VALUE_TOPIC_PREFIX at R values/s each
 (default 10: 50 000 values/s in all), in band, from --publishers processes; meanwhile wrk measures
 GET /auth/users/current at 32 connections. The same wrk run against the same server with no values
-is the idle figure. Prints the achieved value rate, req/s and p50/p99 for idle and loaded and their
-ratio; asserts nothing. On the project's 2-core machine the publishers, mosquitto and wrk share the
+is the idle figure. Prints, for each of --rounds paired rounds (idle, then loaded, half a minute
+apart at most), req/s and p99 for idle and loaded, their ratio, and the values published and taken;
+then the median ratio. Asserts nothing. On the project's 2-core machine the publishers, mosquitto and wrk share the
 cores with the server: the loaded figure includes their CPU, not only the server's work.
 
 First, independent of what else the machine runs: the server's CPU time per MQTT value (utime + stime
@@ -13,6 +14,7 @@ over --cpu-rounds values of every PV sent as fast as the publishers can).
 
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
                                  [--cpu-rounds 20] [--cpu-only] [--c-publishers] [--generators-nice N]
+                                 [--rounds 3]
 
 --generators-nice N runs the broker and the publishers at nice N: they stand for the IOCs and the
 broker on machines of their own, and take from the server only the CPU it leaves unused. The server
@@ -91,6 +93,7 @@ def main():
     ap.add_argument("--cpu-only", action="store_true", help="only the CPU-per-value figure")
     ap.add_argument("--cpu-rounds", type=int, default=20, help="values per PV for the CPU-per-value figure")
     ap.add_argument("--generators-nice", type=int, default=0, help="nice level of the broker and the publishers")
+    ap.add_argument("--rounds", type=int, default=3, help="paired rounds of idle and loaded wrk runs")
     args = ap.parse_args()
     os.environ.setdefault("RTP_SERVER", os.path.join(HERE, "..", args.build, "src", "realtimeplot-server"))
 
@@ -168,47 +171,58 @@ def main():
 
         url = server.url + "auth/users/current"
         headers = {"x-access-tokens": admin}
-        idle = wrk(url, 32, args.seconds, headers=headers)
-        counter = multiprocessing.Value("q", 0)
         share = [pvs[i::args.publishers] for i in range(args.publishers)]
-        warmup = 5  # the first values of each PV fill the caches (three queries each): not measured
-        if args.c_publishers:
-            flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
-            per = (args.pvs + args.publishers - 1) // args.publishers
-            cprocs = [subprocess.Popen([flood_exe, str(broker.port), "bench/values", str(i * per),
-                                        str(max(0, min(per, args.pvs - i * per))), str(args.rate),
-                                        str(args.seconds + warmup + 2)], stdout=subprocess.PIPE, text=True,
-                                       preexec_fn=lambda: os.nice(args.generators_nice))
-                      for i in range(args.publishers)]
-            time.sleep(warmup)
-            got = received()
-            loaded = wrk(url, 32, args.seconds, headers=headers)
-            got = tuple(b - a for a, b in zip(got, received()))
-            counter.value = sum(int(p.communicate()[0].strip() or 0) for p in cprocs)
-        else:
-            procs = [multiprocessing.Process(target=publisher, args=(broker.port, part, args.rate,
-                                                                     args.seconds + warmup + 2, counter,
+
+        def start_values(seconds):
+            """The publishers, for `seconds`; returns a function that waits for them and gives the count."""
+            if args.c_publishers:
+                flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
+                per = (args.pvs + args.publishers - 1) // args.publishers
+                cprocs = [subprocess.Popen([flood_exe, str(broker.port), "bench/values", str(i * per),
+                                            str(max(0, min(per, args.pvs - i * per))), str(args.rate), str(seconds)],
+                                           stdout=subprocess.PIPE, text=True,
+                                           preexec_fn=lambda: os.nice(args.generators_nice))
+                          for i in range(args.publishers)]
+                return lambda: sum(int(p.communicate()[0].strip() or 0) for p in cprocs)
+            counter = multiprocessing.Value("q", 0)
+            procs = [multiprocessing.Process(target=publisher, args=(broker.port, part, args.rate, seconds, counter,
                                                                      args.generators_nice))
                      for part in share]
             for p in procs:
                 p.start()
+
+            def done():
+                for p in procs:
+                    p.join()
+                return counter.value
+            return done
+
+        # paired rounds: wrk with no values, then wrk while the values flow (the VM's speed drifts
+        # between minutes; a pair is measured within half a minute)
+        rows = []
+        for rnd in range(args.rounds):
+            idle = wrk(url, 32, args.seconds, headers=headers)
+            warmup = 5 if rnd == 0 else 2  # the first values of each PV are judged on the main loop
+            done = start_values(args.seconds + warmup + 1)
             time.sleep(warmup)
             got = received()
             loaded = wrk(url, 32, args.seconds, headers=headers)
             got = tuple(b - a for a, b in zip(got, received()))
-            for p in procs:
-                p.join()
-        achieved = counter.value / (args.seconds + warmup + 2)
-        print(f"values published: {counter.value} ({achieved:.0f}/s; asked {args.pvs * args.rate:.0f}/s); "
-              f"received by the server while wrk measured: {(got[0] + got[2]) / args.seconds:.0f}/s "
-              f"({got[2] / args.seconds:.0f}/s settled on arrival, {got[0] / args.seconds:.0f}/s through the main loop), "
-              f"dropped by it {got[1] / args.seconds:.0f}/s (the rest the broker dropped: QoS 0 to a subscriber that reads too slowly)"
-              + (f" (broker and publishers at nice {args.generators_nice})" if args.generators_nice else ""))
-        print("| GET /auth/users/current, 32 connections | req/s | p50 ms | p99 ms |")
-        print("|---|---|---|---|")
-        print(f"| idle monitor | {idle[0]:.0f} | {idle[1]:.2f} | {idle[2]:.2f} |")
-        print(f"| {args.pvs} PVs x {args.rate:g}/s | {loaded[0]:.0f} | {loaded[1]:.2f} | {loaded[2]:.2f} |")
-        print(f"p99 loaded / idle: {loaded[2] / idle[2]:.2f}x (the issue asks for at most 1.5x)")
+            published = done() / (args.seconds + warmup + 1)
+            rows.append((idle, loaded, got, published))
+        print("| round | idle req/s | idle p99 ms | loaded req/s | loaded p99 ms | p99 loaded / idle | values/s "
+              "published | taken by the server (settled / main loop / dropped) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for i, (idle, loaded, got, published) in enumerate(rows):
+            print(f"| {i + 1} | {idle[0]:.0f} | {idle[2]:.2f} | {loaded[0]:.0f} | {loaded[2]:.2f} | "
+                  f"{loaded[2] / idle[2]:.2f}x | {published:.0f} | {(got[0] + got[2]) / args.seconds:.0f} "
+                  f"({got[2] / args.seconds:.0f} / {got[0] / args.seconds:.0f} / {got[1] / args.seconds:.0f}) |")
+        ratios = sorted(loaded[2] / idle[2] for idle, loaded, _, _ in rows)
+        print(f"{args.pvs} PVs x {args.rate:g}/s"
+              + (f" (broker and publishers at nice {args.generators_nice})" if args.generators_nice else "")
+              + f": median p99 loaded / idle {ratios[len(ratios) // 2]:.2f}x over {len(rows)} paired rounds "
+              f"(the issue asks for at most 1.5x); values the broker did not deliver were dropped by it "
+              f"(QoS 0 to a subscriber that reads too slowly)")
     finally:
         server.cleanup()
         smtp.cleanup()

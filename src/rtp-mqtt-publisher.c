@@ -18,8 +18,6 @@
 #include "rtp-i18n.h"
 
 #include <MQTTAsync.h>
-#include <pthread.h>
-#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -180,29 +178,12 @@ on_connection_lost (void *context, char *cause)
   post (context, EV_LOST, 0, cause != NULL ? cause : "connection lost", NULL);
 }
 
-/* paho's reader is throughput work: as SCHED_BATCH it keeps its fair share of the CPU, but its
- * wake-ups no longer preempt the main loop in the middle of a request (no privilege needed). */
-static void
-reader_thread_batch (void)
-{
-  static __thread gboolean done;
-  struct sched_param param = { 0 };
-  int rc;
-
-  if (done)
-    return;
-  done = TRUE;
-  if ((rc = pthread_setschedparam (pthread_self (), SCHED_BATCH, &param)) != 0)
-    g_debug ("paho's reader thread stays in the normal scheduling class: %s", g_strerror (rc));
-}
-
 static int
 on_message (void *context, char *topic, int topic_len, MQTTAsync_message *message)
 {
   Shared *shared = context;
   RtpMqttFilterFunc filter = g_atomic_pointer_get (&shared->filter);
 
-  reader_thread_batch ();
   if (filter != NULL && message->payloadlen >= 0 &&
       filter (topic, topic_len > 0 ? (gsize) topic_len : strlen (topic), message->payload, (gsize) message->payloadlen,
               shared->filter_data))

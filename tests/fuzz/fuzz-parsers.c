@@ -4,7 +4,9 @@
  * the body parser of the routes and the PV/experiment validation of create and update, 8 the JSON
  * checks every input passes before json-glib (rtp-json.c), 9 the cells of the CSV/TSV export
  * (rtp-csv.c: a cell must read back as one cell), 10 the request-line watch of a connection
- * (rtp-request-line.c: what it keeps does not depend on how the bytes were cut into reads). The archiver target also reads the input as a
+ * (rtp-request-line.c: what it keeps does not depend on how the bytes were cut into reads), 11 the
+ * value gate on paho's thread (rtp-value-gate.c: topic, a newline, payload; what it settles is
+ * exactly what the main loop would have read as a number in range). The archiver target also reads the input as a
  * getDataAtTime answer, a getMatchingPVs answer and an answer of several PVs. Each must never crash,
  * leak or hang, whatever the input. */
 #include "rtp-archiver-parser.h"
@@ -20,6 +22,9 @@
 #include "rtp-request-line.h"
 #include "rtp-jwt.h"
 #include "rtp-time.h"
+#include "rtp-value-gate.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +303,38 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       g_string_truncate (cell, 0);
       rtp_csv_append_count (cell, (const char *) data + 1, size - 1);
     }
+#elif FUZZ_TARGET == 11
+  {
+    const char *nl = memchr (data, '\n', size);
+    gsize topic_len = nl != NULL ? (gsize) (nl - (const char *) data) : size;
+    const char *payload = nl != NULL ? nl + 1 : "";
+    gsize payload_len = nl != NULL ? size - topic_len - 1 : 0;
+    g_autoptr (RtpValueGate) gate = rtp_value_gate_new ("lab/values");
+    g_autofree char *topic = g_strndup ((const char *) data, topic_len);
+
+    /* the PV the main loop would make of the topic, quiet in [-1e6, 1e6] */
+    if (g_str_has_prefix (topic, "lab/values/"))
+      {
+        g_autofree char *pv = g_strdelimit (g_strdup (topic + strlen ("lab/values/")), "/", ':');
+        rtp_value_gate_set_quiet (gate, pv, -1e6, 1e6);
+        if (rtp_value_gate_take (gate, (const char *) data, topic_len, payload, payload_len))
+          {
+            g_autofree char *main_text = g_strstrip (g_strndup (payload, payload_len));
+            char *end = NULL;
+            double main_value = g_ascii_strtod (main_text, &end);
+            gint64 t;
+            double v;
+
+            /* settled: the main loop reads the same finite number, inside the range, of that PV */
+            g_assert_true (memchr (data, '\0', topic_len) == NULL && pv[0] != '\0');
+            g_assert_true (end != main_text && *end == '\0' && isfinite (main_value));
+            g_assert_true (rtp_value_gate_get_latest (gate, pv, &t, &v));
+            g_assert_true (v == main_value && v >= -1e6 && v <= 1e6);
+          }
+      }
+    else
+      g_assert_false (rtp_value_gate_take (gate, (const char *) data, topic_len, payload, payload_len));
+  }
 #elif FUZZ_TARGET == 8
   {
     /* what the normaliser lets through is JSON that json-glib reads without trouble, and the same
