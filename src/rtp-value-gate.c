@@ -74,14 +74,8 @@ rtp_value_gate_unref (RtpValueGate *gate)
   g_free (gate);
 }
 
-static gboolean
-is_space (char c)
-{
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* The number a payload is, as the main loop reads it (surrounding white space allowed), or FALSE
- * for anything else (then the main loop decides, and says why). */
+/* The number a payload is, as the main loop reads it (surrounding white space as g_strstrip() sees
+ * it: no vertical tab), or FALSE for anything else (then the main loop decides, and says why). */
 static gboolean
 parse_number (const char *payload, gsize len, double *value)
 {
@@ -89,9 +83,9 @@ parse_number (const char *payload, gsize len, double *value)
   char *end = NULL;
   gsize start = 0;
 
-  while (len > 0 && is_space (payload[len - 1]))
+  while (len > 0 && g_ascii_isspace (payload[len - 1]))
     len--;
-  while (start < len && is_space (payload[start]))
+  while (start < len && g_ascii_isspace (payload[start]))
     start++;
   if (start == len || len - start > RTP_VALUE_GATE_MAX_PAYLOAD || memchr (payload + start, '\0', len - start) != NULL)
     return FALSE;

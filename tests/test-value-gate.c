@@ -104,9 +104,9 @@ test_hostile (void)
   g_autofree char *long_topic = g_strconcat ("lab/values/", long_pv, NULL);
   g_autofree char *long_payload = g_strnfill (RTP_VALUE_GATE_MAX_PAYLOAD + 1, '1');
   const char *padded = " \t5\r\n";
-  static const char *const bad[] = { "",       " ",       "nan",  "NaN",  "inf", "-inf",     "1e999",
-                                     "-1e999", "5 volts", "0x",   "5,5",  "++5", "5e",       "\"5\"",
-                                     "[5]",    "{}",      "true", "null", "5;",  "\xff\xfe", "5\x80" };
+  static const char *const bad[] = { "",        " ",    "nan", "NaN",      "inf",   "-inf",  "1e999", "-1e999",
+                                     "5 volts", "0x",   "5,5", "++5",      "5e",    "\"5\"", "[5]",   "{}",
+                                     "true",    "null", "5;",  "\xff\xfe", "5\x80", "5\v" };
 
   rtp_value_gate_set_quiet (gate, "E1:A", -INFINITY, INFINITY);
   g_assert_true (take (gate, "lab/values/E1/A", padded));
