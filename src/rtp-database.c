@@ -58,15 +58,16 @@ struct _RtpDatabase {
   PGconn *pconn;   /* (unowned) (nullable) libpq's connection under libgda's, for probing */
   char *pg_dbname; /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
-  guint64 stamp;         /* raised at every change this connection makes or learns of */
-  gint64 pg_count;       /* PostgreSQL: rtp_change_count.n as last read */
-  gint64 pg_read_us;     /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
-  PGconn *pg_prepared;   /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
-  char *shm_path;        /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
-  int shm_fd;            /* SQLite: @shm_path, read-only, or -1 */
-  gint64 shm_retry_us;   /* SQLite: when opening the WAL index may be tried again */
-  guint8 shm_header[48]; /* SQLite: its header as last read */
-  gint64 shm_read_us;    /* SQLite: when it was read (monotonic), 0: not valid */
+  gboolean changed_pending; /* the stamp moved inside the open transaction: "changed" at its end */
+  guint64 stamp;            /* raised at every change this connection makes or learns of */
+  gint64 pg_count;          /* PostgreSQL: rtp_change_count.n as last read */
+  gint64 pg_read_us;        /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
+  PGconn *pg_prepared;      /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
+  char *shm_path;           /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
+  int shm_fd;               /* SQLite: @shm_path, read-only, or -1 */
+  gint64 shm_retry_us;      /* SQLite: when opening the WAL index may be tried again */
+  guint8 shm_header[48];    /* SQLite: its header as last read */
+  gint64 shm_read_us;       /* SQLite: when it was read (monotonic), 0: not valid */
   /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
   PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
   GSource *fence_source; /* (owned) (nullable) @fence_conn's socket readable */
@@ -88,11 +89,25 @@ G_DEFINE_TYPE (RtpDatabase, rtp_database, G_TYPE_OBJECT)
 enum { SIGNAL_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
-/* The data may have changed (a change of ours, or one of another connection learnt of). */
+/* The data may have changed (a change of ours, or one of another connection learnt of). Inside a
+ * transaction "changed" waits for its end: a handler that reads then sees what was committed
+ * (PostgreSQL's deferred triggers run at COMMIT). */
 static void
 bump_stamp (RtpDatabase *self)
 {
   self->stamp++;
+  if (self->in_transaction)
+    self->changed_pending = TRUE;
+  else
+    g_signal_emit (self, signals[SIGNAL_CHANGED], 0);
+}
+
+static void
+emit_pending_change (RtpDatabase *self)
+{
+  if (!self->changed_pending)
+    return;
+  self->changed_pending = FALSE;
   g_signal_emit (self, signals[SIGNAL_CHANGED], 0);
 }
 
@@ -1311,10 +1326,23 @@ rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
   for (guint i = 0; parts[i] != NULL; i++)
     {
       g_autoptr (GError) local_error = NULL;
+      g_autoptr (GString) joined = NULL;
       char *stmt = g_strstrip (parts[i]);
 
       if (stmt[0] == '\0')
         continue;
+      /* a trigger's body holds statements ending in ';': up to its END */
+      if (g_ascii_strncasecmp (stmt, "CREATE TRIGGER", strlen ("CREATE TRIGGER")) == 0)
+        {
+          joined = g_string_new (stmt);
+          while (!(joined->len >= 3 && g_ascii_strcasecmp (joined->str + joined->len - 3, "END") == 0) &&
+                 parts[i + 1] != NULL)
+            {
+              g_string_append_c (joined, ';');
+              g_string_append (joined, g_strstrip (parts[++i]));
+            }
+          stmt = joined->str;
+        }
       bump_stamp (self);
       if (gda_connection_execute_non_select_command (self->cnc, stmt, &local_error) < 0 && local_error != NULL)
         {
@@ -1338,9 +1366,13 @@ gboolean
 rtp_database_begin (RtpDatabase *self, GError **error)
 {
   g_return_val_if_fail (!self->in_transaction, FALSE);
+  self->in_transaction = TRUE; /* BEGIN's own stamp move is told at the end */
   if (!run_sql (self, "BEGIN", error))
-    return FALSE;
-  self->in_transaction = TRUE;
+    {
+      self->in_transaction = FALSE;
+      emit_pending_change (self);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -1391,6 +1423,7 @@ rtp_database_commit (RtpDatabase *self, GError **error)
       return FALSE;
     }
   self->in_transaction = FALSE;
+  emit_pending_change (self);
   return TRUE;
 }
 
@@ -1410,6 +1443,7 @@ rtp_database_rollback (RtpDatabase *self)
       else
         g_warning ("rollback failed: %s", local_error->message);
     }
+  emit_pending_change (self);
 }
 
 static gboolean
@@ -1606,6 +1640,7 @@ rtp_database_migrate (RtpDatabase *self, GError **error)
 }
 
 /* NNNN-name.sql runs on both dialects, statement by statement through libgda;
+ * NNNN-name.sqlite.sql the same, only on SQLite (triggers: their bodies are kept whole);
  * NNNN-name.postgresql.sql only on PostgreSQL (on SQLite only its version is recorded),
  * sent whole to the server so that it may define functions ($$ … $$ bodies hold ';'). */
 static gboolean
@@ -1614,6 +1649,8 @@ exec_migration_script (RtpDatabase *self, const char *name, const char *script, 
   PGresult *r;
   gboolean ok;
 
+  if (g_str_has_suffix (name, ".sqlite.sql"))
+    return self->kind != RTP_DATABASE_SQLITE || rtp_database_exec_script (self, script, error);
   if (!g_str_has_suffix (name, ".postgresql.sql"))
     return rtp_database_exec_script (self, script, error);
   if (self->kind != RTP_DATABASE_POSTGRESQL)

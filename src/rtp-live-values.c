@@ -59,6 +59,8 @@ struct _RtpLiveValues {
   gulong db_changed_id;
   guint gate_check_id;
   gboolean gate_check_pending; /* a stamp read for the gate is on its way */
+  gboolean checking_bands;
+  gint64 band_changes; /* rtp_band_changes.n as last read, -1: unknown */
   gint64 gate_check_since;
   guint poll_id;
   guint polls_outstanding;
@@ -434,10 +436,30 @@ handle_message_value (RtpLiveValues *self, const char *topic, const char *pv, co
   }
 }
 
+/* The database changed (here, or elsewhere and now learnt of): if a band may have changed, every
+ * value is judged again until the alerter says otherwise. Most changes are not about bands — an
+ * alarmed PV's every value writes its alarm — and leave the gate as it is. */
 static void
 on_database_changed (RtpDatabase *db, gpointer user_data)
 {
   RtpLiveValues *self = user_data;
+  g_autoptr (GError) error = NULL;
+  gint64 n;
+
+  if (self->checking_bands)
+    return; /* the read below moved the stamp itself */
+  self->checking_bands = TRUE;
+  n = rtp_database_select_int (db, &error, "SELECT n FROM rtp_band_changes", NULL);
+  self->checking_bands = FALSE;
+  if (n >= 0 && n == self->band_changes)
+    return;
+  if (n < 0)
+    g_debug ("live values: cannot read the band counter (%s): every value is judged",
+             error != NULL ? error->message : "no row");
+  else if (self->band_changes >= 0)
+    g_message ("live values: the bands may have changed (a subscription or a PV, here or on another instance): "
+               "every value is judged again");
+  self->band_changes = n;
   rtp_value_gate_forward_all (self->gate);
 }
 
@@ -500,6 +522,7 @@ rtp_live_values_start (RtpLiveValues *self, const RtpLiveSettings *s)
       g_hash_table_iter_init (&iter, self->watched);
       while (g_hash_table_iter_next (&iter, &pv, NULL))
         rtp_value_gate_set_watched (self->gate, pv, TRUE);
+      self->band_changes = -1;
       self->db_changed_id = g_signal_connect (self->db, "changed", G_CALLBACK (on_database_changed), self);
       self->gate_check_id = g_timeout_add (GATE_CHECK_MS, gate_check, self);
       rtp_mqtt_publisher_set_filter (self->mqtt, gate_take, rtp_value_gate_ref (self->gate),

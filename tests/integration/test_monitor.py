@@ -324,12 +324,44 @@ class MqttValues(MonitorTestCase):
         self.addCleanup(b.cleanup)
         b.start()
         self.judged_in_band()
+        said = self.s.stderr().count("the bands may have changed")
         r = b.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 40})
         self.assertEqual(r.status, 200, r)
-        time.sleep(0.2)  # learnt of within 0.1 s, without any request to this instance
+        # learnt of without any request to this instance (it looks every 0.1 s)
+        deadline = time.monotonic() + 10
+        while self.s.stderr().count("the bands may have changed") == said and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertGreater(self.s.stderr().count("the bands may have changed"), said, self.s.stderr()[-4000:])
         self.publish(45)
         self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Warning (MINOR): Test:M1:Fan is 45 rpm"])
         self.assertEqual(self.received("settled"), 0)
+
+    def test_an_alarm_elsewhere_leaves_quiet_pvs_settled(self):
+        """An alarmed PV writes its alarm at every value; that is no change of any band, so the
+        values of the other, quiet PVs are still settled on arrival."""
+        pump = "Test:M1:Pump"
+        r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+            "pv_string": pump, "default_threshold_min": 0, "default_threshold_max": 100})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.s.request("POST", f"/email/subscribe/{pump}", token=self.token).status, 200)
+        self.judged_in_band()
+        self.publish(50, pv="Test/M1/Pump")
+        self.wait_received(2)
+        time.sleep(0.2)  # judged on the main loop
+        self.publish(150)
+        self.assertEqual(len(self.wait_mails(1)), 1)  # the Fan's alarm is open
+        settled = self.received("settled")
+        import paho.mqtt.publish as publish
+        msgs = []
+        for i in range(10):
+            msgs.append({"topic": "lab/values/Test/M1/Fan", "payload": str(151 + i), "qos": 1})
+            msgs.append({"topic": "lab/values/Test/M1/Pump", "payload": str(51 + i), "qos": 1})
+        publish.multiple(msgs, hostname="127.0.0.1", port=self.broker.port)
+        self.wait_received(23)
+        self.assertEqual(self.received("settled") - settled, 10)  # every Pump value
+        self.assertEqual(self.received("queued"), 13)  # the first two, and every Fan value
+        alarm = self.s.request("GET", "/alarms", token=self.token).json["alarms"][0]
+        self.assertEqual((alarm["pv_string"], alarm["value"]), (PV, "160"))
 
     def test_a_new_viewer_gets_the_latest_settled_value(self):
         import websocket
