@@ -1,10 +1,13 @@
 /* mqtt_flood.c: MQTT values for bench/alarm_bench.py, from a publisher that is never the bottleneck.
  *
  *   mqtt_flood PORT PREFIX FIRST COUNT RATE SECONDS
+ *   mqtt_flood PORT FILTER sink SECONDS
  *
  * publishes to PREFIX/Bench/P<i> (i from FIRST, COUNT PVs) RATE values per PV per second (0: as fast
  * as it can, SECONDS rounds) for SECONDS seconds, QoS 0, values 40..59 (in every band of the bench);
- * prints the number of values sent.
+ * prints the number of values sent. As a sink it subscribes to FILTER (QoS 0) and reads whatever
+ * comes for SECONDS seconds, in large reads, and prints the bytes read: a subscriber that costs the
+ * broker what the server's subscription costs it, and itself almost nothing.
  *
  * It speaks MQTT 3.1.1 itself over one blocking socket (CONNECT, PUBLISH at QoS 0, DISCONNECT) and
  * writes the values due every 2 ms in one write(): the broker sees them spread evenly over each
@@ -61,6 +64,42 @@ write_all (int fd, const guint8 *data, gsize len)
   return TRUE;
 }
 
+/* SUBSCRIBE to @filter, then read and drop for @seconds. */
+static int
+sink (int fd, const char *filter, double seconds)
+{
+  g_autoptr (GByteArray) out = g_byte_array_new ();
+  g_autoptr (GByteArray) body = g_byte_array_new ();
+  gint64 end = g_get_monotonic_time () + (gint64) (seconds * G_USEC_PER_SEC);
+  guint64 total = 0;
+  static char buf[1 << 16];
+
+  g_byte_array_append (body, (const guint8 *) "\x00\x01", 2); /* packet id 1 */
+  put_string (body, filter, strlen (filter));
+  g_byte_array_append (body, (const guint8 *) "\x00", 1); /* QoS 0 */
+  g_byte_array_append (out, (const guint8 *) "\x82", 1);
+  put_length (out, body->len);
+  g_byte_array_append (out, body->data, body->len);
+  if (!write_all (fd, out->data, out->len))
+    return 1;
+  while (g_get_monotonic_time () < end)
+    {
+      struct timeval tv = { 0, 100000 };
+      ssize_t n;
+
+      setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      n = read (fd, buf, sizeof buf);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        break;
+      if (n > 0)
+        total += (guint64) n;
+    }
+  write_all (fd, (const guint8 *) "\xe0\x00", 2);
+  close (fd);
+  printf ("%" G_GUINT64_FORMAT "\n", total);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -75,15 +114,16 @@ main (int argc, char **argv)
   guint64 sent = 0;
   int fd, one = 1;
 
-  if (argc != 7)
+  if (argc != 7 && !(argc == 5 && strcmp (argv[3], "sink") == 0))
     {
-      fprintf (stderr, "usage: %s PORT PREFIX FIRST COUNT RATE SECONDS\n", argv[0]);
+      fprintf (stderr, "usage: %s PORT PREFIX FIRST COUNT RATE SECONDS\n       %s PORT FILTER sink SECONDS\n",
+               argv[0], argv[0]);
       return 2;
     }
-  first = (guint) atoi (argv[3]);
-  count = (guint) atoi (argv[4]);
-  rate = g_ascii_strtod (argv[5], NULL);
-  seconds = g_ascii_strtod (argv[6], NULL);
+  first = argc == 7 ? (guint) atoi (argv[3]) : 0;
+  count = argc == 7 ? (guint) atoi (argv[4]) : 0;
+  rate = argc == 7 ? g_ascii_strtod (argv[5], NULL) : 0;
+  seconds = g_ascii_strtod (argv[argc - 1], NULL);
   addr.sin_port = htons ((guint16) atoi (argv[1]));
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
   fd = socket (AF_INET, SOCK_STREAM, 0);
@@ -107,6 +147,8 @@ main (int argc, char **argv)
       fprintf (stderr, "the broker refused the connection\n");
       return 1;
     }
+  if (argc == 5)
+    return sink (fd, argv[2], seconds);
 
   start = g_get_monotonic_time ();
   end = start + (gint64) (seconds * G_USEC_PER_SEC);
