@@ -8,8 +8,9 @@
  *
  * MQTT values that need nothing but being kept (a number inside the bands of a PV without alarms
  * and without viewers) are settled on paho's thread by the value gate (rtp-value-gate.c) and never
- * reach the main loop; the alerter says which PVs are quiet, and any change of the database makes
- * every value go through the main loop again until it has judged it. */
+ * reach the main loop; the alerter says which PVs are quiet, and a change of a band (a subscription
+ * or a PV, here or on another instance: rtp_band_changes) makes every value go through the main
+ * loop again until it has judged it. */
 
 /* How often a change made by another instance is looked for while values are settled by the gate
  * (changes of this process reach it at once): the longest a new subscription or band set elsewhere

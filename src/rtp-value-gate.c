@@ -9,8 +9,8 @@
  * number inside that range here and hands nothing on. Everything else goes to the main loop as
  * before: a value outside the range, a PV with viewers (they get every value), a PV that is not
  * quiet (an alarm, a delay running, silent), text that is not a plain finite number, and every
- * value after any change to the database (the generation moves: a new subscription or band is
- * judged at the next value).
+ * value after a change of a band (the generation moves: a new subscription or band is judged at
+ * the next value; see rtp-live-values.c).
  *
  * One mutex guards the table; the reader holds it for one hash lookup. No GObject is touched on
  * the reader's thread. */
@@ -146,7 +146,7 @@ entry_get (RtpValueGate *gate, const char *pv, gboolean create)
   return e;
 }
 
-/* Values of @pv in [@lo, @hi] need nothing of the main loop until the next change of the database
+/* Values of @pv in [@lo, @hi] need nothing of the main loop until the next change of a band
  * (rtp_value_gate_forward_all), of @pv (rtp_value_gate_forward) or a viewer. */
 void
 rtp_value_gate_set_quiet (RtpValueGate *gate, const char *pv, double lo, double hi)
@@ -194,7 +194,7 @@ rtp_value_gate_set_watched (RtpValueGate *gate, const char *pv, gboolean watched
   g_mutex_unlock (&gate->lock);
 }
 
-/* The database changed: what was judged quiet may not be any more. */
+/* A band may have changed: what was judged quiet may not be any more. */
 void
 rtp_value_gate_forward_all (RtpValueGate *gate)
 {
