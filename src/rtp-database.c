@@ -59,6 +59,7 @@ struct _RtpDatabase {
   char *pg_dbname; /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
   gboolean changed_pending; /* the stamp moved inside the open transaction: "changed" at its end */
+  gboolean beginning;       /* BEGIN is being sent */
   guint64 stamp;            /* raised at every change this connection makes or learns of */
   gint64 pg_count;          /* PostgreSQL: rtp_change_count.n as last read */
   gint64 pg_read_us;        /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
@@ -96,7 +97,7 @@ static void
 bump_stamp (RtpDatabase *self)
 {
   self->stamp++;
-  if (self->in_transaction)
+  if (self->in_transaction || self->beginning)
     self->changed_pending = TRUE;
   else
     g_signal_emit (self, signals[SIGNAL_CHANGED], 0);
@@ -1366,13 +1367,17 @@ gboolean
 rtp_database_begin (RtpDatabase *self, GError **error)
 {
   g_return_val_if_fail (!self->in_transaction, FALSE);
-  self->in_transaction = TRUE; /* BEGIN's own stamp move is told at the end */
+  /* BEGIN's own stamp move is told at the transaction's end (not in_transaction yet: a broken
+   * connection is replaced at BEGIN only outside a transaction) */
+  self->beginning = TRUE;
   if (!run_sql (self, "BEGIN", error))
     {
-      self->in_transaction = FALSE;
+      self->beginning = FALSE;
       emit_pending_change (self);
       return FALSE;
     }
+  self->beginning = FALSE;
+  self->in_transaction = TRUE;
   return TRUE;
 }
 
