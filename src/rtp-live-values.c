@@ -213,8 +213,8 @@ void
 rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv, double lo, double hi)
 {
   g_return_if_fail (RTP_IS_LIVE_VALUES (self));
-  if (self->gate != NULL && !g_hash_table_contains (self->watched, pv))
-    rtp_value_gate_set_quiet (self->gate, pv, lo, hi);
+  if (self->gate != NULL)
+    rtp_value_gate_set_quiet (self->gate, pv, lo, hi); /* refused for a watched PV */
 }
 
 /* Every value of @pv reaches the main loop again (it has an alarm now). */
@@ -448,7 +448,7 @@ on_database_changed (RtpDatabase *db, gpointer user_data)
   gint64 n;
 
   if (self->checking_bands)
-    return; /* the read below moved the stamp itself */
+    return; /* the read below reconnected (which moves the stamp too) */
   self->checking_bands = TRUE;
   n = rtp_database_select_int (db, &error, "SELECT n FROM rtp_band_changes", NULL);
   self->checking_bands = FALSE;

@@ -26,8 +26,7 @@ typedef struct {
   guint64 generation; /* @lo/@hi hold while this is the gate's generation */
   gboolean quiet;
   gboolean watched; /* viewers get every value: never quiet */
-  gint64 heard_us;  /* monotonic, when a value was last taken here; 0: never */
-  gboolean has_latest;
+  gint64 heard_us;  /* monotonic, when a value was last taken here; 0: never (then no @latest) */
   gint64 latest_us; /* real time */
   double latest;
 } Entry;
@@ -44,9 +43,10 @@ struct _RtpValueGate {
 RtpValueGate *
 rtp_value_gate_new (const char *topic_prefix)
 {
-  RtpValueGate *gate = g_new0 (RtpValueGate, 1);
+  RtpValueGate *gate;
 
   g_return_val_if_fail (topic_prefix != NULL, NULL);
+  gate = g_new0 (RtpValueGate, 1);
   g_atomic_ref_count_init (&gate->ref_count);
   g_mutex_init (&gate->lock);
   gate->prefix = g_strdup (topic_prefix);
@@ -95,6 +95,13 @@ parse_number (const char *payload, gsize len, double *value)
   return end == buf + (len - start) && isfinite (*value);
 }
 
+/* Under @lock: whether values of @e's PV inside [lo, hi] are settled now. */
+static gboolean
+entry_is_quiet (const RtpValueGate *gate, const Entry *e)
+{
+  return e->quiet && !e->watched && e->generation == gate->generation;
+}
+
 gboolean
 rtp_value_gate_take (RtpValueGate *gate, const char *topic, gsize topic_len, const void *payload, gsize len)
 {
@@ -121,12 +128,11 @@ rtp_value_gate_take (RtpValueGate *gate, const char *topic, gsize topic_len, con
 
   g_mutex_lock (&gate->lock);
   e = g_hash_table_lookup (gate->entries, pv);
-  if (e != NULL && e->quiet && !e->watched && e->generation == gate->generation && value >= e->lo && value <= e->hi)
+  if (e != NULL && entry_is_quiet (gate, e) && value >= e->lo && value <= e->hi)
     {
       e->heard_us = g_get_monotonic_time ();
       e->latest_us = g_get_real_time ();
       e->latest = value;
-      e->has_latest = TRUE;
       taken = TRUE;
     }
   g_mutex_unlock (&gate->lock);
@@ -237,7 +243,7 @@ rtp_value_gate_get_latest (RtpValueGate *gate, const char *pv, gint64 *time_us, 
   gboolean have = FALSE;
 
   g_mutex_lock (&gate->lock);
-  if ((e = entry_get (gate, pv, FALSE)) != NULL && e->has_latest)
+  if ((e = entry_get (gate, pv, FALSE)) != NULL && e->heard_us != 0)
     {
       *time_us = e->latest_us;
       *value = e->latest;
@@ -259,8 +265,7 @@ rtp_value_gate_count_quiet (RtpValueGate *gate)
   g_hash_table_iter_init (&iter, gate->entries);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      Entry *e = value;
-      n += e->quiet && !e->watched && e->generation == gate->generation;
+      n += entry_is_quiet (gate, value);
     }
   g_mutex_unlock (&gate->lock);
   return n;

@@ -333,6 +333,13 @@ class ServerTestCase(unittest.TestCase):
         self.assertEqual(r.status, status, r)
         self.assertEqual(r.json, {"errors": [message]}, r)
 
+    def mqtt_received(self, outcome):
+        """rtp_mqtt_received_total{outcome=...} of the server, from GET /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+        text = self.s.request("GET", "/metrics", token=self.admin).raw
+        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
+                   for s in f.samples if s.labels.get("outcome") == outcome)
+
     def create_user(self, login, user_type="User", **extra):
         body = {"login_name": login, "first_name": login.title(), "last_name": "Tester", "user_type": user_type}
         body.update(extra)

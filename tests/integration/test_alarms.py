@@ -444,20 +444,14 @@ class Invalid(AlarmTestCase):
 
         publish_for(1)  # an INVALID alarm of the silence before ends with the first value
         self.wait_for(lambda: self.alarms() == [])
-        settled, ever = self.received("settled"), len(self.alarms(query="?state=all"))
+        settled, ever = self.mqtt_received("settled"), len(self.alarms(query="?state=all"))
         publish_for(2)  # 3 monitor intervals of silence fit many times into this
-        self.assertGreater(self.received("settled"), settled)
+        self.assertGreater(self.mqtt_received("settled"), settled)
         self.assertEqual(len(self.alarms(query="?state=all")), ever)  # no INVALID alarm meanwhile
         alarm = self.wait_for(lambda: self.alarms())[0]  # silent now
         self.assertEqual(alarm["severity"], "INVALID")
         client.publish("lab/values/Test/M1/Fan", "50", qos=1).wait_for_publish(5)
         self.wait_for(lambda: self.alarms() == [])
-
-    def received(self, outcome):
-        from prometheus_client.parser import text_string_to_metric_families
-        text = self.s.request("GET", "/metrics", token=self.admin).raw
-        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
-                   for s in f.samples if s.labels.get("outcome") == outcome)
 
 
 class EpicsInvalid(AlarmTestCase):

@@ -268,12 +268,6 @@ class MqttValues(MonitorTestCase):
         time.sleep(1)
         self.assertEqual([subject(m) for m in self.smtp.messages()], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
-    def received(self, outcome):
-        from prometheus_client.parser import text_string_to_metric_families
-        text = self.s.request("GET", "/metrics", token=self.admin).raw
-        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "rtp_mqtt_received"
-                   for s in f.samples if s.labels.get("outcome") == outcome)
-
     def publish(self, *values, pv="Test/M1/Fan"):
         import paho.mqtt.publish as publish
         publish.multiple([{"topic": f"lab/values/{pv}", "payload": str(v), "qos": 1} for v in values],
@@ -281,7 +275,7 @@ class MqttValues(MonitorTestCase):
 
     def wait_received(self, total):
         deadline = time.monotonic() + 10
-        while sum(self.received(o) for o in ("queued", "settled", "dropped")) < total and time.monotonic() < deadline:
+        while sum(self.mqtt_received(o) for o in ("queued", "settled", "dropped")) < total and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def judged_in_band(self):
@@ -295,27 +289,27 @@ class MqttValues(MonitorTestCase):
     def test_received_values_are_counted(self):
         self.wait_log("connected to the MQTT broker")
         time.sleep(0.5)  # its subscription reaches the broker
-        self.assertEqual(self.received("queued"), 0)
+        self.assertEqual(self.mqtt_received("queued"), 0)
         self.judged_in_band()
-        self.assertEqual(self.received("queued"), 1)
+        self.assertEqual(self.mqtt_received("queued"), 1)
         # in band: settled on arrival; an unknown PV, a text and an out-of-band value go to the main loop
         self.publish(*range(20, 39))
         self.publish(1, pv="No/Such/Pv")
         self.publish("no", 150)
         self.wait_received(23)
-        self.assertEqual((self.received("queued"), self.received("settled"), self.received("dropped")), (4, 19, 0))
+        self.assertEqual((self.mqtt_received("queued"), self.mqtt_received("settled"), self.mqtt_received("dropped")), (4, 19, 0))
         self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Threshold breached: Test:M1:Fan is 150 rpm"])
 
     def test_a_band_changed_here_judges_the_next_value(self):
         self.judged_in_band()
         self.publish(45)
         self.wait_received(2)
-        self.assertEqual(self.received("settled"), 1)
+        self.assertEqual(self.mqtt_received("settled"), 1)
         r = self.s.request("PUT", f"/alarms/subscriptions/{PV}", token=self.token, json_body={"warning_max": 40})
         self.assertEqual(r.status, 200, r)
         self.publish(45)  # the same value: inside the old band, outside the new one
         self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Warning (MINOR): Test:M1:Fan is 45 rpm"])
-        self.assertEqual(self.received("settled"), 1)
+        self.assertEqual(self.mqtt_received("settled"), 1)
 
     def test_a_band_changed_on_another_instance_judges_the_next_value(self):
         env = dict(self.server_env, RTP_MQTT_VALUE_TOPIC_PREFIX="")  # the other one reads no values
@@ -334,7 +328,7 @@ class MqttValues(MonitorTestCase):
         self.assertGreater(self.s.stderr().count("the bands may have changed"), said, self.s.stderr()[-4000:])
         self.publish(45)
         self.assertEqual([subject(m) for m in self.wait_mails(1)], ["Warning (MINOR): Test:M1:Fan is 45 rpm"])
-        self.assertEqual(self.received("settled"), 0)
+        self.assertEqual(self.mqtt_received("settled"), 0)
 
     def test_an_alarm_elsewhere_leaves_quiet_pvs_settled(self):
         """An alarmed PV writes its alarm at every value; that is no change of any band, so the
@@ -350,7 +344,7 @@ class MqttValues(MonitorTestCase):
         time.sleep(0.2)  # judged on the main loop
         self.publish(150)
         self.assertEqual(len(self.wait_mails(1)), 1)  # the Fan's alarm is open
-        settled = self.received("settled")
+        settled = self.mqtt_received("settled")
         import paho.mqtt.publish as publish
         msgs = []
         for i in range(10):
@@ -358,8 +352,8 @@ class MqttValues(MonitorTestCase):
             msgs.append({"topic": "lab/values/Test/M1/Pump", "payload": str(51 + i), "qos": 1})
         publish.multiple(msgs, hostname="127.0.0.1", port=self.broker.port)
         self.wait_received(23)
-        self.assertEqual(self.received("settled") - settled, 10)  # every Pump value
-        self.assertEqual(self.received("queued"), 13)  # the first two, and every Fan value
+        self.assertEqual(self.mqtt_received("settled") - settled, 10)  # every Pump value
+        self.assertEqual(self.mqtt_received("queued"), 13)  # the first two, and every Fan value
         alarm = self.s.request("GET", "/alarms", token=self.token).json["alarms"][0]
         self.assertEqual((alarm["pv_string"], alarm["value"]), (PV, "160"))
 
@@ -368,7 +362,7 @@ class MqttValues(MonitorTestCase):
         self.judged_in_band()
         self.publish(60, 61.5)
         self.wait_received(3)
-        self.assertEqual(self.received("settled"), 2)
+        self.assertEqual(self.mqtt_received("settled"), 2)
         ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
                                          subprotocols=["rtp.v1", self.token], timeout=30)
         self.addCleanup(ws.close)
@@ -377,7 +371,7 @@ class MqttValues(MonitorTestCase):
         # watched now: every value reaches the viewer, none is settled
         self.publish(62)
         self.assertEqual(json.loads(ws.recv())["data"], 62)
-        self.assertEqual(self.received("settled"), 2)
+        self.assertEqual(self.mqtt_received("settled"), 2)
 
     def test_only_known_pvs_are_kept(self):
         import paho.mqtt.publish as publish
