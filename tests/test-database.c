@@ -2,6 +2,8 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-test-util.h"
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct {
   char *dir;
@@ -300,6 +302,104 @@ test_change_stamp_of_the_file_opened (void)
   rtp_test_remove_dir (dir);
 }
 
+static char *
+leader_of (RtpDatabase *db)
+{
+  g_autoptr (GdaDataModel) m = rtp_database_select (db, NULL, "SELECT holder FROM rtp_leader", NULL);
+  g_assert_nonnull (m);
+  return g_strdup (rtp_db_str (m, 0, 0));
+}
+
+static void
+set_leader (RtpDatabase *db, const char *holder, gint64 expires_us)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_cmpint (rtp_database_exec (db, &error, "UPDATE rtp_leader SET holder = :h, expires_us = :e", "h", RTP_DB_STR,
+                                      holder, "e", RTP_DB_INT, expires_us, NULL),
+                   ==, 1);
+}
+
+static gboolean
+quit_loop (gpointer user_data)
+{
+  g_main_loop_quit (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* Several servers on one SQLite file: one of them leads (a lease row), until it closes or its
+ * process ends; a lease of a live process is respected until it runs out. */
+static void
+test_leadership (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpDatabase) other = NULL;
+  g_autoptr (RtpDatabase) third = NULL;
+  g_autoptr (RtpDatabase) fourth = NULL;
+  g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autofree char *first = NULL;
+  g_autofree char *gone = NULL;
+  g_autofree char *second = NULL;
+  g_autofree char *taken = NULL;
+  g_autofree char *alive = NULL;
+  g_autofree char *elsewhere = NULL;
+  gint64 expires, renewed;
+  GPid child;
+
+  g_assert_true (rtp_database_migrate (f->db, &error));
+  g_assert_no_error (error);
+  other = rtp_database_open (f->uri, &error);
+  g_assert_no_error (error);
+
+  g_assert_true (rtp_database_try_leadership (f->db));
+  g_assert_false (rtp_database_try_leadership (other));
+  g_assert_true (rtp_database_try_leadership (f->db));
+  first = leader_of (f->db);
+  g_assert_true (g_str_has_prefix (first, g_get_host_name ()));
+
+  /* renewed while held */
+  expires = rtp_database_select_int (other, &error, "SELECT expires_us FROM rtp_leader", NULL);
+  g_timeout_add (3500, quit_loop, loop); /* the renewal timer counts whole seconds */
+  g_main_loop_run (loop);
+  renewed = rtp_database_select_int (other, &error, "SELECT expires_us FROM rtp_leader", NULL);
+  g_assert_cmpint (renewed, >, expires);
+  g_assert_false (rtp_database_try_leadership (other));
+
+  /* closed: given up, the other one takes over at once */
+  rtp_database_close (f->db);
+  g_assert_true (rtp_database_try_leadership (other));
+  second = leader_of (other);
+  g_assert_cmpstr (second, !=, first);
+  rtp_database_close (other);
+
+  /* a lease not run out, of a live process of this host or of another host, is respected */
+  third = rtp_database_open (f->uri, &error);
+  g_assert_no_error (error);
+  alive = g_strdup_printf ("%s %ld 1234abcd", g_get_host_name (), (long) getppid ());
+  set_leader (third, alive, g_get_real_time () + 60 * G_USEC_PER_SEC);
+  g_assert_false (rtp_database_try_leadership (third));
+  elsewhere = g_strdup ("another-host.example.org 999999 1234abcd");
+  set_leader (third, elsewhere, g_get_real_time () + 60 * G_USEC_PER_SEC);
+  g_assert_false (rtp_database_try_leadership (third));
+  set_leader (third, "no pid here", g_get_real_time () + 60 * G_USEC_PER_SEC);
+  g_assert_false (rtp_database_try_leadership (third));
+  /* run out: taken */
+  set_leader (third, elsewhere, g_get_real_time () - 1);
+  g_assert_true (rtp_database_try_leadership (third));
+  rtp_database_close (third);
+
+  /* of a process of this host that has ended: taken at once */
+  fourth = rtp_database_open (f->uri, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_async (NULL, (char *[]){ "true", NULL }, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                NULL, NULL, &child, &error));
+  g_assert_cmpint (waitpid (child, NULL, 0), ==, child);
+  gone = g_strdup_printf ("%s %ld 1234abcd", g_get_host_name (), (long) child);
+  set_leader (fourth, gone, g_get_real_time () + 60 * G_USEC_PER_SEC);
+  g_assert_true (rtp_database_try_leadership (fourth));
+  taken = leader_of (fourth);
+  g_assert_cmpstr (taken, !=, gone);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -311,6 +411,7 @@ main (int argc, char **argv)
   g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
   g_test_add ("/database/change-stamp", Fixture, NULL, setup, test_change_stamp, teardown);
   g_test_add_func ("/database/change-stamp-of-the-file-opened", test_change_stamp_of_the_file_opened);
+  g_test_add ("/database/leadership", Fixture, NULL, setup, test_leadership, teardown);
   g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);
   return g_test_run ();
 }

@@ -11,9 +11,10 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import os
+import signal
 import subprocess
 
-from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, SERVER
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, shared_postgres, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -32,6 +33,7 @@ class WebhookReceiver:
     def __init__(self):
         self.posts = []
         self.down = False
+        self.delay = 0  # seconds before answering
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,7 @@ class WebhookReceiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                time.sleep(outer.delay)
                 if outer.down:
                     self.send_response(503)
                     self.end_headers()
@@ -101,28 +104,43 @@ class AlarmTestCase(ServerTestCase):
         self.assertEqual(r.status, 200, r)
         return r.json["subscription"]
 
-    def viewer(self):
+    def viewer(self, server=None):
         import websocket
-        ws = websocket.create_connection(self.s.url.replace("http://", "ws://") + "live/Test",
+        ws = websocket.create_connection((server or self.s).url.replace("http://", "ws://") + "live/Test",
                                          subprotocols=["rtp.v1", self.token], timeout=20)
         self.addCleanup(ws.close)
         return ws
 
-    def send(self, value):
+    def send(self, value, server=None):
         """Publishes @value and returns once the alerter has judged it (a viewer received it), with the
-        alarm messages the viewer got meanwhile."""
+        alarm messages the viewer got meanwhile. @server: whose viewer waits (the leading instance's)."""
         import paho.mqtt.publish as publish
-        if self.ws is None:
-            self.ws = self.viewer()
-            time.sleep(0.3)  # the server's subscription to the value topics is in place
+        if server is not None and server is not self.s:
+            if getattr(server, "ws", None) is None:
+                server.ws = self.viewer(server)
+                time.sleep(0.3)
+            ws = server.ws
+        else:
+            if self.ws is None:
+                self.ws = self.viewer()
+                time.sleep(0.3)  # the server's subscription to the value topics is in place
+            ws = self.ws
         publish.single("lab/values/Test/M1/Fan", str(value), qos=1, hostname="127.0.0.1", port=self.broker.port)
         alarms = []
         while True:
-            m = json.loads(self.ws.recv())
+            m = json.loads(ws.recv())
             if "alarm" in m:
                 alarms.append(m["alarm"])
             elif m.get("pv") == PV and m.get("data") == value:
                 return alarms
+
+    def second(self, env=None):
+        """Another server on the same database."""
+        database = shared_postgres().uri(self.s.pg_database) if on_postgres() else "sqlite:///" + self.s.db_path()
+        b = Server(env=dict(env or self.server_env), args=["--database", database])
+        self.addCleanup(b.cleanup)
+        b.start()
+        return b
 
     def alarms(self, token=None, query=""):
         r = self.s.request("GET", "/alarms" + query, token=token or self.token)
@@ -328,15 +346,14 @@ class Reminders(AlarmTestCase):
         self.assertEqual(len(self.smtp.messages()), 1)
 
 
-@unittest.skipIf(on_postgres(), "two servers on one SQLite file")
 class TwoInstances(AlarmTestCase):
+    """Two servers on one database (one SQLite file, or one PostgreSQL database): one of them judges
+    values and sends; the other takes over when it ends."""
     extra = {"RTP_ALERT_RENOTIFY_S": "1", "SECRET_KEY": "a shared signing key of more than 32 bytes for both"}
 
     def test_acknowledged_on_one_stops_reminders_of_the_other(self):
         self.subscribe()
-        b = Server(env=dict(self.server_env), args=["--database", "sqlite:///" + self.s.db_path()])
-        self.addCleanup(b.cleanup)
-        b.start()
+        b = self.second()
         deadline = time.monotonic() + 15
         while len(self.smtp.messages()) < 2 and time.monotonic() < deadline:
             self.send(150)
@@ -352,6 +369,53 @@ class TwoInstances(AlarmTestCase):
             time.sleep(0.2)
         self.assertEqual(len(self.smtp.messages()), count)
         self.assertEqual(len(self.alarms()), 1)  # one alarm, whichever instance judged
+
+
+class OneSender(AlarmTestCase):
+    """Each mail and each webhook call goes out once, though both instances run their outbox timers
+    (every second) and the receiver takes longer than that to answer."""
+    leader_line = "now runs the jobs of one instance only"
+
+    def setUp(self):
+        self.hook = WebhookReceiver()
+        self.hook.delay = 1.5
+        self.addCleanup(self.hook.stop)
+        self.extra = dict(TwoInstances.extra, RTP_ALERT_RENOTIFY_S="0", RTP_ALERT_WEBHOOK_URL=self.hook.url)
+        super().setUp()
+
+    def events(self):
+        return [json.loads(body)["event"] for _, body in self.hook.posts]
+
+    def test_each_transition_is_sent_once_and_the_other_instance_takes_over(self):
+        self.subscribe(warning_max=80)
+        b = self.second()
+        deadline = time.monotonic() + 20
+        while self.leader_line not in self.s.stderr() + b.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)  # both outbox timers ran
+        leaders = [x for x in (self.s, b) if self.leader_line in x.stderr()]
+        self.assertEqual(len(leaders), 1, (self.s.stderr()[-2000:], b.stderr()[-2000:]))
+        leader, other = leaders[0], (b if leaders[0] is self.s else self.s)
+
+        self.send(90, server=leader)  # MINOR; both instances hear the value
+        self.wait_for(lambda: self.hook.posts and self.smtp.messages())
+        time.sleep(3.5)  # two more deliveries of the webhook's slow answer, three outbox ticks of each
+        self.assertEqual(subjects(self.smtp), ["Warning (MINOR): Test:M1:Fan is 90 rpm"])
+        self.assertEqual(self.events(), ["opened"])
+
+        leader.stop(sig=signal.SIGKILL, expect_status=None)
+        deadline = time.monotonic() + 30
+        while self.leader_line not in other.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(self.leader_line, other.stderr())
+        self.send(150, server=other)  # MAJOR: judged and sent by the one left
+        self.wait_for(lambda: len(self.hook.posts) >= 2 and len(self.smtp.messages()) >= 2)
+        time.sleep(3.5)
+        self.assertEqual(subjects(self.smtp), ["Warning (MINOR): Test:M1:Fan is 90 rpm",
+                                               "Escalated to MAJOR: Test:M1:Fan is 150 rpm"])
+        self.assertEqual(self.events(), ["opened", "escalated"])
+        r = other.request("GET", "/alarms", token=self.token)
+        self.assertEqual([(a["severity"], a["notifications"]) for a in r.json["alarms"]], [("MAJOR", 2)])
 
 
 class Permissions(AlarmTestCase):
