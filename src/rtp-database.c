@@ -17,7 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
 #include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -55,12 +55,11 @@ struct _RtpDatabase {
   char *auth_string; /* (owned) (nullable) */
   gboolean broken;
   gint64 last_attempt_us;
-  gboolean leader;         /* PostgreSQL: holds the advisory lock on this connection; SQLite: holds the lease */
-  char *lease_holder;      /* (owned) (nullable) SQLite: this instance's name in rtp_leader */
-  gint64 lease_valid_mono; /* SQLite: until when (monotonic) the lease surely is ours */
-  guint lease_timer;       /* SQLite: renews the lease while held */
-  PGconn *pconn;           /* (unowned) (nullable) libpq's connection under libgda's, for probing */
-  char *pg_dbname;         /* (owned) (nullable) */
+  gboolean leader; /* PostgreSQL: holds the advisory lock on this connection; SQLite: the lock of @lead_fd */
+  char *lead_path; /* (owned) (nullable) SQLite: the file beside the database whose lock says who leads */
+  int lead_fd;     /* SQLite: @lead_path, or -1 */
+  PGconn *pconn;   /* (unowned) (nullable) libpq's connection under libgda's, for probing */
+  char *pg_dbname; /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
   gboolean changed_pending; /* the stamp moved inside the open transaction: "changed" at its end */
   gboolean beginning;       /* BEGIN is being sent */
@@ -141,7 +140,7 @@ rtp_database_finalize (GObject *object)
   g_free (self->shm_path);
   g_hash_table_unref (self->raw_cache);
   g_free (self->sqlite_path);
-  g_free (self->lease_holder);
+  g_free (self->lead_path);
   G_OBJECT_CLASS (rtp_database_parent_class)->finalize (object);
 }
 
@@ -169,15 +168,19 @@ rtp_database_init (RtpDatabase *self)
   self->raw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->stamp = 1;
   self->shm_fd = -1;
+  self->lead_fd = -1;
 }
 
 static void fence_drop (RtpDatabase *self, const char *why);
-static void lease_give_up (RtpDatabase *self);
 
 void
 rtp_database_close (RtpDatabase *self)
 {
-  lease_give_up (self);
+  /* the lock goes with the file: another instance leads at its next try */
+  if (self->lead_fd >= 0)
+    close (self->lead_fd);
+  self->lead_fd = -1;
+  self->leader = FALSE;
   fence_drop (self, NULL);
   self->pconn = NULL;
   self->stamp++; /* no "changed": this also runs in finalize */
@@ -910,7 +913,10 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
         for (guint i = 0; list != NULL && i < rtp_db_rows (list) && self->shm_path == NULL; i++)
           if (g_strcmp0 (rtp_db_str (list, i, 1), "main") == 0 && rtp_db_str (list, i, 2) != NULL &&
               rtp_db_str (list, i, 2)[0] != '\0')
-            self->shm_path = g_strconcat (rtp_db_str (list, i, 2), "-shm", NULL);
+            {
+              self->shm_path = g_strconcat (rtp_db_str (list, i, 2), "-shm", NULL);
+              self->lead_path = g_strconcat (rtp_db_str (list, i, 2), "-leader", NULL);
+            }
         if (self->shm_path == NULL)
           g_warning ("cannot tell which file SQLite opened: every request reads its user again");
       }
@@ -1561,140 +1567,40 @@ rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error)
                                   RTP_DB_INT, key, NULL) >= 0;
 }
 
-/* SQLite: a lease row. Several servers may share one file (docs/operating.md); without it every one
- * of them ran the outboxes and a mail could go out twice. The holder renews the lease every
- * LEASE_RENEW_S and counts on it for LEASE_US - LEASE_MARGIN_US after each renewal began; another
- * instance takes it when it expired, or at once when its holder is a process of this host that no
- * longer exists (a server killed and restarted does not wait for its own old lease). */
-#define LEASE_US (G_GINT64_CONSTANT (10) * G_USEC_PER_SEC)
-#define LEASE_MARGIN_US (G_GINT64_CONSTANT (3) * G_USEC_PER_SEC)
-#define LEASE_RENEW_S 2
-
-static const char *
-lease_holder (RtpDatabase *self)
-{
-  if (self->lease_holder == NULL)
-    self->lease_holder = g_strdup_printf ("%s %ld %08x", g_get_host_name (), (long) getpid (), g_random_int ());
-  return self->lease_holder;
-}
-
-/* Whether @holder names a process of this host that has ended. */
+/* SQLite: several servers may share one file (docs/operating.md); the one that holds an exclusive
+ * flock() on "<file>-leader" leads. Like PostgreSQL's session lock it is held while the process
+ * lives and released by the kernel when it ends, however it ends; no write to the database (a lease
+ * row moved the change stamp at every renewal, which emptied every kept value). flock() locks belong
+ * to the open file, so two connections of one process exclude each other too. */
 static gboolean
-lease_holder_gone (const char *holder)
-{
-  const char *host = g_get_host_name ();
-  size_t n = strlen (host);
-  char *end = NULL;
-  gint64 pid;
-
-  if (strncmp (holder, host, n) != 0 || holder[n] != ' ')
-    return FALSE;
-  pid = g_ascii_strtoll (holder + n + 1, &end, 10);
-  if (end == holder + n + 1 || *end != ' ' || pid <= 1 || pid > G_MAXINT || pid == getpid ())
-    return FALSE;
-  return kill ((pid_t) pid, 0) != 0 && errno == ESRCH;
-}
-
-static void
-lease_lost (RtpDatabase *self, const char *holder)
+sqlite_try_leadership (RtpDatabase *self)
 {
   if (self->leader)
-    g_message ("this instance no longer runs the jobs of one instance only (held by %s)",
-               holder != NULL && *holder != '\0' ? holder : "nobody");
-  self->leader = FALSE;
-  g_clear_handle_id (&self->lease_timer, g_source_remove);
-}
-
-static gboolean lease_renew_cb (gpointer user_data);
-
-/* Takes or renews the lease; TRUE when it is ours. */
-static gboolean
-lease_take (RtpDatabase *self)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GdaDataModel) m = NULL;
-  g_autofree char *holder = NULL;
-  gint64 mono = g_get_monotonic_time ();
-  gint64 now = g_get_real_time ();
-  gint64 expires = 0;
-  gint rows;
-
-  m = rtp_database_select (self, &error, "SELECT holder, expires_us FROM rtp_leader WHERE id = 1", NULL);
-  if (m == NULL || rtp_db_rows (m) != 1 || !rtp_db_int (m, 0, 1, &expires))
-    goto failed;
-  holder = g_strdup (rtp_db_str (m, 0, 0) != NULL ? rtp_db_str (m, 0, 0) : "");
-  if (strcmp (holder, lease_holder (self)) != 0 && expires > now && !lease_holder_gone (holder))
+    return TRUE;
+  if (self->lead_path == NULL)
+    return FALSE; /* read-only, or the file is not known: never leads */
+  if (self->lead_fd < 0)
     {
-      lease_lost (self, holder);
-      return FALSE;
+      self->lead_fd = g_open (self->lead_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (self->lead_fd < 0)
+        {
+          static gboolean said;
+          if (!said)
+            g_warning ("cannot open %s (%s): this instance does not run the jobs of one instance only", self->lead_path,
+                       g_strerror (errno));
+          said = TRUE;
+          return FALSE;
+        }
     }
-  /* only if nobody else took it since it was read */
-  rows = rtp_database_exec (self, &error,
-                            "UPDATE rtp_leader SET holder = :me, expires_us = :until "
-                            "WHERE id = 1 AND holder = :was AND expires_us = :was_until",
-                            "me", RTP_DB_STR, lease_holder (self), "until", RTP_DB_INT, now + LEASE_US, "was",
-                            RTP_DB_STR, holder, "was_until", RTP_DB_INT, expires, NULL);
-  if (rows < 0)
-    goto failed;
-  if (rows == 0)
+  if (flock (self->lead_fd, LOCK_EX | LOCK_NB) != 0)
     {
-      lease_lost (self, NULL);
+      if (errno != EWOULDBLOCK && errno != EINTR)
+        g_debug ("flock %s: %s", self->lead_path, g_strerror (errno));
       return FALSE;
-    }
-  if (!self->leader)
-    {
-      if (strcmp (holder, lease_holder (self)) != 0 && expires > now)
-        g_message ("the lease of %s was taken over: that process has ended", holder);
-      g_message ("this instance now runs the jobs of one instance only (MQTT outbox, monitor)");
     }
   self->leader = TRUE;
-  self->lease_valid_mono = mono + LEASE_US - LEASE_MARGIN_US;
-  if (self->lease_timer == 0)
-    self->lease_timer = g_timeout_add_seconds (LEASE_RENEW_S, lease_renew_cb, self);
+  g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
   return TRUE;
-
-failed:
-  /* busy or broken: what was taken before still counts until it may have run out */
-  g_debug ("leadership: %s", error != NULL ? error->message : "no lease row");
-  if (self->leader && mono >= self->lease_valid_mono)
-    {
-      g_warning ("this instance could not renew its lease of the jobs of one instance only: %s",
-                 error != NULL ? error->message : "no lease row");
-      lease_lost (self, NULL);
-    }
-  return self->leader;
-}
-
-static gboolean
-lease_renew_cb (gpointer user_data)
-{
-  RtpDatabase *self = user_data;
-
-  if (self->in_transaction || self->beginning)
-    return G_SOURCE_CONTINUE; /* the next tick; the lease outlasts several */
-  if (!lease_take (self))
-    {
-      self->lease_timer = 0;
-      return G_SOURCE_REMOVE;
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-/* At close: another instance takes over at once instead of after the lease ran out. */
-static void
-lease_give_up (RtpDatabase *self)
-{
-  g_autoptr (GError) error = NULL;
-
-  g_clear_handle_id (&self->lease_timer, g_source_remove);
-  if (self->kind != RTP_DATABASE_SQLITE || !self->leader || self->cnc == NULL)
-    return;
-  self->leader = FALSE;
-  if (self->in_transaction)
-    rtp_database_rollback (self);
-  if (rtp_database_exec (self, &error, "UPDATE rtp_leader SET expires_us = 0 WHERE id = 1 AND holder = :me", "me",
-                         RTP_DB_STR, lease_holder (self), NULL) < 0)
-    g_warning ("could not give up the lease of the jobs of one instance only: %s", error->message);
 }
 
 /**
@@ -1703,8 +1609,8 @@ lease_give_up (RtpDatabase *self)
  * Whether this instance is the one that runs the jobs only one instance may run (the outboxes,
  * the threshold monitor). On PostgreSQL a session-level advisory lock decides: it is released
  * when the holder's connection ends, so another instance takes over on its next try. On SQLite
- * a lease row in the file decides (see lease_take), renewed by a timer while held and given up
- * at close. Cheap while held: called for every value the alerter judges.
+ * a lock on a file beside the database decides (see sqlite_try_leadership). Cheap while held:
+ * called for every value the alerter judges.
  */
 gboolean
 rtp_database_try_leadership (RtpDatabase *self)
@@ -1714,13 +1620,7 @@ rtp_database_try_leadership (RtpDatabase *self)
   gint64 got = 0;
 
   if (self->kind == RTP_DATABASE_SQLITE)
-    {
-      if (self->leader && g_get_monotonic_time () < self->lease_valid_mono)
-        return TRUE;
-      if (self->in_transaction || self->beginning)
-        return FALSE; /* a lease written inside it would go with a rollback */
-      return lease_take (self);
-    }
+    return sqlite_try_leadership (self);
   if (self->leader && !self->broken)
     return TRUE;
   if (self->in_transaction)
@@ -1729,7 +1629,7 @@ rtp_database_try_leadership (RtpDatabase *self)
   if (m == NULL || !rtp_db_int (m, 0, 0, &got))
     return FALSE;
   if (got && !self->leader)
-    g_message ("this instance now runs the jobs of one instance only (MQTT outbox, monitor)");
+    g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
   self->leader = got != 0;
   return self->leader;
 }

@@ -2,7 +2,11 @@
 #include "rtp-database.h"
 #include "rtp-error.h"
 #include "rtp-test-util.h"
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <glib/gstdio.h>
 #include <unistd.h>
 
 typedef struct {
@@ -302,102 +306,63 @@ test_change_stamp_of_the_file_opened (void)
   rtp_test_remove_dir (dir);
 }
 
-static char *
-leader_of (RtpDatabase *db)
-{
-  g_autoptr (GdaDataModel) m = rtp_database_select (db, NULL, "SELECT holder FROM rtp_leader", NULL);
-  g_assert_nonnull (m);
-  return g_strdup (rtp_db_str (m, 0, 0));
-}
-
 static void
-set_leader (RtpDatabase *db, const char *holder, gint64 expires_us)
+own_group (gpointer user_data)
 {
-  g_autoptr (GError) error = NULL;
-  g_assert_cmpint (rtp_database_exec (db, &error, "UPDATE rtp_leader SET holder = :h, expires_us = :e", "h", RTP_DB_STR,
-                                      holder, "e", RTP_DB_INT, expires_us, NULL),
-                   ==, 1);
+  setpgid (0, 0);
 }
 
-static gboolean
-quit_loop (gpointer user_data)
-{
-  g_main_loop_quit (user_data);
-  return G_SOURCE_REMOVE;
-}
-
-/* Several servers on one SQLite file: one of them leads (a lease row), until it closes or its
- * process ends; a lease of a live process is respected until it runs out. */
+/* Several servers on one SQLite file: one of them leads (a lock on "<file>-leader") until it closes
+ * or its process ends, whoever holds the lock. */
 static void
 test_leadership (Fixture *f, gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpDatabase) other = NULL;
   g_autoptr (RtpDatabase) third = NULL;
-  g_autoptr (RtpDatabase) fourth = NULL;
-  g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  g_autofree char *first = NULL;
-  g_autofree char *gone = NULL;
-  g_autofree char *second = NULL;
-  g_autofree char *taken = NULL;
-  g_autofree char *alive = NULL;
-  g_autofree char *elsewhere = NULL;
-  gint64 expires, renewed;
-  GPid child;
+  g_autofree char *lock = g_strdup_printf ("%s/test.db-leader", f->dir);
+  g_autofree char *script = g_strdup_printf ("exec flock -o -x '%s' sleep 60", lock);
+  GPid holder;
+  guint64 stamp;
 
-  g_assert_true (rtp_database_migrate (f->db, &error));
-  g_assert_no_error (error);
   other = rtp_database_open (f->uri, &error);
   g_assert_no_error (error);
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE c (n INTEGER)", &error));
 
+  stamp = rtp_database_get_change_stamp (other);
   g_assert_true (rtp_database_try_leadership (f->db));
   g_assert_false (rtp_database_try_leadership (other));
   g_assert_true (rtp_database_try_leadership (f->db));
-  first = leader_of (f->db);
-  g_assert_true (g_str_has_prefix (first, g_get_host_name ()));
-
-  /* renewed while held */
-  expires = rtp_database_select_int (other, &error, "SELECT expires_us FROM rtp_leader", NULL);
-  g_timeout_add (3500, quit_loop, loop); /* the renewal timer counts whole seconds */
-  g_main_loop_run (loop);
-  renewed = rtp_database_select_int (other, &error, "SELECT expires_us FROM rtp_leader", NULL);
-  g_assert_cmpint (renewed, >, expires);
   g_assert_false (rtp_database_try_leadership (other));
+  g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, stamp); /* leading writes nothing */
 
-  /* closed: given up, the other one takes over at once */
+  /* closed: the other one takes over at its next try */
   rtp_database_close (f->db);
   g_assert_true (rtp_database_try_leadership (other));
-  second = leader_of (other);
-  g_assert_cmpstr (second, !=, first);
   rtp_database_close (other);
 
-  /* a lease not run out, of a live process of this host or of another host, is respected */
+  /* held by another process: not while it lives; at once when it ended */
+  g_assert_true (g_spawn_async (NULL, (char *[]){ "/bin/sh", "-c", script, NULL }, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                own_group, NULL, &holder, &error));
+  g_assert_no_error (error);
   third = rtp_database_open (f->uri, &error);
   g_assert_no_error (error);
-  alive = g_strdup_printf ("%s %ld 1234abcd", g_get_host_name (), (long) getppid ());
-  set_leader (third, alive, g_get_real_time () + 60 * G_USEC_PER_SEC);
+  for (int i = 0; i < 500; i++) /* until flock(1) holds it */
+    {
+      int fd = g_open (lock, O_RDWR | O_CLOEXEC, 0);
+      gboolean held = fd >= 0 && flock (fd, LOCK_EX | LOCK_NB) != 0;
+      if (fd >= 0)
+        close (fd);
+      if (held)
+        break;
+      g_usleep (10000);
+    }
   g_assert_false (rtp_database_try_leadership (third));
-  elsewhere = g_strdup ("another-host.example.org 999999 1234abcd");
-  set_leader (third, elsewhere, g_get_real_time () + 60 * G_USEC_PER_SEC);
   g_assert_false (rtp_database_try_leadership (third));
-  set_leader (third, "no pid here", g_get_real_time () + 60 * G_USEC_PER_SEC);
-  g_assert_false (rtp_database_try_leadership (third));
-  /* run out: taken */
-  set_leader (third, elsewhere, g_get_real_time () - 1);
+  kill (-holder, SIGKILL); /* flock(1) and its sleep */
+  g_assert_cmpint (waitpid (holder, NULL, 0), ==, holder);
+  g_spawn_close_pid (holder);
   g_assert_true (rtp_database_try_leadership (third));
-  rtp_database_close (third);
-
-  /* of a process of this host that has ended: taken at once */
-  fourth = rtp_database_open (f->uri, &error);
-  g_assert_no_error (error);
-  g_assert_true (g_spawn_async (NULL, (char *[]){ "true", NULL }, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
-                                NULL, NULL, &child, &error));
-  g_assert_cmpint (waitpid (child, NULL, 0), ==, child);
-  gone = g_strdup_printf ("%s %ld 1234abcd", g_get_host_name (), (long) child);
-  set_leader (fourth, gone, g_get_real_time () + 60 * G_USEC_PER_SEC);
-  g_assert_true (rtp_database_try_leadership (fourth));
-  taken = leader_of (fourth);
-  g_assert_cmpstr (taken, !=, gone);
 }
 
 int
