@@ -918,7 +918,10 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
               self->lead_path = g_strconcat (rtp_db_str (list, i, 2), "-leader", NULL);
             }
         if (self->shm_path == NULL)
-          g_warning ("cannot tell which file SQLite opened: every request reads its user again");
+          {
+            g_warning ("cannot tell which file SQLite opened: every request reads its user again");
+            self->lead_path = g_strconcat (self->sqlite_path, "-leader", NULL);
+          }
       }
     }
   return g_steal_pointer (&self);
@@ -1578,18 +1581,18 @@ sqlite_try_leadership (RtpDatabase *self)
   if (self->leader)
     return TRUE;
   if (self->lead_path == NULL)
-    return FALSE; /* read-only, or the file is not known: never leads */
+    return FALSE; /* opened read-only (rtpctl): runs no jobs */
   if (self->lead_fd < 0)
     {
       self->lead_fd = g_open (self->lead_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (self->lead_fd < 0)
         {
-          static gboolean said;
-          if (!said)
-            g_warning ("cannot open %s (%s): this instance does not run the jobs of one instance only", self->lead_path,
-                       g_strerror (errno));
-          said = TRUE;
-          return FALSE;
+          /* one server on its file is the common case: it must not stop alerting for want of the lock */
+          g_warning ("cannot open %s (%s): this instance runs the jobs of one instance only without the lock; "
+                     "another server on the same file would run them too",
+                     self->lead_path, g_strerror (errno));
+          self->leader = TRUE;
+          return TRUE;
         }
     }
   if (flock (self->lead_fd, LOCK_EX | LOCK_NB) != 0)

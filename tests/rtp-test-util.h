@@ -136,3 +136,51 @@ rtp_test_broker_stop (RtpTestBroker *b)
   rtp_test_remove_dir (b->dir);
   g_clear_pointer (&b->dir, g_free);
 }
+
+/* The server logs with the structured API (G_LOG_USE_STRUCTURED: journald gets CODE_FILE…), which
+ * g_test_expect_message() cannot see: one expected message at a time is caught by this writer
+ * instead. A test program installs it with g_log_set_writer_func (rtp_test_log_writer, NULL, NULL). */
+static struct {
+  const char *domain;
+  GLogLevelFlags level;
+  const char *pattern;
+  gboolean seen;
+} rtp_test_expected_log;
+
+static inline GLogWriterOutput
+rtp_test_log_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  const char *domain = NULL, *message = NULL;
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN"))
+        domain = fields[i].value;
+      else if (g_str_equal (fields[i].key, "MESSAGE"))
+        message = fields[i].value;
+    }
+  if (rtp_test_expected_log.pattern != NULL && (level & rtp_test_expected_log.level) &&
+      g_strcmp0 (domain, rtp_test_expected_log.domain) == 0 && message != NULL &&
+      g_pattern_match_simple (rtp_test_expected_log.pattern, message))
+    {
+      rtp_test_expected_log.seen = TRUE;
+      return G_LOG_WRITER_HANDLED;
+    }
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+static inline void
+rtp_test_expect_log (const char *domain, GLogLevelFlags level, const char *pattern)
+{
+  rtp_test_expected_log.domain = domain;
+  rtp_test_expected_log.level = level;
+  rtp_test_expected_log.pattern = pattern;
+  rtp_test_expected_log.seen = FALSE;
+}
+
+static inline void
+rtp_test_assert_expected_log (void)
+{
+  g_assert_true (rtp_test_expected_log.seen);
+  rtp_test_expected_log.pattern = NULL;
+}

@@ -144,36 +144,6 @@ test_episode (Fixture *f, gconstpointer data)
   g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_episodes"), ==, 2);
 }
 
-/* The server logs with the structured API (G_LOG_USE_STRUCTURED: journald gets CODE_FILE…), which
- * g_test_expect_message() cannot see: one expected message is caught by this writer instead. */
-static struct {
-  const char *domain;
-  GLogLevelFlags level;
-  const char *pattern;
-  gboolean seen;
-} expected;
-
-static GLogWriterOutput
-test_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
-{
-  const char *domain = NULL, *message = NULL;
-
-  for (gsize i = 0; i < n_fields; i++)
-    {
-      if (g_str_equal (fields[i].key, "GLIB_DOMAIN"))
-        domain = fields[i].value;
-      else if (g_str_equal (fields[i].key, "MESSAGE"))
-        message = fields[i].value;
-    }
-  if (expected.pattern != NULL && (level & expected.level) && g_strcmp0 (domain, expected.domain) == 0 &&
-      message != NULL && g_pattern_match_simple (expected.pattern, message))
-    {
-      expected.seen = TRUE;
-      return G_LOG_WRITER_HANDLED;
-    }
-  return g_log_writer_default (level, fields, n_fields, user_data);
-}
-
 /* The SMTP server is away: the mail stays queued, its attempts and error are recorded. */
 static void
 test_mail_waits (Fixture *f, gconstpointer data)
@@ -182,10 +152,7 @@ test_mail_waits (Fixture *f, gconstpointer data)
 
   make_alerter (f, f->smtp_url, 0);
   rtp_alerter_handle_value (f->alerter, "E1:T", 11);
-  expected.domain = "RtpAlerter";
-  expected.level = G_LOG_LEVEL_WARNING;
-  expected.pattern = "sending mail to lab@example.org failed: *; retrying in 1 s";
-  expected.seen = FALSE;
+  rtp_test_expect_log ("RtpAlerter", G_LOG_LEVEL_WARNING, "sending mail to lab@example.org failed: *; retrying in 1 s");
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
   while (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0") == 0 &&
          g_get_monotonic_time () < deadline)
@@ -193,8 +160,7 @@ test_mail_waits (Fixture *f, gconstpointer data)
   g_assert_cmpint (rtp_test_count (f->db, "SELECT COUNT(*) FROM alert_mails WHERE attempts > 0 AND sent_us IS NULL "
                                           "AND last_error IS NOT NULL AND next_attempt_us > created_us"),
                    ==, 1);
-  g_assert_true (expected.seen);
-  expected.pattern = NULL;
+  rtp_test_assert_expected_log ();
 }
 
 /* Reminders while open, at most every renotify interval. */
@@ -257,7 +223,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  g_log_set_writer_func (test_writer, NULL, NULL);
+  g_log_set_writer_func (rtp_test_log_writer, NULL, NULL);
   g_test_add ("/alerter/episode", Fixture, NULL, setup, test_episode, teardown);
   g_test_add ("/alerter/mail-waits", Fixture, NULL, setup, test_mail_waits, teardown);
   g_test_add ("/alerter/reminder", Fixture, NULL, setup, test_reminder, teardown);

@@ -365,10 +365,25 @@ test_leadership (Fixture *f, gconstpointer data)
   g_assert_true (rtp_database_try_leadership (third));
 }
 
+/* No lock file to be had (here: a directory in its place): one server on its file still alerts. */
+static void
+test_leadership_without_lock_file (Fixture *f, gconstpointer data)
+{
+  g_autofree char *lock = g_strdup_printf ("%s/test.db-leader", f->dir);
+
+  g_assert_cmpint (g_mkdir (lock, 0700), ==, 0);
+  rtp_test_expect_log ("RtpDatabase", G_LOG_LEVEL_WARNING, "cannot open *test.db-leader*without the lock*");
+  g_assert_true (rtp_database_try_leadership (f->db));
+  rtp_test_assert_expected_log ();
+  g_assert_true (rtp_database_try_leadership (f->db));
+  g_assert_cmpint (g_rmdir (lock), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_log_set_writer_func (rtp_test_log_writer, NULL, NULL);
   g_test_add_func ("/database/parse-uri", test_parse_uri);
   g_test_add ("/database/statements", Fixture, NULL, setup, test_statements, teardown);
   g_test_add ("/database/null-values", Fixture, NULL, setup, test_null_values, teardown);
@@ -377,6 +392,8 @@ main (int argc, char **argv)
   g_test_add ("/database/change-stamp", Fixture, NULL, setup, test_change_stamp, teardown);
   g_test_add_func ("/database/change-stamp-of-the-file-opened", test_change_stamp_of_the_file_opened);
   g_test_add ("/database/leadership", Fixture, NULL, setup, test_leadership, teardown);
+  g_test_add ("/database/leadership-without-lock-file", Fixture, NULL, setup, test_leadership_without_lock_file,
+              teardown);
   g_test_add ("/database/wal-and-foreign-keys", Fixture, NULL, setup, test_wal_and_foreign_keys, teardown);
   return g_test_run ();
 }
