@@ -55,11 +55,12 @@ struct _RtpDatabase {
   char *auth_string; /* (owned) (nullable) */
   gboolean broken;
   gint64 last_attempt_us;
-  gboolean leader; /* PostgreSQL: holds the advisory lock on this connection; SQLite: the lock of @lead_fd */
-  char *lead_path; /* (owned) (nullable) SQLite: the file beside the database whose lock says who leads */
-  int lead_fd;     /* SQLite: @lead_path, or -1 */
-  PGconn *pconn;   /* (unowned) (nullable) libpq's connection under libgda's, for probing */
-  char *pg_dbname; /* (owned) (nullable) */
+  gboolean leader;      /* PostgreSQL: holds the advisory lock on this connection; SQLite: the lock of @lead_fd */
+  char *lead_path;      /* (owned) (nullable) SQLite: the file beside the database whose lock says who leads */
+  int lead_fd;          /* SQLite: @lead_path, or -1 */
+  gint64 lead_tried_us; /* when leading was last tried and failed (monotonic), 0: not since leading */
+  PGconn *pconn;        /* (unowned) (nullable) libpq's connection under libgda's, for probing */
+  char *pg_dbname;      /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
   gboolean changed_pending; /* the stamp moved inside the open transaction: "changed" at its end */
   gboolean beginning;       /* BEGIN is being sent */
@@ -1575,6 +1576,22 @@ rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error)
  * lives and released by the kernel when it ends, however it ends; no write to the database (a lease
  * row moved the change stamp at every renewal, which emptied every kept value). flock() locks belong
  * to the open file, so two connections of one process exclude each other too. */
+/* A failed try is the answer for LEAD_RETRY_US: an instance that does not lead is asked at every
+ * MQTT value it hears; it must not send the database a statement (PostgreSQL) or the kernel a
+ * system call (SQLite) for each. Another instance so takes over within this much of its next try. */
+#define LEAD_RETRY_US (G_USEC_PER_SEC / 4)
+
+static gboolean
+tried_just_now (RtpDatabase *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->lead_tried_us != 0 && now - self->lead_tried_us < LEAD_RETRY_US)
+    return TRUE;
+  self->lead_tried_us = now;
+  return FALSE;
+}
+
 static gboolean
 sqlite_try_leadership (RtpDatabase *self)
 {
@@ -1582,6 +1599,8 @@ sqlite_try_leadership (RtpDatabase *self)
     return TRUE;
   if (self->lead_path == NULL)
     return FALSE; /* opened read-only (rtpctl): runs no jobs */
+  if (tried_just_now (self))
+    return FALSE;
   if (self->lead_fd < 0)
     {
       self->lead_fd = g_open (self->lead_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -1602,6 +1621,7 @@ sqlite_try_leadership (RtpDatabase *self)
       return FALSE;
     }
   self->leader = TRUE;
+  self->lead_tried_us = 0;
   g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
   return TRUE;
 }
@@ -1626,7 +1646,7 @@ rtp_database_try_leadership (RtpDatabase *self)
     return sqlite_try_leadership (self);
   if (self->leader && !self->broken)
     return TRUE;
-  if (self->in_transaction)
+  if (self->in_transaction || tried_just_now (self))
     return FALSE;
   m = rtp_database_select (self, &error, "SELECT pg_try_advisory_lock (:k)", "k", RTP_DB_INT, LEADER_LOCK_KEY, NULL);
   if (m == NULL || !rtp_db_int (m, 0, 0, &got))
@@ -1634,6 +1654,8 @@ rtp_database_try_leadership (RtpDatabase *self)
   if (got && !self->leader)
     g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
   self->leader = got != 0;
+  if (self->leader)
+    self->lead_tried_us = 0;
   return self->leader;
 }
 

@@ -708,6 +708,7 @@ class Slapd:
         self.port = None
         self.tls_port = None
         self.proc = None
+        self.reserved = []  # hold the ports while slapd is stopped: its restart gets the same ones
         self.ca_file = os.path.join(self.dir, "ca.pem")
         self._configure()
 
@@ -771,7 +772,8 @@ class Slapd:
         return f"ldaps://127.0.0.1:{self.tls_port}" if secure else f"ldap://127.0.0.1:{self.port}"
 
     def start(self):
-        for _ in range(10):
+        restart = self.port is not None  # the server under test knows these ports: keep them
+        for _ in range(20):
             self.port = self.port or free_port()
             urls = f"ldap://127.0.0.1:{self.port}/"
             if self.tls:
@@ -784,11 +786,20 @@ class Slapd:
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        for r in self.reserved:
+                            r.close()
+                        self.reserved = []
                         return self
                 except OSError:
                     time.sleep(0.05)
             self.stop()
-            self.port = self.tls_port = None
+            if restart:
+                time.sleep(0.5)  # the same ports again (slapd binds with SO_REUSEADDR, as the reservation)
+            else:
+                for r in self.reserved:
+                    r.close()
+                self.reserved = []
+                self.port = self.tls_port = None
         raise AssertionError("slapd did not start")
 
     def modify(self, ldif):
@@ -808,9 +819,22 @@ class Slapd:
                 self.proc.terminate()
             self.proc.wait(timeout=30)
             self.proc = None
+            # tests run in parallel: while slapd is stopped no other test's server may take its ports
+            for port in (self.port, self.tls_port):
+                if port is not None and not self.reserved_port(port):
+                    try:
+                        self.reserved.append(reserve_port(port))
+                    except OSError:
+                        pass
+
+    def reserved_port(self, port):
+        return any(r.getsockname()[1] == port for r in self.reserved)
 
     def cleanup(self):
         self.stop()
+        for r in self.reserved:
+            r.close()
+        self.reserved = []
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def server_env(self, secure=False, **extra):
