@@ -108,13 +108,17 @@ def main():
     broker = rtplib.Mosquitto().start()
     if args.generators_nice:
         os.setpriority(os.PRIO_PROCESS, broker.proc.pid, args.generators_nice)
-    smtp = rtplib.SmtpReceiver().start()
+    try:
+        smtp = rtplib.SmtpReceiver().start()
+    except BaseException:
+        broker.cleanup()  # e.g. a python3 without aiosmtpd (use Debian's /usr/bin/python3)
+        raise
     server = rtplib.Server(env={"MQTT_SERVER_URL": f"127.0.0.1:{broker.port}", "RTP_MQTT_VALUE_TOPIC_PREFIX": "bench/values",
                                 "RTP_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "RTP_SMTP_FROM": "bench@example.org",
                                 "RTP_ALARM_SILENCE_INTERVALS": "0"},
                          verbose=False)  # --verbose writes a line per request and per value: not what is measured
-    server.start()
     try:
+        server.start()
         deadline = time.monotonic() + 30
         while "connected to the MQTT broker" not in server.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
