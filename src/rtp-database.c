@@ -908,21 +908,20 @@ open_full (const char *uri, gboolean read_only, const char *password, GError **e
       if (g_access (self->sqlite_path, W_OK) != 0)
         g_warning ("the database file %s is not writable (%s): reads work, changes are answered 503", self->sqlite_path,
                    g_strerror (errno));
-      /* the file SQLite really opened (libgda tries DB_NAME.db before DB_NAME), for its WAL index */
+      /* the file SQLite really opened (libgda tries DB_NAME.db before DB_NAME), for its WAL index and the
+       * leader lock beside it */
       {
         g_autoptr (GdaDataModel) list = gda_connection_execute_select_command (self->cnc, "PRAGMA database_list", NULL);
-        for (guint i = 0; list != NULL && i < rtp_db_rows (list) && self->shm_path == NULL; i++)
+        const char *file = NULL;
+        for (guint i = 0; list != NULL && i < rtp_db_rows (list) && file == NULL; i++)
           if (g_strcmp0 (rtp_db_str (list, i, 1), "main") == 0 && rtp_db_str (list, i, 2) != NULL &&
               rtp_db_str (list, i, 2)[0] != '\0')
-            {
-              self->shm_path = g_strconcat (rtp_db_str (list, i, 2), "-shm", NULL);
-              self->lead_path = g_strconcat (rtp_db_str (list, i, 2), "-leader", NULL);
-            }
-        if (self->shm_path == NULL)
-          {
-            g_warning ("cannot tell which file SQLite opened: every request reads its user again");
-            self->lead_path = g_strconcat (self->sqlite_path, "-leader", NULL);
-          }
+            file = rtp_db_str (list, i, 2);
+        if (file != NULL)
+          self->shm_path = g_strconcat (file, "-shm", NULL);
+        else
+          g_warning ("cannot tell which file SQLite opened: every request reads its user again");
+        self->lead_path = g_strconcat (file != NULL ? file : self->sqlite_path, "-leader", NULL);
       }
     }
   return g_steal_pointer (&self);
@@ -1571,11 +1570,6 @@ rtp_database_serialize (RtpDatabase *self, gint64 key, GError **error)
                                   RTP_DB_INT, key, NULL) >= 0;
 }
 
-/* SQLite: several servers may share one file (docs/operating.md); the one that holds an exclusive
- * flock() on "<file>-leader" leads. Like PostgreSQL's session lock it is held while the process
- * lives and released by the kernel when it ends, however it ends; no write to the database (a lease
- * row moved the change stamp at every renewal, which emptied every kept value). flock() locks belong
- * to the open file, so two connections of one process exclude each other too. */
 /* A failed try is the answer for LEAD_RETRY_US: an instance that does not lead is asked at every
  * MQTT value it hears; it must not send the database a statement (PostgreSQL) or the kernel a
  * system call (SQLite) for each. Another instance so takes over within this much of its next try. */
@@ -1592,6 +1586,20 @@ tried_just_now (RtpDatabase *self)
   return FALSE;
 }
 
+static void
+became_leader (RtpDatabase *self)
+{
+  if (!self->leader)
+    g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
+  self->leader = TRUE;
+  self->lead_tried_us = 0;
+}
+
+/* SQLite: several servers may share one file (docs/operating.md); the one that holds an exclusive
+ * flock() on "<file>-leader" leads. Like PostgreSQL's session lock it is held while the process
+ * lives and released by the kernel when it ends, however it ends; no write to the database (a lease
+ * row moved the change stamp at every renewal, which emptied every kept value). flock() locks belong
+ * to the open file, so two connections of one process exclude each other too. */
 static gboolean
 sqlite_try_leadership (RtpDatabase *self)
 {
@@ -1620,9 +1628,7 @@ sqlite_try_leadership (RtpDatabase *self)
         g_debug ("flock %s: %s", self->lead_path, g_strerror (errno));
       return FALSE;
     }
-  self->leader = TRUE;
-  self->lead_tried_us = 0;
-  g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
+  became_leader (self);
   return TRUE;
 }
 
@@ -1651,11 +1657,10 @@ rtp_database_try_leadership (RtpDatabase *self)
   m = rtp_database_select (self, &error, "SELECT pg_try_advisory_lock (:k)", "k", RTP_DB_INT, LEADER_LOCK_KEY, NULL);
   if (m == NULL || !rtp_db_int (m, 0, 0, &got))
     return FALSE;
-  if (got && !self->leader)
-    g_message ("this instance now runs the jobs of one instance only (outboxes, monitor)");
-  self->leader = got != 0;
-  if (self->leader)
-    self->lead_tried_us = 0;
+  if (got)
+    became_leader (self);
+  else
+    self->leader = FALSE;
   return self->leader;
 }
 

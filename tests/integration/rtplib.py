@@ -301,6 +301,12 @@ class Server:
     def db_path(self):
         return os.path.join(self.state, "realtimeplot.db")
 
+    def database_uri(self):
+        """What --database takes for this server's database: for another server on the same one."""
+        if getattr(self, "pg_database", None) is not None:
+            return shared_postgres().uri(self.pg_database)
+        return "sqlite:///" + self.db_path()
+
     def db(self, sql, params=()):
         if getattr(self, "pg_database", None) is not None:
             rows = shared_postgres().sql(self.pg_database, sql.replace("?", "%s"), params if params else None)

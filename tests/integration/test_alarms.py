@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 
-from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, shared_postgres, SERVER
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, SERVER
 
 RTPCTL = os.path.join(os.path.dirname(os.path.abspath(SERVER)), "rtpctl")
 
@@ -136,8 +136,7 @@ class AlarmTestCase(ServerTestCase):
 
     def second(self, env=None):
         """Another server on the same database."""
-        database = shared_postgres().uri(self.s.pg_database) if on_postgres() else "sqlite:///" + self.s.db_path()
-        b = Server(env=dict(env or self.server_env), args=["--database", database])
+        b = Server(env=dict(env or self.server_env), args=["--database", self.s.database_uri()])
         self.addCleanup(b.cleanup)
         b.start()
         return b

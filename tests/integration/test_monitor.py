@@ -8,8 +8,7 @@ import unittest
 import os
 import subprocess
 
-from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, on_postgres, reserve_port,\
-    shared_postgres
+from rtplib import ArchiverFixture, Mosquitto, PrivateBus, Server, ServerTestCase, SmtpReceiver, Subscriber, main, reserve_port
 
 PV = "Test:M1:Fan"
 
@@ -313,10 +312,8 @@ class MqttValues(MonitorTestCase):
 
     def test_a_band_changed_on_another_instance_judges_the_next_value(self):
         # the other one reads no values; of the two, one sends the mail (test_alarms OneSender)
-        env = dict(self.server_env)
-        env["RTP_MQTT_VALUE_TOPIC_PREFIX"] = ""
-        database = shared_postgres().uri(self.s.pg_database) if on_postgres() else "sqlite:///" + self.s.db_path()
-        b = Server(env=env, args=["--database", database])
+        env = dict(self.server_env, RTP_MQTT_VALUE_TOPIC_PREFIX="")
+        b = Server(env=env, args=["--database", self.s.database_uri()])
         self.addCleanup(b.cleanup)
         b.start()
         self.judged_in_band()
