@@ -39,6 +39,7 @@ def status(pid):
 
 
 def wrk(url, conns, seconds, method="GET", body=None, headers=None):
+    """(req/s, p50 ms, p99 ms, non-2xx answers, longest ms, requests unanswered within 2 s) of a wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(f'wrk.method = "{method}"\n')
         if body is not None:
@@ -59,7 +60,11 @@ def wrk(url, conns, seconds, method="GET", body=None, headers=None):
         return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return float(rps.group(1)) if rps else 0.0, ms("50%"), ms("99%"), int(bad.group(1)) if bad else 0
+    top = re.search(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out, re.M)  # avg, stdev, max
+    longest = float(top.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[top.group(2)] if top else float("nan")
+    late = re.search(r"Socket errors:.*timeout (\d+)", out)  # no answer within wrk's 2 s: not in the latencies
+    return (float(rps.group(1)) if rps else 0.0, ms("50%"), ms("99%"), int(bad.group(1)) if bad else 0, longest,
+            int(late.group(1)) if late else 0)
 
 
 def main():

@@ -215,25 +215,35 @@ typedef struct {
 #define SUB_FROM                                                                                                       \
   " FROM subscriptions s JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
 
+/* Row @i of SUB_COLUMNS, its texts copied into @texts: the model is not kept (libgda keeps a list of
+ * the live data models, and releasing one walks it: with 5 000 PVs kept, emptying the cache after a
+ * change took seconds on the main loop — perf: g_slist_remove). */
+static const char *
+kept_text (GStringChunk *texts, GdaDataModel *m, guint i, guint column)
+{
+  const char *text = rtp_db_str (m, i, column);
+  return text != NULL ? g_string_chunk_insert_const (texts, text) : NULL;
+}
+
 static void
-sub_from_row (GdaDataModel *m, guint i, Sub *s)
+sub_from_row (GdaDataModel *m, guint i, GStringChunk *texts, Sub *s)
 {
   memset (s, 0, sizeof *s);
-  s->user_id = rtp_db_str (m, i, 0);
-  s->email = rtp_db_str (m, i, 1);
+  s->user_id = kept_text (texts, m, i, 0);
+  s->email = kept_text (texts, m, i, 1);
   s->min = rtp_db_int0 (m, i, 2);
   s->max = rtp_db_int0 (m, i, 3);
-  s->first_name = rtp_db_str (m, i, 4);
-  s->last_name = rtp_db_str (m, i, 5);
-  s->language = rtp_db_str (m, i, 6);
-  s->pv_name = rtp_db_str (m, i, 7);
+  s->first_name = kept_text (texts, m, i, 4);
+  s->last_name = kept_text (texts, m, i, 5);
+  s->language = kept_text (texts, m, i, 6);
+  s->pv_name = kept_text (texts, m, i, 7);
   s->has_wmin = rtp_db_int (m, i, 8, &s->wmin);
   s->has_wmax = rtp_db_int (m, i, 9, &s->wmax);
   s->delay_us = rtp_db_int0 (m, i, 10) * G_USEC_PER_SEC;
   s->latch = rtp_db_int0 (m, i, 11) != 0;
   s->notify_clear = rtp_db_int0 (m, i, 12) != 0;
   s->has_out_since = rtp_db_int (m, i, 13, &s->out_since_us);
-  s->experiment = rtp_db_str (m, i, 14);
+  s->experiment = kept_text (texts, m, i, 14);
 }
 
 /* The band a value is in, with the hysteresis at every edge: a band left is only re-entered
@@ -763,9 +773,9 @@ rejudge (RtpAlerter *self)
  * of a PV without alarms then costs no query at all. */
 typedef struct {
   gint ref;
-  GdaDataModel *subs; /* (owned) SUB_COLUMNS */
-  Sub *rows;          /* (owned) @subs read once (its texts stay in @subs): every value runs through them */
+  Sub *rows; /* (owned) read once: every value runs through them */
   guint n_rows;
+  GStringChunk *texts;    /* (owned) the texts of @rows: no GdaDataModel is kept (see pv_subs_get) */
   GHashTable *open_users; /* (owned) user_ids with an alarm that has not ended */
 } PvSubs;
 
@@ -781,8 +791,8 @@ pv_subs_unref (PvSubs *p)
 {
   if (!g_atomic_int_dec_and_test (&p->ref))
     return;
-  g_object_unref (p->subs);
   g_free (p->rows);
+  g_string_chunk_free (p->texts);
   g_hash_table_unref (p->open_users);
   g_free (p);
 }
@@ -793,31 +803,28 @@ pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
 {
   guint64 stamp = 0;
   PvSubs *p = rtp_stamp_cache_lookup (self->pv_subs, pv, &stamp);
+  g_autoptr (GdaDataModel) subs = NULL;
   g_autoptr (GdaDataModel) open = NULL;
 
   if (p != NULL)
     return p;
-  p = g_new0 (PvSubs, 1);
-  p->ref = 1;
-  p->open_users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  p->subs = rtp_database_select (self->db, error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
-                                 RTP_DB_STR, pv, NULL);
-  if (p->subs == NULL ||
+  subs = rtp_database_select (self->db, error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
+                              RTP_DB_STR, pv, NULL);
+  if (subs == NULL ||
       (open = rtp_database_select (self->db, error,
                                    "SELECT user_id FROM alert_episodes WHERE pv_string = :pv AND closed_us IS NULL",
                                    "pv", RTP_DB_STR, pv, NULL)) == NULL)
-    {
-      g_clear_object (&p->subs);
-      g_hash_table_unref (p->open_users);
-      g_free (p);
-      return NULL;
-    }
+    return NULL;
+  p = g_new0 (PvSubs, 1);
+  p->ref = 1;
+  p->texts = g_string_chunk_new (256);
+  p->open_users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (guint i = 0; i < rtp_db_rows (open); i++)
     g_hash_table_add (p->open_users, g_strdup (rtp_db_str (open, i, 0)));
-  p->n_rows = rtp_db_rows (p->subs);
+  p->n_rows = rtp_db_rows (subs);
   p->rows = g_new (Sub, MAX (p->n_rows, 1));
   for (guint i = 0; i < p->n_rows; i++)
-    sub_from_row (p->subs, i, &p->rows[i]);
+    sub_from_row (subs, i, p->texts, &p->rows[i]);
   rtp_stamp_cache_store (self->pv_subs, stamp, pv, p);
   return p;
 }
