@@ -38,8 +38,11 @@ typedef struct {
 /* What the queue of received messages holds at most: past it, messages are dropped and counted
  * (the main loop is that far behind; memory stays bounded whatever the broker sends). */
 #define MAX_QUEUED_MESSAGES 100000
-/* Messages handed on per dispatch: between two batches the main loop answers requests. */
+/* Messages handed on per dispatch, and the time one dispatch may take: between two batches the
+ * main loop answers requests. Most messages cost microseconds; one whose PV must be read from the
+ * database first (after a band change, every subscribed PV's next value) costs a few hundred. */
 #define MESSAGES_PER_DISPATCH 256
+#define DISPATCH_BUDGET_US 4000
 
 struct _RtpMqttPublisher {
   GObject parent_instance;
@@ -342,38 +345,45 @@ handle_event (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* On the main context: up to MESSAGES_PER_DISPATCH queued messages, in order; again at the next
- * dispatch while more are queued, so that requests are answered between two batches. */
+/* On the main context: queued messages in order, up to MESSAGES_PER_DISPATCH or for
+ * DISPATCH_BUDGET_US; again at the next dispatch while more are queued, so that requests are
+ * answered between two batches. */
 static gboolean
 drain_messages (gpointer data)
 {
   Shared *shared = data;
   g_autoptr (RtpMqttPublisher) self = NULL;
-  GQueue batch = G_QUEUE_INIT;
+  gint64 deadline = g_get_monotonic_time () + DISPATCH_BUDGET_US;
   guint64 dropped;
-  gboolean more;
+  gboolean more = TRUE;
 
   g_mutex_lock (&shared->lock);
   self = shared->self != NULL ? g_object_ref (shared->self) : NULL;
-  for (guint i = 0; i < MESSAGES_PER_DISPATCH && !g_queue_is_empty (&shared->messages); i++)
-    g_queue_push_tail (&batch, g_queue_pop_head (&shared->messages));
-  more = !g_queue_is_empty (&shared->messages);
-  shared->drain_pending = more;
   dropped = shared->dropped;
   shared->dropped = 0;
   g_mutex_unlock (&shared->lock);
   if (dropped > 0)
     g_warning ("%" G_GUINT64_FORMAT " MQTT messages were dropped: %u were waiting to be handled already", dropped,
                MAX_QUEUED_MESSAGES);
-  while (!g_queue_is_empty (&batch))
+  for (guint i = 0; i < MESSAGES_PER_DISPATCH && more; i++)
     {
-      Event *ev = g_queue_pop_head (&batch);
+      Event *ev;
+
+      g_mutex_lock (&shared->lock);
+      ev = g_queue_pop_head (&shared->messages);
+      more = !g_queue_is_empty (&shared->messages);
+      shared->drain_pending = more;
+      g_mutex_unlock (&shared->lock);
+      if (ev == NULL)
+        break;
       if (self != NULL)
         {
           self->message_arrival_us = ev->arrived_us;
           g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, ev->text, ev->payload);
         }
       event_free (ev);
+      if (g_get_monotonic_time () >= deadline)
+        break;
     }
   return more ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
