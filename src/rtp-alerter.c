@@ -775,7 +775,7 @@ typedef struct {
   gint ref;
   Sub *rows; /* (owned) read once: every value runs through them */
   guint n_rows;
-  GStringChunk *texts;    /* (owned) the texts of @rows: no GdaDataModel is kept (see pv_subs_get) */
+  GStringChunk *texts;    /* (owned) the texts of @rows: no GdaDataModel is kept (see sub_from_row) */
   GHashTable *open_users; /* (owned) user_ids with an alarm that has not ended */
 } PvSubs;
 
