@@ -221,6 +221,7 @@ def main():
         # paired rounds: wrk with no values, then wrk while the values flow (the VM's speed drifts
         # between minutes; a pair is measured within half a minute)
         rows = []
+        cpu_used = []  # per loaded run: CPU seconds per second of the server, its main thread, the broker
         for rnd in range(args.rounds):
             if args.same_rig:
                 # the same values through the same broker to a subscriber that only reads them
@@ -238,7 +239,12 @@ def main():
             done = start_values(args.seconds + warmup + 1)
             time.sleep(warmup)
             got = received()
+            cpu_before = (cpu_seconds(server.proc.pid), cpu_seconds(server.proc.pid, server.proc.pid),
+                          cpu_seconds(broker.proc.pid))
             loaded = wrk(url, 32, args.seconds, headers=headers)
+            cpu_used.append(tuple((b - a) / args.seconds for a, b in zip(cpu_before, (
+                cpu_seconds(server.proc.pid), cpu_seconds(server.proc.pid, server.proc.pid),
+                cpu_seconds(broker.proc.pid)))))
             got = tuple(b - a for a, b in zip(got, received()))
             published = done() / (args.seconds + warmup + 1)
             rows.append((idle, loaded, got, published))
@@ -247,12 +253,14 @@ def main():
                 print(f"round {rnd + 1}: idle run beside {rig_sent / (args.seconds + 2):.0f} values/s published, "
                       f"{sunk / size / (args.seconds + 2):.0f}/s of them read by the sink ({sunk / 1e6:.1f} MB)")
         print("| round | idle req/s | idle p99 ms | loaded req/s | loaded p99 ms | p99 loaded / idle | values/s "
-              "published | taken by the server (settled / main loop / dropped) |")
-        print("|---|---|---|---|---|---|---|---|")
-        for i, (idle, loaded, got, published) in enumerate(rows):
+              "published | taken by the server (settled / main loop / dropped) | loaded: CPU of the server's main "
+              "thread / its other threads / the broker |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for i, ((idle, loaded, got, published), cpu) in enumerate(zip(rows, cpu_used)):
             print(f"| {i + 1} | {idle[0]:.0f} | {idle[2]:.2f} | {loaded[0]:.0f} | {loaded[2]:.2f} | "
                   f"{loaded[2] / idle[2]:.2f}x | {published:.0f} | {(got[0] + got[2]) / args.seconds:.0f} "
-                  f"({got[2] / args.seconds:.0f} / {got[0] / args.seconds:.0f} / {got[1] / args.seconds:.0f}) |")
+                  f"({got[2] / args.seconds:.0f} / {got[0] / args.seconds:.0f} / {got[1] / args.seconds:.0f}) | "
+                  f"{cpu[1]:.0%} / {cpu[0] - cpu[1]:.0%} / {cpu[2]:.0%} |")
         ratios = sorted(loaded[2] / idle[2] for idle, loaded, _, _ in rows)
         changes = []
         for k in range(args.band_changes):
