@@ -14,7 +14,7 @@ over --cpu-rounds values of every PV sent as fast as the publishers can).
 
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
                                  [--cpu-rounds 20] [--cpu-only] [--c-publishers] [--generators-nice N]
-                                 [--rounds 3] [--same-rig] [--band-changes 3]
+                                 [--rounds 3] [--same-rig] [--band-changes 3] [--alarmed N]
 
 --same-rig (with --c-publishers) keeps the machine equally busy in the idle runs: the same publishers
 send the same values through the same broker to a subscriber that only reads them, so that the ratio
@@ -25,6 +25,11 @@ the shared cores (on a real site the broker and the IOCs run elsewhere).
 subscription's band changed 1 s into it (PUT /alarms/subscriptions/<pv>). A band change sends every
 value to the main loop again until each PV is judged anew (5 000 of them at once): the pair shows
 what that costs the requests (p99 and the longest wait) and whether values were dropped meanwhile.
+
+--alarmed N (with --c-publishers; default 0: none): at the end, a loaded run with every PV in band, then N
+PVs put out of their MINOR band (warning_max 30 under values of 40-59), and once their alarms are open and
+mailed, a loaded run with N PVs in alarm: each of their values goes to the main loop (10 x N per second) and
+is judged against its open alarm.
 
 --generators-nice N runs the broker and the publishers at nice N: they stand for the IOCs and the
 broker on machines of their own, and take from the server only the CPU it leaves unused. The server
@@ -107,6 +112,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="paired rounds of idle and loaded wrk runs")
     ap.add_argument("--band-changes", type=int, default=3,
                     help="pairs of loaded runs without and with a band change 1 s in (0: none)")
+    ap.add_argument("--alarmed", type=int, default=0,
+                    help="with --c-publishers: a loaded run with this many PVs in alarm, beside one with none")
     ap.add_argument("--same-rig", action="store_true",
                     help="with --c-publishers: the idle runs too have the publishers and the broker busy, their values "
                          "going to a subscriber that only reads them (bench/mqtt_flood sink) instead of the server")
@@ -182,6 +189,10 @@ def main():
               f"({counter.value} values in {time.monotonic() - t0 - 1:.1f} s, {used:.2f} s of server CPU)")
         if args.cpu_only:
             return
+        def metric(pattern):
+            m = re.search(pattern, server.request("GET", "/metrics", token=admin).raw, re.M)
+            return float(m.group(1)) if m else 0.0
+
         def received():
             """The value messages the server took so far: queued for the main loop, dropped, settled on arrival."""
             text = server.request("GET", "/metrics", token=admin).raw
@@ -283,6 +294,41 @@ def main():
             done()
             changes.append((plain, changed, tuple(b - a for a, b in zip(got, between)),
                             tuple(b - a for a, b in zip(between, after)), answer[0]))
+        alarmed = None
+        if args.alarmed and args.c_publishers:
+            per = (args.pvs + args.publishers - 1) // args.publishers
+            cprocs = [subprocess.Popen([flood_exe, str(broker.port), "bench/values", str(i * per),
+                                        str(max(0, min(per, args.pvs - i * per))), str(args.rate), "100000"],
+                                       stdout=subprocess.DEVNULL) for i in range(args.publishers)]
+            try:
+                time.sleep(2)
+
+                def measured():
+                    before = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
+                    run = wrk(url, 32, args.seconds, headers=headers)
+                    after = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
+                    return run, (after[0][0] - before[0][0]) / args.seconds, (after[1] - before[1]) / args.seconds
+
+                plain = measured()
+                sent = metric(r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$')
+                t0 = time.monotonic()
+                for i in range(args.alarmed):
+                    r = server.request("PUT", f"/alarms/subscriptions/Bench:P{i}", token=admin,
+                                       json_body={"warning_max": 30})
+                    if r.status != 200:
+                        sys.exit(f"PUT /alarms/subscriptions/Bench:P{i}: {r.status} {r.raw}")
+                deadline = time.monotonic() + 300
+                while (metric(r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$') - sent < args.alarmed
+                       and time.monotonic() < deadline):
+                    time.sleep(0.5)
+                settled_s = time.monotonic() - t0
+                time.sleep(3)
+                open_alarms = len(server.request("GET", "/alarms", token=admin).json["alarms"])
+                alarmed = (plain, measured(), open_alarms, settled_s)
+            finally:
+                for p in cprocs:
+                    p.kill()
+                    p.wait()
         if rows:
             print(f"{args.pvs} PVs x {args.rate:g}/s"
                   + (f" (broker and publishers at nice {args.generators_nice})" if args.generators_nice else "")
@@ -301,6 +347,15 @@ def main():
                       f"{got[0]:.0f} / {got_changed[0]:.0f} | {got[1]:.0f} / {got_changed[1]:.0f} |")
             print("(a band change sends every value to the main loop until its PV is judged anew; wrk leaves requests "
                   "unanswered within 2 s out of its latencies)")
+        if alarmed:
+            (plain, to_main, main_cpu), (run, to_main_a, main_cpu_a), open_alarms, settled_s = alarmed
+            print()
+            print(f"{args.alarmed} PVs put in alarm: {open_alarms} alarms open, opened and mailed in {settled_s:.1f} s")
+            print("| loaded run | req/s | p99 ms | longest ms | values to the main loop /s | main thread CPU |")
+            print("|---|---|---|---|---|---|")
+            print(f"| every PV in band | {plain[0]:.0f} | {plain[2]:.2f} | {plain[4]:.1f} | {to_main:.0f} | {main_cpu:.0%} |")
+            print(f"| {args.alarmed} PVs in alarm | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {to_main_a:.0f} | "
+                  f"{main_cpu_a:.0%} |")
     finally:
         server.cleanup()
         smtp.cleanup()

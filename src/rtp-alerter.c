@@ -47,14 +47,19 @@ struct _RtpAlerter {
   GHashTable *last_seen;  /* (owned) pv → gint64 * monotonic µs of its last value */
   GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
   RtpStampCache *pv_subs; /* (owned) pv → PvSubs */
-  gint64 started_us;      /* monotonic: PVs never heard of count as silent from here */
-  gint64 silence_us;      /* 3 monitor intervals without a value: INVALID (0: never) */
+  /* (owned) alarm id → the latest value (text) of an alarm whose level stood still: written once a
+   * second (write_latest_values), not at every value — a write moves the change stamp, and a moved
+   * stamp empties every kept value, for this and every other instance */
+  GHashTable *latest_values;
+  gint64 started_us; /* monotonic: PVs never heard of count as silent from here */
+  gint64 silence_us; /* 3 monitor intervals without a value: INVALID (0: never) */
 };
 
 enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static gboolean send_mails_idle (gpointer user_data);
+static void write_latest_values (RtpAlerter *self);
 
 G_DEFINE_TYPE (RtpAlerter, rtp_alerter, G_TYPE_OBJECT)
 
@@ -94,6 +99,8 @@ rtp_alerter_dispose (GObject *object)
     }
   g_clear_object (&self->live);
   g_clear_object (&self->subscriptions);
+  if (self->db != NULL)
+    write_latest_values (self);
   g_clear_object (&self->db);
   G_OBJECT_CLASS (rtp_alerter_parent_class)->dispose (object);
 }
@@ -106,6 +113,7 @@ rtp_alerter_finalize (GObject *object)
   g_hash_table_unref (self->last_value);
   g_hash_table_unref (self->last_seen);
   g_hash_table_unref (self->silent);
+  g_hash_table_unref (self->latest_values);
   g_clear_pointer (&self->pv_subs, rtp_stamp_cache_free);
   g_free (self->unit);
   g_free (self->channel_prefix);
@@ -153,6 +161,7 @@ rtp_alerter_init (RtpAlerter *self)
   self->last_value = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->silent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->latest_values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->started_us = g_get_monotonic_time ();
 }
 
@@ -207,6 +216,18 @@ typedef struct {
   gint64 out_since_us;
   const char *first_name, *last_name, *language, *pv_name, *experiment;
 } Sub;
+
+/* A subscription's alarm that has not ended, as the decision needs it (kept with the PV's
+ * subscriptions, see PvSubs). */
+typedef struct {
+  const char *id;
+  Level severity;
+  gboolean active, acknowledged, shelved;
+  gint64 shelved_until_us, last_notified_us, opened_us;
+} OpenAlarm;
+
+#define OPEN_ALARM_COLUMNS                                                                                             \
+  "user_id, id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, opened_us"
 
 #define SUB_COLUMNS                                                                                                    \
   "s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, u.preferred_language, "            \
@@ -472,26 +493,27 @@ end_alarm (RtpAlerter *self, const char *alarm, Level level, const char *v, gint
          history (self, alarm, now, "ended", level, v, NULL, NULL, NULL, error);
 }
 
-/* One subscription's decision for one value, inside the caller's transaction. */
-static gboolean
-decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now, GPtrArray *changes,
-        gboolean *notified, GError **error)
+/* The alarm's value is written with each transition; while its level stands still the latest
+ * value waits in latest_values (write_latest_values). */
+static void
+keep_latest_value (RtpAlerter *self, const char *id, const char *value)
 {
-  g_autoptr (GdaDataModel) open = NULL;
+  g_hash_table_replace (self->latest_values, g_strdup (id), g_strdup (value));
+}
+
+/* One subscription's decision for one value, inside the caller's transaction; @open is its alarm
+ * that has not ended, as the database held it when the value arrived (NULL: none). */
+static gboolean
+decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, double value, gint64 now,
+        GPtrArray *changes, gboolean *notified, GError **error)
+{
   g_autofree char *v = format_value (value);
   const char *id;
   Level prev, level;
   gboolean active, acknowledged, shelved, expired = FALSE;
-  gint64 shelved_until = 0, opened_us, last_notified;
+  gint64 shelved_until, opened_us, last_notified;
 
-  open = rtp_database_select (
-    self->db, error,
-    "SELECT id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, "
-    "opened_us FROM alert_episodes WHERE user_id = :u AND pv_string = :pv AND closed_us IS NULL",
-    "u", RTP_DB_STR, s->user_id, "pv", RTP_DB_STR, pv, NULL);
   if (open == NULL)
-    return FALSE;
-  if (rtp_db_rows (open) == 0)
     {
       g_autofree char *new_id = NULL;
       level = judge (s, value, self->hysteresis, LEVEL_NONE);
@@ -532,13 +554,14 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
       return TRUE;
     }
 
-  id = rtp_db_str (open, 0, 0);
-  prev = level_from_name (rtp_db_str (open, 0, 1));
-  active = rtp_db_int0 (open, 0, 2) != 0;
-  last_notified = rtp_db_int0 (open, 0, 3);
-  acknowledged = rtp_db_str (open, 0, 4) != NULL;
-  shelved = rtp_db_int (open, 0, 5, &shelved_until);
-  opened_us = rtp_db_int0 (open, 0, 6);
+  id = open->id;
+  prev = open->severity;
+  active = open->active;
+  last_notified = open->last_notified_us;
+  acknowledged = open->acknowledged;
+  shelved = open->shelved;
+  shelved_until = open->shelved_until_us;
+  opened_us = open->opened_us;
   if (shelved && shelved_until <= now)
     {
       /* the shelve ran out: said once, and one notification below when still out of band */
@@ -554,17 +577,19 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
       expired = TRUE;
     }
   level = judge (s, value, self->hysteresis, active ? prev : LEVEL_NONE);
-  if (rtp_database_exec (self->db, error, "UPDATE alert_episodes SET value = :v WHERE id = :id", "v", RTP_DB_STR, v,
-                         "id", RTP_DB_STR, id, NULL) < 0)
-    return FALSE;
   if (level == LEVEL_NONE)
     {
       if (!active)
-        return TRUE; /* latched, waiting for an acknowledgement */
-      if (rtp_database_exec (self->db, error,
-                             "UPDATE alert_episodes SET active = 0, last_change_us = :now, latched = :l WHERE id = :id",
-                             "now", RTP_DB_INT, now, "l", RTP_DB_INT, (gint64) (s->latch && !acknowledged), "id",
-                             RTP_DB_STR, id, NULL) < 0 ||
+        {
+          keep_latest_value (self, id, v);
+          return TRUE; /* latched, waiting for an acknowledgement */
+        }
+      g_hash_table_remove (self->latest_values, id);
+      if (rtp_database_exec (
+            self->db, error,
+            "UPDATE alert_episodes SET active = 0, last_change_us = :now, latched = :l, value = :v WHERE id = :id",
+            "now", RTP_DB_INT, now, "l", RTP_DB_INT, (gint64) (s->latch && !acknowledged), "v", RTP_DB_STR, v, "id",
+            RTP_DB_STR, id, NULL) < 0 ||
           !history (self, id, now, "cleared", prev, v, NULL, NULL, NULL, error))
         return FALSE;
       changed (changes, id, pv, prev, "cleared");
@@ -585,10 +610,12 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
   if (!active || level > prev)
     {
       /* out again after a latched return, or MINOR → MAJOR: said at once */
-      if (rtp_database_exec (self->db, error,
-                             "UPDATE alert_episodes SET active = 1, severity = :s, last_change_us = :now WHERE id = :id",
-                             "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id,
-                             NULL) < 0 ||
+      g_hash_table_remove (self->latest_values, id);
+      if (rtp_database_exec (
+            self->db, error,
+            "UPDATE alert_episodes SET active = 1, severity = :s, last_change_us = :now, value = :v WHERE id = :id",
+            "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "v", RTP_DB_STR, v, "id", RTP_DB_STR, id,
+            NULL) < 0 ||
           !history (self, id, now, "escalated", level, v, NULL, NULL, NULL, error))
         return FALSE;
       {
@@ -607,14 +634,17 @@ decide (RtpAlerter *self, const Sub *s, const char *pv, double value, gint64 now
     }
   if (level < prev)
     {
+      g_hash_table_remove (self->latest_values, id);
       if (rtp_database_exec (self->db, error,
-                             "UPDATE alert_episodes SET severity = :s, last_change_us = :now WHERE id = :id", "s",
-                             RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "id", RTP_DB_STR, id, NULL) < 0 ||
+                             "UPDATE alert_episodes SET severity = :s, last_change_us = :now, value = :v WHERE id = :id",
+                             "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "v", RTP_DB_STR, v, "id",
+                             RTP_DB_STR, id, NULL) < 0 ||
           !history (self, id, now, "deescalated", level, v, NULL, NULL, NULL, error))
         return FALSE;
       changed (changes, id, pv, level, "deescalated");
       return TRUE;
     }
+  keep_latest_value (self, id, v);
   if (expired || (self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified >= self->renotify_us))
     {
       if (!notify (self, s, id, pv, expired ? NOTE_SHELVE_ENDED : NOTE_REMINDER, level, v, opened_us, now, error))
@@ -768,15 +798,16 @@ rejudge (RtpAlerter *self)
     }
 }
 
-/* A PV's subscriptions and which of them have an alarm that has not ended, kept while the
- * database's change stamp stands still (any change by any instance drops it): an in-band value
- * of a PV without alarms then costs no query at all. */
+/* A PV's subscriptions and their alarms that have not ended, kept while the database's change
+ * stamp stands still (any change by any instance drops it): an in-band value of a PV without
+ * alarms then costs no query at all, and a value that leaves an alarm's level as it was neither
+ * a query nor a write. */
 typedef struct {
   gint ref;
   Sub *rows; /* (owned) read once: every value runs through them */
   guint n_rows;
-  GStringChunk *texts;    /* (owned) the texts of @rows: no GdaDataModel is kept (see sub_from_row) */
-  GHashTable *open_users; /* (owned) user_ids with an alarm that has not ended */
+  GStringChunk *texts; /* (owned) the texts of @rows and @open: no GdaDataModel is kept (see sub_from_row) */
+  GHashTable *open;    /* (owned) user_id → OpenAlarm */
 } PvSubs;
 
 static PvSubs *
@@ -793,7 +824,7 @@ pv_subs_unref (PvSubs *p)
     return;
   g_free (p->rows);
   g_string_chunk_free (p->texts);
-  g_hash_table_unref (p->open_users);
+  g_hash_table_unref (p->open);
   g_free (p);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (PvSubs, pv_subs_unref)
@@ -810,17 +841,32 @@ pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
     return p;
   subs = rtp_database_select (self->db, error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
                               RTP_DB_STR, pv, NULL);
-  if (subs == NULL ||
-      (open = rtp_database_select (self->db, error,
-                                   "SELECT user_id FROM alert_episodes WHERE pv_string = :pv AND closed_us IS NULL",
-                                   "pv", RTP_DB_STR, pv, NULL)) == NULL)
+  if (subs == NULL || (open = rtp_database_select (self->db, error,
+                                                   "SELECT " OPEN_ALARM_COLUMNS " FROM alert_episodes "
+                                                   "WHERE pv_string = :pv AND closed_us IS NULL ORDER BY opened_us, id",
+                                                   "pv", RTP_DB_STR, pv, NULL)) == NULL)
     return NULL;
   p = g_new0 (PvSubs, 1);
   p->ref = 1;
   p->texts = g_string_chunk_new (256);
-  p->open_users = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  p->open = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   for (guint i = 0; i < rtp_db_rows (open); i++)
-    g_hash_table_add (p->open_users, g_strdup (rtp_db_str (open, i, 0)));
+    {
+      OpenAlarm *a = g_new0 (OpenAlarm, 1);
+      const char *user_id = kept_text (p->texts, open, i, 0);
+
+      a->id = kept_text (p->texts, open, i, 1);
+      a->severity = level_from_name (rtp_db_str (open, i, 2));
+      a->active = rtp_db_int0 (open, i, 3) != 0;
+      a->last_notified_us = rtp_db_int0 (open, i, 4);
+      a->acknowledged = rtp_db_str (open, i, 5) != NULL;
+      a->shelved = rtp_db_int (open, i, 6, &a->shelved_until_us);
+      a->opened_us = rtp_db_int0 (open, i, 7);
+      if (user_id == NULL || a->id == NULL || g_hash_table_contains (p->open, user_id))
+        g_free (a); /* one alarm per subscription is open at a time: the oldest is the one */
+      else
+        g_hash_table_insert (p->open, (gpointer) user_id, a);
+    }
   p->n_rows = rtp_db_rows (subs);
   p->rows = g_new (Sub, MAX (p->n_rows, 1));
   for (guint i = 0; i < p->n_rows; i++)
@@ -858,7 +904,7 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
 
       s = cached->rows[i];
       /* nothing to decide: no alarm, no delay running, and the value in band */
-      if (!invalid && !g_hash_table_contains (cached->open_users, s.user_id) && !s.has_out_since &&
+      if (!invalid && !g_hash_table_contains (cached->open, s.user_id) && !s.has_out_since &&
           judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
         {
           /* the values this row judges the same way: inside both bands */
@@ -870,8 +916,9 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
       mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
       if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
         break;
-      done = invalid ? decide_invalid (self, &s, pv, now, mine, &sent, &error)
-                     : decide (self, &s, pv, value, now, mine, &sent, &error);
+      done = invalid
+               ? decide_invalid (self, &s, pv, now, mine, &sent, &error)
+               : decide (self, &s, g_hash_table_lookup (cached->open, s.user_id), pv, value, now, mine, &sent, &error);
       if (!done || !rtp_transaction_commit (tx, &error))
         break; /* rolled back as tx goes */
       g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
@@ -1047,11 +1094,41 @@ send_next_webhook (RtpAlerter *self)
                           webhook_sent, outbox_job_new (self, "alarm_webhooks", m, 0, 2));
 }
 
+/* The latest values of alarms whose level stood still (keep_latest_value), in one transaction:
+ * GET /alarms on another instance shows them at most a second late. Alarms that ended meanwhile
+ * keep the value they ended with. */
+static void
+write_latest_values (RtpAlerter *self)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpTransaction) tx = NULL;
+  GHashTableIter iter;
+  gpointer id, value;
+
+  if (g_hash_table_size (self->latest_values) == 0)
+    return;
+  if ((tx = rtp_database_begin_transaction (self->db, &error)) != NULL)
+    {
+      g_hash_table_iter_init (&iter, self->latest_values);
+      while (error == NULL && g_hash_table_iter_next (&iter, &id, &value))
+        rtp_database_exec (self->db, &error,
+                           "UPDATE alert_episodes SET value = :v WHERE id = :id AND closed_us IS NULL", "v", RTP_DB_STR,
+                           value, "id", RTP_DB_STR, id, NULL);
+      if (error == NULL)
+        rtp_transaction_commit (tx, &error);
+    }
+  if (error != NULL)
+    g_warning ("monitor: the latest values of %u alarms were not written: %s", g_hash_table_size (self->latest_values),
+               error->message);
+  g_hash_table_remove_all (self->latest_values); /* the next values of those alarms come in a moment */
+}
+
 static gboolean
 mail_tick (gpointer user_data)
 {
   RtpAlerter *self = user_data;
 
+  write_latest_values (self);
   send_next_mail (self);
   send_next_webhook (self);
   rtp_alerter_sweep (self);
@@ -1256,10 +1333,12 @@ rtp_alarm_event_free (RtpAlarmEvent *e)
   "(:admin = 1 OR a.user_id = :me OR p.experiment_short_id IN "                                                        \
   "(SELECT short_id FROM user_experiments WHERE user_id = :me))"
 
+/* An alarm as listed; its value the latest this instance judged (written a moment later). */
 static RtpAlarm *
-alarm_from_row (GdaDataModel *m, guint i)
+alarm_from_row (RtpAlerter *self, GdaDataModel *m, guint i)
 {
   RtpAlarm *a = g_new0 (RtpAlarm, 1);
+  const char *latest;
 
   a->id = g_strdup (rtp_db_str (m, i, 0));
   a->user_id = g_strdup (rtp_db_str (m, i, 1));
@@ -1279,6 +1358,11 @@ alarm_from_row (GdaDataModel *m, guint i)
   a->shelved_until_us = rtp_db_int0 (m, i, 15);
   a->shelve_reason = g_strdup (rtp_db_str (m, i, 16));
   a->notifications = rtp_db_int0 (m, i, 17);
+  if (a->ended_us == 0 && (latest = g_hash_table_lookup (self->latest_values, a->id)) != NULL)
+    {
+      g_free (a->value);
+      a->value = g_strdup (latest);
+    }
   return a;
 }
 
@@ -1309,7 +1393,7 @@ rtp_alerter_list_alarms (RtpAlerter *self, const RtpUser *caller, const RtpAlarm
     return NULL;
   out = g_ptr_array_new_with_free_func ((GDestroyNotify) rtp_alarm_free);
   for (guint i = 0; i < rtp_db_rows (m); i++)
-    g_ptr_array_add (out, alarm_from_row (m, i));
+    g_ptr_array_add (out, alarm_from_row (self, m, i));
   return out;
 }
 
@@ -1330,7 +1414,7 @@ rtp_alerter_get_alarm (RtpAlerter *self, const RtpUser *caller, const char *id, 
       g_propagate_error (error, rtp_error_new_not_found (_ ("alarm"), id));
       return NULL;
     }
-  return alarm_from_row (m, 0);
+  return alarm_from_row (self, m, 0);
 }
 
 GPtrArray *

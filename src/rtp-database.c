@@ -1383,8 +1383,8 @@ gboolean
 rtp_database_begin (RtpDatabase *self, GError **error)
 {
   g_return_val_if_fail (!self->in_transaction, FALSE);
-  /* BEGIN's own stamp move is told at the transaction's end (not in_transaction yet: a broken
-   * connection is replaced at BEGIN only outside a transaction) */
+  /* a stamp move while beginning (a broken connection replaced: only outside a transaction) is
+   * told at the transaction's end */
   self->beginning = TRUE;
   if (!run_sql (self, "BEGIN", error))
     {
@@ -1494,7 +1494,12 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
         }
       g_hash_table_insert (self->raw_cache, g_strdup (sql), stmt);
     }
-  bump_stamp (self);
+  /* BEGIN, COMMIT, SAVEPOINT and RELEASE change no data; the writes between them move the stamp.
+   * A transaction that only read (the alerter's, for a value that leaves an alarm as it was)
+   * then leaves every kept value in place. A rollback may undo writes: it moves the stamp. */
+  if (!g_str_equal (sql, "BEGIN") && !g_str_equal (sql, "COMMIT") && !g_str_has_prefix (sql, "SAVEPOINT ") &&
+      !g_str_has_prefix (sql, "RELEASE "))
+    bump_stamp (self);
   if (gda_connection_statement_execute_non_select (self->cnc, stmt, NULL, NULL, &local_error) < 0 &&
       local_error != NULL)
     {

@@ -275,6 +275,26 @@ test_change_stamp (Fixture *f, gconstpointer data)
   g_assert_true (rtp_database_commit (other, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s3);
+
+  /* a transaction that only reads changes nothing (the alerter's, for a value that leaves an alarm
+   * as it was: kept values must stay); one that writes does, and so does a rollback */
+  s1 = rtp_database_get_change_stamp (f->db);
+  s2 = rtp_database_get_change_stamp (other);
+  g_assert_true (rtp_database_begin (f->db, &error));
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT n FROM c", NULL), ==, 3);
+  g_assert_true (rtp_database_commit (f->db, &error));
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s1);
+  g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, s2);
+  g_assert_true (rtp_database_begin (f->db, &error));
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE c SET n = 4", NULL), ==, 1);
+  g_assert_true (rtp_database_commit (f->db, &error));
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s1);
+  g_assert_cmpuint (rtp_database_get_change_stamp (other), !=, s2);
+  s1 = rtp_database_get_change_stamp (f->db);
+  g_assert_true (rtp_database_begin (f->db, &error));
+  rtp_database_rollback (f->db);
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s1);
+  g_assert_no_error (error);
 }
 
 /* libgda opens DB_NAME.db when it exists, before DB_NAME: the WAL index watched must be that

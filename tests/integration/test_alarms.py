@@ -369,6 +369,27 @@ class TwoInstances(AlarmTestCase):
         self.assertEqual(len(self.smtp.messages()), count)
         self.assertEqual(len(self.alarms()), 1)  # one alarm, whichever instance judged
 
+    def test_the_latest_value_reaches_the_other_instance_and_outlives_a_stop(self):
+        """A value that leaves the alarm's level as it was is written a moment later, not at once (a
+        write empties every kept value): the judging instance shows it at once, the other one within
+        a few seconds, and a stop writes what is waiting."""
+        self.subscribe()
+        b = self.second()
+        self.send(150)
+        self.send(155)
+        self.send(160)
+        self.assertEqual([(a["severity"], a["value"]) for a in self.alarms()], [("MAJOR", "160")])
+        self.wait_for(lambda: [a["value"] for a in self.alarms_on(b)] == ["160"], seconds=10)
+        self.assertEqual(self.transitions(self.alarms()[0]["id"]), [("opened", "MAJOR")])
+        self.send(170)
+        self.s.stop()  # SIGTERM: what waits is written before the end
+        self.assertEqual([a["value"] for a in self.alarms_on(b)], ["170"])
+
+    def alarms_on(self, server):
+        r = server.request("GET", "/alarms", token=self.token)
+        self.assertEqual(r.status, 200, r)
+        return r.json["alarms"]
+
 
 class OneSender(AlarmTestCase):
     """Each mail and each webhook call goes out once, though both instances run their outbox timers
