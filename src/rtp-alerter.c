@@ -236,9 +236,9 @@ typedef struct {
 #define SUB_FROM                                                                                                       \
   " FROM subscriptions s JOIN users u ON u.user_id = s.user_id JOIN process_variables p ON p.pv_string = s.pv_string "
 
-/* Row @i of SUB_COLUMNS, its texts copied into @texts: the model is not kept (libgda keeps a list of
- * the live data models, and releasing one walks it: with 5 000 PVs kept, emptying the cache after a
- * change took seconds on the main loop — perf: g_slist_remove). */
+/* A text of a result, copied into @texts for keeping: the model itself is not kept (libgda keeps a
+ * list of the live data models, and releasing one walks it: with 5 000 PVs kept, emptying the cache
+ * after a change took seconds on the main loop — perf: g_slist_remove). */
 static const char *
 kept_text (GStringChunk *texts, GdaDataModel *m, guint i, guint column)
 {
@@ -246,6 +246,7 @@ kept_text (GStringChunk *texts, GdaDataModel *m, guint i, guint column)
   return text != NULL ? g_string_chunk_insert_const (texts, text) : NULL;
 }
 
+/* Row @i of SUB_COLUMNS, its texts in @texts. */
 static void
 sub_from_row (GdaDataModel *m, guint i, GStringChunk *texts, Sub *s)
 {
@@ -806,7 +807,7 @@ typedef struct {
   gint ref;
   Sub *rows; /* (owned) read once: every value runs through them */
   guint n_rows;
-  GStringChunk *texts; /* (owned) the texts of @rows and @open: no GdaDataModel is kept (see sub_from_row) */
+  GStringChunk *texts; /* (owned) the texts of @rows and @open: no GdaDataModel is kept (see kept_text) */
   GHashTable *open;    /* (owned) user_id → OpenAlarm */
 } PvSubs;
 
