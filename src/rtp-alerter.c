@@ -226,8 +226,10 @@ typedef struct {
   gint64 shelved_until_us, last_notified_us, opened_us;
 } OpenAlarm;
 
+/* after SUB_COLUMNS, from columns 15 on: the subscription's open alarm, if any (SUB_OPEN_ALARM) */
 #define OPEN_ALARM_COLUMNS                                                                                             \
-  "user_id, id, severity, active, last_notified_us, acknowledged_by, shelved_until_us, opened_us"
+  "a.id, a.severity, a.active, a.last_notified_us, a.acknowledged_by, a.shelved_until_us, a.opened_us"
+#define OPEN_ALARM_FIRST_COLUMN 15
 
 #define SUB_COLUMNS                                                                                                    \
   "s.user_id, s.email, s.threshold_min, s.threshold_max, u.first_name, u.last_name, u.preferred_language, "            \
@@ -836,42 +838,44 @@ pv_subs_get (RtpAlerter *self, const char *pv, GError **error)
   guint64 stamp = 0;
   PvSubs *p = rtp_stamp_cache_lookup (self->pv_subs, pv, &stamp);
   g_autoptr (GdaDataModel) subs = NULL;
-  g_autoptr (GdaDataModel) open = NULL;
+  const guint a = OPEN_ALARM_FIRST_COLUMN;
 
   if (p != NULL)
     return p;
-  subs = rtp_database_select (self->db, error, "SELECT " SUB_COLUMNS SUB_FROM "WHERE s.pv_string = :pv", "pv",
-                              RTP_DB_STR, pv, NULL);
-  if (subs == NULL || (open = rtp_database_select (self->db, error,
-                                                   "SELECT " OPEN_ALARM_COLUMNS " FROM alert_episodes "
-                                                   "WHERE pv_string = :pv AND closed_us IS NULL ORDER BY opened_us, id",
-                                                   "pv", RTP_DB_STR, pv, NULL)) == NULL)
+  /* one statement: after a change every PV's next value reads this again */
+  subs = rtp_database_select (self->db, error,
+                              "SELECT " SUB_COLUMNS ", " OPEN_ALARM_COLUMNS SUB_FROM
+                              "LEFT JOIN alert_episodes a ON a.user_id = s.user_id AND a.pv_string = s.pv_string "
+                              "AND a.closed_us IS NULL WHERE s.pv_string = :pv ORDER BY s.user_id, a.opened_us, a.id",
+                              "pv", RTP_DB_STR, pv, NULL);
+  if (subs == NULL)
     return NULL;
   p = g_new0 (PvSubs, 1);
   p->ref = 1;
   p->texts = g_string_chunk_new (256);
   p->open = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
-  for (guint i = 0; i < rtp_db_rows (open); i++)
+  p->rows = g_new (Sub, MAX (rtp_db_rows (subs), 1));
+  for (guint i = 0; i < rtp_db_rows (subs); i++)
     {
-      OpenAlarm *a = g_new0 (OpenAlarm, 1);
-      const char *user_id = kept_text (p->texts, open, i, 0);
+      Sub *row = &p->rows[p->n_rows];
+      OpenAlarm *alarm;
 
-      a->id = kept_text (p->texts, open, i, 1);
-      a->severity = level_from_name (rtp_db_str (open, i, 2));
-      a->active = rtp_db_int0 (open, i, 3) != 0;
-      a->last_notified_us = rtp_db_int0 (open, i, 4);
-      a->acknowledged = rtp_db_str (open, i, 5) != NULL;
-      a->shelved = rtp_db_int (open, i, 6, &a->shelved_until_us);
-      a->opened_us = rtp_db_int0 (open, i, 7);
-      if (user_id == NULL || a->id == NULL || g_hash_table_contains (p->open, user_id))
-        g_free (a); /* one alarm per subscription is open at a time: the oldest is the one */
-      else
-        g_hash_table_insert (p->open, (gpointer) user_id, a);
+      if (i > 0 && g_strcmp0 (rtp_db_str (subs, i, 0), rtp_db_str (subs, i - 1, 0)) == 0)
+        continue; /* one alarm per subscription is open at a time; were there two, the oldest is the one */
+      sub_from_row (subs, i, p->texts, row);
+      p->n_rows++;
+      if (row->user_id == NULL || rtp_db_str (subs, i, a) == NULL)
+        continue;
+      alarm = g_new0 (OpenAlarm, 1);
+      alarm->id = kept_text (p->texts, subs, i, a);
+      alarm->severity = level_from_name (rtp_db_str (subs, i, a + 1));
+      alarm->active = rtp_db_int0 (subs, i, a + 2) != 0;
+      alarm->last_notified_us = rtp_db_int0 (subs, i, a + 3);
+      alarm->acknowledged = rtp_db_str (subs, i, a + 4) != NULL;
+      alarm->shelved = rtp_db_int (subs, i, a + 5, &alarm->shelved_until_us);
+      alarm->opened_us = rtp_db_int0 (subs, i, a + 6);
+      g_hash_table_insert (p->open, (gpointer) row->user_id, alarm);
     }
-  p->n_rows = rtp_db_rows (subs);
-  p->rows = g_new (Sub, MAX (p->n_rows, 1));
-  for (guint i = 0; i < p->n_rows; i++)
-    sub_from_row (subs, i, p->texts, &p->rows[i]);
   rtp_stamp_cache_store (self->pv_subs, stamp, pv, p);
   return p;
 }
