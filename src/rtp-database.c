@@ -1377,7 +1377,7 @@ rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
  * status" — which it would otherwise grow by one event per statement and walk on every
  * statement, making a 10 000-line import quadratic (27 s instead of 0.7 s on SQLite; on
  * PostgreSQL 18 s instead of 4 s). */
-static gboolean run_sql (RtpDatabase *self, const char *sql, GError **error);
+static gboolean run_sql (RtpDatabase *self, const char *sql, gboolean undoes, GError **error);
 
 gboolean
 rtp_database_begin (RtpDatabase *self, GError **error)
@@ -1386,7 +1386,7 @@ rtp_database_begin (RtpDatabase *self, GError **error)
   /* a stamp move while beginning (a broken connection replaced: only outside a transaction) is
    * told at the transaction's end */
   self->beginning = TRUE;
-  if (!run_sql (self, "BEGIN", error))
+  if (!run_sql (self, "BEGIN", FALSE, error))
     {
       self->beginning = FALSE;
       emit_pending_change (self);
@@ -1438,7 +1438,7 @@ gboolean
 rtp_database_commit (RtpDatabase *self, GError **error)
 {
   g_return_val_if_fail (self->in_transaction, FALSE);
-  if (!run_sql (self, "COMMIT", error))
+  if (!run_sql (self, "COMMIT", FALSE, error))
     {
       rtp_database_rollback (self);
       return FALSE;
@@ -1456,7 +1456,7 @@ rtp_database_rollback (RtpDatabase *self)
   if (!self->in_transaction)
     return;
   self->in_transaction = FALSE;
-  if (self->cnc != NULL && !self->broken && !run_sql (self, "ROLLBACK", &local_error))
+  if (self->cnc != NULL && !self->broken && !run_sql (self, "ROLLBACK", TRUE, &local_error))
     {
       /* SQLite ends the transaction itself after an I/O error or a full disk: nothing is left to undo */
       if (strstr (local_error->message, "no transaction is active") != NULL)
@@ -1467,8 +1467,12 @@ rtp_database_rollback (RtpDatabase *self)
   emit_pending_change (self);
 }
 
+/* Transaction control. BEGIN, COMMIT, SAVEPOINT and RELEASE change no data: the writes between
+ * them move the stamp, so a transaction that only read (the alerter's, for a value that leaves an
+ * alarm as it was) leaves every kept value in place. A rollback (@undoes) may undo writes: it
+ * moves the stamp. */
 static gboolean
-run_sql (RtpDatabase *self, const char *sql, GError **error)
+run_sql (RtpDatabase *self, const char *sql, gboolean undoes, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
   GdaStatement *stmt;
@@ -1494,11 +1498,7 @@ run_sql (RtpDatabase *self, const char *sql, GError **error)
         }
       g_hash_table_insert (self->raw_cache, g_strdup (sql), stmt);
     }
-  /* BEGIN, COMMIT, SAVEPOINT and RELEASE change no data; the writes between them move the stamp.
-   * A transaction that only read (the alerter's, for a value that leaves an alarm as it was)
-   * then leaves every kept value in place. A rollback may undo writes: it moves the stamp. */
-  if (!g_str_equal (sql, "BEGIN") && !g_str_equal (sql, "COMMIT") && !g_str_has_prefix (sql, "SAVEPOINT ") &&
-      !g_str_has_prefix (sql, "RELEASE "))
+  if (undoes)
     bump_stamp (self);
   if (gda_connection_statement_execute_non_select (self->cnc, stmt, NULL, NULL, &local_error) < 0 &&
       local_error != NULL)
@@ -1525,7 +1525,7 @@ rtp_database_savepoint (RtpDatabase *self, const char *name, GError **error)
 
   g_return_val_if_fail (valid_savepoint_name (name), FALSE);
   sql = g_strdup_printf ("SAVEPOINT %s", name);
-  return run_sql (self, sql, error);
+  return run_sql (self, sql, FALSE, error);
 }
 
 void
@@ -1536,7 +1536,7 @@ rtp_database_rollback_to (RtpDatabase *self, const char *name)
 
   g_return_if_fail (valid_savepoint_name (name));
   sql = g_strdup_printf ("ROLLBACK TO SAVEPOINT %s", name);
-  if (!run_sql (self, sql, &error))
+  if (!run_sql (self, sql, TRUE, &error))
     g_warning ("rollback to savepoint failed: %s", error->message);
 }
 
@@ -1547,7 +1547,7 @@ rtp_database_release (RtpDatabase *self, const char *name, GError **error)
 
   g_return_val_if_fail (valid_savepoint_name (name), FALSE);
   sql = g_strdup_printf ("RELEASE SAVEPOINT %s", name);
-  return run_sql (self, sql, error);
+  return run_sql (self, sql, FALSE, error);
 }
 
 /* ---- several instances ---------------------------------------------------------------- */
