@@ -565,6 +565,8 @@ decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, d
   shelved = open->shelved;
   shelved_until = open->shelved_until_us;
   opened_us = open->opened_us;
+  /* a transition below writes this value; otherwise it is kept again (keep_latest_value) */
+  g_hash_table_remove (self->latest_values, id);
   if (shelved && shelved_until <= now)
     {
       /* the shelve ran out: said once, and one notification below when still out of band */
@@ -587,7 +589,6 @@ decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, d
           keep_latest_value (self, id, v);
           return TRUE; /* latched, waiting for an acknowledgement */
         }
-      g_hash_table_remove (self->latest_values, id);
       if (rtp_database_exec (
             self->db, error,
             "UPDATE alert_episodes SET active = 0, last_change_us = :now, latched = :l, value = :v WHERE id = :id",
@@ -613,7 +614,6 @@ decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, d
   if (!active || level > prev)
     {
       /* out again after a latched return, or MINOR → MAJOR: said at once */
-      g_hash_table_remove (self->latest_values, id);
       if (rtp_database_exec (
             self->db, error,
             "UPDATE alert_episodes SET active = 1, severity = :s, last_change_us = :now, value = :v WHERE id = :id",
@@ -637,7 +637,6 @@ decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, d
     }
   if (level < prev)
     {
-      g_hash_table_remove (self->latest_values, id);
       if (rtp_database_exec (self->db, error,
                              "UPDATE alert_episodes SET severity = :s, last_change_us = :now, value = :v WHERE id = :id",
                              "s", RTP_DB_STR, level_names[level], "now", RTP_DB_INT, now, "v", RTP_DB_STR, v, "id",
