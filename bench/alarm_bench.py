@@ -206,15 +206,18 @@ def main():
 
         flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
 
+        def c_publishers(seconds, prefix="bench/values"):
+            """bench/mqtt_flood processes sharing the PVs, for `seconds`; each prints its count at the end."""
+            per = (args.pvs + args.publishers - 1) // args.publishers
+            return [subprocess.Popen([flood_exe, str(broker.port), prefix, str(i * per),
+                                      str(max(0, min(per, args.pvs - i * per))), str(args.rate), str(seconds)],
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.generators_nice))
+                    for i in range(args.publishers)]
+
         def start_values(seconds, prefix="bench/values"):
             """The publishers, for `seconds`; returns a function that waits for them and gives the count."""
             if args.c_publishers:
-                per = (args.pvs + args.publishers - 1) // args.publishers
-                cprocs = [subprocess.Popen([flood_exe, str(broker.port), prefix, str(i * per),
-                                            str(max(0, min(per, args.pvs - i * per))), str(args.rate), str(seconds)],
-                                           stdout=subprocess.PIPE, text=True,
-                                           preexec_fn=lambda: os.nice(args.generators_nice))
-                          for i in range(args.publishers)]
+                cprocs = c_publishers(seconds, prefix)
                 return lambda: sum(int(p.communicate()[0].strip() or 0) for p in cprocs)
             counter = multiprocessing.Value("q", 0)
             procs = [multiprocessing.Process(target=publisher, args=(broker.port, part, args.rate, seconds, counter,
@@ -296,10 +299,7 @@ def main():
                             tuple(b - a for a, b in zip(between, after)), answer[0]))
         alarmed = None
         if args.alarmed and args.c_publishers:
-            per = (args.pvs + args.publishers - 1) // args.publishers
-            cprocs = [subprocess.Popen([flood_exe, str(broker.port), "bench/values", str(i * per),
-                                        str(max(0, min(per, args.pvs - i * per))), str(args.rate), "100000"],
-                                       stdout=subprocess.DEVNULL) for i in range(args.publishers)]
+            cprocs = c_publishers(100000)  # stopped below, once measured
             try:
                 time.sleep(2)
 
@@ -328,7 +328,7 @@ def main():
             finally:
                 for p in cprocs:
                     p.kill()
-                    p.wait()
+                    p.communicate()
         if rows:
             print(f"{args.pvs} PVs x {args.rate:g}/s"
                   + (f" (broker and publishers at nice {args.generators_nice})" if args.generators_nice else "")
