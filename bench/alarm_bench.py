@@ -14,7 +14,7 @@ over --cpu-rounds values of every PV sent as fast as the publishers can).
 
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
                                  [--cpu-rounds 20] [--cpu-only] [--c-publishers] [--generators-nice N]
-                                 [--rounds 3] [--same-rig] [--band-changes 3] [--alarmed N]
+                                 [--rounds 3] [--same-rig] [--band-changes 3] [--alarmed N] [--flood N]
 
 --same-rig (with --c-publishers) keeps the machine equally busy in the idle runs: the same publishers
 send the same values through the same broker to a subscriber that only reads them, so that the ratio
@@ -30,6 +30,10 @@ what that costs the requests (p99 and the longest wait) and whether values were 
 PVs put out of their MINOR band (warning_max 30 under values of 40-59), and once their alarms are open and
 mailed, a loaded run with N PVs in alarm: each of their values goes to the main loop (10 x N per second) and
 is judged against its open alarm.
+
+--flood N (with --c-publishers; default 0: none): at the very end, the last N PVs all leave their threshold
+band at once (an alarm flood, as after a power cut) while wrk runs: how long until all N alarms are open and
+all N mailed, and what the requests saw meanwhile.
 
 --generators-nice N runs the broker and the publishers at nice N: they stand for the IOCs and the
 broker on machines of their own, and take from the server only the CPU it leaves unused. The server
@@ -114,6 +118,8 @@ def main():
                     help="pairs of loaded runs without and with a band change 1 s in (0: none)")
     ap.add_argument("--alarmed", type=int, default=0,
                     help="with --c-publishers: a loaded run with this many PVs in alarm, beside one with none")
+    ap.add_argument("--flood", type=int, default=0,
+                    help="with --c-publishers: at the end, this many PVs leave their band at once (an alarm flood)")
     ap.add_argument("--same-rig", action="store_true",
                     help="with --c-publishers: the idle runs too have the publishers and the broker busy, their values "
                          "going to a subscriber that only reads them (bench/mqtt_flood sink) instead of the server")
@@ -206,13 +212,15 @@ def main():
 
         flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
 
-        def c_publishers(seconds, prefix="bench/values"):
-            """bench/mqtt_flood processes sharing the PVs, for `seconds`; each prints its count at the end."""
-            per = (args.pvs + args.publishers - 1) // args.publishers
-            return [subprocess.Popen([flood_exe, str(broker.port), prefix, str(i * per),
-                                      str(max(0, min(per, args.pvs - i * per))), str(args.rate), str(seconds)],
+        def c_publishers(seconds, prefix="bench/values", first=0, count=None, base=40):
+            """bench/mqtt_flood processes sharing PVs first..first+count-1 (default: all), for `seconds`, values
+            base..base+19; each prints its count at the end."""
+            count = args.pvs - first if count is None else count
+            per = (count + args.publishers - 1) // args.publishers
+            return [subprocess.Popen([flood_exe, str(broker.port), prefix, str(first + i * per),
+                                      str(max(0, min(per, count - i * per))), str(args.rate), str(seconds), str(base)],
                                      stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.generators_nice))
-                    for i in range(args.publishers)]
+                    for i in range(args.publishers) if count - i * per > 0]
 
         def start_values(seconds, prefix="bench/values"):
             """The publishers, for `seconds`; returns a function that waits for them and gives the count."""
@@ -329,6 +337,44 @@ def main():
                 for p in cprocs:
                     p.kill()
                     p.communicate()
+        flooded = None
+        if args.flood and args.c_publishers:
+            # the last N PVs all leave their threshold band at once (values 140-159 against 0..100): an alarm
+            # flood, as after a power cut; measured from the moment their values change
+            first = args.pvs - args.flood
+            cprocs = c_publishers(100000, count=first)
+            fprocs = []
+            try:
+                time.sleep(3)
+                sent = metric(r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$')
+                got = received()
+                main_before = cpu_seconds(server.proc.pid, server.proc.pid)
+                result = []
+                runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
+                t0 = time.monotonic()
+                for p in cprocs:  # the in-band values of those PVs stop; the others go on
+                    p.kill()
+                    p.communicate()
+                cprocs = c_publishers(100000, count=first)
+                fprocs = c_publishers(100000, first=first, count=args.flood, base=140)
+                runner.start()
+                opened_s = mailed_s = None
+                deadline = time.monotonic() + 300
+                while (opened_s is None or mailed_s is None) and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                    if opened_s is None and len(server.request("GET", "/alarms", token=admin).json["alarms"]) >= args.flood:
+                        opened_s = time.monotonic() - t0
+                    if mailed_s is None and metric(
+                            r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$') - sent >= args.flood:
+                        mailed_s = time.monotonic() - t0
+                runner.join()
+                main_cpu = (cpu_seconds(server.proc.pid, server.proc.pid) - main_before) / (time.monotonic() - t0)
+                got = tuple(b - a for a, b in zip(got, received()))
+                flooded = (result[0], opened_s, mailed_s, got, main_cpu, time.monotonic() - t0)
+            finally:
+                for p in cprocs + fprocs:
+                    p.kill()
+                    p.communicate()
         if rows:
             print(f"{args.pvs} PVs x {args.rate:g}/s"
                   + (f" (broker and publishers at nice {args.generators_nice})" if args.generators_nice else "")
@@ -356,6 +402,17 @@ def main():
             print(f"| every PV in band | {plain[0]:.0f} | {plain[2]:.2f} | {plain[4]:.1f} | {to_main:.0f} | {main_cpu:.0%} |")
             print(f"| {args.alarmed} PVs in alarm | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {to_main_a:.0f} | "
                   f"{main_cpu_a:.0%} |")
+        if flooded:
+            run, opened_s, mailed_s, got, main_cpu, took = flooded
+            print()
+            print(f"alarm flood: {args.flood} PVs out of band at once; all {args.flood} alarms open after "
+                  + (f"{opened_s:.1f} s" if opened_s is not None else "more than 300 s")
+                  + ", all mailed after " + (f"{mailed_s:.1f} s" if mailed_s is not None else "more than 300 s"))
+            print("| during the flood (wrk from its start) | req/s | p99 ms | longest ms | unanswered in 2 s "
+                  "| values queued / dropped / settled | main thread CPU |")
+            print("|---|---|---|---|---|---|---|")
+            print(f"| {args.seconds} s | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {run[5]} | "
+                  f"{got[0]:.0f} / {got[1]:.0f} / {got[2]:.0f} | {main_cpu:.0%} (over {took:.0f} s) |")
     finally:
         server.cleanup()
         smtp.cleanup()

@@ -1,10 +1,11 @@
 /* mqtt_flood.c: MQTT values for bench/alarm_bench.py, from a publisher that is never the bottleneck.
  *
- *   mqtt_flood PORT PREFIX FIRST COUNT RATE SECONDS
+ *   mqtt_flood PORT PREFIX FIRST COUNT RATE SECONDS [BASE]
  *   mqtt_flood PORT FILTER sink SECONDS
  *
  * publishes to PREFIX/Bench/P<i> (i from FIRST, COUNT PVs) RATE values per PV per second (0: as fast
- * as it can, SECONDS rounds) for SECONDS seconds, QoS 0, values 40..59 (in every band of the bench);
+ * as it can, SECONDS rounds) for SECONDS seconds, QoS 0, values BASE..BASE+19 (default 40..59: in
+ * every band of the bench);
  * prints the number of values sent. As a sink it subscribes to FILTER (QoS 0) and reads whatever
  * comes for SECONDS seconds, in large reads, and prints the bytes read: a subscriber that costs the
  * broker what the server's subscription costs it, and itself almost nothing.
@@ -108,22 +109,24 @@ main (int argc, char **argv)
   g_autoptr (GByteArray) out = g_byte_array_new ();
   g_autoptr (GByteArray) body = g_byte_array_new ();
   guint8 connack[4];
-  guint first, count;
+  guint first, count, base = 40;
   double rate, seconds;
   gint64 start, end;
   guint64 sent = 0;
   int fd, one = 1;
 
-  if (argc != 7 && !(argc == 5 && strcmp (argv[3], "sink") == 0))
+  if (argc != 7 && argc != 8 && !(argc == 5 && strcmp (argv[3], "sink") == 0))
     {
-      fprintf (stderr, "usage: %s PORT PREFIX FIRST COUNT RATE SECONDS\n       %s PORT FILTER sink SECONDS\n",
+      fprintf (stderr, "usage: %s PORT PREFIX FIRST COUNT RATE SECONDS [BASE]\n       %s PORT FILTER sink SECONDS\n",
                argv[0], argv[0]);
       return 2;
     }
-  first = argc == 7 ? (guint) atoi (argv[3]) : 0;
-  count = argc == 7 ? (guint) atoi (argv[4]) : 0;
-  rate = argc == 7 ? g_ascii_strtod (argv[5], NULL) : 0;
-  seconds = g_ascii_strtod (argv[argc - 1], NULL);
+  first = argc >= 7 ? (guint) atoi (argv[3]) : 0;
+  count = argc >= 7 ? (guint) atoi (argv[4]) : 0;
+  rate = argc >= 7 ? g_ascii_strtod (argv[5], NULL) : 0;
+  seconds = g_ascii_strtod (argv[argc == 8 ? 6 : argc - 1], NULL);
+  if (argc == 8)
+    base = (guint) atoi (argv[7]);
   addr.sin_port = htons ((guint16) atoi (argv[1]));
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
   fd = socket (AF_INET, SOCK_STREAM, 0);
@@ -164,7 +167,7 @@ main (int argc, char **argv)
           char value[8];
           guint i = (guint) (sent % count);
           int tlen = g_snprintf (topic, sizeof topic, "%s/Bench/P%u", argv[2], first + i);
-          int vlen = g_snprintf (value, sizeof value, "%u", 40 + (guint) ((sent / count + i) % 20));
+          int vlen = g_snprintf (value, sizeof value, "%u", base + (guint) ((sent / count + i) % 20));
 
           g_byte_array_append (out, (const guint8 *) "\x30", 1);
           put_length (out, 2 + (gsize) tlen + (gsize) vlen);

@@ -62,17 +62,21 @@ struct _RtpDatabase {
   PGconn *pconn;        /* (unowned) (nullable) libpq's connection under libgda's, for probing */
   char *pg_dbname;      /* (owned) (nullable) */
   /* rtp_database_get_change_stamp() */
-  gboolean changed_pending; /* the stamp moved inside the open transaction: "changed" at its end */
-  gboolean beginning;       /* BEGIN is being sent */
-  guint64 stamp;            /* raised at every change this connection makes or learns of */
-  gint64 pg_count;          /* PostgreSQL: rtp_change_count.n as last read */
-  gint64 pg_read_us;        /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
-  PGconn *pg_prepared;      /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
-  char *shm_path;           /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
-  int shm_fd;               /* SQLite: @shm_path, read-only, or -1 */
-  gint64 shm_retry_us;      /* SQLite: when opening the WAL index may be tried again */
-  guint8 shm_header[48];    /* SQLite: its header as last read */
-  gint64 shm_read_us;       /* SQLite: when it was read (monotonic), 0: not valid */
+  gboolean changed_pending;      /* the stamp moved inside the open transaction: "changed" at its end */
+  gboolean beginning;            /* BEGIN is being sent */
+  gboolean wrote;                /* a write in the open transaction: the counter is read after its commit */
+  guint64 stamp;                 /* raised at every change of kept rows this connection makes or learns of */
+  gint64 pg_count;               /* PostgreSQL: rtp_change_count.n as last read */
+  gint64 pg_read_us;             /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
+  PGconn *pg_prepared;           /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
+  char *shm_path;                /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
+  int shm_fd;                    /* SQLite: @shm_path, read-only, or -1 */
+  gint64 shm_retry_us;           /* SQLite: when opening the WAL index may be tried again */
+  guint8 shm_header[48];         /* SQLite: its header as last read */
+  gint64 shm_read_us;            /* SQLite: when it was read (monotonic), 0: not valid */
+  gint64 sqlite_count;           /* SQLite: rtp_change_count.n as last read, -1: unknown */
+  gboolean sqlite_counted;       /* SQLite: rtp_change_count exists (migration 0014 ran) */
+  gint64 sqlite_count_looked_us; /* SQLite: when it was last looked for and not found (monotonic) */
   /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
   PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
   GSource *fence_source; /* (owned) (nullable) @fence_conn's socket readable */
@@ -169,6 +173,8 @@ rtp_database_init (RtpDatabase *self)
   self->raw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->stamp = 1;
   self->shm_fd = -1;
+  self->sqlite_count = -1;
+  self->sqlite_count_looked_us = G_MININT64 / 2;
   self->lead_fd = -1;
 }
 
@@ -648,12 +654,63 @@ sqlite_changes_known (RtpDatabase *self)
       self->shm_read_us = 0;
       return FALSE;
     }
-  if (memcmp (header, self->shm_header, sizeof header) != 0)
+  if (memcmp (header, self->shm_header, sizeof header) != 0 || self->sqlite_count < 0)
     {
+      /* something was committed (or checkpointed): whether it changed kept rows, the counter says;
+       * read after the header, it counts at least what the header shows */
+      g_autoptr (GError) error = NULL;
+      gint64 n = -1;
+
+      if (!self->sqlite_counted && self->shm_read_us - self->sqlite_count_looked_us >= G_USEC_PER_SEC)
+        {
+          /* not before migrations: looked for at most once a second, quietly */
+          self->sqlite_count_looked_us = self->shm_read_us;
+          self->sqlite_counted = rtp_database_select_int (self, &error,
+                                                          "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                                                          "AND name = 'rtp_change_count'",
+                                                          NULL) == 1;
+        }
+      if (self->sqlite_counted)
+        n = rtp_database_select_int (self, &error, COUNT_SQL, NULL);
+      if (n < 0)
+        {
+          g_debug ("cannot read the change counter (%s): nothing read from the database is reused",
+                   error != NULL ? error->message : "no row");
+          self->shm_read_us = 0;
+          return FALSE;
+        }
       memcpy (self->shm_header, header, sizeof header);
-      bump_stamp (self);
+      if (n != self->sqlite_count)
+        {
+          self->sqlite_count = n;
+          bump_stamp (self);
+        }
     }
   return TRUE;
+}
+
+/* A write of this connection: whether it changed kept rows, the change counter says (its triggers,
+ * migrations 0006, 0013, 0014 and 0015), read at once — at the commit, inside a transaction — so that
+ * "changed" is told before the next value or request is handled. A write of rows nobody keeps (an
+ * outbox row sent, an alarm's latest value) leaves the stamp, and with it everything kept. */
+static void
+learn_own_changes (RtpDatabase *self)
+{
+  self->shm_read_us = 0;
+  self->pg_read_us = 0;
+  if (self->kind == RTP_DATABASE_SQLITE)
+    (void) sqlite_changes_known (self);
+  else
+    (void) pg_changes_known (self);
+}
+
+static void
+wrote (RtpDatabase *self)
+{
+  if (self->in_transaction || self->beginning)
+    self->wrote = TRUE;
+  else
+    learn_own_changes (self);
 }
 
 /**
@@ -1129,6 +1186,7 @@ ensure_connection (RtpDatabase *self, GError **error)
       g_clear_object (&self->cnc);
     }
   self->in_transaction = FALSE;
+  self->wrote = FALSE;
   self->cnc = gda_connection_open_from_string (self->provider, self->cnc_string, self->auth_string,
                                                GDA_CONNECTION_OPTIONS_NONE, &local_error);
   if (self->cnc == NULL)
@@ -1289,7 +1347,7 @@ rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va
   if (cached == NULL)
     return -1;
   rows = gda_connection_statement_execute_non_select (self->cnc, cached->stmt, cached->params, NULL, &local_error);
-  bump_stamp (self);
+  wrote (self);
   if (rows < 0 && local_error != NULL)
     {
       classify_error (self, local_error, error);
@@ -1361,6 +1419,7 @@ rtp_database_exec_script (RtpDatabase *self, const char *script, GError **error)
           stmt = joined->str;
         }
       bump_stamp (self);
+      self->sqlite_count_looked_us = G_MININT64 / 2; /* the script may create the change counter */
       if (gda_connection_execute_non_select_command (self->cnc, stmt, &local_error) < 0 && local_error != NULL)
         {
           g_set_error (error, RTP_ERROR, RTP_ERROR_FAILED, "%s (in: %s)", local_error->message, stmt);
@@ -1444,6 +1503,11 @@ rtp_database_commit (RtpDatabase *self, GError **error)
       return FALSE;
     }
   self->in_transaction = FALSE;
+  if (self->wrote)
+    {
+      self->wrote = FALSE;
+      learn_own_changes (self);
+    }
   emit_pending_change (self);
   return TRUE;
 }
@@ -1456,6 +1520,7 @@ rtp_database_rollback (RtpDatabase *self)
   if (!self->in_transaction)
     return;
   self->in_transaction = FALSE;
+  self->wrote = FALSE; /* the rollback moves the stamp */
   if (self->cnc != NULL && !self->broken && !run_sql (self, "ROLLBACK", TRUE, &local_error))
     {
       /* SQLite ends the transaction itself after an I/O error or a full disk: nothing is left to undo */

@@ -247,22 +247,27 @@ test_change_stamp (Fixture *f, gconstpointer data)
   guint64 s1, s2, s3;
 
   g_assert_no_error (error);
-  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE c (n INTEGER)", &error));
+  g_assert_true (rtp_database_migrate (f->db, &error));
+  g_assert_no_error (error);
   s1 = rtp_database_get_change_stamp (f->db);
   g_assert_cmpuint (s1, !=, 0);
-  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM c", NULL), ==, 0);
-  g_assert_cmpint (rtp_database_select_int (other, &error, "SELECT COUNT(*) FROM c", NULL), ==, 0);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM users", NULL), ==, 0);
+  g_assert_cmpint (rtp_database_select_int (other, &error, "SELECT COUNT(*) FROM users", NULL), ==, 0);
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s1);
 
   /* a commit by the other connection */
-  g_assert_cmpint (rtp_database_exec (other, &error, "INSERT INTO c (n) VALUES (1)", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (other, &error,
+                                      "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) "
+                                      "VALUES ('u1', 'ada', 'Ada', 'L', 'x')",
+                                      NULL),
+                   ==, 1);
   s2 = rtp_database_get_change_stamp (f->db);
   g_assert_cmpuint (s2, !=, 0);
   g_assert_cmpuint (s2, !=, s1);
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s2);
 
   /* its own write */
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE c SET n = 2", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE users SET first_name = 'Grace'", NULL), ==, 1);
   s3 = rtp_database_get_change_stamp (f->db);
   g_assert_cmpuint (s3, !=, 0);
   g_assert_cmpuint (s3, !=, s2);
@@ -270,7 +275,7 @@ test_change_stamp (Fixture *f, gconstpointer data)
   /* a transaction of the other connection counts when it commits, and only then */
   g_assert_true (rtp_database_begin (other, &error));
   g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, 0);
-  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE c SET n = 3", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (other, &error, "UPDATE users SET last_name = 'H'", NULL), ==, 1);
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s3);
   g_assert_true (rtp_database_commit (other, &error));
   g_assert_no_error (error);
@@ -281,12 +286,12 @@ test_change_stamp (Fixture *f, gconstpointer data)
   s1 = rtp_database_get_change_stamp (f->db);
   s2 = rtp_database_get_change_stamp (other);
   g_assert_true (rtp_database_begin (f->db, &error));
-  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT n FROM c", NULL), ==, 3);
+  g_assert_cmpint (rtp_database_select_int (f->db, &error, "SELECT COUNT(*) FROM users", NULL), ==, 1);
   g_assert_true (rtp_database_commit (f->db, &error));
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, s1);
   g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, s2);
   g_assert_true (rtp_database_begin (f->db, &error));
-  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE c SET n = 4", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (f->db, &error, "UPDATE users SET email = 'a@example.org'", NULL), ==, 1);
   g_assert_true (rtp_database_commit (f->db, &error));
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s1);
   g_assert_cmpuint (rtp_database_get_change_stamp (other), !=, s2);
@@ -295,6 +300,87 @@ test_change_stamp (Fixture *f, gconstpointer data)
   rtp_database_rollback (f->db);
   g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, s1);
   g_assert_no_error (error);
+}
+
+/* Only changes of what is kept move the stamp (users, assignments, experiments, PVs, subscriptions,
+ * the state of alarms): a write of anything else — a mail marked sent, an alarm's latest value —
+ * by this connection or another leaves every kept value in place; during an alarm flood each of
+ * hundreds of notifications made every alarmed PV read its subscriptions again. */
+static void
+test_change_stamp_of_kept_rows_only (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RtpDatabase) other = rtp_database_open (f->uri, &error);
+  const char *setup_sql[] = {
+    "INSERT INTO users (user_id, login_name, first_name, last_name, password_hash) VALUES ('u1', 'ada', 'A', 'L', 'x')",
+    "INSERT INTO experiments (short_id) VALUES ('E1')",
+    "INSERT INTO process_variables (pv_string, experiment_short_id) VALUES ('PV:1', 'E1')",
+    "INSERT INTO subscriptions (user_id, pv_string, email, threshold_min, threshold_max) "
+    "VALUES ('u1', 'PV:1', 'a@example.org', 0, 10)",
+    "INSERT INTO alert_episodes (id, user_id, pv_string, opened_us, last_notified_us, breach_value, threshold_min, "
+    "threshold_max) VALUES ('a1', 'u1', 'PV:1', 1, 1, '11', 0, 10)",
+    "INSERT INTO alert_mails (id, episode_id, created_us, recipient, subject, body, next_attempt_us) "
+    "VALUES ('m1', 'a1', 1, 'a@example.org', 's', 'b', 1)",
+  };
+  /* (connection, statement, whether it changes what is kept) */
+  const struct {
+    gboolean on_other;
+    const char *sql;
+    gboolean kept;
+  } writes[] = {
+    { FALSE, "UPDATE alert_mails SET sent_us = 2, attempts = attempts + 1 WHERE id = 'm1'", FALSE },
+    { TRUE, "UPDATE alert_mails SET attempts = attempts + 1 WHERE id = 'm1'", FALSE },
+    { FALSE, "UPDATE alert_episodes SET value = '12' WHERE id = 'a1'", FALSE },
+    { TRUE, "UPDATE alert_episodes SET value = '13', last_change_us = 3 WHERE id = 'a1'", FALSE },
+    { FALSE, "INSERT INTO settings (name, value) VALUES ('x', '1')", FALSE },
+    { FALSE, "UPDATE alert_episodes SET acknowledged_by = 'u1' WHERE id = 'a1'", TRUE },
+    { TRUE, "UPDATE alert_episodes SET severity = 'MINOR' WHERE id = 'a1'", TRUE },
+    { TRUE, "UPDATE alert_episodes SET closed_us = 5 WHERE id = 'a1'", TRUE },
+    { FALSE, "UPDATE subscriptions SET out_since_us = 4", TRUE },
+    { TRUE, "UPDATE subscriptions SET delay_s = 3", TRUE },
+    { TRUE, "UPDATE process_variables SET human_readable_name = 'p'", TRUE },
+    { FALSE, "UPDATE experiments SET human_readable_name = 'e'", TRUE },
+    { TRUE, "INSERT INTO user_experiments (user_id, short_id) VALUES ('u1', 'E1')", TRUE },
+    { FALSE, "DELETE FROM user_experiments", TRUE },
+  };
+
+  g_assert_no_error (error);
+  g_assert_true (rtp_database_migrate (f->db, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (setup_sql); i++)
+    g_assert_cmpint (rtp_database_exec (f->db, &error, setup_sql[i], NULL), ==, 1);
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (writes); i++)
+    {
+      guint64 mine = rtp_database_get_change_stamp (f->db);
+      guint64 theirs = rtp_database_get_change_stamp (other);
+
+      g_test_message ("%s", writes[i].sql);
+      g_assert_cmpuint (mine, !=, 0);
+      g_assert_cmpuint (theirs, !=, 0);
+      g_assert_cmpint (rtp_database_exec (writes[i].on_other ? other : f->db, &error, writes[i].sql, NULL), ==, 1);
+      g_assert_no_error (error);
+      if (writes[i].kept)
+        {
+          g_assert_cmpuint (rtp_database_get_change_stamp (f->db), !=, mine);
+          g_assert_cmpuint (rtp_database_get_change_stamp (other), !=, theirs);
+        }
+      else
+        {
+          g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, mine);
+          g_assert_cmpuint (rtp_database_get_change_stamp (other), ==, theirs);
+        }
+    }
+}
+
+/* no change counter (a database not migrated): nothing may be kept */
+static void
+test_change_stamp_without_counter (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE c (n INTEGER)", &error));
+  g_assert_cmpuint (rtp_database_get_change_stamp (f->db), ==, 0);
 }
 
 /* libgda opens DB_NAME.db when it exists, before DB_NAME: the WAL index watched must be that
@@ -315,11 +401,11 @@ test_change_stamp_of_the_file_opened (void)
   g_assert_no_error (error);
   other = rtp_database_open (uri, &error);
   g_assert_no_error (error);
-  g_assert_true (rtp_database_exec_script (other, "CREATE TABLE c (n INTEGER)", &error));
+  g_assert_true (rtp_database_migrate (other, &error));
   g_assert_true (g_file_test (with_suffix, G_FILE_TEST_EXISTS));
   s1 = rtp_database_get_change_stamp (db);
   g_assert_cmpuint (s1, !=, 0);
-  g_assert_cmpint (rtp_database_exec (other, &error, "INSERT INTO c (n) VALUES (1)", NULL), ==, 1);
+  g_assert_cmpint (rtp_database_exec (other, &error, "INSERT INTO experiments (short_id) VALUES ('E1')", NULL), ==, 1);
   g_assert_cmpuint (rtp_database_get_change_stamp (db), !=, s1);
   g_object_unref (other);
   g_object_unref (db);
@@ -342,9 +428,10 @@ test_leadership (Fixture *f, gconstpointer data)
 
   other = rtp_database_open (f->uri, &error);
   g_assert_no_error (error);
-  g_assert_true (rtp_database_exec_script (f->db, "CREATE TABLE c (n INTEGER)", &error));
+  g_assert_true (rtp_database_migrate (f->db, &error));
 
   stamp = rtp_database_get_change_stamp (other);
+  g_assert_cmpuint (stamp, !=, 0);
   g_assert_true (rtp_database_try_leadership (f->db));
   g_assert_false (rtp_database_try_leadership (other));
   g_assert_true (rtp_database_try_leadership (f->db));
@@ -410,6 +497,10 @@ main (int argc, char **argv)
   g_test_add ("/database/transactions", Fixture, NULL, setup, test_transactions, teardown);
   g_test_add ("/database/migrations", Fixture, NULL, setup, test_migrations, teardown);
   g_test_add ("/database/change-stamp", Fixture, NULL, setup, test_change_stamp, teardown);
+  g_test_add ("/database/change-stamp-of-kept-rows-only", Fixture, NULL, setup, test_change_stamp_of_kept_rows_only,
+              teardown);
+  g_test_add ("/database/change-stamp-without-counter", Fixture, NULL, setup, test_change_stamp_without_counter,
+              teardown);
   g_test_add_func ("/database/change-stamp-of-the-file-opened", test_change_stamp_of_the_file_opened);
   g_test_add ("/database/leadership", Fixture, NULL, setup, test_leadership, teardown);
   g_test_add ("/database/leadership-without-lock-file", Fixture, NULL, setup, test_leadership_without_lock_file,
