@@ -48,8 +48,8 @@ struct _RtpAlerter {
   GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
   RtpStampCache *pv_subs; /* (owned) pv → PvSubs */
   /* (owned) alarm id → the latest value (text) of an alarm whose level stood still: written once a
-   * second (write_latest_values), not at every value — a write moves the change stamp, and a moved
-   * stamp empties every kept value, for this and every other instance */
+   * second (write_latest_values), not at every value: a commit (an fsync on SQLite) per value of
+   * every alarmed PV */
   GHashTable *latest_values;
   gint64 started_us; /* monotonic: PVs never heard of count as silent from here */
   gint64 silence_us; /* 3 monitor intervals without a value: INVALID (0: never) */

@@ -49,6 +49,7 @@ struct _RtpDatabase {
   GdaSqlParser *delimit; /* (owned) a parser that only splits: its statements are passed through untracked */
   GHashTable *raw_cache; /* (owned) SQL → GdaStatement parsed by @delimit */
   gboolean in_transaction;
+  gboolean wrote; /* a write in the open transaction: the change counter is read after its commit */
   /* to reconnect after the server went away (PostgreSQL restarted) */
   char *provider;    /* (owned) */
   char *cnc_string;  /* (owned) */
@@ -64,18 +65,17 @@ struct _RtpDatabase {
   /* rtp_database_get_change_stamp() */
   gboolean changed_pending;      /* the stamp moved inside the open transaction: "changed" at its end */
   gboolean beginning;            /* BEGIN is being sent */
-  gboolean wrote;                /* a write in the open transaction: the counter is read after its commit */
   guint64 stamp;                 /* raised at every change of kept rows this connection makes or learns of */
   gint64 pg_count;               /* PostgreSQL: rtp_change_count.n as last read */
   gint64 pg_read_us;             /* PostgreSQL: when that read was sent (monotonic), 0: never or not valid */
   PGconn *pg_prepared;           /* PostgreSQL: the connection on which the counter read is prepared, or NULL */
   char *shm_path;                /* (owned) (nullable) SQLite: the WAL index of the file SQLite opened */
   int shm_fd;                    /* SQLite: @shm_path, read-only, or -1 */
+  gboolean sqlite_counted;       /* SQLite: rtp_change_count exists (migration 0014 ran) */
   gint64 shm_retry_us;           /* SQLite: when opening the WAL index may be tried again */
   guint8 shm_header[48];         /* SQLite: its header as last read */
   gint64 shm_read_us;            /* SQLite: when it was read (monotonic), 0: not valid */
   gint64 sqlite_count;           /* SQLite: rtp_change_count.n as last read, -1: unknown */
-  gboolean sqlite_counted;       /* SQLite: rtp_change_count exists (migration 0014 ran) */
   gint64 sqlite_count_looked_us; /* SQLite: when it was last looked for and not found (monotonic) */
   /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
   PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
@@ -716,9 +716,12 @@ wrote (RtpDatabase *self)
 /**
  * rtp_database_get_change_stamp:
  *
- * For reusing what was read before: a number that changes whenever the data may have
+ * For reusing what was read before: a number that changes whenever kept data may have
  * changed since it was last returned, by this connection or by any other (another
  * instance, another process). Reads made while it keeps the same value saw the same data.
+ * Kept data are the rows whose changes raise the change counter rtp_change_count (users,
+ * assignments, experiments, PVs, subscriptions, the state of alarms; migrations 0006, 0013,
+ * 0014, 0015): a read of other tables must not be kept under it.
  *
  * Returns: the stamp, or 0 when changes by others cannot be seen right now (no WAL index,
  *   no change counter, connection lost): then nothing may be reused.

@@ -2,8 +2,9 @@
  *
  * A read costs a libgda statement (about a third of a small request); what was read is kept
  * under the database's change stamp (rtp_database_get_change_stamp), which moves with every
- * change by any connection — this instance, another instance, any other client — and is 0
- * when such changes cannot be seen (then nothing is kept). Main thread only, as RtpDatabase. */
+ * change of kept rows (users, assignments, experiments, PVs, subscriptions, alarm state) by any
+ * connection — this instance, another instance, any other client — and is 0 when such changes
+ * cannot be seen (then nothing is kept). Main thread only, as RtpDatabase. */
 #define G_LOG_DOMAIN "RtpStampCache"
 
 #include "rtp-stamp-cache.h"
@@ -12,8 +13,8 @@
 #define MAX_KEPT 4096
 /* On PostgreSQL a value is read again after this long even when no change was heard of: it bounds
  * what a notification connection that died without a word (a network cut, no FIN) could hide. On
- * SQLite the stamp is the WAL index's header, which every commit of every connection changes: no
- * age is needed, and none is applied (thousands of PVs re-read at once stalled the main loop). */
+ * SQLite the WAL index's header, which every commit of every connection changes, says when to read
+ * the change counter: no age is needed, and none is applied (thousands of PVs re-read at once stalled the main loop). */
 #define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 struct _RtpStampCache {
