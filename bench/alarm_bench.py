@@ -35,6 +35,11 @@ is judged against its open alarm.
 band at once (an alarm flood, as after a power cut) while wrk runs: how long until all N alarms are open and
 all N mailed, and what the requests saw meanwhile.
 
+--silence (with --c-publishers; runs alone, nothing else is measured): values flow from before the
+subscriptions, then every publisher stops at once, as the IOCs do in a power cut; with a monitor interval
+of 1 s every PV is INVALID 3 s later. wrk runs from the cut: what the requests saw while 5 000 INVALID
+alarms opened, and how long until they all were.
+
 --generators-nice N runs the broker and the publishers at nice N: they stand for the IOCs and the
 broker on machines of their own, and take from the server only the CPU it leaves unused. The server
 itself runs as always; the values it received in the measured run (rtp_mqtt_received_total) are printed,
@@ -120,6 +125,9 @@ def main():
                     help="with --c-publishers: a loaded run with this many PVs in alarm, beside one with none")
     ap.add_argument("--flood", type=int, default=0,
                     help="with --c-publishers: at the end, this many PVs leave their band at once (an alarm flood)")
+    ap.add_argument("--silence", action="store_true",
+                    help="with --c-publishers, alone: every publisher stops at once (a power cut) and every PV becomes "
+                         "INVALID 3 monitor intervals later")
     ap.add_argument("--same-rig", action="store_true",
                     help="with --c-publishers: the idle runs too have the publishers and the broker busy, their values "
                          "going to a subscriber that only reads them (bench/mqtt_flood sink) instead of the server")
@@ -136,7 +144,8 @@ def main():
         raise
     server = rtplib.Server(env={"MQTT_SERVER_URL": f"127.0.0.1:{broker.port}", "RTP_MQTT_VALUE_TOPIC_PREFIX": "bench/values",
                                 "RTP_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "RTP_SMTP_FROM": "bench@example.org",
-                                "RTP_ALARM_SILENCE_INTERVALS": "0"},
+                                "RTP_ALARM_SILENCE_INTERVALS": "3" if args.silence else "0",
+                                **({"RTP_MONITOR_INTERVAL": "1"} if args.silence else {})},
                          verbose=False)  # --verbose writes a line per request and per value: not what is measured
     try:
         server.start()
@@ -150,6 +159,18 @@ def main():
         r = server.request("POST", "/file/import", token=admin, body=lines.encode(),
                            headers={"Content-Type": "text/plain"})
         print(f"import of {args.pvs} PVs: HTTP {r.status}")
+        flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
+        def c_publishers(seconds, prefix="bench/values", first=0, count=None, base=40):
+            """bench/mqtt_flood processes sharing PVs first..first+count-1 (default: all), for `seconds`, values
+            base..base+19; each prints its count at the end."""
+            count = args.pvs - first if count is None else count
+            per = (count + args.publishers - 1) // args.publishers
+            return [subprocess.Popen([flood_exe, str(broker.port), prefix, str(first + i * per),
+                                      str(max(0, min(per, count - i * per))), str(args.rate), str(seconds), str(base)],
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.generators_nice))
+                    for i in range(args.publishers) if count - i * per > 0]
+        # --silence: values flow before the subscriptions exist, so that no PV is ever silent before the cut
+        silence_procs = c_publishers(100000) if args.silence else []
         pvs = [f"Bench:P{i}" for i in range(args.pvs)]
         me = server.request("GET", "/auth/users/current", token=admin).json
         me = me.get("user", me)
@@ -160,6 +181,54 @@ def main():
                 sys.exit(f"subscribing {pv}: {r.status} {r.raw}")
         subs = len(server.request("GET", "/email/subscriptions", token=admin).json["subscriptions"])
         print(f"subscriptions: {subs}")
+        url = server.url + "auth/users/current"
+        headers = {"x-access-tokens": admin}
+        if args.silence:
+            import glob
+            import sqlite3
+            # counted in the database file itself (GET /alarms answers at most 1 000, and asking would load
+            # the main loop that is measured)
+            db = sqlite3.connect("file:" + glob.glob(os.path.join(server.state, "*.db"))[0] + "?mode=ro", uri=True)
+
+            def invalid():
+                return db.execute("SELECT COUNT(*) FROM alert_episodes WHERE closed_us IS NULL "
+                                  "AND severity = 'INVALID'").fetchone()[0]
+            try:
+                time.sleep(5)  # every PV heard since its subscription; its first values judged
+                before = wrk(url, 32, args.seconds, headers=headers)
+                result = []
+                runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
+                t0 = time.monotonic()
+                for p in silence_procs:  # the cut: every IOC falls silent at once
+                    p.kill()
+                    p.communicate()
+                runner.start()
+                first = took = None
+                opened = 0
+                while time.monotonic() < t0 + 300 and (took is None or runner.is_alive()):
+                    opened = invalid()
+                    if opened and first is None:
+                        first = time.monotonic() - t0
+                    if opened >= args.pvs and took is None:
+                        took = time.monotonic() - t0
+                    time.sleep(0.1)
+                runner.join()
+            finally:
+                for p in silence_procs:
+                    if p.returncode is None:
+                        p.kill()
+                        p.communicate()
+                db.close()
+            print()
+            print(f"power cut: {args.pvs} PVs silent at once (monitor interval 1 s, INVALID after 3 s): the first INVALID "
+                  f"alarm {first if first is not None else float('nan'):.1f} s after the cut, "
+                  + (f"all {args.pvs} after {took:.1f} s" if took is not None else f"{opened} after 300 s"))
+            print("| wrk run | req/s | p99 ms | longest ms | unanswered in 2 s |")
+            print("|---|---|---|---|---|")
+            print(f"| values flowing | {before[0]:.0f} | {before[2]:.2f} | {before[4]:.1f} | {before[5]} |")
+            print(f"| from the cut, {args.seconds} s | {result[0][0]:.0f} | {result[0][2]:.2f} | {result[0][4]:.1f} | "
+                  f"{result[0][5]} |")
+            return
         # the server's CPU per value, whatever else runs on the machine: values as fast as the
         # publishers go, no HTTP load; the server's CPU time over the values it was sent
         counter = multiprocessing.Value("q", 0)
@@ -206,21 +275,7 @@ def main():
                 re.search(r'^rtp_mqtt_received_total\{outcome="%s"\} (\S+)$' % o, text, re.M)
                 for o in ("queued", "dropped", "settled")))
 
-        url = server.url + "auth/users/current"
-        headers = {"x-access-tokens": admin}
         share = [pvs[i::args.publishers] for i in range(args.publishers)]
-
-        flood_exe = os.path.join(HERE, "..", args.build, "bench", "mqtt_flood")
-
-        def c_publishers(seconds, prefix="bench/values", first=0, count=None, base=40):
-            """bench/mqtt_flood processes sharing PVs first..first+count-1 (default: all), for `seconds`, values
-            base..base+19; each prints its count at the end."""
-            count = args.pvs - first if count is None else count
-            per = (count + args.publishers - 1) // args.publishers
-            return [subprocess.Popen([flood_exe, str(broker.port), prefix, str(first + i * per),
-                                      str(max(0, min(per, count - i * per))), str(args.rate), str(seconds), str(base)],
-                                     stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.generators_nice))
-                    for i in range(args.publishers) if count - i * per > 0]
 
         def start_values(seconds, prefix="bench/values"):
             """The publishers, for `seconds`; returns a function that waits for them and gives the count."""

@@ -46,6 +46,8 @@ struct _RtpAlerter {
   GHashTable *last_value; /* (owned) pv → double *: the last number judged, for re-judging */
   GHashTable *last_seen;  /* (owned) pv → gint64 * monotonic µs of its last value */
   GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
+  GQueue silenced;        /* (owned) PVs found silent, not yet judged INVALID (mark_silenced) */
+  guint silenced_id;      /* mark_silenced while @silenced is not empty */
   RtpStampCache *pv_subs; /* (owned) pv → PvSubs */
   /* (owned) alarm id → the latest value (text) of an alarm whose level stood still: written once a
    * second (write_latest_values), not at every value: a commit (an fsync on SQLite) per value of
@@ -92,6 +94,8 @@ rtp_alerter_dispose (GObject *object)
 
   g_clear_handle_id (&self->mail_id, g_source_remove);
   g_clear_handle_id (&self->mail_idle_id, g_source_remove);
+  g_clear_handle_id (&self->silenced_id, g_source_remove);
+  g_queue_clear_full (&self->silenced, g_free);
   if (self->live != NULL)
     {
       g_clear_signal_handler (&self->value_id, self->live);
@@ -754,12 +758,42 @@ decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtr
 
 static void judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value);
 
+/* How long one dispatch of mark_silenced may judge silent PVs INVALID: a PV costs a transaction
+ * (an alarm, its history and its notifications), and when a power cut silences thousands at once
+ * the main loop answers requests between batches, as it does between batches of MQTT values. */
+#define SILENCED_BUDGET_US 4000
+
 /* Every subscription of @pv has no valid value: INVALID. */
 static void
 mark_invalid (RtpAlerter *self, const char *pv)
 {
   rtp_live_values_forward (self->live, pv); /* its next value ends the silence */
   judge_pv (self, pv, TRUE, 0);
+}
+
+/* The PVs rejudge found silent, INVALID in arrival order, for at most SILENCED_BUDGET_US per dispatch
+ * (at the priority of requests and MQTT values, so that neither starves the other). A PV heard again
+ * meanwhile is no longer silent (on_heard): its value was judged instead. */
+static gboolean
+mark_silenced (gpointer user_data)
+{
+  RtpAlerter *self = user_data;
+  gint64 deadline = g_get_monotonic_time () + SILENCED_BUDGET_US;
+  char *pv;
+
+  while ((pv = g_queue_pop_head (&self->silenced)) != NULL)
+    {
+      if (g_hash_table_contains (self->silent, pv) && self->alerting && rtp_database_try_leadership (self->db))
+        mark_invalid (self, pv);
+      g_free (pv);
+      if (g_get_monotonic_time () >= deadline && !g_queue_is_empty (&self->silenced))
+        {
+          g_debug ("monitor: %u silent PVs wait for the next dispatch", g_queue_get_length (&self->silenced));
+          return G_SOURCE_CONTINUE;
+        }
+    }
+  self->silenced_id = 0;
+  return G_SOURCE_REMOVE;
 }
 
 /* Once a second on the leading instance: a delay that ran out or a shelve that expired is decided
@@ -796,8 +830,10 @@ rejudge (RtpAlerter *self)
           !rtp_live_values_claim_silence (self->live, subscribed[i], mono - self->silence_us))
         continue; /* heard (on the main loop, or settled on arrival) */
       g_hash_table_add (self->silent, g_strdup (subscribed[i]));
-      mark_invalid (self, subscribed[i]);
+      g_queue_push_tail (&self->silenced, g_strdup (subscribed[i]));
     }
+  if (!g_queue_is_empty (&self->silenced) && self->silenced_id == 0)
+    self->silenced_id = g_idle_add_full (G_PRIORITY_DEFAULT, mark_silenced, self, NULL);
 }
 
 /* A PV's subscriptions and their alarms that have not ended, kept while the database's change

@@ -509,6 +509,55 @@ class Invalid(AlarmTestCase):
         self.send(50)  # a value in band: it clears and ends
         self.assertIsNotNone(self.alarms(query="?state=all")[0]["ended"])
 
+    def test_many_pvs_silent_at_once(self):
+        """A power cut: many PVs fall silent together. They are judged INVALID in batches between which
+        requests are answered (a GET /alarms sees several counts between none and all; before, the
+        main loop judged them all in one go and answered nothing meanwhile); each gets one INVALID
+        alarm and one mail, none is skipped."""
+        import threading
+        import paho.mqtt.client as mqtt
+        n = 200
+        pvs = [f"Test:S{i}" for i in range(n)]
+        for pv in pvs:
+            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
+            self.assertEqual(r.status, 200, r)
+        client = mqtt.Client()
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        self.addCleanup(client.loop_stop)
+        self.addCleanup(client.disconnect)
+        stop = threading.Event()
+
+        def publish():  # every PV heard every 0.1 s (silent after 3 x 0.2 s), until the cut
+            while not stop.is_set():
+                for pv in pvs:
+                    client.publish("lab/values/" + pv.replace(":", "/"), "50", qos=0)
+                stop.wait(0.1)
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        self.addCleanup(stop.set)
+        for pv in pvs:
+            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
+            self.assertEqual(r.status, 200, r)
+        time.sleep(1.5)  # a rejudge tick with every PV subscribed and heard
+        self.assertEqual(self.alarms(), [])
+        stop.set()
+        publisher.join()
+        counts = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not counts or counts[-1] < n):
+            counts.append(len(self.alarms()))
+        between = sorted({c for c in counts if 0 < c < n})
+        self.assertEqual(counts[-1], n)
+        self.assertGreaterEqual(len(between), 3, between)
+        self.wait_for(lambda: len(self.smtp.messages()) >= n, seconds=60)
+        alarms = self.alarms()
+        self.assertEqual(sorted(a["pv_string"] for a in alarms), sorted(pvs))
+        self.assertEqual({a["severity"] for a in alarms}, {"INVALID"})
+        self.assertEqual({a["notifications"] for a in alarms}, {1})
+        self.assertEqual(len(self.smtp.messages()), n)
+
     def test_values_settled_on_arrival_are_heard(self):
         """Without viewers, in-band values are settled on paho's thread: they still count as heard,
         and a PV that falls silent afterwards is INVALID; its next value ends that."""
