@@ -46,8 +46,9 @@ struct _RtpAlerter {
   GHashTable *last_value; /* (owned) pv → double *: the last number judged, for re-judging */
   GHashTable *last_seen;  /* (owned) pv → gint64 * monotonic µs of its last value */
   GHashTable *silent;     /* (owned) PVs judged INVALID since their last value */
-  GQueue silenced;        /* (owned) PVs found silent, not yet judged INVALID (mark_silenced) */
-  guint silenced_id;      /* mark_silenced while @silenced is not empty */
+  GQueue rejudging;       /* (owned) Rejudging: PVs rejudge found due, not yet judged (rejudge_some) */
+  GHashTable *due_queued; /* (owned) PVs in @rejudging for their last value (not for a silence) */
+  guint rejudging_id;     /* rejudge_some while @rejudging is not empty */
   RtpStampCache *pv_subs; /* (owned) pv → PvSubs */
   /* (owned) alarm id → the latest value (text) of an alarm whose level stood still: written once a
    * second (write_latest_values), not at every value: a commit (an fsync on SQLite) per value of
@@ -64,6 +65,21 @@ static gboolean send_mails_idle (gpointer user_data);
 static void write_latest_values (RtpAlerter *self);
 
 G_DEFINE_TYPE (RtpAlerter, rtp_alerter, G_TYPE_OBJECT)
+
+/* A PV rejudge found due: silent for three monitor intervals, or to be judged again with its last
+ * value (a delay running, a shelve expired) */
+typedef struct {
+  char *pv; /* (owned) */
+  gboolean silent;
+} Rejudging;
+
+static void
+rejudging_free (gpointer data)
+{
+  Rejudging *r = data;
+  g_free (r->pv);
+  g_free (r);
+}
 
 static void
 alert_mail_free (RtpAlertMail *mail)
@@ -94,8 +110,8 @@ rtp_alerter_dispose (GObject *object)
 
   g_clear_handle_id (&self->mail_id, g_source_remove);
   g_clear_handle_id (&self->mail_idle_id, g_source_remove);
-  g_clear_handle_id (&self->silenced_id, g_source_remove);
-  g_queue_clear_full (&self->silenced, g_free);
+  g_clear_handle_id (&self->rejudging_id, g_source_remove);
+  g_queue_clear_full (&self->rejudging, rejudging_free);
   if (self->live != NULL)
     {
       g_clear_signal_handler (&self->value_id, self->live);
@@ -117,6 +133,7 @@ rtp_alerter_finalize (GObject *object)
   g_hash_table_unref (self->last_value);
   g_hash_table_unref (self->last_seen);
   g_hash_table_unref (self->silent);
+  g_hash_table_unref (self->due_queued);
   g_hash_table_unref (self->latest_values);
   g_clear_pointer (&self->pv_subs, rtp_stamp_cache_free);
   g_free (self->unit);
@@ -165,6 +182,7 @@ rtp_alerter_init (RtpAlerter *self)
   self->last_value = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->last_seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->silent = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->due_queued = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->latest_values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->started_us = g_get_monotonic_time ();
 }
@@ -758,10 +776,11 @@ decide_invalid (RtpAlerter *self, const Sub *s, const char *pv, gint64 now, GPtr
 
 static void judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value);
 
-/* How long one dispatch of mark_silenced may judge silent PVs INVALID: a PV costs a transaction
- * (an alarm, its history and its notifications), and when a power cut silences thousands at once
- * the main loop answers requests between batches, as it does between batches of MQTT values. */
-#define SILENCED_BUDGET_US 4000
+/* How long one dispatch of rejudge_some may judge PVs rejudge found due: a PV costs a transaction
+ * (an alarm, its history and its notifications), and when a power cut silences thousands at once,
+ * or the delays of thousands run out together, the main loop answers requests between batches, as
+ * it does between batches of MQTT values. */
+#define REJUDGE_BUDGET_US 4000
 
 /* Every subscription of @pv has no valid value: INVALID. */
 static void
@@ -771,29 +790,50 @@ mark_invalid (RtpAlerter *self, const char *pv)
   judge_pv (self, pv, TRUE, 0);
 }
 
-/* The PVs rejudge found silent, INVALID in arrival order, for at most SILENCED_BUDGET_US per dispatch
- * (at the priority of requests and MQTT values, so that neither starves the other). A PV heard again
- * meanwhile is no longer silent (on_heard): its value was judged instead. */
+/* The PVs rejudge found due, judged in arrival order for at most REJUDGE_BUDGET_US per dispatch (at
+ * the priority of requests and MQTT values, so that neither starves the other): a silent one INVALID
+ * — unless heard again meanwhile (on_heard): its value was judged instead —, the others with their
+ * last value, as it is when their turn comes. */
 static gboolean
-mark_silenced (gpointer user_data)
+rejudge_some (gpointer user_data)
 {
   RtpAlerter *self = user_data;
-  gint64 deadline = g_get_monotonic_time () + SILENCED_BUDGET_US;
-  char *pv;
+  gint64 deadline = g_get_monotonic_time () + REJUDGE_BUDGET_US;
+  Rejudging *r;
 
-  while ((pv = g_queue_pop_head (&self->silenced)) != NULL)
+  while ((r = g_queue_pop_head (&self->rejudging)) != NULL)
     {
-      if (g_hash_table_contains (self->silent, pv) && self->alerting && rtp_database_try_leadership (self->db))
-        mark_invalid (self, pv);
-      g_free (pv);
-      if (g_get_monotonic_time () >= deadline && !g_queue_is_empty (&self->silenced))
+      if (!r->silent)
+        g_hash_table_remove (self->due_queued, r->pv);
+      if (self->alerting && rtp_database_try_leadership (self->db))
         {
-          g_debug ("monitor: %u silent PVs wait for the next dispatch", g_queue_get_length (&self->silenced));
+          const double *last = r->silent ? NULL : g_hash_table_lookup (self->last_value, r->pv);
+          if (r->silent && g_hash_table_contains (self->silent, r->pv))
+            mark_invalid (self, r->pv);
+          else if (last != NULL)
+            rtp_alerter_handle_value (self, r->pv, *last);
+        }
+      rejudging_free (r);
+      if (g_get_monotonic_time () >= deadline && !g_queue_is_empty (&self->rejudging))
+        {
+          g_debug ("monitor: %u PVs wait for the next dispatch", g_queue_get_length (&self->rejudging));
           return G_SOURCE_CONTINUE;
         }
     }
-  self->silenced_id = 0;
+  self->rejudging_id = 0;
   return G_SOURCE_REMOVE;
+}
+
+static void
+queue_rejudging (RtpAlerter *self, const char *pv, gboolean silent)
+{
+  Rejudging *r = g_new0 (Rejudging, 1);
+
+  r->pv = g_strdup (pv);
+  r->silent = silent;
+  g_queue_push_tail (&self->rejudging, r);
+  if (self->rejudging_id == 0)
+    self->rejudging_id = g_idle_add_full (G_PRIORITY_DEFAULT, rejudge_some, self, NULL);
 }
 
 /* Once a second on the leading instance: a delay that ran out or a shelve that expired is decided
@@ -815,9 +855,9 @@ rejudge (RtpAlerter *self)
                              "now", RTP_DB_INT, now, NULL);
   for (guint i = 0; due != NULL && i < rtp_db_rows (due); i++)
     {
-      const double *last = g_hash_table_lookup (self->last_value, rtp_db_str (due, i, 0));
-      if (last != NULL)
-        rtp_alerter_handle_value (self, rtp_db_str (due, i, 0), *last);
+      const char *pv = rtp_db_str (due, i, 0);
+      if (g_hash_table_contains (self->last_value, pv) && g_hash_table_add (self->due_queued, g_strdup (pv)))
+        queue_rejudging (self, pv, FALSE); /* not twice: a backlog of the second before still waits */
     }
   if (self->silence_us <= 0)
     return;
@@ -830,10 +870,8 @@ rejudge (RtpAlerter *self)
           !rtp_live_values_claim_silence (self->live, subscribed[i], mono - self->silence_us))
         continue; /* heard (on the main loop, or settled on arrival) */
       g_hash_table_add (self->silent, g_strdup (subscribed[i]));
-      g_queue_push_tail (&self->silenced, g_strdup (subscribed[i]));
+      queue_rejudging (self, subscribed[i], TRUE);
     }
-  if (!g_queue_is_empty (&self->silenced) && self->silenced_id == 0)
-    self->silenced_id = g_idle_add_full (G_PRIORITY_DEFAULT, mark_silenced, self, NULL);
 }
 
 /* A PV's subscriptions and their alarms that have not ended, kept while the database's change
