@@ -799,20 +799,20 @@ rejudge_some (gpointer user_data)
 {
   RtpAlerter *self = user_data;
   gint64 deadline = g_get_monotonic_time () + REJUDGE_BUDGET_US;
+  const double *last;
+  gboolean judging;
   Rejudging *r;
 
   while ((r = g_queue_pop_head (&self->rejudging)) != NULL)
     {
       if (!r->silent)
         g_hash_table_remove (self->due_queued, r->pv);
-      if (self->alerting && rtp_database_try_leadership (self->db))
-        {
-          const double *last = r->silent ? NULL : g_hash_table_lookup (self->last_value, r->pv);
-          if (r->silent && g_hash_table_contains (self->silent, r->pv))
-            mark_invalid (self, r->pv);
-          else if (last != NULL)
-            rtp_alerter_handle_value (self, r->pv, *last);
-        }
+      /* not when another instance leads now: it judges them */
+      judging = self->alerting && rtp_database_try_leadership (self->db);
+      if (judging && r->silent && g_hash_table_contains (self->silent, r->pv))
+        mark_invalid (self, r->pv);
+      else if (judging && !r->silent && (last = g_hash_table_lookup (self->last_value, r->pv)) != NULL)
+        rtp_alerter_handle_value (self, r->pv, *last);
       rejudging_free (r);
       if (g_get_monotonic_time () >= deadline && !g_queue_is_empty (&self->rejudging))
         {

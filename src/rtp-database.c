@@ -76,7 +76,7 @@ struct _RtpDatabase {
   guint8 shm_header[48];         /* SQLite: its header as last read */
   gint64 shm_read_us;            /* SQLite: when it was read (monotonic), 0: not valid */
   gint64 sqlite_count;           /* SQLite: rtp_change_count.n as last read, -1: unknown */
-  gint64 sqlite_count_looked_us; /* SQLite: when it was last looked for and not found (monotonic) */
+  gint64 sqlite_count_looked_us; /* SQLite: when it was last looked for (monotonic) */
   /* PostgreSQL: the counter read shared by the requests waiting for it (see "stamp fence") */
   PGconn *fence_conn;    /* (owned) (nullable) a connection of its own, made like libgda's */
   GSource *fence_source; /* (owned) (nullable) @fence_conn's socket readable */
@@ -705,7 +705,7 @@ learn_own_changes (RtpDatabase *self)
 }
 
 static void
-wrote (RtpDatabase *self)
+note_write (RtpDatabase *self)
 {
   if (self->in_transaction || self->beginning)
     self->wrote = TRUE;
@@ -1350,7 +1350,7 @@ rtp_database_exec_valist (RtpDatabase *self, GError **error, const char *sql, va
   if (cached == NULL)
     return -1;
   rows = gda_connection_statement_execute_non_select (self->cnc, cached->stmt, cached->params, NULL, &local_error);
-  wrote (self);
+  note_write (self);
   if (rows < 0 && local_error != NULL)
     {
       classify_error (self, local_error, error);

@@ -14,7 +14,8 @@
 /* On PostgreSQL a value is read again after this long even when no change was heard of: it bounds
  * what a notification connection that died without a word (a network cut, no FIN) could hide. On
  * SQLite the WAL index's header, which every commit of every connection changes, says when to read
- * the change counter: no age is needed, and none is applied (thousands of PVs re-read at once stalled the main loop). */
+ * the change counter: no age is needed, and none is applied (thousands of PVs re-read at once
+ * stalled the main loop). */
 #define MAX_AGE_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
 struct _RtpStampCache {
