@@ -689,30 +689,6 @@ sqlite_changes_known (RtpDatabase *self)
   return TRUE;
 }
 
-/* A write of this connection: whether it changed kept rows, the change counter says (its triggers,
- * migrations 0006, 0013, 0014 and 0015), read at once — at the commit, inside a transaction — so that
- * "changed" is told before the next value or request is handled. A write of rows nobody keeps (an
- * outbox row sent, an alarm's latest value) leaves the stamp, and with it everything kept. */
-static void
-learn_own_changes (RtpDatabase *self)
-{
-  self->shm_read_us = 0;
-  self->pg_read_us = 0;
-  if (self->kind == RTP_DATABASE_SQLITE)
-    (void) sqlite_changes_known (self);
-  else
-    (void) pg_changes_known (self);
-}
-
-static void
-note_write (RtpDatabase *self)
-{
-  if (self->in_transaction || self->beginning)
-    self->wrote = TRUE;
-  else
-    learn_own_changes (self);
-}
-
 /**
  * rtp_database_get_change_stamp:
  *
@@ -734,6 +710,27 @@ rtp_database_get_change_stamp (RtpDatabase *self)
   if (self->kind == RTP_DATABASE_SQLITE)
     return sqlite_changes_known (self) ? self->stamp : 0;
   return pg_changes_known (self) ? self->stamp : 0;
+}
+
+/* A write of this connection: whether it changed kept rows, the change counter says (its triggers,
+ * migrations 0006, 0013, 0014 and 0015), read at once — at the commit, inside a transaction — so that
+ * "changed" is told before the next value or request is handled. A write of rows nobody keeps (an
+ * outbox row sent, an alarm's latest value) leaves the stamp, and with it everything kept. */
+static void
+learn_own_changes (RtpDatabase *self)
+{
+  self->shm_read_us = 0; /* not a read made before this write */
+  self->pg_read_us = 0;
+  (void) rtp_database_get_change_stamp (self);
+}
+
+static void
+note_write (RtpDatabase *self)
+{
+  if (self->in_transaction || self->beginning)
+    self->wrote = TRUE;
+  else
+    learn_own_changes (self);
 }
 
 static char *
