@@ -404,6 +404,7 @@ def main():
                 sent = metric(r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$')
                 got = received()
                 main_before = cpu_seconds(server.proc.pid, server.proc.pid)
+                smtp_before = cpu_seconds(smtp.proc.pid)
                 result = []
                 runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
                 t0 = time.monotonic()
@@ -424,8 +425,9 @@ def main():
                         mailed_s = time.monotonic() - t0
                 runner.join()
                 main_cpu = (cpu_seconds(server.proc.pid, server.proc.pid) - main_before) / (time.monotonic() - t0)
+                smtp_cpu = cpu_seconds(smtp.proc.pid) - smtp_before
                 got = tuple(b - a for a, b in zip(got, received()))
-                flooded = (result[0], opened_s, mailed_s, got, main_cpu, time.monotonic() - t0)
+                flooded = (result[0], opened_s, mailed_s, got, main_cpu, time.monotonic() - t0, smtp_cpu)
             finally:
                 for p in cprocs + fprocs:
                     p.kill()
@@ -458,16 +460,18 @@ def main():
             print(f"| {args.alarmed} PVs in alarm | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {to_main_a:.0f} | "
                   f"{main_cpu_a:.0%} |")
         if flooded:
-            run, opened_s, mailed_s, got, main_cpu, took = flooded
+            run, opened_s, mailed_s, got, main_cpu, took, smtp_cpu = flooded
             print()
             print(f"alarm flood: {args.flood} PVs out of band at once; all {args.flood} alarms open after "
                   + (f"{opened_s:.1f} s" if opened_s is not None else "more than 300 s")
                   + ", all mailed after " + (f"{mailed_s:.1f} s" if mailed_s is not None else "more than 300 s"))
             print("| during the flood (wrk from its start) | req/s | p99 ms | longest ms | unanswered in 2 s "
-                  "| values queued / dropped / settled | main thread CPU |")
-            print("|---|---|---|---|---|---|---|")
+                  "| values queued / dropped / settled | main thread CPU | the SMTP receiver's CPU (aiosmtpd, "
+                  "on this machine) |")
+            print("|---|---|---|---|---|---|---|---|")
             print(f"| {args.seconds} s | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {run[5]} | "
-                  f"{got[0]:.0f} / {got[1]:.0f} / {got[2]:.0f} | {main_cpu:.0%} (over {took:.0f} s) |")
+                  f"{got[0]:.0f} / {got[1]:.0f} / {got[2]:.0f} | {main_cpu:.0%} (over {took:.0f} s) | "
+                  f"{smtp_cpu:.1f} s |")
     finally:
         server.cleanup()
         smtp.cleanup()

@@ -713,7 +713,7 @@ static void
 wake_senders (RtpAlerter *self)
 {
   if (self->mail_idle_id == 0)
-    self->mail_idle_id = g_idle_add (send_mails_idle, self);
+    self->mail_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_mails_idle, self, NULL);
   if (self->subscriptions != NULL)
     rtp_subscriptions_flush_outbox (self->subscriptions);
 }
@@ -1040,14 +1040,14 @@ typedef struct {
 } OutboxJob;
 
 static OutboxJob *
-outbox_job_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint id_column, guint attempts_column)
+outbox_job_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint row, guint id_column, guint attempts_column)
 {
   OutboxJob *job = g_new0 (OutboxJob, 1);
 
   job->self = g_object_ref (self);
   job->table = table;
-  job->id = g_strdup (rtp_db_str (m, 0, id_column));
-  job->attempts = rtp_db_int0 (m, 0, attempts_column);
+  job->id = g_strdup (rtp_db_str (m, row, id_column));
+  job->attempts = rtp_db_int0 (m, row, attempts_column);
   return job;
 }
 
@@ -1088,39 +1088,70 @@ record_attempt (OutboxJob *job, const GError *error)
     g_warning ("%s: %s", job->table, db_error->message);
 }
 
-static void
-mail_sent (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  OutboxJob *job = user_data;
-  RtpAlerter *self = job->self;
-  g_autoptr (GError) error = NULL;
+/* The due mails sent together, over one SMTP connection. */
+typedef struct {
+  RtpAlerter *self; /* (owned) */
+  GPtrArray *jobs;  /* (element-type OutboxJob) */
+  gboolean failed;
+} MailBatch;
 
-  rtp_mailer_send_finish (result, &error);
+static void
+mail_sent (guint index, const GError *error, gpointer user_data)
+{
+  MailBatch *batch = user_data;
+
   rtp_metrics_inc (error == NULL ? RTP_METRIC_ALERT_EMAIL_SENT : RTP_METRIC_ALERT_EMAIL_FAILED);
-  record_attempt (job, error);
-  self->mail_sending = FALSE;
-  if (error == NULL && self->mail_idle_id == 0)
-    self->mail_idle_id = g_idle_add (send_mails_idle, self); /* the next one at once */
-  outbox_job_free (job);
+  record_attempt (g_ptr_array_index (batch->jobs, index), error); /* at once: a restart now sends it not again */
+  batch->failed |= error != NULL;
 }
 
-/* One mail at a time, oldest due first. */
+static void
+mail_batch_done (gpointer user_data)
+{
+  MailBatch *batch = user_data;
+  RtpAlerter *self = batch->self;
+
+  self->mail_sending = FALSE;
+  if (!batch->failed && self->mail_idle_id == 0) /* the next ones at once; after a failure, at the next tick */
+    self->mail_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_mails_idle, self, NULL);
+  g_ptr_array_unref (batch->jobs);
+  g_object_unref (batch->self);
+  g_free (batch);
+}
+
+/* At most this many mails go over one SMTP connection; then it is closed and the next opened. */
+#define MAIL_BATCH 20
+
+/* The oldest due mails, one batch at a time. */
 static void
 send_next_mail (RtpAlerter *self)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GdaDataModel) m = NULL;
+  g_autofree RtpMail *mails = NULL;
+  MailBatch *batch;
+  guint n;
+
   if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db))
     return;
-  m = rtp_database_select (self->db, &error,
-                           "SELECT id, recipient, subject, body, attempts FROM alert_mails "
-                           "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us LIMIT 1",
-                           "now", RTP_DB_INT, g_get_real_time (), NULL);
-  if (m == NULL || rtp_db_rows (m) == 0)
+  m = rtp_database_select (
+    self->db, &error,
+    "SELECT id, recipient, subject, body, attempts FROM alert_mails "
+    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (MAIL_BATCH),
+    "now", RTP_DB_INT, g_get_real_time (), NULL);
+  if (m == NULL || (n = rtp_db_rows (m)) == 0)
     return;
+  batch = g_new0 (MailBatch, 1);
+  batch->self = g_object_ref (self);
+  batch->jobs = g_ptr_array_new_full (n, (GDestroyNotify) outbox_job_free);
+  mails = g_new0 (RtpMail, n);
+  for (guint i = 0; i < n; i++)
+    {
+      mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
+      g_ptr_array_add (batch->jobs, outbox_job_new (self, "alert_mails", m, i, 0, 4));
+    }
   self->mail_sending = TRUE;
-  rtp_mailer_send_async (&self->mail, rtp_db_str (m, 0, 1), rtp_db_str (m, 0, 2), rtp_db_str (m, 0, 3), NULL, mail_sent,
-                         outbox_job_new (self, "alert_mails", m, 0, 4));
+  rtp_mailer_send_batch (&self->mail, mails, n, mail_sent, mail_batch_done, batch);
 }
 
 static void send_next_webhook (RtpAlerter *self);
@@ -1169,7 +1200,7 @@ send_next_webhook (RtpAlerter *self)
     return;
   self->webhook_sending = TRUE;
   rtp_webhook_post_async (self->webhook_url, self->webhook_secret, rtp_db_str (m, 0, 1), self->mail.timeout_s, NULL,
-                          webhook_sent, outbox_job_new (self, "alarm_webhooks", m, 0, 2));
+                          webhook_sent, outbox_job_new (self, "alarm_webhooks", m, 0, 0, 2));
 }
 
 /* The latest values of alarms whose level stood still (keep_latest_value), in one transaction:

@@ -17,10 +17,23 @@ typedef struct {
 /* Whether mail with these settings carries credentials (RTP_SMTP_USER or in the URL). */
 gboolean rtp_mailer_has_credentials (const RtpMailSettings *settings);
 
-/* Sends in a worker thread. With credentials over smtp:// STARTTLS is required (the mail fails
- * rather than sending AUTH in clear text) unless @insecure; without, it is used when offered. */
-void rtp_mailer_send_async (const RtpMailSettings *settings, const char *to, const char *subject, const char *body,
-                            GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
-gboolean rtp_mailer_send_finish (GAsyncResult *result, GError **error);
+/* One mail: to one recipient, a subject and a plain-text body (UTF-8, \n line ends). */
+typedef struct {
+  const char *to;
+  const char *subject;
+  const char *body;
+} RtpMail;
+
+/* The outcome of mail @index of a batch: @error is NULL when the SMTP server took it. */
+typedef void (*RtpMailerSentFunc) (guint index, const GError *error, gpointer user_data);
+
+/* Sends @mails in order over one SMTP connection, in a worker thread (a flood of alarms is not one
+ * connection, one STARTTLS and one AUTH per mail). @sent is called on the caller's thread-default
+ * context after each mail, right after the server's answer; after a failure the rest are not tried
+ * (no call for them). Then @done is called once with @user_data, after every call of @sent.
+ * With credentials over smtp:// STARTTLS is required (the mail fails rather than sending AUTH in
+ * clear text) unless @insecure; without, it is used when offered. */
+void rtp_mailer_send_batch (const RtpMailSettings *settings, const RtpMail *mails, guint n_mails,
+                            RtpMailerSentFunc sent, GDestroyNotify done, gpointer user_data);
 
 G_END_DECLS

@@ -1,7 +1,8 @@
 /* rtp-mqtt-publisher.c: MQTT over paho.mqtt.c's asynchronous client
  *
  * paho calls back on its own threads. Those callbacks only copy what they were given and
- * hand it to the main context with g_main_context_invoke_full(); messages are queued instead, and
+ * hand it to the main context with rtp_context_post() (g_main_context_invoke_full() would run the
+ * handler right there on paho's thread whenever the main loop is between two iterations); messages are queued instead, and
  * one dispatch hands a batch of them on (a value topic may bring tens of thousands a second: one
  * main-loop source each cost more than judging the value). No GObject is touched
  * from paho's threads. The object is reached through a small shared record whose pointer
@@ -16,6 +17,7 @@
 #include "rtp-marshal.h"
 #include "rtp-error.h"
 #include "rtp-i18n.h"
+#include "rtp-post.h"
 
 #include <MQTTAsync.h>
 #include <string.h>
@@ -153,12 +155,12 @@ post (Shared *shared, EventKind kind, guint op, const char *text, GBytes *payloa
       g_mutex_unlock (&shared->lock);
       g_clear_pointer (&ev, event_free);
       if (schedule)
-        g_main_context_invoke_full (shared->context, G_PRIORITY_DEFAULT, drain_messages, shared_ref (shared),
-                                    (GDestroyNotify) shared_unref);
+        rtp_context_post (shared->context, G_PRIORITY_DEFAULT, drain_messages, shared_ref (shared),
+                          (GDestroyNotify) shared_unref);
       return;
     }
   ev->shared = shared_ref (shared);
-  g_main_context_invoke_full (shared->context, G_PRIORITY_DEFAULT, handle_event, ev, event_free);
+  rtp_context_post (shared->context, G_PRIORITY_DEFAULT, handle_event, ev, event_free);
   /* cppcheck-suppress memleak ; ev belongs to the main context now, event_free releases it */
 }
 

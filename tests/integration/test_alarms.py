@@ -587,6 +587,35 @@ class Invalid(AlarmTestCase):
         self.wait_for(lambda: self.alarms() == [])
 
 
+class Flood(AlarmTestCase):
+    def test_many_mails_share_smtp_sessions(self):
+        """An alarm flood: the mails of many alarms opened together go out several over one SMTP
+        connection (before, each had a connection of its own: with TLS and AUTH at a real relay, a
+        handshake each). Each mail arrives once."""
+        import paho.mqtt.client as mqtt
+        n = 30
+        pvs = [f"Test:F{i}" for i in range(n)]
+        for pv in pvs:
+            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
+            self.assertEqual(r.status, 200, r)
+            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
+            self.assertEqual(r.status, 200, r)
+        client = mqtt.Client()
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        self.addCleanup(client.loop_stop)
+        self.addCleanup(client.disconnect)
+        for pv in pvs:
+            client.publish("lab/values/" + pv.replace(":", "/"), "150", qos=1).wait_for_publish(10)
+        self.wait_for(lambda: len(self.smtp.messages()) >= n, seconds=60)
+        time.sleep(1.5)  # a tick of the outbox: nothing is sent again
+        self.assertEqual(sorted(subjects(self.smtp)), sorted(f"Threshold breached: {pv} is 150 rpm" for pv in pvs))
+        sessions = {m["X-Peer"] for m in self.smtp.messages()}  # the client's address and port
+        self.assertLessEqual(len(sessions), n // 3, sessions)
+        self.assertEqual({a["notifications"] for a in self.alarms()}, {1})
+
+
 class EpicsInvalid(AlarmTestCase):
     """From the archiver: a sample whose EPICS severity is INVALID (3) makes the alarm INVALID and
     its value is not judged; the next valid sample is."""
