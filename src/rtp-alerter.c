@@ -32,7 +32,7 @@ struct _RtpAlerter {
   double hysteresis;
   GTimeZone *tz; /* (owned) */
   guint mail_id;
-  guint mail_idle_id;
+  guint outbox_idle_id;
   gboolean mail_sending;
   /* alarms */
   RtpSubscriptions *subscriptions; /* (owned) */
@@ -61,7 +61,7 @@ struct _RtpAlerter {
 enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
-static gboolean send_mails_idle (gpointer user_data);
+static gboolean send_outboxes_idle (gpointer user_data);
 static void write_latest_values (RtpAlerter *self);
 
 G_DEFINE_TYPE (RtpAlerter, rtp_alerter, G_TYPE_OBJECT)
@@ -109,7 +109,7 @@ rtp_alerter_dispose (GObject *object)
   RtpAlerter *self = RTP_ALERTER (object);
 
   g_clear_handle_id (&self->mail_id, g_source_remove);
-  g_clear_handle_id (&self->mail_idle_id, g_source_remove);
+  g_clear_handle_id (&self->outbox_idle_id, g_source_remove);
   g_clear_handle_id (&self->rejudging_id, g_source_remove);
   g_queue_clear_full (&self->rejudging, rejudging_free);
   if (self->live != NULL)
@@ -712,8 +712,8 @@ emit_changes (RtpAlerter *self, GPtrArray *changes)
 static void
 wake_senders (RtpAlerter *self)
 {
-  if (self->mail_idle_id == 0)
-    self->mail_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_mails_idle, self, NULL);
+  if (self->outbox_idle_id == 0)
+    self->outbox_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_outboxes_idle, self, NULL);
   if (self->subscriptions != NULL)
     rtp_subscriptions_flush_outbox (self->subscriptions);
 }
@@ -1088,119 +1088,119 @@ record_attempt (OutboxJob *job, const GError *error)
     g_warning ("%s: %s", job->table, db_error->message);
 }
 
-/* The due mails sent together, over one SMTP connection. */
+/* Due rows of one outbox table, sent together over one connection (rtp-curl-batch). */
 typedef struct {
-  RtpAlerter *self; /* (owned) */
-  GPtrArray *jobs;  /* (element-type OutboxJob) */
+  RtpAlerter *self;  /* (owned) */
+  GPtrArray *jobs;   /* (element-type OutboxJob) */
+  gboolean *sending; /* the queue's flag in self: set while the batch goes out */
+  RtpMetric sent_metric, failed_metric;
   gboolean failed;
-} MailBatch;
+} OutboxBatch;
+
+/* At most this many rows go over one connection; then it is closed and the next opened. */
+#define OUTBOX_BATCH 20
+
+static OutboxBatch *
+outbox_batch_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint id_column, guint attempts_column,
+                  gboolean *sending, RtpMetric sent_metric, RtpMetric failed_metric)
+{
+  OutboxBatch *batch = g_new0 (OutboxBatch, 1);
+  guint n = (guint) rtp_db_rows (m);
+
+  batch->self = g_object_ref (self);
+  batch->jobs = g_ptr_array_new_full (n, (GDestroyNotify) outbox_job_free);
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (batch->jobs, outbox_job_new (self, table, m, i, id_column, attempts_column));
+  batch->sending = sending;
+  *sending = TRUE;
+  batch->sent_metric = sent_metric;
+  batch->failed_metric = failed_metric;
+  return batch;
+}
 
 static void
-mail_sent (guint index, const GError *error, gpointer user_data)
+outbox_item_sent (guint index, const GError *error, gpointer user_data)
 {
-  MailBatch *batch = user_data;
+  OutboxBatch *batch = user_data;
 
-  rtp_metrics_inc (error == NULL ? RTP_METRIC_ALERT_EMAIL_SENT : RTP_METRIC_ALERT_EMAIL_FAILED);
+  rtp_metrics_inc (error == NULL ? batch->sent_metric : batch->failed_metric);
   record_attempt (g_ptr_array_index (batch->jobs, index), error); /* at once: a restart now sends it not again */
   batch->failed |= error != NULL;
 }
 
 static void
-mail_batch_done (gpointer user_data)
+outbox_batch_done (gpointer user_data)
 {
-  MailBatch *batch = user_data;
+  OutboxBatch *batch = user_data;
   RtpAlerter *self = batch->self;
 
-  self->mail_sending = FALSE;
-  if (!batch->failed && self->mail_idle_id == 0) /* the next ones at once; after a failure, at the next tick */
-    self->mail_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_mails_idle, self, NULL);
+  *batch->sending = FALSE;
+  if (!batch->failed && self->outbox_idle_id == 0) /* the next ones at once; after a failure, at the next tick */
+    self->outbox_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_outboxes_idle, self, NULL);
   g_ptr_array_unref (batch->jobs);
   g_object_unref (batch->self);
   g_free (batch);
 }
 
-/* At most this many mails go over one SMTP connection; then it is closed and the next opened. */
-#define MAIL_BATCH 20
-
 /* The oldest due mails, one batch at a time. */
 static void
 send_next_mail (RtpAlerter *self)
 {
-  g_autoptr (GError) error = NULL;
   g_autoptr (GdaDataModel) m = NULL;
   g_autofree RtpMail *mails = NULL;
-  MailBatch *batch;
   guint n;
 
   if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db))
     return;
   m = rtp_database_select (
-    self->db, &error,
+    self->db, NULL,
     "SELECT id, recipient, subject, body, attempts FROM alert_mails "
-    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (MAIL_BATCH),
+    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (OUTBOX_BATCH),
     "now", RTP_DB_INT, g_get_real_time (), NULL);
   if (m == NULL || (n = rtp_db_rows (m)) == 0)
     return;
-  batch = g_new0 (MailBatch, 1);
-  batch->self = g_object_ref (self);
-  batch->jobs = g_ptr_array_new_full (n, (GDestroyNotify) outbox_job_free);
   mails = g_new0 (RtpMail, n);
   for (guint i = 0; i < n; i++)
-    {
-      mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
-      g_ptr_array_add (batch->jobs, outbox_job_new (self, "alert_mails", m, i, 0, 4));
-    }
-  self->mail_sending = TRUE;
-  rtp_mailer_send_batch (&self->mail, mails, n, mail_sent, mail_batch_done, batch);
+    mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
+  rtp_mailer_send_batch (&self->mail, mails, n, outbox_item_sent, outbox_batch_done,
+                         outbox_batch_new (self, "alert_mails", m, 0, 4, &self->mail_sending,
+                                           RTP_METRIC_ALERT_EMAIL_SENT, RTP_METRIC_ALERT_EMAIL_FAILED));
 }
 
-static void send_next_webhook (RtpAlerter *self);
-
-static gboolean
-send_mails_idle (gpointer user_data)
-{
-  RtpAlerter *self = user_data;
-  self->mail_idle_id = 0;
-  send_next_mail (self);
-  send_next_webhook (self);
-  return G_SOURCE_REMOVE;
-}
-
-/* ---- webhook queue ---------------------------------------------------------------- */
-
-static void
-webhook_sent (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  OutboxJob *job = user_data;
-  RtpAlerter *self = job->self;
-  g_autoptr (GError) error = NULL;
-
-  rtp_webhook_post_finish (result, &error);
-  rtp_metrics_inc (error == NULL ? RTP_METRIC_ALERT_WEBHOOK_SENT : RTP_METRIC_ALERT_WEBHOOK_FAILED);
-  record_attempt (job, error);
-  self->webhook_sending = FALSE;
-  if (error == NULL)
-    send_next_webhook (self); /* the next one at once */
-  outbox_job_free (job);
-}
-
-/* One at a time, oldest due first: the receiver sees transitions in order. */
+/* The oldest due webhook posts, one batch at a time, in order: the receiver sees transitions in order. */
 static void
 send_next_webhook (RtpAlerter *self)
 {
   g_autoptr (GdaDataModel) m = NULL;
+  g_autofree const char **bodies = NULL;
+  guint n;
 
   if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db))
     return;
-  m = rtp_database_select (self->db, NULL,
-                           "SELECT id, payload, attempts FROM alarm_webhooks "
-                           "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT 1",
-                           "now", RTP_DB_INT, g_get_real_time (), NULL);
-  if (m == NULL || rtp_db_rows (m) == 0)
+  m = rtp_database_select (
+    self->db, NULL,
+    "SELECT id, payload, attempts FROM alarm_webhooks "
+    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (OUTBOX_BATCH),
+    "now", RTP_DB_INT, g_get_real_time (), NULL);
+  if (m == NULL || (n = rtp_db_rows (m)) == 0)
     return;
-  self->webhook_sending = TRUE;
-  rtp_webhook_post_async (self->webhook_url, self->webhook_secret, rtp_db_str (m, 0, 1), self->mail.timeout_s, NULL,
-                          webhook_sent, outbox_job_new (self, "alarm_webhooks", m, 0, 0, 2));
+  bodies = g_new0 (const char *, n);
+  for (guint i = 0; i < n; i++)
+    bodies[i] = rtp_db_str (m, i, 1);
+  rtp_webhook_post_batch (self->webhook_url, self->webhook_secret, bodies, n, self->mail.timeout_s, outbox_item_sent,
+                          outbox_batch_done,
+                          outbox_batch_new (self, "alarm_webhooks", m, 0, 2, &self->webhook_sending,
+                                            RTP_METRIC_ALERT_WEBHOOK_SENT, RTP_METRIC_ALERT_WEBHOOK_FAILED));
+}
+
+static gboolean
+send_outboxes_idle (gpointer user_data)
+{
+  RtpAlerter *self = user_data;
+  self->outbox_idle_id = 0;
+  send_next_mail (self);
+  send_next_webhook (self);
+  return G_SOURCE_REMOVE;
 }
 
 /* The latest values of alarms whose level stood still (keep_latest_value), in one transaction:

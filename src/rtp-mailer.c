@@ -1,15 +1,23 @@
-/* rtp-mailer.c: SMTP with libcurl's easy interface in a GTask worker thread
+/* rtp-mailer.c: SMTP with libcurl's easy interface in a worker thread
  *
  * Mail is rare (alerts) but comes in floods; blocking transfers in a worker, several over one
- * connection, are simpler than driving SMTP through the multi handle, and never block the main loop. */
+ * connection (rtp-curl-batch), are simpler than driving SMTP through the multi handle, and never
+ * block the main loop. */
 #define G_LOG_DOMAIN "RtpMailer"
 
 #include "rtp-mailer.h"
 #include "rtp-error.h"
-#include "rtp-post.h"
+#include "rtp-curl-batch.h"
 
 #include <curl/curl.h>
 #include <string.h>
+
+/* What every mail of a batch shares. */
+typedef struct {
+  char *url, *from, *user, *password;
+  long timeout_ms;
+  gboolean require_tls;
+} Session;
 
 /* One mail of a batch, as it goes over the wire. */
 typedef struct {
@@ -18,16 +26,18 @@ typedef struct {
   gsize sent;
 } Mail;
 
-typedef struct {
-  char *url, *from, *user, *password;
-  long timeout_ms;
-  gboolean require_tls;
-  GPtrArray *mails;      /* (element-type Mail) */
-  GMainContext *context; /* the caller's */
-  RtpMailerSentFunc sent;
-  GDestroyNotify done;
-  gpointer user_data;
-} Batch;
+static void
+session_free (gpointer data)
+{
+  Session *s = data;
+  g_free (s->url);
+  g_free (s->from);
+  g_free (s->user);
+  if (s->password != NULL)
+    explicit_bzero (s->password, strlen (s->password));
+  g_free (s->password);
+  g_free (s);
+}
 
 static void
 mail_free (gpointer data)
@@ -36,20 +46,6 @@ mail_free (gpointer data)
   g_free (m->to);
   g_free (m->message);
   g_free (m);
-}
-
-static void
-batch_free (Batch *b)
-{
-  g_free (b->url);
-  g_free (b->from);
-  g_free (b->user);
-  if (b->password != NULL)
-    explicit_bzero (b->password, strlen (b->password));
-  g_free (b->password);
-  g_ptr_array_unref (b->mails);
-  g_main_context_unref (b->context);
-  g_free (b);
 }
 
 static size_t
@@ -64,97 +60,41 @@ read_cb (char *buffer, size_t size, size_t nitems, void *userp)
   return n;
 }
 
-/* The outcome of one mail (index < mails->len), or the end of the batch (index == mails->len), on the
- * caller's context. Both come from the worker in order, at one priority: the end after every outcome. */
-typedef struct {
-  Batch *batch;
-  guint index;
-  GError *error;
-} Report;
-
-static gboolean
-report_cb (gpointer data)
+/* In the worker, with the batch's handle: libcurl keeps the connection open from one mail to the
+ * next (one EHLO, one STARTTLS and one AUTH for the batch) and says QUIT when the batch is over. */
+static GError *
+send_mail (CURL *easy, gpointer item, gpointer shared)
 {
-  Report *r = data;
-  Batch *b = r->batch;
-
-  if (r->index < b->mails->len)
-    b->sent (r->index, r->error, b->user_data);
-  else
-    {
-      b->done (b->user_data);
-      batch_free (b);
-    }
-  return G_SOURCE_REMOVE;
-}
-
-static void
-report_free (gpointer data)
-{
-  Report *r = data;
-  g_clear_error (&r->error);
-  g_free (r);
-}
-
-static void
-report (Batch *b, guint index, GError *error)
-{
-  Report *r = g_new0 (Report, 1);
-  r->batch = b;
-  r->index = index;
-  r->error = error;
-  rtp_context_post (b->context, G_PRIORITY_DEFAULT, report_cb, r, report_free);
-  /* cppcheck-suppress memleak ; r belongs to the caller's context now, report_free releases it */
-}
-
-static void
-send_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  Batch *b = task_data;
-  CURL *easy = curl_easy_init ();
+  Mail *m = item;
+  Session *s = shared;
+  struct curl_slist *rcpt = curl_slist_append (NULL, m->to);
   char errbuf[CURL_ERROR_SIZE] = "";
+  CURLcode rc;
 
-  curl_easy_setopt (easy, CURLOPT_URL, b->url);
-  curl_easy_setopt (easy, CURLOPT_MAIL_FROM, b->from);
+  curl_easy_setopt (easy, CURLOPT_URL, s->url);
+  curl_easy_setopt (easy, CURLOPT_MAIL_FROM, s->from);
+  curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, rcpt);
   curl_easy_setopt (easy, CURLOPT_READFUNCTION, read_cb);
+  curl_easy_setopt (easy, CURLOPT_READDATA, m);
   curl_easy_setopt (easy, CURLOPT_UPLOAD, 1L);
   /* CURLUSESSL_TRY would send AUTH in clear text to a server (or a man in the middle) that
    * offers no STARTTLS */
-  curl_easy_setopt (easy, CURLOPT_USE_SSL, (long) (b->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
-  curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, b->timeout_ms);
+  curl_easy_setopt (easy, CURLOPT_USE_SSL, (long) (s->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+  curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, s->timeout_ms);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  if (b->user != NULL)
-    curl_easy_setopt (easy, CURLOPT_USERNAME, b->user);
-  if (b->password != NULL)
-    curl_easy_setopt (easy, CURLOPT_PASSWORD, b->password);
-  /* the same handle for each: libcurl keeps the connection open between them (one EHLO, one
-   * STARTTLS and one AUTH for the batch) and says QUIT at curl_easy_cleanup */
-  for (guint i = 0; i < b->mails->len; i++)
-    {
-      Mail *m = g_ptr_array_index (b->mails, i);
-      struct curl_slist *rcpt = curl_slist_append (NULL, m->to);
-      CURLcode rc;
-
-      errbuf[0] = '\0';
-      curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, rcpt);
-      curl_easy_setopt (easy, CURLOPT_READDATA, m);
-      rc = curl_easy_perform (easy);
-      curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, NULL);
-      curl_slist_free_all (rcpt);
-      if (rc != CURLE_OK)
-        {
-          report (b, i,
-                  g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "sending mail to %s failed: %s", m->to,
-                               errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc)));
-          break; /* the rest wait for the next attempt */
-        }
-      report (b, i, NULL);
-    }
-  curl_easy_cleanup (easy);
-  report (b, b->mails->len, NULL);
-  g_task_return_boolean (task, TRUE);
+  if (s->user != NULL)
+    curl_easy_setopt (easy, CURLOPT_USERNAME, s->user);
+  if (s->password != NULL)
+    curl_easy_setopt (easy, CURLOPT_PASSWORD, s->password);
+  rc = curl_easy_perform (easy);
+  curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, NULL);
+  curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, NULL);
+  curl_slist_free_all (rcpt);
+  if (rc != CURLE_OK)
+    return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "sending mail to %s failed: %s", m->to,
+                        errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc));
+  return NULL;
 }
 
 /* Header values are ASCII here, or RFC 2047 encoded when not. */
@@ -203,27 +143,21 @@ void
 rtp_mailer_send_batch (const RtpMailSettings *settings, const RtpMail *mails, guint n_mails, RtpMailerSentFunc sent,
                        GDestroyNotify done, gpointer user_data)
 {
-  g_autoptr (GTask) task = g_task_new (NULL, NULL, NULL, NULL);
-  Batch *b = g_new0 (Batch, 1);
+  Session *s = g_new0 (Session, 1);
+  GPtrArray *items = g_ptr_array_new_full (n_mails, mail_free);
 
-  b->url = g_strdup (settings->url);
-  b->from = g_strdup (settings->from);
-  b->user = g_strdup (settings->user);
-  b->password = g_strdup (settings->password);
-  b->timeout_ms = (long) (MAX (settings->timeout_s, 1) * 1000);
-  b->require_tls = rtp_mailer_has_credentials (settings) && !settings->insecure;
-  b->mails = g_ptr_array_new_full (n_mails, mail_free);
+  s->url = g_strdup (settings->url);
+  s->from = g_strdup (settings->from);
+  s->user = g_strdup (settings->user);
+  s->password = g_strdup (settings->password);
+  s->timeout_ms = (long) (MAX (settings->timeout_s, 1) * 1000);
+  s->require_tls = rtp_mailer_has_credentials (settings) && !settings->insecure;
   for (guint i = 0; i < n_mails; i++)
     {
       Mail *m = g_new0 (Mail, 1);
       m->to = g_strdup (mails[i].to);
       m->message = format_message (settings, &mails[i]);
-      g_ptr_array_add (b->mails, m);
+      g_ptr_array_add (items, m);
     }
-  b->context = g_main_context_ref_thread_default ();
-  b->sent = sent;
-  b->done = done;
-  b->user_data = user_data;
-  g_task_set_task_data (task, b, NULL); /* the worker hands it back with the last report */
-  g_task_run_in_thread (task, send_thread);
+  rtp_curl_batch_run (items, send_mail, s, session_free, sent, done, user_data);
 }

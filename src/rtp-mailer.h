@@ -1,5 +1,7 @@
-/* rtp-mailer.h: sending one mail over SMTP (libcurl), off the main loop */
+/* rtp-mailer.h: sending mail over SMTP (libcurl), off the main loop */
 #pragma once
+
+#include "rtp-curl-batch.h"
 
 #include <gio/gio.h>
 
@@ -25,7 +27,7 @@ typedef struct {
 } RtpMail;
 
 /* The outcome of mail @index of a batch: @error is NULL when the SMTP server took it. */
-typedef void (*RtpMailerSentFunc) (guint index, const GError *error, gpointer user_data);
+typedef RtpCurlBatchSentFunc RtpMailerSentFunc;
 
 /* Sends @mails in order over one SMTP connection, in a worker thread (a flood of alarms is not one
  * connection, one STARTTLS and one AUTH per mail). @sent is called on the caller's thread-default

@@ -1,29 +1,33 @@
-/* rtp-webhook.c: an HTTP POST with libcurl's easy interface in a GTask worker thread
+/* rtp-webhook.c: HTTP POSTs with libcurl's easy interface in a worker thread
  *
- * Like the mailer: alarm messages are rare, a blocking transfer in a worker never blocks the main
- * loop. Only http and https; redirects are not followed (a webhook URL is where it says). */
+ * Like the mailer: alarm messages are rare but come in floods; blocking transfers in a worker,
+ * several over one connection (rtp-curl-batch), never block the main loop. Only http and https;
+ * redirects are not followed (a webhook URL is where it says). */
 #define G_LOG_DOMAIN "RtpWebhook"
 
 #include "rtp-webhook.h"
 #include "rtp-error.h"
+#include "rtp-curl-batch.h"
 
 #include <curl/curl.h>
 #include <string.h>
 
+/* What every post of a batch shares. */
 typedef struct {
   char *url;
-  char *signature; /* (nullable) */
-  char *body;
+  char *secret; /* (nullable) */
   long timeout_ms;
-} Post;
+} Target;
 
 static void
-post_free (Post *p)
+target_free (gpointer data)
 {
-  g_free (p->url);
-  g_free (p->signature);
-  g_free (p->body);
-  g_free (p);
+  Target *t = data;
+  g_free (t->url);
+  if (t->secret != NULL)
+    explicit_bzero (t->secret, strlen (t->secret));
+  g_free (t->secret);
+  g_free (t);
 }
 
 char *
@@ -41,65 +45,59 @@ discard (char *data, size_t size, size_t n, void *user_data)
   return size * n;
 }
 
-static void
-post_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+/* In the worker, with the batch's handle: libcurl keeps the connection (and its TLS session) from
+ * one post to the next when the receiver keeps it alive. */
+static GError *
+send_post (CURL *easy, gpointer item, gpointer shared)
 {
-  Post *p = task_data;
-  CURL *easy = curl_easy_init ();
+  const char *body = item;
+  Target *t = shared;
   struct curl_slist *headers = curl_slist_append (NULL, "Content-Type: application/json");
   char errbuf[CURL_ERROR_SIZE] = "";
   long status = 0;
   CURLcode rc;
 
-  if (p->signature != NULL)
+  if (t->secret != NULL)
     {
-      g_autofree char *h = g_strconcat ("X-Rtp-Signature: ", p->signature, NULL);
+      g_autofree char *signature = rtp_webhook_signature (t->secret, body);
+      g_autofree char *h = g_strconcat ("X-Rtp-Signature: ", signature, NULL);
       headers = curl_slist_append (headers, h);
     }
-  curl_easy_setopt (easy, CURLOPT_URL, p->url);
-  curl_easy_setopt (easy, CURLOPT_POSTFIELDS, p->body);
-  curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long) strlen (p->body));
+  curl_easy_setopt (easy, CURLOPT_URL, t->url);
+  curl_easy_setopt (easy, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long) strlen (body));
   curl_easy_setopt (easy, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, discard);
-  curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, p->timeout_ms);
+  curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, t->timeout_ms);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L);
   rc = curl_easy_perform (easy);
   if (rc == CURLE_OK)
     curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup (easy);
+  curl_easy_setopt (easy, CURLOPT_HTTPHEADER, NULL);
+  curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, NULL);
   curl_slist_free_all (headers);
   if (rc != CURLE_OK)
-    g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: %s",
-                             errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc));
-  else if (status < 200 || status > 299)
-    g_task_return_new_error (task, RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: the receiver answered %ld", status);
-  else
-    g_task_return_boolean (task, TRUE);
+    return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: %s",
+                        errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc));
+  if (status < 200 || status > 299)
+    return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: the receiver answered %ld", status);
+  return NULL;
 }
 
 void
-rtp_webhook_post_async (const char *url, const char *secret, const char *body, double timeout_s,
-                        GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+rtp_webhook_post_batch (const char *url, const char *secret, const char *const *bodies, guint n_bodies,
+                        double timeout_s, RtpCurlBatchSentFunc sent, GDestroyNotify done, gpointer user_data)
 {
-  g_autoptr (GTask) task = g_task_new (NULL, cancellable, callback, user_data);
-  Post *p = g_new0 (Post, 1);
+  Target *t = g_new0 (Target, 1);
+  GPtrArray *items = g_ptr_array_new_full (n_bodies, g_free);
 
-  g_return_if_fail (url != NULL && body != NULL);
-  p->url = g_strdup (url);
-  p->signature = secret != NULL && secret[0] != '\0' ? rtp_webhook_signature (secret, body) : NULL;
-  p->body = g_strdup (body);
-  p->timeout_ms = (long) (timeout_s * 1000);
-  g_task_set_source_tag (task, rtp_webhook_post_async);
-  g_task_set_task_data (task, p, (GDestroyNotify) post_free);
-  g_task_run_in_thread (task, post_thread);
-}
-
-gboolean
-rtp_webhook_post_finish (GAsyncResult *result, GError **error)
-{
-  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
-  return g_task_propagate_boolean (G_TASK (result), error);
+  g_return_if_fail (url != NULL);
+  t->url = g_strdup (url);
+  t->secret = secret != NULL && secret[0] != '\0' ? g_strdup (secret) : NULL;
+  t->timeout_ms = (long) (timeout_s * 1000);
+  for (guint i = 0; i < n_bodies; i++)
+    g_ptr_array_add (items, g_strdup (bodies[i]));
+  rtp_curl_batch_run (items, send_post, t, target_free, sent, done, user_data);
 }

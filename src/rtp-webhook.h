@@ -1,5 +1,7 @@
-/* rtp-webhook.h: posting one alarm message to a chat webhook (libcurl), off the main loop */
+/* rtp-webhook.h: posting alarm messages to a chat webhook (libcurl), off the main loop */
 #pragma once
+
+#include "rtp-curl-batch.h"
 
 #include <gio/gio.h>
 
@@ -9,11 +11,11 @@ G_BEGIN_DECLS
  * Returns: (transfer full) */
 char *rtp_webhook_signature (const char *secret, const char *body);
 
-/* POSTs @body (JSON) to @url in a worker thread; with @secret it carries X-Rtp-Signature. Succeeds on
- * a 2xx answer; anything else (no answer within @timeout_s, another status) fails with
- * RTP_ERROR_UPSTREAM naming it. */
-void rtp_webhook_post_async (const char *url, const char *secret, const char *body, double timeout_s,
-                             GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
-gboolean rtp_webhook_post_finish (GAsyncResult *result, GError **error);
+/* POSTs each of @bodies (JSON) to @url, in order, over one connection when the receiver keeps it
+ * alive, in a worker thread; with @secret each carries X-Rtp-Signature. A post succeeds on a 2xx
+ * answer; anything else (no answer within @timeout_s, another status) fails with RTP_ERROR_UPSTREAM
+ * naming it. @sent and @done as for rtp_curl_batch_run(). */
+void rtp_webhook_post_batch (const char *url, const char *secret, const char *const *bodies, guint n_bodies,
+                             double timeout_s, RtpCurlBatchSentFunc sent, GDestroyNotify done, gpointer user_data);
 
 G_END_DECLS

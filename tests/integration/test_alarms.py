@@ -28,15 +28,19 @@ def subjects(smtp):
 
 
 class WebhookReceiver:
-    """A real HTTP receiver on 127.0.0.1: records POSTs; answers 503 while down."""
+    """A real HTTP receiver on 127.0.0.1: records POSTs (and in peers the client's address and port of
+    each); answers 503 while down. HTTP/1.1: a connection stays open for the next request."""
 
     def __init__(self):
         self.posts = []
+        self.peers = []
         self.down = False
         self.delay = 0  # seconds before answering
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
@@ -45,10 +49,13 @@ class WebhookReceiver:
                 time.sleep(outer.delay)
                 if outer.down:
                     self.send_response(503)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 outer.posts.append((dict(self.headers), body))
+                outer.peers.append(self.client_address)
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -588,10 +595,16 @@ class Invalid(AlarmTestCase):
 
 
 class Flood(AlarmTestCase):
-    def test_many_mails_share_smtp_sessions(self):
-        """An alarm flood: the mails of many alarms opened together go out several over one SMTP
-        connection (before, each had a connection of its own: with TLS and AUTH at a real relay, a
-        handshake each). Each mail arrives once."""
+    def setUp(self):
+        self.hook = WebhookReceiver()
+        self.addCleanup(self.hook.stop)
+        self.extra = {"RTP_ALERT_WEBHOOK_URL": self.hook.url}
+        super().setUp()
+
+    def test_many_mails_and_posts_share_connections(self):
+        """An alarm flood: the mails and webhook posts of many alarms opened together go out several
+        over one connection (before, each had a connection of its own: with TLS, and AUTH at a real
+        mail relay, a handshake each). Each arrives once; the posts in the order the alarms opened."""
         import paho.mqtt.client as mqtt
         n = 30
         pvs = [f"Test:F{i}" for i in range(n)]
@@ -613,7 +626,16 @@ class Flood(AlarmTestCase):
         self.assertEqual(sorted(subjects(self.smtp)), sorted(f"Threshold breached: {pv} is 150 rpm" for pv in pvs))
         sessions = {m["X-Peer"] for m in self.smtp.messages()}  # the client's address and port
         self.assertLessEqual(len(sessions), n // 3, sessions)
-        self.assertEqual({a["notifications"] for a in self.alarms()}, {1})
+        alarms = self.alarms()
+        self.assertEqual({a["notifications"] for a in alarms}, {1})
+        self.wait_for(lambda: len(self.hook.posts) >= n)
+        events = [json.loads(body) for _, body in self.hook.posts]
+        self.assertEqual([e["event"] for e in events], ["opened"] * n)
+        self.assertEqual(sorted(e["alarm"]["pv_string"] for e in events), sorted(pvs))
+        since = {a["pv_string"]: a["since"] for a in alarms}  # same zone and format: they sort as text
+        posted = [since[e["alarm"]["pv_string"]] for e in events]
+        self.assertEqual(posted, sorted(posted))
+        self.assertLessEqual(len(set(self.hook.peers)), n // 3, self.hook.peers)
 
 
 class EpicsInvalid(AlarmTestCase):
