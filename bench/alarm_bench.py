@@ -426,6 +426,7 @@ def main():
                 runner.join()
                 main_cpu = (cpu_seconds(server.proc.pid, server.proc.pid) - main_before) / (time.monotonic() - t0)
                 smtp_cpu = cpu_seconds(smtp.proc.pid) - smtp_before
+                smtp_cpu = (smtp_cpu, len({m["X-Peer"] for m in smtp.messages()}), len(smtp.messages()))
                 got = tuple(b - a for a, b in zip(got, received()))
                 flooded = (result[0], opened_s, mailed_s, got, main_cpu, time.monotonic() - t0, smtp_cpu)
             finally:
@@ -464,14 +465,15 @@ def main():
             print()
             print(f"alarm flood: {args.flood} PVs out of band at once; all {args.flood} alarms open after "
                   + (f"{opened_s:.1f} s" if opened_s is not None else "more than 300 s")
-                  + ", all mailed after " + (f"{mailed_s:.1f} s" if mailed_s is not None else "more than 300 s"))
+                  + ", all mailed after " + (f"{mailed_s:.1f} s" if mailed_s is not None else "more than 300 s")
+                  + f" ({smtp_cpu[2]} mails over {smtp_cpu[1]} SMTP connections)")
             print("| during the flood (wrk from its start) | req/s | p99 ms | longest ms | unanswered in 2 s "
                   "| values queued / dropped / settled | main thread CPU | the SMTP receiver's CPU (aiosmtpd, "
                   "on this machine) |")
             print("|---|---|---|---|---|---|---|---|")
             print(f"| {args.seconds} s | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {run[5]} | "
                   f"{got[0]:.0f} / {got[1]:.0f} / {got[2]:.0f} | {main_cpu:.0%} (over {took:.0f} s) | "
-                  f"{smtp_cpu:.1f} s |")
+                  f"{smtp_cpu[0]:.1f} s |")
     finally:
         server.cleanup()
         smtp.cleanup()
