@@ -34,6 +34,7 @@ struct _RtpAlerter {
   guint mail_id;
   guint outbox_idle_id;
   gboolean mail_sending;
+  gboolean disposed; /* a batch that ends later schedules nothing */
   /* alarms */
   RtpSubscriptions *subscriptions; /* (owned) */
   char *channel_prefix;            /* (owned) */
@@ -108,6 +109,7 @@ rtp_alerter_dispose (GObject *object)
 {
   RtpAlerter *self = RTP_ALERTER (object);
 
+  self->disposed = TRUE;
   g_clear_handle_id (&self->mail_id, g_source_remove);
   g_clear_handle_id (&self->outbox_idle_id, g_source_remove);
   g_clear_handle_id (&self->rejudging_id, g_source_remove);
@@ -1135,7 +1137,8 @@ outbox_batch_done (gpointer user_data)
   RtpAlerter *self = batch->self;
 
   *batch->sending = FALSE;
-  if (!batch->failed && self->outbox_idle_id == 0) /* the next ones at once; after a failure, at the next tick */
+  /* the next ones at once; after a failure, at the next tick */
+  if (!batch->failed && !self->disposed && self->outbox_idle_id == 0)
     self->outbox_idle_id = g_idle_add_full (G_PRIORITY_DEFAULT, send_outboxes_idle, self, NULL);
   g_ptr_array_unref (batch->jobs);
   g_object_unref (batch->self);
