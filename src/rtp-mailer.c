@@ -60,6 +60,28 @@ read_cb (char *buffer, size_t size, size_t nitems, void *userp)
   return n;
 }
 
+/* The server's latest reply line (libcurl hands SMTP replies to the header callback), for the log
+ * of a failure: libcurl's own message for a refusal at the end of DATA is "Weird server reply". */
+typedef struct {
+  char line[160];
+} Reply;
+
+static size_t
+reply_cb (char *data, size_t size, size_t n, void *userp)
+{
+  Reply *r = userp;
+  gsize len = MIN (size * n, sizeof r->line - 1);
+
+  while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n'))
+    len--;
+  memcpy (r->line, data, len);
+  r->line[len] = '\0';
+  for (gsize i = 0; i < len; i++)
+    if (!g_ascii_isprint (r->line[i]))
+      r->line[i] = '?'; /* the log gets no control characters from a server */
+  return size * n;
+}
+
 /* In the worker, with the batch's handle: libcurl keeps the connection open from one mail to the
  * next (one EHLO, one STARTTLS and one AUTH for the batch) and says QUIT when the batch is over. */
 static GError *
@@ -69,9 +91,12 @@ send_mail (CURL *easy, gpointer item, gpointer shared)
   Session *s = shared;
   struct curl_slist *rcpt = curl_slist_append (NULL, m->to);
   char errbuf[CURL_ERROR_SIZE] = "";
+  Reply reply = { "" };
   CURLcode rc;
 
   curl_easy_setopt (easy, CURLOPT_URL, s->url);
+  curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, reply_cb);
+  curl_easy_setopt (easy, CURLOPT_HEADERDATA, &reply);
   curl_easy_setopt (easy, CURLOPT_MAIL_FROM, s->from);
   curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, rcpt);
   curl_easy_setopt (easy, CURLOPT_READFUNCTION, read_cb);
@@ -90,10 +115,14 @@ send_mail (CURL *easy, gpointer item, gpointer shared)
   rc = curl_easy_perform (easy);
   curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, NULL);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, NULL);
+  curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, NULL);
+  curl_easy_setopt (easy, CURLOPT_HEADERDATA, NULL);
   curl_slist_free_all (rcpt);
   if (rc != CURLE_OK)
-    return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "sending mail to %s failed: %s", m->to,
-                        errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc));
+    return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "sending mail to %s failed: %s%s%s%s", m->to,
+                        errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc),
+                        reply.line[0] != '\0' ? " (the server's last reply: " : "", reply.line,
+                        reply.line[0] != '\0' ? ")" : "");
   return NULL;
 }
 

@@ -70,11 +70,12 @@ class WebhookReceiver:
 
 class AlarmTestCase(ServerTestCase):
     extra = {}
+    smtp_per_session = None  # the SMTP receiver's limit of messages in one session (None: none)
 
     def setUp(self):
         self.broker = Mosquitto().start()
         self.addCleanup(self.broker.cleanup)
-        self.smtp = SmtpReceiver().start()
+        self.smtp = SmtpReceiver(per_session=self.smtp_per_session).start()
         self.addCleanup(self.smtp.cleanup)
         self.server_env = {"MQTT_SERVER_URL": f"127.0.0.1:{self.broker.port}",
                            "RTP_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}", "RTP_SMTP_FROM": "alerts@lab.example.org",
@@ -636,6 +637,41 @@ class Flood(AlarmTestCase):
         posted = [since[e["alarm"]["pv_string"]] for e in events]
         self.assertEqual(posted, sorted(posted))
         self.assertLessEqual(len(set(self.hook.peers)), n // 3, self.hook.peers)
+
+
+class RelayLimit(AlarmTestCase):
+    """A relay that takes 3 mails per connection and refuses the 4th with 421: the refused mail is
+    tried again after its back-off, the rest of its batch in the next; each arrives once."""
+    smtp_per_session = 3
+
+    def test_a_refusal_mid_batch_loses_nothing_and_sends_nothing_twice(self):
+        import paho.mqtt.client as mqtt
+        n = 10
+        pvs = [f"Test:L{i}" for i in range(n)]
+        for pv in pvs:
+            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
+            self.assertEqual(r.status, 200, r)
+            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
+            self.assertEqual(r.status, 200, r)
+        client = mqtt.Client()
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        self.addCleanup(client.loop_stop)
+        self.addCleanup(client.disconnect)
+        for pv in pvs:
+            client.publish("lab/values/" + pv.replace(":", "/"), "150", qos=1).wait_for_publish(10)
+        self.wait_for(lambda: len(self.smtp.messages()) >= n, seconds=60)
+        time.sleep(1.5)  # a tick of the outbox: nothing is sent again
+        self.assertEqual(sorted(subjects(self.smtp)), sorted(f"Threshold breached: {pv} is 150 rpm" for pv in pvs))
+        sessions = {}
+        for m in self.smtp.messages():
+            sessions[m["X-Peer"]] = sessions.get(m["X-Peer"], 0) + 1
+        self.assertLessEqual(max(sessions.values()), 3, sessions)
+        self.assertGreaterEqual(len(sessions), 4, sessions)
+        # the log says what the relay answered (libcurl alone says "Weird server reply")
+        self.assertIn("(the server's last reply: 421 4.7.0 Too many messages in one session, closing)",
+                      self.s.stderr())
 
 
 class EpicsInvalid(AlarmTestCase):
