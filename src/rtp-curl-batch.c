@@ -89,8 +89,8 @@ batch_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       if (error != NULL)
         break; /* the rest wait for the next attempt */
     }
-  curl_easy_cleanup (easy); /* closes the connection (SMTP: QUIT) */
-  report (b, b->items->len, NULL);
+  report (b, b->items->len, NULL); /* b is the caller's again: not touched below */
+  curl_easy_cleanup (easy);        /* closes the connection (SMTP: QUIT); the next batch need not wait */
   g_task_return_boolean (task, TRUE);
 }
 

@@ -106,6 +106,8 @@ send_mail (CURL *easy, gpointer item, gpointer shared)
    * offers no STARTTLS */
   curl_easy_setopt (easy, CURLOPT_USE_SSL, (long) (s->require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
   curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+  /* the limit of each wait for a reply, QUIT's too (at the end of the batch; libcurl's default 120 s) */
+  curl_easy_setopt (easy, CURLOPT_SERVER_RESPONSE_TIMEOUT, MAX (s->timeout_ms / 1000, 1L));
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
   if (s->user != NULL)
