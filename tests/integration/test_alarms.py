@@ -570,7 +570,8 @@ class Invalid(AlarmTestCase):
         time.sleep(1.5)  # a tick of the outbox: nothing more goes out
         everything = self.alarms(query="?state=all")
         ended = [a["pv_string"] for a in everything if a["ended"] is not None]
-        self.assertEqual(len(self.smtp.messages()), sum(a["notifications"] for a in everything), ended)
+        self.assertEqual(len(self.smtp.messages()), sum(a["notifications"] for a in everything),
+                         (ended, [line for line in self.s.stderr().splitlines() if "mail" in line][-20:]))
         self.assertEqual(sorted(subjects(self.smtp)),
                          sorted(f"No valid value: {a['pv_string']} has sent none for a while" for a in everything))
 
