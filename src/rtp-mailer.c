@@ -115,6 +115,8 @@ send_mail (CURL *easy, gpointer item, gpointer shared)
   if (s->password != NULL)
     curl_easy_setopt (easy, CURLOPT_PASSWORD, s->password);
   rc = curl_easy_perform (easy);
+  /* nothing of this mail stays in the handle: the caller frees it after the batch, maybe before QUIT */
+  curl_easy_setopt (easy, CURLOPT_READDATA, NULL);
   curl_easy_setopt (easy, CURLOPT_MAIL_RCPT, NULL);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, NULL);
   curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, NULL);

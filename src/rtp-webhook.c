@@ -75,6 +75,8 @@ send_post (CURL *easy, gpointer item, gpointer shared)
   rc = curl_easy_perform (easy);
   if (rc == CURLE_OK)
     curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
+  /* nothing of this post stays in the handle: the caller frees it after the batch */
+  curl_easy_setopt (easy, CURLOPT_POSTFIELDS, NULL);
   curl_easy_setopt (easy, CURLOPT_HTTPHEADER, NULL);
   curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, NULL);
   curl_slist_free_all (headers);
