@@ -647,19 +647,22 @@ def sqlite_only(test):
 class SmtpReceiver:
     """A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) storing mail in a Maildir."""
 
-    def __init__(self, port=None, per_session=None):
-        """@per_session: at most this many messages in one SMTP session, the next answered with 421."""
+    def __init__(self, port=None, per_session=None, first_delay=None):
+        """@per_session: at most this many messages in one SMTP session, the next answered with 421.
+        @first_delay: seconds the receiver takes over the first message before it answers."""
         self.dir = tempfile.mkdtemp(prefix="rtp-smtp-")
         self.port = port
         self.per_session = per_session
+        self.first_delay = first_delay
         self.proc = None
 
     def start(self):
         for _ in range(10):
             port = self.port or free_port()
             handler = ["aiosmtpd.handlers.Mailbox", os.path.join(self.dir, "mail")]
-            if self.per_session is not None:
-                handler = ["smtp_limited.LimitedMailbox", os.path.join(self.dir, "mail"), str(self.per_session)]
+            if self.per_session is not None or self.first_delay is not None:
+                handler = ["smtp_limited.LimitedMailbox", os.path.join(self.dir, "mail"),
+                           str(self.per_session or 1000000), str(self.first_delay or 0)]
             env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
             self.proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c",
                                           *handler], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
