@@ -1145,6 +1145,22 @@ outbox_batch_done (gpointer user_data)
   g_free (batch);
 }
 
+/* The oldest due rows of an outbox @table, one batch at most: @columns are "id, …, attempts".
+ * Returns: (transfer full) (nullable): NULL when none is due (or they cannot be read now; the next
+ * tick tries again) */
+static GdaDataModel *
+select_due (RtpAlerter *self, const char *table, const char *columns)
+{
+  g_autofree char *sql = g_strdup_printf ("SELECT %s FROM %s WHERE sent_us IS NULL AND next_attempt_us <= :now "
+                                          "ORDER BY created_us, id LIMIT %d",
+                                          columns, table, OUTBOX_BATCH);
+  GdaDataModel *m = rtp_database_select (self->db, NULL, sql, "now", RTP_DB_INT, g_get_real_time (), NULL);
+
+  if (m != NULL && rtp_db_rows (m) == 0)
+    g_clear_object (&m);
+  return m;
+}
+
 /* The oldest due mails, one batch at a time. */
 static void
 send_next_mail (RtpAlerter *self)
@@ -1153,15 +1169,10 @@ send_next_mail (RtpAlerter *self)
   g_autofree RtpMail *mails = NULL;
   guint n;
 
-  if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db))
+  if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db) ||
+      (m = select_due (self, "alert_mails", "id, recipient, subject, body, attempts")) == NULL)
     return;
-  m = rtp_database_select (
-    self->db, NULL,
-    "SELECT id, recipient, subject, body, attempts FROM alert_mails "
-    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (OUTBOX_BATCH),
-    "now", RTP_DB_INT, g_get_real_time (), NULL);
-  if (m == NULL || (n = rtp_db_rows (m)) == 0)
-    return;
+  n = rtp_db_rows (m);
   mails = g_new0 (RtpMail, n);
   for (guint i = 0; i < n; i++)
     mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
@@ -1178,15 +1189,10 @@ send_next_webhook (RtpAlerter *self)
   g_autofree const char **bodies = NULL;
   guint n;
 
-  if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db))
+  if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db) ||
+      (m = select_due (self, "alarm_webhooks", "id, payload, attempts")) == NULL)
     return;
-  m = rtp_database_select (
-    self->db, NULL,
-    "SELECT id, payload, attempts FROM alarm_webhooks "
-    "WHERE sent_us IS NULL AND next_attempt_us <= :now ORDER BY created_us, id LIMIT " G_STRINGIFY (OUTBOX_BATCH),
-    "now", RTP_DB_INT, g_get_real_time (), NULL);
-  if (m == NULL || (n = rtp_db_rows (m)) == 0)
-    return;
+  n = rtp_db_rows (m);
   bodies = g_new0 (const char *, n);
   for (guint i = 0; i < n; i++)
     bodies[i] = rtp_db_str (m, i, 1);

@@ -173,7 +173,7 @@ format_message (const RtpMailSettings *settings, const RtpMail *mail)
 }
 
 void
-rtp_mailer_send_batch (const RtpMailSettings *settings, const RtpMail *mails, guint n_mails, RtpMailerSentFunc sent,
+rtp_mailer_send_batch (const RtpMailSettings *settings, const RtpMail *mails, guint n_mails, RtpCurlBatchSentFunc sent,
                        GDestroyNotify done, gpointer user_data)
 {
   Session *s = g_new0 (Session, 1);

@@ -26,16 +26,14 @@ typedef struct {
   const char *body;
 } RtpMail;
 
-/* The outcome of mail @index of a batch: @error is NULL when the SMTP server took it. */
-typedef RtpCurlBatchSentFunc RtpMailerSentFunc;
-
 /* Sends @mails in order over one SMTP connection, in a worker thread (a flood of alarms is not one
  * connection, one STARTTLS and one AUTH per mail). @sent is called on the caller's thread-default
- * context after each mail, right after the server's answer; after a failure the rest are not tried
- * (no call for them). Then @done is called once with @user_data, after every call of @sent.
+ * context after each mail (@error NULL: the server took it), right after the server's answer; after
+ * a failure the rest are not tried (no call for them). Then @done is called once with @user_data,
+ * after every call of @sent.
  * With credentials over smtp:// STARTTLS is required (the mail fails rather than sending AUTH in
  * clear text) unless @insecure; without, it is used when offered. */
 void rtp_mailer_send_batch (const RtpMailSettings *settings, const RtpMail *mails, guint n_mails,
-                            RtpMailerSentFunc sent, GDestroyNotify done, gpointer user_data);
+                            RtpCurlBatchSentFunc sent, GDestroyNotify done, gpointer user_data);
 
 G_END_DECLS
