@@ -165,6 +165,35 @@ class AlarmTestCase(ServerTestCase):
     def transitions(self, alarm_id):
         return [(e["event"], e["severity"]) for e in self.history(alarm_id) if e["event"] != "notified"]
 
+    def add_pvs(self, pvs):
+        """Creates @pvs with the band [0, 100]."""
+        for pv in pvs:
+            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
+                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
+            self.assertEqual(r.status, 200, r)
+
+    def subscribe_all(self, pvs):
+        """Subscribes the test's user to each of @pvs, with the defaults."""
+        for pv in pvs:
+            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
+            self.assertEqual(r.status, 200, r)
+
+    def values_client(self):
+        """An MQTT client on the broker, stopped by the test's cleanup."""
+        import paho.mqtt.client as mqtt
+        client = mqtt.Client()
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        self.addCleanup(client.loop_stop)
+        self.addCleanup(client.disconnect)
+        return client
+
+    def publish_each(self, pvs, value):
+        """One value for each of @pvs, in order, each acknowledged by the broker (QoS 1)."""
+        client = self.values_client()
+        for pv in pvs:
+            client.publish("lab/values/" + pv.replace(":", "/"), value, qos=1).wait_for_publish(10)
+
 
 class Severities(AlarmTestCase):
     def test_minor_major_minor_in(self):
@@ -526,18 +555,10 @@ class Invalid(AlarmTestCase):
         main loop judged them all in one go and answered nothing meanwhile); each gets one INVALID
         alarm and one mail, none is skipped."""
         import threading
-        import paho.mqtt.client as mqtt
         n = 200
         pvs = [f"Test:S{i}" for i in range(n)]
-        for pv in pvs:
-            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
-                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
-            self.assertEqual(r.status, 200, r)
-        client = mqtt.Client()
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self.addCleanup(client.loop_stop)
-        self.addCleanup(client.disconnect)
+        self.add_pvs(pvs)
+        client = self.values_client()
         stop = threading.Event()
 
         def publish():  # every PV heard every 0.1 s (silent after 3 x 0.2 s), until the cut
@@ -548,9 +569,7 @@ class Invalid(AlarmTestCase):
         publisher = threading.Thread(target=publish)
         publisher.start()
         self.addCleanup(stop.set)
-        for pv in pvs:
-            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
-            self.assertEqual(r.status, 200, r)
+        self.subscribe_all(pvs)
         time.sleep(1.5)  # a rejudge tick with every PV subscribed and heard
         self.assertEqual(self.alarms(), [])
         stop.set()
@@ -581,13 +600,8 @@ class Invalid(AlarmTestCase):
     def test_values_settled_on_arrival_are_heard(self):
         """Without viewers, in-band values are settled on paho's thread: they still count as heard,
         and a PV that falls silent afterwards is INVALID; its next value ends that."""
-        import paho.mqtt.client as mqtt
         self.subscribe()
-        client = mqtt.Client()
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self.addCleanup(client.loop_stop)
-        self.addCleanup(client.disconnect)
+        client = self.values_client()
 
         def publish_for(seconds):
             end = time.monotonic() + seconds
@@ -623,22 +637,11 @@ class Flood(AlarmTestCase):
         """An alarm flood: the mails and webhook posts of many alarms opened together go out several
         over one connection (before, each had a connection of its own: with TLS, and AUTH at a real
         mail relay, a handshake each). Each arrives once; the posts in the order the alarms opened."""
-        import paho.mqtt.client as mqtt
         n = 30
         pvs = [f"Test:F{i}" for i in range(n)]
-        for pv in pvs:
-            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
-                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
-            self.assertEqual(r.status, 200, r)
-            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
-            self.assertEqual(r.status, 200, r)
-        client = mqtt.Client()
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self.addCleanup(client.loop_stop)
-        self.addCleanup(client.disconnect)
-        for pv in pvs:
-            client.publish("lab/values/" + pv.replace(":", "/"), "150", qos=1).wait_for_publish(10)
+        self.add_pvs(pvs)
+        self.subscribe_all(pvs)
+        self.publish_each(pvs, "150")
         self.wait_for(lambda: len(self.smtp.messages()) >= n, seconds=60)
         time.sleep(1.5)  # a tick of the outbox: nothing is sent again
         self.assertEqual(sorted(subjects(self.smtp)), sorted(f"Threshold breached: {pv} is 150 rpm" for pv in pvs))
@@ -663,22 +666,11 @@ class RelayLimit(AlarmTestCase):
     smtp_first_delay = 3  # the other nine alarms open meanwhile: the next batch is longer than 3
 
     def test_a_refusal_mid_batch_loses_nothing_and_sends_nothing_twice(self):
-        import paho.mqtt.client as mqtt
         n = 10
         pvs = [f"Test:L{i}" for i in range(n)]
-        for pv in pvs:
-            r = self.s.request("POST", "/experiments/pvs", token=self.admin, json_body={
-                "pv_string": pv, "default_threshold_min": 0, "default_threshold_max": 100})
-            self.assertEqual(r.status, 200, r)
-            r = self.s.request("POST", f"/email/subscribe/{pv}", token=self.token, json_body={})
-            self.assertEqual(r.status, 200, r)
-        client = mqtt.Client()
-        client.connect("127.0.0.1", self.broker.port)
-        client.loop_start()
-        self.addCleanup(client.loop_stop)
-        self.addCleanup(client.disconnect)
-        for pv in pvs:
-            client.publish("lab/values/" + pv.replace(":", "/"), "150", qos=1).wait_for_publish(10)
+        self.add_pvs(pvs)
+        self.subscribe_all(pvs)
+        self.publish_each(pvs, "150")
         self.wait_for(lambda: len(self.smtp.messages()) >= n, seconds=60)
         time.sleep(1.5)  # a tick of the outbox: nothing is sent again
         self.assertEqual(sorted(subjects(self.smtp)), sorted(f"Threshold breached: {pv} is 150 rpm" for pv in pvs))
