@@ -132,7 +132,11 @@ def main():
                     help="with --c-publishers: the idle runs too have the publishers and the broker busy, their values "
                          "going to a subscriber that only reads them (bench/mqtt_flood sink) instead of the server")
     args = ap.parse_args()
-    os.environ.setdefault("RTP_SERVER", os.path.join(HERE, "..", args.build, "src", "realtimeplot-server"))
+    # rtplib read RTP_SERVER when it was imported: the server of --build is set here (an A/B of two builds
+    # ran the default build's server twice before)
+    rtplib.SERVER = os.environ.get("RTP_SERVER") or os.path.abspath(os.path.join(HERE, "..", args.build, "src",
+                                                                                 "realtimeplot-server"))
+    print(f"server: {rtplib.SERVER}")
 
     broker = rtplib.Mosquitto().start()
     if args.generators_nice:
@@ -387,7 +391,21 @@ def main():
                 settled_s = time.monotonic() - t0
                 time.sleep(3)
                 open_alarms = len(server.request("GET", "/alarms", token=admin).json["alarms"])
-                alarmed = (plain, measured(), open_alarms, settled_s)
+                run_alarmed = measured()
+                # no requests: the main thread's CPU per value judged against its open alarm
+                before = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
+                perf = None
+                if os.environ.get("RTP_BENCH_PERF_ALARMED"):  # a profile of the main thread judging them
+                    perf = subprocess.Popen(["perf", "record", "--call-graph", os.environ.get("RTP_BENCH_PERF_GRAPH", "fp"),
+                                             "-o", os.environ["RTP_BENCH_PERF_ALARMED"], "-t", str(server.proc.pid)],
+                                            stderr=subprocess.DEVNULL)
+                time.sleep(args.seconds)
+                after = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
+                if perf is not None:
+                    perf.send_signal(2)
+                    perf.wait()
+                per_value = (after[1] - before[1]) / max(1, after[0][0] - before[0][0])
+                alarmed = (plain, run_alarmed, open_alarms, settled_s, per_value)
             finally:
                 for p in cprocs:
                     p.kill()
@@ -407,6 +425,12 @@ def main():
                 smtp_before = cpu_seconds(smtp.proc.pid)
                 result = []
                 runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
+                perf = None
+                if os.environ.get("RTP_BENCH_PERF_FLOOD"):  # a profile of the server's main thread during the flood
+                    perf = subprocess.Popen(["perf", "record", "--call-graph", os.environ.get("RTP_BENCH_PERF_GRAPH", "fp"),
+                                             "-o", os.environ["RTP_BENCH_PERF_FLOOD"], "-t", str(server.proc.pid)],
+                                            stderr=subprocess.DEVNULL)
+                    time.sleep(0.5)
                 t0 = time.monotonic()
                 for p in cprocs:  # the in-band values of those PVs stop; the others go on
                     p.kill()
@@ -424,6 +448,9 @@ def main():
                             r'^rtp_alerts_total\{channel="email",outcome="sent"\} (\S+)$') - sent >= args.flood:
                         mailed_s = time.monotonic() - t0
                 runner.join()
+                if perf is not None:
+                    perf.send_signal(2)
+                    perf.wait()
                 main_cpu = (cpu_seconds(server.proc.pid, server.proc.pid) - main_before) / (time.monotonic() - t0)
                 smtp_cpu = cpu_seconds(smtp.proc.pid) - smtp_before
                 smtp_cpu = (smtp_cpu, len({m["X-Peer"] for m in smtp.messages()}), len(smtp.messages()))
@@ -452,7 +479,7 @@ def main():
             print("(a band change sends every value to the main loop until its PV is judged anew; wrk leaves requests "
                   "unanswered within 2 s out of its latencies)")
         if alarmed:
-            (plain, to_main, main_cpu), (run, to_main_a, main_cpu_a), open_alarms, settled_s = alarmed
+            (plain, to_main, main_cpu), (run, to_main_a, main_cpu_a), open_alarms, settled_s, per_value = alarmed
             print()
             print(f"{args.alarmed} PVs put in alarm: {open_alarms} alarms open, opened and mailed in {settled_s:.1f} s")
             print("| loaded run | req/s | p99 ms | longest ms | values to the main loop /s | main thread CPU |")
@@ -460,6 +487,7 @@ def main():
             print(f"| every PV in band | {plain[0]:.0f} | {plain[2]:.2f} | {plain[4]:.1f} | {to_main:.0f} | {main_cpu:.0%} |")
             print(f"| {args.alarmed} PVs in alarm | {run[0]:.0f} | {run[2]:.2f} | {run[4]:.1f} | {to_main_a:.0f} | "
                   f"{main_cpu_a:.0%} |")
+            print(f"main thread CPU per value judged against its open alarm (no requests): {per_value * 1e6:.1f} us")
         if flooded:
             run, opened_s, mailed_s, got, main_cpu, took, smtp_cpu = flooded
             print()

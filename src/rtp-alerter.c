@@ -528,6 +528,25 @@ keep_latest_value (RtpAlerter *self, const char *id, const char *value)
   g_hash_table_replace (self->latest_values, g_strdup (id), g_strdup (value));
 }
 
+/* Whether @value leaves @open as it is — the same level, no shelve run out, no reminder due — so
+ * that decide() would only keep it as the alarm's latest value: told from what is kept, without a
+ * transaction (an alarmed PV's values, ten a second each, cost a BEGIN and a COMMIT apiece before). */
+static gboolean
+value_keeps_alarm (RtpAlerter *self, const Sub *s, const OpenAlarm *open, double value, gint64 now)
+{
+  Level level;
+
+  if (open->shelved && open->shelved_until_us <= now)
+    return FALSE;
+  level = judge (s, value, self->hysteresis, open->active ? open->severity : LEVEL_NONE);
+  if (!open->active)
+    return level == LEVEL_NONE; /* latched, still waiting for an acknowledgement */
+  if (level != open->severity)
+    return FALSE;
+  return self->renotify_us <= 0 || open->acknowledged || open->shelved ||
+         now - open->last_notified_us < self->renotify_us;
+}
+
 /* One subscription's decision for one value, inside the caller's transaction; @open is its alarm
  * that has not ended, as the database held it when the value arrived (NULL: none). */
 static gboolean
@@ -980,12 +999,13 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
       g_autoptr (GPtrArray) mine = NULL;
       gboolean sent = FALSE;
       gboolean done;
+      const OpenAlarm *open;
       Sub s;
 
       s = cached->rows[i];
+      open = g_hash_table_lookup (cached->open, s.user_id);
       /* nothing to decide: no alarm, no delay running, and the value in band */
-      if (!invalid && !g_hash_table_contains (cached->open, s.user_id) && !s.has_out_since &&
-          judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
+      if (!invalid && open == NULL && !s.has_out_since && judge (&s, value, self->hysteresis, LEVEL_NONE) == LEVEL_NONE)
         {
           /* the values this row judges the same way: inside both bands */
           lo = MAX (lo, MAX ((double) s.min, s.has_wmin ? (double) s.wmin : -INFINITY));
@@ -993,12 +1013,17 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
           continue;
         }
       quiet = FALSE;
+      if (!invalid && open != NULL && value_keeps_alarm (self, &s, open, value, now))
+        {
+          g_autofree char *v = format_value (value);
+          keep_latest_value (self, open->id, v);
+          continue;
+        }
       mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
       if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
         break;
-      done = invalid
-               ? decide_invalid (self, &s, pv, now, mine, &sent, &error)
-               : decide (self, &s, g_hash_table_lookup (cached->open, s.user_id), pv, value, now, mine, &sent, &error);
+      done = invalid ? decide_invalid (self, &s, pv, now, mine, &sent, &error)
+                     : decide (self, &s, open, pv, value, now, mine, &sent, &error);
       if (!done || !rtp_transaction_commit (tx, &error))
         break; /* rolled back as tx goes */
       g_ptr_array_extend_and_steal (changes, g_steal_pointer (&mine));
