@@ -1086,8 +1086,16 @@ outbox_job_free (OutboxJob *job)
   g_free (job);
 }
 
-/* Records one attempt of @job: sent, or the error and the next attempt after a back-off of
- * 1, 2, 4 … 60 s. */
+/* Whether @error says that the receiver refuses the item as it is and would refuse it again (a
+ * webhook's 4xx answer, see rtp_webhook_post_batch): it is not retried. */
+static gboolean
+refused_for_good (const GError *error)
+{
+  return g_error_matches (error, RTP_ERROR, RTP_ERROR_INVALID);
+}
+
+/* Records one attempt of @job: sent; refused for good (kept as refused, not retried); or the error
+ * and the next attempt after a back-off of 1, 2, 4 … 60 s. */
 static void
 record_attempt (OutboxJob *job, const GError *error)
 {
@@ -1100,6 +1108,14 @@ record_attempt (OutboxJob *job, const GError *error)
     {
       sql = g_strdup_printf ("UPDATE %s SET sent_us = :now, attempts = attempts + 1 WHERE id = :id", job->table);
       rtp_database_exec (self->db, &db_error, sql, "now", RTP_DB_INT, now, "id", RTP_DB_STR, job->id, NULL);
+    }
+  else if (refused_for_good (error))
+    {
+      g_warning ("%s; not retried: the post after it goes on", error->message);
+      sql = g_strdup_printf ("UPDATE %s SET attempts = attempts + 1, refused_us = :now, last_error = :e WHERE id = :id",
+                             job->table);
+      rtp_database_exec (self->db, &db_error, sql, "now", RTP_DB_INT, now, "e", RTP_DB_STR, error->message, "id",
+                         RTP_DB_STR, job->id, NULL);
     }
   else
     {
@@ -1127,12 +1143,12 @@ typedef struct {
 /* At most this many rows go over one connection; then it is closed and the next opened. */
 #define OUTBOX_BATCH 20
 
+/* A batch of the first @n rows of @m. */
 static OutboxBatch *
-outbox_batch_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint id_column, guint attempts_column,
+outbox_batch_new (RtpAlerter *self, const char *table, GdaDataModel *m, guint n, guint id_column, guint attempts_column,
                   gboolean *sending, RtpMetric sent_metric, RtpMetric failed_metric)
 {
   OutboxBatch *batch = g_new0 (OutboxBatch, 1);
-  guint n = (guint) rtp_db_rows (m);
 
   batch->self = g_object_ref (self);
   batch->jobs = g_ptr_array_new_full (n, (GDestroyNotify) outbox_job_free);
@@ -1152,7 +1168,7 @@ outbox_item_sent (guint index, const GError *error, gpointer user_data)
 
   rtp_metrics_inc (error == NULL ? batch->sent_metric : batch->failed_metric);
   record_attempt (g_ptr_array_index (batch->jobs, index), error); /* at once: a restart now sends it not again */
-  batch->failed |= error != NULL;
+  batch->failed |= error != NULL && !refused_for_good (error);    /* after a refusal the next batch goes at once */
 }
 
 static void
@@ -1170,19 +1186,39 @@ outbox_batch_done (gpointer user_data)
   g_free (batch);
 }
 
-/* The oldest due rows of an outbox @table, one batch at most: @columns are "id, …, attempts".
+/* The oldest due rows of an outbox @table, one batch at most: @columns are "id, …, attempts"; *n_due
+ * is how many of the rows go out now. With @in_order (webhooks) the batch is the oldest unsent rows
+ * up to the first that waits out its back-off: that one holds the later ones.
  * Returns: (transfer full) (nullable): NULL when none is due (or they cannot be read now; the next
  * tick tries again) */
 static GdaDataModel *
-select_due (RtpAlerter *self, const char *table, const char *columns)
+select_due (RtpAlerter *self, const char *table, const char *columns, gboolean in_order, guint *n_due)
 {
-  g_autofree char *sql = g_strdup_printf ("SELECT %s FROM %s WHERE sent_us IS NULL AND next_attempt_us <= :now "
-                                          "ORDER BY created_us, id LIMIT %d",
-                                          columns, table, OUTBOX_BATCH);
-  GdaDataModel *m = rtp_database_select (self->db, NULL, sql, "now", RTP_DB_INT, g_get_real_time (), NULL);
+  gint64 now = g_get_real_time ();
+  g_autofree char *sql = in_order
+                           ? g_strdup_printf (
+                               "SELECT %s, next_attempt_us FROM %s WHERE sent_us IS NULL AND refused_us IS NULL "
+                               "ORDER BY created_us, id LIMIT %d",
+                               columns, table, OUTBOX_BATCH)
+                           : g_strdup_printf ("SELECT %s FROM %s WHERE sent_us IS NULL AND next_attempt_us <= :now "
+                                              "ORDER BY created_us, id LIMIT %d",
+                                              columns, table, OUTBOX_BATCH);
+  GdaDataModel *m = rtp_database_select (self->db, NULL, sql, "now", RTP_DB_INT, now, NULL);
+  guint n = m != NULL ? (guint) rtp_db_rows (m) : 0;
 
-  if (m != NULL && rtp_db_rows (m) == 0)
+  if (in_order && n > 0)
+    {
+      const guint next_column = (guint) gda_data_model_get_n_columns (m) - 1; /* next_attempt_us */
+      for (guint i = 0; i < n; i++)
+        if (rtp_db_int0 (m, i, next_column) > now)
+          {
+            n = i;
+            break;
+          }
+    }
+  if (n == 0)
     g_clear_object (&m);
+  *n_due = n;
   return m;
 }
 
@@ -1192,38 +1228,38 @@ send_next_mail (RtpAlerter *self)
 {
   g_autoptr (GdaDataModel) m = NULL;
   g_autofree RtpMail *mails = NULL;
-  guint n;
+  guint n = 0;
 
   if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db) ||
-      (m = select_due (self, "alert_mails", "id, recipient, subject, body, attempts")) == NULL)
+      (m = select_due (self, "alert_mails", "id, recipient, subject, body, attempts", FALSE, &n)) == NULL)
     return;
-  n = rtp_db_rows (m);
   mails = g_new0 (RtpMail, n);
   for (guint i = 0; i < n; i++)
     mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
   rtp_mailer_send_batch (&self->mail, mails, n, outbox_item_sent, outbox_batch_done,
-                         outbox_batch_new (self, "alert_mails", m, 0, 4, &self->mail_sending,
+                         outbox_batch_new (self, "alert_mails", m, n, 0, 4, &self->mail_sending,
                                            RTP_METRIC_ALERT_EMAIL_SENT, RTP_METRIC_ALERT_EMAIL_FAILED));
 }
 
-/* The oldest due webhook posts, one batch at a time, in order: the receiver sees transitions in order. */
+/* The oldest webhook posts, one batch at a time, strictly in order: the receiver sees the
+ * transitions in the order they happened, also after a failure (the failed post's back-off holds the
+ * later ones; one refused for good leaves the queue). */
 static void
 send_next_webhook (RtpAlerter *self)
 {
   g_autoptr (GdaDataModel) m = NULL;
   g_autofree const char **bodies = NULL;
-  guint n;
+  guint n = 0;
 
   if (self->webhook_sending || self->webhook_url == NULL || !rtp_database_try_leadership (self->db) ||
-      (m = select_due (self, "alarm_webhooks", "id, payload, attempts")) == NULL)
+      (m = select_due (self, "alarm_webhooks", "id, payload, attempts", TRUE, &n)) == NULL)
     return;
-  n = rtp_db_rows (m);
   bodies = g_new0 (const char *, n);
   for (guint i = 0; i < n; i++)
     bodies[i] = rtp_db_str (m, i, 1);
   rtp_webhook_post_batch (self->webhook_url, self->webhook_secret, bodies, n, self->mail.timeout_s, outbox_item_sent,
                           outbox_batch_done,
-                          outbox_batch_new (self, "alarm_webhooks", m, 0, 2, &self->webhook_sending,
+                          outbox_batch_new (self, "alarm_webhooks", m, n, 0, 2, &self->webhook_sending,
                                             RTP_METRIC_ALERT_WEBHOOK_SENT, RTP_METRIC_ALERT_WEBHOOK_FAILED));
 }
 

@@ -37,6 +37,8 @@ class WebhookReceiver:
         self.down = False
         self.delay = 0  # seconds before answering
         self.first_delay = 0  # seconds before answering the first post
+        self.answers = []  # statuses for the next requests, before it answers 200 again
+        self.requests = []  # every request's body, answered or not
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,8 +51,10 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 delay, outer.first_delay = outer.first_delay, 0
                 time.sleep(outer.delay + delay)
-                if outer.down:
-                    self.send_response(503)
+                outer.requests.append(body)
+                status = outer.answers.pop(0) if outer.answers else 503 if outer.down else 200
+                if status != 200:
+                    self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -747,6 +751,51 @@ class Webhook(AlarmTestCase):
                          ("opened", PV, "MAJOR"))
         self.assertEqual(message["text"], "Threshold breached: Test:M1:Fan is 150 rpm")
         self.assertNotIn("rtp-secret-path", self.s.stderr())  # the URL's secret path is never logged
+
+    def events(self):
+        return [json.loads(body)["event"] for _, body in self.hook.posts]
+
+    def test_a_post_waiting_out_its_back_off_holds_the_later_ones(self):
+        """The chat shows the transitions in the order they happened: the escalation, notified while the
+        opening's post waits out its back-off, is posted after it, not before."""
+        self.hook.down = False
+        self.hook.answers = [503, 503]  # the opening's first two attempts: back-off 1 s, then 2 s
+        self.subscribe(warning_max=80)
+        self.send(90)
+        self.wait_log("retrying in 2 s")
+        self.send(150)  # escalated during the 2 s
+        self.wait_for(lambda: len(self.hook.posts) == 2, seconds=10)
+        self.assertEqual(self.events(), ["opened", "escalated"])
+        self.assertEqual(len(self.hook.requests), 4)  # two refused, then each once
+
+    def test_a_post_refused_for_good_is_not_retried(self):
+        """A 4xx answer (but 408, 425, 429) says the receiver will refuse that post again: it is logged and
+        not retried, and the posts after it go on; the database keeps it as refused."""
+        self.hook.down = False
+        self.hook.answers = [400]
+        self.subscribe(warning_max=80)
+        self.send(90)
+        self.wait_log("the receiver answered 400; not retried")
+        self.send(150)
+        self.wait_for(lambda: self.hook.posts, seconds=10)
+        time.sleep(2.5)  # three outbox ticks: the refused one is not sent again
+        self.assertEqual(self.events(), ["escalated"])
+        self.assertEqual([json.loads(b)["event"] for b in self.hook.requests], ["opened", "escalated"])
+        rows = self.s.db("SELECT payload, attempts, sent_us, refused_us, last_error FROM alarm_webhooks "
+                              "ORDER BY created_us")
+        self.assertEqual([(json.loads(r[0])["event"], r[1], r[2] is None, r[3] is None) for r in rows],
+                         [("opened", 1, True, False), ("escalated", 1, False, True)])
+        self.assertEqual(rows[0][4], "webhook: the receiver answered 400")
+
+    def test_a_post_answered_429_is_retried(self):
+        """Too many requests is not a refusal of the post: it is tried again after its back-off."""
+        self.hook.down = False
+        self.hook.answers = [429]
+        self.subscribe()
+        self.send(150)
+        self.wait_for(lambda: self.hook.posts, seconds=10)
+        self.assertEqual(self.events(), ["opened"])
+        self.assertIn("the receiver answered 429; retrying in 1 s", self.s.stderr())
 
 
 class DBus(AlarmTestCase):
