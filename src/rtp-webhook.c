@@ -83,7 +83,9 @@ send_post (CURL *easy, gpointer item, gpointer shared)
   if (rc != CURLE_OK)
     return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: %s",
                         errbuf[0] != '\0' ? errbuf : curl_easy_strerror (rc));
-  if (status >= 400 && status <= 499 && status != 408 && status != 425 && status != 429)
+  /* the post itself refused (its body): it would be again. Not 401, 403, 404, 410 …: a wrong URL or a
+   * revoked token refuses every post, and they all go once it is set right */
+  if (status == 400 || status == 413 || status == 415 || status == 422)
     return g_error_new (RTP_ERROR, RTP_ERROR_INVALID, "webhook: the receiver answered %ld", status);
   if (status < 200 || status > 299)
     return g_error_new (RTP_ERROR, RTP_ERROR_UPSTREAM, "webhook: the receiver answered %ld", status);

@@ -13,7 +13,7 @@ char *rtp_webhook_signature (const char *secret, const char *body);
 
 /* POSTs each of @bodies (JSON) to @url, in order, over one connection when the receiver keeps it
  * alive, in a worker thread; with @secret each carries X-Rtp-Signature. A post succeeds on a 2xx
- * answer. A 4xx answer but 408, 425 and 429 — the receiver refuses that post and would refuse it
+ * answer. A 400, 413, 415 or 422 answer — the receiver refuses that post's body and would refuse it
  * again — fails with RTP_ERROR_INVALID; anything else (no answer within @timeout_s, another status)
  * with RTP_ERROR_UPSTREAM; both name it. @sent and @done as for rtp_curl_batch_run(). */
 void rtp_webhook_post_batch (const char *url, const char *secret, const char *const *bodies, guint n_bodies,

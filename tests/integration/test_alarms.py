@@ -769,8 +769,8 @@ class Webhook(AlarmTestCase):
         self.assertEqual(len(self.hook.requests), 4)  # two refused, then each once
 
     def test_a_post_refused_for_good_is_not_retried(self):
-        """A 4xx answer (but 408, 425, 429) says the receiver will refuse that post again: it is logged and
-        not retried, and the posts after it go on; the database keeps it as refused."""
+        """A 400 answer says the receiver refuses that post's body and would again: it is logged and not
+        retried, and the posts after it go on; the database keeps it as refused."""
         self.hook.down = False
         self.hook.answers = [400]
         self.subscribe(warning_max=80)
@@ -787,15 +787,17 @@ class Webhook(AlarmTestCase):
                          [("opened", 1, True, False), ("escalated", 1, False, True)])
         self.assertEqual(rows[0][4], "webhook: the receiver answered 400")
 
-    def test_a_post_answered_429_is_retried(self):
-        """Too many requests is not a refusal of the post: it is tried again after its back-off."""
+    def test_a_post_answered_404_or_429_is_retried(self):
+        """A wrong URL (404) or too many requests (429) is not a refusal of the post: it is tried again
+        after its back-off, and goes once the receiver takes it."""
         self.hook.down = False
-        self.hook.answers = [429]
+        self.hook.answers = [404, 429]
         self.subscribe()
         self.send(150)
         self.wait_for(lambda: self.hook.posts, seconds=10)
         self.assertEqual(self.events(), ["opened"])
-        self.assertIn("the receiver answered 429; retrying in 1 s", self.s.stderr())
+        self.assertIn("the receiver answered 404; retrying in 1 s", self.s.stderr())
+        self.assertIn("the receiver answered 429; retrying in 2 s", self.s.stderr())
 
 
 class DBus(AlarmTestCase):
