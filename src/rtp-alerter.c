@@ -1231,11 +1231,12 @@ send_next_mail (RtpAlerter *self)
   guint n = 0;
 
   if (self->mail_sending || !self->mail_on || !rtp_database_try_leadership (self->db) ||
-      (m = select_due (self, "alert_mails", "id, recipient, subject, body, attempts", FALSE, &n)) == NULL)
+      (m = select_due (self, "alert_mails", "id, recipient, subject, body, attempts, created_us", FALSE, &n)) == NULL)
     return;
   mails = g_new0 (RtpMail, n);
   for (guint i = 0; i < n; i++)
-    mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3) };
+    mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3), rtp_db_str (m, i, 0),
+                          rtp_db_int0 (m, i, 5) };
   rtp_mailer_send_batch (&self->mail, mails, n, outbox_item_sent, outbox_batch_done,
                          outbox_batch_new (self, "alert_mails", m, n, 0, 4, &self->mail_sending,
                                            RTP_METRIC_ALERT_EMAIL_SENT, RTP_METRIC_ALERT_EMAIL_FAILED));

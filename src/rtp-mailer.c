@@ -155,14 +155,30 @@ rtp_mailer_has_credentials (const RtpMailSettings *settings)
          (uri != NULL && g_uri_get_userinfo (uri) != NULL);
 }
 
-/* The message as it goes out: headers and body with CRLF line ends. */
+/* Whether @id may stand left of the @ of a Message-ID as it is (the outbox's ids are UUIDs). */
+static gboolean
+message_id_part (const char *id)
+{
+  if (id == NULL || id[0] == '\0' || strlen (id) > 64)
+    return FALSE;
+  for (const char *p = id; *p != '\0'; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-')
+      return FALSE;
+  return TRUE;
+}
+
+/* The message as it goes out: headers and body with CRLF line ends. Date: is when the mail was
+ * written (RFC 5322: when it was ready to go), not when an attempt got through: a mail delivered after
+ * a relay's outage sorts among the others by the time of its alarm. Message-ID: is the outbox row's,
+ * so that a mail sent again (a restart right after the relay took it) is known as the same one. */
 static char *
 format_message (const RtpMailSettings *settings, const RtpMail *mail)
 {
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *date = g_date_time_format (now, "%a, %d %b %Y %H:%M:%S +0000");
+  g_autoptr (GDateTime) when = mail->created_us > 0 ? g_date_time_new_from_unix_utc (mail->created_us / G_USEC_PER_SEC)
+                                                    : g_date_time_new_now_utc ();
+  g_autofree char *date = g_date_time_format (when, "%a, %d %b %Y %H:%M:%S +0000");
   g_autofree char *subj = header_text (mail->subject);
-  g_autofree char *id = g_uuid_string_random ();
+  g_autofree char *id = message_id_part (mail->id) ? g_strdup (mail->id) : g_uuid_string_random ();
   g_auto (GStrv) lines = g_strsplit (mail->body, "\n", -1);
   g_autofree char *crlf_body = g_strjoinv ("\r\n", lines);
 

@@ -24,6 +24,8 @@ typedef struct {
   const char *to;
   const char *subject;
   const char *body;
+  const char *id;    /* (nullable) the outbox row's: Message-ID <id@realtimeplot>, the same at every attempt */
+  gint64 created_us; /* when the mail was written (its Date: header); 0: now */
 } RtpMail;
 
 /* Sends @mails in order over one SMTP connection, in a worker thread (a flood of alarms is not one

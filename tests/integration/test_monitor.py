@@ -1,6 +1,8 @@
 """The in-process threshold monitor: values from the archiver (fixture) or MQTT topics, mail by
 real SMTP (aiosmtpd), episodes that survive restarts."""
+import datetime
 import email.header
+import email.utils
 import json
 import time
 import unittest
@@ -193,7 +195,15 @@ class SmtpOutage(MonitorTestCase):
         while not late.messages() and time.monotonic() < deadline:
             time.sleep(0.2)
         self.assertEqual(len(late.messages()), 1)
-        self.assertEqual(subject(late.messages()[0]), "Threshold breached: Test:M1:Fan is 150 rpm")
+        mail = late.messages()[0]
+        self.assertEqual(subject(mail), "Threshold breached: Test:M1:Fan is 150 rpm")
+        # dated when the alarm wrote it, not when the third attempt got through (3 s later at least), so
+        # that it sorts among the others by its alarm's time; its Message-ID is the outbox row's
+        opened = datetime.datetime.fromisoformat(alerts[0]["opened"])
+        dated = email.utils.parsedate_to_datetime(mail["Date"])
+        self.assertLess(abs((dated - opened).total_seconds()), 1.5, (mail["Date"], alerts[0]["opened"]))
+        (row_id,), = self.s.db("SELECT id FROM alert_mails")
+        self.assertEqual(mail["Message-ID"], f"<{row_id}@realtimeplot>")
 
 
 class SmtpCredentialsNeedTls(MonitorTestCase):
