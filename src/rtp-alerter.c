@@ -1087,7 +1087,7 @@ outbox_job_free (OutboxJob *job)
 }
 
 /* Whether @error says that the receiver refuses the item as it is and would refuse it again (a
- * webhook's 4xx answer, see rtp_webhook_post_batch): it is not retried. */
+ * webhook's 400, 413, 415 or 422, see rtp_webhook_post_batch): it is not retried. */
 static gboolean
 refused_for_good (const GError *error)
 {
@@ -1187,8 +1187,9 @@ outbox_batch_done (gpointer user_data)
 }
 
 /* The oldest due rows of an outbox @table, one batch at most: @columns are "id, …, attempts"; *n_due
- * is how many of the rows go out now. With @in_order (webhooks) the batch is the oldest unsent rows
- * up to the first that waits out its back-off: that one holds the later ones.
+ * is how many of the rows go out now. With @in_order (webhooks; the table has refused_us) the batch is
+ * the oldest unsent rows that were not refused, up to the first that waits out its back-off: that one
+ * holds the later ones.
  * Returns: (transfer full) (nullable): NULL when none is due (or they cannot be read now; the next
  * tick tries again) */
 static GdaDataModel *
