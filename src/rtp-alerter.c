@@ -528,6 +528,14 @@ keep_latest_value (RtpAlerter *self, const char *id, const char *value)
   g_hash_table_replace (self->latest_values, g_strdup (id), g_strdup (value));
 }
 
+/* Whether a reminder of an active alarm is due: one per RTP_ALERT_RENOTIFY_S while it is neither
+ * acknowledged nor shelved. */
+static gboolean
+reminder_due (RtpAlerter *self, gboolean acknowledged, gboolean shelved, gint64 last_notified_us, gint64 now)
+{
+  return self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified_us >= self->renotify_us;
+}
+
 /* Whether @value leaves @open as it is — the same level, no shelve run out, no reminder due — so
  * that decide() would only keep it as the alarm's latest value: told from what is kept, without a
  * transaction (an alarmed PV's values, ten a second each, cost a BEGIN and a COMMIT apiece before). */
@@ -543,8 +551,7 @@ value_keeps_alarm (RtpAlerter *self, const Sub *s, const OpenAlarm *open, double
     return level == LEVEL_NONE; /* latched, still waiting for an acknowledgement */
   if (level != open->severity)
     return FALSE;
-  return self->renotify_us <= 0 || open->acknowledged || open->shelved ||
-         now - open->last_notified_us < self->renotify_us;
+  return !reminder_due (self, open->acknowledged, open->shelved, open->last_notified_us, now);
 }
 
 /* One subscription's decision for one value, inside the caller's transaction; @open is its alarm
@@ -690,7 +697,7 @@ decide (RtpAlerter *self, const Sub *s, const OpenAlarm *open, const char *pv, d
       return TRUE;
     }
   keep_latest_value (self, id, v);
-  if (expired || (self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified >= self->renotify_us))
+  if (expired || reminder_due (self, acknowledged, shelved, last_notified, now))
     {
       if (!notify (self, s, id, pv, expired ? NOTE_SHELVE_ENDED : NOTE_REMINDER, level, v, opened_us, now, error))
         return FALSE;
@@ -1236,8 +1243,11 @@ send_next_mail (RtpAlerter *self)
     return;
   mails = g_new0 (RtpMail, n);
   for (guint i = 0; i < n; i++)
-    mails[i] = (RtpMail){ rtp_db_str (m, i, 1), rtp_db_str (m, i, 2), rtp_db_str (m, i, 3), rtp_db_str (m, i, 0),
-                          rtp_db_int0 (m, i, 5) };
+    mails[i] = (RtpMail){ .to = rtp_db_str (m, i, 1),
+                          .subject = rtp_db_str (m, i, 2),
+                          .body = rtp_db_str (m, i, 3),
+                          .id = rtp_db_str (m, i, 0),
+                          .created_us = rtp_db_int0 (m, i, 5) };
   rtp_mailer_send_batch (&self->mail, mails, n, outbox_item_sent, outbox_batch_done,
                          outbox_batch_new (self, "alert_mails", m, n, 0, 4, &self->mail_sending,
                                            RTP_METRIC_ALERT_EMAIL_SENT, RTP_METRIC_ALERT_EMAIL_FAILED));

@@ -69,6 +69,14 @@ class WebhookReceiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def events(self):
+        """The events of the posts taken, in the order they came."""
+        return [json.loads(body)["event"] for _, body in self.posts]
+
+    def requested_events(self):
+        """The events of every request, answered 200 or not."""
+        return [json.loads(body)["event"] for body in self.requests]
+
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
@@ -447,9 +455,6 @@ class OneSender(AlarmTestCase):
         self.extra = dict(TwoInstances.extra, RTP_ALERT_RENOTIFY_S="0", RTP_ALERT_WEBHOOK_URL=self.hook.url)
         super().setUp()
 
-    def events(self):
-        return [json.loads(body)["event"] for _, body in self.hook.posts]
-
     def test_each_transition_is_sent_once_and_the_other_instance_takes_over(self):
         self.subscribe(warning_max=80)
         b = self.second()
@@ -465,7 +470,7 @@ class OneSender(AlarmTestCase):
         self.wait_for(lambda: self.hook.posts and self.smtp.messages())
         time.sleep(3.5)  # two more deliveries of the webhook's slow answer, three outbox ticks of each
         self.assertEqual(subjects(self.smtp), ["Warning (MINOR): Test:M1:Fan is 90 rpm"])
-        self.assertEqual(self.events(), ["opened"])
+        self.assertEqual(self.hook.events(), ["opened"])
 
         leader.stop(sig=signal.SIGKILL, expect_status=None)
         deadline = time.monotonic() + 30
@@ -477,7 +482,7 @@ class OneSender(AlarmTestCase):
         time.sleep(3.5)
         self.assertEqual(subjects(self.smtp), ["Warning (MINOR): Test:M1:Fan is 90 rpm",
                                                "Escalated to MAJOR: Test:M1:Fan is 150 rpm"])
-        self.assertEqual(self.events(), ["opened", "escalated"])
+        self.assertEqual(self.hook.events(), ["opened", "escalated"])
         r = other.request("GET", "/alarms", token=self.token)
         self.assertEqual([(a["severity"], a["notifications"]) for a in r.json["alarms"]], [("MAJOR", 2)])
 
@@ -752,9 +757,6 @@ class Webhook(AlarmTestCase):
         self.assertEqual(message["text"], "Threshold breached: Test:M1:Fan is 150 rpm")
         self.assertNotIn("rtp-secret-path", self.s.stderr())  # the URL's secret path is never logged
 
-    def events(self):
-        return [json.loads(body)["event"] for _, body in self.hook.posts]
-
     def test_a_post_waiting_out_its_back_off_holds_the_later_ones(self):
         """The chat shows the transitions in the order they happened: the escalation, notified while the
         opening's post waits out its back-off, is posted after it, not before."""
@@ -765,7 +767,7 @@ class Webhook(AlarmTestCase):
         self.wait_log("retrying in 2 s")
         self.send(150)  # escalated during the 2 s
         self.wait_for(lambda: len(self.hook.posts) == 2, seconds=10)
-        self.assertEqual(self.events(), ["opened", "escalated"])
+        self.assertEqual(self.hook.events(), ["opened", "escalated"])
         self.assertEqual(len(self.hook.requests), 4)  # two refused, then each once
 
     def test_a_post_refused_for_good_is_not_retried(self):
@@ -779,8 +781,8 @@ class Webhook(AlarmTestCase):
         self.send(150)
         self.wait_for(lambda: self.hook.posts, seconds=10)
         time.sleep(2.5)  # three outbox ticks: the refused one is not sent again
-        self.assertEqual(self.events(), ["escalated"])
-        self.assertEqual([json.loads(b)["event"] for b in self.hook.requests], ["opened", "escalated"])
+        self.assertEqual(self.hook.events(), ["escalated"])
+        self.assertEqual(self.hook.requested_events(), ["opened", "escalated"])
         rows = self.s.db("SELECT payload, attempts, sent_us, refused_us, last_error FROM alarm_webhooks "
                               "ORDER BY created_us")
         self.assertEqual([(json.loads(r[0])["event"], r[1], r[2] is None, r[3] is None) for r in rows],
@@ -795,7 +797,7 @@ class Webhook(AlarmTestCase):
         self.subscribe()
         self.send(150)
         self.wait_for(lambda: self.hook.posts, seconds=10)
-        self.assertEqual(self.events(), ["opened"])
+        self.assertEqual(self.hook.events(), ["opened"])
         self.assertIn("the receiver answered 404; retrying in 1 s", self.s.stderr())
         self.assertIn("the receiver answered 429; retrying in 2 s", self.s.stderr())
 
