@@ -15,6 +15,7 @@ over --cpu-rounds values of every PV sent as fast as the publishers can).
     python3 bench/alarm_bench.py [--build build] [--pvs 5000] [--rate 10] [--seconds 10] [--publishers 2]
                                  [--cpu-rounds 20] [--cpu-only] [--c-publishers] [--generators-nice N]
                                  [--rounds 3] [--same-rig] [--band-changes 3] [--alarmed N] [--flood N]
+                                 [--paced R] [--realtime]
 
 --same-rig (with --c-publishers) keeps the machine equally busy in the idle runs: the same publishers
 send the same values through the same broker to a subscriber that only reads them, so that the ratio
@@ -39,6 +40,16 @@ all N mailed, and what the requests saw meanwhile.
 subscriptions, then every publisher stops at once, as the IOCs do in a power cut; with a monitor interval
 of 1 s every PV is INVALID 3 s later. wrk runs from the cut: what the requests saw while 5 000 INVALID
 alarms opened, and how long until they all were.
+
+--paced R: wrk paces its 32 connections to R requests/s in all (each connection waits 32/R s after an
+answer; wrk's delay() hook) instead of asking as fast as the server answers. A saturating wrk measures the
+server's throughput as much as its latency, and on the 2-core machine it takes the CPU that mosquitto and
+the publishers need to move 50 000 values/s (paced, the server takes all of them).
+
+--realtime (root; with --paced): wrk and the server's main thread run at SCHED_FIFO 10. On two cores that
+the broker, the publishers and paho's reader keep ~95 % busy, a woken thread may wait a scheduler tick
+(4 ms) for a core; --realtime leaves that wait out of the latencies of both sides, so that the ratio is the
+main loop's own delay under the load. (Either alone does not: both wakeups of a request wait.)
 
 --generators-nice N runs the broker and the publishers at nice N: they stand for the IOCs and the
 broker on machines of their own, and take from the server only the CPU it leaves unused. The server
@@ -128,10 +139,17 @@ def main():
     ap.add_argument("--silence", action="store_true",
                     help="with --c-publishers, alone: every publisher stops at once (a power cut) and every PV becomes "
                          "INVALID 3 monitor intervals later")
+    ap.add_argument("--paced", type=float, default=0,
+                    help="requests/s in all over the 32 connections (each waits 32/N s after an answer): a paced "
+                         "load instead of wrk's as-fast-as-answered (default 0: as fast as answered)")
+    ap.add_argument("--realtime", action="store_true",
+                    help="(root) wrk and the server's main thread at SCHED_FIFO 10: the wait of their wakeups for "
+                         "cores that the generators keep busy is left out of the latencies")
     ap.add_argument("--same-rig", action="store_true",
                     help="with --c-publishers: the idle runs too have the publishers and the broker busy, their values "
                          "going to a subscriber that only reads them (bench/mqtt_flood sink) instead of the server")
     args = ap.parse_args()
+    pace_ms = round(32 * 1000 / args.paced) if args.paced else 0
     # rtplib read RTP_SERVER when it was imported: the server of --build is set here (an A/B of two builds
     # ran the default build's server twice before)
     rtplib.SERVER = os.environ.get("RTP_SERVER") or os.path.abspath(os.path.join(HERE, "..", args.build, "src",
@@ -157,6 +175,10 @@ def main():
         while "connected to the MQTT broker" not in server.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
         admin = server.login()
+        if args.realtime:
+            # the main thread only (its tid is the pid); threads it starts from now on inherit it
+            os.sched_setscheduler(server.proc.pid, os.SCHED_FIFO, os.sched_param(10))
+            print("wrk and the server's main thread at SCHED_FIFO 10")
         lines = "[EXPERIMENT];short_id=Bench\n" + "".join(
             f"    [PROCESS_VARIABLE];pv_string=Bench:P{i};experiment_short_id=Bench;available_for_mqtt_publish=False;"
             f"default_threshold_min=0;default_threshold_max=100\n" for i in range(args.pvs))
@@ -187,6 +209,10 @@ def main():
         print(f"subscriptions: {subs}")
         url = server.url + "auth/users/current"
         headers = {"x-access-tokens": admin}
+
+        def load():
+            """One wrk run on GET /auth/users/current at 32 connections, paced and real-time as asked."""
+            return wrk(url, 32, args.seconds, headers=headers, delay_ms=pace_ms, realtime=args.realtime)
         if args.silence:
             import glob
             import sqlite3
@@ -199,9 +225,9 @@ def main():
                                   "AND severity = 'INVALID'").fetchone()[0]
             try:
                 time.sleep(5)  # every PV heard since its subscription; its first values judged
-                before = wrk(url, 32, args.seconds, headers=headers)
+                before = load()
                 result = []
-                runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
+                runner = threading.Thread(target=lambda: result.append(load()))
                 t0 = time.monotonic()
                 for p in silence_procs:  # the cut: every IOC falls silent at once
                     p.kill()
@@ -315,7 +341,7 @@ def main():
                                         preexec_fn=lambda: os.nice(args.generators_nice))
                 rig_done = start_values(args.seconds + 2, prefix="bench/rig")
                 time.sleep(1)
-            idle = wrk(url, 32, args.seconds, headers=headers)
+            idle = load()
             sunk = rig_sent = 0
             if args.same_rig:
                 rig_sent = rig_done()
@@ -326,7 +352,7 @@ def main():
             got = received()
             cpu_before = (cpu_seconds(server.proc.pid), cpu_seconds(server.proc.pid, server.proc.pid),
                           cpu_seconds(broker.proc.pid))
-            loaded = wrk(url, 32, args.seconds, headers=headers)
+            loaded = load()
             cpu_used.append(tuple((b - a) / args.seconds for a, b in zip(cpu_before, (
                 cpu_seconds(server.proc.pid), cpu_seconds(server.proc.pid, server.proc.pid),
                 cpu_seconds(broker.proc.pid)))))
@@ -356,7 +382,7 @@ def main():
             done = start_values(2 * args.seconds + 5)
             time.sleep(2)
             got = received()
-            plain = wrk(url, 32, args.seconds, headers=headers)
+            plain = load()
             between = received()
             answer = []
 
@@ -366,7 +392,7 @@ def main():
                                              json_body={"threshold_max": 99 - k % 2}).status)
             changer = threading.Thread(target=change)
             changer.start()
-            changed = wrk(url, 32, args.seconds, headers=headers)
+            changed = load()
             changer.join()
             after = received()
             done()
@@ -380,7 +406,7 @@ def main():
 
                 def measured():
                     before = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
-                    run = wrk(url, 32, args.seconds, headers=headers)
+                    run = load()
                     after = (received(), cpu_seconds(server.proc.pid, server.proc.pid))
                     return run, (after[0][0] - before[0][0]) / args.seconds, (after[1] - before[1]) / args.seconds
 
@@ -432,7 +458,7 @@ def main():
                 main_before = cpu_seconds(server.proc.pid, server.proc.pid)
                 smtp_before = cpu_seconds(smtp.proc.pid)
                 result = []
-                runner = threading.Thread(target=lambda: result.append(wrk(url, 32, args.seconds, headers=headers)))
+                runner = threading.Thread(target=lambda: result.append(load()))
                 perf = None
                 if os.environ.get("RTP_BENCH_PERF_FLOOD"):  # a profile of the server's main thread during the flood
                     perf = subprocess.Popen(["perf", "record", "--call-graph", os.environ.get("RTP_BENCH_PERF_GRAPH", "fp"),

@@ -38,17 +38,23 @@ def status(pid):
     return out
 
 
-def wrk(url, conns, seconds, method="GET", body=None, headers=None):
-    """(req/s, p50 ms, p99 ms, non-2xx answers, longest ms, requests unanswered within 2 s) of a wrk run."""
+def wrk(url, conns, seconds, method="GET", body=None, headers=None, delay_ms=0, realtime=False):
+    """(req/s, p50 ms, p99 ms, non-2xx answers, longest ms, requests unanswered within 2 s) of a wrk run.
+
+    delay_ms > 0: each connection waits that long after an answer before its next request (wrk's delay()
+    hook), so that the load is paced instead of as fast as the server answers; the latencies exclude the wait.
+    realtime: wrk runs at SCHED_FIFO 10 (root only), so that its own wakeups do not wait for busy cores."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(f'wrk.method = "{method}"\n')
         if body is not None:
             f.write(f"wrk.body = {json.dumps(body)}\n")
         for k, v in (headers or {}).items():
             f.write(f'wrk.headers["{k}"] = "{v}"\n')
+        if delay_ms > 0:
+            f.write(f"function delay() return {delay_ms} end\n")
         script = f.name
     try:
-        out = subprocess.run(["wrk", "-t", "2" if conns > 1 else "1", "-c", str(conns), "-d", f"{seconds}s", "--latency",
+        out = subprocess.run((["chrt", "-f", "10"] if realtime else []) + ["wrk", "-t", "2" if conns > 1 else "1", "-c", str(conns), "-d", f"{seconds}s", "--latency",
                               "-s", script, url], capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         os.unlink(script)
