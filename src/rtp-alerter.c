@@ -554,6 +554,64 @@ value_keeps_alarm (RtpAlerter *self, const Sub *s, const OpenAlarm *open, double
   return !reminder_due (self, open->acknowledged, open->shelved, open->last_notified_us, now);
 }
 
+/* How long at most the values of a PV with an open alarm are settled on arrival (the value gate)
+ * before one reaches the main loop again: it becomes the alarm's latest value (written once a
+ * second) and the alarm is decided again with what the database holds then. */
+#define KEEP_ALARM_US G_USEC_PER_SEC
+
+/* The values around @value that leave @open as it is (value_keeps_alarm said @value does): [*lo, *hi],
+ * the same comparisons as judge() with the open level, and its edges checked with judge(). FALSE
+ * when no such range can be told (then every value goes to the main loop, as before). */
+static gboolean
+alarm_keep_range (const Sub *s, const OpenAlarm *open, double value, double h, double *lo, double *hi)
+{
+  Level level = open->active ? open->severity : LEVEL_NONE;
+
+  if (!open->active)
+    {
+      /* latched, waiting for an acknowledgement: the values in band */
+      *lo = MAX ((double) s->min, s->has_wmin ? (double) s->wmin : -INFINITY);
+      *hi = MIN ((double) s->max, s->has_wmax ? (double) s->wmax : INFINITY);
+    }
+  else if (level == LEVEL_MAJOR && value < (double) s->min + h)
+    {
+      *lo = -INFINITY;
+      *hi = nextafter ((double) s->min + h, -INFINITY);
+    }
+  else if (level == LEVEL_MAJOR && value > (double) s->max - h)
+    {
+      *lo = nextafter ((double) s->max - h, INFINITY);
+      *hi = INFINITY;
+    }
+  else if (level == LEVEL_MINOR && s->has_wmin && value < (double) s->wmin + h)
+    {
+      *lo = (double) s->min;
+      *hi = nextafter ((double) s->wmin + h, -INFINITY);
+    }
+  else if (level == LEVEL_MINOR && s->has_wmax && value > (double) s->wmax - h)
+    {
+      *lo = nextafter ((double) s->wmax - h, INFINITY);
+      *hi = (double) s->max;
+    }
+  else
+    return FALSE;
+  return *lo <= value && value <= *hi && judge (s, *lo, h, level) == level && judge (s, *hi, h, level) == level;
+}
+
+/* Until when (monotonic) the values of @open's PV may be settled on arrival: KEEP_ALARM_US from now at
+ * most, and not past a reminder falling due or a shelve running out (the value after it decides). */
+static gint64
+alarm_keep_until (RtpAlerter *self, const OpenAlarm *open, gint64 now)
+{
+  gint64 due = now + KEEP_ALARM_US;
+
+  if (open->active && self->renotify_us > 0 && !open->acknowledged && !open->shelved)
+    due = MIN (due, open->last_notified_us + self->renotify_us);
+  if (open->shelved)
+    due = MIN (due, open->shelved_until_us);
+  return g_get_monotonic_time () + MAX (0, due - now);
+}
+
 /* One subscription's decision for one value, inside the caller's transaction; @open is its alarm
  * that has not ended, as the database held it when the value arrived (NULL: none). */
 static gboolean
@@ -818,6 +876,15 @@ mark_invalid (RtpAlerter *self, const char *pv)
   judge_pv (self, pv, TRUE, 0);
 }
 
+/* @pv's newest number: the value gate may have settled newer values than @last, the last judged. */
+static double
+newest_value (RtpAlerter *self, const char *pv, double last)
+{
+  double settled;
+
+  return self->live != NULL && rtp_live_values_get_settled (self->live, pv, &settled) ? settled : last;
+}
+
 /* The PVs rejudge found due, judged in arrival order for at most REJUDGE_BUDGET_US per dispatch (at
  * the priority of requests and MQTT values, so that neither starves the other): a silent one INVALID
  * — unless heard again meanwhile (on_heard): its value was judged instead —, the others with their
@@ -840,7 +907,7 @@ rejudge_some (gpointer user_data)
       if (judging && r->silent && g_hash_table_contains (self->silent, r->pv))
         mark_invalid (self, r->pv);
       else if (judging && !r->silent && (last = g_hash_table_lookup (self->last_value, r->pv)) != NULL)
-        rtp_alerter_handle_value (self, r->pv, *last);
+        rtp_alerter_handle_value (self, r->pv, newest_value (self, r->pv, *last));
       rejudging_free (r);
       if (g_get_monotonic_time () >= deadline && !g_queue_is_empty (&self->rejudging))
         {
@@ -993,6 +1060,7 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
   gboolean notified = FALSE;
   gboolean quiet = !invalid;
   double lo = -INFINITY, hi = INFINITY;
+  gint64 until = G_MAXINT64;
 
   cached = pv_subs_get (self, pv, &error);
   if (cached == NULL)
@@ -1019,13 +1087,24 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
           hi = MIN (hi, MIN ((double) s.max, s.has_wmax ? (double) s.wmax : INFINITY));
           continue;
         }
-      quiet = FALSE;
       if (!invalid && open != NULL && value_keeps_alarm (self, &s, open, value, now))
         {
           g_autofree char *v = format_value (value);
+          double keep_lo, keep_hi;
+
           keep_latest_value (self, open->id, v);
+          /* the values that would be kept the same way are settled on arrival for a while */
+          if (alarm_keep_range (&s, open, value, self->hysteresis, &keep_lo, &keep_hi))
+            {
+              lo = MAX (lo, keep_lo);
+              hi = MIN (hi, keep_hi);
+              until = MIN (until, alarm_keep_until (self, open, now));
+            }
+          else
+            quiet = FALSE;
           continue;
         }
+      quiet = FALSE;
       mine = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
       if ((tx = rtp_database_begin_transaction (self->db, &error)) == NULL)
         break;
@@ -1038,8 +1117,10 @@ judge_pv (RtpAlerter *self, const char *pv, gboolean invalid, double value)
     }
   if (error != NULL)
     g_warning ("monitor: %s", error->message);
-  else if (quiet)
-    rtp_live_values_set_quiet (self->live, pv, lo, hi); /* its next such values are settled on arrival */
+  if (error == NULL && quiet)
+    rtp_live_values_set_quiet (self->live, pv, lo, hi, until); /* its next such values are settled on arrival */
+  else
+    rtp_live_values_forward (self->live, pv); /* the range settled before does not hold after this value */
   if (notified)
     wake_senders (self);
   emit_changes (self, changes);
@@ -1286,7 +1367,8 @@ send_outboxes_idle (gpointer user_data)
 }
 
 /* The latest values of alarms whose level stood still (keep_latest_value), in one transaction:
- * GET /alarms on another instance shows them at most a second late. Alarms that ended meanwhile
+ * GET /alarms on another instance shows them at most two seconds late (a PV whose values the gate
+ * settles reaches the main loop once a second). Alarms that ended meanwhile
  * keep the value they ended with. */
 static void
 write_latest_values (RtpAlerter *self)
@@ -1524,12 +1606,13 @@ rtp_alarm_event_free (RtpAlarmEvent *e)
   "(:admin = 1 OR a.user_id = :me OR p.experiment_short_id IN "                                                        \
   "(SELECT short_id FROM user_experiments WHERE user_id = :me))"
 
-/* An alarm as listed; its value the latest this instance judged (written a moment later). */
+/* An alarm as listed; its value the latest this instance judged or settled (written a moment later). */
 static RtpAlarm *
 alarm_from_row (RtpAlerter *self, GdaDataModel *m, guint i)
 {
   RtpAlarm *a = g_new0 (RtpAlarm, 1);
   const char *latest;
+  double settled;
 
   a->id = g_strdup (rtp_db_str (m, i, 0));
   a->user_id = g_strdup (rtp_db_str (m, i, 1));
@@ -1549,7 +1632,13 @@ alarm_from_row (RtpAlerter *self, GdaDataModel *m, guint i)
   a->shelved_until_us = rtp_db_int0 (m, i, 15);
   a->shelve_reason = g_strdup (rtp_db_str (m, i, 16));
   a->notifications = rtp_db_int0 (m, i, 17);
-  if (a->ended_us == 0 && (latest = g_hash_table_lookup (self->latest_values, a->id)) != NULL)
+  /* newer than the row: a value the gate settled since (it leaves the alarm as it was), or one judged */
+  if (a->ended_us == 0 && self->live != NULL && rtp_live_values_get_settled (self->live, a->pv_string, &settled))
+    {
+      g_free (a->value);
+      a->value = format_value (settled);
+    }
+  else if (a->ended_us == 0 && (latest = g_hash_table_lookup (self->latest_values, a->id)) != NULL)
     {
       g_free (a->value);
       a->value = g_strdup (latest);

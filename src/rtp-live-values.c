@@ -203,18 +203,38 @@ rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us
   return TRUE;
 }
 
+/* The latest value the value gate settled for @pv, when it is newer than the latest that reached
+ * the main loop (only the judging instance's gate settles values). */
+gboolean
+rtp_live_values_get_settled (RtpLiveValues *self, const char *pv, double *value)
+{
+  Latest *l;
+  gint64 settled_us;
+  double settled;
+
+  g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
+  if (self->gate == NULL || !rtp_value_gate_get_latest (self->gate, pv, &settled_us, &settled))
+    return FALSE;
+  l = g_hash_table_lookup (self->latest, pv);
+  if (l != NULL && l->time_us >= settled_us)
+    return FALSE;
+  *value = settled;
+  return TRUE;
+}
+
 /**
  * rtp_live_values_set_quiet:
  *
- * The alerter judged a value of @pv and found nothing to do; any value in [@lo, @hi] would be
- * judged the same until the database changes. Such MQTT values are then settled on arrival.
+ * The alerter judged a value of @pv and found nothing to do but keep it; any value in [@lo, @hi]
+ * would be judged the same until the database changes, or until @until_us (monotonic; G_MAXINT64:
+ * no deadline) for a PV with an open alarm. Such MQTT values are then settled on arrival.
  */
 void
-rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv, double lo, double hi)
+rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv, double lo, double hi, gint64 until_us)
 {
   g_return_if_fail (RTP_IS_LIVE_VALUES (self));
   if (self->gate != NULL)
-    rtp_value_gate_set_quiet (self->gate, pv, lo, hi); /* refused for a watched PV */
+    rtp_value_gate_set_quiet_until (self->gate, pv, lo, hi, until_us); /* refused for a watched PV */
 }
 
 /* Every value of @pv reaches the main loop again (it has an alarm now). */

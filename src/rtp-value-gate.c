@@ -6,7 +6,10 @@
  * requests' latency (each one a queued event, then lookups on the main thread). So the main loop,
  * after judging a value as quiet, tells the gate the range of values that would be judged the same
  * way ([lo, hi], the intersection of the PV's bands); from then on paho's reader thread keeps a
- * number inside that range here and hands nothing on. Everything else goes to the main loop as
+ * number inside that range here and hands nothing on. A PV with an open alarm gets such a range too
+ * — the values that leave its alarm as it was — but only until a deadline (a second at most, or when
+ * a reminder falls due or a shelve runs out): then a value goes to the main loop, which writes it
+ * as the alarm's latest and decides what is due. Everything else goes to the main loop as
  * before: a value outside the range, a PV with viewers (they get every value), a PV that is not
  * quiet (an alarm, a delay running, silent), text that is not a plain finite number, and every
  * value after a change of a band (the generation moves: a new subscription or band is judged at
@@ -24,6 +27,7 @@
 typedef struct {
   double lo, hi;      /* values judged quiet */
   guint64 generation; /* @lo/@hi hold while this is the gate's generation */
+  gint64 until_us;    /* … and until this (monotonic); G_MAXINT64: no deadline */
   gboolean quiet;
   gboolean watched; /* viewers get every value: never quiet */
   gint64 heard_us;  /* monotonic, when a value was last taken here; 0: never (then no @latest) */
@@ -95,11 +99,11 @@ parse_number (const char *payload, gsize len, double *value)
   return end == buf + (len - start) && isfinite (*value);
 }
 
-/* Under @lock: whether values of @e's PV inside [lo, hi] are settled now. */
+/* Under @lock: whether values of @e's PV inside [lo, hi] are settled at @now (monotonic). */
 static gboolean
-entry_is_quiet (const RtpValueGate *gate, const Entry *e)
+entry_is_quiet (const RtpValueGate *gate, const Entry *e, gint64 now)
 {
-  return e->quiet && !e->watched && e->generation == gate->generation;
+  return e->quiet && !e->watched && e->generation == gate->generation && now < e->until_us;
 }
 
 gboolean
@@ -110,6 +114,7 @@ rtp_value_gate_take (RtpValueGate *gate, const char *topic, gsize topic_len, con
   double value;
   Entry *e;
   gboolean taken = FALSE;
+  gint64 now;
 
   if (topic_len <= gate->prefix_len + 1 || memcmp (topic, gate->prefix, gate->prefix_len) != 0 ||
       topic[gate->prefix_len] != '/')
@@ -126,11 +131,12 @@ rtp_value_gate_take (RtpValueGate *gate, const char *topic, gsize topic_len, con
   if (payload == NULL || !parse_number (payload, len, &value))
     return FALSE;
 
+  now = g_get_monotonic_time ();
   g_mutex_lock (&gate->lock);
   e = g_hash_table_lookup (gate->entries, pv);
-  if (e != NULL && entry_is_quiet (gate, e) && value >= e->lo && value <= e->hi)
+  if (e != NULL && entry_is_quiet (gate, e, now) && value >= e->lo && value <= e->hi)
     {
-      e->heard_us = g_get_monotonic_time ();
+      e->heard_us = now;
       e->latest_us = g_get_real_time ();
       e->latest = value;
       taken = TRUE;
@@ -157,6 +163,13 @@ entry_get (RtpValueGate *gate, const char *pv, gboolean create)
 void
 rtp_value_gate_set_quiet (RtpValueGate *gate, const char *pv, double lo, double hi)
 {
+  rtp_value_gate_set_quiet_until (gate, pv, lo, hi, G_MAXINT64);
+}
+
+/* The same, and only until @until_us (monotonic): the first value after it goes to the main loop. */
+void
+rtp_value_gate_set_quiet_until (RtpValueGate *gate, const char *pv, double lo, double hi, gint64 until_us)
+{
   Entry *e;
 
   g_return_if_fail (pv != NULL);
@@ -170,6 +183,7 @@ rtp_value_gate_set_quiet (RtpValueGate *gate, const char *pv, double lo, double 
       e->hi = hi;
       e->quiet = TRUE;
       e->generation = gate->generation;
+      e->until_us = until_us;
     }
   g_mutex_unlock (&gate->lock);
 }
@@ -260,12 +274,13 @@ rtp_value_gate_count_quiet (RtpValueGate *gate)
   GHashTableIter iter;
   gpointer value;
   guint n = 0;
+  gint64 now = g_get_monotonic_time ();
 
   g_mutex_lock (&gate->lock);
   g_hash_table_iter_init (&iter, gate->entries);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
-      n += entry_is_quiet (gate, value);
+      n += entry_is_quiet (gate, value, now);
     }
   g_mutex_unlock (&gate->lock);
   return n;

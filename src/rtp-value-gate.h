@@ -27,6 +27,7 @@ gboolean rtp_value_gate_take (RtpValueGate *gate, const char *topic, gsize topic
 
 /* Main thread. */
 void rtp_value_gate_set_quiet (RtpValueGate *gate, const char *pv, double lo, double hi);
+void rtp_value_gate_set_quiet_until (RtpValueGate *gate, const char *pv, double lo, double hi, gint64 until_us);
 void rtp_value_gate_forward (RtpValueGate *gate, const char *pv);
 void rtp_value_gate_set_watched (RtpValueGate *gate, const char *pv, gboolean watched);
 void rtp_value_gate_forward_all (RtpValueGate *gate);

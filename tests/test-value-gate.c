@@ -45,6 +45,34 @@ test_quiet_range (void)
   g_assert_true (take (gate, "lab/values/E1/D", "-1e300"));
 }
 
+/* A range with a deadline (a PV with an open alarm): settled until then, and the first value after
+ * it goes to the main loop; a range set again counts from its own deadline. */
+static void
+test_deadline (void)
+{
+  g_autoptr (RtpValueGate) gate = rtp_value_gate_new ("lab/values");
+  gint64 t = 0;
+  double v = 0;
+
+  rtp_value_gate_set_quiet_until (gate, "E1:A", 100.5, INFINITY, g_get_monotonic_time () + 60 * G_USEC_PER_SEC);
+  g_assert_true (take (gate, "lab/values/E1/A", "150"));
+  g_assert_false (take (gate, "lab/values/E1/A", "50")); /* outside: the main loop decides */
+  rtp_value_gate_set_quiet_until (gate, "E1:A", 100.5, INFINITY, g_get_monotonic_time () + 50 * 1000);
+  g_assert_true (take (gate, "lab/values/E1/A", "160"));
+  g_assert_cmpuint (rtp_value_gate_count_quiet (gate), ==, 1);
+  g_usleep (60 * 1000);
+  g_assert_false (take (gate, "lab/values/E1/A", "170")); /* past the deadline */
+  g_assert_cmpuint (rtp_value_gate_count_quiet (gate), ==, 0);
+  g_assert_true (rtp_value_gate_get_latest (gate, "E1:A", &t, &v));
+  g_assert_cmpfloat (v, ==, 160); /* what went to the main loop is not the gate's */
+  /* a deadline already past: nothing is settled */
+  rtp_value_gate_set_quiet_until (gate, "E1:A", 100.5, INFINITY, g_get_monotonic_time () - 1);
+  g_assert_false (take (gate, "lab/values/E1/A", "150"));
+  /* without one (set_quiet): no deadline */
+  rtp_value_gate_set_quiet (gate, "E1:A", 0, 100);
+  g_assert_true (take (gate, "lab/values/E1/A", "50"));
+}
+
 /* A change of the database, an alarm of the PV or a viewer: every value goes to the main loop
  * again until it says otherwise. */
 static void
@@ -198,6 +226,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/value-gate/quiet-range", test_quiet_range);
+  g_test_add_func ("/value-gate/deadline", test_deadline);
   g_test_add_func ("/value-gate/opened", test_opened);
   g_test_add_func ("/value-gate/silence", test_silence);
   g_test_add_func ("/value-gate/hostile", test_hostile);

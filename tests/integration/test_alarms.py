@@ -630,6 +630,91 @@ class Invalid(AlarmTestCase):
         self.wait_for(lambda: self.alarms() == [])
 
 
+class AlarmedValuesSettled(AlarmTestCase):
+    """Without viewers, the values that leave an open alarm as it was are settled on paho's thread too
+    (for a second at most at a time); what changes the alarm still reaches the main loop at once."""
+    extra = {"RTP_ALERT_RENOTIFY_S": "1"}
+
+    def stream(self, client, values, seconds):
+        """Publishes @values in turn, 20 a second, for @seconds, each acknowledged by the broker; returns
+        the last one published."""
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            client.publish("lab/values/Test/M1/Fan", str(values[i % len(values)]), qos=1).wait_for_publish(5)
+            i += 1
+            time.sleep(0.05)
+        return values[(i - 1) % len(values)]
+
+    def test_escalation_and_end_while_values_are_settled(self):
+        self.subscribe(warning_max=80)
+        client = self.values_client()
+        client.publish("lab/values/Test/M1/Fan", "90", qos=1).wait_for_publish(5)
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        self.assertEqual(alarm["severity"], "MINOR")
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/acknowledge", token=self.token)  # no reminders
+        self.assertEqual(r.status, 200, r)
+        settled = self.mqtt_received("settled")
+        last = self.stream(client, [85, 95, 91], 2)
+        self.assertGreater(self.mqtt_received("settled"), settled + 10)  # old code: none while in alarm
+        # the judging instance shows the latest value, settled or not (at once: the wait is for the broker)
+        self.wait_for(lambda: self.alarms()[0]["value"] == str(last), seconds=2)
+        self.assertEqual(self.transitions(alarm["id"]), [("opened", "MINOR"), ("acknowledged", "MINOR")])
+        # leaving the MINOR band reaches the main loop at once, settled values or not
+        client.publish("lab/values/Test/M1/Fan", "150", qos=1).wait_for_publish(5)
+        self.wait_for(lambda: self.alarms()[0]["severity"] == "MAJOR", seconds=5)
+        self.stream(client, [150, 160], 1.5)
+        self.assertEqual(self.alarms()[0]["severity"], "MAJOR")
+        client.publish("lab/values/Test/M1/Fan", "50", qos=1).wait_for_publish(5)
+        self.wait_for(lambda: self.alarms() == [], seconds=5)
+        self.assertEqual(self.transitions(alarm["id"]),
+                         [("opened", "MINOR"), ("acknowledged", "MINOR"), ("escalated", "MAJOR"),
+                          ("cleared", "MAJOR"), ("ended", "MAJOR")])
+        # a new excursion opens a new alarm: nothing of the old one's range is left in the gate
+        client.publish("lab/values/Test/M1/Fan", "150", qos=1).wait_for_publish(5)
+        again = self.wait_for(lambda: self.alarms())[0]
+        self.assertNotEqual(again["id"], alarm["id"])
+        self.assertEqual(again["severity"], "MAJOR")
+
+    def test_in_band_out_and_back_without_viewers(self):
+        """In-band values settled, one out of band opens an alarm, the next in band ends it: the
+        range settled before the alarm is not used for the values after it (it was, until 2026-12-07:
+        the alarm stayed open while the PV was back in band)."""
+        self.subscribe()
+        client = self.values_client()
+        settled = self.mqtt_received("settled")
+        self.stream(client, [50, 60], 1)
+        self.assertGreater(self.mqtt_received("settled"), settled)
+        client.publish("lab/values/Test/M1/Fan", "150", qos=1).wait_for_publish(5)
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        self.stream(client, [50, 60], 1.5)
+        self.wait_for(lambda: self.alarms() == [], seconds=5)
+        self.assertEqual(self.transitions(alarm["id"]), [("opened", "MAJOR"), ("cleared", "MAJOR"), ("ended", "MAJOR")])
+
+    def test_reminders_and_shelve_expiry_while_values_are_settled(self):
+        self.subscribe()
+        client = self.values_client()
+        client.publish("lab/values/Test/M1/Fan", "150", qos=1).wait_for_publish(5)
+        alarm = self.wait_for(lambda: self.alarms())[0]
+        settled = self.mqtt_received("settled")
+        self.stream(client, [150, 155], 3.5)  # reminders fall due meanwhile: one a second
+        self.assertGreater(self.mqtt_received("settled"), settled + 10)
+        self.wait_for(lambda: len(self.smtp.messages()) >= 3)  # opened, and reminders
+        self.assertGreaterEqual(len([s for s in subjects(self.smtp)
+                                     if s.startswith("Reminder: Test:M1:Fan is still out of its band: 15")]), 2)
+        r = self.s.request("POST", f"/alarms/{alarm['id']}/shelve", token=self.token,
+                           json_body={"seconds": 2, "reason": "maintenance"})
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.5)  # a reminder on its way may still go
+        count = len(self.smtp.messages())
+        self.stream(client, [150, 155], 1)  # shelved: nothing
+        self.assertEqual(len(self.smtp.messages()), count)
+        self.stream(client, [150, 155], 2)  # the shelve runs out while the values are out: one notification
+        self.wait_for(lambda: any(s.startswith("Shelving ended") for s in subjects(self.smtp)), seconds=5)
+        events = [e["event"] for e in self.history(alarm["id"]) if e["event"] != "notified"]
+        self.assertEqual(events, ["opened", "shelved", "unshelved"])
+
+
 class Flood(AlarmTestCase):
     # both receivers take 3 s over the first message: meanwhile every alarm opens (on any machine), and
     # what the test sees is how the waiting rest goes out, not how fast the alarms opened
