@@ -55,6 +55,7 @@ struct _RtpAlerter {
    * second (write_latest_values), not at every value: a commit (an fsync on SQLite) per value of
    * every alarmed PV */
   GHashTable *latest_values;
+  guint latest_id;   /* write_latest_some while @latest_values are being written */
   gint64 started_us; /* monotonic: PVs never heard of count as silent from here */
   gint64 silence_us; /* 3 monitor intervals without a value: INVALID (0: never) */
 };
@@ -63,7 +64,7 @@ enum { SIGNAL_BREACHED, SIGNAL_ALARM_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static gboolean send_outboxes_idle (gpointer user_data);
-static void write_latest_values (RtpAlerter *self);
+static void write_latest_values (RtpAlerter *self, guint max);
 
 G_DEFINE_TYPE (RtpAlerter, rtp_alerter, G_TYPE_OBJECT)
 
@@ -113,6 +114,7 @@ rtp_alerter_dispose (GObject *object)
   g_clear_handle_id (&self->mail_id, g_source_remove);
   g_clear_handle_id (&self->outbox_idle_id, g_source_remove);
   g_clear_handle_id (&self->rejudging_id, g_source_remove);
+  g_clear_handle_id (&self->latest_id, g_source_remove);
   g_queue_clear_full (&self->rejudging, rejudging_free);
   if (self->live != NULL)
     {
@@ -122,7 +124,7 @@ rtp_alerter_dispose (GObject *object)
   g_clear_object (&self->live);
   g_clear_object (&self->subscriptions);
   if (self->db != NULL)
-    write_latest_values (self);
+    write_latest_values (self, G_MAXUINT);
   g_clear_object (&self->db);
   G_OBJECT_CLASS (rtp_alerter_parent_class)->dispose (object);
 }
@@ -603,7 +605,9 @@ alarm_keep_range (const Sub *s, const OpenAlarm *open, double value, double h, d
 static gint64
 alarm_keep_until (RtpAlerter *self, const OpenAlarm *open, gint64 now)
 {
-  gint64 due = now + KEEP_ALARM_US;
+  /* between half of KEEP_ALARM_US and all of it: PVs whose alarms opened together do not all send
+   * their next value to the main loop in the same moment, second after second */
+  gint64 due = now + KEEP_ALARM_US / 2 + g_random_int_range (0, KEEP_ALARM_US / 2);
 
   if (open->active && self->renotify_us > 0 && !open->acknowledged && !open->shelved)
     due = MIN (due, open->last_notified_us + self->renotify_us);
@@ -1366,34 +1370,59 @@ send_outboxes_idle (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* The latest values of alarms whose level stood still (keep_latest_value), in one transaction:
+/* How many latest values one transaction writes (write_latest_some): with thousands of PVs in alarm,
+ * writing them all at once held the main loop for a tenth of a second and more every second. */
+#define LATEST_VALUES_PER_WRITE 250
+
+/* Up to @max latest values of alarms whose level stood still (keep_latest_value), in one transaction:
  * GET /alarms on another instance shows them at most two seconds late (a PV whose values the gate
  * settles reaches the main loop once a second). Alarms that ended meanwhile
  * keep the value they ended with. */
 static void
-write_latest_values (RtpAlerter *self)
+write_latest_values (RtpAlerter *self, guint max)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (RtpTransaction) tx = NULL;
   GHashTableIter iter;
   gpointer id, value;
+  guint n = 0;
 
   if (g_hash_table_size (self->latest_values) == 0)
     return;
   if ((tx = rtp_database_begin_transaction (self->db, &error)) != NULL)
     {
       g_hash_table_iter_init (&iter, self->latest_values);
-      while (error == NULL && g_hash_table_iter_next (&iter, &id, &value))
-        rtp_database_exec (self->db, &error,
-                           "UPDATE alert_episodes SET value = :v WHERE id = :id AND closed_us IS NULL", "v", RTP_DB_STR,
-                           value, "id", RTP_DB_STR, id, NULL);
+      while (error == NULL && n < max && g_hash_table_iter_next (&iter, &id, &value))
+        {
+          rtp_database_exec (self->db, &error,
+                             "UPDATE alert_episodes SET value = :v WHERE id = :id AND closed_us IS NULL", "v",
+                             RTP_DB_STR, value, "id", RTP_DB_STR, id, NULL);
+          g_hash_table_iter_remove (&iter); /* written, or lost with the rest: the next value comes in a moment */
+          n++;
+        }
       if (error == NULL)
         rtp_transaction_commit (tx, &error);
     }
   if (error != NULL)
-    g_warning ("monitor: the latest values of %u alarms were not written: %s", g_hash_table_size (self->latest_values),
-               error->message);
-  g_hash_table_remove_all (self->latest_values); /* the next values of those alarms come in a moment */
+    {
+      g_warning ("monitor: the latest values of %u alarms were not written: %s",
+                 n + g_hash_table_size (self->latest_values), error->message);
+      g_hash_table_remove_all (self->latest_values);
+    }
+}
+
+/* The latest values, LATEST_VALUES_PER_WRITE per dispatch at the priority of requests: the main loop
+ * answers between the transactions. */
+static gboolean
+write_latest_some (gpointer user_data)
+{
+  RtpAlerter *self = user_data;
+
+  write_latest_values (self, LATEST_VALUES_PER_WRITE);
+  if (g_hash_table_size (self->latest_values) > 0)
+    return G_SOURCE_CONTINUE;
+  self->latest_id = 0;
+  return G_SOURCE_REMOVE;
 }
 
 static gboolean
@@ -1401,7 +1430,8 @@ mail_tick (gpointer user_data)
 {
   RtpAlerter *self = user_data;
 
-  write_latest_values (self);
+  if (self->latest_id == 0 && g_hash_table_size (self->latest_values) > 0)
+    self->latest_id = g_idle_add_full (G_PRIORITY_DEFAULT, write_latest_some, self, NULL);
   send_next_mail (self);
   send_next_webhook (self);
   rtp_alerter_sweep (self);
