@@ -45,6 +45,11 @@ typedef struct {
  * database first (after a band change, every subscribed PV's next value) costs a few hundred. */
 #define MESSAGES_PER_DISPATCH 256
 #define DISPATCH_BUDGET_US 4000
+/* How long the first message into an empty queue waits for others before the main loop is woken:
+ * values that trickle in one at a time (thousands of PVs each sending one a second) cost a wakeup
+ * each otherwise, which on a machine with dear system calls is most of what handling one costs. A
+ * backlog is handed on without waiting (drain_messages). */
+#define DRAIN_COALESCE_MS 2
 
 struct _RtpMqttPublisher {
   GObject parent_instance;
@@ -155,8 +160,8 @@ post (Shared *shared, EventKind kind, guint op, const char *text, GBytes *payloa
       g_mutex_unlock (&shared->lock);
       g_clear_pointer (&ev, event_free);
       if (schedule)
-        rtp_context_post (shared->context, G_PRIORITY_DEFAULT, drain_messages, shared_ref (shared),
-                          (GDestroyNotify) shared_unref);
+        rtp_context_post_after (shared->context, G_PRIORITY_DEFAULT, DRAIN_COALESCE_MS, drain_messages,
+                                shared_ref (shared), (GDestroyNotify) shared_unref);
       return;
     }
   ev->shared = shared_ref (shared);
@@ -348,8 +353,8 @@ handle_event (gpointer data)
 }
 
 /* On the main context: queued messages in order, up to MESSAGES_PER_DISPATCH or for
- * DISPATCH_BUDGET_US; again at the next dispatch while more are queued, so that requests are
- * answered between two batches. */
+ * DISPATCH_BUDGET_US; again at the next dispatch while more are queued (an idle source: no
+ * DRAIN_COALESCE_MS for a backlog), so that requests are answered between two batches. */
 static gboolean
 drain_messages (gpointer data)
 {
@@ -387,7 +392,10 @@ drain_messages (gpointer data)
       if (g_get_monotonic_time () >= deadline)
         break;
     }
-  return more ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+  if (more)
+    rtp_context_post (shared->context, G_PRIORITY_DEFAULT, drain_messages, shared_ref (shared),
+                      (GDestroyNotify) shared_unref);
+  return G_SOURCE_REMOVE;
 }
 
 /**

@@ -11,5 +11,8 @@ G_BEGIN_DECLS
  * not acquired at that moment — which the server's main thread, iterating GApplication's loop,
  * leaves it between any two iterations. */
 void rtp_context_post (GMainContext *context, gint priority, GSourceFunc func, gpointer data, GDestroyNotify notify);
+/* The same, @delay_ms later at the earliest. */
+void rtp_context_post_after (GMainContext *context, gint priority, guint delay_ms, GSourceFunc func, gpointer data,
+                             GDestroyNotify notify);
 
 G_END_DECLS
