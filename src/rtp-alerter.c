@@ -530,12 +530,19 @@ keep_latest_value (RtpAlerter *self, const char *id, const char *value)
   g_hash_table_replace (self->latest_values, g_strdup (id), g_strdup (value));
 }
 
-/* Whether a reminder of an active alarm is due: one per RTP_ALERT_RENOTIFY_S while it is neither
- * acknowledged nor shelved. */
+/* When (real time) the next reminder of an active alarm falls due: one per RTP_ALERT_RENOTIFY_S while
+ * it is neither acknowledged nor shelved; G_MAXINT64: none. */
+static gint64
+reminder_due_at (RtpAlerter *self, gboolean acknowledged, gboolean shelved, gint64 last_notified_us)
+{
+  return self->renotify_us > 0 && !acknowledged && !shelved ? last_notified_us + self->renotify_us : G_MAXINT64;
+}
+
+/* Whether a reminder of an active alarm is due at @now. */
 static gboolean
 reminder_due (RtpAlerter *self, gboolean acknowledged, gboolean shelved, gint64 last_notified_us, gint64 now)
 {
-  return self->renotify_us > 0 && !acknowledged && !shelved && now - last_notified_us >= self->renotify_us;
+  return now >= reminder_due_at (self, acknowledged, shelved, last_notified_us);
 }
 
 /* Whether @value leaves @open as it is — the same level, no shelve run out, no reminder due — so
@@ -609,8 +616,8 @@ alarm_keep_until (RtpAlerter *self, const OpenAlarm *open, gint64 now)
    * their next value to the main loop in the same moment, second after second */
   gint64 due = now + KEEP_ALARM_US / 2 + g_random_int_range (0, KEEP_ALARM_US / 2);
 
-  if (open->active && self->renotify_us > 0 && !open->acknowledged && !open->shelved)
-    due = MIN (due, open->last_notified_us + self->renotify_us);
+  if (open->active)
+    due = MIN (due, reminder_due_at (self, open->acknowledged, open->shelved, open->last_notified_us));
   if (open->shelved)
     due = MIN (due, open->shelved_until_us);
   return g_get_monotonic_time () + MAX (0, due - now);
@@ -884,9 +891,10 @@ mark_invalid (RtpAlerter *self, const char *pv)
 static double
 newest_value (RtpAlerter *self, const char *pv, double last)
 {
+  gint64 settled_us;
   double settled;
 
-  return self->live != NULL && rtp_live_values_get_settled (self->live, pv, &settled) ? settled : last;
+  return self->live != NULL && rtp_live_values_get_settled (self->live, pv, &settled_us, &settled) ? settled : last;
 }
 
 /* The PVs rejudge found due, judged in arrival order for at most REJUDGE_BUDGET_US per dispatch (at
@@ -1642,6 +1650,7 @@ alarm_from_row (RtpAlerter *self, GdaDataModel *m, guint i)
 {
   RtpAlarm *a = g_new0 (RtpAlarm, 1);
   const char *latest;
+  gint64 settled_us;
   double settled;
 
   a->id = g_strdup (rtp_db_str (m, i, 0));
@@ -1663,7 +1672,8 @@ alarm_from_row (RtpAlerter *self, GdaDataModel *m, guint i)
   a->shelve_reason = g_strdup (rtp_db_str (m, i, 16));
   a->notifications = rtp_db_int0 (m, i, 17);
   /* newer than the row: a value the gate settled since (it leaves the alarm as it was), or one judged */
-  if (a->ended_us == 0 && self->live != NULL && rtp_live_values_get_settled (self->live, a->pv_string, &settled))
+  if (a->ended_us == 0 && self->live != NULL &&
+      rtp_live_values_get_settled (self->live, a->pv_string, &settled_us, &settled))
     {
       g_free (a->value);
       a->value = format_value (settled);

@@ -188,8 +188,7 @@ rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us
   g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
   l = g_hash_table_lookup (self->latest, pv);
   /* a newer value may have been settled by the gate without reaching the main loop */
-  if (self->gate != NULL && rtp_value_gate_get_latest (self->gate, pv, &settled_us, &settled) &&
-      (l == NULL || settled_us > l->time_us))
+  if (rtp_live_values_get_settled (self, pv, &settled_us, &settled))
     {
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
       *time_us = settled_us;
@@ -206,20 +205,15 @@ rtp_live_values_get_latest (RtpLiveValues *self, const char *pv, gint64 *time_us
 /* The latest value the value gate settled for @pv, when it is newer than the latest that reached
  * the main loop (only the judging instance's gate settles values). */
 gboolean
-rtp_live_values_get_settled (RtpLiveValues *self, const char *pv, double *value)
+rtp_live_values_get_settled (RtpLiveValues *self, const char *pv, gint64 *time_us, double *value)
 {
   Latest *l;
-  gint64 settled_us;
-  double settled;
 
   g_return_val_if_fail (RTP_IS_LIVE_VALUES (self), FALSE);
-  if (self->gate == NULL || !rtp_value_gate_get_latest (self->gate, pv, &settled_us, &settled))
+  if (self->gate == NULL || !rtp_value_gate_get_latest (self->gate, pv, time_us, value))
     return FALSE;
   l = g_hash_table_lookup (self->latest, pv);
-  if (l != NULL && l->time_us >= settled_us)
-    return FALSE;
-  *value = settled;
-  return TRUE;
+  return l == NULL || *time_us > l->time_us;
 }
 
 /**

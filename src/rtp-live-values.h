@@ -41,7 +41,7 @@ gboolean rtp_live_values_get_latest (RtpLiveValues *self, const char *pv_string,
 /* The alerter's word on MQTT values (see rtp-value-gate.h): values of @pv_string in [@lo, @hi]
  * need nothing until the database changes; every value of @pv_string is judged again; a PV not
  * heard of is claimed silent unless a settled value says otherwise. */
-gboolean rtp_live_values_get_settled (RtpLiveValues *self, const char *pv_string, double *value);
+gboolean rtp_live_values_get_settled (RtpLiveValues *self, const char *pv_string, gint64 *time_us, double *value);
 void rtp_live_values_set_quiet (RtpLiveValues *self, const char *pv_string, double lo, double hi, gint64 until_us);
 void rtp_live_values_forward (RtpLiveValues *self, const char *pv_string);
 gboolean rtp_live_values_claim_silence (RtpLiveValues *self, const char *pv_string, gint64 heard_before_us);
